@@ -1,0 +1,106 @@
+/*
+** arena.c: the tape's bump allocator and the allocator hook. Every byte the
+** library takes goes through agi_realloc; tape memory is carved from chunks
+** that ag_tape_reset rewinds, never frees.
+*/
+#include "internal.h"
+
+#include <stdlib.h>
+
+enum { MIN_CHUNK = 64 * 1024 };
+
+void *agi_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize)
+{
+    if (fn)
+        return fn(ud, p, osize, nsize);
+    if (nsize == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, nsize);
+}
+
+static size_t align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+
+static size_t chunk_header(void) { return align_up(sizeof(agi_chunk), 64); }
+
+/* Bytes of chunk 'c' free for an allocation of 'size' aligned to 'align', or
+** SIZE_MAX when it does not fit. */
+static size_t fit(const agi_chunk *c, size_t size, size_t align)
+{
+    uintptr_t base = (uintptr_t)c + chunk_header();
+    size_t off = align_up(base + c->used, align) - base;
+    if (off > c->size || c->size - off < size)
+        return SIZE_MAX;
+    return off;
+}
+
+void *agi_arena_alloc(ag_tape *t, size_t size, size_t align)
+{
+    agi_arena *a = &t->arena;
+    if (size == 0)
+        size = 1;
+    /* Walk forward through chunks kept from earlier passes: a repeated pass
+    ** makes the same requests, so it finds the same chunks. */
+    while (a->cur) {
+        size_t off = fit(a->cur, size, align);
+        if (off != SIZE_MAX) {
+            a->cur->used = off + size;
+            a->in_use += size;
+            return (char *)a->cur + chunk_header() + off;
+        }
+        if (!a->cur->next || fit(a->cur->next, size, align) == SIZE_MAX)
+            break;
+        a->cur = a->cur->next;
+        a->cur->used = 0;
+    }
+    size_t want = size + align;
+    size_t csize = a->cur ? a->cur->size * 2 : MIN_CHUNK;
+    if (csize < want)
+        csize = want;
+    if (csize > (size_t)1 << 30 && want <= (size_t)1 << 30)
+        csize = (size_t)1 << 30;
+    if (want < size || csize > SIZE_MAX - chunk_header()) {
+        agi_error(t, AG_ENOMEM, "arena: request of %zu bytes is too large", size);
+        return NULL;
+    }
+    agi_chunk *c = agi_realloc(t->alloc, t->alloc_ud, NULL, 0, chunk_header() + csize);
+    if (!c) {
+        agi_error(t, AG_ENOMEM, "arena: out of memory allocating %zu bytes", chunk_header() + csize);
+        return NULL;
+    }
+    c->size = csize;
+    c->used = 0;
+    if (a->cur) {
+        c->next = a->cur->next;
+        a->cur->next = c;
+    } else {
+        c->next = a->first;
+        a->first = c;
+    }
+    a->cur = c;
+    size_t off = fit(c, size, align);
+    c->used = off + size;
+    a->in_use += size;
+    return (char *)c + chunk_header() + off;
+}
+
+void agi_arena_reset(agi_arena *a)
+{
+    a->cur = a->first;
+    if (a->cur)
+        a->cur->used = 0;
+    a->in_use = 0;
+}
+
+void agi_arena_free(ag_tape *t)
+{
+    agi_chunk *c = t->arena.first;
+    while (c) {
+        agi_chunk *next = c->next;
+        agi_realloc(t->alloc, t->alloc_ud, c, chunk_header() + c->size, 0);
+        c = next;
+    }
+    t->arena.first = t->arena.cur = NULL;
+    t->arena.in_use = 0;
+}

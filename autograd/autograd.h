@@ -1,0 +1,324 @@
+/*
+** autograd.h: the public API of libautograd, a tape-based reverse-mode
+** automatic differentiation engine for f32 and f64 tensors.
+**
+**     ag_tape   *t  = ag_tape_new();
+**     ag_tensor *w  = ag_param_scalar(AG_F64, 0.5);       // owned by you
+**     ag_tensor *x  = ag_scalar(t, AG_F64, 3.0);          // lives on the tape
+**     ag_tensor *y  = ag_mul(t, w, x);
+**     ag_tensor *l  = ag_square(t, ag_sub(t, y, ag_scalar(t, AG_F64, 17.0)));
+**     ag_backward(t, l);                                  // w's grad is set
+**     if (ag_tape_status(t) != AG_OK) fprintf(stderr, "%s\n", ag_tape_errmsg(t));
+**     printf("dl/dw = %g\n", ag_grad_item(w));
+**     ag_tape_reset(t);                                   // temporaries gone
+**     ag_param_free(w);
+**     ag_tape_free(t);
+**
+** Ownership. A tape owns an arena: every tensor made while it records (inputs,
+** constants, op results, gradients) lives there and stays valid until
+** ag_tape_reset or ag_tape_free. Parameters are made outside any tape by
+** ag_param_*, owned by their creator, and keep value and gradient across
+** resets; free them with ag_param_free.
+**
+** Errors. Every function that takes a tape records the first error on it (a
+** "sticky" status with a message naming the function and the offending
+** values) and returns the tape's nil tensor (rank 0, no data) instead of
+** crashing; later ops on that tape return nil and record nothing. Check
+** ag_tape_status once, where convenient. ag_tape_reset clears the error.
+**
+** Threads. A tape and the tensors on it belong to one thread at a time. Two
+** tapes may run on two threads if they share no parameter that both
+** differentiate. Nothing in the library is global.
+*/
+#ifndef AUTOGRAD_H
+#define AUTOGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define AG_API
+#else
+#define AG_API __attribute__((visibility("default")))
+#endif
+
+#define AG_MAX_DIMS 8
+
+typedef enum ag_dtype { AG_F32, AG_F64 } ag_dtype;
+
+typedef enum ag_status {
+    AG_OK = 0,
+    AG_ENOMEM,       /* an allocation failed */
+    AG_EINVAL,       /* NULL, bad value, tensor from another tape */
+    AG_ESHAPE,       /* shapes do not fit the op */
+    AG_EDTYPE,       /* dtypes mixed or unsupported */
+    AG_ESTATE,       /* wrong moment: tensor used after reset, backward twice... */
+    AG_EIO,          /* a file could not be read or written */
+    AG_ENUMERIC,     /* a NaN or infinity (anomaly mode) */
+    AG_EUNSUPPORTED, /* a feature this build lacks */
+    AG_STATUS_COUNT
+} ag_status;
+
+typedef struct ag_tape ag_tape;
+typedef struct ag_tensor ag_tensor;
+
+/* The one allocator hook, as Lua's: nsize == 0 frees 'ptr' and returns NULL;
+** otherwise it behaves as realloc(ptr, nsize). 'osize' is the size of the
+** block 'ptr' points to (0 when ptr is NULL). NULL as a hook means realloc/free. */
+typedef void *(*ag_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* Static string for a status code ("shape mismatch"); never NULL. */
+AG_API const char *ag_status_str(ag_status s);
+AG_API size_t ag_dtype_size(ag_dtype dt);
+AG_API const char *ag_dtype_name(ag_dtype dt);   /* "f32", "f64" */
+
+/* ---------------------------------------------------------------- tapes */
+
+/* A new, empty tape that records. NULL only when memory runs out. */
+AG_API ag_tape *ag_tape_new(void);
+AG_API ag_tape *ag_tape_new_alloc(ag_alloc_fn fn, void *ud);
+/* Frees the tape and every tensor on it. NULL is a no-op. */
+AG_API void ag_tape_free(ag_tape *t);
+/* Forgets every entry and tensor of the tape in O(1), keeping the memory for
+** the next pass, and clears the error status. Tensors made on the tape before
+** the reset must not be used again (ops report AG_ESTATE when they notice). */
+AG_API void ag_tape_reset(ag_tape *t);
+AG_API ag_status ag_tape_status(const ag_tape *t);
+AG_API const char *ag_tape_errmsg(const ag_tape *t);  /* "" when AG_OK */
+/* Records an error as the library does (the first one wins); for code built
+** on the library, such as nn. */
+AG_API void ag_tape_fail(ag_tape *t, ag_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* With trap on, the first error prints its message and aborts: a debugging aid. */
+AG_API void ag_tape_set_trap(ag_tape *t, int on);
+AG_API size_t ag_tape_entries(const ag_tape *t);     /* ops recorded so far */
+AG_API size_t ag_tape_bytes(const ag_tape *t);       /* arena bytes in use */
+/* No-grad scope: between begin and end, ops compute but record nothing and
+** their results do not require grad. Scopes nest. */
+AG_API void ag_no_grad_begin(ag_tape *t);
+AG_API void ag_no_grad_end(ag_tape *t);
+
+/* ---------------------------------------------------------- tensors on a tape */
+/* All shapes are (rank, dims[]) with rank 0..AG_MAX_DIMS, row-major, contiguous.
+** A tensor made here is a constant: it gets a gradient only after
+** ag_requires_grad. */
+
+AG_API ag_tensor *ag_tensor_from(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape,
+                                 const void *data);   /* copies; data in dtype dt */
+AG_API ag_tensor *ag_zeros(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape);
+AG_API ag_tensor *ag_ones(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape);
+AG_API ag_tensor *ag_full(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, double v);
+AG_API ag_tensor *ag_scalar(ag_tape *t, ag_dtype dt, double v);    /* rank 0 */
+/* [start, start+step, ...) below 'stop' (above it when step < 0). */
+AG_API ag_tensor *ag_arange(ag_tape *t, ag_dtype dt, double start, double stop, double step);
+AG_API ag_tensor *ag_eye(ag_tape *t, ag_dtype dt, int64_t n);
+/* Marks a leaf tensor of the tape as one whose gradient backward computes.
+** Returns x, so it chains: ag_requires_grad(ag_scalar(t, AG_F64, 2)). */
+AG_API ag_tensor *ag_requires_grad(ag_tensor *x);
+/* A copy of x that records nothing and requires no grad. */
+AG_API ag_tensor *ag_detach(ag_tape *t, ag_tensor *x);
+
+/* ------------------------------------------------------------------ random */
+/* Our own generator (xoshiro256** seeded by splitmix64): the same seed gives
+** the same bits on every platform. Normal variates use the polar method. */
+typedef struct ag_rng {
+    uint64_t s[4];
+    double spare;
+    int has_spare;
+} ag_rng;
+
+AG_API void ag_rng_seed(ag_rng *r, uint64_t seed);
+AG_API uint64_t ag_rng_next(ag_rng *r);               /* 64 random bits */
+AG_API double ag_rng_uniform(ag_rng *r);              /* [0, 1) */
+AG_API double ag_rng_normal(ag_rng *r);               /* mean 0, std 1 */
+AG_API uint64_t ag_rng_below(ag_rng *r, uint64_t n);  /* [0, n), unbiased; 0 if n == 0 */
+AG_API ag_tensor *ag_rand(ag_tape *t, ag_rng *r, ag_dtype dt, int rank, const int64_t *shape,
+                          double lo, double hi);
+AG_API ag_tensor *ag_randn(ag_tape *t, ag_rng *r, ag_dtype dt, int rank, const int64_t *shape,
+                           double mean, double std);
+/* Fill any tensor's values in place (for initialising parameters). */
+AG_API void ag_fill_uniform(ag_tensor *x, ag_rng *r, double lo, double hi);
+AG_API void ag_fill_normal(ag_tensor *x, ag_rng *r, double mean, double std);
+AG_API void ag_fill(ag_tensor *x, double v);
+
+/* -------------------------------------------------------------- parameters */
+/* Tensors outside any tape that require grad and keep their value and
+** gradient across resets; usable on any tape. Zero-filled. NULL when memory
+** runs out or the shape is invalid. Free with ag_param_free. */
+AG_API ag_tensor *ag_param_new(ag_dtype dt, int rank, const int64_t *shape);
+AG_API ag_tensor *ag_param_new_alloc(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank,
+                                     const int64_t *shape);
+AG_API ag_tensor *ag_param_scalar(ag_dtype dt, double v);
+/* A parameter that borrows 'value' and 'grad' (numel elements of dtype dt
+** each, owned by the caller and outliving the parameter), so that a model can
+** keep all its parameters in one buffer. Only the small header is allocated. */
+AG_API ag_tensor *ag_param_view(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank,
+                                const int64_t *shape, void *value, void *grad);
+AG_API void ag_param_free(ag_tensor *p);
+AG_API int ag_is_param(const ag_tensor *x);
+
+/* --------------------------------------------------------------- accessors */
+/* All accept NULL and the nil tensor (rank 0, numel 0, data NULL). */
+AG_API ag_dtype ag_dtype_of(const ag_tensor *x);
+AG_API int ag_rank(const ag_tensor *x);
+AG_API const int64_t *ag_shape(const ag_tensor *x);   /* rank entries */
+AG_API int64_t ag_dim(const ag_tensor *x, int axis);  /* negative counts from the end; 0 if out of range */
+AG_API int64_t ag_numel(const ag_tensor *x);
+AG_API void *ag_data(ag_tensor *x);                   /* float* or double* per dtype */
+AG_API double ag_get(const ag_tensor *x, int64_t i);  /* flat index; NaN if out of range */
+AG_API void ag_set(ag_tensor *x, int64_t i, double v);
+AG_API double ag_item(const ag_tensor *x);            /* the single element; NaN unless numel == 1 */
+/* The gradient as a tensor of x's shape, or NULL before any backward reached x. */
+AG_API ag_tensor *ag_grad(const ag_tensor *x);
+AG_API double ag_grad_item(const ag_tensor *x);       /* 0 when there is no gradient */
+AG_API int ag_requires_grad_of(const ag_tensor *x);
+AG_API int ag_is_nil(const ag_tensor *x);
+/* Names appear in error messages and graphs. The string is copied (into the
+** arena for tape tensors); it is truncated at 63 bytes. */
+AG_API void ag_set_name(ag_tensor *x, const char *name);
+AG_API const char *ag_name(const ag_tensor *x);       /* "" when unnamed */
+/* The op that produced x ("mul"), or "" for leaves. */
+AG_API const char *ag_op_name(const ag_tensor *x);
+AG_API int ag_num_inputs(const ag_tensor *x);
+AG_API ag_tensor *ag_input(const ag_tensor *x, int i);
+/* Writes "tensor(name, f64, [2,3], [[1, 2, 3], [4, 5, 6]])" form; long tensors
+** are summarised. Returns what snprintf would. */
+AG_API int ag_snprint(char *buf, size_t n, const ag_tensor *x);
+AG_API void ag_print(FILE *f, const ag_tensor *x);
+
+/* ----------------------------------------------------------------- backward */
+/* Seeds dy/dy = 1 (y must have one element) and replays the tape backwards,
+** adding into the gradient of every tensor that requires grad and reaches y.
+** Gradients accumulate: a second backward without ag_zero_grad adds again
+** (as PyTorch does). Stored gradients are plain values, never recorded. */
+AG_API void ag_backward(ag_tape *t, ag_tensor *y);
+/* The same with an explicit seed of y's shape, for non-scalar y. */
+AG_API void ag_backward_seed(ag_tape *t, ag_tensor *y, ag_tensor *seed);
+/* Gradients of y (seeded by 'seed', or 1 when NULL) with respect to xs[0..n),
+** written to out[0..n) without touching any .grad (PyTorch's autograd.grad).
+** A tensor y does not depend on gets a zero gradient. With create_graph the
+** vector-Jacobian products are recorded on the tape, so out[i] can itself be
+** differentiated (second derivatives, Hessian-vector products). */
+AG_API void ag_gradients(ag_tape *t, ag_tensor *y, ag_tensor *seed, int n,
+                         ag_tensor *const *xs, ag_tensor **out, int create_graph);
+/* Zeroes a parameter's gradient, or forgets a tape tensor's. */
+AG_API void ag_zero_grad(ag_tensor *x);
+AG_API void ag_zero_grads(int n, ag_tensor *const *xs);
+
+/* ---------------------------------------------------------------------- ops */
+/* Binary elementwise ops broadcast by NumPy's rules. Both inputs must share a
+** dtype. Every op below records a vector-Jacobian product, so gradients of
+** gradients work. */
+AG_API ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_sub(ag_tape *t, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_div(ag_tape *t, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_pow(ag_tape *t, ag_tensor *a, ag_tensor *b);      /* a^b, d/db needs a > 0 */
+AG_API ag_tensor *ag_maximum(ag_tape *t, ag_tensor *a, ag_tensor *b);  /* ties split the gradient */
+AG_API ag_tensor *ag_minimum(ag_tape *t, ag_tensor *a, ag_tensor *b);
+/* mask ? a : b, elementwise; mask is any tensor of the dtype (nonzero = true)
+** and gets no gradient. All three broadcast together. */
+AG_API ag_tensor *ag_where(ag_tape *t, ag_tensor *mask, ag_tensor *a, ag_tensor *b);
+/* Comparisons give 0/1 tensors that require no grad. */
+AG_API ag_tensor *ag_gt(ag_tape *t, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_ge(ag_tape *t, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_lt(ag_tape *t, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_le(ag_tape *t, ag_tensor *a, ag_tensor *b);
+AG_API ag_tensor *ag_eq(ag_tape *t, ag_tensor *a, ag_tensor *b);
+
+/* Scalar conveniences: each makes a rank-0 constant of x's dtype. */
+AG_API ag_tensor *ag_add_scalar(ag_tape *t, ag_tensor *x, double s);
+AG_API ag_tensor *ag_mul_scalar(ag_tape *t, ag_tensor *x, double s);
+
+/* Unary elementwise ops. */
+AG_API ag_tensor *ag_neg(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_exp(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_log(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_abs(ag_tape *t, ag_tensor *x);     /* d/dx at 0 is 0 */
+AG_API ag_tensor *ag_sign(ag_tape *t, ag_tensor *x);    /* no gradient */
+AG_API ag_tensor *ag_sin(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_cos(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_relu(ag_tape *t, ag_tensor *x);    /* d/dx at 0 is 0 */
+AG_API ag_tensor *ag_leaky_relu(ag_tape *t, ag_tensor *x, double slope);
+AG_API ag_tensor *ag_gelu(ag_tape *t, ag_tensor *x);    /* tanh approximation */
+AG_API ag_tensor *ag_softplus(ag_tape *t, ag_tensor *x);  /* log(1 + e^x), stable */
+AG_API ag_tensor *ag_clamp(ag_tape *t, ag_tensor *x, double lo, double hi);
+AG_API ag_tensor *ag_pow_scalar(ag_tape *t, ag_tensor *x, double p);   /* x^p */
+AG_API ag_tensor *ag_square(ag_tape *t, ag_tensor *x);                 /* x^2 */
+
+/* Reductions. Axes may be negative (-1 is the last). keepdim keeps the
+** reduced axis with size 1. */
+AG_API ag_tensor *ag_sum(ag_tape *t, ag_tensor *x);     /* over all elements: rank 0 */
+AG_API ag_tensor *ag_mean(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_max(ag_tape *t, ag_tensor *x);     /* ties share the gradient */
+AG_API ag_tensor *ag_min(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_logsumexp(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_sum_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
+AG_API ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
+AG_API ag_tensor *ag_max_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
+AG_API ag_tensor *ag_min_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
+AG_API ag_tensor *ag_logsumexp_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
+/* Sums x down to a shape it broadcasts from (the inverse of ag_broadcast_to). */
+AG_API ag_tensor *ag_sum_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape);
+
+/* Shape ops. */
+AG_API ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape);
+AG_API ag_tensor *ag_permute(ag_tape *t, ag_tensor *x, const int *perm);  /* rank(x) entries */
+AG_API ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x, int axis0, int axis1);
+/* Elements start, start+step, ... below stop along one axis (step >= 1). */
+AG_API ag_tensor *ag_slice(ag_tape *t, ag_tensor *x, int axis, int64_t start, int64_t stop,
+                           int64_t step);
+AG_API ag_tensor *ag_concat(ag_tape *t, int n, ag_tensor *const *xs, int axis);
+AG_API ag_tensor *ag_broadcast_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape);
+/* x converted to dtype dt; the gradient converts back. */
+AG_API ag_tensor *ag_cast(ag_tape *t, ag_tensor *x, ag_dtype dt);
+
+/* Matrix product. 2-D x 2-D; a vector on either side as NumPy treats it (a
+** 1-D left operand is a row, a 1-D right operand a column, and that axis is
+** dropped from the result); ranks above 2 are batches of matrices whose
+** leading dims broadcast. */
+AG_API ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b);
+
+/* Softmax family along an axis; stable for any finite logits. */
+AG_API ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x, int axis);
+AG_API ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis);
+/* Mean over the batch of -log softmax(logits)[i, labels[i]], for logits of
+** shape [N, C] and N labels in [0, C). Fused and stable. The labels are copied. */
+AG_API ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels);
+
+/* --------------------------------------------------------------- gradcheck */
+/* The function under test: builds its output on 't' from the given inputs
+** (leaves of 't' that require grad, f64, in the order given). */
+typedef ag_tensor *(*ag_gradcheck_fn)(ag_tape *t, ag_tensor *const *inputs, void *ud);
+
+typedef struct ag_gradcheck_report {
+    double max_rel_err;   /* worst |analytic - numeric| / max(1, |analytic|, |numeric|) */
+    int input;            /* where it occurs: the input's index... */
+    int64_t element;      /* ...and the flat element index */
+    double analytic, numeric;
+    int64_t checked;      /* number of elements compared */
+} ag_gradcheck_report;
+
+/* Compares backward against central finite differences (step 'eps', 1e-6 when
+** 0) for f(inputs), element by element. A non-scalar output is contracted
+** with fixed random weights first. 'inputs' are tensors of any kind whose
+** values are copied; they are left unchanged. Returns AG_OK, or the status of
+** the tape on which f failed (its message copied to 'err' when not NULL). */
+AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *const *inputs,
+                              double eps, ag_gradcheck_report *report, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

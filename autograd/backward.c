@@ -1,0 +1,220 @@
+/*
+** backward.c: replaying the tape in reverse. Entries are in execution order,
+** so walking them backwards visits every consumer before its inputs: a
+** tensor's accumulated gradient is final when its own entry is reached.
+*/
+#include "internal.h"
+#include "kernels/kernels.h"
+
+#include <string.h>
+
+/* Adds g into x's gradient-in-progress. A buffer this pass made itself is
+** added to in place; otherwise the sum is a new tensor (recorded in
+** create-graph mode, so it stays differentiable). */
+static void accumulate(ag_tape *t, ag_tensor *x, ag_tensor *g)
+{
+    if (!x->gacc) {
+        x->gacc = g;
+        x->flags &= (uint8_t)~AGI_GACC_OWNED;
+    } else if (!t->create_graph && (x->flags & AGI_GACC_OWNED)) {
+        agk_add_inplace((ag_dtype)x->dtype, x->numel, x->gacc->value, g->value);
+    } else {
+        x->gacc = ag_add(t, x->gacc, g);
+        if (!t->create_graph)
+            x->flags |= AGI_GACC_OWNED;
+    }
+}
+
+/* Makes this pass's gradient of x visible as ag_grad(x), adding to what an
+** earlier backward left there. */
+static void store_grad(ag_tape *t, ag_tensor *x)
+{
+    if (!x->gacc)
+        return;
+    if (x->flags & AGI_PARAM) {
+        agk_add_inplace((ag_dtype)x->dtype, x->numel, x->grad->value, x->gacc->value);
+    } else if (!x->grad) {
+        x->grad = x->gacc;
+    } else {
+        x->grad = ag_add(t, x->grad, x->gacc);
+    }
+}
+
+static bool vjp_result_ok(ag_tape *t, const ag_tensor *e, int i, const ag_tensor *g)
+{
+#ifndef NDEBUG
+    const ag_tensor *x = e->in[i];
+    if (g->dtype != x->dtype || !agi_same_shape(g, x)) {
+        agi_error(t, AG_ESTATE, "internal: vjp of %s gave %s %s for input %d of %s %s",
+                  e->op->name, ag_dtype_name((ag_dtype)g->dtype), agi_shp(g, 0), i,
+                  ag_dtype_name((ag_dtype)x->dtype), agi_shp(x, 1));
+        return false;
+    }
+#else
+    (void)t, (void)e, (void)i, (void)g;
+#endif
+    return true;
+}
+
+/* Clears last pass's state and lists the leaves that require grad: tensors
+** that feed an entry without being entries themselves. */
+static ag_tensor **collect_leaves(ag_tape *t, size_t end, ag_tensor *y, size_t *n_leaves)
+{
+    size_t total = 1;
+    for (size_t i = 0; i < end; i++) {
+        ag_tensor *e = t->entries[i];
+        e->gacc = NULL;
+        e->flags &= (uint8_t)~(AGI_GACC_OWNED | AGI_COLLECTED);
+        for (int j = 0; j < e->nin; j++) {
+            e->in[j]->gacc = NULL;
+            e->in[j]->flags &= (uint8_t)~(AGI_GACC_OWNED | AGI_COLLECTED);
+        }
+        total += e->nin;
+    }
+    y->gacc = NULL;
+    y->flags &= (uint8_t)~(AGI_GACC_OWNED | AGI_COLLECTED);
+    ag_tensor **leaves = agi_arena_alloc(t, total * sizeof *leaves, 16);
+    if (!leaves)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i <= end; i++) {
+        int nin = i < end ? t->entries[i]->nin : 1;
+        for (int j = 0; j < nin; j++) {
+            ag_tensor *x = i < end ? t->entries[i]->in[j] : y;
+            if ((x->flags & (AGI_REQUIRES_GRAD | AGI_RECORDED | AGI_COLLECTED)) ==
+                AGI_REQUIRES_GRAD) {
+                x->flags |= AGI_COLLECTED;
+                leaves[n++] = x;
+            }
+        }
+    }
+    *n_leaves = n;
+    return leaves;
+}
+
+/* The engine behind ag_backward and ag_gradients. With 'store', gradients
+** are added into ag_grad of every tensor reached. */
+static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool create_graph,
+                bool store)
+{
+    if (!agi_check_inputs(t, who, 1, &y, false))
+        return;
+    if (seed && !agi_check_inputs(t, who, 1, &seed, false))
+        return;
+    if (t->in_backward) {
+        agi_error(t, AG_ESTATE, "%s: called while a backward pass is running", who);
+        return;
+    }
+    if (seed) {
+        if (seed->dtype != y->dtype || !agi_same_shape(seed, y)) {
+            agi_error(t, AG_ESHAPE, "%s: seed is %s %s but the output is %s %s", who,
+                      ag_dtype_name((ag_dtype)seed->dtype), agi_shp(seed, 0),
+                      ag_dtype_name((ag_dtype)y->dtype), agi_shp(y, 1));
+            return;
+        }
+    } else if (y->numel != 1) {
+        agi_error(t, AG_ESHAPE, "%s: output has shape %s, not one element; pass a seed", who,
+                  agi_shp(y, 0));
+        return;
+    }
+    if (store && !(y->flags & AGI_REQUIRES_GRAD)) {
+        agi_error(t, AG_ESTATE, "%s: the output%s%s%s depends on no tensor that requires grad",
+                  who, y->name ? " '" : "", y->name ? y->name : "", y->name ? "'" : "");
+        return;
+    }
+    size_t end = t->n_entries, n_leaves = 0;
+    ag_tensor **leaves = collect_leaves(t, end, y, &n_leaves);
+    if (!leaves)
+        return;
+    t->in_backward++;
+    t->create_graph = create_graph;
+    if (!seed) {
+        seed = agi_const_like(t, y, 1.0);
+        if (y->rank > 0)
+            seed = ag_broadcast_to(t, seed, y->rank, y->shape);
+    }
+    y->gacc = seed;
+    ag_tensor *small[8];
+    for (size_t i = end; i-- > 0 && t->status == AG_OK;) {
+        ag_tensor *e = t->entries[i];
+        if (!e->gacc)
+            continue;
+        if (store)
+            store_grad(t, e);
+        ag_tensor **gin = small;
+        if (e->nin > (int)ARRAY_LEN(small)) {
+            gin = agi_arena_alloc(t, e->nin * sizeof *gin, 16);
+            if (!gin)
+                break;
+        }
+        memset(gin, 0, e->nin * sizeof *gin);
+        e->op->vjp(t, e, e->gacc, gin);
+        for (int j = 0; j < e->nin && t->status == AG_OK; j++) {
+            ag_tensor *x = e->in[j];
+            if (gin[j] && (x->flags & AGI_REQUIRES_GRAD) && vjp_result_ok(t, e, j, gin[j]))
+                accumulate(t, x, gin[j]);
+        }
+    }
+    if (store)
+        for (size_t k = 0; k < n_leaves && t->status == AG_OK; k++)
+            store_grad(t, leaves[k]);
+    t->in_backward--;
+    t->create_graph = 0;
+}
+
+void ag_backward(ag_tape *t, ag_tensor *y) { run(t, "ag_backward", y, NULL, false, true); }
+
+void ag_backward_seed(ag_tape *t, ag_tensor *y, ag_tensor *seed)
+{
+    if (t && t->status == AG_OK && !seed) {
+        agi_error(t, AG_EINVAL, "ag_backward_seed: seed is NULL");
+        return;
+    }
+    run(t, "ag_backward_seed", y, seed, false, true);
+}
+
+void ag_gradients(ag_tape *t, ag_tensor *y, ag_tensor *seed, int n, ag_tensor *const *xs,
+                  ag_tensor **out, int create_graph)
+{
+    if (!t)
+        return;
+    if (n < 0 || (n > 0 && (!xs || !out))) {
+        agi_error(t, AG_EINVAL, "ag_gradients: %d inputs with xs %p and out %p", n,
+                  (const void *)xs, (void *)out);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        out[i] = agi_nil(t);
+    if (!agi_check_inputs(t, "ag_gradients", n, xs, false))
+        return;
+    run(t, "ag_gradients", y, seed, create_graph != 0, false);
+    for (int i = 0; i < n && t->status == AG_OK; i++) {
+        ag_tensor *x = xs[i];
+        if (x->gacc && (x->flags & AGI_REQUIRES_GRAD)) {
+            out[i] = x->gacc;
+        } else {
+            /* y does not depend on x: its gradient is zero. */
+            ag_no_grad_begin(t);
+            out[i] = ag_zeros(t, (ag_dtype)x->dtype, x->rank, x->shape);
+            ag_no_grad_end(t);
+        }
+    }
+}
+
+void ag_zero_grad(ag_tensor *x)
+{
+    if (!x || (x->flags & AGI_NIL))
+        return;
+    if (x->flags & AGI_PARAM) {
+        if (x->grad)
+            memset(x->grad->value, 0, (size_t)x->numel * ag_dtype_size((ag_dtype)x->dtype));
+    } else {
+        x->grad = NULL;
+    }
+}
+
+void ag_zero_grads(int n, ag_tensor *const *xs)
+{
+    for (int i = 0; xs && i < n; i++)
+        ag_zero_grad(xs[i]);
+}

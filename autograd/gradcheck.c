@@ -1,0 +1,173 @@
+/*
+** gradcheck.c: compares the tape's gradients with central finite
+** differences in f64. A non-scalar output is contracted with fixed random
+** weights r, so the check covers the whole vector-Jacobian product r^T J.
+*/
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct check {
+    ag_gradcheck_fn f;
+    void *ud;
+    int n;
+    ag_tensor *const *inputs;   /* the caller's, for shapes */
+    double **values;            /* current f64 values of each input */
+    double *weights;            /* r, once the output's size is known */
+    int64_t n_out;
+    ag_tape *t;
+    ag_tensor **leaves;
+} check;
+
+/* Runs f on fresh leaves holding the current values; NULL on error. */
+static ag_tensor *evaluate(check *c, bool grad)
+{
+    ag_tape_reset(c->t);
+    if (!grad)
+        ag_no_grad_begin(c->t);
+    for (int i = 0; i < c->n; i++) {
+        const ag_tensor *x = c->inputs[i];
+        c->leaves[i] = ag_tensor_from(c->t, AG_F64, x->rank, x->shape, c->values[i]);
+        if (grad)
+            ag_requires_grad(c->leaves[i]);
+    }
+    ag_tensor *y = c->f(c->t, c->leaves, c->ud);
+    if (c->t->status != AG_OK)
+        return NULL;
+    if (!y || (y->flags & AGI_NIL)) {
+        agi_error(c->t, AG_EINVAL, "ag_gradcheck: the function returned %s",
+                  y ? "the nil tensor" : "NULL");
+        return NULL;
+    }
+    return y;
+}
+
+static double contract(const check *c, const ag_tensor *y)
+{
+    double s = 0;
+    for (int64_t i = 0; i < y->numel; i++)
+        s += c->weights[i] * agi_get(y, i);
+    return s;
+}
+
+static void *take(size_t bytes) { return agi_realloc(NULL, NULL, NULL, 0, bytes ? bytes : 1); }
+static void give(void *p) { agi_realloc(NULL, NULL, p, 0, 0); }
+
+ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *const *inputs, double eps,
+                       ag_gradcheck_report *report, char *err, size_t errlen)
+{
+    ag_gradcheck_report rep = {0};
+    ag_status st = AG_OK;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!f || n < 0 || (n > 0 && !inputs)) {
+        if (err)
+            snprintf(err, errlen, "ag_gradcheck: f %s, %d inputs, inputs %s", f ? "set" : "NULL",
+                     n, inputs ? "set" : "NULL");
+        return AG_EINVAL;
+    }
+    for (int i = 0; i < n; i++)
+        if (!inputs[i] || (inputs[i]->flags & AGI_NIL)) {
+            if (err)
+                snprintf(err, errlen, "ag_gradcheck: input %d is NULL or nil", i);
+            return AG_EINVAL;
+        }
+    if (eps <= 0)
+        eps = 1e-6;
+    check c = {f, ud, n, inputs, NULL, NULL, 0, ag_tape_new(), NULL};
+    c.values = take((size_t)n * sizeof *c.values);
+    c.leaves = take((size_t)n * sizeof *c.leaves);
+    double **analytic = take((size_t)n * sizeof *analytic);
+    if (!c.t || !c.values || !c.leaves || !analytic) {
+        st = AG_ENOMEM;
+        goto done;
+    }
+    memset(c.values, 0, (size_t)n * sizeof *c.values);
+    memset(analytic, 0, (size_t)n * sizeof *analytic);
+    for (int i = 0; i < n; i++) {
+        c.values[i] = take((size_t)inputs[i]->numel * sizeof(double));
+        analytic[i] = take((size_t)inputs[i]->numel * sizeof(double));
+        if (!c.values[i] || !analytic[i]) {
+            st = AG_ENOMEM;
+            goto done;
+        }
+        for (int64_t j = 0; j < inputs[i]->numel; j++)
+            c.values[i][j] = agi_get(inputs[i], j);
+    }
+
+    /* The analytic side: one backward seeded with r. */
+    ag_tensor *y = evaluate(&c, true);
+    if (!y)
+        goto failed;
+    c.n_out = y->numel;
+    c.weights = take((size_t)c.n_out * sizeof(double));
+    if (!c.weights) {
+        st = AG_ENOMEM;
+        goto done;
+    }
+    ag_rng rng;
+    ag_rng_seed(&rng, 0x6772616463686bull);
+    for (int64_t i = 0; i < c.n_out; i++)
+        c.weights[i] = c.n_out == 1 ? 1.0 : 0.5 + ag_rng_uniform(&rng);
+    ag_tensor *seed = ag_zeros(c.t, (ag_dtype)y->dtype, y->rank, y->shape);
+    for (int64_t i = 0; i < seed->numel; i++)
+        agi_set(seed, i, c.weights[i]);
+    ag_tensor **grads = agi_arena_alloc(c.t, (size_t)(n ? n : 1) * sizeof *grads, 16);
+    if (!grads)
+        goto failed;
+    ag_gradients(c.t, y, seed, n, c.leaves, grads, 0);
+    if (c.t->status != AG_OK)
+        goto failed;
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < inputs[i]->numel; j++)
+            analytic[i][j] = agi_get(grads[i], j);
+
+    /* The numeric side: central differences, one element at a time. */
+    rep.max_rel_err = 0;
+    for (int i = 0; i < n; i++)
+        for (int64_t j = 0; j < inputs[i]->numel; j++) {
+            double keep = c.values[i][j], lp, lm;
+            c.values[i][j] = keep + eps;
+            if (!(y = evaluate(&c, false)))
+                goto failed;
+            lp = contract(&c, y);
+            c.values[i][j] = keep - eps;
+            if (!(y = evaluate(&c, false)))
+                goto failed;
+            lm = contract(&c, y);
+            c.values[i][j] = keep;
+            double num = (lp - lm) / (2 * eps), ana = analytic[i][j];
+            double scale = fmax(1.0, fmax(fabs(num), fabs(ana)));
+            double rel = fabs(num - ana) / scale;
+            if (isnan(rel))
+                rel = INFINITY;
+            if (rel > rep.max_rel_err || rep.checked == 0) {
+                rep.max_rel_err = rel;
+                rep.input = i;
+                rep.element = j;
+                rep.analytic = ana;
+                rep.numeric = num;
+            }
+            rep.checked++;
+        }
+    goto done;
+
+failed:
+    st = c.t->status;
+    if (err)
+        snprintf(err, errlen, "%s", c.t->errmsg);
+done:
+    if (report)
+        *report = rep;
+    for (int i = 0; c.values && analytic && i < n; i++) {
+        give(c.values[i]);
+        give(analytic[i]);
+    }
+    give(c.values);
+    give(analytic);
+    give(c.leaves);
+    give(c.weights);
+    ag_tape_free(c.t);
+    return st;
+}

@@ -1,0 +1,175 @@
+/*
+** internal.h: struct layouts and agi_ helpers shared by the files of
+** autograd/. Never installed; nn/ and user code see only autograd.h.
+*/
+#ifndef AG_INTERNAL_H
+#define AG_INTERNAL_H
+
+#include "autograd.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A differentiable op: its name (errors, graphs) and its vector-Jacobian
+** product. 'vjp' receives the gradient 'g' of 'out' and writes one gradient
+** per input into gin[i] (NULL for an input that needs none), each of that
+** input's exact shape and dtype. It must use the library's ops, so that in
+** create-graph mode the gradients are themselves recorded. An op with a NULL
+** vjp (comparisons) is never recorded. */
+typedef struct ag_op {
+    const char *name;
+    void (*vjp)(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin);
+} ag_op;
+
+/* Per-op constants kept in the result tensor. */
+typedef union agi_attr {
+    struct { int axis, keepdim; } red;
+    struct { int axis; int64_t start, step; } slice;
+    struct { int ta, tb; } mm;
+    double s[2];
+    uint8_t perm[AG_MAX_DIMS];
+    const int64_t *labels;
+} agi_attr;
+
+enum {
+    AGI_REQUIRES_GRAD = 1 << 0,
+    AGI_PARAM = 1 << 1,        /* lives outside a tape */
+    AGI_RECORDED = 1 << 2,     /* an entry of its tape */
+    AGI_OWNS_MEMORY = 1 << 3,  /* a param whose block is ours to free */
+    AGI_NIL = 1 << 4,
+    AGI_GACC_OWNED = 1 << 5,   /* gacc is a fresh buffer no one else sees */
+    AGI_COLLECTED = 1 << 6,    /* leaf already listed by the current backward */
+};
+
+struct ag_tensor {
+    const ag_op *op;         /* NULL for leaves */
+    ag_tensor **in;          /* nin inputs, in the arena with the tensor */
+    void *value;             /* numel elements of dtype */
+    ag_tensor *grad;         /* the gradient backward stored, or NULL */
+    ag_tensor *gacc;         /* gradient being accumulated during one backward */
+    ag_tape *tape;           /* owner, NULL for parameters */
+    const char *name;        /* NULL when unnamed */
+    int64_t numel;
+    int64_t shape[AG_MAX_DIMS];
+    agi_attr attr;
+    uint32_t epoch;          /* tape's reset count when made */
+    uint8_t dtype, rank, nin, flags;
+    /* parameters only */
+    ag_alloc_fn alloc;
+    void *alloc_ud;
+    size_t alloc_size;
+};
+
+/* The arena: a list of chunks reused in order after each reset, so a pass
+** that repeats the same requests never allocates again. */
+typedef struct agi_chunk {
+    struct agi_chunk *next;
+    size_t size, used;
+    /* data follows, aligned */
+} agi_chunk;
+
+typedef struct agi_arena {
+    agi_chunk *first, *cur;
+    size_t in_use;      /* bytes handed out since reset */
+} agi_arena;
+
+struct ag_tape {
+    ag_alloc_fn alloc;
+    void *alloc_ud;
+    agi_arena arena;
+    ag_tensor **entries;
+    size_t n_entries, cap_entries;
+    ag_status status;
+    char errmsg[256];
+    uint32_t epoch;        /* incremented by each reset */
+    int no_grad;           /* depth of no-grad scopes */
+    int in_backward;       /* >0 while replaying: ops record only in create-graph mode */
+    int create_graph;
+    int trap;
+    ag_tensor nil;
+};
+
+/* memory: all through the hook */
+void *agi_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize);
+void *agi_arena_alloc(ag_tape *t, size_t size, size_t align);  /* NULL + ENOMEM on failure */
+void agi_arena_reset(agi_arena *a);
+void agi_arena_free(ag_tape *t);
+
+/* errors: the one funnel. Returns the nil tensor for convenience. */
+ag_tensor *agi_error(ag_tape *t, ag_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void agi_verror(ag_tape *t, ag_status s, const char *fmt, va_list ap);
+ag_tensor *agi_nil(ag_tape *t);
+
+/* shapes */
+int agi_shape_str(char *buf, size_t n, int rank, const int64_t *shape);
+/* A scratch string for messages, e.g. "[3,4]" for x; 'slot' picks one of 4. */
+const char *agi_shp(const ag_tensor *x, int slot);
+bool agi_same_shape(const ag_tensor *a, const ag_tensor *b);
+bool agi_broadcast_shape(int ra, const int64_t *sa, int rb, const int64_t *sb, int *rank,
+                         int64_t *shape);
+int agi_norm_axis(int axis, int rank);   /* -1 when out of range */
+/* Strides (in elements) of x viewed with 'rank' dims of 'shape' it broadcasts to:
+** 0 on broadcast dims. */
+void agi_broadcast_strides(const ag_tensor *x, int rank, const int64_t *shape, int64_t *strides);
+
+/* recording */
+/* Validates an op's inputs: tape status, NULL, nil, other tape, stale, dtype
+** agreement (when same_dtype). Returns false after recording an error. */
+bool agi_check_inputs(ag_tape *t, const char *opname, int n, ag_tensor *const *xs,
+                      bool same_dtype);
+/* A new tensor on the tape with uninitialised values. If 'op' is given and
+** recording is on and an input requires grad, it becomes an entry of the tape
+** with those inputs. Returns nil on error. */
+ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, ag_dtype dt,
+                   int rank, const int64_t *shape);
+bool agi_recording(const ag_tape *t);
+/* Does input i of 'out' need a gradient? For vjp functions. */
+bool agi_needs_grad(const ag_tensor *out, int i);
+/* A constant of x's dtype (used by vjps and composites). */
+ag_tensor *agi_const_like(ag_tape *t, const ag_tensor *x, double v);
+/* g summed down to x's shape when it broadcast. */
+ag_tensor *agi_unbroadcast(ag_tape *t, ag_tensor *g, const ag_tensor *x);
+
+/* element access in double, any dtype */
+static inline double agi_get(const ag_tensor *x, int64_t i)
+{
+    return x->dtype == AG_F32 ? (double)((const float *)x->value)[i]
+                              : ((const double *)x->value)[i];
+}
+static inline void agi_set(ag_tensor *x, int64_t i, double v)
+{
+    if (x->dtype == AG_F32)
+        ((float *)x->value)[i] = (float)v;
+    else
+        ((double *)x->value)[i] = v;
+}
+
+/* ops registry (ops_registry.c) */
+extern const ag_op *const agi_ops[];
+extern const size_t agi_n_ops;
+extern const ag_op agi_op_add, agi_op_sub, agi_op_mul, agi_op_div, agi_op_pow, agi_op_maximum,
+    agi_op_minimum, agi_op_where;
+extern const ag_op agi_op_neg, agi_op_exp, agi_op_log, agi_op_sqrt, agi_op_abs, agi_op_sin,
+    agi_op_cos, agi_op_tanh, agi_op_sigmoid, agi_op_relu, agi_op_leaky_relu, agi_op_gelu,
+    agi_op_softplus, agi_op_clamp, agi_op_pow_scalar;
+extern const ag_op agi_op_sum, agi_op_sum_to, agi_op_max, agi_op_min, agi_op_logsumexp,
+    agi_op_broadcast_to;
+extern const ag_op agi_op_reshape, agi_op_permute, agi_op_slice, agi_op_slice_grad,
+    agi_op_concat, agi_op_cast;
+extern const ag_op agi_op_matmul;
+extern const ag_op agi_op_softmax, agi_op_log_softmax, agi_op_cross_entropy;
+
+/* Internal ops used by vjps. */
+/* Zeros of x's shape with g written into the slice (the adjoint of ag_slice). */
+ag_tensor *agi_slice_grad(ag_tape *t, ag_tensor *g, const ag_tensor *x, int axis, int64_t start,
+                          int64_t step);
+/* op(a) @ op(b) where op transposes the last two axes when its flag is set. */
+ag_tensor *agi_matmul_t(ag_tape *t, ag_tensor *a, ag_tensor *b, int ta, int tb);
+
+#endif

@@ -1,0 +1,128 @@
+/*
+** kernels.h: the raw loops under the ops, the only code that knows about
+** memory layout tricks, SIMD or threads. Each kernel is written once for both
+** dtypes: elementwise maps are inline templates specialised by the compiler
+** at each call site; the matrix product is a template file included per dtype.
+*/
+#ifndef AG_KERNELS_H
+#define AG_KERNELS_H
+
+#include "../autograd.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define AGK_INLINE static inline __attribute__((always_inline))
+#else
+#define AGK_INLINE static inline
+#endif
+
+typedef double (*agk_fn1)(double x, const double *p);
+typedef double (*agk_fn2)(double a, double b);
+
+/* y[i] = f(x[i], p) for i < n; x and y may be the same buffer. */
+AGK_INLINE void agk_map1(ag_dtype dt, int64_t n, const void *x, void *y, agk_fn1 f,
+                         const double *p)
+{
+    if (dt == AG_F32) {
+        const float *xs = x;
+        float *ys = y;
+        for (int64_t i = 0; i < n; i++)
+            ys[i] = (float)f(xs[i], p);
+    } else {
+        const double *xs = x;
+        double *ys = y;
+        for (int64_t i = 0; i < n; i++)
+            ys[i] = f(xs[i], p);
+    }
+}
+
+/* The inner loop of a binary map: n outputs from strided a and b. */
+AGK_INLINE void agk_row2(ag_dtype dt, int64_t n, const void *a, int64_t sa, const void *b,
+                         int64_t sb, void *out, agk_fn2 f)
+{
+    if (dt == AG_F32) {
+        const float *as = a, *bs = b;
+        float *o = out;
+        if (sa == 1 && sb == 1)
+            for (int64_t i = 0; i < n; i++)
+                o[i] = (float)f(as[i], bs[i]);
+        else if (sa == 1 && sb == 0)
+            for (int64_t i = 0; i < n; i++)
+                o[i] = (float)f(as[i], bs[0]);
+        else
+            for (int64_t i = 0; i < n; i++)
+                o[i] = (float)f(as[i * sa], bs[i * sb]);
+    } else {
+        const double *as = a, *bs = b;
+        double *o = out;
+        if (sa == 1 && sb == 1)
+            for (int64_t i = 0; i < n; i++)
+                o[i] = f(as[i], bs[i]);
+        else if (sa == 1 && sb == 0)
+            for (int64_t i = 0; i < n; i++)
+                o[i] = f(as[i], bs[0]);
+        else
+            for (int64_t i = 0; i < n; i++)
+                o[i] = f(as[i * sa], bs[i * sb]);
+    }
+}
+
+/* out = f(a, b) over 'shape' (rank dims), reading a and b through broadcast
+** strides (0 on the dims they repeat). out is contiguous. */
+AGK_INLINE void agk_map2(ag_dtype dt, int rank, const int64_t *shape, const void *a,
+                         const int64_t *sa, const void *b, const int64_t *sb, void *out,
+                         agk_fn2 f)
+{
+    size_t es = dt == AG_F32 ? sizeof(float) : sizeof(double);
+    int64_t numel = 1;
+    for (int i = 0; i < rank; i++)
+        numel *= shape[i];
+    if (numel == 0)
+        return;
+    /* Collapse to one flat loop when each side is contiguous or a scalar. */
+    bool a_full = true, b_full = true, a_zero = true, b_zero = true;
+    int64_t c = 1;
+    for (int i = rank - 1; i >= 0; i--) {
+        if (shape[i] != 1) {
+            a_full &= sa[i] == c;
+            b_full &= sb[i] == c;
+            a_zero &= sa[i] == 0;
+            b_zero &= sb[i] == 0;
+        }
+        c *= shape[i];
+    }
+    if ((a_full || a_zero) && (b_full || b_zero)) {
+        agk_row2(dt, numel, a, a_full ? 1 : 0, b, b_full ? 1 : 0, out, f);
+        return;
+    }
+    int64_t idx[AG_MAX_DIMS] = {0};
+    int64_t inner = shape[rank - 1];
+    int64_t oa = 0, ob = 0;
+    char *o = out;
+    for (int64_t done = 0; done < numel; done += inner) {
+        agk_row2(dt, inner, (const char *)a + oa * (int64_t)es, sa[rank - 1],
+                 (const char *)b + ob * (int64_t)es, sb[rank - 1], o + done * (int64_t)es, f);
+        for (int d = rank - 2; d >= 0; d--) {
+            oa += sa[d];
+            ob += sb[d];
+            if (++idx[d] < shape[d])
+                break;
+            oa -= sa[d] * shape[d];
+            ob -= sb[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/* dst[i] += src[i] */
+void agk_add_inplace(ag_dtype dt, int64_t n, void *dst, const void *src);
+
+/* C[m,n] = op(A)[m,k] @ op(B)[k,n] where op(A) is A or its transpose, with
+** row strides lda, ldb, ldc. 'scratch' holds at least agk_gemm_scratch bytes. */
+size_t agk_gemm_scratch(ag_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, bool tb);
+void agk_gemm(ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda, bool ta,
+              const void *b, int64_t ldb, bool tb, void *c, int64_t ldc, void *scratch);
+
+#endif

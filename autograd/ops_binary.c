@@ -1,0 +1,241 @@
+/*
+** ops_binary.c: binary elementwise ops with NumPy broadcasting (add, sub,
+** mul, div, pow, maximum, minimum), where, and the comparisons that make the
+** masks their gradients use. Each op's vjp sits under its forward.
+*/
+#include "internal.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+
+/* Validates, broadcasts, and computes out = f(a, b). 'op' may be a
+** non-differentiable descriptor (vjp NULL), as for the comparisons. */
+AGK_INLINE ag_tensor *binary(ag_tape *t, const ag_op *op, const char *who, ag_tensor *a,
+                             ag_tensor *b, agk_fn2 f)
+{
+    ag_tensor *in[2] = {a, b};
+    if (!agi_check_inputs(t, who, 2, in, true))
+        return agi_nil(t);
+    int rank;
+    int64_t shape[AG_MAX_DIMS];
+    if (!agi_broadcast_shape(a->rank, a->shape, b->rank, b->shape, &rank, shape))
+        return agi_error(t, AG_ESHAPE, "%s: shapes %s and %s do not broadcast", who,
+                         agi_shp(a, 0), agi_shp(b, 1));
+    ag_tensor *out = agi_new(t, op, 2, in, (ag_dtype)a->dtype, rank, shape);
+    if (out->flags & AGI_NIL)
+        return out;
+    int64_t sa[AG_MAX_DIMS], sb[AG_MAX_DIMS];
+    agi_broadcast_strides(a, rank, shape, sa);
+    agi_broadcast_strides(b, rank, shape, sb);
+    agk_map2((ag_dtype)a->dtype, rank, shape, a->value, sa, b->value, sb, out->value, f);
+    return out;
+}
+
+ag_tensor *agi_unbroadcast(ag_tape *t, ag_tensor *g, const ag_tensor *x)
+{
+    if (agi_same_shape(g, x))
+        return g;
+    return ag_sum_to(t, g, x->rank, x->shape);
+}
+
+ag_tensor *agi_const_like(ag_tape *t, const ag_tensor *x, double v)
+{
+    return ag_scalar(t, (ag_dtype)x->dtype, v);
+}
+
+ag_tensor *ag_add_scalar(ag_tape *t, ag_tensor *x, double s)
+{
+    if (!agi_check_inputs(t, "ag_add_scalar", 1, &x, false))
+        return agi_nil(t);
+    return ag_add(t, x, agi_const_like(t, x, s));
+}
+
+ag_tensor *ag_mul_scalar(ag_tape *t, ag_tensor *x, double s)
+{
+    if (!agi_check_inputs(t, "ag_mul_scalar", 1, &x, false))
+        return agi_nil(t);
+    return ag_mul(t, x, agi_const_like(t, x, s));
+}
+
+/* a + b */
+static double f_add(double a, double b) { return a + b; }
+static void vjp_add(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    if (agi_needs_grad(out, 0))
+        gin[0] = agi_unbroadcast(t, g, out->in[0]);
+    if (agi_needs_grad(out, 1))
+        gin[1] = agi_unbroadcast(t, g, out->in[1]);
+}
+const ag_op agi_op_add = {"add", vjp_add};
+ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b)
+{
+    return binary(t, &agi_op_add, "ag_add", a, b, f_add);
+}
+
+/* a - b */
+static double f_sub(double a, double b) { return a - b; }
+static void vjp_sub(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    if (agi_needs_grad(out, 0))
+        gin[0] = agi_unbroadcast(t, g, out->in[0]);
+    if (agi_needs_grad(out, 1))
+        gin[1] = agi_unbroadcast(t, ag_neg(t, g), out->in[1]);
+}
+const ag_op agi_op_sub = {"sub", vjp_sub};
+ag_tensor *ag_sub(ag_tape *t, ag_tensor *a, ag_tensor *b)
+{
+    return binary(t, &agi_op_sub, "ag_sub", a, b, f_sub);
+}
+
+/* a * b: d/da = b, d/db = a */
+static double f_mul(double a, double b) { return a * b; }
+static void vjp_mul(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    if (agi_needs_grad(out, 0))
+        gin[0] = agi_unbroadcast(t, ag_mul(t, g, b), a);
+    if (agi_needs_grad(out, 1))
+        gin[1] = agi_unbroadcast(t, ag_mul(t, g, a), b);
+}
+const ag_op agi_op_mul = {"mul", vjp_mul};
+ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b)
+{
+    return binary(t, &agi_op_mul, "ag_mul", a, b, f_mul);
+}
+
+/* a / b: d/da = 1/b, d/db = -a/b^2 = -out/b */
+static double f_div(double a, double b) { return a / b; }
+static void vjp_div(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    if (agi_needs_grad(out, 0))
+        gin[0] = agi_unbroadcast(t, ag_div(t, g, b), a);
+    if (agi_needs_grad(out, 1))
+        gin[1] = agi_unbroadcast(t, ag_neg(t, ag_mul(t, g, ag_div(t, out, b))), b);
+}
+const ag_op agi_op_div = {"div", vjp_div};
+ag_tensor *ag_div(ag_tape *t, ag_tensor *a, ag_tensor *b)
+{
+    return binary(t, &agi_op_div, "ag_div", a, b, f_div);
+}
+
+/* a ^ b: d/da = b a^(b-1), d/db = a^b log a (taken as 0 where a <= 0) */
+static double f_pow(double a, double b) { return pow(a, b); }
+static void vjp_pow(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    if (agi_needs_grad(out, 0)) {
+        ag_tensor *bm1 = ag_sub(t, b, agi_const_like(t, b, 1.0));
+        gin[0] = agi_unbroadcast(t, ag_mul(t, g, ag_mul(t, b, ag_pow(t, a, bm1))), a);
+    }
+    if (agi_needs_grad(out, 1)) {
+        ag_tensor *zero = agi_const_like(t, a, 0.0);
+        ag_tensor *pos = ag_gt(t, a, zero);
+        ag_tensor *loga = ag_where(t, pos, ag_log(t, ag_where(t, pos, a, agi_const_like(t, a, 1.0))),
+                                   zero);
+        gin[1] = agi_unbroadcast(t, ag_mul(t, g, ag_mul(t, out, loga)), b);
+    }
+}
+const ag_op agi_op_pow = {"pow", vjp_pow};
+ag_tensor *ag_pow(ag_tape *t, ag_tensor *a, ag_tensor *b)
+{
+    return binary(t, &agi_op_pow, "ag_pow", a, b, f_pow);
+}
+
+/* Comparisons: 0/1 masks without gradient. */
+static double f_gt(double a, double b) { return a > b; }
+static double f_ge(double a, double b) { return a >= b; }
+static double f_lt(double a, double b) { return a < b; }
+static double f_le(double a, double b) { return a <= b; }
+static double f_eq(double a, double b) { return a == b; }
+static const ag_op op_gt = {"gt", NULL}, op_ge = {"ge", NULL}, op_lt = {"lt", NULL},
+                   op_le = {"le", NULL}, op_eq = {"eq", NULL};
+ag_tensor *ag_gt(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_gt, "ag_gt", a, b, f_gt); }
+ag_tensor *ag_ge(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_ge, "ag_ge", a, b, f_ge); }
+ag_tensor *ag_lt(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_lt, "ag_lt", a, b, f_lt); }
+ag_tensor *ag_le(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_le, "ag_le", a, b, f_le); }
+ag_tensor *ag_eq(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_eq, "ag_eq", a, b, f_eq); }
+
+/* The share of the gradient that flows to the first input of maximum
+** (first_wins = gt) or minimum (lt): 1 where it wins, 1/2 on ties. */
+static ag_tensor *winner_share(ag_tape *t, ag_tensor *a, ag_tensor *b, bool maximum)
+{
+    ag_tensor *wins = maximum ? ag_gt(t, a, b) : ag_lt(t, a, b);
+    return ag_add(t, wins, ag_mul(t, ag_eq(t, a, b), agi_const_like(t, a, 0.5)));
+}
+
+static void vjp_extremum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin, bool maximum)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    if (agi_needs_grad(out, 0))
+        gin[0] = agi_unbroadcast(t, ag_mul(t, g, winner_share(t, a, b, maximum)), a);
+    if (agi_needs_grad(out, 1))
+        gin[1] = agi_unbroadcast(t, ag_mul(t, g, winner_share(t, b, a, maximum)), b);
+}
+
+/* max(a, b) elementwise */
+static double f_maximum(double a, double b) { return a >= b ? a : b; }
+static void vjp_maximum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    vjp_extremum(t, out, g, gin, true);
+}
+const ag_op agi_op_maximum = {"maximum", vjp_maximum};
+ag_tensor *ag_maximum(ag_tape *t, ag_tensor *a, ag_tensor *b)
+{
+    return binary(t, &agi_op_maximum, "ag_maximum", a, b, f_maximum);
+}
+
+/* min(a, b) elementwise */
+static double f_minimum(double a, double b) { return a <= b ? a : b; }
+static void vjp_minimum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    vjp_extremum(t, out, g, gin, false);
+}
+const ag_op agi_op_minimum = {"minimum", vjp_minimum};
+ag_tensor *ag_minimum(ag_tape *t, ag_tensor *a, ag_tensor *b)
+{
+    return binary(t, &agi_op_minimum, "ag_minimum", a, b, f_minimum);
+}
+
+/* mask ? a : b: the gradient goes to a where mask holds, to b elsewhere. */
+static void vjp_where(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_tensor *mask = out->in[0], *zero = agi_const_like(t, g, 0.0);
+    if (agi_needs_grad(out, 1))
+        gin[1] = agi_unbroadcast(t, ag_where(t, mask, g, zero), out->in[1]);
+    if (agi_needs_grad(out, 2))
+        gin[2] = agi_unbroadcast(t, ag_where(t, mask, zero, g), out->in[2]);
+}
+const ag_op agi_op_where = {"where", vjp_where};
+ag_tensor *ag_where(ag_tape *t, ag_tensor *mask, ag_tensor *a, ag_tensor *b)
+{
+    ag_tensor *in[3] = {mask, a, b};
+    if (!agi_check_inputs(t, "ag_where", 3, in, true))
+        return agi_nil(t);
+    int rank;
+    int64_t shape[AG_MAX_DIMS];
+    if (!agi_broadcast_shape(mask->rank, mask->shape, a->rank, a->shape, &rank, shape) ||
+        !agi_broadcast_shape(rank, shape, b->rank, b->shape, &rank, shape))
+        return agi_error(t, AG_ESHAPE, "ag_where: shapes %s, %s and %s do not broadcast",
+                         agi_shp(mask, 0), agi_shp(a, 1), agi_shp(b, 2));
+    /* The mask gets no gradient: the vjp leaves gin[0] empty. */
+    ag_tensor *out = agi_new(t, &agi_op_where, 3, in, (ag_dtype)a->dtype, rank, shape);
+    if (out->flags & AGI_NIL)
+        return out;
+    int64_t sm[AG_MAX_DIMS], sa[AG_MAX_DIMS], sb[AG_MAX_DIMS], idx[AG_MAX_DIMS] = {0};
+    agi_broadcast_strides(mask, rank, shape, sm);
+    agi_broadcast_strides(a, rank, shape, sa);
+    agi_broadcast_strides(b, rank, shape, sb);
+    int64_t om = 0, oa = 0, ob = 0;
+    for (int64_t i = 0; i < out->numel; i++) {
+        agi_set(out, i, agi_get(mask, om) != 0 ? agi_get(a, oa) : agi_get(b, ob));
+        for (int d = rank - 1; d >= 0; d--) {
+            om += sm[d], oa += sa[d], ob += sb[d];
+            if (++idx[d] < shape[d])
+                break;
+            om -= sm[d] * shape[d], oa -= sa[d] * shape[d], ob -= sb[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+    return out;
+}

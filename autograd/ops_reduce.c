@@ -1,0 +1,289 @@
+/*
+** ops_reduce.c: reductions (sum, max, min, logsumexp over everything or one
+** axis, mean on top of sum) and the pair that maps between a shape and one
+** it broadcasts to: broadcast_to and its adjoint sum_to.
+*/
+#include "internal.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+
+enum { AXIS_ALL = -1000 };
+
+/* Reduces n elements of x starting at 'base', 'stride' apart. */
+typedef double (*reducer)(const ag_tensor *x, int64_t base, int64_t n, int64_t stride);
+
+static double r_sum(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
+{
+    double s = 0;
+    for (int64_t k = 0; k < n; k++)
+        s += agi_get(x, base + k * stride);
+    return s;
+}
+
+static double r_max(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
+{
+    double m = -INFINITY;
+    for (int64_t k = 0; k < n; k++) {
+        double v = agi_get(x, base + k * stride);
+        if (v > m || isnan(v))
+            m = v;
+        if (isnan(m))
+            break;
+    }
+    return m;
+}
+
+static double r_min(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
+{
+    double m = INFINITY;
+    for (int64_t k = 0; k < n; k++) {
+        double v = agi_get(x, base + k * stride);
+        if (v < m || isnan(v))
+            m = v;
+        if (isnan(m))
+            break;
+    }
+    return m;
+}
+
+/* log sum e^x, shifted by the maximum so that it neither overflows nor
+** underflows to -inf for very negative inputs. */
+static double r_logsumexp(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
+{
+    double m = r_max(x, base, n, stride);
+    if (isinf(m) || isnan(m))
+        return m;
+    double s = 0;
+    for (int64_t k = 0; k < n; k++)
+        s += exp(agi_get(x, base + k * stride) - m);
+    return m + log(s);
+}
+
+/* x's shape with the reduced axis set to 1 (every axis, for AXIS_ALL). */
+static void kept_shape(const ag_tensor *x, int axis, int64_t *shape)
+{
+    for (int i = 0; i < x->rank; i++)
+        shape[i] = axis == AXIS_ALL || i == axis ? 1 : x->shape[i];
+}
+
+/* y, the result of reducing x along 'axis', broadcast back to x's shape. */
+static ag_tensor *expand_back(ag_tape *t, ag_tensor *y, const ag_tensor *x, int axis)
+{
+    int64_t shape[AG_MAX_DIMS];
+    kept_shape(x, axis, shape);
+    return ag_broadcast_to(t, ag_reshape(t, y, x->rank, shape), x->rank, x->shape);
+}
+
+/* Reduces x along 'axis', or over all its elements when 'all' is set. */
+static ag_tensor *reduce(ag_tape *t, const ag_op *op, const char *who, ag_tensor *x, bool all,
+                         int axis, int keepdim, reducer r)
+{
+    if (!agi_check_inputs(t, who, 1, &x, false))
+        return agi_nil(t);
+    int ax = AXIS_ALL;
+    if (!all && (ax = agi_norm_axis(axis, x->rank)) < 0)
+        return agi_error(t, AG_EINVAL, "%s: axis %d is out of range for shape %s", who, axis,
+                         agi_shp(x, 0));
+    if (r != r_sum && x->numel == 0)
+        return agi_error(t, AG_ESHAPE, "%s: cannot reduce the empty shape %s", who, agi_shp(x, 0));
+    int64_t shape[AG_MAX_DIMS];
+    int rank = 0;
+    if (all) {
+        rank = 0;
+    } else if (keepdim) {
+        kept_shape(x, ax, shape);
+        rank = x->rank;
+    } else {
+        for (int i = 0; i < x->rank; i++)
+            if (i != ax)
+                shape[rank++] = x->shape[i];
+    }
+    ag_tensor *out = agi_new(t, op, 1, &x, (ag_dtype)x->dtype, rank, shape);
+    if (out->flags & AGI_NIL)
+        return out;
+    out->attr.red.axis = ax;
+    out->attr.red.keepdim = keepdim;
+    int64_t n = ax == AXIS_ALL ? x->numel : x->shape[ax], inner = 1, outer = 1;
+    if (ax != AXIS_ALL) {
+        for (int i = ax + 1; i < x->rank; i++)
+            inner *= x->shape[i];
+        for (int i = 0; i < ax; i++)
+            outer *= x->shape[i];
+    }
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++)
+            agi_set(out, o * inner + i, r(x, o * n * inner + i, n, inner));
+    return out;
+}
+
+/* sum: the gradient is g copied to every summed element */
+static void vjp_sum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = expand_back(t, g, out->in[0], out->attr.red.axis);
+}
+const ag_op agi_op_sum = {"sum", vjp_sum};
+
+/* max and min: the gradient goes to the elements equal to the result, split
+** evenly among ties */
+static void vjp_extremum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_tensor *x = out->in[0];
+    int axis = out->attr.red.axis;
+    ag_tensor *hit = ag_eq(t, x, expand_back(t, out, x, axis));
+    ag_tensor *count = axis == AXIS_ALL ? ag_sum(t, hit) : ag_sum_axis(t, hit, axis, 1);
+    gin[0] = ag_mul(t, expand_back(t, g, x, axis),
+                    ag_div(t, hit, ag_broadcast_to(t, count, x->rank, x->shape)));
+}
+const ag_op agi_op_max = {"max", vjp_extremum};
+const ag_op agi_op_min = {"min", vjp_extremum};
+
+/* logsumexp: d/dx = softmax x = e^(x - out) */
+static void vjp_logsumexp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_tensor *x = out->in[0];
+    int axis = out->attr.red.axis;
+    ag_tensor *p = ag_exp(t, ag_sub(t, x, expand_back(t, out, x, axis)));
+    gin[0] = ag_mul(t, expand_back(t, g, x, axis), p);
+}
+const ag_op agi_op_logsumexp = {"logsumexp", vjp_logsumexp};
+
+ag_tensor *ag_sum(ag_tape *t, ag_tensor *x) { return reduce(t, &agi_op_sum, "ag_sum", x, true, 0, 0, r_sum); }
+ag_tensor *ag_max(ag_tape *t, ag_tensor *x) { return reduce(t, &agi_op_max, "ag_max", x, true, 0, 0, r_max); }
+ag_tensor *ag_min(ag_tape *t, ag_tensor *x) { return reduce(t, &agi_op_min, "ag_min", x, true, 0, 0, r_min); }
+ag_tensor *ag_logsumexp(ag_tape *t, ag_tensor *x)
+{
+    return reduce(t, &agi_op_logsumexp, "ag_logsumexp", x, true, 0, 0, r_logsumexp);
+}
+
+ag_tensor *ag_sum_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim)
+{
+    return reduce(t, &agi_op_sum, "ag_sum_axis", x, false, axis, keepdim, r_sum);
+}
+ag_tensor *ag_max_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim)
+{
+    return reduce(t, &agi_op_max, "ag_max_axis", x, false, axis, keepdim, r_max);
+}
+ag_tensor *ag_min_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim)
+{
+    return reduce(t, &agi_op_min, "ag_min_axis", x, false, axis, keepdim, r_min);
+}
+ag_tensor *ag_logsumexp_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim)
+{
+    return reduce(t, &agi_op_logsumexp, "ag_logsumexp_axis", x, false, axis, keepdim,
+                  r_logsumexp);
+}
+
+/* mean = sum / n */
+ag_tensor *ag_mean(ag_tape *t, ag_tensor *x)
+{
+    if (!agi_check_inputs(t, "ag_mean", 1, &x, false))
+        return agi_nil(t);
+    if (x->numel == 0)
+        return agi_error(t, AG_ESHAPE, "ag_mean: the mean of the empty shape %s is undefined",
+                         agi_shp(x, 0));
+    return ag_mul_scalar(t, ag_sum(t, x), 1.0 / (double)x->numel);
+}
+
+ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim)
+{
+    ag_tensor *s = ag_sum_axis(t, x, axis, keepdim);
+    if (s->flags & AGI_NIL)
+        return s;
+    int64_t n = ag_dim(x, axis);
+    if (n == 0)
+        return agi_error(t, AG_ESHAPE, "ag_mean_axis: axis %d of %s is empty", axis, agi_shp(x, 0));
+    return ag_mul_scalar(t, s, 1.0 / (double)n);
+}
+
+/* broadcast_to: copies x along the dims it repeats; the adjoint is sum_to */
+static double f_first(double a, double b) { (void)b; return a; }
+static void vjp_broadcast_to(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    (void)out;
+    gin[0] = ag_sum_to(t, g, out->in[0]->rank, out->in[0]->shape);
+}
+const ag_op agi_op_broadcast_to = {"broadcast_to", vjp_broadcast_to};
+
+/* Does 'from' broadcast to exactly 'to'? */
+static bool broadcasts_to(int rf, const int64_t *from, int rt, const int64_t *to)
+{
+    if (rf > rt)
+        return false;
+    for (int i = 0; i < rf; i++) {
+        int64_t f = from[i], d = to[rt - rf + i];
+        if (f != d && f != 1)
+            return false;
+    }
+    return true;
+}
+
+static bool check_target(ag_tape *t, const char *who, int rank, const int64_t *shape)
+{
+    if (rank < 0 || rank > AG_MAX_DIMS || (rank > 0 && !shape)) {
+        agi_error(t, AG_EINVAL, "%s: target rank %d (shape %p) is invalid", who, rank,
+                  (const void *)shape);
+        return false;
+    }
+    return true;
+}
+
+ag_tensor *ag_broadcast_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
+{
+    if (!agi_check_inputs(t, "ag_broadcast_to", 1, &x, false) ||
+        !check_target(t, "ag_broadcast_to", rank, shape))
+        return agi_nil(t);
+    if (!broadcasts_to(x->rank, x->shape, rank, shape)) {
+        char to[96];
+        agi_shape_str(to, sizeof to, rank, shape);
+        return agi_error(t, AG_ESHAPE, "ag_broadcast_to: %s does not broadcast to %s",
+                         agi_shp(x, 0), to);
+    }
+    ag_tensor *out = agi_new(t, &agi_op_broadcast_to, 1, &x, (ag_dtype)x->dtype, rank, shape);
+    if (out->flags & AGI_NIL)
+        return out;
+    int64_t sx[AG_MAX_DIMS];
+    agi_broadcast_strides(x, rank, shape, sx);
+    if (rank == 0)
+        agi_set(out, 0, agi_get(x, 0));
+    else
+        agk_map2((ag_dtype)x->dtype, rank, shape, x->value, sx, x->value, sx, out->value, f_first);
+    return out;
+}
+
+/* sum_to: sums x over the dims on which 'shape' broadcasts to x's shape */
+static void vjp_sum_to(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = ag_broadcast_to(t, g, out->in[0]->rank, out->in[0]->shape);
+}
+const ag_op agi_op_sum_to = {"sum_to", vjp_sum_to};
+
+ag_tensor *ag_sum_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
+{
+    if (!agi_check_inputs(t, "ag_sum_to", 1, &x, false) ||
+        !check_target(t, "ag_sum_to", rank, shape))
+        return agi_nil(t);
+    if (!broadcasts_to(rank, shape, x->rank, x->shape)) {
+        char to[96];
+        agi_shape_str(to, sizeof to, rank, shape);
+        return agi_error(t, AG_ESHAPE, "ag_sum_to: %s does not broadcast to %s", to,
+                         agi_shp(x, 0));
+    }
+    ag_tensor *out = agi_new(t, &agi_op_sum_to, 1, &x, (ag_dtype)x->dtype, rank, shape);
+    if (out->flags & AGI_NIL)
+        return out;
+    ag_fill(out, 0.0);
+    int64_t so[AG_MAX_DIMS], idx[AG_MAX_DIMS] = {0}, o = 0;
+    agi_broadcast_strides(out, x->rank, x->shape, so);
+    for (int64_t i = 0; i < x->numel; i++) {
+        agi_set(out, o, agi_get(out, o) + agi_get(x, i));
+        for (int d = x->rank - 1; d >= 0; d--) {
+            o += so[d];
+            if (++idx[d] < x->shape[d])
+                break;
+            o -= so[d] * x->shape[d];
+            idx[d] = 0;
+        }
+    }
+    return out;
+}

@@ -1,0 +1,233 @@
+/*
+** ops_unary.c: elementwise functions of one tensor. Each forward is a scalar
+** function mapped by the kernels; each vjp is the derivative written with
+** the library's ops, so it can be differentiated again.
+*/
+#include "internal.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+
+/* out = f(x) elementwise, with up to two constants kept in out->attr.s. */
+AGK_INLINE ag_tensor *unary(ag_tape *t, const ag_op *op, const char *who, ag_tensor *x, agk_fn1 f,
+                            double p0, double p1)
+{
+    if (!agi_check_inputs(t, who, 1, &x, false))
+        return agi_nil(t);
+    ag_tensor *out = agi_new(t, op, 1, &x, (ag_dtype)x->dtype, x->rank, x->shape);
+    if (out->flags & AGI_NIL)
+        return out;
+    out->attr.s[0] = p0;
+    out->attr.s[1] = p1;
+    agk_map1((ag_dtype)x->dtype, x->numel, x->value, out->value, f, out->attr.s);
+    return out;
+}
+
+static ag_tensor *one_like(ag_tape *t, const ag_tensor *x) { return agi_const_like(t, x, 1.0); }
+static ag_tensor *zero_like(ag_tape *t, const ag_tensor *x) { return agi_const_like(t, x, 0.0); }
+
+/* -x */
+static double f_neg(double x, const double *p) { (void)p; return -x; }
+static void vjp_neg(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    (void)out;
+    gin[0] = ag_neg(t, g);
+}
+const ag_op agi_op_neg = {"neg", vjp_neg};
+ag_tensor *ag_neg(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_neg, "ag_neg", x, f_neg, 0, 0); }
+
+/* e^x: d/dx = e^x = out */
+static double f_exp(double x, const double *p) { (void)p; return exp(x); }
+static void vjp_exp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = ag_mul(t, g, out);
+}
+const ag_op agi_op_exp = {"exp", vjp_exp};
+ag_tensor *ag_exp(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_exp, "ag_exp", x, f_exp, 0, 0); }
+
+/* log x: d/dx = 1/x */
+static double f_log(double x, const double *p) { (void)p; return log(x); }
+static void vjp_log(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = ag_div(t, g, out->in[0]);
+}
+const ag_op agi_op_log = {"log", vjp_log};
+ag_tensor *ag_log(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_log, "ag_log", x, f_log, 0, 0); }
+
+/* sqrt x: d/dx = 1 / (2 sqrt x) */
+static double f_sqrt(double x, const double *p) { (void)p; return sqrt(x); }
+static void vjp_sqrt(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = ag_div(t, g, ag_mul_scalar(t, out, 2.0));
+}
+const ag_op agi_op_sqrt = {"sqrt", vjp_sqrt};
+ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_sqrt, "ag_sqrt", x, f_sqrt, 0, 0); }
+
+/* sign x, without gradient */
+static double f_sign(double x, const double *p) { (void)p; return (x > 0) - (x < 0); }
+static const ag_op op_sign = {"sign", NULL};
+ag_tensor *ag_sign(ag_tape *t, ag_tensor *x) { return unary(t, &op_sign, "ag_sign", x, f_sign, 0, 0); }
+
+/* |x|: d/dx = sign x */
+static double f_abs(double x, const double *p) { (void)p; return fabs(x); }
+static void vjp_abs(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = ag_mul(t, g, ag_sign(t, out->in[0]));
+}
+const ag_op agi_op_abs = {"abs", vjp_abs};
+ag_tensor *ag_abs(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_abs, "ag_abs", x, f_abs, 0, 0); }
+
+/* sin x: d/dx = cos x */
+static double f_sin(double x, const double *p) { (void)p; return sin(x); }
+static void vjp_sin(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = ag_mul(t, g, ag_cos(t, out->in[0]));
+}
+const ag_op agi_op_sin = {"sin", vjp_sin};
+ag_tensor *ag_sin(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_sin, "ag_sin", x, f_sin, 0, 0); }
+
+/* cos x: d/dx = -sin x */
+static double f_cos(double x, const double *p) { (void)p; return cos(x); }
+static void vjp_cos(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = ag_neg(t, ag_mul(t, g, ag_sin(t, out->in[0])));
+}
+const ag_op agi_op_cos = {"cos", vjp_cos};
+ag_tensor *ag_cos(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_cos, "ag_cos", x, f_cos, 0, 0); }
+
+/* tanh x: d/dx = 1 - tanh^2 x */
+static double f_tanh(double x, const double *p) { (void)p; return tanh(x); }
+static void vjp_tanh(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = ag_mul(t, g, ag_sub(t, one_like(t, out), ag_mul(t, out, out)));
+}
+const ag_op agi_op_tanh = {"tanh", vjp_tanh};
+ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_tanh, "ag_tanh", x, f_tanh, 0, 0); }
+
+/* sigmoid x = 1 / (1 + e^-x): d/dx = s (1 - s). Both branches avoid overflow. */
+static double f_sigmoid(double x, const double *p)
+{
+    (void)p;
+    if (x >= 0)
+        return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+static void vjp_sigmoid(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = ag_mul(t, g, ag_mul(t, out, ag_sub(t, one_like(t, out), out)));
+}
+const ag_op agi_op_sigmoid = {"sigmoid", vjp_sigmoid};
+ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x)
+{
+    return unary(t, &agi_op_sigmoid, "ag_sigmoid", x, f_sigmoid, 0, 0);
+}
+
+/* max(x, 0): d/dx = [x > 0] */
+static double f_relu(double x, const double *p) { (void)p; return x > 0 ? x : 0.0; }
+static void vjp_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_tensor *x = out->in[0];
+    gin[0] = ag_mul(t, g, ag_gt(t, x, zero_like(t, x)));
+}
+const ag_op agi_op_relu = {"relu", vjp_relu};
+ag_tensor *ag_relu(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_relu, "ag_relu", x, f_relu, 0, 0); }
+
+/* x > 0 ? x : slope x */
+static double f_leaky(double x, const double *p) { return x > 0 ? x : p[0] * x; }
+static void vjp_leaky(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_tensor *x = out->in[0];
+    ag_tensor *slope = ag_where(t, ag_gt(t, x, zero_like(t, x)), one_like(t, x),
+                                agi_const_like(t, x, out->attr.s[0]));
+    gin[0] = ag_mul(t, g, slope);
+}
+const ag_op agi_op_leaky_relu = {"leaky_relu", vjp_leaky};
+ag_tensor *ag_leaky_relu(ag_tape *t, ag_tensor *x, double slope)
+{
+    return unary(t, &agi_op_leaky_relu, "ag_leaky_relu", x, f_leaky, slope, 0);
+}
+
+/* gelu x = x/2 (1 + tanh u), u = c (x + k x^3), c = sqrt(2/pi), k = 0.044715:
+** d/dx = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) c (1 + 3k x^2) */
+static const double GELU_C = 0.79788456080286535588, GELU_K = 0.044715;
+static double f_gelu(double x, const double *p)
+{
+    (void)p;
+    return 0.5 * x * (1.0 + tanh(GELU_C * (x + GELU_K * x * x * x)));
+}
+static void vjp_gelu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_tensor *x = out->in[0], *one = one_like(t, x);
+    ag_tensor *x2 = ag_mul(t, x, x);
+    ag_tensor *u = ag_mul_scalar(t, ag_add(t, x, ag_mul_scalar(t, ag_mul(t, x2, x), GELU_K)), GELU_C);
+    ag_tensor *th = ag_tanh(t, u);
+    ag_tensor *left = ag_mul_scalar(t, ag_add(t, one, th), 0.5);
+    ag_tensor *du = ag_mul_scalar(t, ag_add(t, one, ag_mul_scalar(t, x2, 3.0 * GELU_K)), GELU_C);
+    ag_tensor *right = ag_mul(t, ag_mul_scalar(t, x, 0.5),
+                              ag_mul(t, ag_sub(t, one, ag_mul(t, th, th)), du));
+    gin[0] = ag_mul(t, g, ag_add(t, left, right));
+}
+const ag_op agi_op_gelu = {"gelu", vjp_gelu};
+ag_tensor *ag_gelu(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_gelu, "ag_gelu", x, f_gelu, 0, 0); }
+
+/* log(1 + e^x), as max(x, 0) + log1p(e^-|x|) so it never overflows: d/dx = sigmoid x */
+static double f_softplus(double x, const double *p)
+{
+    (void)p;
+    return (x > 0 ? x : 0.0) + log1p(exp(-fabs(x)));
+}
+static void vjp_softplus(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = ag_mul(t, g, ag_sigmoid(t, out->in[0]));
+}
+const ag_op agi_op_softplus = {"softplus", vjp_softplus};
+ag_tensor *ag_softplus(ag_tape *t, ag_tensor *x)
+{
+    return unary(t, &agi_op_softplus, "ag_softplus", x, f_softplus, 0, 0);
+}
+
+/* min(max(x, lo), hi): d/dx = [lo <= x <= hi] */
+static double f_clamp(double x, const double *p) { return x < p[0] ? p[0] : x > p[1] ? p[1] : x; }
+static void vjp_clamp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_tensor *x = out->in[0];
+    ag_tensor *inside = ag_mul(t, ag_ge(t, x, agi_const_like(t, x, out->attr.s[0])),
+                               ag_le(t, x, agi_const_like(t, x, out->attr.s[1])));
+    gin[0] = ag_mul(t, g, inside);
+}
+const ag_op agi_op_clamp = {"clamp", vjp_clamp};
+ag_tensor *ag_clamp(ag_tape *t, ag_tensor *x, double lo, double hi)
+{
+    if (t && t->status == AG_OK && !(lo <= hi))
+        return agi_error(t, AG_EINVAL, "ag_clamp: lower bound %g is above upper bound %g", lo, hi);
+    return unary(t, &agi_op_clamp, "ag_clamp", x, f_clamp, lo, hi);
+}
+
+/* x^p for a constant p: d/dx = p x^(p-1) */
+static double f_pow_scalar(double x, const double *p)
+{
+    if (p[0] == 2.0)
+        return x * x;
+    return pow(x, p[0]);
+}
+static void vjp_pow_scalar(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    double p = out->attr.s[0];
+    ag_tensor *x = out->in[0];
+    if (p == 0.0)
+        gin[0] = ag_mul_scalar(t, g, 0.0);
+    else if (p == 1.0)
+        gin[0] = g;
+    else if (p == 2.0)
+        gin[0] = ag_mul(t, g, ag_mul_scalar(t, x, 2.0));
+    else
+        gin[0] = ag_mul(t, g, ag_mul_scalar(t, ag_pow_scalar(t, x, p - 1.0), p));
+}
+const ag_op agi_op_pow_scalar = {"pow_scalar", vjp_pow_scalar};
+ag_tensor *ag_pow_scalar(ag_tape *t, ag_tensor *x, double p)
+{
+    return unary(t, &agi_op_pow_scalar, "ag_pow_scalar", x, f_pow_scalar, p, 0);
+}
+
+ag_tensor *ag_square(ag_tape *t, ag_tensor *x) { return ag_pow_scalar(t, x, 2.0); }

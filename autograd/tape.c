@@ -1,0 +1,203 @@
+/*
+** tape.c: tapes (new, reset, free), the no-grad scope, and recording: the
+** one place where an op's result is made and appended to the tape.
+*/
+#include "internal.h"
+
+#include <string.h>
+
+ag_tape *ag_tape_new(void) { return ag_tape_new_alloc(NULL, NULL); }
+
+ag_tape *ag_tape_new_alloc(ag_alloc_fn fn, void *ud)
+{
+    ag_tape *t = agi_realloc(fn, ud, NULL, 0, sizeof *t);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->alloc = fn;
+    t->alloc_ud = ud;
+    t->nil.flags = AGI_NIL;
+    t->nil.tape = t;
+    return t;
+}
+
+void ag_tape_free(ag_tape *t)
+{
+    if (!t)
+        return;
+    agi_arena_free(t);
+    agi_realloc(t->alloc, t->alloc_ud, t->entries, t->cap_entries * sizeof *t->entries, 0);
+    agi_realloc(t->alloc, t->alloc_ud, t, sizeof *t, 0);
+}
+
+void ag_tape_reset(ag_tape *t)
+{
+    if (!t)
+        return;
+    agi_arena_reset(&t->arena);
+    t->n_entries = 0;
+    t->epoch++;
+    t->status = AG_OK;
+    t->errmsg[0] = '\0';
+    t->no_grad = 0;
+    t->in_backward = 0;
+    t->create_graph = 0;
+}
+
+size_t ag_tape_entries(const ag_tape *t) { return t ? t->n_entries : 0; }
+size_t ag_tape_bytes(const ag_tape *t) { return t ? t->arena.in_use : 0; }
+
+void ag_no_grad_begin(ag_tape *t)
+{
+    if (t)
+        t->no_grad++;
+}
+
+void ag_no_grad_end(ag_tape *t)
+{
+    if (!t)
+        return;
+    if (t->no_grad == 0) {
+        agi_error(t, AG_ESTATE, "ag_no_grad_end: no scope is open");
+        return;
+    }
+    t->no_grad--;
+}
+
+ag_tensor *agi_nil(ag_tape *t)
+{
+    /* Without a tape there is nowhere to keep a nil; this one is never written. */
+    static ag_tensor orphan_nil = {.flags = AGI_NIL};
+    return t ? &t->nil : &orphan_nil;
+}
+
+bool agi_recording(const ag_tape *t)
+{
+    return t->no_grad == 0 && (t->in_backward == 0 || t->create_graph);
+}
+
+bool agi_check_inputs(ag_tape *t, const char *opname, int n, ag_tensor *const *xs, bool same_dtype)
+{
+    if (!t)
+        return false;
+    if (t->status != AG_OK)
+        return false;
+    for (int i = 0; i < n; i++) {
+        const ag_tensor *x = xs[i];
+        if (!x) {
+            agi_error(t, AG_EINVAL, "%s: input %d is NULL", opname, i);
+            return false;
+        }
+        if (x->flags & AGI_NIL) {
+            agi_error(t, AG_EINVAL, "%s: input %d is the nil tensor of a failed tape", opname, i);
+            return false;
+        }
+        if (!(x->flags & AGI_PARAM)) {
+            if (x->tape != t) {
+                agi_error(t, AG_EINVAL, "%s: input %d%s%s%s belongs to another tape", opname, i,
+                          x->name ? " '" : "", x->name ? x->name : "", x->name ? "'" : "");
+                return false;
+            }
+            if (x->epoch != t->epoch) {
+                agi_error(t, AG_ESTATE, "%s: input %d was made before the last ag_tape_reset",
+                          opname, i);
+                return false;
+            }
+        }
+        if (same_dtype && x->dtype != xs[0]->dtype) {
+            agi_error(t, AG_EDTYPE, "%s: dtypes differ: input 0 is %s, input %d is %s", opname,
+                      ag_dtype_name((ag_dtype)xs[0]->dtype), i, ag_dtype_name((ag_dtype)x->dtype));
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool grow_entries(ag_tape *t)
+{
+    size_t cap = t->cap_entries ? t->cap_entries * 2 : 1024;
+    ag_tensor **e = agi_realloc(t->alloc, t->alloc_ud, t->entries,
+                                t->cap_entries * sizeof *e, cap * sizeof *e);
+    if (!e) {
+        agi_error(t, AG_ENOMEM, "tape: out of memory growing to %zu entries", cap);
+        return false;
+    }
+    t->entries = e;
+    t->cap_entries = cap;
+    return true;
+}
+
+ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, ag_dtype dt,
+                   int rank, const int64_t *shape)
+{
+    if (t->status != AG_OK)
+        return agi_nil(t);
+    const char *who = op ? op->name : "tensor";
+    if (rank < 0 || rank > AG_MAX_DIMS)
+        return agi_error(t, AG_ESHAPE, "%s: rank %d is outside 0..%d", who, rank, AG_MAX_DIMS);
+    int64_t numel = 1;
+    for (int i = 0; i < rank; i++) {
+        if (shape[i] < 0)
+            return agi_error(t, AG_ESHAPE, "%s: dimension %d is negative (%lld)", who, i,
+                             (long long)shape[i]);
+        if (shape[i] != 0 && numel > INT64_MAX / 8 / shape[i])
+            return agi_error(t, AG_ESHAPE, "%s: shape is too large", who);
+        numel *= shape[i];
+    }
+    size_t esize = ag_dtype_size(dt);
+    size_t head = (sizeof(ag_tensor) + (size_t)nin * sizeof(ag_tensor *) + 15) & ~(size_t)15;
+    if ((uint64_t)numel > (SIZE_MAX - head - 64) / esize)
+        return agi_error(t, AG_ENOMEM, "%s: %lld elements do not fit in memory", who,
+                         (long long)numel);
+    size_t bytes = (size_t)numel * esize;
+    ag_tensor *x;
+    if (bytes <= 64) {
+        /* Small tensors (scalars above all) in one block with their header. */
+        x = agi_arena_alloc(t, head + bytes, 16);
+        if (!x)
+            return agi_nil(t);
+        x->value = (char *)x + head;
+    } else {
+        x = agi_arena_alloc(t, head, 16);
+        void *v = x ? agi_arena_alloc(t, bytes, 64) : NULL;
+        if (!v)
+            return agi_nil(t);
+        x->value = v;
+    }
+    x->in = nin ? (ag_tensor **)(x + 1) : NULL;
+    for (int i = 0; i < nin; i++)
+        x->in[i] = in[i];
+    x->op = op;
+    x->grad = x->gacc = NULL;
+    x->tape = t;
+    x->name = NULL;
+    x->numel = numel;
+    if (rank > 0)
+        memcpy(x->shape, shape, (size_t)rank * sizeof(int64_t));
+    memset(&x->attr, 0, sizeof x->attr);
+    x->epoch = t->epoch;
+    x->dtype = (uint8_t)dt;
+    x->rank = (uint8_t)rank;
+    x->nin = (uint8_t)nin;
+    x->flags = 0;
+    x->alloc = NULL;
+    x->alloc_ud = NULL;
+    x->alloc_size = 0;
+    if (op && op->vjp && agi_recording(t)) {
+        bool any = false;
+        for (int i = 0; i < nin; i++)
+            any |= (in[i]->flags & AGI_REQUIRES_GRAD) != 0;
+        if (any) {
+            if (t->n_entries == t->cap_entries && !grow_entries(t))
+                return agi_nil(t);
+            t->entries[t->n_entries++] = x;
+            x->flags |= AGI_REQUIRES_GRAD | AGI_RECORDED;
+        }
+    }
+    return x;
+}
+
+bool agi_needs_grad(const ag_tensor *out, int i)
+{
+    return (out->in[i]->flags & AGI_REQUIRES_GRAD) != 0;
+}

@@ -1,0 +1,289 @@
+/*
+** tensor.c: making tensors (on a tape, or as parameters outside one) and
+** reading them back through accessors that accept NULL and nil.
+*/
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+size_t ag_dtype_size(ag_dtype dt) { return dt == AG_F32 ? sizeof(float) : sizeof(double); }
+
+const char *ag_dtype_name(ag_dtype dt)
+{
+    return dt == AG_F32 ? "f32" : dt == AG_F64 ? "f64" : "invalid dtype";
+}
+
+static bool valid_dtype(ag_dtype dt) { return dt == AG_F32 || dt == AG_F64; }
+
+/* Checks what every tape constructor takes: a tape not in error, a dtype and
+** a shape pointer when rank > 0. */
+static bool check_make(ag_tape *t, const char *who, ag_dtype dt, int rank, const int64_t *shape)
+{
+    if (!t || t->status != AG_OK)
+        return false;
+    if (!valid_dtype(dt)) {
+        agi_error(t, AG_EDTYPE, "%s: dtype %d is neither AG_F32 nor AG_F64", who, (int)dt);
+        return false;
+    }
+    if (rank < 0 || rank > AG_MAX_DIMS) {
+        agi_error(t, AG_ESHAPE, "%s: rank %d is outside 0..%d", who, rank, AG_MAX_DIMS);
+        return false;
+    }
+    if (rank > 0 && !shape) {
+        agi_error(t, AG_EINVAL, "%s: shape is NULL for rank %d", who, rank);
+        return false;
+    }
+    return true;
+}
+
+ag_tensor *ag_full(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, double v)
+{
+    if (!check_make(t, "ag_full", dt, rank, shape))
+        return agi_nil(t);
+    ag_tensor *x = agi_new(t, NULL, 0, NULL, dt, rank, shape);
+    if (!(x->flags & AGI_NIL))
+        ag_fill(x, v);
+    return x;
+}
+
+ag_tensor *ag_zeros(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape)
+{
+    return ag_full(t, dt, rank, shape, 0.0);
+}
+
+ag_tensor *ag_ones(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape)
+{
+    return ag_full(t, dt, rank, shape, 1.0);
+}
+
+ag_tensor *ag_scalar(ag_tape *t, ag_dtype dt, double v) { return ag_full(t, dt, 0, NULL, v); }
+
+ag_tensor *ag_tensor_from(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, const void *data)
+{
+    if (!check_make(t, "ag_tensor_from", dt, rank, shape))
+        return agi_nil(t);
+    ag_tensor *x = agi_new(t, NULL, 0, NULL, dt, rank, shape);
+    if (x->flags & AGI_NIL)
+        return x;
+    if (!data && x->numel > 0)
+        return agi_error(t, AG_EINVAL, "ag_tensor_from: data is NULL for shape %s", agi_shp(x, 0));
+    if (x->numel > 0)
+        memcpy(x->value, data, (size_t)x->numel * ag_dtype_size(dt));
+    return x;
+}
+
+ag_tensor *ag_arange(ag_tape *t, ag_dtype dt, double start, double stop, double step)
+{
+    if (!check_make(t, "ag_arange", dt, 0, NULL))
+        return agi_nil(t);
+    if (!(step != 0) || !isfinite(start) || !isfinite(stop) || !isfinite(step))
+        return agi_error(t, AG_EINVAL, "ag_arange: start %g, stop %g, step %g must be finite, step nonzero",
+                         start, stop, step);
+    double count = ceil((stop - start) / step);
+    if (count < 0)
+        count = 0;
+    if (count > 1e12)
+        return agi_error(t, AG_ESHAPE, "ag_arange: %g elements are too many", count);
+    int64_t n = (int64_t)count;
+    ag_tensor *x = agi_new(t, NULL, 0, NULL, dt, 1, &n);
+    for (int64_t i = 0; i < x->numel; i++)
+        agi_set(x, i, start + (double)i * step);
+    return x;
+}
+
+ag_tensor *ag_eye(ag_tape *t, ag_dtype dt, int64_t n)
+{
+    if (!check_make(t, "ag_eye", dt, 0, NULL))
+        return agi_nil(t);
+    if (n < 0)
+        return agi_error(t, AG_ESHAPE, "ag_eye: size %lld is negative", (long long)n);
+    ag_tensor *x = ag_zeros(t, dt, 2, (int64_t[]){n, n});
+    for (int64_t i = 0; i < n && !(x->flags & AGI_NIL); i++)
+        agi_set(x, i * n + i, 1.0);
+    return x;
+}
+
+ag_tensor *ag_requires_grad(ag_tensor *x)
+{
+    if (!x || (x->flags & AGI_NIL))
+        return x;
+    if (x->flags & AGI_RECORDED || (x->op && !(x->flags & AGI_PARAM))) {
+        ag_tape_fail(x->tape, AG_EINVAL,
+                     "ag_requires_grad: '%s' is the result of op %s, not a leaf",
+                     x->name ? x->name : "", x->op ? x->op->name : "?");
+        return x;
+    }
+    x->flags |= AGI_REQUIRES_GRAD;
+    return x;
+}
+
+/* ---------------------------------------------------------------- params */
+
+static ag_tensor *param_make(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank, const int64_t *shape,
+                             void *value, void *grad)
+{
+    if (!valid_dtype(dt) || rank < 0 || rank > AG_MAX_DIMS || (rank > 0 && !shape))
+        return NULL;
+    int64_t numel = 1;
+    for (int i = 0; i < rank; i++) {
+        if (shape[i] < 0 || (shape[i] != 0 && numel > INT64_MAX / 8 / shape[i]))
+            return NULL;
+        numel *= shape[i];
+    }
+    size_t esize = ag_dtype_size(dt);
+    /* Each header is followed by 64 bytes for its name. */
+    size_t head = (sizeof(ag_tensor) + 64 + 63) & ~(size_t)63;
+    bool owned = value == NULL;
+    size_t bytes = owned ? (size_t)numel * esize : 0;
+    if (owned && (uint64_t)numel > (SIZE_MAX / 4) / esize)
+        return NULL;
+    size_t total = 2 * head + 2 * ((bytes + 63) & ~(size_t)63) + 64;
+    char *block = agi_realloc(fn, ud, NULL, 0, total);
+    if (!block)
+        return NULL;
+    memset(block, 0, total);
+    /* Header, grad header, then 64-byte aligned value and grad buffers. */
+    ag_tensor *p = (ag_tensor *)block;
+    ag_tensor *g = (ag_tensor *)(block + head);
+    char *data = (char *)(((uintptr_t)(block + 2 * head) + 63) & ~(uintptr_t)63);
+    p->value = owned ? data : value;
+    g->value = owned ? data + ((bytes + 63) & ~(size_t)63) : grad;
+    for (ag_tensor *x = p; x; x = x == p ? g : NULL) {
+        x->numel = numel;
+        if (rank > 0)
+            memcpy(x->shape, shape, (size_t)rank * sizeof(int64_t));
+        x->dtype = (uint8_t)dt;
+        x->rank = (uint8_t)rank;
+        x->flags = AGI_PARAM;
+    }
+    p->flags |= AGI_REQUIRES_GRAD | AGI_OWNS_MEMORY;
+    p->grad = g;
+    p->alloc = fn;
+    p->alloc_ud = ud;
+    p->alloc_size = total;
+    return p;
+}
+
+ag_tensor *ag_param_new(ag_dtype dt, int rank, const int64_t *shape)
+{
+    return param_make(NULL, NULL, dt, rank, shape, NULL, NULL);
+}
+
+ag_tensor *ag_param_new_alloc(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank, const int64_t *shape)
+{
+    return param_make(fn, ud, dt, rank, shape, NULL, NULL);
+}
+
+ag_tensor *ag_param_scalar(ag_dtype dt, double v)
+{
+    ag_tensor *p = ag_param_new(dt, 0, NULL);
+    if (p)
+        agi_set(p, 0, v);
+    return p;
+}
+
+ag_tensor *ag_param_view(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank, const int64_t *shape,
+                         void *value, void *grad)
+{
+    if (!value || !grad)
+        return NULL;
+    return param_make(fn, ud, dt, rank, shape, value, grad);
+}
+
+void ag_param_free(ag_tensor *p)
+{
+    if (!p || !(p->flags & AGI_PARAM) || !(p->flags & AGI_OWNS_MEMORY))
+        return;
+    agi_realloc(p->alloc, p->alloc_ud, p, p->alloc_size, 0);
+}
+
+int ag_is_param(const ag_tensor *x) { return x && (x->flags & AGI_PARAM) && x->grad; }
+
+/* ------------------------------------------------------------- accessors */
+
+static bool usable(const ag_tensor *x) { return x && !(x->flags & AGI_NIL); }
+
+ag_dtype ag_dtype_of(const ag_tensor *x) { return usable(x) ? (ag_dtype)x->dtype : AG_F64; }
+int ag_rank(const ag_tensor *x) { return usable(x) ? x->rank : 0; }
+const int64_t *ag_shape(const ag_tensor *x) { return usable(x) ? x->shape : NULL; }
+int64_t ag_numel(const ag_tensor *x) { return usable(x) ? x->numel : 0; }
+void *ag_data(ag_tensor *x) { return usable(x) ? x->value : NULL; }
+int ag_is_nil(const ag_tensor *x) { return !usable(x); }
+int ag_requires_grad_of(const ag_tensor *x)
+{
+    return usable(x) && (x->flags & AGI_REQUIRES_GRAD) != 0;
+}
+
+int64_t ag_dim(const ag_tensor *x, int axis)
+{
+    if (!usable(x))
+        return 0;
+    int a = agi_norm_axis(axis, x->rank);
+    return a < 0 ? 0 : x->shape[a];
+}
+
+double ag_get(const ag_tensor *x, int64_t i)
+{
+    if (!usable(x) || i < 0 || i >= x->numel)
+        return NAN;
+    return agi_get(x, i);
+}
+
+void ag_set(ag_tensor *x, int64_t i, double v)
+{
+    if (usable(x) && i >= 0 && i < x->numel)
+        agi_set(x, i, v);
+}
+
+double ag_item(const ag_tensor *x)
+{
+    if (!usable(x) || x->numel != 1)
+        return NAN;
+    return agi_get(x, 0);
+}
+
+ag_tensor *ag_grad(const ag_tensor *x) { return usable(x) ? x->grad : NULL; }
+
+double ag_grad_item(const ag_tensor *x)
+{
+    if (!usable(x) || !x->grad || x->grad->numel != 1)
+        return 0.0;
+    return agi_get(x->grad, 0);
+}
+
+void ag_set_name(ag_tensor *x, const char *name)
+{
+    if (!usable(x) || !name)
+        return;
+    size_t n = strlen(name);
+    if (n > 63)
+        n = 63;
+    char *copy;
+    if (x->flags & AGI_PARAM) {
+        copy = (char *)(x + 1);   /* the room param_make leaves after the header */
+    } else {
+        copy = agi_arena_alloc(x->tape, n + 1, 1);
+        if (!copy)
+            return;
+    }
+    memcpy(copy, name, n);
+    copy[n] = '\0';
+    x->name = copy;
+}
+
+const char *ag_name(const ag_tensor *x) { return usable(x) && x->name ? x->name : ""; }
+const char *ag_op_name(const ag_tensor *x) { return usable(x) && x->op ? x->op->name : ""; }
+int ag_num_inputs(const ag_tensor *x) { return usable(x) ? x->nin : 0; }
+ag_tensor *ag_input(const ag_tensor *x, int i)
+{
+    return usable(x) && i >= 0 && i < x->nin ? x->in[i] : NULL;
+}
+
+void ag_fill(ag_tensor *x, double v)
+{
+    if (!usable(x))
+        return;
+    for (int64_t i = 0; i < x->numel; i++)
+        agi_set(x, i, v);
+}
