@@ -1,0 +1,31 @@
+#!/bin/sh
+# Sets up a fresh Debian 12 machine for this project, then either builds and
+# runs the demo ("demo") or builds and runs the whole test suite ("test").
+# Uses sudo for apt-get only when not already root.
+set -eu
+what=${1:-demo}
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+base="gcc meson ninja-build pkg-config zlib1g-dev graphviz libgraphviz-dev"
+case "$what" in
+    demo) pkgs="$base" ;;
+    test) pkgs="$base libcriterion-dev python3-numpy clang" ;;
+    *) echo "usage: $0 demo|test" >&2; exit 2 ;;
+esac
+
+export DEBIAN_FRONTEND=noninteractive
+as_root apt-get update -q
+# shellcheck disable=SC2086
+as_root apt-get install -y -q $pkgs
+
+meson setup build --reconfigure
+if [ "$what" = demo ]; then
+    meson compile -C build
+    ./build/examples/chain
+else
+    meson test -C build --print-errorlogs
+fi
