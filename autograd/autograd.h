@@ -162,6 +162,13 @@ AG_API ag_tensor *ag_param_scalar(ag_dtype dt, double v);
 ** keep all its parameters in one buffer. Only the small header is allocated. */
 AG_API ag_tensor *ag_param_view(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank,
                                 const int64_t *shape, void *value, void *grad);
+/* Points parameter p at new 'value' and 'grad' buffers (numel elements of
+** its dtype each, owned by the caller), keeping the same handle: a model
+** whose flat buffers grow moves its parameters this way. Nothing is copied;
+** the old buffers are no longer referenced. Call it between passes, never
+** while a tape that uses p is waiting for backward. Returns AG_EINVAL (and
+** changes nothing) when p is not a parameter or a buffer is NULL. */
+AG_API ag_status ag_param_rebind(ag_tensor *p, void *value, void *grad);
 AG_API void ag_param_free(ag_tensor *p);
 AG_API int ag_is_param(const ag_tensor *x);
 

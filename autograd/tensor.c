@@ -191,6 +191,15 @@ ag_tensor *ag_param_view(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank, const 
     return param_make(fn, ud, dt, rank, shape, value, grad);
 }
 
+ag_status ag_param_rebind(ag_tensor *p, void *value, void *grad)
+{
+    if (!p || !(p->flags & AGI_PARAM) || !p->grad || !value || !grad)
+        return AG_EINVAL;
+    p->value = value;
+    p->grad->value = grad;
+    return AG_OK;
+}
+
 void ag_param_free(ag_tensor *p)
 {
     if (!p || !(p->flags & AGI_PARAM) || !(p->flags & AGI_OWNS_MEMORY))
