@@ -120,8 +120,10 @@ AG_API ag_tensor *ag_scalar(ag_tape *t, ag_dtype dt, double v);    /* rank 0 */
 /* [start, start+step, ...) below 'stop' (above it when step < 0). */
 AG_API ag_tensor *ag_arange(ag_tape *t, ag_dtype dt, double start, double stop, double step);
 AG_API ag_tensor *ag_eye(ag_tape *t, ag_dtype dt, int64_t n);
-/* Marks a leaf tensor of the tape as one whose gradient backward computes.
-** Returns x, so it chains: ag_requires_grad(ag_scalar(t, AG_F64, 2)). */
+/* Marks a tensor of the tape as one whose gradient backward computes. An
+** unrecorded op result (computed from constants only) becomes a leaf; a
+** recorded one is an AG_EINVAL error. Returns x, so it chains:
+** ag_requires_grad(ag_scalar(t, AG_F64, 2)). */
 AG_API ag_tensor *ag_requires_grad(ag_tensor *x);
 /* A copy of x that records nothing and requires no grad. */
 AG_API ag_tensor *ag_detach(ag_tape *t, ag_tensor *x);

@@ -108,12 +108,16 @@ ag_tensor *ag_requires_grad(ag_tensor *x)
 {
     if (!x || (x->flags & AGI_NIL))
         return x;
-    if (x->flags & AGI_RECORDED || (x->op && !(x->flags & AGI_PARAM))) {
+    if (x->flags & AGI_RECORDED) {
         ag_tape_fail(x->tape, AG_EINVAL,
-                     "ag_requires_grad: '%s' is the result of op %s, not a leaf",
-                     x->name ? x->name : "", x->op ? x->op->name : "?");
+                     "ag_requires_grad: '%s' is the recorded result of op %s, not a leaf",
+                     x->name ? x->name : "", x->op->name);
         return x;
     }
+    /* An unrecorded result (computed from constants) becomes a leaf, as in
+    ** PyTorch: its history is forgotten. */
+    x->op = NULL;
+    x->nin = 0;
     x->flags |= AGI_REQUIRES_GRAD;
     return x;
 }
