@@ -49,10 +49,14 @@ void *agi_arena_alloc(ag_tape *t, size_t size, size_t align)
             a->in_use += size;
             return (char *)a->cur + chunk_header() + off;
         }
-        if (!a->cur->next || fit(a->cur->next, size, align) == SIZE_MAX)
+        if (!a->cur->next)
+            break;
+        /* Chunks past 'cur' are free in this pass; their 'used' is stale
+        ** from the last one and must not decide whether the request fits. */
+        a->cur->next->used = 0;
+        if (fit(a->cur->next, size, align) == SIZE_MAX)
             break;
         a->cur = a->cur->next;
-        a->cur->used = 0;
     }
     size_t want = size + align;
     size_t csize = a->cur ? a->cur->size * 2 : MIN_CHUNK;

@@ -97,6 +97,10 @@ AG_API void ag_tape_fail(ag_tape *t, ag_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* The tape's nil tensor (rank 0, no data), which failed ops return; for code
+** built on the library that must return one after ag_tape_fail. For a NULL
+** tape, a shared nil that is never written. */
+AG_API ag_tensor *ag_tape_nil(ag_tape *t);
 /* With trap on, the first error prints its message and aborts: a debugging aid. */
 AG_API void ag_tape_set_trap(ag_tape *t, int on);
 AG_API size_t ag_tape_entries(const ag_tape *t);     /* ops recorded so far */
@@ -326,6 +330,106 @@ typedef struct ag_gradcheck_report {
 ** the tape on which f failed (its message copied to 'err' when not NULL). */
 AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *const *inputs,
                               double eps, ag_gradcheck_report *report, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------ threads */
+/* A pool of persistent worker threads that large ops (matrix products) share
+** their work with. A tape uses one only when given it; results are the same
+** bits whatever the pool's size, or without one.
+**
+**     ag_pool *pool = ag_pool_new(0);        // one thread per online core
+**     ag_tape_set_pool(t, pool);
+**     ...                                    // ops on t now use the pool
+**     ag_tape_free(t);
+**     ag_pool_free(pool);                    // after every tape using it
+**
+** A pool runs one job at a time: when two tapes on two threads share it, an
+** op that finds it busy runs on its own thread instead (same result). */
+typedef struct ag_pool ag_pool;
+
+/* A pool of 'nthreads' threads counting the one that calls an op, so it
+** starts nthreads - 1 workers; 0 means one per online core, and 1 makes a
+** pool that never starts a thread. Returns NULL when nthreads is negative or
+** memory or threads run out (nothing is left running). */
+AG_API ag_pool *ag_pool_new(int nthreads);
+AG_API ag_pool *ag_pool_new_alloc(ag_alloc_fn fn, void *ud, int nthreads);
+/* Stops and joins the workers and frees the pool; NULL is a no-op. No tape
+** may use the pool afterwards (set another with ag_tape_set_pool first). */
+AG_API void ag_pool_free(ag_pool *pool);
+/* Threads a job runs on, counting the caller; 1 for NULL. */
+AG_API int ag_pool_size(const ag_pool *pool);
+/* Lets ops on 't' use 'pool' (borrowed: the caller keeps ownership and frees
+** it after the tape); NULL goes back to one thread. Kept across resets. */
+AG_API void ag_tape_set_pool(ag_tape *t, ag_pool *pool);
+AG_API ag_pool *ag_tape_pool(const ag_tape *t);    /* NULL when none */
+
+/* ------------------------------------------------------ graphs (Graphviz DOT) */
+/* Pictures of a tape to see backpropagation. A node per tensor (its name,
+** shape, and for tensors of at most 16 elements their values and gradients),
+** a node per op, edges in the direction data flows. Inputs, parameters,
+** constants, ops and the output have distinct colours, explained by a legend.
+**
+** Chain-rule view (the default): an edge into an op whose result has one
+** element carries the local derivative d out / d in at the recorded point;
+** once its op is replayed, an edge also shows the contribution
+** grad(out) x local it sends back; a tensor that feeds several ops shows
+** each contribution and their sum, so that grad(in) = sum of grad(out) x
+** local can be checked by eye.
+**
+** With an output y, the graph holds what reaches y, and the gradients are
+** those of a backward pass from y that the writer replays itself, touching
+** no stored gradient (a y of several elements is seeded with ones). With y
+** NULL, the graph holds the whole tape with the gradients stored by the last
+** backward.
+**
+** The text is deterministic (the same computation gives the same bytes) and
+** valid DOT whatever the names hold: they are escaped, and bytes that are
+** not UTF-8 are shown as U+FFFD. These functions record nothing, but make
+** tensors on the tape's arena (freed at reset). They report errors as ops do
+** (on the tape, the first error wins) and return the tape's status. On a
+** tape already in error, ag_dot_write and ag_dot_save still draw what was
+** recorded, without gradients, to help find the fault. */
+typedef struct ag_dot_options {
+    int top_to_bottom;   /* lay out top to bottom; left to right by default */
+    int plain;           /* no local derivatives or contributions on edges */
+    int no_legend;       /* leave the legend out */
+    int digits;          /* significant digits of numbers, 1..17; 0 means 6 */
+    const char *title;   /* a caption above the graph (UTF-8), or NULL */
+} ag_dot_options;        /* zero-initialised (or NULL) means all defaults */
+
+/* Writes the graph as DOT text to f. */
+AG_API ag_status ag_dot_write(ag_tape *t, ag_tensor *y, const ag_dot_options *opt, FILE *f);
+/* Writes the graph to a file named by 'path': DOT text for .dot or .gv;
+** rendered for .svg, .png or .pdf (AG_EUNSUPPORTED when built without
+** Graphviz, see ag_dot_render). AG_EIO when the file cannot be written. */
+AG_API ag_status ag_dot_save(ag_tape *t, ag_tensor *y, const ag_dot_options *opt, const char *path);
+
+/* Step-by-step backward. Replaying the tape from y processes the ops that
+** reach y one at a time, the last recorded first. Frame k (0 <= k <= steps)
+** shows the gradients known after k steps; in it the op replayed at step k
+** is highlighted, with the contributions it sent. Frame 0 holds only the
+** seed grad(y) = 1. y must not be NULL, and the tape must not be in error. */
+/* The number of steps, or -1 on error (recorded on the tape). */
+AG_API int64_t ag_dot_steps(ag_tape *t, ag_tensor *y);
+/* Writes frame k as DOT text to f. */
+AG_API ag_status ag_dot_write_step(ag_tape *t, ag_tensor *y, int64_t k, const ag_dot_options *opt,
+                                   FILE *f);
+/* Writes every frame into the existing directory 'dir' as step_000.FMT,
+** step_001.FMT, ... (three digits or more, so they sort), where 'format' is
+** "dot" (the default when NULL), "svg", "png" or "pdf" (these need
+** Graphviz). '*frames' (when not NULL) receives the number written. */
+AG_API ag_status ag_dot_save_steps(ag_tape *t, ag_tensor *y, const ag_dot_options *opt,
+                                   const char *dir, const char *format, int64_t *frames);
+
+/* 1 when this build renders with Graphviz's library, 0 otherwise. */
+AG_API int ag_dot_can_render(void);
+/* Lays out the NUL-terminated DOT text with Graphviz's dot and renders it to
+** 'path' in 'format' ("svg", "png" or "pdf"). Returns AG_OK, AG_EINVAL (bad
+** arguments, text Graphviz rejects), AG_EIO (the file cannot be written) or
+** AG_EUNSUPPORTED (built without Graphviz), with a message in err (up to
+** errlen bytes, may be NULL). Graphviz is not thread-safe: render from one
+** thread at a time. */
+AG_API ag_status ag_dot_render(const char *dot, const char *format, const char *path, char *err,
+                               size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -187,6 +187,13 @@ void ag_gradients(ag_tape *t, ag_tensor *y, ag_tensor *seed, int n, ag_tensor *c
         out[i] = agi_nil(t);
     if (!agi_check_inputs(t, "ag_gradients", n, xs, false))
         return;
+    /* run() clears only what this graph reaches; an x it never reaches may
+    ** still hold an earlier pass's gradient (a parameter after a reset, a
+    ** leaf that was itself an output), which would read as this one's. */
+    for (int i = 0; i < n; i++) {
+        xs[i]->gacc = NULL;
+        xs[i]->flags &= (uint8_t)~AGI_GACC_OWNED;
+    }
     run(t, "ag_gradients", y, seed, create_graph != 0, false);
     for (int i = 0; i < n && t->status == AG_OK; i++) {
         ag_tensor *x = xs[i];

@@ -20,17 +20,18 @@ typedef struct check {
     ag_tensor **leaves;
 } check;
 
-/* Runs f on fresh leaves holding the current values; NULL on error. */
-static ag_tensor *evaluate(check *c, bool grad)
+/* Runs f on fresh leaves holding the current values; NULL on error. The
+** leaves require grad and the tape records in every evaluation, the finite
+** differences included, as ag_gradcheck_fn promises: a function that takes
+** gradients itself (ag_gradients with create_graph) would otherwise compute
+** zeros on the numeric side. */
+static ag_tensor *evaluate(check *c)
 {
     ag_tape_reset(c->t);
-    if (!grad)
-        ag_no_grad_begin(c->t);
     for (int i = 0; i < c->n; i++) {
         const ag_tensor *x = c->inputs[i];
-        c->leaves[i] = ag_tensor_from(c->t, AG_F64, x->rank, x->shape, c->values[i]);
-        if (grad)
-            ag_requires_grad(c->leaves[i]);
+        c->leaves[i] = ag_requires_grad(
+            ag_tensor_from(c->t, AG_F64, x->rank, x->shape, c->values[i]));
     }
     ag_tensor *y = c->f(c->t, c->leaves, c->ud);
     if (c->t->status != AG_OK)
@@ -97,7 +98,7 @@ ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *const *inp
     }
 
     /* The analytic side: one backward seeded with r. */
-    ag_tensor *y = evaluate(&c, true);
+    ag_tensor *y = evaluate(&c);
     if (!y)
         goto failed;
     c.n_out = y->numel;
@@ -129,11 +130,11 @@ ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *const *inp
         for (int64_t j = 0; j < inputs[i]->numel; j++) {
             double keep = c.values[i][j], lp, lm;
             c.values[i][j] = keep + eps;
-            if (!(y = evaluate(&c, false)))
+            if (!(y = evaluate(&c)))
                 goto failed;
             lp = contract(&c, y);
             c.values[i][j] = keep - eps;
-            if (!(y = evaluate(&c, false)))
+            if (!(y = evaluate(&c)))
                 goto failed;
             lm = contract(&c, y);
             c.values[i][j] = keep;

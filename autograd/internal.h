@@ -88,6 +88,7 @@ struct ag_tape {
     int in_backward;       /* >0 while replaying: ops record only in create-graph mode */
     int create_graph;
     int trap;
+    ag_pool *pool;         /* borrowed; NULL runs ops on the calling thread */
     ag_tensor nil;
 };
 
@@ -117,6 +118,10 @@ int agi_norm_axis(int axis, int rank);   /* -1 when out of range */
 /* Strides (in elements) of x viewed with 'rank' dims of 'shape' it broadcasts to:
 ** 0 on broadcast dims. */
 void agi_broadcast_strides(const ag_tensor *x, int rank, const int64_t *shape, int64_t *strides);
+
+/* Validates what every tape constructor takes (a tape not in error, dtype,
+** rank, a shape without negative dims or overflow), naming 'who' in errors. */
+bool agi_check_make(ag_tape *t, const char *who, ag_dtype dt, int rank, const int64_t *shape);
 
 /* recording */
 /* Validates an op's inputs: tape status, NULL, nil, other tape, stale, dtype

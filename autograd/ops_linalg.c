@@ -53,7 +53,7 @@ ag_tensor *agi_matmul_t(ag_tape *t, ag_tensor *a, ag_tensor *b, int ta, int tb)
     ag_dtype dt = (ag_dtype)a->dtype;
     size_t es = ag_dtype_size(dt);
     void *scratch = NULL;
-    size_t need = agk_gemm_scratch(dt, m, n, ka, ta, tb);
+    size_t need = agk_gemm_scratch(dt, m, n, ka, ta, tb, t->pool);
     if (need && !(scratch = agi_arena_alloc(t, need, 64)))
         return agi_nil(t);
     /* Batch strides in whole matrices, 0 where a side is broadcast. */
@@ -70,7 +70,7 @@ ag_tensor *agi_matmul_t(ag_tape *t, ag_tensor *a, ag_tensor *b, int ta, int tb)
     for (int64_t i = 0; i < batches; i++) {
         agk_gemm(dt, m, n, ka, (const char *)a->value + (size_t)(oa * a_mat) * es, lda, ta,
                  (const char *)b->value + (size_t)(ob * b_mat) * es, ldb, tb,
-                 (char *)out->value + (size_t)(i * c_mat) * es, n, scratch);
+                 (char *)out->value + (size_t)(i * c_mat) * es, n, scratch, t->pool);
         for (int d = rank - 1; d >= 0; d--) {
             oa += sa[d], ob += sb[d];
             if (++idx[d] < shape[d])

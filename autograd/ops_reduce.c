@@ -187,13 +187,17 @@ ag_tensor *ag_mean(ag_tape *t, ag_tensor *x)
 
 ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim)
 {
-    ag_tensor *s = ag_sum_axis(t, x, axis, keepdim);
-    if (s->flags & AGI_NIL)
-        return s;
-    int64_t n = ag_dim(x, axis);
+    /* Checked here so that errors name ag_mean_axis, not ag_sum_axis. */
+    if (!agi_check_inputs(t, "ag_mean_axis", 1, &x, false))
+        return agi_nil(t);
+    int ax = agi_norm_axis(axis, x->rank);
+    if (ax < 0)
+        return agi_error(t, AG_EINVAL, "ag_mean_axis: axis %d is out of range for shape %s", axis,
+                         agi_shp(x, 0));
+    int64_t n = x->shape[ax];
     if (n == 0)
         return agi_error(t, AG_ESHAPE, "ag_mean_axis: axis %d of %s is empty", axis, agi_shp(x, 0));
-    return ag_mul_scalar(t, s, 1.0 / (double)n);
+    return ag_mul_scalar(t, ag_sum_axis(t, x, axis, keepdim), 1.0 / (double)n);
 }
 
 /* broadcast_to: copies x along the dims it repeats; the adjoint is sum_to */

@@ -32,6 +32,12 @@ static void gather(ag_tensor *out, const ag_tensor *x, int64_t base, const int64
                  f_first);
 }
 
+/* a * b for a, b >= 0, saturating at INT64_MAX rather than overflowing. */
+static int64_t mul_sat(int64_t a, int64_t b)
+{
+    return a != 0 && b > INT64_MAX / a ? INT64_MAX : a * b;
+}
+
 /* reshape: same elements, new shape; the gradient is reshaped back */
 static void vjp_reshape(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
@@ -56,13 +62,13 @@ ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
             return agi_error(t, AG_ESHAPE, "ag_reshape: dimension %d of the target is %lld", i,
                              (long long)shape[i]);
         else
-            known *= shape[i];
+            known = mul_sat(known, shape[i]);
     }
     if (infer >= 0)
         dims[infer] = known > 0 && x->numel % known == 0 ? x->numel / known : -1;
     int64_t n = 1;
     for (int i = 0; i < rank; i++)
-        n *= dims[i] < 0 ? 0 : dims[i];
+        n = mul_sat(n, dims[i] < 0 ? 0 : dims[i]);
     if (n != x->numel || (infer >= 0 && dims[infer] < 0)) {
         char to[96];
         agi_shape_str(to, sizeof to, rank, shape);
@@ -152,6 +158,10 @@ ag_tensor *ag_slice(ag_tape *t, ag_tensor *x, int axis, int64_t start, int64_t s
                          "ag_slice: [%lld:%lld:%lld] does not fit axis %d of %s (size %lld)",
                          (long long)start, (long long)stop, (long long)step, axis, agi_shp(x, 0),
                          (long long)dim);
+    /* A step past the axis's end picks one element, as 'dim' would; clamped,
+    ** the index arithmetic below cannot overflow. */
+    if (step > dim)
+        step = dim > 0 ? dim : 1;
     int64_t shape[AG_MAX_DIMS], strides[AG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[ax] = (e - s + step - 1) / step;
@@ -172,8 +182,10 @@ static void vjp_slice_grad(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor *
 {
     const ag_tensor *sl = out->in[0];
     int ax = out->attr.slice.axis;
-    int64_t start = out->attr.slice.start, step = out->attr.slice.step;
-    gin[0] = ag_slice(t, g, ax, start, start + (sl->shape[ax] - 1) * step + 1, step);
+    int64_t start = out->attr.slice.start, step = out->attr.slice.step, n = sl->shape[ax];
+    /* The slice that was scattered; an empty one stops where it starts (the
+    ** formula for n > 0 would put stop before start, which ag_slice rejects). */
+    gin[0] = ag_slice(t, g, ax, start, n > 0 ? start + (n - 1) * step + 1 : start, step);
 }
 const ag_op agi_op_slice_grad = {"slice_grad", vjp_slice_grad};
 

@@ -29,6 +29,8 @@ void ag_rng_seed(ag_rng *r, uint64_t seed)
 
 uint64_t ag_rng_next(ag_rng *r)
 {
+    if (!r)
+        return 0;   /* no generator, no crash: a constant stream */
     uint64_t *s = r->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9;
     uint64_t t = s[1] << 17;
@@ -59,6 +61,8 @@ uint64_t ag_rng_below(ag_rng *r, uint64_t n)
 /* Marsaglia's polar method: needs only log and sqrt, and yields two variates. */
 double ag_rng_normal(ag_rng *r)
 {
+    if (!r)
+        return NAN;
     if (r->has_spare) {
         r->has_spare = 0;
         return r->spare;
@@ -100,6 +104,8 @@ static ag_tensor *random_tensor(ag_tape *t, const char *who, ag_rng *r, ag_dtype
         return agi_error(t, AG_EINVAL, "%s: rng is NULL", who);
     if (!isfinite(a) || !isfinite(b) || (!normal && a > b) || (normal && b < 0))
         return agi_error(t, AG_EINVAL, "%s: parameters %g and %g are invalid", who, a, b);
+    if (!agi_check_make(t, who, dt, rank, shape))
+        return agi_nil(t);
     ag_tensor *x = ag_zeros(t, dt, rank, shape);
     if (normal)
         ag_fill_normal(x, r, a, b);

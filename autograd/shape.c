@@ -41,14 +41,19 @@ bool agi_same_shape(const ag_tensor *a, const ag_tensor *b)
 bool agi_broadcast_shape(int ra, const int64_t *sa, int rb, const int64_t *sb, int *rank,
                          int64_t *shape)
 {
+    /* Built aside: 'shape' may be 'sa' or 'sb' (ag_where broadcasts in two
+    ** steps), and a shorter input's dims are read after earlier output dims. */
+    int64_t out[AG_MAX_DIMS];
     int r = ra > rb ? ra : rb;
     for (int i = 0; i < r; i++) {
         int64_t da = i < r - ra ? 1 : sa[i - (r - ra)];
         int64_t db = i < r - rb ? 1 : sb[i - (r - rb)];
         if (da != db && da != 1 && db != 1)
             return false;
-        shape[i] = da == 1 ? db : da;
+        out[i] = da == 1 ? db : da;
     }
+    if (r > 0)
+        memcpy(shape, out, (size_t)r * sizeof *out);
     *rank = r;
     return true;
 }

@@ -71,6 +71,8 @@ ag_tensor *agi_nil(ag_tape *t)
     return t ? &t->nil : &orphan_nil;
 }
 
+ag_tensor *ag_tape_nil(ag_tape *t) { return agi_nil(t); }
+
 bool agi_recording(const ag_tape *t)
 {
     return t->no_grad == 0 && (t->in_backward == 0 || t->create_graph);

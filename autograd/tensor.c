@@ -16,9 +16,7 @@ const char *ag_dtype_name(ag_dtype dt)
 
 static bool valid_dtype(ag_dtype dt) { return dt == AG_F32 || dt == AG_F64; }
 
-/* Checks what every tape constructor takes: a tape not in error, a dtype and
-** a shape pointer when rank > 0. */
-static bool check_make(ag_tape *t, const char *who, ag_dtype dt, int rank, const int64_t *shape)
+bool agi_check_make(ag_tape *t, const char *who, ag_dtype dt, int rank, const int64_t *shape)
 {
     if (!t || t->status != AG_OK)
         return false;
@@ -34,12 +32,29 @@ static bool check_make(ag_tape *t, const char *who, ag_dtype dt, int rank, const
         agi_error(t, AG_EINVAL, "%s: shape is NULL for rank %d", who, rank);
         return false;
     }
+    /* agi_new checks these too, but can only name itself. */
+    int64_t numel = 1;
+    for (int i = 0; i < rank; i++) {
+        if (shape[i] < 0) {
+            agi_error(t, AG_ESHAPE, "%s: dimension %d is negative (%lld)", who, i,
+                      (long long)shape[i]);
+            return false;
+        }
+        if (shape[i] != 0 && numel > INT64_MAX / 8 / shape[i]) {
+            char s[96];
+            agi_shape_str(s, sizeof s, rank, shape);
+            agi_error(t, AG_ESHAPE, "%s: shape %s has too many elements", who, s);
+            return false;
+        }
+        numel *= shape[i];
+    }
     return true;
 }
 
-ag_tensor *ag_full(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, double v)
+static ag_tensor *make_full(ag_tape *t, const char *who, ag_dtype dt, int rank,
+                            const int64_t *shape, double v)
 {
-    if (!check_make(t, "ag_full", dt, rank, shape))
+    if (!agi_check_make(t, who, dt, rank, shape))
         return agi_nil(t);
     ag_tensor *x = agi_new(t, NULL, 0, NULL, dt, rank, shape);
     if (!(x->flags & AGI_NIL))
@@ -47,21 +62,29 @@ ag_tensor *ag_full(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, doub
     return x;
 }
 
+ag_tensor *ag_full(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, double v)
+{
+    return make_full(t, "ag_full", dt, rank, shape, v);
+}
+
 ag_tensor *ag_zeros(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape)
 {
-    return ag_full(t, dt, rank, shape, 0.0);
+    return make_full(t, "ag_zeros", dt, rank, shape, 0.0);
 }
 
 ag_tensor *ag_ones(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape)
 {
-    return ag_full(t, dt, rank, shape, 1.0);
+    return make_full(t, "ag_ones", dt, rank, shape, 1.0);
 }
 
-ag_tensor *ag_scalar(ag_tape *t, ag_dtype dt, double v) { return ag_full(t, dt, 0, NULL, v); }
+ag_tensor *ag_scalar(ag_tape *t, ag_dtype dt, double v)
+{
+    return make_full(t, "ag_scalar", dt, 0, NULL, v);
+}
 
 ag_tensor *ag_tensor_from(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, const void *data)
 {
-    if (!check_make(t, "ag_tensor_from", dt, rank, shape))
+    if (!agi_check_make(t, "ag_tensor_from", dt, rank, shape))
         return agi_nil(t);
     ag_tensor *x = agi_new(t, NULL, 0, NULL, dt, rank, shape);
     if (x->flags & AGI_NIL)
@@ -75,7 +98,7 @@ ag_tensor *ag_tensor_from(ag_tape *t, ag_dtype dt, int rank, const int64_t *shap
 
 ag_tensor *ag_arange(ag_tape *t, ag_dtype dt, double start, double stop, double step)
 {
-    if (!check_make(t, "ag_arange", dt, 0, NULL))
+    if (!agi_check_make(t, "ag_arange", dt, 0, NULL))
         return agi_nil(t);
     if (!(step != 0) || !isfinite(start) || !isfinite(stop) || !isfinite(step))
         return agi_error(t, AG_EINVAL, "ag_arange: start %g, stop %g, step %g must be finite, step nonzero",
@@ -94,11 +117,11 @@ ag_tensor *ag_arange(ag_tape *t, ag_dtype dt, double start, double stop, double 
 
 ag_tensor *ag_eye(ag_tape *t, ag_dtype dt, int64_t n)
 {
-    if (!check_make(t, "ag_eye", dt, 0, NULL))
+    if (!agi_check_make(t, "ag_eye", dt, 0, NULL))
         return agi_nil(t);
     if (n < 0)
         return agi_error(t, AG_ESHAPE, "ag_eye: size %lld is negative", (long long)n);
-    ag_tensor *x = ag_zeros(t, dt, 2, (int64_t[]){n, n});
+    ag_tensor *x = make_full(t, "ag_eye", dt, 2, (int64_t[]){n, n}, 0.0);
     for (int64_t i = 0; i < n && !(x->flags & AGI_NIL); i++)
         agi_set(x, i * n + i, 1.0);
     return x;
@@ -110,8 +133,9 @@ ag_tensor *ag_requires_grad(ag_tensor *x)
         return x;
     if (x->flags & AGI_RECORDED) {
         ag_tape_fail(x->tape, AG_EINVAL,
-                     "ag_requires_grad: '%s' is the recorded result of op %s, not a leaf",
-                     x->name ? x->name : "", x->op->name);
+                     "ag_requires_grad: tensor%s%s%s is the recorded result of op %s, not a leaf",
+                     x->name ? " '" : "", x->name ? x->name : "", x->name ? "'" : "",
+                     x->op->name);
         return x;
     }
     /* An unrecorded result (computed from constants) becomes a leaf, as in

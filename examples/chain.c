@@ -103,6 +103,30 @@ static ag_tensor *record_loss(ag_tape *t, int n_weights, ag_tensor **w, ag_tenso
     return loss;
 }
 
+/* The graph of the first pair alone (A = 3, D = 17), so that every node is
+** a scalar and every edge can show its local derivative. The writer replays
+** backward itself and leaves the weights' gradients alone. */
+static int write_dot(const char *path, int n_weights, ag_tensor **w)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_scalar(t, AG_F64, A_VALUES[0]);
+    ag_set_name(x, "A");
+    for (int k = 0; k < n_weights; k++) {
+        x = ag_mul(t, w[k], x);
+        ag_set_name(x, (char[]){(char)('B' + k), '\0'});
+    }
+    ag_tensor *loss = ag_square(t, ag_sub(t, x, ag_scalar(t, AG_F64, D_TARGETS[0])));
+    ag_set_name(loss, "L");
+    ag_dot_options opt = {.title = "L = (D - 17)^2 for A = 3: the chain rule, edge by edge"};
+    ag_status st = t ? ag_dot_save(t, loss, &opt, path) : AG_ENOMEM;
+    if (st != AG_OK)
+        fprintf(stderr, "chain: --dot %s: %s\n", path, t ? ag_tape_errmsg(t) : "out of memory");
+    else
+        printf("Graph of the first pair written to %s\n", path);
+    ag_tape_free(t);
+    return st == AG_OK ? 0 : -1;
+}
+
 static double product(int n_weights, ag_tensor **w)
 {
     double p = 1;
@@ -180,6 +204,8 @@ int main(int argc, char **argv)
     double lr = o.lr > 0 ? o.lr
                          : 1.0 / (105.0 * n_weights * pow(1932.0 / 158.0, 2.0 - 2.0 / n_weights));
 
+    if (o.dot && write_dot(o.dot, n_weights, w) != 0)
+        return 1;
     ag_tape *t = ag_tape_new();
     if (!t) {
         fprintf(stderr, "chain: out of memory\n");

@@ -1,5 +1,344 @@
-/* Placeholder until the model half of nn lands: it will replace this file. */
+/*
+** nn.h: the public API of libautograd-nn, neural-network pieces built on
+** autograd.h alone: models that own their parameters, layers, initialisers,
+** losses, optimizers and learning-rate schedules (this header), and data
+** sets, checkpoints and metrics (nn_io.h, included below).
+**
+**     nn_model *m = nn_model_new(NULL, NULL);
+**     nn_model_seed(m, 42);
+**     nn_mlp *net = nn_mlp_new(m, "mlp", AG_F32, 3, (int64_t[]){2, 8, 1}, NN_TANH);
+**     nn_optim *opt = nn_adam_new(m, 0.05, 0.9, 0.999, 1e-8, 0.0);
+**     ag_tape *t = ag_tape_new();
+**     for (int step = 0; step < 500; step++) {
+**         ag_tensor *x = ag_tensor_from(t, AG_F32, 2, (int64_t[]){4, 2}, xs);
+**         ag_tensor *y = ag_tensor_from(t, AG_F32, 2, (int64_t[]){4, 1}, ys);
+**         ag_tensor *loss = nn_bce_with_logits_loss(t, nn_mlp_forward(t, net, x), y,
+**                                                   NN_REDUCE_MEAN);
+**         nn_model_zero_grad(m);
+**         ag_backward(t, loss);
+**         if (ag_tape_status(t) != AG_OK) break;       // ag_tape_errmsg says why
+**         nn_optim_step(opt);
+**         ag_tape_reset(t);
+**     }
+**     nn_optim_free(opt); ag_tape_free(t); nn_model_free(m);
+**
+** Ownership. A model owns its parameters, its layers and its random
+** generator; everything is freed by nn_model_free. Optimizers are owned by
+** the caller (nn_optim_free, before or after the model). A model must
+** outlive every tape that uses its parameters and every optimizer step.
+**
+** Errors. A model has a sticky status like a tape's: the first error is kept
+** with a message naming the function and the offending values, and later
+** builders on that model do nothing. Builders never return NULL on error:
+** they return a nil layer (whose forward records an error on the tape) or, for
+** nn_param, NULL, which every autograd op reports as an error on its tape.
+** Functions that take a tape (forwards, losses) record their errors on the
+** tape and return its nil tensor, exactly as autograd ops do.
+*/
 #ifndef NN_H
 #define NN_H
+
+#include "autograd.h"
 #include "nn_io.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* NN_API, the export macro of libautograd-nn, comes from nn_io.h. */
+
+/* ------------------------------------------------------------------ models */
+/* A model keeps all its parameters in ONE contiguous value buffer and ONE
+** gradient buffer, parameter after parameter in registration order, so that
+** zeroing gradients is one memset and an optimizer step one flat loop. All
+** parameters of a model share one dtype, fixed by the first one. */
+
+typedef struct nn_model nn_model;
+
+/* A new, empty model in training mode whose generator is seeded with 0. 'fn'
+** is the allocator hook for everything the model and its optimizers take
+** (NULL: realloc/free). NULL only when memory runs out. */
+NN_API nn_model *nn_model_new(ag_alloc_fn fn, void *ud);
+/* Frees the model, its parameters and layers. NULL is a no-op. */
+NN_API void nn_model_free(nn_model *m);
+
+NN_API ag_status nn_model_status(const nn_model *m);   /* AG_EINVAL for NULL */
+NN_API const char *nn_model_errmsg(const nn_model *m); /* "" when AG_OK */
+/* Records an error as nn does (the first one wins); for code built on nn. */
+NN_API void nn_model_fail(nn_model *m, ag_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* A new parameter called 'name' (at most 63 bytes, unique in the model),
+** zero-filled, living in the model's flat buffers. Use it in ops on any tape;
+** backward adds into its slot of the gradient buffer. The model owns it: do
+** not ag_param_free it. Registering grows the flat buffers, which may move
+** them: earlier parameters keep their handles (they are re-pointed with
+** ag_param_rebind), but pointers from ag_data / nn_model_values go stale, and
+** parameters must not be added while a tape that uses them awaits backward.
+** Returns NULL, recording the error on the model, when the model is in error,
+** the name is missing, too long or taken, the dtype differs from the model's,
+** or the shape is invalid. */
+NN_API ag_tensor *nn_param(nn_model *m, const char *name, ag_dtype dt, int rank,
+                           const int64_t *shape);
+
+NN_API int nn_model_num_params(const nn_model *m);       /* parameter tensors */
+NN_API ag_tensor *nn_model_param(const nn_model *m, int i);  /* NULL out of range */
+NN_API ag_tensor *nn_model_find(const nn_model *m, const char *name);  /* NULL if absent */
+NN_API int64_t nn_model_numel(const nn_model *m);        /* total elements */
+NN_API ag_dtype nn_model_dtype(const nn_model *m);       /* AG_F32 before any param */
+/* The flat buffers: nn_model_numel elements of nn_model_dtype each, in
+** registration order. Borrowed; valid until the next nn_param. NULL when
+** the model has no parameter. */
+NN_API void *nn_model_values(nn_model *m);
+NN_API void *nn_model_grads(nn_model *m);
+/* Zeroes every gradient of the model in one memset. */
+NN_API void nn_model_zero_grad(nn_model *m);
+
+/* Training mode (the default) makes dropout drop; evaluation mode makes it
+** the identity. */
+NN_API void nn_model_set_training(nn_model *m, int on);
+NN_API int nn_model_training(const nn_model *m);
+/* The model's generator, used by layer initialisation and dropout. */
+NN_API void nn_model_seed(nn_model *m, uint64_t seed);
+NN_API ag_rng *nn_model_rng(nn_model *m);   /* NULL for NULL */
+
+/* Checkpoints. nn_model_save writes every parameter under its name
+** ("fc1.weight") to a safetensors file, atomically (nn_safetensors_save), so
+** PyTorch or NumPy can read it. nn_model_load fills every parameter from such
+** a file: it must hold exactly the model's names, with the same dtypes and
+** shapes, and on any mismatch nothing is changed (nn_safetensors_load). Both
+** return AG_OK or the error, its message in 'err' (errlen bytes, may be NULL);
+** a failed save or load leaves the model's own status alone. A model in error
+** returns its status and message. */
+NN_API ag_status nn_model_save(nn_model *m, const char *path, char *err, size_t errlen);
+NN_API ag_status nn_model_load(nn_model *m, const char *path, char *err, size_t errlen);
+
+/* ------------------------------------------------------------- activations */
+
+typedef enum nn_activation {
+    NN_IDENTITY,
+    NN_RELU,
+    NN_LEAKY_RELU,   /* slope 0.01 below zero, as PyTorch's default */
+    NN_TANH,
+    NN_SIGMOID,
+    NN_GELU,         /* tanh approximation */
+    NN_SOFTPLUS,
+    NN_ACTIVATION_COUNT
+} nn_activation;
+
+#define NN_LEAKY_RELU_SLOPE 0.01
+
+/* act(x) on tape t; NN_IDENTITY returns x itself. An unknown activation
+** records AG_EINVAL on t and returns its nil tensor. */
+NN_API ag_tensor *nn_activate(ag_tape *t, nn_activation act, ag_tensor *x);
+NN_API const char *nn_activation_name(nn_activation act);   /* "relu"; "?" if unknown */
+
+/* ----------------------------------------------------------------- dropout */
+/* Inverted dropout: in training, each element is zeroed with probability p
+** and the survivors scaled by 1/(1-p), so evaluation needs no rescaling. The
+** mask is drawn from 'r' (one uniform per element, kept when u >= p) and is a
+** constant of the tape. Identity when not training or p == 0; zeros when
+** p == 1. p outside [0, 1] or a NULL r records AG_EINVAL on t. */
+NN_API ag_tensor *nn_dropout_with(ag_tape *t, ag_rng *r, ag_tensor *x, double p, int training);
+/* The same with the model's generator and training flag. */
+NN_API ag_tensor *nn_dropout(ag_tape *t, nn_model *m, ag_tensor *x, double p);
+
+/* ------------------------------------------------------------ dense layers */
+/* y = x @ W + b. The weight is stored [in, out] (the transpose of PyTorch's
+** nn.Linear, so a checkpoint exchanged with PyTorch needs the weight
+** transposed), and a batch x of shape [N, in] needs no transpose; x may also
+** be a single row of shape [in], giving [out]. The bias, of shape [out], is
+** optional. Parameters are named "<name>.weight" and "<name>.bias". */
+
+typedef struct nn_dense nn_dense;
+
+/* A dense layer registered in m: Glorot/Xavier-uniform weight (gain 1) drawn
+** from the model's generator, zero bias. The model owns it. On error (model
+** in error, in or out < 1, bad name) returns a nil layer, never NULL, and
+** the model records why. */
+NN_API nn_dense *nn_dense_new(nn_model *m, const char *name, ag_dtype dt, int64_t in,
+                              int64_t out, int bias);
+/* Records the layer on t. A nil layer, or x whose last dim is not 'in',
+** records an error on t and returns its nil tensor. */
+NN_API ag_tensor *nn_dense_forward(ag_tape *t, const nn_dense *d, ag_tensor *x);
+NN_API ag_tensor *nn_dense_weight(const nn_dense *d);   /* [in, out]; NULL for nil */
+NN_API ag_tensor *nn_dense_bias(const nn_dense *d);     /* [out]; NULL if none or nil */
+NN_API int nn_dense_is_nil(const nn_dense *d);
+
+/* -------------------------------------------------------------------- MLPs */
+/* A sequential stack of dense layers sizes[0] -> sizes[1] -> ... ->
+** sizes[n-1], with 'act' after every layer but the last (which gives raw
+** outputs: logits or regression values). Layer i is named "<name>.<i>", so
+** parameters read "mlp.0.weight"; an empty or NULL name gives "0.weight".
+** Weights are initialised for 'act': He/Kaiming-uniform for the ReLU family
+** and GELU, Glorot/Xavier-uniform with nn_init_gain(act) otherwise; biases
+** are zero. */
+
+typedef struct nn_mlp nn_mlp;
+
+/* n_sizes >= 2 sizes, each >= 1. On error returns a nil MLP (see nn_dense_new). */
+NN_API nn_mlp *nn_mlp_new(nn_model *m, const char *name, ag_dtype dt, int n_sizes,
+                          const int64_t *sizes, nn_activation act);
+/* Dropout with probability p after each hidden activation (0, the default,
+** turns it off); uses the model's generator and training flag. A p outside
+** [0, 1) is recorded as an error on the model. */
+NN_API void nn_mlp_set_dropout(nn_mlp *mlp, double p);
+NN_API ag_tensor *nn_mlp_forward(ag_tape *t, const nn_mlp *mlp, ag_tensor *x);
+NN_API int nn_mlp_depth(const nn_mlp *mlp);                  /* dense layers; 0 for nil */
+NN_API nn_dense *nn_mlp_layer(const nn_mlp *mlp, int i);    /* NULL out of range */
+NN_API int nn_mlp_is_nil(const nn_mlp *mlp);
+
+/* ------------------------------------------------------------------- init */
+/* Fill a tensor (usually a parameter) in place from an explicit generator.
+** Fans follow PyTorch's rule for our [in, out] layout: for rank >= 2,
+** fan_in = dim[-2] * receptive and fan_out = dim[-1] * receptive, where
+** receptive is the product of the leading dims; a vector has fan_in =
+** fan_out = its length; a scalar 1 and 1. Each returns AG_EINVAL (leaving w
+** untouched) for a NULL or nil tensor, a NULL generator, or a gain that is
+** not finite and positive. */
+
+/* The recommended gain for weights feeding 'act': identity, sigmoid and
+** softplus 1; tanh 5/3; relu sqrt(2); leaky relu sqrt(2 / (1 + 0.01^2));
+** gelu sqrt(2) (our choice: PyTorch defines none, and GELU is ReLU-like). */
+NN_API double nn_init_gain(nn_activation act);
+NN_API void nn_init_fans(const ag_tensor *w, int64_t *fan_in, int64_t *fan_out);
+/* U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out)). */
+NN_API ag_status nn_init_xavier_uniform(ag_tensor *w, ag_rng *r, double gain);
+/* N(0, s^2) with s = gain * sqrt(2 / (fan_in + fan_out)). */
+NN_API ag_status nn_init_xavier_normal(ag_tensor *w, ag_rng *r, double gain);
+/* U(-a, a) with a = gain * sqrt(3 / fan_in) (fan-in mode). */
+NN_API ag_status nn_init_kaiming_uniform(ag_tensor *w, ag_rng *r, double gain);
+/* N(0, s^2) with s = gain / sqrt(fan_in). */
+NN_API ag_status nn_init_kaiming_normal(ag_tensor *w, ag_rng *r, double gain);
+NN_API ag_status nn_init_zeros(ag_tensor *w);
+NN_API ag_status nn_init_constant(ag_tensor *w, double v);
+
+/* ------------------------------------------------------------------ losses */
+/* Each loss is a scalar built from autograd ops, so it differentiates (twice,
+** too). Prediction and target must have the same dtype and shape (nothing
+** broadcasts silently); otherwise the loss records AG_ESHAPE or AG_EDTYPE on
+** t, naming itself and the shapes, and returns t's nil tensor. */
+
+typedef enum nn_reduction {
+    NN_REDUCE_MEAN,   /* mean over all elements (over rows for cross-entropy) */
+    NN_REDUCE_SUM
+} nn_reduction;
+
+/* (pred - target)^2 */
+NN_API ag_tensor *nn_mse_loss(ag_tape *t, ag_tensor *pred, ag_tensor *target, nn_reduction r);
+/* |pred - target| */
+NN_API ag_tensor *nn_l1_loss(ag_tape *t, ag_tensor *pred, ag_tensor *target, nn_reduction r);
+/* With d = |pred - target|: d^2 / 2 where d <= delta, delta (d - delta / 2)
+** beyond (PyTorch's HuberLoss); delta > 0. */
+NN_API ag_tensor *nn_huber_loss(ag_tape *t, ag_tensor *pred, ag_tensor *target, double delta,
+                                nn_reduction r);
+/* Binary cross-entropy of probabilities sigmoid(logits) against targets in
+** [0, 1], computed as softplus(x) - y x, which is finite for logits of any
+** size. */
+NN_API ag_tensor *nn_bce_with_logits_loss(ag_tape *t, ag_tensor *logits, ag_tensor *target,
+                                          nn_reduction r);
+/* Softmax cross-entropy of logits [N, C] against N integer labels in [0, C),
+** stable for logits of any finite magnitude. With label smoothing s in
+** [0, 1) the target is (1 - s) onehot + s / C (PyTorch's convention). Mean
+** is over the N rows. Labels are copied. */
+NN_API ag_tensor *nn_cross_entropy_loss(ag_tape *t, ag_tensor *logits, const int64_t *labels,
+                                        double smoothing, nn_reduction r);
+/* Max-margin loss relu(1 - y * score) for targets y in {-1, +1} (the loss of
+** micrograd's demo); any other target value records AG_EINVAL. */
+NN_API ag_tensor *nn_hinge_loss(ag_tape *t, ag_tensor *score, ag_tensor *target, nn_reduction r);
+
+/* -------------------------------------------------------------- optimizers */
+/* An optimizer updates every parameter of one model. Its state (momentum,
+** moments) is allocated once, in double precision, when it is made, sized to
+** the model's parameters at that moment: make it after the model is built.
+** A step is one flat loop over the model's buffers and allocates nothing.
+** Constructors return a nil optimizer (whose step does nothing) and record
+** the error on the model when the model is in error, has no parameter, a
+** hyper-parameter is out of range, or memory runs out. Weight decay applies to
+** every parameter, biases included (PyTorch's default). With g the gradient,
+** w the value, t the step count from 1, the updates are PyTorch's: */
+
+typedef struct nn_optim nn_optim;
+
+/* SGD:  g += wd w;  b = mu b + g (b starts at 0);  g = nesterov ? g + mu b : b
+** (when mu > 0);  w -= lr g.  No dampening. Nesterov needs mu > 0. */
+NN_API nn_optim *nn_sgd_new(nn_model *m, double lr, double momentum, double weight_decay,
+                            int nesterov);
+/* Adam: g += wd w (L2, coupled);  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+** w -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+** Usual values: lr 1e-3, b1 0.9, b2 0.999, eps 1e-8, wd 0. */
+NN_API nn_optim *nn_adam_new(nn_model *m, double lr, double beta1, double beta2, double eps,
+                             double weight_decay);
+/* AdamW: w -= lr wd w (decoupled decay, before the moments), then Adam with
+** no L2 term. PyTorch's default wd is 0.01. */
+NN_API nn_optim *nn_adamw_new(nn_model *m, double lr, double beta1, double beta2, double eps,
+                              double weight_decay);
+/* RMSprop: g += wd w;  v = alpha v + (1 - alpha) g^2;  with momentum mu > 0:
+** b = mu b + g / (sqrt(v) + eps), w -= lr b;  else w -= lr g / (sqrt(v) + eps).
+** Usual values: lr 1e-2, alpha 0.99, eps 1e-8. Not the centered variant. */
+NN_API nn_optim *nn_rmsprop_new(nn_model *m, double lr, double alpha, double eps, double momentum,
+                                double weight_decay);
+/* Adagrad: g += wd w;  s += g^2 (s starts at 0);  w -= lr g / (sqrt(s) + eps).
+** Usual values: lr 1e-2, eps 1e-10. No lr decay (use a schedule). */
+NN_API nn_optim *nn_adagrad_new(nn_model *m, double lr, double eps, double weight_decay);
+
+/* One update of every parameter from its current gradient. Does nothing when
+** the model is in error; records AG_ESTATE on the model when parameters were
+** added after the optimizer was made. */
+NN_API void nn_optim_step(nn_optim *o);
+/* The learning rate of later steps (for schedules). A negative or non-finite
+** lr is recorded as AG_EINVAL on the model and ignored. */
+NN_API void nn_optim_set_lr(nn_optim *o, double lr);
+NN_API double nn_optim_lr(const nn_optim *o);            /* NaN for NULL or nil */
+NN_API int64_t nn_optim_steps(const nn_optim *o);        /* steps taken */
+NN_API const char *nn_optim_name(const nn_optim *o);     /* "adam"; "nil" */
+NN_API int nn_optim_is_nil(const nn_optim *o);
+/* Frees the optimizer (before or after its model). NULL and nil are no-ops. */
+NN_API void nn_optim_free(nn_optim *o);
+
+/* Scales all gradients of m by max_norm / (norm + 1e-6) when their global L2
+** norm exceeds max_norm (PyTorch's clip_grad_norm_). Returns the norm before
+** clipping; a non-finite norm is returned and nothing is scaled. max_norm
+** must be > 0 (else AG_EINVAL on the model and NaN). */
+NN_API double nn_clip_grad_norm(nn_model *m, double max_norm);
+
+/* -------------------------------------------------------------- schedules */
+/* A learning-rate schedule is a small value: nn_schedule_lr(&s, step) gives
+** the rate for step 0, 1, 2, ... (or epoch, as you count), to pass to
+** nn_optim_set_lr. Invalid settings make nn_schedule_lr return NaN, which
+** nn_optim_set_lr rejects with a message. */
+
+typedef enum nn_schedule_kind {
+    NN_SCHEDULE_CONSTANT,
+    NN_SCHEDULE_STEP,
+    NN_SCHEDULE_EXPONENTIAL,
+    NN_SCHEDULE_COSINE
+} nn_schedule_kind;
+
+typedef struct nn_schedule {
+    nn_schedule_kind kind;
+    double base_lr, gamma, min_lr;
+    int64_t step_size, warmup, total;
+} nn_schedule;
+
+/* base_lr always. */
+NN_API nn_schedule nn_schedule_constant(double base_lr);
+/* base_lr * gamma^floor(step / step_size); step_size >= 1. */
+NN_API nn_schedule nn_schedule_step(double base_lr, int64_t step_size, double gamma);
+/* base_lr * gamma^step. */
+NN_API nn_schedule nn_schedule_exponential(double base_lr, double gamma);
+/* Linear warm-up then cosine decay to min_lr: base_lr (step + 1) / warmup
+** for step < warmup; then min_lr + (base_lr - min_lr)(1 + cos(pi p)) / 2 with
+** p = (step - warmup) / (total - warmup); min_lr from step 'total' on.
+** 0 <= warmup < total. */
+NN_API nn_schedule nn_schedule_cosine(double base_lr, double min_lr, int64_t warmup,
+                                      int64_t total);
+NN_API double nn_schedule_lr(const nn_schedule *s, int64_t step);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

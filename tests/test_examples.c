@@ -3,7 +3,7 @@
 ** settings and check the numbers they print. Meson passes each program's
 ** path in an environment variable (EXAMPLE_CHAIN, ...).
 */
-#define _POSIX_C_SOURCE 200809L   /* popen */
+#define _POSIX_C_SOURCE 200809L   /* popen, mkdtemp */
 #include <criterion/criterion.h>
 
 #include <math.h>
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 /* Runs the program named by environment variable 'var' with 'args' and
 ** returns its standard output (static buffer) and exit status. */
@@ -91,4 +92,302 @@ Test(examples, chain_rejects_bad_arguments)
     const char *out = run("EXAMPLE_CHAIN", "--help", &st);
     cr_assert_eq(st, 0);
     cr_assert(strstr(out, "usage: chain"));
+}
+
+/* ------------------------------------------------------------- helpers */
+
+/* Occurrences of 'needle' in 'text'. */
+static int count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* A fresh directory for the files a test makes; removed by remove_dir. */
+static const char *temp_dir(void)
+{
+    static char dir[] = "/tmp/test_examples_XXXXXX";
+    cr_assert(mkdtemp(dir), "mkdtemp failed");
+    return dir;
+}
+
+static void remove_dir(const char *dir, const char *const *names, int n)
+{
+    char path[512];
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+/* The whole of a small file (static buffer), or NULL when it cannot be read. */
+static const char *slurp(const char *path)
+{
+    static char text[1 << 18];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return text;
+}
+
+/* Whether the examples can read Fashion-MNIST from the Debian package's
+** directory: the files must be there, and gzipped ones need a build with
+** zlib (meson says which in EXAMPLE_ZLIB). */
+static int have_fashion_mnist(void)
+{
+    static const char *const names[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+    const char *zlib = getenv("EXAMPLE_ZLIB");
+    for (int i = 0; i < 4; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "/usr/share/datasets/fashion-mnist/%s", names[i]);
+        if (access(path, R_OK) == 0)
+            continue;
+        snprintf(path, sizeof path, "/usr/share/datasets/fashion-mnist/%s.gz", names[i]);
+        if (access(path, R_OK) != 0 || !zlib || strcmp(zlib, "1") != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Accuracies (percent) the small runs below must beat. Measured: nielsen on
+** 5000 images for 2 epochs 61.8%, fashion_mnist on 2000 images for 1 epoch
+** 73.2%; the margins absorb other CPUs' rounding. */
+#define NIELSEN_MIN_ACCURACY 50.0
+#define FASHION_MIN_ACCURACY 65.0
+
+#define REQUIRE_FASHION_MNIST()                                                                \
+    do {                                                                                       \
+        if (!have_fashion_mnist())                                                             \
+            cr_skip("Fashion-MNIST is not readable here (apt-get install dataset-fashion-mnist, " \
+                    "and a build with zlib)");                                                 \
+    } while (0)
+
+/* ------------------------------------------------------------------ chain */
+
+Test(examples, chain_writes_the_graph_of_the_first_pair)
+{
+    const char *dir = temp_dir();
+    char args[512], path[256];
+    snprintf(path, sizeof path, "%s/chain.dot", dir);
+    snprintf(args, sizeof args, "--steps 1 --dot '%s'", path);
+    int st;
+    const char *out = run("EXAMPLE_CHAIN", args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert(strstr(out, "written to"), "%s", out);
+    const char *dot = slurp(path);
+    cr_assert(dot, "no file at %s", path);
+    cr_expect(strncmp(dot, "digraph", 7) == 0);
+    /* The first pair at ab = 0.5, bc = 1.5, cd = 2: hello's gradients. */
+    cr_expect(strstr(dot, "-225"), "dL/dab missing");
+    cr_expect(strstr(dot, "-56.25"), "dL/dcd missing");
+    cr_expect(strstr(dot, "156.25"), "L missing");
+    remove_dir(dir, (const char *[]){"chain.dot"}, 1);
+}
+
+/* -------------------------------------------------------------------- xor */
+
+Test(examples, xor_learns_the_four_cases)
+{
+    int st;
+    const char *out = run("EXAMPLE_XOR", "", &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert_lt(number_after(out, "step 500  loss "), 0.01, "%s", out);
+    static const char *const cases[4] = {"0 xor 0 -> ", "0 xor 1 -> ", "1 xor 0 -> ", "1 xor 1 -> "};
+    static const double want[4] = {0, 1, 1, 0};
+    for (int i = 0; i < 4; i++)
+        cr_expect_float_eq(number_after(out, cases[i]), want[i], 0.05, "%s", cases[i]);
+}
+
+Test(examples, xor_answers_help_and_rejects_arguments)
+{
+    int st;
+    const char *out = run("EXAMPLE_XOR", "--help", &st);
+    cr_assert_eq(st, 0);
+    cr_assert(strstr(out, "usage: xor"));
+    run("EXAMPLE_XOR", "--steps 3", &st);
+    cr_assert_eq(st, 2);
+}
+
+/* ------------------------------------------------------------------ moons */
+
+Test(examples, moons_separates_the_moons_and_draws_them)
+{
+    const char *dir = temp_dir();
+    char args[512], path[256];
+    snprintf(path, sizeof path, "%s/moons.svg", dir);
+    snprintf(args, sizeof args, "--svg '%s'", path);
+    int st;
+    const char *out = run("EXAMPLE_MOONS", args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert_float_eq(number_after(out, "training accuracy "), 100.0, 1e-9, "%s", out);
+    cr_assert_lt(number_after(out, "final loss "), 0.1);
+    /* micrograd's regularised hinge loss starts near 1 and falls. */
+    cr_assert_gt(number_after(out, "step   0  loss "), number_after(out, "final loss "));
+    /* The ASCII picture: 20 rows framed by '|', the 100 points in it. */
+    cr_expect_eq(count(out, "\n  |"), 20);
+    cr_expect_gt(count(out, "o") + count(out, "x"), 80);
+    const char *svg = slurp(path);
+    cr_assert(svg, "no file at %s", path);
+    cr_expect(strncmp(svg, "<svg", 4) == 0);
+    cr_expect_eq(count(svg, "<circle"), 100);
+    cr_expect(strstr(svg, "</svg>"));
+    remove_dir(dir, (const char *[]){"moons.svg"}, 1);
+}
+
+Test(examples, moons_reaches_100_percent_from_other_seeds)
+{
+    for (int seed = 2; seed <= 4; seed++) {
+        char args[128];
+        snprintf(args, sizeof args, "--seed %d --no-ascii --svg /dev/null", seed);
+        int st;
+        const char *out = run("EXAMPLE_MOONS", args, &st);
+        cr_assert_eq(st, 0, "%s", out);
+        cr_expect_float_eq(number_after(out, "training accuracy "), 100.0, 1e-9, "seed %d", seed);
+    }
+}
+
+Test(examples, moons_rejects_bad_arguments)
+{
+    int st;
+    run("EXAMPLE_MOONS", "--points 1", &st);
+    cr_assert_eq(st, 2);
+    run("EXAMPLE_MOONS", "--noise x", &st);
+    cr_assert_eq(st, 2);
+    run("EXAMPLE_MOONS", "--svg", &st);
+    cr_assert_eq(st, 2);
+    const char *out = run("EXAMPLE_MOONS", "--help", &st);
+    cr_assert_eq(st, 0);
+    cr_assert(strstr(out, "usage: moons"));
+}
+
+/* ---------------------------------------------------------------- nielsen */
+
+Test(examples, nielsen_backprop_by_hand_matches_the_tape)
+{
+    REQUIRE_FASHION_MNIST();
+    int st;
+    /* Two hidden layers, so that BP2 runs twice. */
+    const char *out = run("EXAMPLE_NIELSEN", "--train 1000 --test 500 --hidden 16,12", &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert(strstr(out, "Network 784-16-12-10"), "%s", out);
+    cr_assert_leq(number_after(out, "largest difference between hand and tape: "), 1e-12, "%s", out);
+    /* Each of the six gradients is listed. */
+    cr_expect_eq(count(out, "∂C/∂w"), 3 + 1);   /* three rows and BP4's formula */
+    cr_expect(strstr(out, "test accuracy"));
+}
+
+Test(examples, nielsen_learns_from_a_small_set)
+{
+    REQUIRE_FASHION_MNIST();
+    int st;
+    const char *out = run("EXAMPLE_NIELSEN", "--train 5000 --test 1000 --epochs 2", &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert_leq(number_after(out, "largest difference between hand and tape: "), 1e-12);
+    const char *second = strstr(out, "Epoch 2:");
+    cr_assert(second, "%s", out);
+    double acc = number_after(second, " = ");
+    cr_assert_gt(acc, NIELSEN_MIN_ACCURACY, "%s", out);
+}
+
+Test(examples, nielsen_says_which_package_to_install)
+{
+    int st;
+    const char *out = run("EXAMPLE_NIELSEN", "--data /nonexistent", &st);
+    cr_assert_eq(st, 1, "%s", out);
+    cr_assert(strstr(out, "apt-get install dataset-fashion-mnist"), "%s", out);
+    run("EXAMPLE_NIELSEN", "--hidden 0", &st);
+    cr_assert_eq(st, 2);
+    run("EXAMPLE_NIELSEN", "--batch 0", &st);
+    cr_assert_eq(st, 2);
+    run("EXAMPLE_NIELSEN", "--hidden 1,2,3,4,5,6,7", &st);
+    cr_assert_eq(st, 2);
+    out = run("EXAMPLE_NIELSEN", "--help", &st);
+    cr_assert_eq(st, 0);
+    cr_assert(strstr(out, "usage: nielsen"));
+}
+
+/* ---------------------------------------------------------- fashion_mnist */
+
+Test(examples, fashion_mnist_trains_checkpoints_and_resumes)
+{
+    REQUIRE_FASHION_MNIST();
+    const char *dir = temp_dir();
+    char args[1024];
+    const char *limits = "--train-limit 2000 --test-limit 500 --threads 1";
+    snprintf(args, sizeof args, "%s --epochs 1 --checkpoint '%s/ckpt.safetensors' --svg '%s/curve.svg'",
+             limits, dir, dir);
+    int st;
+    const char *out = run("EXAMPLE_FASHION_MNIST", args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    double first = number_after(out, "final test accuracy ");
+    cr_assert_gt(first, FASHION_MIN_ACCURACY, "%s", out);
+    cr_expect(strstr(out, "epoch  1  train loss"), "%s", out);
+    cr_expect(strstr(out, "Shirt"), "per-class accuracy missing");
+    char path[512];
+    snprintf(path, sizeof path, "%s/curve.svg", dir);
+    const char *svg = slurp(path);
+    cr_assert(svg, "no curve at %s", path);
+    cr_expect(strncmp(svg, "<svg", 4) == 0);
+    cr_expect_geq(count(svg, "<polyline"), 3);   /* loss, training and test accuracy */
+
+    /* Resuming at the last epoch trains nothing and finds the same accuracy. */
+    snprintf(args, sizeof args, "%s --epochs 1 --resume '%s/ckpt.safetensors' --checkpoint '%s/ckpt2.safetensors' --svg '%s/curve2.svg'",
+             limits, dir, dir, dir);
+    out = run("EXAMPLE_FASHION_MNIST", args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert(strstr(out, "after epoch 1"), "%s", out);
+    cr_assert_float_eq(number_after(out, "test accuracy "), first, 1e-9, "%s", out);
+    cr_expect_null(strstr(out, "epoch  2"));
+
+    /* Resuming towards epoch 2 trains one more epoch. */
+    snprintf(args, sizeof args, "%s --epochs 2 --resume '%s/ckpt.safetensors' --checkpoint '%s/ckpt2.safetensors' --svg '%s/curve2.svg'",
+             limits, dir, dir, dir);
+    out = run("EXAMPLE_FASHION_MNIST", args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_expect(strstr(out, "epoch  2  train loss"), "%s", out);
+    cr_expect_null(strstr(out, "epoch  1  train loss"));
+    remove_dir(dir, (const char *[]){"ckpt.safetensors", "ckpt2.safetensors", "curve.svg",
+                                     "curve2.svg"}, 4);
+}
+
+Test(examples, fashion_mnist_rejects_a_foreign_checkpoint)
+{
+    REQUIRE_FASHION_MNIST();
+    int st;
+    const char *out = run("EXAMPLE_FASHION_MNIST",
+                          "--train-limit 100 --test-limit 100 --resume /nonexistent.safetensors", &st);
+    cr_assert_eq(st, 1, "%s", out);
+    cr_assert(strstr(out, "--resume"), "%s", out);
+}
+
+Test(examples, fashion_mnist_says_which_package_to_install)
+{
+    int st;
+    const char *out = run("EXAMPLE_FASHION_MNIST", "--data /nonexistent", &st);
+    cr_assert_eq(st, 1, "%s", out);
+    cr_assert(strstr(out, "apt-get install dataset-fashion-mnist"), "%s", out);
+}
+
+Test(examples, fashion_mnist_rejects_bad_arguments)
+{
+    int st;
+    run("EXAMPLE_FASHION_MNIST", "--epochs -1", &st);
+    cr_assert_eq(st, 2);
+    run("EXAMPLE_FASHION_MNIST", "--lr abc", &st);
+    cr_assert_eq(st, 2);
+    run("EXAMPLE_FASHION_MNIST", "--schedule linear", &st);
+    cr_assert_eq(st, 2);
+    run("EXAMPLE_FASHION_MNIST", "--frobnicate 1", &st);
+    cr_assert_eq(st, 2);
+    const char *out = run("EXAMPLE_FASHION_MNIST", "--help", &st);
+    cr_assert_eq(st, 0);
+    cr_assert(strstr(out, "usage: fashion_mnist"));
+    cr_assert(strstr(out, "dataset-fashion-mnist"));
 }

@@ -1,31 +1,297 @@
 /*
-** gemm.c: the matrix product for both dtypes, from one template.
+** gemm.c: the matrix product's driver: picks a micro-kernel for the CPU at
+** run time, splits C among the threads of a pool, and runs the packed,
+** cache-blocked product of gemm_template.inc on each part.
 */
-#include "kernels.h"
+#include "gemm_internal.h"
+#include <stdio.h>
+#include <stdlib.h> /* TUNE-HACK */
 
+enum { PORTABLE_MR = 4, PORTABLE_NR = 8 };
+
+/* One part of a product as the driver hands it to a dtype's template:
+** C[m, n] = op(A)[m, k] op(B)[k, n], pointers at the part's first element. */
+typedef struct agk_part {
+    const agk_blocking *blk;
+    int64_t kblock;         /* length of the k blocks (the last may be shorter) */
+    int64_t m, n, k;
+    const void *a, *b;
+    void *c;
+    int64_t lda, ldb, ldc;
+    bool ta, tb;
+    bool direct;            /* read operands in place; pack only edges and B^T */
+    bool ct;                /* C is stored transposed: (i, j) at c[j*ldc + i] */
+    void *pa, *pb;          /* packing buffers */
+} agk_part;
+
+#define TPL(name) name##_f32
 #define REAL float
-#define GEMM_NAME gemm_f32
+#define KERNEL agk_kernel_f32
 #include "gemm_template.inc"
+#undef TPL
 #undef REAL
-#undef GEMM_NAME
+#undef KERNEL
 
+#define TPL(name) name##_f64
 #define REAL double
-#define GEMM_NAME gemm_f64
+#define KERNEL agk_kernel_f64
 #include "gemm_template.inc"
+#undef TPL
 #undef REAL
-#undef GEMM_NAME
+#undef KERNEL
 
-size_t agk_gemm_scratch(ag_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, bool tb)
+/* ----------------------------------------------------------- dispatch */
+
+const char *agk_isa_name(agk_isa isa)
 {
-    size_t es = dt == AG_F32 ? sizeof(float) : sizeof(double);
-    return ((ta ? (size_t)(m * k) : 0) + (tb ? (size_t)(k * n) : 0)) * es;
+    static const char *const names[] = {
+        [AGK_ISA_PORTABLE] = "portable",
+        [AGK_ISA_AVX2] = "avx2",
+        [AGK_ISA_AVX512] = "avx512",
+    };
+    _Static_assert(sizeof names / sizeof names[0] == AGK_ISA_COUNT, "one name per instruction set");
+    return (unsigned)isa < AGK_ISA_COUNT ? names[isa] : "?";
+}
+
+bool agk_isa_supported(agk_isa isa)
+{
+    switch (isa) {
+    case AGK_ISA_PORTABLE:
+        return true;
+#if AGK_HAVE_X86
+    /* libgcc's checks include the OS saving the wider registers (XGETBV). */
+    case AGK_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case AGK_ISA_AVX512:
+        return __builtin_cpu_supports("avx512f") && agk_isa_supported(AGK_ISA_AVX2);
+#endif
+    default:
+        return false;
+    }
+}
+
+agk_isa agk_isa_best(void)
+{
+    for (int isa = AGK_ISA_COUNT - 1; isa > AGK_ISA_PORTABLE; isa--)
+        if (agk_isa_supported((agk_isa)isa))
+            return (agk_isa)isa;
+    return AGK_ISA_PORTABLE;
+}
+
+static const agk_kernel_f32 *kernel_f32(agk_isa isa)
+{
+#if AGK_HAVE_X86
+    if (isa == AGK_ISA_AVX512)
+        return &agk_kernel_f32_avx512;
+    if (isa == AGK_ISA_AVX2)
+        return &agk_kernel_f32_avx2;
+#endif
+    (void)isa;
+    return &kernel_portable_f32;
+}
+
+static const agk_kernel_f64 *kernel_f64(agk_isa isa)
+{
+#if AGK_HAVE_X86
+    if (isa == AGK_ISA_AVX512)
+        return &agk_kernel_f64_avx512;
+    if (isa == AGK_ISA_AVX2)
+        return &agk_kernel_f64_avx2;
+#endif
+    (void)isa;
+    return &kernel_portable_f64;
+}
+
+static agk_blocking blocking(ag_dtype dt, agk_isa isa)
+{
+    return dt == AG_F32 ? kernel_f32(isa)->blk : kernel_f64(isa)->blk;
+}
+
+/* ------------------------------------------------------------- planning */
+
+/* How a product is computed: possibly as C^T = op(B)^T op(A)^T (which gives
+** the same bits, a*b being b*a), in place or packed, and cut among threads
+** as a grid of pm x pn parts, each part_m rows by part_n columns of the
+** computed matrix (multiples of the register tile; the last ones smaller or
+** empty), each with its own packing buffers of part_bytes. */
+typedef struct plan {
+    agk_blocking blk;
+    int64_t kblock;   /* the same for every part, whatever the grid */
+    bool swap, direct;
+    int pm, pn;
+    int64_t part_m, part_n;
+    size_t part_bytes;
+} plan;
+
+/* Below this many multiply-adds per thread, waking a thread costs more
+** than it saves. */
+static const double MIN_MACS_PER_THREAD = 1 << 20;
+/* Operands up to this size are read in place: packing them costs more than
+** the cache misses it saves. */
+static const double DIRECT_MAX_BYTES = 192 * 1024;
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+/* A rough cost in cycles of one orientation of a product, to choose
+** between C and C^T: column vectors are filled to the edge (rows are not:
+** the kernels run edge rows alone), a transposed B operand is packed by
+** gathering (and any operand when not read in place), and a transposed C is
+** stored an element at a time. */
+static double cost(int64_t m, int64_t n, int64_t k, bool tb, bool direct, bool ct, int vec)
+{
+    double compute = (double)m * (double)round_up(n, vec) * (double)k / 16.0;
+    double gather = tb ? (double)k * (double)n : 0.0;
+    double copy = direct ? 0.0 : 0.25 * (double)k * (double)(m + n);
+    double store = ct ? (double)m * (double)n : 0.0;
+    return compute + gather + copy + store;
+}
+
+static plan make_plan(ag_dtype dt, agk_isa isa, int64_t m, int64_t n, int64_t k, bool ta,
+                      bool tb, ag_pool *pool)
+{
+    plan p = {.blk = blocking(dt, isa), .pm = 1, .pn = 1};
+    { const char *e = getenv("AGK_TUNE"); if (e) { int mc, kc, nc; if (sscanf(e, "%d,%d,%d", &mc, &kc, &nc) == 3) { p.blk.mc = mc; p.blk.kc = kc; p.blk.nc = nc; } } } /* TUNE-HACK */
+    size_t es = ag_dtype_size(dt);
+    p.direct = ((double)m * (double)k + (double)k * (double)n) * (double)es <= DIRECT_MAX_BYTES;
+    /* A narrow C (a few columns) wastes most of each column vector; its
+    ** transpose may fill them better. */
+    int vec = p.blk.nr / 2;
+    p.swap = cost(n, m, k, !ta, p.direct, true, vec) < cost(m, n, k, tb, p.direct, false, vec);
+    if (p.swap) {
+        int64_t t = m;
+        m = n;
+        n = t;
+    }
+    p.part_m = m;
+    p.part_n = n;
+    /* Equal k blocks no larger than kc, so no short last block. */
+    int64_t nkb = k > 0 ? ceil_div(k, p.blk.kc) : 1;
+    p.kblock = k > 0 ? ceil_div(k, nkb) : 1;
+    int64_t tiles_m = ceil_div(m, p.blk.mr), tiles_n = ceil_div(n, p.blk.nr);
+    double macs = (double)m * (double)n * (double)k;
+    int threads = agk_pool_threads(pool);
+    if (macs / MIN_MACS_PER_THREAD < threads)
+        threads = (int)(macs / MIN_MACS_PER_THREAD);
+    if (threads > 1 && tiles_m * tiles_n >= threads) {
+        /* Choose the grid that minimises the largest part's work plus its
+        ** packing, which each part does for its own rows and columns. */
+        double best = -1;
+        for (int pm = 1; pm <= threads; pm++) {
+            if (threads % pm)
+                continue;
+            int pn = threads / pm;
+            if (pm > tiles_m || pn > tiles_n)
+                continue;
+            double rows = (double)(ceil_div(tiles_m, pm) * p.blk.mr);
+            double cols = (double)(ceil_div(tiles_n, pn) * p.blk.nr);
+            double cost = rows * cols + 8.0 * (rows + cols);
+            if (best < 0 || cost < best) {
+                best = cost;
+                p.pm = pm;
+                p.pn = pn;
+                p.part_m = (int64_t)rows;
+                p.part_n = (int64_t)cols;
+            }
+        }
+    }
+    int64_t a_rows = round_up(p.part_m < p.blk.mc ? p.part_m : p.blk.mc, p.blk.mr);
+    int64_t b_cols = round_up(p.part_n < p.blk.nc ? p.part_n : p.blk.nc, p.blk.nr);
+    p.part_bytes = (size_t)(round_up(a_rows * p.kblock * (int64_t)es, 64) +
+                            round_up(b_cols * p.kblock * (int64_t)es, 64));
+    return p;
+}
+
+static agk_isa usable(agk_isa isa) { return agk_isa_supported(isa) ? isa : AGK_ISA_PORTABLE; }
+
+size_t agk_gemm_scratch_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k,
+                            bool ta, bool tb, ag_pool *pool)
+{
+    if (m <= 0 || n <= 0)
+        return 0;
+    plan p = make_plan(dt, usable(isa), m, n, k, ta, tb, pool);
+    /* 64 more so the caller's block need not be aligned. */
+    return (size_t)(p.pm * p.pn) * p.part_bytes + 64;
+}
+
+size_t agk_gemm_scratch(ag_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+                        ag_pool *pool)
+{
+    return agk_gemm_scratch_isa(agk_isa_best(), dt, m, n, k, ta, tb, pool);
+}
+
+/* ------------------------------------------------------------- running */
+
+typedef struct gemm_job {
+    const plan *p;
+    agk_isa isa;
+    ag_dtype dt;
+    agk_part whole;       /* the product as computed (swapped if the plan says) */
+    char *scratch;        /* 64-aligned, part_bytes per part */
+    bool shared_scratch;  /* parts run one after another in part 0's buffers */
+} gemm_job;
+
+static void run_part(void *ctx, int index)
+{
+    const gemm_job *j = ctx;
+    const plan *p = j->p;
+    const agk_part *w = &j->whole;
+    int64_t i0 = (index / p->pn) * p->part_m, j0 = (index % p->pn) * p->part_n;
+    if (i0 >= w->m || j0 >= w->n)
+        return;
+    size_t es = ag_dtype_size(j->dt);
+    agk_part part = *w;
+    part.m = w->m - i0 < p->part_m ? w->m - i0 : p->part_m;
+    part.n = w->n - j0 < p->part_n ? w->n - j0 : p->part_n;
+    part.a = (const char *)w->a + (size_t)(w->ta ? i0 : i0 * w->lda) * es;
+    part.b = (const char *)w->b + (size_t)(w->tb ? j0 * w->ldb : j0) * es;
+    part.c = (char *)w->c + (size_t)(w->ct ? j0 * w->ldc + i0 : i0 * w->ldc + j0) * es;
+    part.pa = j->scratch + (j->shared_scratch ? 0 : (size_t)index * p->part_bytes);
+    int64_t a_rows = round_up(p->part_m < p->blk.mc ? p->part_m : p->blk.mc, p->blk.mr);
+    part.pb = (char *)part.pa + round_up(a_rows * p->kblock * (int64_t)es, 64);
+    if (j->dt == AG_F32)
+        gemm_part_f32(kernel_f32(j->isa), &part);
+    else
+        gemm_part_f64(kernel_f64(j->isa), &part);
+}
+
+void agk_gemm_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a,
+                  int64_t lda, bool ta, const void *b, int64_t ldb, bool tb, void *c, int64_t ldc,
+                  void *scratch, ag_pool *pool)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    isa = usable(isa);
+    plan p = make_plan(dt, isa, m, n, k, ta, tb, pool);
+    gemm_job job = {
+        .p = &p, .isa = isa, .dt = dt,
+        .scratch = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63),
+    };
+    job.whole = (agk_part){.blk = &p.blk, .kblock = p.kblock, .k = k, .c = c, .ldc = ldc,
+                           .direct = p.direct, .ct = p.swap};
+    if (p.swap) {
+        /* C^T[n, m] = op(B)^T op(A)^T: B^T's transpose flag is !tb. */
+        job.whole.m = n, job.whole.n = m;
+        job.whole.a = b, job.whole.lda = ldb, job.whole.ta = !tb;
+        job.whole.b = a, job.whole.ldb = lda, job.whole.tb = !ta;
+    } else {
+        job.whole.m = m, job.whole.n = n;
+        job.whole.a = a, job.whole.lda = lda, job.whole.ta = ta;
+        job.whole.b = b, job.whole.ldb = ldb, job.whole.tb = tb;
+    }
+    int parts = p.pm * p.pn;
+    if (parts == 1 || !agk_pool_try_run(pool, parts, run_part, &job)) {
+        /* No pool, or it is busy (another tape, or a nested call): the same
+        ** parts, one after another, give the same bits. */
+        job.shared_scratch = true;
+        for (int i = 0; i < parts; i++)
+            run_part(&job, i);
+    }
 }
 
 void agk_gemm(ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda, bool ta,
-              const void *b, int64_t ldb, bool tb, void *c, int64_t ldc, void *scratch)
+              const void *b, int64_t ldb, bool tb, void *c, int64_t ldc, void *scratch,
+              ag_pool *pool)
 {
-    if (dt == AG_F32)
-        gemm_f32(m, n, k, a, lda, ta, b, ldb, tb, c, ldc, scratch);
-    else
-        gemm_f64(m, n, k, a, lda, ta, b, ldb, tb, c, ldc, scratch);
+    agk_gemm_isa(agk_isa_best(), dt, m, n, k, a, lda, ta, b, ldb, tb, c, ldc, scratch, pool);
 }

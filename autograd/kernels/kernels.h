@@ -119,10 +119,41 @@ AGK_INLINE void agk_map2(ag_dtype dt, int rank, const int64_t *shape, const void
 /* dst[i] += src[i] */
 void agk_add_inplace(ag_dtype dt, int64_t n, void *dst, const void *src);
 
-/* C[m,n] = op(A)[m,k] @ op(B)[k,n] where op(A) is A or its transpose, with
-** row strides lda, ldb, ldc. 'scratch' holds at least agk_gemm_scratch bytes. */
-size_t agk_gemm_scratch(ag_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, bool tb);
+/* ---------------------------------------------------------------- threads */
+/* The number of threads a pool runs a job on, counting the caller; 1 for NULL. */
+int agk_pool_threads(const ag_pool *pool);
+typedef void (*agk_task_fn)(void *ctx, int task);
+/* Runs fn(ctx, i) for every i < ntasks on the pool's threads and the
+** caller's, and returns when all are done. Returns false, having run
+** nothing, when there is no pool or it is busy with another job (another
+** tape's, or the caller is itself one of its tasks): the caller then runs
+** the tasks itself. Tasks must not depend on which thread runs them. */
+bool agk_pool_try_run(ag_pool *pool, int ntasks, agk_task_fn fn, void *ctx);
+
+/* -------------------------------------------------------- matrix product */
+/* Instruction sets with a micro-kernel, in order of preference. */
+typedef enum agk_isa { AGK_ISA_PORTABLE, AGK_ISA_AVX2, AGK_ISA_AVX512, AGK_ISA_COUNT } agk_isa;
+const char *agk_isa_name(agk_isa isa);
+bool agk_isa_supported(agk_isa isa);   /* by this build and this CPU */
+agk_isa agk_isa_best(void);
+
+/* C[m,n] = op(A)[m,k] @ op(B)[k,n], where op(A) is A[m,k] (row stride lda)
+** or, with 'ta', the transpose of A[k,m]; likewise op(B) with 'tb'.
+** Transposes are read in place while packing. C has row stride ldc and is
+** overwritten (zeros when k == 0). 'scratch' holds agk_gemm_scratch bytes,
+** any alignment; the same arguments give the same size. With a pool the
+** work is shared among its threads; the bits of C never depend on it. */
+size_t agk_gemm_scratch(ag_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+                        ag_pool *pool);
 void agk_gemm(ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda, bool ta,
-              const void *b, int64_t ldb, bool tb, void *c, int64_t ldc, void *scratch);
+              const void *b, int64_t ldb, bool tb, void *c, int64_t ldc, void *scratch,
+              ag_pool *pool);
+/* The same on a chosen instruction set (tests, benchmarks); one the CPU
+** lacks falls back to the portable kernel. The scratch size depends on it. */
+size_t agk_gemm_scratch_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k,
+                            bool ta, bool tb, ag_pool *pool);
+void agk_gemm_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a,
+                  int64_t lda, bool ta, const void *b, int64_t ldb, bool tb, void *c,
+                  int64_t ldc, void *scratch, ag_pool *pool);
 
 #endif

@@ -1,0 +1,194 @@
+/*
+** gemm_avx2.c: the AVX2/FMA micro-kernels: a 6 x 16 f32 tile and a 6 x 8
+** f64 tile, held in 12 of the 16 ymm registers while the k loop broadcasts
+** one value of A per row and multiply-adds it into two vectors of B. A tile
+** cut by the edge of C runs a copy of the loop for just its rows and column
+** vectors, and masks its loads and stores of C. Only gemm.c's dispatcher
+** calls these, after checking the CPU.
+*/
+#include "gemm_internal.h"
+
+#if AGK_HAVE_X86
+#include <immintrin.h>
+
+enum { MR = 6 };
+
+#define AGK_AVX2_INLINE AGK_TARGET_AVX2 static inline __attribute__((always_inline))
+
+/* Lanes j < n of a vector of 'lanes' 32-bit or 64-bit elements set. */
+AGK_AVX2_INLINE __m256i lane_mask32(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+AGK_AVX2_INLINE __m256i lane_mask64(int n)
+{
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+/* R rows and H vectors of 8 columns, constants at each call; 'cols' of the
+** 8 H columns are stored. */
+AGK_AVX2_INLINE void rows_f32(const int R, const int H, int64_t kc, const float *restrict a,
+                              int64_t ars, int64_t acs, const float *restrict b, int64_t brs,
+                              float *restrict c, int64_t ldc, bool add, int cols)
+{
+    __m256 acc[MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++) {
+        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    }
+    if (ars == 1) {
+        for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
+            __m256 b0 = _mm256_loadu_ps(b), b1 = H > 1 ? _mm256_loadu_ps(b + 8) : b0;
+#pragma GCC unroll 6
+            for (int i = 0; i < R; i++) {
+                __m256 x = _mm256_broadcast_ss(a + i);
+                acc[i][0] = _mm256_fmadd_ps(x, b0, acc[i][0]);
+                if (H > 1)
+                    acc[i][1] = _mm256_fmadd_ps(x, b1, acc[i][1]);
+            }
+        }
+    } else {
+        for (int64_t p = 0; p < kc; p++, b += brs) {
+            __m256 b0 = _mm256_loadu_ps(b), b1 = H > 1 ? _mm256_loadu_ps(b + 8) : b0;
+#pragma GCC unroll 6
+            for (int i = 0; i < R; i++) {
+                __m256 x = _mm256_broadcast_ss(a + i * ars + p);
+                acc[i][0] = _mm256_fmadd_ps(x, b0, acc[i][0]);
+                if (H > 1)
+                    acc[i][1] = _mm256_fmadd_ps(x, b1, acc[i][1]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++) {
+        for (int h = 0; h < H; h++) {
+            float *ci = c + i * ldc + 8 * h;
+            __m256 v = acc[i][h];
+            if (cols >= 8 * (h + 1)) {
+                if (add)
+                    v = _mm256_add_ps(_mm256_loadu_ps(ci), v);
+                _mm256_storeu_ps(ci, v);
+            } else {
+                __m256i m = lane_mask32(cols - 8 * h);
+                if (add)
+                    v = _mm256_add_ps(_mm256_maskload_ps(ci, m), v);
+                _mm256_maskstore_ps(ci, m, v);
+            }
+        }
+    }
+}
+
+AGK_TARGET_AVX2 static void tile_f32(int64_t kc, const float *a, int64_t ars, int64_t acs,
+                                     const float *b, int64_t brs, float *c, int64_t ldc, bool add,
+                                     int rows, int cols)
+{
+    if (cols > 8) {
+        switch (rows) {
+        case 1: rows_f32(1, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 2: rows_f32(2, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 3: rows_f32(3, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 4: rows_f32(4, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 5: rows_f32(5, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        default: rows_f32(6, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        }
+    } else {
+        switch (rows) {
+        case 1: rows_f32(1, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 2: rows_f32(2, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 3: rows_f32(3, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 4: rows_f32(4, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 5: rows_f32(5, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        default: rows_f32(6, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        }
+    }
+}
+
+/* The f64 twin: H vectors of 4 columns. */
+AGK_AVX2_INLINE void rows_f64(const int R, const int H, int64_t kc, const double *restrict a,
+                              int64_t ars, int64_t acs, const double *restrict b, int64_t brs,
+                              double *restrict c, int64_t ldc, bool add, int cols)
+{
+    __m256d acc[MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++) {
+        acc[i][0] = acc[i][1] = _mm256_setzero_pd();
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    }
+    if (ars == 1) {
+        for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
+            __m256d b0 = _mm256_loadu_pd(b), b1 = H > 1 ? _mm256_loadu_pd(b + 4) : b0;
+#pragma GCC unroll 6
+            for (int i = 0; i < R; i++) {
+                __m256d x = _mm256_broadcast_sd(a + i);
+                acc[i][0] = _mm256_fmadd_pd(x, b0, acc[i][0]);
+                if (H > 1)
+                    acc[i][1] = _mm256_fmadd_pd(x, b1, acc[i][1]);
+            }
+        }
+    } else {
+        for (int64_t p = 0; p < kc; p++, b += brs) {
+            __m256d b0 = _mm256_loadu_pd(b), b1 = H > 1 ? _mm256_loadu_pd(b + 4) : b0;
+#pragma GCC unroll 6
+            for (int i = 0; i < R; i++) {
+                __m256d x = _mm256_broadcast_sd(a + i * ars + p);
+                acc[i][0] = _mm256_fmadd_pd(x, b0, acc[i][0]);
+                if (H > 1)
+                    acc[i][1] = _mm256_fmadd_pd(x, b1, acc[i][1]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < R; i++) {
+        for (int h = 0; h < H; h++) {
+            double *ci = c + i * ldc + 4 * h;
+            __m256d v = acc[i][h];
+            if (cols >= 4 * (h + 1)) {
+                if (add)
+                    v = _mm256_add_pd(_mm256_loadu_pd(ci), v);
+                _mm256_storeu_pd(ci, v);
+            } else {
+                __m256i m = lane_mask64(cols - 4 * h);
+                if (add)
+                    v = _mm256_add_pd(_mm256_maskload_pd(ci, m), v);
+                _mm256_maskstore_pd(ci, m, v);
+            }
+        }
+    }
+}
+
+AGK_TARGET_AVX2 static void tile_f64(int64_t kc, const double *a, int64_t ars, int64_t acs,
+                                     const double *b, int64_t brs, double *c, int64_t ldc,
+                                     bool add, int rows, int cols)
+{
+    if (cols > 4) {
+        switch (rows) {
+        case 1: rows_f64(1, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 2: rows_f64(2, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 3: rows_f64(3, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 4: rows_f64(4, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 5: rows_f64(5, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        default: rows_f64(6, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        }
+    } else {
+        switch (rows) {
+        case 1: rows_f64(1, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 2: rows_f64(2, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 3: rows_f64(3, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 4: rows_f64(4, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 5: rows_f64(5, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        default: rows_f64(6, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        }
+    }
+}
+
+/* Blocks, measured on Zen 4 (docs/PERFORMANCE.md): a long k block keeps C
+** in registers longer; the A block (mc x kc) and a B panel (kc x nr) fit
+** L2 together, and the B block (kc x nc) L2 or L3. */
+const agk_kernel_f32 agk_kernel_f32_avx2 = {{MR, 16, 48, 1024, 1024}, tile_f32, false};
+const agk_kernel_f64 agk_kernel_f64_avx2 = {{MR, 8, 48, 512, 1024}, tile_f64, false};
+
+#else
+/* ISO C forbids an empty translation unit. */
+typedef int agk_no_avx2;
+#endif

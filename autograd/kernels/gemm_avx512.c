@@ -1,0 +1,191 @@
+/*
+** gemm_avx512.c: the AVX-512 micro-kernels: an 8 x 32 f32 tile and an 8 x 16
+** f64 tile, each held in up to 16 zmm registers. Eight rows divide the
+** common batch and layer sizes. A tile cut by the edge of C runs a copy of
+** the loop for just its rows and column vectors, and masks its loads of B
+** and its loads and stores of C, so edges cost what they compute and read
+** operands in place. Only gemm.c's dispatcher
+** calls these, after checking the CPU.
+*/
+#include "gemm_internal.h"
+
+#if AGK_HAVE_X86
+#include <immintrin.h>
+
+enum { MR = 8 };
+
+#define AGK_AVX512_INLINE AGK_TARGET_AVX512 static inline __attribute__((always_inline))
+
+/* R rows and H vectors of 16 columns; both are constants at each call, so
+** the loops unroll and the accumulators stay in registers. */
+AGK_AVX512_INLINE void rows_f32(const int R, const int H, int64_t kc, const float *restrict a,
+                                int64_t ars, int64_t acs, const float *restrict b, int64_t brs,
+                                float *restrict c, int64_t ldc, bool add, const __mmask16 *mask)
+{
+    __m512 acc[MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    }
+    if (ars == 1) {
+        for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
+            __m512 b0 = _mm512_maskz_loadu_ps(mask[0], b);
+            __m512 b1 = H > 1 ? _mm512_maskz_loadu_ps(mask[1], b + 16) : b0;
+#pragma GCC unroll 8
+            for (int i = 0; i < R; i++) {
+                __m512 x = _mm512_set1_ps(a[i]);
+                acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
+                if (H > 1)
+                    acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
+            }
+        }
+    } else {
+        for (int64_t p = 0; p < kc; p++, b += brs) {
+            __m512 b0 = _mm512_maskz_loadu_ps(mask[0], b);
+            __m512 b1 = H > 1 ? _mm512_maskz_loadu_ps(mask[1], b + 16) : b0;
+#pragma GCC unroll 8
+            for (int i = 0; i < R; i++) {
+                __m512 x = _mm512_set1_ps(a[i * ars + p]);
+                acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
+                if (H > 1)
+                    acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+        for (int h = 0; h < H; h++) {
+            float *ci = c + i * ldc + 16 * h;
+            __m512 v = acc[i][h];
+            if (add)
+                v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[h], ci), v);
+            _mm512_mask_storeu_ps(ci, mask[h], v);
+        }
+    }
+}
+
+AGK_TARGET_AVX512 static void tile_f32(int64_t kc, const float *a, int64_t ars, int64_t acs,
+                                       const float *b, int64_t brs, float *c, int64_t ldc,
+                                       bool add, int rows, int cols)
+{
+    __mmask16 mask[2] = {
+        (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1),
+        (__mmask16)(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0),
+    };
+    if (cols > 16) {
+        switch (rows) {
+        case 1: rows_f32(1, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 2: rows_f32(2, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 3: rows_f32(3, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 4: rows_f32(4, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 5: rows_f32(5, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 6: rows_f32(6, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 7: rows_f32(7, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        default: rows_f32(8, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        }
+    } else {
+        switch (rows) {
+        case 1: rows_f32(1, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 2: rows_f32(2, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 3: rows_f32(3, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 4: rows_f32(4, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 5: rows_f32(5, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 6: rows_f32(6, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 7: rows_f32(7, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        default: rows_f32(8, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        }
+    }
+}
+
+/* The f64 twin: H vectors of 8 columns. */
+AGK_AVX512_INLINE void rows_f64(const int R, const int H, int64_t kc, const double *restrict a,
+                                int64_t ars, int64_t acs, const double *restrict b, int64_t brs,
+                                double *restrict c, int64_t ldc, bool add, const __mmask8 *mask)
+{
+    __m512d acc[MR][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+        acc[i][0] = acc[i][1] = _mm512_setzero_pd();
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    }
+    if (ars == 1) {
+        for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
+            __m512d b0 = _mm512_maskz_loadu_pd(mask[0], b);
+            __m512d b1 = H > 1 ? _mm512_maskz_loadu_pd(mask[1], b + 8) : b0;
+#pragma GCC unroll 8
+            for (int i = 0; i < R; i++) {
+                __m512d x = _mm512_set1_pd(a[i]);
+                acc[i][0] = _mm512_fmadd_pd(x, b0, acc[i][0]);
+                if (H > 1)
+                    acc[i][1] = _mm512_fmadd_pd(x, b1, acc[i][1]);
+            }
+        }
+    } else {
+        for (int64_t p = 0; p < kc; p++, b += brs) {
+            __m512d b0 = _mm512_maskz_loadu_pd(mask[0], b);
+            __m512d b1 = H > 1 ? _mm512_maskz_loadu_pd(mask[1], b + 8) : b0;
+#pragma GCC unroll 8
+            for (int i = 0; i < R; i++) {
+                __m512d x = _mm512_set1_pd(a[i * ars + p]);
+                acc[i][0] = _mm512_fmadd_pd(x, b0, acc[i][0]);
+                if (H > 1)
+                    acc[i][1] = _mm512_fmadd_pd(x, b1, acc[i][1]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) {
+        for (int h = 0; h < H; h++) {
+            double *ci = c + i * ldc + 8 * h;
+            __m512d v = acc[i][h];
+            if (add)
+                v = _mm512_add_pd(_mm512_maskz_loadu_pd(mask[h], ci), v);
+            _mm512_mask_storeu_pd(ci, mask[h], v);
+        }
+    }
+}
+
+AGK_TARGET_AVX512 static void tile_f64(int64_t kc, const double *a, int64_t ars, int64_t acs,
+                                       const double *b, int64_t brs, double *c, int64_t ldc,
+                                       bool add, int rows, int cols)
+{
+    __mmask8 mask[2] = {
+        (__mmask8)(cols >= 8 ? 0xFF : (1u << cols) - 1),
+        (__mmask8)(cols >= 16 ? 0xFF : cols > 8 ? (1u << (cols - 8)) - 1 : 0),
+    };
+    if (cols > 8) {
+        switch (rows) {
+        case 1: rows_f64(1, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 2: rows_f64(2, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 3: rows_f64(3, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 4: rows_f64(4, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 5: rows_f64(5, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 6: rows_f64(6, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 7: rows_f64(7, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        default: rows_f64(8, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        }
+    } else {
+        switch (rows) {
+        case 1: rows_f64(1, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 2: rows_f64(2, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 3: rows_f64(3, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 4: rows_f64(4, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 5: rows_f64(5, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 6: rows_f64(6, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 7: rows_f64(7, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        default: rows_f64(8, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        }
+    }
+}
+
+/* Blocks, measured on Zen 4 (docs/PERFORMANCE.md): a long k block keeps C
+** in registers longer; the A block (mc x kc) and a B panel (kc x nr) fit
+** L2 together, and the B block (kc x nc) L2 or L3. */
+const agk_kernel_f32 agk_kernel_f32_avx512 = {{MR, 32, 48, 1024, 1024}, tile_f32, true};
+const agk_kernel_f64 agk_kernel_f64_avx512 = {{MR, 16, 48, 512, 1024}, tile_f64, true};
+
+#else
+/* ISO C forbids an empty translation unit. */
+typedef int agk_no_avx512;
+#endif

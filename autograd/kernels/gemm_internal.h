@@ -1,0 +1,70 @@
+/*
+** gemm_internal.h: what the matrix-product driver (gemm.c) shares with its
+** micro-kernels (gemm_avx2.c, gemm_avx512.c and the portable one in
+** gemm_template.inc): the packed-panel layout and the kernel descriptor.
+**
+** Packed layout. op(A) is cut into panels of 'mr' rows: panel r holds, for
+** each p < kc, the mr values op(A)[r*mr + i][p] side by side (i < mr), rows
+** past the edge zero. op(B) is cut into panels of 'nr' columns: panel s holds,
+** for each p < kc, the nr values op(B)[p][s*nr + j]. A micro-kernel reads one
+** panel of each and computes one mr x nr tile of C.
+*/
+#ifndef AG_GEMM_INTERNAL_H
+#define AG_GEMM_INTERNAL_H
+
+#include "kernels.h"
+
+/* Per-function instruction sets, so the build never needs -march: code in
+** these functions runs only after the dispatcher saw the CPU support them. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define AGK_HAVE_X86 1
+#define AGK_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define AGK_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#else
+#define AGK_HAVE_X86 0
+#endif
+
+/* One tile: c[i*ldc + j] (+)= sum_p A(i, p) * B(p, j) for i < rows <= mr
+** and j < cols <= nr, where 'add' keeps what c held; nothing else of c is
+** touched. A(i, p) is a[i*ars + p*acs] with ars == 1 (a packed panel, acs =
+** mr, or a transposed operand read in place) or acs == 1 (rows read in
+** place), read for i < rows only; B(p, j) is b[p*brs + j], read for j < nr
+** (for j < cols only by a kernel with 'masked_b' set). Every kernel but
+** the portable one uses one fused multiply-add per term, in order of p, so
+** all of them give the same bits for the same k blocks, whatever the tile. */
+typedef void (*agk_tile_f32)(int64_t kc, const float *a, int64_t ars, int64_t acs,
+                             const float *b, int64_t brs, float *c, int64_t ldc, bool add,
+                             int rows, int cols);
+typedef void (*agk_tile_f64)(int64_t kc, const double *a, int64_t ars, int64_t acs,
+                             const double *b, int64_t brs, double *c, int64_t ldc, bool add,
+                             int rows, int cols);
+
+/* Register tile (mr x nr) and cache blocks: a packed mc x kc block of A
+** stays in L2 while the kc x nr panels of a kc x nc block of B stream
+** through L1. mc is a multiple of mr and nc of nr. */
+typedef struct agk_blocking {
+    int mr, nr, mc, kc, nc;
+} agk_blocking;
+
+typedef struct agk_kernel_f32 {
+    agk_blocking blk;
+    agk_tile_f32 tile;
+    bool masked_b;   /* reads B only inside the tile: an edge panel needs no packing */
+} agk_kernel_f32;
+
+typedef struct agk_kernel_f64 {
+    agk_blocking blk;
+    agk_tile_f64 tile;
+    bool masked_b;
+} agk_kernel_f64;
+
+/* The largest register tile of any kernel: edge tiles go through a buffer
+** of this size on the stack. */
+enum { AGK_MAX_MR = 16, AGK_MAX_NR = 32 };
+
+#if AGK_HAVE_X86
+extern const agk_kernel_f32 agk_kernel_f32_avx2, agk_kernel_f32_avx512;
+extern const agk_kernel_f64 agk_kernel_f64_avx2, agk_kernel_f64_avx512;
+#endif
+
+#endif

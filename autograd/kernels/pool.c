@@ -1,0 +1,211 @@
+/*
+** pool.c: a small pool of persistent worker threads (pthreads) and the
+** tape's link to it. A job is a number of tasks that the workers and the
+** calling thread take in turn from a shared counter; the caller returns when
+** all are done. Workers spin briefly between jobs, since ops come in bursts,
+** then sleep on a condition variable.
+*/
+#define _POSIX_C_SOURCE 200809L
+
+#include "../internal.h"
+#include "kernels.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+/* Polls of a flag before sleeping: some tens of microseconds, about the
+** gap between two ops of a training step, well under a scheduler tick. */
+enum { SPIN_POLLS = 1 << 12, MAX_THREADS = 256 };
+
+struct ag_pool {
+    ag_alloc_fn alloc;
+    void *alloc_ud;
+    int nthreads;            /* counting the caller */
+    int started;             /* workers running */
+    pthread_t *workers;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;     /* workers sleep here between jobs */
+    pthread_cond_t done;     /* the caller sleeps here until the last worker ends */
+    int sleepers;            /* workers waiting on 'wake'; under 'lock' */
+    atomic_bool busy;        /* a job is running: one at a time */
+    atomic_bool stop;
+    atomic_uint generation;  /* bumped per job; workers compare with the last they ran */
+    atomic_int next;         /* next task to take */
+    atomic_int running;      /* workers not yet through the current job */
+    /* The current job, written before 'generation' is bumped. */
+    agk_task_fn fn;
+    void *ctx;
+    int ntasks;
+};
+
+static void cpu_relax(void)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();
+#endif
+}
+
+static void take_tasks(ag_pool *p)
+{
+    int i;
+    while ((i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->ntasks)
+        p->fn(p->ctx, i);
+}
+
+static void *worker_main(void *arg)
+{
+    ag_pool *p = arg;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned gen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        for (int i = 0; i < SPIN_POLLS && gen == seen && !atomic_load(&p->stop); i++) {
+            cpu_relax();
+            gen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        }
+        if (gen == seen) {
+            pthread_mutex_lock(&p->lock);
+            p->sleepers++;
+            while ((gen = atomic_load(&p->generation)) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->wake, &p->lock);
+            p->sleepers--;
+            pthread_mutex_unlock(&p->lock);
+        }
+        if (atomic_load(&p->stop))
+            return NULL;
+        seen = gen;
+        take_tasks(p);
+        if (atomic_fetch_sub_explicit(&p->running, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->lock);
+            pthread_cond_broadcast(&p->done);
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+}
+
+static void stop_workers(ag_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    atomic_store(&p->stop, true);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->started; i++)
+        pthread_join(p->workers[i], NULL);
+    p->started = 0;
+}
+
+static int online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
+}
+
+ag_pool *ag_pool_new(int nthreads) { return ag_pool_new_alloc(NULL, NULL, nthreads); }
+
+ag_pool *ag_pool_new_alloc(ag_alloc_fn fn, void *ud, int nthreads)
+{
+    if (nthreads < 0)
+        return NULL;
+    if (nthreads == 0)
+        nthreads = online_cores();
+    if (nthreads > MAX_THREADS)
+        nthreads = MAX_THREADS;
+    ag_pool *p = agi_realloc(fn, ud, NULL, 0, sizeof *p);
+    if (!p)
+        return NULL;
+    *p = (ag_pool){.alloc = fn, .alloc_ud = ud, .nthreads = nthreads};
+    atomic_init(&p->busy, false);
+    atomic_init(&p->stop, false);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->next, 0);
+    atomic_init(&p->running, 0);
+    int workers = nthreads - 1;
+    if (workers > 0) {
+        p->workers = agi_realloc(fn, ud, NULL, 0, (size_t)workers * sizeof *p->workers);
+        if (!p->workers) {
+            agi_realloc(fn, ud, p, sizeof *p, 0);
+            return NULL;
+        }
+    }
+    if (pthread_mutex_init(&p->lock, NULL) != 0)
+        goto fail_lock;
+    if (pthread_cond_init(&p->wake, NULL) != 0)
+        goto fail_wake;
+    if (pthread_cond_init(&p->done, NULL) != 0)
+        goto fail_done;
+    for (; p->started < workers; p->started++) {
+        if (pthread_create(&p->workers[p->started], NULL, worker_main, p) != 0) {
+            stop_workers(p);
+            goto fail_threads;
+        }
+    }
+    return p;
+
+fail_threads:
+    pthread_cond_destroy(&p->done);
+fail_done:
+    pthread_cond_destroy(&p->wake);
+fail_wake:
+    pthread_mutex_destroy(&p->lock);
+fail_lock:
+    if (p->workers)
+        agi_realloc(fn, ud, p->workers, (size_t)workers * sizeof *p->workers, 0);
+    agi_realloc(fn, ud, p, sizeof *p, 0);
+    return NULL;
+}
+
+void ag_pool_free(ag_pool *p)
+{
+    if (!p)
+        return;
+    stop_workers(p);
+    pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->lock);
+    if (p->workers)
+        agi_realloc(p->alloc, p->alloc_ud, p->workers,
+                    (size_t)(p->nthreads - 1) * sizeof *p->workers, 0);
+    agi_realloc(p->alloc, p->alloc_ud, p, sizeof *p, 0);
+}
+
+int ag_pool_size(const ag_pool *p) { return p ? p->nthreads : 1; }
+
+int agk_pool_threads(const ag_pool *p) { return ag_pool_size(p); }
+
+bool agk_pool_try_run(ag_pool *p, int ntasks, agk_task_fn fn, void *ctx)
+{
+    if (!p || p->started == 0 || ntasks < 1)
+        return false;
+    bool idle = false;
+    if (!atomic_compare_exchange_strong(&p->busy, &idle, true))
+        return false;
+    p->fn = fn;
+    p->ctx = ctx;
+    p->ntasks = ntasks;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->running, p->started, memory_order_relaxed);
+    pthread_mutex_lock(&p->lock);
+    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    if (p->sleepers)
+        pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    take_tasks(p);
+    for (int i = 0; i < SPIN_POLLS && atomic_load_explicit(&p->running, memory_order_acquire); i++)
+        cpu_relax();
+    if (atomic_load_explicit(&p->running, memory_order_acquire)) {
+        pthread_mutex_lock(&p->lock);
+        while (atomic_load(&p->running))
+            pthread_cond_wait(&p->done, &p->lock);
+        pthread_mutex_unlock(&p->lock);
+    }
+    atomic_store(&p->busy, false);
+    return true;
+}
+
+void ag_tape_set_pool(ag_tape *t, ag_pool *pool)
+{
+    if (t)
+        t->pool = pool;
+}
+
+ag_pool *ag_tape_pool(const ag_tape *t) { return t ? t->pool : NULL; }

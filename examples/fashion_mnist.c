@@ -1,0 +1,517 @@
+/*
+** fashion_mnist.c: a 784-256-128-10 ReLU network learns to tell apart the
+** ten kinds of clothing of Fashion-MNIST, with softmax cross-entropy and
+** Adam, in f32. It shows what a real training run needs around the maths:
+** data read from the Debian package's files, a progress bar, the test
+** accuracy after every epoch, a checkpoint after every epoch that --resume
+** continues from, and the learning curves drawn as an SVG picture.
+**
+**     fashion_mnist                            10 epochs on all the data
+**     fashion_mnist --resume fashion_mnist.safetensors --epochs 15
+**     fashion_mnist --train-limit 2000 --test-limit 500 --epochs 1
+**
+** The checkpoint is a safetensors file (the model's parameters by name, so
+** PyTorch can read it) whose metadata holds the epoch reached and the curves
+** so far. A resumed run restores the weights and the curves; Adam's moment
+** estimates are not saved, so they start afresh.
+*/
+#include "cli.h"
+#include "fashion_data.h"
+#include "nn.h"
+#include "progress.h"
+#include "svg.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    MAX_EPOCHS = 1000,
+    LOSS_POINTS_PER_EPOCH = 10,   /* the curve's resolution */
+    EVAL_BATCH = 1000,
+    HISTORY_CHARS = 16 * MAX_EPOCHS * LOSS_POINTS_PER_EPOCH,
+};
+
+typedef struct options {
+    const char *data, *checkpoint, *resume, *svg;
+    int cosine;   /* decay the learning rate along a cosine (else constant) */
+    long epochs, batch, train_limit, test_limit, seed, threads;
+    double lr;
+} options;
+
+/* What the curves show; kept in the checkpoint so a resumed run draws them
+** whole. */
+typedef struct history {
+    int epochs;                                          /* finished */
+    int n_loss;                                          /* loss points */
+    double loss[MAX_EPOCHS * LOSS_POINTS_PER_EPOCH];     /* mean loss of each tenth of an epoch */
+    double train_acc[MAX_EPOCHS], test_acc[MAX_EPOCHS];  /* per epoch, in [0, 1] */
+} history;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fashion_mnist [--data DIR] [--epochs E] [--batch B] [--lr RATE] [--seed S]\n"
+            "                     [--train-limit N] [--test-limit N] [--threads T]\n"
+            "                     [--schedule cosine|constant] [--checkpoint FILE] [--resume FILE]\n"
+            "                     [--svg FILE]\n"
+            "Trains a 784-256-128-10 ReLU network on Fashion-MNIST with softmax cross-entropy\n"
+            "and Adam (f32), printing the test accuracy after every epoch.\n"
+            "  --data DIR         the IDX files (plain or .gz); default %s\n"
+            "                     (Debian: apt-get install dataset-fashion-mnist)\n"
+            "  --epochs E         train until epoch E (counting resumed ones); default 10\n"
+            "  --batch B          mini-batch size; default 64\n"
+            "  --lr RATE          Adam's learning rate; default 0.001\n"
+            "  --schedule S       cosine: lower the rate along a half cosine to 1%% of it at\n"
+            "                     the last epoch (the default); constant: keep it\n"
+            "  --seed S           seed of the weights and of the shuffling; default 1\n"
+            "  --train-limit N    use only the first N training images\n"
+            "  --test-limit N     use only the first N test images\n"
+            "  --threads T        threads for matrix products, 0 for one per core; default 0\n"
+            "  --checkpoint FILE  written after every epoch; default fashion_mnist.safetensors\n"
+            "  --resume FILE      start from a checkpoint written by this program\n"
+            "  --svg FILE         the loss and accuracy curves; default fashion_mnist_curve.svg\n",
+            FASHION_DEFAULT_DIR);
+}
+
+/* Returns 0, 1 for --help (printed), or -1 after a message. */
+static int parse_args(int argc, char **argv, options *o)
+{
+    *o = (options){NULL, "fashion_mnist.safetensors", NULL, "fashion_mnist_curve.svg", 1,
+                   10, 64, 0, 0, 1, 0, 1e-3};
+    static const char *const names[] = {"--data",        "--checkpoint", "--resume",
+                                        "--svg",         "--epochs",     "--batch",
+                                        "--train-limit", "--test-limit", "--seed",
+                                        "--threads",     "--lr",
+                                        "--schedule"};
+    const int count = (int)(sizeof names / sizeof names[0]);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        int k = 0;
+        while (k < count && strcmp(a, names[k]))
+            k++;
+        if (k == count) {
+            fprintf(stderr, "fashion_mnist: unknown option %s (try --help)\n", a);
+            return -1;
+        }
+        if (!(v = cli_value("fashion_mnist", argc, argv, &i)))
+            return -1;
+        const char *p = "fashion_mnist";
+        int bad = 0;
+        switch (k) {
+        case 0: o->data = v; break;
+        case 1: o->checkpoint = v; break;
+        case 2: o->resume = v; break;
+        case 3: o->svg = v; break;
+        case 4: bad = cli_long(p, a, v, 0, MAX_EPOCHS, &o->epochs); break;
+        case 5: bad = cli_long(p, a, v, 1, 60000, &o->batch); break;
+        case 6: bad = cli_long(p, a, v, 1, 60000, &o->train_limit); break;
+        case 7: bad = cli_long(p, a, v, 1, 10000, &o->test_limit); break;
+        case 8: bad = cli_long(p, a, v, 0, 2147483647, &o->seed); break;
+        case 9: bad = cli_long(p, a, v, 0, 1024, &o->threads); break;
+        case 10: bad = cli_double(p, a, v, 0, 10, &o->lr); break;
+        default:
+            o->cosine = !strcmp(v, "cosine");
+            if (!o->cosine && strcmp(v, "constant")) {
+                fprintf(stderr, "fashion_mnist: --schedule: '%s' is neither cosine nor constant\n", v);
+                bad = 1;
+            }
+            break;
+        }
+        if (bad)
+            return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+/* Writes n numbers as "a,b,c" into buf; returns buf. */
+static char *join(const double *v, int n, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%.6g", i ? "," : "", v[i]);
+    return buf;
+}
+
+/* Reads up to 'max' comma-separated numbers; returns how many, or -1 when the
+** text is not such a list. */
+static int split(const char *text, double *v, int max)
+{
+    int n = 0;
+    while (text && *text) {
+        char *end;
+        if (n == max)
+            return -1;
+        v[n++] = strtod(text, &end);
+        if (end == text || (*end && *end != ','))
+            return -1;
+        text = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+/* The model's parameters under their names, with the history as metadata. */
+static int save_checkpoint(nn_model *m, const char *path, const history *h)
+{
+    enum { MAX_PARAMS = 16 };
+    int n = nn_model_num_params(m);
+    const char *names[MAX_PARAMS];
+    ag_tensor *params[MAX_PARAMS];
+    for (int i = 0; i < n && i < MAX_PARAMS; i++) {
+        params[i] = nn_model_param(m, i);
+        names[i] = ag_name(params[i]);
+    }
+    static char loss[HISTORY_CHARS], train_acc[HISTORY_CHARS / 4], test_acc[HISTORY_CHARS / 4];
+    char epochs[16];
+    snprintf(epochs, sizeof epochs, "%d", h->epochs);
+    const char *keys[] = {"epoch", "loss", "train_accuracy", "test_accuracy"};
+    const char *values[] = {epochs, join(h->loss, h->n_loss, loss, sizeof loss),
+                            join(h->train_acc, h->epochs, train_acc, sizeof train_acc),
+                            join(h->test_acc, h->epochs, test_acc, sizeof test_acc)};
+    char err[512];
+    if (n > MAX_PARAMS ||
+        nn_safetensors_save_meta(path, n, names, params, 4, keys, values, NULL, NULL, err,
+                                 sizeof err) != AG_OK) {
+        fprintf(stderr, "fashion_mnist: %s\n", n > MAX_PARAMS ? "too many parameters" : err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads the weights (nn_model_load checks every name, dtype and shape) and
+** the history. Returns 0, or -1 after a message. */
+static int load_checkpoint(nn_model *m, const char *path, history *h)
+{
+    char err[512];
+    nn_safetensors *f = NULL;
+    if (nn_model_load(m, path, err, sizeof err) != AG_OK ||
+        nn_safetensors_open(path, NULL, NULL, &f, err, sizeof err) != AG_OK) {
+        fprintf(stderr, "fashion_mnist: --resume: %s\n", err);
+        return -1;
+    }
+    const char *epoch = nn_safetensors_metadata_get(f, "epoch");
+    h->epochs = epoch ? atoi(epoch) : 0;
+    h->n_loss = split(nn_safetensors_metadata_get(f, "loss"), h->loss,
+                      MAX_EPOCHS * LOSS_POINTS_PER_EPOCH);
+    int train = split(nn_safetensors_metadata_get(f, "train_accuracy"), h->train_acc, MAX_EPOCHS);
+    int test = split(nn_safetensors_metadata_get(f, "test_accuracy"), h->test_acc, MAX_EPOCHS);
+    nn_safetensors_close(f);
+    if (h->epochs < 0 || h->epochs > MAX_EPOCHS || h->n_loss < 0 || train != h->epochs ||
+        test != h->epochs) {
+        fprintf(stderr, "fashion_mnist: --resume: %s: the metadata was not written by this program\n",
+                path);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- curves */
+
+static int write_curves(const char *path, const history *h)
+{
+    svg s;
+    if (svg_open(&s, path, 860, 360) != 0)
+        return -1;
+    double epochs = h->epochs > 1 ? h->epochs : 1;
+    double x[MAX_EPOCHS * LOSS_POINTS_PER_EPOCH + 1], y[MAX_EPOCHS * LOSS_POINTS_PER_EPOCH + 1];
+
+    double top = 0;
+    for (int i = 0; i < h->n_loss; i++)
+        top = fmax(top, h->loss[i]);
+    svg_chart loss = {70, 40, 340, 260, 0, epochs, 0, top > 0 ? top * 1.05 : 1};
+    svg_chart_axes(&s, &loss, "training loss (mean of each tenth of an epoch)", "epoch",
+                   "cross-entropy");
+    for (int i = 0; i < h->n_loss; i++) {
+        x[i] = (i + 1.0) / LOSS_POINTS_PER_EPOCH;
+        y[i] = h->loss[i];
+    }
+    svg_chart_line(&s, &loss, h->n_loss, x, y, "#1f77b4", 2);
+
+    double low = 1;
+    for (int e = 0; e < h->epochs; e++)
+        low = fmin(low, fmin(h->train_acc[e], h->test_acc[e]));
+    low = fmin(floor(low * 20) / 20, 0.85);   /* a round bound that shows 88.3% */
+    svg_chart acc = {500, 40, 340, 260, 0, epochs, 100 * low, 100};
+    svg_chart_axes(&s, &acc, "accuracy after each epoch", "epoch", "percent");
+    x[0] = 0, y[0] = 88.3;
+    x[1] = epochs, y[1] = 88.3;
+    svg_chart_line(&s, &acc, 2, x, y, "#999999", 1);
+    svg_text(&s, acc.left + 4, svg_chart_y(&acc, 88.3) - 4, 10, "start",
+             "88.3%: the MLP of the Fashion-MNIST benchmark");
+    const double *series[2] = {h->train_acc, h->test_acc};
+    const char *colours[2] = {"#ff7f0e", "#2ca02c"};
+    for (int k = 0; k < 2; k++) {
+        for (int e = 0; e < h->epochs; e++) {
+            x[e] = e + 1;
+            y[e] = 100 * series[k][e];
+            svg_circle(&s, svg_chart_x(&acc, x[e]), svg_chart_y(&acc, y[e]), 3, colours[k], "none");
+        }
+        svg_chart_line(&s, &acc, h->epochs, x, y, colours[k], 2);
+    }
+    svg_legend(&s, 520, 340, colours[0], "training (during the epoch)");
+    svg_legend(&s, 700, 340, colours[1], "test");
+    return svg_close(&s);
+}
+
+/* ---------------------------------------------------------------- training */
+
+typedef struct trainer {
+    nn_model *model;
+    nn_mlp *net;
+    nn_optim *adam;
+    ag_tape *tape;
+    nn_schedule schedule;   /* the learning rate of each step */
+    int64_t step;           /* steps taken, counting resumed epochs */
+} trainer;
+
+/* Test loss and accuracy; with 'confusion' (10 x 10, zeroed here) also the
+** confusion matrix. Returns 0, or -1 after a message. */
+static int evaluate(trainer *tr, const nn_dataset *test, double *loss, double *acc,
+                    int64_t *confusion)
+{
+    nn_loader *ld = NULL;
+    char err[512];
+    if (nn_loader_new(test, EVAL_BATCH, 0, 0, NULL, NULL, NULL, &ld, err, sizeof err) != AG_OK) {
+        fprintf(stderr, "fashion_mnist: %s\n", err);
+        return -1;
+    }
+    if (confusion)
+        memset(confusion, 0, sizeof *confusion * FASHION_CLASSES * FASHION_CLASSES);
+    ag_tape *t = tr->tape;
+    double loss_sum = 0;
+    int64_t correct = 0;
+    nn_batch b;
+    ag_status st = AG_OK;
+    ag_tape_reset(t);
+    while (st == AG_OK && nn_loader_next(ld, t, &b)) {
+        ag_no_grad_begin(t);
+        ag_tensor *logits = nn_mlp_forward(t, tr->net, b.x);
+        ag_tensor *l = nn_cross_entropy_loss(t, logits, b.labels, 0, NN_REDUCE_SUM);
+        ag_no_grad_end(t);
+        int64_t right = 0;
+        st = ag_tape_status(t);
+        if (st != AG_OK) {
+            snprintf(err, sizeof err, "%s", ag_tape_errmsg(t));
+            break;
+        }
+        st = nn_count_correct(logits, b.labels, &right, err, sizeof err);
+        if (st == AG_OK && confusion)
+            st = nn_confusion_add(logits, b.labels, FASHION_CLASSES, confusion, err, sizeof err);
+        loss_sum += ag_item(l);
+        correct += right;
+        ag_tape_reset(t);
+    }
+    nn_loader_free(ld);
+    if (st == AG_OK && ag_tape_status(t) != AG_OK) {
+        st = ag_tape_status(t);
+        snprintf(err, sizeof err, "%s", ag_tape_errmsg(t));
+    }
+    if (st != AG_OK) {
+        fprintf(stderr, "fashion_mnist: %s\n", err);
+        return -1;
+    }
+    *loss = loss_sum / (double)nn_dataset_len(test);
+    *acc = (double)correct / (double)nn_dataset_len(test);
+    return 0;
+}
+
+/* One pass over the training set, adding the epoch's loss points to the
+** history. '*loss' and '*acc' receive the mean loss and the accuracy on the
+** batches as they were trained on, '*seconds' the time taken. Returns 0, or
+** -1 after a message. */
+static int train_epoch(trainer *tr, nn_loader *ld, const char *label, history *h, double *loss,
+                       double *acc, double *seconds)
+{
+    ag_tape *t = tr->tape;
+    int64_t steps = nn_loader_num_batches(ld), step = 0, seen = 0, correct = 0;
+    int64_t tenth_steps = 0;
+    double epoch_loss = 0, tenth_loss = 0;
+    int tenth = 0;
+    char err[512] = "";
+    progress bar;
+    progress_start(&bar, stdout, label, steps);
+    nn_batch b;
+    ag_tape_reset(t);
+    while (nn_loader_next(ld, t, &b)) {
+        ag_tensor *logits = nn_mlp_forward(t, tr->net, b.x);
+        ag_tensor *loss = nn_cross_entropy_loss(t, logits, b.labels, 0, NN_REDUCE_MEAN);
+        nn_model_zero_grad(tr->model);
+        ag_backward(t, loss);
+        int64_t right = 0;
+        if (ag_tape_status(t) != AG_OK ||
+            nn_count_correct(logits, b.labels, &right, err, sizeof err) != AG_OK)
+            break;
+        nn_optim_set_lr(tr->adam, nn_schedule_lr(&tr->schedule, tr->step++));
+        nn_optim_step(tr->adam);
+        double l = ag_item(loss);
+        step++;
+        seen += b.size;
+        correct += right;
+        epoch_loss += l;
+        tenth_loss += l;
+        tenth_steps++;
+        /* Tenth k of the epoch ends once step reaches (k + 1) / 10 of it. */
+        if (step * LOSS_POINTS_PER_EPOCH >= (tenth + 1) * steps) {
+            h->loss[h->n_loss++] = tenth_loss / (double)tenth_steps;
+            tenth_loss = 0;
+            tenth_steps = 0;
+            tenth++;
+        }
+        progress_update(&bar, step, epoch_loss / (double)step);
+        ag_tape_reset(t);
+    }
+    *seconds = progress_finish(&bar);
+    if (err[0] || ag_tape_status(t) != AG_OK || nn_model_status(tr->model) != AG_OK) {
+        fprintf(stderr, "fashion_mnist: %s\n",
+                err[0] ? err : ag_tape_status(t) ? ag_tape_errmsg(t) : nn_model_errmsg(tr->model));
+        return -1;
+    }
+    *loss = step ? epoch_loss / (double)step : 0;
+    *acc = seen ? (double)correct / (double)seen : 0;
+    return 0;
+}
+
+static void print_per_class(const int64_t *confusion)
+{
+    printf("Test accuracy per class:\n");
+    for (int c = 0; c < FASHION_CLASSES; c++) {
+        int64_t total = 0;
+        for (int k = 0; k < FASHION_CLASSES; k++)
+            total += confusion[c * FASHION_CLASSES + k];
+        printf("  %-12s %6.2f%%\n", fashion_class_names[c],
+               total ? 100.0 * (double)confusion[c * FASHION_CLASSES + c] / (double)total : 0.0);
+    }
+}
+
+/* Builds the model, optimizer, tape and pool; loads the checkpoint when
+** resuming. Returns 0, or -1 after a message. */
+static int setup(trainer *tr, ag_pool **pool, const options *o, history *h)
+{
+    memset(tr, 0, sizeof *tr);
+    tr->model = nn_model_new(NULL, NULL);
+    tr->tape = ag_tape_new();
+    *pool = ag_pool_new((int)o->threads);
+    if (!tr->model || !tr->tape || !*pool) {
+        fprintf(stderr, "fashion_mnist: out of memory\n");
+        return -1;
+    }
+    ag_tape_set_pool(tr->tape, *pool);
+    nn_model_seed(tr->model, (uint64_t)o->seed);
+    tr->net = nn_mlp_new(tr->model, "mlp", AG_F32, 4,
+                         (int64_t[]){FASHION_PIXELS, 256, 128, FASHION_CLASSES}, NN_RELU);
+    tr->adam = nn_adam_new(tr->model, o->lr, 0.9, 0.999, 1e-8, 0.0);
+    if (nn_model_status(tr->model) != AG_OK) {
+        fprintf(stderr, "fashion_mnist: %s\n", nn_model_errmsg(tr->model));
+        return -1;
+    }
+    return o->resume ? load_checkpoint(tr->model, o->resume, h) : 0;
+}
+
+static void teardown(trainer *tr, ag_pool *pool)
+{
+    nn_optim_free(tr->adam);
+    ag_tape_free(tr->tape);
+    ag_pool_free(pool);
+    nn_model_free(tr->model);
+}
+
+static int run(const options *o, const nn_dataset *train, const nn_dataset *test, history *h)
+{
+    trainer tr;
+    ag_pool *pool = NULL;
+    nn_loader *ld = NULL;
+    if (setup(&tr, &pool, o, h) != 0) {
+        teardown(&tr, pool);
+        return -1;
+    }
+    int status = 0, start = h->epochs;
+    printf("784-256-128-10 ReLU MLP (%lld parameters, f32), Adam lr %g (%s), batch %ld, "
+           "%d thread%s\n",
+           (long long)nn_model_numel(tr.model), o->lr, o->cosine ? "cosine decay" : "constant",
+           o->batch, ag_pool_size(pool),
+           ag_pool_size(pool) == 1 ? "" : "s");
+    printf("%lld training images, %lld test images\n", (long long)nn_dataset_len(train),
+           (long long)nn_dataset_len(test));
+    double test_loss, test_acc;
+    int64_t confusion[FASHION_CLASSES * FASHION_CLASSES];
+    if (status == 0 && o->resume) {
+        status = evaluate(&tr, test, &test_loss, &test_acc, NULL);
+        if (status == 0)
+            printf("resumed from %s after epoch %d: test loss %.4f, test accuracy %.2f%%\n",
+                   o->resume, start, test_loss, 100 * test_acc);
+    }
+    /* Each run shuffles differently, so a resumed run does not replay the
+    ** orders of the epochs before it. */
+    ag_rng shuffle_rng;
+    ag_rng_seed(&shuffle_rng, (uint64_t)o->seed * 1000003u + (uint64_t)start);
+    char err[512];
+    if (status == 0 && nn_loader_new(train, o->batch, 1, 0, &shuffle_rng, NULL, NULL, &ld, err,
+                                     sizeof err) != AG_OK) {
+        fprintf(stderr, "fashion_mnist: %s\n", err);
+        status = -1;
+    }
+    if (status == 0 && o->epochs > start) {
+        int64_t steps = nn_loader_num_batches(ld);
+        tr.schedule = o->cosine ? nn_schedule_cosine(o->lr, o->lr / 100, 0, o->epochs * steps)
+                                : nn_schedule_constant(o->lr);
+        tr.step = start * steps;
+    }
+    double total_seconds = 0;
+    for (int epoch = start + 1; status == 0 && epoch <= o->epochs; epoch++) {
+        char label[32];
+        snprintf(label, sizeof label, "epoch %d/%ld", epoch, o->epochs);
+        double train_loss, train_acc, seconds;
+        status = train_epoch(&tr, ld, label, h, &train_loss, &train_acc, &seconds);
+        if (status == 0)
+            status = evaluate(&tr, test, &test_loss, &test_acc, epoch == o->epochs ? confusion : NULL);
+        if (status != 0)
+            break;
+        total_seconds += seconds;
+        h->train_acc[h->epochs] = train_acc;
+        h->test_acc[h->epochs] = test_acc;
+        h->epochs++;
+        printf("epoch %2d  train loss %.4f  train accuracy %.2f%%  test loss %.4f  "
+               "test accuracy %.2f%%  (%.1f s, %.0f steps/s)\n",
+               epoch, train_loss, 100 * train_acc, test_loss, 100 * test_acc, seconds,
+               (double)nn_loader_num_batches(ld) / seconds);
+        fflush(stdout);
+        status = save_checkpoint(tr.model, o->checkpoint, h);
+        if (status == 0 && write_curves(o->svg, h) != 0) {
+            perror(o->svg);
+            status = -1;
+        }
+        if (status == 0 && epoch == o->epochs)
+            print_per_class(confusion);
+    }
+    if (status == 0 && h->epochs > start) {
+        printf("trained %d epoch%s in %.1f s; checkpoint %s, curves %s\n", h->epochs - start,
+               h->epochs - start == 1 ? "" : "s", total_seconds, o->checkpoint, o->svg);
+        printf("final test accuracy %.2f%%\n", 100 * test_acc);
+    }
+    nn_loader_free(ld);
+    teardown(&tr, pool);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    int parsed = parse_args(argc, argv, &o);
+    if (parsed != 0)
+        return parsed > 0 ? 0 : 2;
+    nn_dataset *train = fashion_load("fashion_mnist", o.data, 1, AG_F32, o.train_limit);
+    nn_dataset *test = train ? fashion_load("fashion_mnist", o.data, 0, AG_F32, o.test_limit) : NULL;
+    static history h;   /* large: kept out of the stack */
+    int status = test ? run(&o, train, test, &h) : -1;
+    nn_dataset_free(test);
+    nn_dataset_free(train);
+    return status == 0 ? 0 : 1;
+}

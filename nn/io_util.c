@@ -1,0 +1,138 @@
+/*
+** io_util.c: the small pieces every reader and writer of nn/ needs: error
+** messages into the caller's buffer, the allocation hook, shape strings,
+** byte order and read/write loops that survive EINTR and short transfers.
+*/
+#define _POSIX_C_SOURCE 200809L
+#include "io_util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+ag_status nni_io_fail(char *err, size_t errlen, ag_status s, const char *fmt, ...)
+{
+    if (err && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+ag_status nni_io_ok(char *err, size_t errlen)
+{
+    if (err && errlen > 0)
+        err[0] = '\0';
+    return AG_OK;
+}
+
+void *nni_io_alloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize)
+{
+    if (!p && nsize == 0)
+        return NULL; /* freeing nothing never reaches the hook */
+    if (fn)
+        return fn(ud, p, osize, nsize);
+    if (nsize == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, nsize);
+}
+
+void nni_io_shape_str(char *buf, size_t n, int rank, const int64_t *shape)
+{
+    if (!buf || n == 0)
+        return;
+    size_t used = 0;
+    for (int i = 0; i <= rank; i++) {
+        const char *lead = i == 0 ? "[" : ",";
+        int w = i < rank ? snprintf(buf + used, n - used, "%s%lld", lead, (long long)shape[i])
+                         : snprintf(buf + used, n - used, "%s]", rank == 0 ? "[" : "");
+        if (w < 0 || (size_t)w >= n - used)
+            return; /* truncated, still terminated */
+        used += (size_t)w;
+    }
+}
+
+int64_t nni_io_numel(int rank, const int64_t *shape, int64_t limit)
+{
+    int64_t numel = 1;
+    for (int i = 0; i < rank; i++) {
+        if (shape[i] < 0)
+            return -1;
+        if (shape[i] != 0 && numel > limit / shape[i])
+            return -1;
+        numel *= shape[i];
+    }
+    return numel;
+}
+
+bool nni_io_host_is_little_endian(void)
+{
+    const uint16_t one = 1;
+    unsigned char first;
+    memcpy(&first, &one, 1);
+    return first == 1;
+}
+
+void nni_io_swap_bytes(void *data, size_t count, size_t esize)
+{
+    unsigned char *p = data;
+    for (size_t i = 0; i < count; i++, p += esize)
+        for (size_t a = 0, b = esize - 1; a < b; a++, b--) {
+            unsigned char tmp = p[a];
+            p[a] = p[b];
+            p[b] = tmp;
+        }
+}
+
+ssize_t nni_io_read_full(int fd, void *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = read(fd, (char *)buf + done, n - done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    return (ssize_t)done;
+}
+
+ssize_t nni_io_pread_full(int fd, void *buf, size_t n, off_t offset)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, (char *)buf + done, n - done, offset + (off_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    return (ssize_t)done;
+}
+
+ssize_t nni_io_write_full(int fd, const void *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, (const char *)buf + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        done += (size_t)w;
+    }
+    return (ssize_t)done;
+}

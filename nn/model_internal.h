@@ -1,0 +1,63 @@
+/*
+** model_internal.h: the model's layout and the nni_ helpers shared by the
+** model half of nn (model.c, layers.c, init.c, loss.c, optim.c). Never
+** installed. Like the rest of nn, it sees autograd only through autograd.h.
+*/
+#ifndef NN_MODEL_INTERNAL_H
+#define NN_MODEL_INTERNAL_H
+
+#include "nn.h"
+
+#include <stdbool.h>
+
+/* One registered parameter: its handle and where its elements start in the
+** model's flat buffers. */
+typedef struct nni_param {
+    ag_tensor *tensor;
+    int64_t offset;
+} nni_param;
+
+/* Memory the model frees with itself (layers), kept as a list. */
+typedef struct nni_block {
+    struct nni_block *next;
+    size_t size;   /* including this header */
+} nni_block;
+
+struct nn_model {
+    ag_alloc_fn alloc;
+    void *alloc_ud;
+    ag_status status;
+    char errmsg[256];
+    bool has_dtype;
+    ag_dtype dtype;
+    /* 'cap' elements each; the first 'numel' belong to parameters. */
+    void *value, *grad;
+    int64_t numel, cap;
+    nni_param *params;
+    int n_params, cap_params;
+    nni_block *blocks;
+    ag_rng rng;
+    bool training;
+};
+
+/* Raw memory through a hook (NULL: realloc/free; nsize 0 frees), and
+** through the model's hook. */
+void *nni_hook_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize);
+void *nni_realloc(const nn_model *m, void *p, size_t osize, size_t nsize);
+/* 'size' zeroed bytes freed with the model; NULL after recording AG_ENOMEM
+** (naming 'who') on the model. */
+void *nni_model_alloc(nn_model *m, const char *who, size_t size);
+/* "<prefix>.<suffix>", or just suffix when prefix is NULL or empty, into
+** buf[64]; false (error recorded on m, naming 'who') when it does not fit. */
+bool nni_join_name(nn_model *m, const char *who, char *buf, const char *prefix,
+                   const char *suffix);
+
+/* For nn functions that record on a tape: false when t is in error (or NULL),
+** or, after recording AG_EINVAL on t naming 'who' and 'what', when x is NULL or
+** nil. */
+bool nni_check_input(ag_tape *t, const char *who, const char *what, const ag_tensor *x);
+/* "[2,3]" for x into buf (AG_MAX_DIMS * 21 + 3 bytes suffice); returns buf. */
+const char *nni_shape_str(const ag_tensor *x, char *buf, size_t n);
+enum { NNI_SHAPE_STR = AG_MAX_DIMS * 21 + 3 };
+
+#endif

@@ -1,0 +1,352 @@
+/*
+** optim.c: optimizers as flat loops over a model's contiguous buffers, and
+** global-norm gradient clipping. Each kind is a small descriptor (name,
+** state size, update function); the update is written once, in double, and
+** f32 models stream through it in blocks converted on the stack.
+*/
+#include "model_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct optim_kind optim_kind;
+
+struct nn_optim {
+    const optim_kind *kind;
+    nn_model *model;
+    ag_alloc_fn alloc;   /* the model's hook, kept so freeing needs no model */
+    void *alloc_ud;
+    int64_t numel;       /* the model's size when the state was made */
+    int64_t steps;
+    double lr, momentum, beta1, beta2, alpha, eps, weight_decay;
+    bool nesterov;
+    /* per-step constants, set before the loop: Adam's bias corrections */
+    double correct1, correct2;
+    double *state[2];    /* kind->n_state buffers of numel doubles, one block */
+    size_t state_bytes;
+};
+
+/* Updates elements [off, off + n) of the model: w and g are those elements
+** (as doubles); o->state[k] + off is their state. */
+typedef void (*update_fn)(nn_optim *o, int64_t off, int64_t n, double *w, const double *g);
+
+struct optim_kind {
+    const char *name;
+    int n_state;
+    update_fn update;
+};
+
+static const optim_kind nil_kind = {"nil", 0, NULL};
+static nn_optim nil_optim = {.kind = &nil_kind, .lr = NAN};
+
+int nn_optim_is_nil(const nn_optim *o) { return !o || o == &nil_optim; }
+
+/* ----------------------------------------------------------------- updates */
+
+static void update_sgd(nn_optim *o, int64_t off, int64_t n, double *w, const double *g)
+{
+    double lr = o->lr, mu = o->momentum, wd = o->weight_decay;
+    double *b = o->state[0] ? o->state[0] + off : NULL;
+    for (int64_t i = 0; i < n; i++) {
+        double d = g[i] + wd * w[i];
+        if (b) {
+            b[i] = mu * b[i] + d;
+            d = o->nesterov ? d + mu * b[i] : b[i];
+        }
+        w[i] -= lr * d;
+    }
+}
+
+static void update_adam(nn_optim *o, int64_t off, int64_t n, double *w, const double *g)
+{
+    double b1 = o->beta1, b2 = o->beta2, wd = o->weight_decay;
+    double step = o->lr / o->correct1, root2 = sqrt(o->correct2);
+    double *m = o->state[0] + off, *v = o->state[1] + off;
+    for (int64_t i = 0; i < n; i++) {
+        double d = g[i] + wd * w[i];
+        m[i] = b1 * m[i] + (1.0 - b1) * d;
+        v[i] = b2 * v[i] + (1.0 - b2) * d * d;
+        w[i] -= step * m[i] / (sqrt(v[i]) / root2 + o->eps);
+    }
+}
+
+static void update_adamw(nn_optim *o, int64_t off, int64_t n, double *w, const double *g)
+{
+    double b1 = o->beta1, b2 = o->beta2, shrink = 1.0 - o->lr * o->weight_decay;
+    double step = o->lr / o->correct1, root2 = sqrt(o->correct2);
+    double *m = o->state[0] + off, *v = o->state[1] + off;
+    for (int64_t i = 0; i < n; i++) {
+        w[i] *= shrink;
+        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+        w[i] -= step * m[i] / (sqrt(v[i]) / root2 + o->eps);
+    }
+}
+
+static void update_rmsprop(nn_optim *o, int64_t off, int64_t n, double *w, const double *g)
+{
+    double a = o->alpha, mu = o->momentum, wd = o->weight_decay;
+    double *v = o->state[0] + off, *b = o->state[1] ? o->state[1] + off : NULL;
+    for (int64_t i = 0; i < n; i++) {
+        double d = g[i] + wd * w[i];
+        v[i] = a * v[i] + (1.0 - a) * d * d;
+        double scaled = d / (sqrt(v[i]) + o->eps);
+        if (b) {
+            b[i] = mu * b[i] + scaled;
+            scaled = b[i];
+        }
+        w[i] -= o->lr * scaled;
+    }
+}
+
+static void update_adagrad(nn_optim *o, int64_t off, int64_t n, double *w, const double *g)
+{
+    double wd = o->weight_decay;
+    double *s = o->state[0] + off;
+    for (int64_t i = 0; i < n; i++) {
+        double d = g[i] + wd * w[i];
+        s[i] += d * d;
+        w[i] -= o->lr * d / (sqrt(s[i]) + o->eps);
+    }
+}
+
+static const optim_kind sgd_kind = {"sgd", 0, update_sgd};
+static const optim_kind sgd_momentum_kind = {"sgd", 1, update_sgd};
+static const optim_kind adam_kind = {"adam", 2, update_adam};
+static const optim_kind adamw_kind = {"adamw", 2, update_adamw};
+static const optim_kind rmsprop_kind = {"rmsprop", 1, update_rmsprop};
+static const optim_kind rmsprop_momentum_kind = {"rmsprop", 2, update_rmsprop};
+static const optim_kind adagrad_kind = {"adagrad", 1, update_adagrad};
+
+/* ------------------------------------------------------------ construction */
+
+typedef struct hyper {
+    const char *name;
+    double value, lo, hi;   /* valid when lo <= value <= hi (and hi_open: < hi) */
+    bool hi_open;
+} hyper;
+
+/* A new optimizer of 'kind' with zeroed state, or nil after recording why. */
+static nn_optim *optim_make(nn_model *m, const char *who, const optim_kind *kind, double lr,
+                            int n_hyper, const hyper *hs)
+{
+    if (!m || m->status != AG_OK)
+        return &nil_optim;
+    if (!(lr >= 0.0 && isfinite(lr))) {
+        nn_model_fail(m, AG_EINVAL, "%s: learning rate %g must be finite and >= 0", who, lr);
+        return &nil_optim;
+    }
+    for (int i = 0; i < n_hyper; i++) {
+        const hyper *h = &hs[i];
+        if (!(h->value >= h->lo && (h->hi_open ? h->value < h->hi : h->value <= h->hi))) {
+            nn_model_fail(m, AG_EINVAL, "%s: %s %g is outside %s%g, %g%s", who, h->name, h->value,
+                          "[", h->lo, h->hi, h->hi_open ? ")" : "]");
+            return &nil_optim;
+        }
+    }
+    if (m->numel == 0) {
+        nn_model_fail(m, AG_ESTATE, "%s: the model has no parameter yet; make the optimizer "
+                      "after the layers", who);
+        return &nil_optim;
+    }
+    size_t per = (size_t)m->numel * sizeof(double);
+    if ((uint64_t)m->numel > SIZE_MAX / sizeof(double) / 2) {
+        nn_model_fail(m, AG_ENOMEM, "%s: state for %lld values is too large", who,
+                      (long long)m->numel);
+        return &nil_optim;
+    }
+    size_t bytes = sizeof(nn_optim) + (size_t)kind->n_state * per;
+    nn_optim *o = nni_realloc(m, NULL, 0, bytes);
+    if (!o) {
+        nn_model_fail(m, AG_ENOMEM, "%s: out of memory allocating %zu bytes of state", who, bytes);
+        return &nil_optim;
+    }
+    memset(o, 0, bytes);
+    o->kind = kind;
+    o->model = m;
+    o->alloc = m->alloc;
+    o->alloc_ud = m->alloc_ud;
+    o->numel = m->numel;
+    o->lr = lr;
+    o->state_bytes = bytes;
+    for (int k = 0; k < kind->n_state; k++)
+        o->state[k] = (double *)(o + 1) + (size_t)k * (size_t)m->numel;
+    return o;
+}
+
+nn_optim *nn_sgd_new(nn_model *m, double lr, double momentum, double weight_decay, int nesterov)
+{
+    hyper hs[] = {{"momentum", momentum, 0, 1, true},
+                  {"weight decay", weight_decay, 0, INFINITY, false}};
+    if (nesterov && momentum == 0.0 && m && m->status == AG_OK) {
+        nn_model_fail(m, AG_EINVAL, "nn_sgd_new: Nesterov momentum needs momentum > 0");
+        return &nil_optim;
+    }
+    nn_optim *o = optim_make(m, "nn_sgd_new", momentum > 0 ? &sgd_momentum_kind : &sgd_kind, lr,
+                             2, hs);
+    if (!nn_optim_is_nil(o)) {
+        o->momentum = momentum;
+        o->weight_decay = weight_decay;
+        o->nesterov = nesterov != 0;
+    }
+    return o;
+}
+
+static nn_optim *adam_like(nn_model *m, const char *who, const optim_kind *kind, double lr,
+                           double beta1, double beta2, double eps, double weight_decay)
+{
+    hyper hs[] = {{"beta1", beta1, 0, 1, true},
+                  {"beta2", beta2, 0, 1, true},
+                  {"eps", eps, 0, INFINITY, false},
+                  {"weight decay", weight_decay, 0, INFINITY, false}};
+    nn_optim *o = optim_make(m, who, kind, lr, 4, hs);
+    if (!nn_optim_is_nil(o)) {
+        o->beta1 = beta1;
+        o->beta2 = beta2;
+        o->eps = eps;
+        o->weight_decay = weight_decay;
+    }
+    return o;
+}
+
+nn_optim *nn_adam_new(nn_model *m, double lr, double beta1, double beta2, double eps,
+                      double weight_decay)
+{
+    return adam_like(m, "nn_adam_new", &adam_kind, lr, beta1, beta2, eps, weight_decay);
+}
+
+nn_optim *nn_adamw_new(nn_model *m, double lr, double beta1, double beta2, double eps,
+                       double weight_decay)
+{
+    return adam_like(m, "nn_adamw_new", &adamw_kind, lr, beta1, beta2, eps, weight_decay);
+}
+
+nn_optim *nn_rmsprop_new(nn_model *m, double lr, double alpha, double eps, double momentum,
+                         double weight_decay)
+{
+    hyper hs[] = {{"alpha", alpha, 0, 1, true},
+                  {"eps", eps, 0, INFINITY, false},
+                  {"momentum", momentum, 0, 1, true},
+                  {"weight decay", weight_decay, 0, INFINITY, false}};
+    const optim_kind *kind = momentum > 0 ? &rmsprop_momentum_kind : &rmsprop_kind;
+    nn_optim *o = optim_make(m, "nn_rmsprop_new", kind, lr, 4, hs);
+    if (!nn_optim_is_nil(o)) {
+        o->alpha = alpha;
+        o->eps = eps;
+        o->momentum = momentum;
+        o->weight_decay = weight_decay;
+    }
+    return o;
+}
+
+nn_optim *nn_adagrad_new(nn_model *m, double lr, double eps, double weight_decay)
+{
+    hyper hs[] = {{"eps", eps, 0, INFINITY, false},
+                  {"weight decay", weight_decay, 0, INFINITY, false}};
+    nn_optim *o = optim_make(m, "nn_adagrad_new", &adagrad_kind, lr, 2, hs);
+    if (!nn_optim_is_nil(o)) {
+        o->eps = eps;
+        o->weight_decay = weight_decay;
+    }
+    return o;
+}
+
+void nn_optim_free(nn_optim *o)
+{
+    if (nn_optim_is_nil(o))
+        return;
+    nni_hook_realloc(o->alloc, o->alloc_ud, o, o->state_bytes, 0);
+}
+
+/* -------------------------------------------------------------------- step */
+
+enum { BLOCK = 256 };
+
+void nn_optim_step(nn_optim *o)
+{
+    if (nn_optim_is_nil(o))
+        return;
+    nn_model *m = o->model;
+    if (m->status != AG_OK)
+        return;
+    if (m->numel != o->numel) {
+        nn_model_fail(m, AG_ESTATE, "nn_optim_step: the model has %lld values but this %s "
+                      "optimizer was made for %lld; make optimizers after adding parameters",
+                      (long long)m->numel, o->kind->name, (long long)o->numel);
+        return;
+    }
+    o->steps++;
+    o->correct1 = 1.0 - pow(o->beta1, (double)o->steps);
+    o->correct2 = 1.0 - pow(o->beta2, (double)o->steps);
+    if (m->dtype == AG_F64) {
+        o->kind->update(o, 0, o->numel, m->value, m->grad);
+        return;
+    }
+    /* f32: the same update on doubles, a block at a time, on the stack. */
+    float *wf = m->value;
+    const float *gf = m->grad;
+    double w[BLOCK], g[BLOCK];
+    for (int64_t off = 0; off < o->numel; off += BLOCK) {
+        int64_t n = o->numel - off < BLOCK ? o->numel - off : BLOCK;
+        for (int64_t i = 0; i < n; i++) {
+            w[i] = wf[off + i];
+            g[i] = gf[off + i];
+        }
+        o->kind->update(o, off, n, w, g);
+        for (int64_t i = 0; i < n; i++)
+            wf[off + i] = (float)w[i];
+    }
+}
+
+void nn_optim_set_lr(nn_optim *o, double lr)
+{
+    if (nn_optim_is_nil(o))
+        return;
+    if (!(lr >= 0.0 && isfinite(lr))) {
+        nn_model_fail(o->model, AG_EINVAL, "nn_optim_set_lr: learning rate %g must be finite "
+                      "and >= 0", lr);
+        return;
+    }
+    o->lr = lr;
+}
+
+double nn_optim_lr(const nn_optim *o) { return nn_optim_is_nil(o) ? NAN : o->lr; }
+int64_t nn_optim_steps(const nn_optim *o) { return nn_optim_is_nil(o) ? 0 : o->steps; }
+const char *nn_optim_name(const nn_optim *o) { return nn_optim_is_nil(o) ? "nil" : o->kind->name; }
+
+/* ---------------------------------------------------------------- clipping */
+
+double nn_clip_grad_norm(nn_model *m, double max_norm)
+{
+    if (!m || m->status != AG_OK)
+        return NAN;
+    if (!(max_norm > 0.0)) {
+        nn_model_fail(m, AG_EINVAL, "nn_clip_grad_norm: max_norm %g must be > 0", max_norm);
+        return NAN;
+    }
+    double sq = 0.0;
+    int64_t n = m->numel;
+    if (m->dtype == AG_F64) {
+        const double *g = m->grad;
+        for (int64_t i = 0; i < n; i++)
+            sq += g[i] * g[i];
+    } else {
+        const float *g = m->grad;
+        for (int64_t i = 0; i < n; i++)
+            sq += (double)g[i] * (double)g[i];
+    }
+    double norm = sqrt(sq);
+    if (!isfinite(norm) || norm <= max_norm)
+        return norm;
+    double scale = max_norm / (norm + 1e-6);
+    if (m->dtype == AG_F64) {
+        double *g = m->grad;
+        for (int64_t i = 0; i < n; i++)
+            g[i] *= scale;
+    } else {
+        float *g = m->grad;
+        for (int64_t i = 0; i < n; i++)
+            g[i] = (float)(g[i] * scale);
+    }
+    return norm;
+}

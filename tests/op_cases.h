@@ -1,0 +1,595 @@
+/*
+** op_cases.h: one table of test cases for every differentiable op, keyed by
+** the op's registry name, with the inputs each case needs. The gradient
+** check, the second-derivative check and the f32/f64 agreement test all walk
+** this one table, so adding an op means adding its cases here once.
+**
+** Included by exactly one source file per test executable (the suites are
+** built one source each), hence the static definitions.
+*/
+#ifndef TESTS_OP_CASES_H
+#define TESTS_OP_CASES_H
+
+#include "internal.h"
+
+#include <criterion/alloc.h>
+#include <criterion/parameterized.h>
+#include <string.h>
+
+typedef ag_tensor *(*unary_fn)(ag_tape *t, ag_tensor *x);
+typedef ag_tensor *(*binary_fn)(ag_tape *t, ag_tensor *a, ag_tensor *b);
+typedef ag_tensor *(*axis_fn)(ag_tape *t, ag_tensor *x, int axis, int keepdim);
+
+/* How an input's values are drawn. The grids keep every value at least 0.1
+** from the kinks of abs, relu, clamp(-0.5, 0.5) and from any value of the
+** other grid, so finite differences never straddle a kink or a tie. */
+typedef enum value_kind {
+    UNIFORM,   /* [-1, 1) */
+    WIDE,      /* [-3, 3) */
+    POSITIVE,  /* [0.5, 2) */
+    AWAY,      /* +-[0.5, 2): away from zero, for divisors and masks */
+    GRID_A,    /* 0.1 + 0.25 k */
+    GRID_B,    /* 0.25 k */
+    DISTINCT,  /* a shuffle of values 0.3 apart: no ties anywhere */
+} value_kind;
+
+/* Fixed shapes, or shapes drawn from the case's seed: rank 0 to 4, dims 1
+** to 3, with size-1 dims and missing leading dims for broadcasting. */
+typedef enum shape_kind { FIXED, RANDOM_ONE, RANDOM_BROADCAST } shape_kind;
+
+typedef struct input_spec {
+    int rank;
+    int64_t shape[AG_MAX_DIMS];
+    value_kind values;
+} input_spec;
+
+typedef struct op_case op_case;
+typedef ag_tensor *(*case_fn)(ag_tape *t, ag_tensor *const *x, const op_case *c);
+
+struct op_case {
+    const char *op;      /* the registry name of the op this case covers */
+    const char *what;    /* the expression, for failure messages */
+    int n;               /* inputs */
+    input_spec in[3];
+    shape_kind shapes;
+    /* what to compute: f, else un, bin or ax applied to the inputs */
+    case_fn f;
+    unary_fn un;
+    binary_fn bin;
+    axis_fn ax;
+    int axis, keepdim;
+    int iv[AG_MAX_DIMS]; /* permutation, slice bounds, transpose flags */
+    double p[2];         /* slope, clamp bounds, exponent */
+    input_spec to;       /* target shape of reshape, sum_to, broadcast_to, slice_grad */
+    int64_t labels[4];   /* cross_entropy */
+};
+
+/* ------------------------------------------------------- case functions */
+
+static ag_dtype dtype_of_inputs(ag_tensor *const *x) { return ag_dtype_of(x[0]); }
+
+static ag_tensor *c_add_self(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    (void)c;
+    return ag_add(t, x[0], x[0]);
+}
+
+static ag_tensor *c_mul_self(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    (void)c;
+    return ag_mul(t, x[0], x[0]);
+}
+
+/* A diamond: y feeds the result twice, once through z. */
+static ag_tensor *c_diamond(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    (void)c;
+    ag_tensor *y = ag_mul(t, x[0], x[1]);
+    ag_tensor *z = ag_add(t, ag_sin(t, x[0]), y);
+    return ag_mul(t, z, y);
+}
+
+static ag_tensor *c_add_scalar(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_add_scalar(t, x[0], c->p[0]);
+}
+
+static ag_tensor *c_mul_scalar(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_mul_scalar(t, x[0], c->p[0]);
+}
+
+/* The mask comes from input 0 (values away from zero), so its gradient is
+** zero both ways and finite differences never flip it. */
+static ag_tensor *c_where(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    (void)c;
+    ag_tensor *mask = ag_gt(t, x[0], ag_scalar(t, dtype_of_inputs(x), 0.0));
+    return ag_where(t, mask, x[1], x[2]);
+}
+
+static ag_tensor *c_leaky_relu(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_leaky_relu(t, x[0], c->p[0]);
+}
+
+static ag_tensor *c_clamp(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_clamp(t, x[0], c->p[0], c->p[1]);
+}
+
+static ag_tensor *c_pow_scalar(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_pow_scalar(t, x[0], c->p[0]);
+}
+
+static ag_tensor *c_sum_to(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_sum_to(t, x[0], c->to.rank, c->to.shape);
+}
+
+static ag_tensor *c_broadcast_to(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_broadcast_to(t, x[0], c->to.rank, c->to.shape);
+}
+
+static ag_tensor *c_reshape(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_reshape(t, x[0], c->to.rank, c->to.shape);
+}
+
+static ag_tensor *c_permute(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_permute(t, x[0], c->iv);
+}
+
+static ag_tensor *c_transpose(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_transpose(t, x[0], c->iv[0], c->iv[1]);
+}
+
+static ag_tensor *c_slice(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_slice(t, x[0], c->axis, c->iv[0], c->iv[1], c->iv[2]);
+}
+
+/* The adjoint of slice, applied to x[0] as the gradient of a slice of a
+** tensor of shape 'to'. */
+static ag_tensor *c_slice_grad(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_tensor *like = ag_zeros(t, dtype_of_inputs(x), c->to.rank, c->to.shape);
+    return agi_slice_grad(t, x[0], like, c->axis, c->iv[0], c->iv[1]);
+}
+
+static ag_tensor *c_concat(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_concat(t, c->n, x, c->axis);
+}
+
+static ag_tensor *c_concat_reused(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_tensor *parts[3] = {x[0], x[1], x[0]};
+    return ag_concat(t, 3, parts, c->axis);
+}
+
+/* The same dtype: a cast through f32 cannot be differentiated to 1e-6 by
+** finite differences, so that one is checked analytically instead. */
+static ag_tensor *c_cast(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    (void)c;
+    return ag_cast(t, x[0], dtype_of_inputs(x));
+}
+
+static ag_tensor *c_matmul_t(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return agi_matmul_t(t, x[0], x[1], c->iv[0], c->iv[1]);
+}
+
+static ag_tensor *c_softmax(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_softmax(t, x[0], c->axis);
+}
+
+static ag_tensor *c_log_softmax(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_log_softmax(t, x[0], c->axis);
+}
+
+static ag_tensor *c_cross_entropy(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_cross_entropy(t, x[0], c->labels);
+}
+
+static ag_tensor *case_apply(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    if (c->f)
+        return c->f(t, x, c);
+    if (c->un)
+        return c->un(t, x[0]);
+    if (c->bin)
+        return c->bin(t, x[0], x[1]);
+    return c->ax(t, x[0], c->axis, c->keepdim);
+}
+
+/* ----------------------------------------------------------- the table */
+
+#define ONE(v) {{2, {2, 3}, v}}
+#define PAIR(va, vb) {{0, {0}, va}, {0, {0}, vb}}
+
+static const op_case op_cases[] = {
+    /* add */
+    {"add", "[2,3] + [3]", 2, {{2, {2, 3}, UNIFORM}, {1, {3}, UNIFORM}}, .bin = ag_add},
+    {"add", "[4,1,3] + [2,1]", 2, {{3, {4, 1, 3}, UNIFORM}, {2, {2, 1}, UNIFORM}}, .bin = ag_add},
+    {"add", "[] + [2,3]", 2, {{0, {0}, UNIFORM}, {2, {2, 3}, UNIFORM}}, .bin = ag_add},
+    {"add", "[2,3] + []", 2, {{2, {2, 3}, UNIFORM}, {0, {0}, UNIFORM}}, .bin = ag_add},
+    {"add", "rank 6 [2,1,2,1,2,1] + [1,2,1,2,1,2]", 2,
+     {{6, {2, 1, 2, 1, 2, 1}, UNIFORM}, {6, {1, 2, 1, 2, 1, 2}, UNIFORM}}, .bin = ag_add},
+    {"add", "x + x", 1, ONE(UNIFORM), .f = c_add_self},
+    {"add", "x + 0.5", 1, ONE(UNIFORM), .f = c_add_scalar, .p = {0.5}},
+    {"add", "random broadcast", 2, PAIR(UNIFORM, UNIFORM), RANDOM_BROADCAST, .bin = ag_add},
+    {"add", "random broadcast", 2, PAIR(UNIFORM, UNIFORM), RANDOM_BROADCAST, .bin = ag_add},
+    {"add", "random broadcast", 2, PAIR(UNIFORM, UNIFORM), RANDOM_BROADCAST, .bin = ag_add},
+    /* sub */
+    {"sub", "[2,3] - [3]", 2, {{2, {2, 3}, UNIFORM}, {1, {3}, UNIFORM}}, .bin = ag_sub},
+    {"sub", "[4,1,3] - [2,1]", 2, {{3, {4, 1, 3}, UNIFORM}, {2, {2, 1}, UNIFORM}}, .bin = ag_sub},
+    {"sub", "[] - [2,3]", 2, {{0, {0}, UNIFORM}, {2, {2, 3}, UNIFORM}}, .bin = ag_sub},
+    {"sub", "[2,1] - [1,3]", 2, {{2, {2, 1}, UNIFORM}, {2, {1, 3}, UNIFORM}}, .bin = ag_sub},
+    {"sub", "random broadcast", 2, PAIR(UNIFORM, UNIFORM), RANDOM_BROADCAST, .bin = ag_sub},
+    {"sub", "random broadcast", 2, PAIR(UNIFORM, UNIFORM), RANDOM_BROADCAST, .bin = ag_sub},
+    /* mul */
+    {"mul", "[2,3] * [3]", 2, {{2, {2, 3}, UNIFORM}, {1, {3}, UNIFORM}}, .bin = ag_mul},
+    {"mul", "[4,1,3] * [2,1]", 2, {{3, {4, 1, 3}, UNIFORM}, {2, {2, 1}, UNIFORM}}, .bin = ag_mul},
+    {"mul", "[] * [2,3]", 2, {{0, {0}, UNIFORM}, {2, {2, 3}, UNIFORM}}, .bin = ag_mul},
+    {"mul", "[2,3] * []", 2, {{2, {2, 3}, UNIFORM}, {0, {0}, UNIFORM}}, .bin = ag_mul},
+    {"mul", "rank 5 [3,1,2,1,2] * [2,1,2]", 2,
+     {{5, {3, 1, 2, 1, 2}, UNIFORM}, {3, {2, 1, 2}, UNIFORM}}, .bin = ag_mul},
+    {"mul", "x * x", 1, ONE(UNIFORM), .f = c_mul_self},
+    {"mul", "diamond (sin a + a b) a b", 2, {{2, {2, 3}, UNIFORM}, {1, {3}, UNIFORM}},
+     .f = c_diamond},
+    {"mul", "x * -1.5", 1, ONE(UNIFORM), .f = c_mul_scalar, .p = {-1.5}},
+    {"mul", "random broadcast", 2, PAIR(UNIFORM, UNIFORM), RANDOM_BROADCAST, .bin = ag_mul},
+    {"mul", "random broadcast", 2, PAIR(UNIFORM, UNIFORM), RANDOM_BROADCAST, .bin = ag_mul},
+    /* div */
+    {"div", "[2,3] / [3]", 2, {{2, {2, 3}, UNIFORM}, {1, {3}, AWAY}}, .bin = ag_div},
+    {"div", "[4,1,3] / [2,1]", 2, {{3, {4, 1, 3}, UNIFORM}, {2, {2, 1}, AWAY}}, .bin = ag_div},
+    {"div", "[] / [2,3]", 2, {{0, {0}, UNIFORM}, {2, {2, 3}, AWAY}}, .bin = ag_div},
+    {"div", "[2,3] / []", 2, {{2, {2, 3}, UNIFORM}, {0, {0}, AWAY}}, .bin = ag_div},
+    {"div", "random broadcast", 2, PAIR(UNIFORM, AWAY), RANDOM_BROADCAST, .bin = ag_div},
+    {"div", "random broadcast", 2, PAIR(UNIFORM, AWAY), RANDOM_BROADCAST, .bin = ag_div},
+    /* pow: positive bases, so d/db exists */
+    {"pow", "[2,3] ^ []", 2, {{2, {2, 3}, POSITIVE}, {0, {0}, UNIFORM}}, .bin = ag_pow},
+    {"pow", "[2,3] ^ [2,3]", 2, {{2, {2, 3}, POSITIVE}, {2, {2, 3}, WIDE}}, .bin = ag_pow},
+    {"pow", "[4,1,3] ^ [2,1]", 2, {{3, {4, 1, 3}, POSITIVE}, {2, {2, 1}, UNIFORM}}, .bin = ag_pow},
+    {"pow", "[] ^ [3]", 2, {{0, {0}, POSITIVE}, {1, {3}, UNIFORM}}, .bin = ag_pow},
+    {"pow", "random broadcast", 2, PAIR(POSITIVE, UNIFORM), RANDOM_BROADCAST, .bin = ag_pow},
+    {"pow", "random broadcast", 2, PAIR(POSITIVE, UNIFORM), RANDOM_BROADCAST, .bin = ag_pow},
+    /* maximum, minimum: the two grids never tie */
+    {"maximum", "[2,3] max [3]", 2, {{2, {2, 3}, GRID_A}, {1, {3}, GRID_B}}, .bin = ag_maximum},
+    {"maximum", "[4,1,3] max [2,1]", 2, {{3, {4, 1, 3}, GRID_A}, {2, {2, 1}, GRID_B}},
+     .bin = ag_maximum},
+    {"maximum", "[] max [2,3]", 2, {{0, {0}, GRID_B}, {2, {2, 3}, GRID_A}}, .bin = ag_maximum},
+    {"maximum", "random broadcast", 2, PAIR(GRID_A, GRID_B), RANDOM_BROADCAST, .bin = ag_maximum},
+    {"maximum", "random broadcast", 2, PAIR(GRID_B, GRID_A), RANDOM_BROADCAST, .bin = ag_maximum},
+    {"minimum", "[2,3] min [3]", 2, {{2, {2, 3}, GRID_A}, {1, {3}, GRID_B}}, .bin = ag_minimum},
+    {"minimum", "[4,1,3] min [2,1]", 2, {{3, {4, 1, 3}, GRID_A}, {2, {2, 1}, GRID_B}},
+     .bin = ag_minimum},
+    {"minimum", "[2,3] min []", 2, {{2, {2, 3}, GRID_B}, {0, {0}, GRID_A}}, .bin = ag_minimum},
+    {"minimum", "random broadcast", 2, PAIR(GRID_A, GRID_B), RANDOM_BROADCAST, .bin = ag_minimum},
+    {"minimum", "random broadcast", 2, PAIR(GRID_B, GRID_A), RANDOM_BROADCAST, .bin = ag_minimum},
+    /* where */
+    {"where", "where([2,3], [2,3], [2,3])", 3,
+     {{2, {2, 3}, AWAY}, {2, {2, 3}, UNIFORM}, {2, {2, 3}, UNIFORM}}, .f = c_where},
+    {"where", "where([3], [2,1], [])", 3, {{1, {3}, AWAY}, {2, {2, 1}, UNIFORM}, {0, {0}, UNIFORM}},
+     .f = c_where},
+    {"where", "random broadcast", 3, {{0, {0}, AWAY}, {0, {0}, UNIFORM}, {0, {0}, UNIFORM}},
+     RANDOM_BROADCAST, .f = c_where},
+    {"where", "random broadcast", 3, {{0, {0}, AWAY}, {0, {0}, UNIFORM}, {0, {0}, UNIFORM}},
+     RANDOM_BROADCAST, .f = c_where},
+    /* unary */
+    {"neg", "-x", 1, ONE(UNIFORM), .un = ag_neg},
+    {"neg", "-x, random shape", 1, ONE(UNIFORM), RANDOM_ONE, .un = ag_neg},
+    {"exp", "exp x", 1, ONE(UNIFORM), .un = ag_exp},
+    {"exp", "exp x, random shape", 1, ONE(UNIFORM), RANDOM_ONE, .un = ag_exp},
+    {"log", "log x", 1, ONE(POSITIVE), .un = ag_log},
+    {"log", "log x, rank 0", 1, {{0, {0}, POSITIVE}}, .un = ag_log},
+    {"sqrt", "sqrt x", 1, ONE(POSITIVE), .un = ag_sqrt},
+    {"sqrt", "sqrt x, random shape", 1, ONE(POSITIVE), RANDOM_ONE, .un = ag_sqrt},
+    {"abs", "|x|", 1, ONE(GRID_A), .un = ag_abs},
+    {"abs", "|x|, random shape", 1, ONE(GRID_A), RANDOM_ONE, .un = ag_abs},
+    {"sin", "sin x", 1, ONE(WIDE), .un = ag_sin},
+    {"sin", "sin x, random shape", 1, ONE(WIDE), RANDOM_ONE, .un = ag_sin},
+    {"cos", "cos x", 1, ONE(WIDE), .un = ag_cos},
+    {"cos", "cos x, rank 0", 1, {{0, {0}, WIDE}}, .un = ag_cos},
+    {"tanh", "tanh x", 1, ONE(WIDE), .un = ag_tanh},
+    {"tanh", "tanh x, random shape", 1, ONE(WIDE), RANDOM_ONE, .un = ag_tanh},
+    {"sigmoid", "sigmoid x", 1, ONE(WIDE), .un = ag_sigmoid},
+    {"sigmoid", "sigmoid x, random shape", 1, ONE(WIDE), RANDOM_ONE, .un = ag_sigmoid},
+    {"relu", "relu x", 1, ONE(GRID_A), .un = ag_relu},
+    {"relu", "relu x, random shape", 1, ONE(GRID_A), RANDOM_ONE, .un = ag_relu},
+    {"leaky_relu", "leaky_relu(x, 0.1)", 1, ONE(GRID_A), .f = c_leaky_relu, .p = {0.1}},
+    {"leaky_relu", "leaky_relu(x, -0.3), random shape", 1, ONE(GRID_A), RANDOM_ONE,
+     .f = c_leaky_relu, .p = {-0.3}},
+    {"gelu", "gelu x", 1, ONE(WIDE), .un = ag_gelu},
+    {"gelu", "gelu x, random shape", 1, ONE(WIDE), RANDOM_ONE, .un = ag_gelu},
+    {"softplus", "softplus x", 1, ONE(WIDE), .un = ag_softplus},
+    {"softplus", "softplus x, random shape", 1, ONE(WIDE), RANDOM_ONE, .un = ag_softplus},
+    {"clamp", "clamp(x, -0.5, 0.5)", 1, ONE(GRID_A), .f = c_clamp, .p = {-0.5, 0.5}},
+    {"clamp", "clamp(x, -0.5, 0.5), random shape", 1, ONE(GRID_A), RANDOM_ONE, .f = c_clamp,
+     .p = {-0.5, 0.5}},
+    {"pow_scalar", "x^3", 1, ONE(UNIFORM), .f = c_pow_scalar, .p = {3.0}},
+    {"pow_scalar", "x^2", 1, ONE(UNIFORM), .un = ag_square},
+    {"pow_scalar", "x^2, random shape", 1, ONE(UNIFORM), RANDOM_ONE, .f = c_pow_scalar, .p = {2.0}},
+    {"pow_scalar", "x^0.5", 1, ONE(POSITIVE), .f = c_pow_scalar, .p = {0.5}},
+    {"pow_scalar", "x^-2", 1, ONE(POSITIVE), .f = c_pow_scalar, .p = {-2.0}},
+    {"pow_scalar", "x^1", 1, ONE(UNIFORM), .f = c_pow_scalar, .p = {1.0}},
+    {"pow_scalar", "x^0", 1, ONE(UNIFORM), .f = c_pow_scalar, .p = {0.0}},
+    /* sum (and mean, built on it) */
+    {"sum", "sum [2,3,4]", 1, {{3, {2, 3, 4}, UNIFORM}}, .un = ag_sum},
+    {"sum", "sum rank 0", 1, {{0, {0}, UNIFORM}}, .un = ag_sum},
+    {"sum", "sum axis 0", 1, {{3, {2, 3, 4}, UNIFORM}}, .ax = ag_sum_axis, .axis = 0},
+    {"sum", "sum axis 0 keepdim", 1, {{3, {2, 3, 4}, UNIFORM}}, .ax = ag_sum_axis, .axis = 0,
+     .keepdim = 1},
+    {"sum", "sum axis 1", 1, {{3, {2, 3, 4}, UNIFORM}}, .ax = ag_sum_axis, .axis = 1},
+    {"sum", "sum axis 1 keepdim", 1, {{3, {2, 3, 4}, UNIFORM}}, .ax = ag_sum_axis, .axis = 1,
+     .keepdim = 1},
+    {"sum", "sum axis 2", 1, {{3, {2, 3, 4}, UNIFORM}}, .ax = ag_sum_axis, .axis = 2},
+    {"sum", "sum axis -1 keepdim", 1, {{3, {2, 3, 4}, UNIFORM}}, .ax = ag_sum_axis, .axis = -1,
+     .keepdim = 1},
+    {"sum", "sum [2,1,3] axis 1", 1, {{3, {2, 1, 3}, UNIFORM}}, .ax = ag_sum_axis, .axis = 1},
+    {"sum", "sum rank 5 axis 2", 1, {{5, {2, 1, 3, 2, 2}, UNIFORM}}, .ax = ag_sum_axis, .axis = 2},
+    {"sum", "mean [2,3,4]", 1, {{3, {2, 3, 4}, UNIFORM}}, .un = ag_mean},
+    {"sum", "mean axis 1", 1, {{3, {2, 3, 4}, UNIFORM}}, .ax = ag_mean_axis, .axis = 1},
+    {"sum", "mean axis -1 keepdim", 1, {{3, {2, 3, 4}, UNIFORM}}, .ax = ag_mean_axis, .axis = -1,
+     .keepdim = 1},
+    /* max, min: distinct values, so no ties */
+    {"max", "max [2,3,4]", 1, {{3, {2, 3, 4}, DISTINCT}}, .un = ag_max},
+    {"max", "max axis 0", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_max_axis, .axis = 0},
+    {"max", "max axis 0 keepdim", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_max_axis, .axis = 0,
+     .keepdim = 1},
+    {"max", "max axis 1", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_max_axis, .axis = 1},
+    {"max", "max axis 1 keepdim", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_max_axis, .axis = 1,
+     .keepdim = 1},
+    {"max", "max axis 2", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_max_axis, .axis = 2},
+    {"max", "max axis -1 keepdim", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_max_axis, .axis = -1,
+     .keepdim = 1},
+    {"max", "max [1,3] axis 0", 1, {{2, {1, 3}, DISTINCT}}, .ax = ag_max_axis, .axis = 0},
+    {"min", "min [2,3,4]", 1, {{3, {2, 3, 4}, DISTINCT}}, .un = ag_min},
+    {"min", "min axis 0", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_min_axis, .axis = 0},
+    {"min", "min axis 0 keepdim", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_min_axis, .axis = 0,
+     .keepdim = 1},
+    {"min", "min axis 1", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_min_axis, .axis = 1},
+    {"min", "min axis 1 keepdim", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_min_axis, .axis = 1,
+     .keepdim = 1},
+    {"min", "min axis 2", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_min_axis, .axis = 2},
+    {"min", "min axis -1 keepdim", 1, {{3, {2, 3, 4}, DISTINCT}}, .ax = ag_min_axis, .axis = -1,
+     .keepdim = 1},
+    {"min", "min [3,1] axis 1 keepdim", 1, {{2, {3, 1}, DISTINCT}}, .ax = ag_min_axis, .axis = 1,
+     .keepdim = 1},
+    /* logsumexp */
+    {"logsumexp", "logsumexp [2,3,4]", 1, {{3, {2, 3, 4}, WIDE}}, .un = ag_logsumexp},
+    {"logsumexp", "logsumexp axis 0", 1, {{3, {2, 3, 4}, WIDE}}, .ax = ag_logsumexp_axis,
+     .axis = 0},
+    {"logsumexp", "logsumexp axis 0 keepdim", 1, {{3, {2, 3, 4}, WIDE}}, .ax = ag_logsumexp_axis,
+     .axis = 0, .keepdim = 1},
+    {"logsumexp", "logsumexp axis 1", 1, {{3, {2, 3, 4}, WIDE}}, .ax = ag_logsumexp_axis,
+     .axis = 1},
+    {"logsumexp", "logsumexp axis 1 keepdim", 1, {{3, {2, 3, 4}, WIDE}}, .ax = ag_logsumexp_axis,
+     .axis = 1, .keepdim = 1},
+    {"logsumexp", "logsumexp axis 2", 1, {{3, {2, 3, 4}, WIDE}}, .ax = ag_logsumexp_axis,
+     .axis = 2},
+    {"logsumexp", "logsumexp axis -1 keepdim", 1, {{3, {2, 3, 4}, WIDE}}, .ax = ag_logsumexp_axis,
+     .axis = -1, .keepdim = 1},
+    /* sum_to, broadcast_to */
+    {"sum_to", "[2,3,4] to [3,1]", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_sum_to, .to = {2, {3, 1}}},
+    {"sum_to", "[2,3,4] to [4]", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_sum_to, .to = {1, {4}}},
+    {"sum_to", "[2,3,4] to []", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_sum_to, .to = {0, {0}}},
+    {"sum_to", "[2,3,4] to [2,1,4]", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_sum_to,
+     .to = {3, {2, 1, 4}}},
+    {"sum_to", "[2,3] to [2,3]", 1, ONE(UNIFORM), .f = c_sum_to, .to = {2, {2, 3}}},
+    {"broadcast_to", "[3,1] to [2,3,4]", 1, {{2, {3, 1}, UNIFORM}}, .f = c_broadcast_to,
+     .to = {3, {2, 3, 4}}},
+    {"broadcast_to", "[] to [2,2]", 1, {{0, {0}, UNIFORM}}, .f = c_broadcast_to, .to = {2, {2, 2}}},
+    {"broadcast_to", "[1] to [3]", 1, {{1, {1}, UNIFORM}}, .f = c_broadcast_to, .to = {1, {3}}},
+    {"broadcast_to", "[3] to [2,3]", 1, {{1, {3}, UNIFORM}}, .f = c_broadcast_to,
+     .to = {2, {2, 3}}},
+    /* shape ops */
+    {"reshape", "[2,3,4] as [4,6]", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_reshape,
+     .to = {2, {4, 6}}},
+    {"reshape", "[2,3,4] as [24]", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_reshape, .to = {1, {24}}},
+    {"reshape", "[2,3,4] as [2,-1]", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_reshape,
+     .to = {2, {2, -1}}},
+    {"reshape", "[] as [1,1]", 1, {{0, {0}, UNIFORM}}, .f = c_reshape, .to = {2, {1, 1}}},
+    {"permute", "[2,3,4] by (2,0,1)", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_permute,
+     .iv = {2, 0, 1}},
+    {"permute", "[2,3,4] by (1,0,2)", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_permute,
+     .iv = {1, 0, 2}},
+    {"permute", "rank 5 [2,1,3,2,2] by (4,2,0,3,1)", 1, {{5, {2, 1, 3, 2, 2}, UNIFORM}},
+     .f = c_permute, .iv = {4, 2, 0, 3, 1}},
+    {"permute", "transpose [2,3,4] (0,2)", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_transpose,
+     .iv = {0, 2}},
+    {"permute", "transpose [3,4] (-1,-2)", 1, {{2, {3, 4}, UNIFORM}}, .f = c_transpose,
+     .iv = {-1, -2}},
+    {"slice", "[3,7,2] axis 1 [1:6:2]", 1, {{3, {3, 7, 2}, UNIFORM}}, .f = c_slice, .axis = 1,
+     .iv = {1, 6, 2}},
+    {"slice", "[3,7,2] axis 0 [0:3:1]", 1, {{3, {3, 7, 2}, UNIFORM}}, .f = c_slice, .axis = 0,
+     .iv = {0, 3, 1}},
+    {"slice", "[3,7,2] axis -1 [1:2:1]", 1, {{3, {3, 7, 2}, UNIFORM}}, .f = c_slice, .axis = -1,
+     .iv = {1, 2, 1}},
+    {"slice", "[3,7,2] axis 1 [-5:-1:3]", 1, {{3, {3, 7, 2}, UNIFORM}}, .f = c_slice, .axis = 1,
+     .iv = {-5, -1, 3}},
+    {"slice", "[3,7,2] axis 1 [2:2:2], empty", 1, {{3, {3, 7, 2}, UNIFORM}}, .f = c_slice,
+     .axis = 1, .iv = {2, 2, 2}},
+    {"slice", "[3,7,2] axis 1 [7:7:3], empty at the end", 1, {{3, {3, 7, 2}, UNIFORM}},
+     .f = c_slice, .axis = 1, .iv = {7, 7, 3}},
+    {"slice_grad", "[3,3,2] into [3,7,2] axis 1 from 1 step 2", 1, {{3, {3, 3, 2}, UNIFORM}},
+     .f = c_slice_grad, .axis = 1, .iv = {1, 2}, .to = {3, {3, 7, 2}}},
+    {"slice_grad", "[1,7,2] into [3,7,2] axis 0 from 2", 1, {{3, {1, 7, 2}, UNIFORM}},
+     .f = c_slice_grad, .axis = 0, .iv = {2, 1}, .to = {3, {3, 7, 2}}},
+    {"slice_grad", "[3,0,2] into [3,7,2] axis 1 from 7 step 3", 1, {{3, {3, 0, 2}, UNIFORM}},
+     .f = c_slice_grad, .axis = 1, .iv = {7, 3}, .to = {3, {3, 7, 2}}},
+    {"concat", "[2,1,3] [2,2,3] [2,3,3] axis 1", 3,
+     {{3, {2, 1, 3}, UNIFORM}, {3, {2, 2, 3}, UNIFORM}, {3, {2, 3, 3}, UNIFORM}}, .f = c_concat,
+     .axis = 1},
+    {"concat", "[1,3] [2,3] [1,3] axis 0", 3,
+     {{2, {1, 3}, UNIFORM}, {2, {2, 3}, UNIFORM}, {2, {1, 3}, UNIFORM}}, .f = c_concat, .axis = 0},
+    {"concat", "[2,1] [2,2] [2,3] axis -1", 3,
+     {{2, {2, 1}, UNIFORM}, {2, {2, 2}, UNIFORM}, {2, {2, 3}, UNIFORM}}, .f = c_concat, .axis = -1},
+    {"concat", "(x, y, x) axis 0", 2, {{2, {2, 3}, UNIFORM}, {2, {1, 3}, UNIFORM}},
+     .f = c_concat_reused, .axis = 0},
+    {"cast", "cast to the same dtype", 1, ONE(UNIFORM), .f = c_cast},
+    /* matmul */
+    {"matmul", "[3,4] @ [4,2]", 2, {{2, {3, 4}, UNIFORM}, {2, {4, 2}, UNIFORM}}, .bin = ag_matmul},
+    {"matmul", "[4] @ [4,2]", 2, {{1, {4}, UNIFORM}, {2, {4, 2}, UNIFORM}}, .bin = ag_matmul},
+    {"matmul", "[3,4] @ [4]", 2, {{2, {3, 4}, UNIFORM}, {1, {4}, UNIFORM}}, .bin = ag_matmul},
+    {"matmul", "[4] @ [4]", 2, {{1, {4}, UNIFORM}, {1, {4}, UNIFORM}}, .bin = ag_matmul},
+    {"matmul", "[2,1,3,4] @ [5,4,2]", 2, {{4, {2, 1, 3, 4}, UNIFORM}, {3, {5, 4, 2}, UNIFORM}},
+     .bin = ag_matmul},
+    {"matmul", "[2,3,4] @ [4,5]", 2, {{3, {2, 3, 4}, UNIFORM}, {2, {4, 5}, UNIFORM}},
+     .bin = ag_matmul},
+    {"matmul", "[4] @ [2,4,3]", 2, {{1, {4}, UNIFORM}, {3, {2, 4, 3}, UNIFORM}}, .bin = ag_matmul},
+    {"matmul", "[2,3,4] @ [4]", 2, {{3, {2, 3, 4}, UNIFORM}, {1, {4}, UNIFORM}}, .bin = ag_matmul},
+    {"matmul", "[3,1] @ [1,2]", 2, {{2, {3, 1}, UNIFORM}, {2, {1, 2}, UNIFORM}}, .bin = ag_matmul},
+    {"matmul", "[4,3]^T @ [4,2]", 2, {{2, {4, 3}, UNIFORM}, {2, {4, 2}, UNIFORM}}, .f = c_matmul_t,
+     .iv = {1, 0}},
+    {"matmul", "[3,4] @ [2,4]^T", 2, {{2, {3, 4}, UNIFORM}, {2, {2, 4}, UNIFORM}}, .f = c_matmul_t,
+     .iv = {0, 1}},
+    {"matmul", "[4,3]^T @ [2,4]^T", 2, {{2, {4, 3}, UNIFORM}, {2, {2, 4}, UNIFORM}},
+     .f = c_matmul_t, .iv = {1, 1}},
+    {"matmul", "[2,4,3]^T @ [1,2,4]^T", 2, {{3, {2, 4, 3}, UNIFORM}, {3, {1, 2, 4}, UNIFORM}},
+     .f = c_matmul_t, .iv = {1, 1}},
+    /* softmax family */
+    {"softmax", "softmax [3,4] axis 0", 1, {{2, {3, 4}, WIDE}}, .f = c_softmax, .axis = 0},
+    {"softmax", "softmax [3,4] axis -1", 1, {{2, {3, 4}, WIDE}}, .f = c_softmax, .axis = -1},
+    {"softmax", "softmax [2,3,4] axis 1", 1, {{3, {2, 3, 4}, WIDE}}, .f = c_softmax, .axis = 1},
+    {"softmax", "softmax [2,1,3,2] axis 2", 1, {{4, {2, 1, 3, 2}, WIDE}}, .f = c_softmax,
+     .axis = 2},
+    {"softmax", "softmax [3,1] axis 1", 1, {{2, {3, 1}, WIDE}}, .f = c_softmax, .axis = 1},
+    {"softmax", "softmax [5] axis 0", 1, {{1, {5}, WIDE}}, .f = c_softmax, .axis = 0},
+    {"log_softmax", "log_softmax [3,4] axis 0", 1, {{2, {3, 4}, WIDE}}, .f = c_log_softmax,
+     .axis = 0},
+    {"log_softmax", "log_softmax [3,4] axis -1", 1, {{2, {3, 4}, WIDE}}, .f = c_log_softmax,
+     .axis = -1},
+    {"log_softmax", "log_softmax [2,3,4] axis 1", 1, {{3, {2, 3, 4}, WIDE}}, .f = c_log_softmax,
+     .axis = 1},
+    {"log_softmax", "log_softmax [3,1] axis 1", 1, {{2, {3, 1}, WIDE}}, .f = c_log_softmax,
+     .axis = 1},
+    {"log_softmax", "log_softmax [5] axis 0", 1, {{1, {5}, WIDE}}, .f = c_log_softmax, .axis = 0},
+    {"cross_entropy", "[4,3] labels (0,2,1,2)", 1, {{2, {4, 3}, WIDE}}, .f = c_cross_entropy,
+     .labels = {0, 2, 1, 2}},
+    {"cross_entropy", "[1,5] label 4", 1, {{2, {1, 5}, WIDE}}, .f = c_cross_entropy, .labels = {4}},
+    {"cross_entropy", "[3,1] (one class)", 1, {{2, {3, 1}, WIDE}}, .f = c_cross_entropy},
+};
+
+#undef ONE
+#undef PAIR
+
+static const size_t n_op_cases = ARRAY_LEN(op_cases);
+
+/* ------------------------------------------------------------- inputs */
+
+/* Each case draws from its own stream, so cases do not shift one another. */
+static uint64_t case_seed(const op_case *c) { return 0x5eed0000ull + (uint64_t)(c - op_cases); }
+
+static void random_dims(ag_rng *r, int rank, int64_t *shape)
+{
+    for (int d = 0; d < rank; d++)
+        shape[d] = 1 + (int64_t)ag_rng_below(r, 3);
+}
+
+/* The shapes of c's inputs: fixed, or drawn so that they broadcast together
+** (each a suffix of one full shape, some dims replaced by 1). */
+static void case_shapes(const op_case *c, ag_rng *r, int *rank, int64_t (*shape)[AG_MAX_DIMS])
+{
+    if (c->shapes == FIXED) {
+        for (int i = 0; i < c->n; i++) {
+            rank[i] = c->in[i].rank;
+            memcpy(shape[i], c->in[i].shape, sizeof shape[i]);
+        }
+        return;
+    }
+    int64_t full[AG_MAX_DIMS];
+    int full_rank = (int)ag_rng_below(r, 5);
+    random_dims(r, full_rank, full);
+    /* One input, the anchor, has the full shape, so the result has it too. */
+    int anchor = (int)ag_rng_below(r, (uint64_t)c->n);
+    for (int i = 0; i < c->n; i++) {
+        bool shrink = c->shapes == RANDOM_BROADCAST && i != anchor;
+        rank[i] = shrink ? (int)ag_rng_below(r, (uint64_t)full_rank + 1) : full_rank;
+        for (int d = 0; d < rank[i]; d++) {
+            int64_t dim = full[full_rank - rank[i] + d];
+            shape[i][d] = shrink && ag_rng_below(r, 3) == 0 ? 1 : dim;
+        }
+    }
+}
+
+static double draw_value(ag_rng *r, value_kind v)
+{
+    switch (v) {
+    case WIDE:
+        return -3.0 + 6.0 * ag_rng_uniform(r);
+    case POSITIVE:
+        return 0.5 + 1.5 * ag_rng_uniform(r);
+    case AWAY:
+        return (ag_rng_below(r, 2) ? 1.0 : -1.0) * (0.5 + 1.5 * ag_rng_uniform(r));
+    case GRID_A:
+        return 0.1 + 0.25 * ((double)ag_rng_below(r, 12) - 6.0);
+    case GRID_B:
+        return 0.25 * ((double)ag_rng_below(r, 12) - 6.0);
+    case UNIFORM:
+    case DISTINCT:
+        break;
+    }
+    return -1.0 + 2.0 * ag_rng_uniform(r);
+}
+
+/* Makes c's inputs on 't' in dtype 'dt'. Values are rounded to f32 in every
+** dtype, so that an f32 and an f64 run of a case see the same numbers. */
+static void case_inputs(ag_tape *t, const op_case *c, ag_dtype dt, ag_tensor **x)
+{
+    ag_rng r;
+    ag_rng_seed(&r, case_seed(c));
+    int rank[3];
+    int64_t shape[3][AG_MAX_DIMS];
+    case_shapes(c, &r, rank, shape);
+    for (int i = 0; i < c->n; i++) {
+        x[i] = ag_zeros(t, dt, rank[i], shape[i]);
+        int64_t n = ag_numel(x[i]);
+        for (int64_t j = 0; j < n; j++)
+            ag_set(x[i], j, (float)draw_value(&r, c->in[i].values));
+        if (c->in[i].values == DISTINCT) {
+            /* A shuffle of evenly spaced values. */
+            for (int64_t j = 0; j < n; j++)
+                ag_set(x[i], j, (float)(0.3 * (double)(j - n / 2) + 0.05));
+            for (int64_t j = n - 1; j > 0; j--) {
+                int64_t k = (int64_t)ag_rng_below(&r, (uint64_t)j + 1);
+                double a = ag_get(x[i], j);
+                ag_set(x[i], j, ag_get(x[i], k));
+                ag_set(x[i], k, a);
+            }
+        }
+    }
+}
+
+/* The parameters of a test over every case. Criterion runs each parameter
+** in a fresh process of its own, where static addresses may differ, so the
+** parameters are indices in its shared memory rather than case pointers. */
+static void free_case_indices(struct criterion_test_params *p) { cr_free(p->params); }
+
+static struct criterion_test_params case_indices(void)
+{
+    size_t *idx = cr_malloc(n_op_cases * sizeof *idx);
+    for (size_t i = 0; idx && i < n_op_cases; i++)
+        idx[i] = i;
+    return cr_make_param_array(size_t, idx, idx ? n_op_cases : 0, free_case_indices);
+}
+
+/* Does some case cover the op called 'name'? */
+static bool case_exists_for(const char *name)
+{
+    for (size_t i = 0; i < n_op_cases; i++)
+        if (strcmp(op_cases[i].op, name) == 0)
+            return true;
+    return false;
+}
+
+#endif

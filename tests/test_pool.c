@@ -1,0 +1,261 @@
+/*
+** test_pool.c: the thread pool (autograd/kernels/pool.c): every task runs
+** exactly once, jobs in quick succession, a busy pool refuses instead of
+** deadlocking, the allocator hook sees every byte back, and matrix products
+** on a tape give the same bits with 1, 2 and 3 threads, also from two tapes
+** on two threads sharing one pool.
+*/
+#define _POSIX_C_SOURCE 200809L
+
+#include "alloc_hooks.h"
+#include "kernels/kernels.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+Test(pool, sizes)
+{
+    cr_assert_null(ag_pool_new(-1));
+    cr_assert_eq(ag_pool_size(NULL), 1);
+    cr_assert_eq(agk_pool_threads(NULL), 1);
+    ag_pool *one = ag_pool_new(1), *three = ag_pool_new(3), *cores = ag_pool_new(0);
+    cr_assert(one && three && cores);
+    cr_assert_eq(ag_pool_size(one), 1);
+    cr_assert_eq(ag_pool_size(three), 3);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cr_assert_eq(ag_pool_size(cores), online < 1 ? 1 : (int)online);
+    ag_pool_free(one);
+    ag_pool_free(three);
+    ag_pool_free(cores);
+    ag_pool_free(NULL);
+}
+
+typedef struct counts {
+    atomic_int hits[64];
+} counts;
+
+static void count_task(void *ctx, int task)
+{
+    counts *c = ctx;
+    atomic_fetch_add(&c->hits[task], 1);
+}
+
+Test(pool, every_task_runs_once)
+{
+    for (int threads = 2; threads <= 4; threads++) {
+        ag_pool *p = ag_pool_new(threads);
+        cr_assert(p);
+        for (int ntasks = 1; ntasks <= 64; ntasks++) {
+            counts c;
+            for (int i = 0; i < 64; i++)
+                atomic_init(&c.hits[i], 0);
+            cr_assert(agk_pool_try_run(p, ntasks, count_task, &c));
+            for (int i = 0; i < 64; i++)
+                cr_assert_eq(atomic_load(&c.hits[i]), i < ntasks ? 1 : 0,
+                             "%d threads, %d tasks: task %d ran %d times", threads, ntasks, i,
+                             atomic_load(&c.hits[i]));
+        }
+        ag_pool_free(p);
+    }
+}
+
+/* Thousands of short jobs back to back: no lost wake-up, no early return. */
+Test(pool, many_jobs_in_a_row)
+{
+    ag_pool *p = ag_pool_new(3);
+    cr_assert(p);
+    counts c;
+    for (int i = 0; i < 64; i++)
+        atomic_init(&c.hits[i], 0);
+    for (int job = 0; job < 5000; job++)
+        cr_assert(agk_pool_try_run(p, 1 + job % 7, count_task, &c));
+    int total = 0;
+    for (int i = 0; i < 64; i++)
+        total += atomic_load(&c.hits[i]);
+    /* Jobs of 1..7 tasks, cycling: 5000 = 714 whole cycles (28 tasks each)
+    ** plus jobs of 1 and 2 tasks. */
+    cr_assert_eq(total, 714 * 28 + 1 + 2);
+    ag_pool_free(p);
+}
+
+/* Workers asleep between jobs wake for the next one. */
+Test(pool, jobs_after_idle_sleep)
+{
+    ag_pool *p = ag_pool_new(2);
+    cr_assert(p);
+    for (int round = 0; round < 3; round++) {
+        nanosleep(&(struct timespec){0, 20000000}, NULL);   /* past the spin: workers sleep */
+        counts c;
+        for (int i = 0; i < 64; i++)
+            atomic_init(&c.hits[i], 0);
+        cr_assert(agk_pool_try_run(p, 8, count_task, &c));
+        for (int i = 0; i < 8; i++)
+            cr_assert_eq(atomic_load(&c.hits[i]), 1);
+    }
+    ag_pool_free(p);
+}
+
+Test(pool, no_workers_means_caller_runs)
+{
+    ag_pool *p = ag_pool_new(1);
+    counts c;
+    atomic_init(&c.hits[0], 0);
+    cr_assert_not(agk_pool_try_run(p, 4, count_task, &c));
+    cr_assert_not(agk_pool_try_run(NULL, 4, count_task, &c));
+    cr_assert_eq(atomic_load(&c.hits[0]), 0, "a refused job runs nothing");
+    ag_pool_free(p);
+}
+
+typedef struct nested {
+    ag_pool *pool;
+    atomic_int refused, ran;
+} nested;
+
+static void inner_task(void *ctx, int task)
+{
+    (void)task;
+    nested *n = ctx;
+    atomic_fetch_add(&n->ran, 1);
+}
+
+static void outer_task(void *ctx, int task)
+{
+    (void)task;
+    nested *n = ctx;
+    if (!agk_pool_try_run(n->pool, 3, inner_task, n))
+        atomic_fetch_add(&n->refused, 1);
+}
+
+/* A task that asks its own pool for help is refused (the pool is busy) and
+** must run its work itself, rather than deadlock. */
+Test(pool, nested_job_is_refused)
+{
+    nested n = {.pool = ag_pool_new(2)};
+    atomic_init(&n.refused, 0);
+    atomic_init(&n.ran, 0);
+    cr_assert(agk_pool_try_run(n.pool, 4, outer_task, &n));
+    cr_assert_eq(atomic_load(&n.refused), 4);
+    cr_assert_eq(atomic_load(&n.ran), 0);
+    ag_pool_free(n.pool);
+}
+
+Test(pool, allocator_hook_sees_everything_back)
+{
+    alloc_hooks h = hooks_counting();
+    ag_pool *p = ag_pool_new_alloc(hook_alloc, &h, 3);
+    cr_assert(p);
+    cr_assert_gt(h.live, 0);
+    ag_pool_free(p);
+    cr_assert_eq(h.live, 0);
+    cr_assert_eq(h.bad_osize, 0);
+    /* Refusing each allocation in turn gives NULL and leaks nothing. */
+    for (long n = 1; n <= 2; n++) {
+        alloc_hooks f = hooks_failing_at(n);
+        cr_assert_null(ag_pool_new_alloc(hook_alloc, &f, 3));
+        cr_assert_eq(f.live, 0);
+    }
+}
+
+Test(pool, tape_keeps_its_pool_across_reset)
+{
+    ag_pool *p = ag_pool_new(2);
+    ag_tape *t = ag_tape_new();
+    cr_assert_null(ag_tape_pool(t));
+    cr_assert_null(ag_tape_pool(NULL));
+    ag_tape_set_pool(t, p);
+    cr_assert_eq(ag_tape_pool(t), p);
+    ag_tape_reset(t);
+    cr_assert_eq(ag_tape_pool(t), p);
+    ag_tape_set_pool(t, NULL);
+    cr_assert_null(ag_tape_pool(t));
+    ag_tape_set_pool(NULL, p);   /* no-op */
+    ag_tape_free(t);
+    ag_pool_free(p);
+}
+
+/* One training-like step on a tape, with products big enough to be split:
+** y = tanh(x W1) W2, loss = sum(y^2); copies the loss, both weight
+** gradients and y out. Returns false on any failure (no assert: it also
+** runs on threads of its own). */
+typedef struct step_out {
+    double loss;
+    float gw1[96 * 100], gw2[100 * 70], y[400 * 70];
+} step_out;
+
+static bool step(ag_pool *pool, step_out *out)
+{
+    ag_rng r;
+    ag_rng_seed(&r, 42);
+    ag_tensor *w1 = ag_param_new(AG_F32, 2, (int64_t[]){96, 100});
+    ag_tensor *w2 = ag_param_new(AG_F32, 2, (int64_t[]){100, 70});
+    ag_tape *t = ag_tape_new();
+    bool ok = w1 && w2 && t;
+    if (ok) {
+        ag_fill_normal(w1, &r, 0, 0.1);
+        ag_fill_normal(w2, &r, 0, 0.1);
+        ag_tape_set_pool(t, pool);
+        ag_tensor *x = ag_randn(t, &r, AG_F32, 2, (int64_t[]){400, 96}, 0, 1);
+        ag_tensor *y = ag_matmul(t, ag_tanh(t, ag_matmul(t, x, w1)), w2);
+        ag_tensor *loss = ag_sum(t, ag_mul(t, y, y));
+        ag_backward(t, loss);
+        ok = ag_tape_status(t) == AG_OK;
+        if (ok) {
+            out->loss = ag_item(loss);
+            memcpy(out->gw1, ag_data(ag_grad(w1)), sizeof out->gw1);
+            memcpy(out->gw2, ag_data(ag_grad(w2)), sizeof out->gw2);
+            memcpy(out->y, ag_data(y), sizeof out->y);
+        }
+    }
+    ag_tape_free(t);
+    ag_param_free(w1);
+    ag_param_free(w2);
+    return ok;
+}
+
+Test(pool, matmul_on_a_tape_is_bitwise_identical_for_any_thread_count)
+{
+    static step_out one, two, three;
+    ag_pool *p2 = ag_pool_new(2), *p3 = ag_pool_new(3);
+    cr_assert(step(NULL, &one) && step(p2, &two) && step(p3, &three));
+    cr_assert(one.loss > 0);
+    cr_assert(memcmp(&one, &two, sizeof one) == 0, "2 threads changed the bits");
+    cr_assert(memcmp(&one, &three, sizeof one) == 0, "3 threads changed the bits");
+    ag_pool_free(p2);
+    ag_pool_free(p3);
+}
+
+typedef struct shared_run {
+    ag_pool *pool;
+    const step_out *want;
+    int mismatches;
+} shared_run;
+
+static void *run_steps(void *arg)
+{
+    shared_run *s = arg;
+    static _Thread_local step_out got;
+    for (int i = 0; i < 5; i++)
+        s->mismatches += !step(s->pool, &got) || memcmp(&got, s->want, sizeof got) != 0;
+    return NULL;
+}
+
+/* Two tapes on two threads, one pool: whichever finds it busy computes
+** alone, and both get the single-threaded bits. */
+Test(pool, two_tapes_share_one_pool)
+{
+    static step_out want;
+    cr_assert(step(NULL, &want));
+    ag_pool *p = ag_pool_new(2);
+    shared_run a = {p, &want, 0}, b = {p, &want, 0};
+    pthread_t ta, tb;
+    cr_assert_eq(pthread_create(&ta, NULL, run_steps, &a), 0);
+    cr_assert_eq(pthread_create(&tb, NULL, run_steps, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    cr_assert_eq(a.mismatches + b.mismatches, 0);
+    ag_pool_free(p);
+}

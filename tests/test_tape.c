@@ -1,0 +1,257 @@
+/*
+** test_tape.c: the tape itself: what it records and when, the no-grad scope,
+** reset (memory kept, status cleared, parameters untouched), and that many
+** record/backward/reset cycles hold steady.
+*/
+#include "internal.h"
+#include "alloc_hooks.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <string.h>
+
+static ag_tape *tape;
+
+static void setup(void)
+{
+    tape = ag_tape_new();
+    cr_assert_not_null(tape);
+}
+
+static void teardown(void)
+{
+    ag_tape_free(tape);
+    tape = NULL;
+}
+
+static void assert_ok(void)
+{
+    cr_assert_eq(ag_tape_status(tape), AG_OK, "tape error: %s", ag_tape_errmsg(tape));
+}
+
+TestSuite(tape, .init = setup, .fini = teardown);
+
+Test(tape, starts_empty)
+{
+    cr_assert_eq(ag_tape_status(tape), AG_OK);
+    cr_assert_str_eq(ag_tape_errmsg(tape), "");
+    cr_assert_eq(ag_tape_entries(tape), 0);
+    cr_assert_eq(ag_tape_bytes(tape), 0);
+    ag_tape_free(NULL);
+    ag_tape_reset(NULL);
+    cr_assert_eq(ag_tape_entries(NULL), 0);
+    cr_assert_eq(ag_tape_bytes(NULL), 0);
+}
+
+/* Only ops that something differentiable flows into become entries. */
+Test(tape, records_what_needs_a_gradient)
+{
+    ag_tensor *c = ag_ones(tape, AG_F64, 1, (int64_t[]){3});
+    ag_tensor *k = ag_mul(tape, c, c);
+    cr_assert_eq(ag_tape_entries(tape), 0, "constants in, nothing to record");
+    cr_assert_not(ag_requires_grad_of(k));
+    ag_tensor *x = ag_requires_grad(ag_ones(tape, AG_F64, 1, (int64_t[]){3}));
+    ag_tensor *y = ag_mul(tape, x, c);
+    ag_tensor *z = ag_exp(tape, y);
+    cr_assert_eq(ag_tape_entries(tape), 2);
+    cr_assert(ag_requires_grad_of(y) && ag_requires_grad_of(z));
+    ag_gt(tape, z, c);   /* comparisons have no gradient: never recorded */
+    cr_assert_eq(ag_tape_entries(tape), 2);
+    cr_assert_eq(tape->entries[0], y);
+    cr_assert_eq(tape->entries[1], z);
+    assert_ok();
+}
+
+Test(tape, bytes_grow_and_reset)
+{
+    size_t before = ag_tape_bytes(tape);
+    ag_zeros(tape, AG_F64, 1, (int64_t[]){1000});
+    size_t after = ag_tape_bytes(tape);
+    cr_assert_geq(after - before, 1000 * sizeof(double));
+    ag_tape_reset(tape);
+    cr_assert_eq(ag_tape_bytes(tape), 0);
+    cr_assert_eq(ag_tape_entries(tape), 0);
+}
+
+/* Between begin and end ops compute but record nothing; scopes nest. */
+Test(tape, no_grad_scope)
+{
+    ag_tensor *x = ag_requires_grad(ag_full(tape, AG_F64, 1, (int64_t[]){2}, 3.0));
+    ag_mul(tape, x, x);
+    size_t n = ag_tape_entries(tape);
+    cr_assert_eq(n, 1);
+
+    ag_no_grad_begin(tape);
+    ag_tensor *y = ag_mul(tape, x, x);
+    cr_assert_eq(ag_get(y, 1), 9.0, "ops still compute");
+    cr_assert_not(ag_requires_grad_of(y));
+    cr_assert_eq(ag_tape_entries(tape), n);
+    ag_no_grad_begin(tape);
+    ag_exp(tape, x);
+    ag_no_grad_end(tape);
+    ag_tensor *z = ag_add(tape, x, x);   /* still inside the outer scope */
+    cr_assert_not(ag_requires_grad_of(z));
+    cr_assert_eq(ag_tape_entries(tape), n);
+    ag_no_grad_end(tape);
+
+    ag_tensor *w = ag_add(tape, x, x);
+    cr_assert(ag_requires_grad_of(w), "recording resumes after the last end");
+    cr_assert_eq(ag_tape_entries(tape), n + 1);
+    assert_ok();
+}
+
+Test(tape, no_grad_end_without_begin_is_an_error)
+{
+    ag_no_grad_begin(tape);
+    ag_no_grad_end(tape);
+    assert_ok();
+    ag_no_grad_end(tape);
+    cr_assert_eq(ag_tape_status(tape), AG_ESTATE);
+    cr_assert_str_eq(ag_tape_errmsg(tape), "ag_no_grad_end: no scope is open");
+    ag_no_grad_begin(NULL);
+    ag_no_grad_end(NULL);
+}
+
+Test(tape, reset_closes_open_no_grad_scopes)
+{
+    ag_no_grad_begin(tape);
+    ag_tape_reset(tape);
+    ag_tensor *x = ag_requires_grad(ag_scalar(tape, AG_F64, 1));
+    ag_tensor *y = ag_neg(tape, x);
+    cr_assert(ag_requires_grad_of(y));
+    cr_assert_eq(ag_tape_entries(tape), 1);
+}
+
+Test(tape, reset_clears_the_error)
+{
+    ag_add(tape, ag_zeros(tape, AG_F64, 1, (int64_t[]){2}),
+           ag_zeros(tape, AG_F64, 1, (int64_t[]){3}));
+    cr_assert_eq(ag_tape_status(tape), AG_ESHAPE);
+    ag_tape_reset(tape);
+    assert_ok();
+    cr_assert_str_eq(ag_tape_errmsg(tape), "");
+    ag_tensor *s = ag_add(tape, ag_scalar(tape, AG_F64, 1), ag_scalar(tape, AG_F64, 2));
+    cr_assert_eq(ag_item(s), 3.0);
+}
+
+/* A parameter's value and gradient live outside the tape; each pass adds. */
+Test(tape, parameters_survive_reset)
+{
+    ag_tensor *p = ag_param_new(AG_F64, 1, (int64_t[]){2});
+    ag_set(p, 0, 1.5);
+    ag_set(p, 1, -2.0);
+    for (int pass = 1; pass <= 3; pass++) {
+        ag_tensor *x = ag_tensor_from(tape, AG_F64, 1, (int64_t[]){2}, (double[]){10, 20});
+        ag_backward(tape, ag_sum(tape, ag_mul(tape, p, x)));
+        assert_ok();
+        ag_tape_reset(tape);
+        cr_assert_eq(ag_get(p, 0), 1.5);
+        cr_assert_eq(ag_get(p, 1), -2.0);
+        cr_assert_eq(ag_get(ag_grad(p), 0), 10.0 * pass);
+        cr_assert_eq(ag_get(ag_grad(p), 1), 20.0 * pass);
+    }
+    ag_param_free(p);
+}
+
+Test(tape, tensors_of_two_tapes_do_not_mix)
+{
+    ag_tape *other = ag_tape_new();
+    ag_tensor *a = ag_requires_grad(ag_scalar(tape, AG_F64, 2));
+    ag_tensor *b = ag_requires_grad(ag_scalar(other, AG_F64, 3));
+    ag_tensor *ya = ag_mul(tape, a, a);
+    ag_tensor *yb = ag_mul(other, b, b);
+    cr_assert_eq(ag_tape_entries(tape), 1);
+    cr_assert_eq(ag_tape_entries(other), 1);
+    ag_backward(tape, ya);
+    ag_backward(other, yb);
+    assert_ok();
+    cr_assert_eq(ag_grad_item(a), 4.0);
+    cr_assert_eq(ag_grad_item(b), 6.0);
+    ag_tape_reset(other);
+    cr_assert_eq(ag_item(ya), 4.0, "resetting one tape leaves the other's tensors");
+    ag_tape_free(other);
+}
+
+/* One training-like pass: elementwise work over 'n' elements, big enough
+** that the arena needs several chunks. */
+static double one_pass(ag_tape *t, ag_tensor *w, ag_tensor *b, int64_t n)
+{
+    ag_tensor *x = ag_arange(t, AG_F64, 0, (double)n, 1);
+    ag_tensor *h = ag_tanh(t, ag_add(t, ag_mul(t, ag_mul_scalar(t, x, 1.0 / (double)n), w), b));
+    ag_tensor *loss = ag_mean(t, ag_square(t, h));
+    ag_backward(t, loss);
+    return ag_item(loss);
+}
+
+/* 10,000 record -> backward -> reset cycles: the same entries and bytes
+** every time, and after the first cycle the tape asks for no memory. */
+Test(tape, cycles_hold_steady)
+{
+    alloc_hooks hooks = hooks_counting();
+    ag_tape *t = ag_tape_new_alloc(hook_alloc, &hooks);
+    cr_assert_not_null(t);
+    enum { N = 4096 };
+    ag_tensor *w = ag_param_new(AG_F64, 1, (int64_t[]){N});
+    ag_tensor *b = ag_param_scalar(AG_F64, 0.1);
+    ag_fill(w, 0.5);
+    double loss0 = one_pass(t, w, b, N);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    size_t entries = ag_tape_entries(t), bytes = ag_tape_bytes(t);
+    cr_assert_gt(bytes, 4 * 64 * 1024, "the pass should span several chunks");
+    ag_tape_reset(t);
+    long requests = hooks.requests;
+    for (int cycle = 1; cycle < 10000; cycle++) {
+        double loss = one_pass(t, w, b, N);
+        cr_assert_eq(ag_tape_status(t), AG_OK, "cycle %d: %s", cycle, ag_tape_errmsg(t));
+        cr_assert_eq(loss, loss0, "cycle %d", cycle);
+        cr_assert_eq(ag_tape_entries(t), entries, "cycle %d", cycle);
+        cr_assert_eq(ag_tape_bytes(t), bytes, "cycle %d", cycle);
+        cr_assert_eq(hooks.requests, requests, "cycle %d allocated", cycle);
+        ag_tape_reset(t);
+    }
+    cr_assert_eq(ag_grad_item(b) != 0, 1, "the parameters collected every pass");
+    ag_tape_free(t);
+    cr_assert_eq(hooks.live, 0, "the tape gave back every block");
+    cr_assert_eq(hooks.bad_osize, 0);
+    ag_param_free(w);
+    ag_param_free(b);
+}
+
+Test(tape, trap_aborts_at_the_first_error, .signal = SIGABRT)
+{
+    ag_tape_set_trap(tape, 1);
+    ag_scalar(tape, (ag_dtype)5, 0);
+}
+
+Test(tape, trap_off_keeps_going)
+{
+    ag_tape_set_trap(tape, 1);
+    ag_tape_set_trap(tape, 0);
+    ag_scalar(tape, (ag_dtype)5, 0);
+    cr_assert_eq(ag_tape_status(tape), AG_EDTYPE);
+    ag_tape_set_trap(NULL, 1);
+}
+
+/* ag_tape_fail is the funnel for code built on the library. */
+Test(tape, fail_records_the_first_error)
+{
+    ag_tape_fail(tape, AG_EIO, "nn_load: cannot open '%s'", "w.bin");
+    ag_tape_fail(tape, AG_EINVAL, "second");
+    cr_assert_eq(ag_tape_status(tape), AG_EIO);
+    cr_assert_str_eq(ag_tape_errmsg(tape), "nn_load: cannot open 'w.bin'");
+    ag_tape_reset(tape);
+    ag_tape_fail(tape, AG_OK, "not an error");
+    assert_ok();
+    cr_assert_str_eq(ag_tape_errmsg(tape), "");
+    ag_tape_fail(NULL, AG_EIO, "no tape");
+}
+
+/* Long messages are cut at the buffer, never overrun it. */
+Test(tape, long_messages_are_truncated)
+{
+    char name[200];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    ag_tape_fail(tape, AG_EINVAL, "%s%s", name, name);
+    cr_assert_eq(strlen(ag_tape_errmsg(tape)), sizeof tape->errmsg - 1);
+}

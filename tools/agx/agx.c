@@ -1,0 +1,576 @@
+/*
+** agx.c: the expression explorer. Records an expression on a tape in f64 and
+** prints its value and its gradient with respect to every variable; draws
+** the graph with the chain rule on every edge, and the backward pass step by
+** step. Exit status: 0 done, 1 a value or gradient is NaN or infinite,
+** 2 bad input, 3 an output file could not be written.
+*/
+#define _POSIX_C_SOURCE 200809L
+#include "eval.h"
+#include "parse.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { EXIT_NONFINITE = 1, EXIT_BAD_INPUT = 2, EXIT_OUTPUT = 3 };
+
+typedef struct options {
+    const char *expr;
+    const char *dot;        /* --dot FILE */
+    const char *steps;      /* --steps DIR */
+    const char *format;     /* --format FMT, for --steps */
+    int top_to_bottom, check, json;
+    int n_args;             /* name=value arguments */
+    char **args;
+} options;
+
+static void usage(FILE *f)
+{
+    fputs("usage: agx [options] 'EXPRESSION' [name=value ...]\n"
+          "Records EXPRESSION on an autograd tape (f64), then prints its value and its\n"
+          "gradient with respect to every variable.\n"
+          "\n"
+          "  agx 'tanh(x1*w1 + x2*w2 + b)' x1=2 x2=0 w1=-3 w2=1 b=6.8813735870195432\n"
+          "  agx 'b = ab*a; c = bc*b; d = cd*c; L = (d - 17)^2' a=3 ab=0.5 bc=1.5 cd=2\n"
+          "\n"
+          "Expressions: numbers (2, 0.5, 1e-3), names, + - * / ^ (^ binds tightest and\n"
+          "is right-associative; -x^2 is -(x^2)), parentheses, and the functions\n"
+          "exp log sqrt abs sin cos tanh sigmoid relu softplus. Statements separated by\n"
+          "';' bind names to intermediate values (name = ...); the last is the output.\n"
+          "\n"
+          "options:\n"
+          "  --dot FILE      write the graph with the chain rule on every edge: DOT text\n"
+          "                  for .dot or .gv; .svg, .png, .pdf rendered (needs Graphviz)\n"
+          "  --steps DIR     write one frame per backward step into DIR (made if missing)\n"
+          "  --format FMT    frames as dot (default), svg, png or pdf (needs Graphviz)\n"
+          "  --tb            draw graphs top to bottom (left to right by default)\n"
+          "  --check         print finite-difference gradients beside the tape's\n"
+          "  --json          print {\"value\": V, \"grad\": {\"x\": G, ...}} (%.17g numbers;\n"
+          "                  NaN, Infinity, -Infinity when not finite)\n"
+          "  -h, --help      this text\n"
+          "\n"
+          "exit status: 0 done; 1 a value or gradient is NaN or infinite; 2 bad input;\n"
+          "3 an output file could not be written\n",
+          f);
+}
+
+/* ------------------------------------------------------------ messages */
+
+/* Prints the expression with a caret under column 'col', a window of it when
+** it is long; control characters are shown as '?'. */
+static void show_column(const char *src, int col)
+{
+    enum { BEFORE = 50, AFTER = 25 };
+    int first = col > BEFORE ? col - BEFORE : 1, c = 1;
+    fputs("  ", stderr);
+    if (first > 1)
+        fputs("...", stderr);
+    for (const char *s = src; *s; s++) {
+        bool starts = ((unsigned char)*s & 0xC0) != 0x80;
+        if (starts && s != src)
+            c++;
+        if (c < first)
+            continue;
+        if (c > col + AFTER) {
+            fputs("...", stderr);
+            break;
+        }
+        unsigned char u = (unsigned char)*s;
+        fputc(u < 0x20 || u == 0x7F ? '?' : u, stderr);
+    }
+    fprintf(stderr, "\n  %*s^\n", col - first + (first > 1 ? 3 : 0), "");
+}
+
+static int bad_expression(const char *src, int col, const char *msg)
+{
+    fprintf(stderr, "agx: column %d: %s\n", col, msg);
+    show_column(src, col);
+    return EXIT_BAD_INPUT;
+}
+
+static int bad_argument(const char *arg, int col, const char *fmt, const char *detail)
+{
+    fprintf(stderr, "agx: argument '%s', column %d: ", arg, col);
+    fprintf(stderr, fmt, detail);
+    fputc('\n', stderr);
+    return EXIT_BAD_INPUT;
+}
+
+/* The shortest text that reads back as the same double. */
+static const char *num(char buf[32], double v)
+{
+    if (isnan(v))
+        return "nan";
+    if (isinf(v))
+        return v > 0 ? "inf" : "-inf";
+    int prec = 1;
+    for (; prec < 17; prec++) {
+        snprintf(buf, 32, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    /* %g turns 20 into 2e+01 at one digit: keep every integer digit below 1e17. */
+    double mag = fabs(v);
+    int int_digits = mag >= 1 && mag < 1e17 ? (int)floor(log10(mag)) + 1 : 0;
+    snprintf(buf, 32, "%.*g", prec > int_digits ? prec : int_digits, v);
+    return buf;
+}
+
+static void json_num(double v)
+{
+    if (isnan(v))
+        fputs("NaN", stdout);
+    else if (isinf(v))
+        fputs(v > 0 ? "Infinity" : "-Infinity", stdout);
+    else
+        printf("%.17g", v);
+}
+
+/* ------------------------------------------------------------ arguments */
+
+/* "--", or "--" then a lowercase letter, letters and hyphens: an option.
+** Anything else, such as the expression "-----x", is an argument; write
+** "-- --x" for the expression --x. */
+static bool looks_like_option(const char *a)
+{
+    if (strncmp(a, "--", 2) != 0 || (a[2] && !(a[2] >= 'a' && a[2] <= 'z')))
+        return false;
+    for (const char *c = a + 2; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || *c == '-'))
+            return false;
+    return true;
+}
+
+/* Options may come anywhere; after "--" everything is positional. The first
+** positional argument is the expression, the others name=value. */
+static int parse_options(int argc, char **argv, options *o, char **positional)
+{
+    *o = (options){0};
+    o->format = "dot";
+    int n = 0;
+    bool options_end = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (options_end || !looks_like_option(a)) {
+            if (!(n == 0 && !options_end && !strcmp(a, "-h")))
+                positional[n++] = argv[i];
+            else {
+                usage(stdout);
+                exit(0);
+            }
+            continue;
+        }
+        const char **value = !strcmp(a, "--dot")      ? &o->dot
+                             : !strcmp(a, "--steps")  ? &o->steps
+                             : !strcmp(a, "--format") ? &o->format
+                                                      : NULL;
+        if (!strcmp(a, "--")) {
+            options_end = true;
+        } else if (!strcmp(a, "--help")) {
+            usage(stdout);
+            exit(0);
+        } else if (value) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "agx: %s needs a value\n", a);
+                return EXIT_BAD_INPUT;
+            }
+            *value = argv[++i];
+        } else if (!strcmp(a, "--tb")) {
+            o->top_to_bottom = 1;
+        } else if (!strcmp(a, "--check")) {
+            o->check = 1;
+        } else if (!strcmp(a, "--json")) {
+            o->json = 1;
+        } else {
+            fprintf(stderr, "agx: unknown option '%s' (try --help)\n", a);
+            return EXIT_BAD_INPUT;
+        }
+    }
+    if (n == 0) {
+        fputs("agx: no expression given\n", stderr);
+        usage(stderr);
+        return EXIT_BAD_INPUT;
+    }
+    o->expr = positional[0];
+    o->args = positional + 1;
+    o->n_args = n - 1;
+    return 0;
+}
+
+static bool is_name(const char *s, size_t n, size_t *bad)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                  (i > 0 && c >= '0' && c <= '9');
+        if (!ok) {
+            *bad = i;
+            return false;
+        }
+    }
+    *bad = n;
+    return n > 0 && n <= AGX_NAME_MAX;
+}
+
+/* Reads name=value arguments into values[], checking them against the
+** program's names. */
+static int read_values(const options *o, const agx_program *p, double *values, int *order)
+{
+    int *given = calloc((size_t)p->n_names + 1, sizeof *given);
+    if (!given) {
+        fputs("agx: out of memory\n", stderr);
+        return EXIT_BAD_INPUT;
+    }
+    int status = 0;
+    for (int k = 0; k < o->n_args && !status; k++) {
+        const char *arg = o->args[k];
+        const char *eq = strchr(arg, '=');
+        size_t bad;
+        if (!eq) {
+            status = bad_argument(arg, 1, "expected name=value%s", "");
+            break;
+        }
+        size_t len = (size_t)(eq - arg);
+        if (!is_name(arg, len, &bad)) {
+            fprintf(stderr, "agx: argument '%s', column %d: '%.*s' is not a name (a letter or _, "
+                            "then letters, digits or _, at most %d in all)\n",
+                    arg, (int)bad + 1, (int)len, arg, AGX_NAME_MAX);
+            status = EXIT_BAD_INPUT;
+            break;
+        }
+        char name[AGX_NAME_MAX + 1];
+        memcpy(name, arg, len);
+        name[len] = '\0';
+        const char *text = eq + 1;
+        char *end = NULL;
+        errno = 0;
+        double v = *text && !strchr(" \t\n\r\f\v", *text) ? strtod(text, &end) : 0;
+        if (!*text) {
+            status = bad_argument(arg, (int)len + 2, "no value after '='%s", "");
+            break;
+        }
+        if (!end || *end) {
+            int col = (int)((end && end != text ? end : text) - arg) + 1;
+            status = bad_argument(arg, col, "'%s' is not a number", text);
+            break;
+        }
+        int i = agx_find_name(p, name);
+        if (i < 0) {
+            status = bad_argument(arg, 1, "the expression has no variable '%s'", name);
+        } else if (p->names[i].bound_by >= 0) {
+            fprintf(stderr, "agx: argument '%s', column 1: '%s' is bound by the expression at "
+                            "column %d, so it cannot be given a value\n",
+                    arg, name, p->names[i].bound_col);
+            status = EXIT_BAD_INPUT;
+        } else if (given[i]) {
+            status = bad_argument(arg, 1, "'%s' is given a value twice", name);
+        }
+        if (!status) {
+            given[i] = 1;
+            values[i] = v;
+            *order++ = i;
+        }
+    }
+    for (int i = 0; i < p->n_names && !status; i++) {
+        if (p->names[i].bound_by < 0 && !given[i]) {
+            char msg[2 * AGX_NAME_MAX + 80];
+            snprintf(msg, sizeof msg, "the variable '%s' has no value: add %s=NUMBER",
+                     p->names[i].text, p->names[i].text);
+            status = bad_expression(o->expr, p->names[i].first_col, msg);
+        }
+    }
+    free(given);
+    return status;
+}
+
+static bool render_format(const char *f)
+{
+    return !strcmp(f, "svg") || !strcmp(f, "png") || !strcmp(f, "pdf");
+}
+
+/* Checks --dot and --steps before any work is done. */
+static int check_outputs(const options *o)
+{
+    if (o->dot) {
+        const char *ext = strrchr(o->dot, '.');
+        ext = ext ? ext + 1 : "";
+        bool text = !strcmp(ext, "dot") || !strcmp(ext, "gv");
+        if (!text && !render_format(ext)) {
+            fprintf(stderr, "agx: --dot %s: the name must end in .dot, .gv, .svg, .png or .pdf\n",
+                    o->dot);
+            return EXIT_BAD_INPUT;
+        }
+        if (!text && !ag_dot_can_render()) {
+            fprintf(stderr, "agx: --dot %s: this agx was built without Graphviz: write a .dot "
+                            "file and run 'dot -T%s' on it\n", o->dot, ext);
+            return EXIT_BAD_INPUT;
+        }
+    }
+    if (strcmp(o->format, "dot") && !render_format(o->format)) {
+        fprintf(stderr, "agx: --format %s: use dot, svg, png or pdf\n", o->format);
+        return EXIT_BAD_INPUT;
+    }
+    if (o->steps && strcmp(o->format, "dot") && !ag_dot_can_render()) {
+        fprintf(stderr, "agx: --format %s: this agx was built without Graphviz: use --format "
+                        "dot and run 'dot -T%s' on the frames\n", o->format, o->format);
+        return EXIT_BAD_INPUT;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- results */
+
+/* Per name (variables and bound names alike): its value, its gradient, and
+** with --check the finite-difference estimate. */
+typedef struct result {
+    double value;           /* the output's */
+    double *val, *grad, *numeric;
+    bool *has_grad;
+    const int *order;       /* names in the order of the table: variables as given */
+    int n_order;
+} result;
+
+/* Lists the rows of a table: the variables in the order they were given,
+** or the intermediate names in the order they are bound (not the output). */
+static int rows(const agx_program *p, const result *r, bool variables, int *out)
+{
+    int n = 0;
+    if (variables) {
+        for (int k = 0; k < r->n_order; k++)
+            out[n++] = r->order[k];
+        return n;
+    }
+    for (int s = 0; s + 1 < p->n_stmts; s++)
+        if (p->stmts[s].name >= 0)
+            out[n++] = p->stmts[s].name;
+    return n;
+}
+
+static void print_table(const options *o, const agx_program *p, const result *r, bool variables,
+                        int *row)
+{
+    int n_rows = rows(p, r, variables, row);
+    if (n_rows == 0)
+        return;
+    int wn = variables ? 8 : 12, wv = 5, wg = 8;
+    char b[4][32];
+    for (int k = 0; k < n_rows; k++) {
+        int i = row[k];
+        int n = (int)strlen(p->names[i].text), v = (int)strlen(num(b[0], r->val[i]));
+        int g = r->has_grad[i] ? (int)strlen(num(b[1], r->grad[i])) : 10;
+        wn = n > wn ? n : wn;
+        wv = v > wv ? v : wv;
+        wg = g > wg ? g : wg;
+    }
+    bool check = o->check && variables;
+    printf("\n%-*s  %-*s  %-*s", wn, variables ? "variable" : "intermediate", wv, "value",
+           check ? wg : 0, "gradient");
+    printf(check ? "  %-23s  %s\n" : "\n", "finite difference", "difference");
+    for (int k = 0; k < n_rows; k++) {
+        int i = row[k];
+        const char *g = r->has_grad[i] ? num(b[1], r->grad[i]) : "(constant)";
+        printf("%-*s  %-*s  %-*s", wn, p->names[i].text, wv, num(b[0], r->val[i]),
+               check ? wg : 0, g);
+        if (check)
+            printf("  %-23s  %s", num(b[2], r->numeric[i]),
+                   num(b[3], fabs(r->numeric[i] - r->grad[i])));
+        printf("\n");
+    }
+}
+
+static void print_json(const options *o, const agx_program *p, const result *r)
+{
+    printf("{\"value\": ");
+    json_num(r->value);
+    for (int pass = 0; pass < (o->check ? 2 : 1); pass++) {
+        printf(pass ? ", \"numeric\": {" : ", \"grad\": {");
+        const char *sep = "";
+        for (int k = 0; k < r->n_order; k++) {
+            int i = r->order[k];
+            printf("%s\"%s\": ", sep, p->names[i].text);
+            json_num(pass ? r->numeric[i] : r->grad[i]);
+            sep = ", ";
+        }
+        printf("}");
+    }
+    printf("}\n");
+}
+
+/* Central differences with a step scaled to each variable, re-recording the
+** program on a scratch tape for every evaluation. */
+static void finite_differences(const agx_program *p, double *values, double *numeric)
+{
+    ag_tape *t = ag_tape_new();
+    for (int i = 0; i < p->n_names; i++) {
+        numeric[i] = NAN;
+        if (p->names[i].bound_by >= 0 || !t)
+            continue;
+        double x = values[i], h = 6e-6 * (fabs(x) > 1 ? fabs(x) : 1);
+        values[i] = x + h;
+        double up = agx_value(t, p, values);
+        values[i] = x - h;
+        double down = agx_value(t, p, values);
+        values[i] = x;
+        numeric[i] = (up - down) / (2 * h);
+    }
+    ag_tape_free(t);
+}
+
+/* Writes --dot and --steps; 0 or EXIT_OUTPUT. */
+static int write_graphs(const options *o, ag_tape *t, ag_tensor *y)
+{
+    ag_dot_options d = {0};
+    d.top_to_bottom = o->top_to_bottom;
+    d.title = o->expr;
+    if (o->dot && ag_dot_save(t, y, &d, o->dot) != AG_OK) {
+        fprintf(stderr, "agx: --dot %s: %s\n", o->dot, ag_tape_errmsg(t));
+        return EXIT_OUTPUT;
+    }
+    if (o->steps) {
+        if (mkdir(o->steps, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "agx: --steps %s: cannot make the directory: %s\n", o->steps,
+                    strerror(errno));
+            return EXIT_OUTPUT;
+        }
+        int64_t frames = 0;
+        if (ag_dot_save_steps(t, y, &d, o->steps, o->format, &frames) != AG_OK) {
+            fprintf(stderr, "agx: --steps %s: %s\n", o->steps, ag_tape_errmsg(t));
+            return EXIT_OUTPUT;
+        }
+        if (!o->json)
+            printf("\nwrote %lld frames to %s/step_*.%s\n", (long long)frames, o->steps, o->format);
+    }
+    return 0;
+}
+
+/* Warns about every value or gradient that is NaN or infinite. */
+static int report_nonfinite(const agx_program *p, const result *r, const ag_tensor *y)
+{
+    int status = 0;
+    char b[32];
+    if (!isfinite(r->value)) {
+        fprintf(stderr, "agx: the value%s%s is %s\n", ag_name(y)[0] ? " of " : "", ag_name(y),
+                num(b, r->value));
+        status = EXIT_NONFINITE;
+    }
+    for (int i = 0; i < p->n_names; i++) {
+        if (r->has_grad[i] && !isfinite(r->grad[i])) {
+            fprintf(stderr, "agx: the gradient with respect to %s is %s\n", p->names[i].text,
+                    num(b, r->grad[i]));
+            status = EXIT_NONFINITE;
+        }
+    }
+    return status;
+}
+
+static int run(const options *o, const agx_program *p, double *values, const int *order,
+               int n_order)
+{
+    size_t n = (size_t)p->n_names + 1;
+    int *row = calloc(n, sizeof *row);
+    result r;
+    r.order = order;
+    r.n_order = n_order;
+    r.value = NAN;
+    r.val = calloc(n, sizeof(double));
+    r.grad = calloc(n, sizeof(double));
+    r.numeric = calloc(n, sizeof(double));
+    r.has_grad = calloc(n, sizeof(bool));
+    ag_tensor **named = calloc(n, sizeof *named);
+    ag_tape *t = ag_tape_new();
+    int status = 0;
+    if (!r.val || !r.grad || !r.numeric || !r.has_grad || !named || !t || !row) {
+        fputs("agx: out of memory\n", stderr);
+        status = EXIT_OUTPUT;
+        goto done;
+    }
+    ag_tensor *y = agx_record(t, p, values, 1, named);
+    if (ag_requires_grad_of(y))
+        ag_backward(t, y);
+    if (ag_tape_status(t) != AG_OK) {
+        fprintf(stderr, "agx: %s\n", ag_tape_errmsg(t));
+        status = EXIT_OUTPUT;
+        goto done;
+    }
+    r.value = ag_item(y);
+    for (int i = 0; i < p->n_names; i++) {
+        r.val[i] = ag_item(named[i]);
+        r.has_grad[i] = ag_requires_grad_of(named[i]);
+        r.grad[i] = ag_grad_item(named[i]);
+    }
+    if (o->check)
+        finite_differences(p, values, r.numeric);
+    if (o->json) {
+        print_json(o, p, &r);
+    } else {
+        char b[32];
+        const char *name = p->stmts[p->n_stmts - 1].name >= 0 ? ag_name(y) : "value";
+        printf("%s = %s\n", name, num(b, r.value));
+        print_table(o, p, &r, true, row);
+        print_table(o, p, &r, false, row);
+    }
+    status = write_graphs(o, t, y);
+    if (!status)
+        status = report_nonfinite(p, &r, y);
+done:
+    ag_tape_free(t);
+    free(named);
+    free(row);
+    free(r.val);
+    free(r.grad);
+    free(r.numeric);
+    free(r.has_grad);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    char **positional = calloc((size_t)argc + 1, sizeof *positional);
+    if (!positional) {
+        fputs("agx: out of memory\n", stderr);
+        return EXIT_BAD_INPUT;
+    }
+    int status = parse_options(argc, argv, &o, positional);
+    if (status) {
+        free(positional);
+        return status;
+    }
+    agx_program p;
+    agx_error err;
+    if (agx_parse(o.expr, &p, &err) != 0) {
+        agx_program_free(&p);
+        free(positional);
+        return bad_expression(o.expr, err.col, err.msg);
+    }
+    double *values = calloc((size_t)p.n_names + 1, sizeof *values);
+    int *order = calloc((size_t)p.n_names + 1, sizeof *order);
+    if (!values || !order) {
+        free(values);
+        free(order);
+        fputs("agx: out of memory\n", stderr);
+        agx_program_free(&p);
+        free(positional);
+        return EXIT_BAD_INPUT;
+    }
+    status = read_values(&o, &p, values, order);
+    if (!status)
+        status = check_outputs(&o);
+    if (!status) {
+        int n_order = 0;
+        for (int i = 0; i < p.n_names; i++)
+            n_order += p.names[i].bound_by < 0;
+        status = run(&o, &p, values, order, n_order);
+    }
+    free(values);
+    free(order);
+    free(positional);
+    agx_program_free(&p);
+    fflush(stdout);
+    return status;
+}

@@ -1,0 +1,310 @@
+/*
+** bench_matmul.c: the machine's FMA peak (our own microbenchmark: chains of
+** fused multiply-adds in registers, independent enough to fill every FMA
+** pipe) and our matrix product beside OpenBLAS's sgemm, one and two
+** threads, at square sizes and at the MLP's shapes. The product is timed at
+** the kernel (agk_gemm), as cblas_sgemm is, on the same buffers.
+*/
+#define _POSIX_C_SOURCE 200809L
+
+#include "bench.h"
+#include "kernels/kernels.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if BENCH_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+/* ------------------------------------------------------------ FMA peak */
+
+enum { PEAK_ITERS = 20 * 1000 * 1000 };
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+
+/* Twelve chains: more than FMA pipes times latency on any x86 core we know,
+** so the pipes, not the chains, set the rate. The empty asm keeps the
+** compiler from merging or hoisting the chains. */
+__attribute__((target("avx2,fma"))) static double peak_avx2(long iters)
+{
+    __m256 x = _mm256_set1_ps(1.0f - 1e-7f), y = _mm256_set1_ps(1e-7f);
+    __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+    __m256 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++) {
+        c0 = _mm256_fmadd_ps(x, c0, y), c1 = _mm256_fmadd_ps(x, c1, y);
+        c2 = _mm256_fmadd_ps(x, c2, y), c3 = _mm256_fmadd_ps(x, c3, y);
+        c4 = _mm256_fmadd_ps(x, c4, y), c5 = _mm256_fmadd_ps(x, c5, y);
+        c6 = _mm256_fmadd_ps(x, c6, y), c7 = _mm256_fmadd_ps(x, c7, y);
+        c8 = _mm256_fmadd_ps(x, c8, y), c9 = _mm256_fmadd_ps(x, c9, y);
+        c10 = _mm256_fmadd_ps(x, c10, y), c11 = _mm256_fmadd_ps(x, c11, y);
+        __asm__ volatile("" : "+x"(c0), "+x"(c1), "+x"(c2), "+x"(c3), "+x"(c4), "+x"(c5),
+                         "+x"(c6), "+x"(c7), "+x"(c8), "+x"(c9), "+x"(c10), "+x"(c11));
+    }
+    double t = bench_now() - t0;
+    volatile float sink = _mm256_cvtss_f32(_mm256_add_ps(_mm256_add_ps(c0, c5), c11));
+    (void)sink;
+    return (double)iters * 12 * 8 * 2 / t * 1e-9;
+}
+
+__attribute__((target("avx512f"))) static double peak_avx512(long iters)
+{
+    __m512 x = _mm512_set1_ps(1.0f - 1e-7f), y = _mm512_set1_ps(1e-7f);
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+    __m512 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++) {
+        c0 = _mm512_fmadd_ps(x, c0, y), c1 = _mm512_fmadd_ps(x, c1, y);
+        c2 = _mm512_fmadd_ps(x, c2, y), c3 = _mm512_fmadd_ps(x, c3, y);
+        c4 = _mm512_fmadd_ps(x, c4, y), c5 = _mm512_fmadd_ps(x, c5, y);
+        c6 = _mm512_fmadd_ps(x, c6, y), c7 = _mm512_fmadd_ps(x, c7, y);
+        c8 = _mm512_fmadd_ps(x, c8, y), c9 = _mm512_fmadd_ps(x, c9, y);
+        c10 = _mm512_fmadd_ps(x, c10, y), c11 = _mm512_fmadd_ps(x, c11, y);
+        __asm__ volatile("" : "+v"(c0), "+v"(c1), "+v"(c2), "+v"(c3), "+v"(c4), "+v"(c5),
+                         "+v"(c6), "+v"(c7), "+v"(c8), "+v"(c9), "+v"(c10), "+v"(c11));
+    }
+    double t = bench_now() - t0;
+    volatile float sink = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c5), c11));
+    (void)sink;
+    return (double)iters * 12 * 16 * 2 / t * 1e-9;
+}
+#endif
+
+/* The same with scalar fused multiply-adds, where no SIMD is known. */
+static double peak_scalar(long iters)
+{
+    volatile float seed = 1e-7f;
+    float x = 1.0f - seed, y = seed, c[12] = {0};
+    double t0 = bench_now();
+    for (long i = 0; i < iters; i++)
+        for (int j = 0; j < 12; j++)
+            c[j] = fmaf(x, c[j], y);
+    double t = bench_now() - t0;
+    volatile float sink = c[0] + c[11];
+    (void)sink;
+    return (double)iters * 12 * 2 / t * 1e-9;
+}
+
+/* GFLOP/s of one thread: the best instruction set, the best of 'repeat'. */
+static double peak_one_thread(int repeat, long iters)
+{
+    double best = 0;
+    for (int r = 0; r < repeat; r++) {
+        double g = 0;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+        if (agk_isa_supported(AGK_ISA_AVX512))
+            g = peak_avx512(iters);
+        if (agk_isa_supported(AGK_ISA_AVX2)) {
+            double g2 = peak_avx2(iters);
+            g = g2 > g ? g2 : g;
+        }
+#endif
+        if (g == 0)
+            g = peak_scalar(iters / 8);
+        best = g > best ? g : best;
+    }
+    return best;
+}
+
+typedef struct peak_arg {
+    int repeat;
+    long iters;
+    double gflops;
+} peak_arg;
+
+static void *peak_thread(void *p)
+{
+    peak_arg *a = p;
+    a->gflops = peak_one_thread(a->repeat, a->iters);
+    return NULL;
+}
+
+/* The sum over 'n' threads running the microbenchmark at once. */
+static double peak_threads(int n, int repeat, long iters)
+{
+    pthread_t th[16];
+    peak_arg args[16];
+    double sum = 0;
+    n = n > 16 ? 16 : n;
+    for (int i = 0; i < n; i++) {
+        args[i] = (peak_arg){repeat, iters, 0};
+        if (pthread_create(&th[i], NULL, peak_thread, &args[i]) != 0)
+            return NAN;
+    }
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        sum += args[i].gflops;
+    }
+    return sum;
+}
+
+/* ---------------------------------------------------------- products */
+
+typedef struct mm_case {
+    const char *name;
+    int m, n, k;
+    bool ta, tb;
+} mm_case;
+
+typedef struct mm_buffers {
+    float *a, *b, *c_ours, *c_ref;
+    void *scratch;
+} mm_buffers;
+
+static void fill(float *x, size_t n, unsigned seed)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15u + 1;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
+    }
+}
+
+static void run_ours(const mm_case *c, mm_buffers *buf, ag_pool *pool)
+{
+    agk_gemm(AG_F32, c->m, c->n, c->k, buf->a, c->ta ? c->m : c->k, c->ta, buf->b,
+             c->tb ? c->k : c->n, c->tb, buf->c_ours, c->n, buf->scratch, pool);
+}
+
+#if BENCH_HAVE_OPENBLAS
+static void run_openblas(const mm_case *c, mm_buffers *buf)
+{
+    cblas_sgemm(CblasRowMajor, c->ta ? CblasTrans : CblasNoTrans,
+                c->tb ? CblasTrans : CblasNoTrans, c->m, c->n, c->k, 1.0f, buf->a,
+                c->ta ? c->m : c->k, buf->b, c->tb ? c->k : c->n, 0.0f, buf->c_ref, c->n);
+}
+#endif
+
+/* GFLOP/s of ours and of OpenBLAS (NaN without it) on 'threads' threads,
+** timed in alternating rounds of about 20 ms each; the best round counts.
+** 'agree' gets the largest difference between the two results relative to
+** the largest element. */
+static void measure(const mm_case *c, int threads, ag_pool *pool, int repeat, double *ours,
+                    double *ref, double *agree)
+{
+    double flop = 2.0 * c->m * c->n * c->k;
+    long reps = (long)(2e9 / flop) + 1;
+    mm_buffers buf = {0};
+    size_t na = (size_t)c->m * c->k, nb = (size_t)c->k * c->n, nc = (size_t)c->m * c->n;
+    buf.a = malloc(na * sizeof(float));
+    buf.b = malloc(nb * sizeof(float));
+    buf.c_ours = calloc(nc, sizeof(float));
+    buf.c_ref = calloc(nc, sizeof(float));
+    buf.scratch = malloc(agk_gemm_scratch(AG_F32, c->m, c->n, c->k, c->ta, c->tb, pool));
+    *ours = *ref = *agree = NAN;
+    if (!buf.a || !buf.b || !buf.c_ours || !buf.c_ref || !buf.scratch)
+        goto done;
+    fill(buf.a, na, 1);
+    fill(buf.b, nb, 2);
+    double best_ours = INFINITY, best_ref = INFINITY;
+#if BENCH_HAVE_OPENBLAS
+    openblas_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+    for (int r = 0; r < repeat; r++) {
+        double t0 = bench_now();
+        for (long i = 0; i < reps; i++)
+            run_ours(c, &buf, pool);
+        double t = (bench_now() - t0) / (double)reps;
+        best_ours = t < best_ours ? t : best_ours;
+#if BENCH_HAVE_OPENBLAS
+        t0 = bench_now();
+        for (long i = 0; i < reps; i++)
+            run_openblas(c, &buf);
+        t = (bench_now() - t0) / (double)reps;
+        best_ref = t < best_ref ? t : best_ref;
+#endif
+    }
+    *ours = flop / best_ours * 1e-9;
+#if BENCH_HAVE_OPENBLAS
+    *ref = flop / best_ref * 1e-9;
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < nc; i++) {
+        double d = fabs((double)buf.c_ours[i] - buf.c_ref[i]);
+        diff = d > diff ? d : diff;
+        scale = fabs(buf.c_ref[i]) > scale ? fabs(buf.c_ref[i]) : scale;
+    }
+    *agree = scale > 0 ? diff / scale : diff;
+#endif
+done:
+    free(buf.a);
+    free(buf.b);
+    free(buf.c_ours);
+    free(buf.c_ref);
+    free(buf.scratch);
+}
+
+static const char *missing_note(double agree)
+{
+#if BENCH_HAVE_OPENBLAS
+    return agree > 1e-4 ? "results differ from OpenBLAS by more than 1e-4" : "";
+#else
+    (void)agree;
+    return "OpenBLAS not found at build time: no reference";
+#endif
+}
+
+static void product_row(bench_table *t, const bench_options *o, const mm_case *c, int threads,
+                        ag_pool *pool)
+{
+    double ours, ref, agree;
+    measure(c, threads, pool, o->repeat, &ours, &ref, &agree);
+    bench_add(t, c->name, ours, ref, "GFLOP/s", BENCH_HIGHER_IS_BETTER, missing_note(agree));
+}
+
+void bench_matmul(bench_table *t, const bench_options *o)
+{
+    long iters = o->quick ? PEAK_ITERS / 10 : PEAK_ITERS;
+    double peak1 = peak_one_thread(o->repeat, iters);
+    double peak2 = peak_threads(2, o->repeat, iters);
+    char note[160];
+    snprintf(note, sizeof note, "our microbenchmark; kernels use %s",
+             agk_isa_name(agk_isa_best()));
+    bench_add(t, "fma peak f32, 1 thread", peak1, NAN, "GFLOP/s", BENCH_HIGHER_IS_BETTER, note);
+    bench_add(t, "fma peak f32, 2 threads", peak2, NAN, "GFLOP/s", BENCH_HIGHER_IS_BETTER,
+              "two copies at once");
+
+    ag_pool *pool2 = ag_pool_new(2);
+    mm_case big = {"", 1024, 1024, 1024, false, false};
+    double ours1, ref1, ours2, ref2, agree;
+    measure(&big, 1, NULL, o->repeat, &ours1, &ref1, &agree);
+    measure(&big, 2, pool2, o->repeat, &ours2, &ref2, &agree);
+    bench_add(t, "sgemm 1024^3, share of fma peak, 1 thread", 100 * ours1 / peak1,
+              100 * ref1 / peak1, "%", BENCH_HIGHER_IS_BETTER, missing_note(agree));
+    bench_add(t, "sgemm 1024^3, share of fma peak, 2 threads", 100 * ours2 / peak2,
+              100 * ref2 / peak2, "%", BENCH_HIGHER_IS_BETTER, missing_note(agree));
+    bench_add(t, "sgemm 1024^3, speedup of 2 threads over 1", ours2 / ours1, ref2 / ref1, "x",
+              BENCH_HIGHER_IS_BETTER, "");
+
+    static const int quick_sizes[] = {64, 256, 1024};
+    static const int sizes[] = {64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048};
+    const int *sz = o->quick ? quick_sizes : sizes;
+    size_t nsz = o->quick ? 3 : sizeof sizes / sizeof sizes[0];
+    for (size_t i = 0; i < nsz; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "sgemm %d^3, 1 thread", sz[i]);
+        mm_case c = {name, sz[i], sz[i], sz[i], false, false};
+        product_row(t, o, &c, 1, NULL);
+    }
+    /* The MLP 784-256-128-10 at batch 64 and 256: Y = X W, dX = G W^T, dW = X^T G. */
+    static const int layers[][2] = {{784, 256}, {256, 128}, {128, 10}};
+    static const int batches[] = {64, 256};
+    for (size_t bi = 0; bi < 2; bi++)
+        for (size_t l = 0; l < 3; l++) {
+            int bsz = batches[bi], in = layers[l][0], out = layers[l][1];
+            char name[96];
+            snprintf(name, sizeof name, "mlp b%d %dx%d fwd  X W", bsz, in, out);
+            product_row(t, o, &(mm_case){name, bsz, out, in, false, false}, 1, NULL);
+            snprintf(name, sizeof name, "mlp b%d %dx%d dX   G W^T", bsz, in, out);
+            product_row(t, o, &(mm_case){name, bsz, in, out, false, true}, 1, NULL);
+            snprintf(name, sizeof name, "mlp b%d %dx%d dW   X^T G", bsz, in, out);
+            product_row(t, o, &(mm_case){name, in, out, bsz, true, false}, 1, NULL);
+        }
+    ag_pool_free(pool2);
+}
