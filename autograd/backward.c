@@ -8,11 +8,43 @@
 
 #include <string.h>
 
+/* The leaves a backward pass reaches, listed as it first reaches them, in
+** arena blocks: listing them up front would cost a walk over the whole tape. */
+typedef struct agi_leaf_block {
+    struct agi_leaf_block *next;
+    size_t n;
+    ag_tensor *x[254];
+} agi_leaf_block;
+
+/* Called before a gradient first reaches x in this pass. A leaf (not an
+** entry) may hold an earlier pass's gradient (a parameter shared by tapes,
+** a second backward): it is cleared and listed, so that its gradient is
+** stored when the pass ends. Entries need no such care: run() clears those
+** an earlier pass reached. */
+static void reach(ag_tape *t, ag_tensor *x)
+{
+    if (x->flags & (AGI_RECORDED | AGI_COLLECTED))
+        return;
+    agi_leaf_block *b = t->leaves;
+    if (!b || b->n == ARRAY_LEN(b->x)) {
+        b = agi_arena_alloc(t, sizeof *b, 16);
+        if (!b)
+            return;
+        b->next = t->leaves;
+        b->n = 0;
+        t->leaves = b;
+    }
+    b->x[b->n++] = x;
+    x->gacc = NULL;
+    x->flags = (uint8_t)((x->flags & ~AGI_GACC_OWNED) | AGI_COLLECTED);
+}
+
 /* Adds g into x's gradient-in-progress. A buffer this pass made itself is
 ** added to in place; otherwise the sum is a new tensor (recorded in
 ** create-graph mode, so it stays differentiable). */
 static void accumulate(ag_tape *t, ag_tensor *x, ag_tensor *g)
 {
+    reach(t, x);
     if (!x->gacc) {
         x->gacc = g;
         x->flags &= (uint8_t)~AGI_GACC_OWNED;
@@ -23,6 +55,38 @@ static void accumulate(ag_tape *t, ag_tensor *x, ag_tensor *g)
         if (!t->create_graph)
             x->flags |= AGI_GACC_OWNED;
     }
+}
+
+void *agi_grad_slot(ag_tape *t, ag_tensor *x, bool *fresh)
+{
+    reach(t, x);
+    if (x->gacc && (x->flags & AGI_GACC_OWNED)) {
+        *fresh = false;
+        return x->gacc->value;
+    }
+    ag_tensor *g = agi_new(t, NULL, 0, NULL, (ag_dtype)x->dtype, x->rank, x->shape);
+    if (g->flags & AGI_NIL)
+        return NULL;
+    *fresh = !x->gacc;
+    if (x->gacc)
+        memcpy(g->value, x->gacc->value, (size_t)x->numel * ag_dtype_size((ag_dtype)x->dtype));
+    x->gacc = g;
+    x->flags |= AGI_GACC_OWNED;
+    return g->value;
+}
+
+void agi_grad_add(ag_tape *t, ag_tensor *x, ag_tensor *g)
+{
+    reach(t, x);
+    if (!x->gacc) {
+        x->gacc = g;
+        x->flags &= (uint8_t)~AGI_GACC_OWNED;
+        return;
+    }
+    bool fresh;
+    void *dst = agi_grad_slot(t, x, &fresh);
+    if (dst)
+        agk_add_inplace((ag_dtype)x->dtype, x->numel, dst, g->value);
 }
 
 /* Makes this pass's gradient of x visible as ag_grad(x), adding to what an
@@ -56,11 +120,12 @@ static bool vjp_result_ok(ag_tape *t, const ag_tensor *e, int i, const ag_tensor
     return true;
 }
 
-/* Clears last pass's state and lists the leaves that require grad: tensors
-** that feed an entry without being entries themselves. */
-static ag_tensor **collect_leaves(ag_tape *t, size_t end, ag_tensor *y, size_t *n_leaves)
+/* Clears what an earlier pass since the last reset left on entries
+** [0, end) and their inputs; later entries are as new. */
+static void clear_stale(ag_tape *t, size_t end)
 {
-    size_t total = 1;
+    if (end > t->grad_dirty)
+        end = t->grad_dirty;
     for (size_t i = 0; i < end; i++) {
         ag_tensor *e = t->entries[i];
         e->gacc = NULL;
@@ -69,27 +134,7 @@ static ag_tensor **collect_leaves(ag_tape *t, size_t end, ag_tensor *y, size_t *
             e->in[j]->gacc = NULL;
             e->in[j]->flags &= (uint8_t)~(AGI_GACC_OWNED | AGI_COLLECTED);
         }
-        total += e->nin;
     }
-    y->gacc = NULL;
-    y->flags &= (uint8_t)~(AGI_GACC_OWNED | AGI_COLLECTED);
-    ag_tensor **leaves = agi_arena_alloc(t, total * sizeof *leaves, 16);
-    if (!leaves)
-        return NULL;
-    size_t n = 0;
-    for (size_t i = 0; i <= end; i++) {
-        int nin = i < end ? t->entries[i]->nin : 1;
-        for (int j = 0; j < nin; j++) {
-            ag_tensor *x = i < end ? t->entries[i]->in[j] : y;
-            if ((x->flags & (AGI_REQUIRES_GRAD | AGI_RECORDED | AGI_COLLECTED)) ==
-                AGI_REQUIRES_GRAD) {
-                x->flags |= AGI_COLLECTED;
-                leaves[n++] = x;
-            }
-        }
-    }
-    *n_leaves = n;
-    return leaves;
 }
 
 /* The engine behind ag_backward and ag_gradients. With 'store', gradients
@@ -122,10 +167,13 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
                   who, y->name ? " '" : "", y->name ? y->name : "", y->name ? "'" : "");
         return;
     }
-    size_t end = t->n_entries, n_leaves = 0;
-    ag_tensor **leaves = collect_leaves(t, end, y, &n_leaves);
-    if (!leaves)
-        return;
+    size_t end = t->n_entries;
+    clear_stale(t, end);
+    y->gacc = NULL;
+    y->flags &= (uint8_t)~AGI_GACC_OWNED;
+    t->leaves = NULL;
+    if (y->flags & AGI_REQUIRES_GRAD)
+        reach(t, y);
     t->in_backward++;
     t->create_graph = create_graph;
     if (!seed) {
@@ -155,9 +203,16 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
                 accumulate(t, x, gin[j]);
         }
     }
-    if (store)
-        for (size_t k = 0; k < n_leaves && t->status == AG_OK; k++)
-            store_grad(t, leaves[k]);
+    for (agi_leaf_block *b = t->leaves; b; b = b->next)
+        for (size_t k = 0; k < b->n; k++) {
+            if (store && t->status == AG_OK)
+                store_grad(t, b->x[k]);
+            b->x[k]->flags &= (uint8_t)~AGI_COLLECTED;
+        }
+    t->leaves = NULL;
+    /* Entries made in create-graph mode were reached by nothing yet, but
+    ** counting them keeps the rule simple. */
+    t->grad_dirty = t->n_entries;
     t->in_backward--;
     t->create_graph = 0;
 }

@@ -339,13 +339,25 @@ static void put_op_node(dot_text *b, const view *v, int64_t i)
     put(b, ">];\n");
 }
 
+/* A name inside a formula, in parentheses when it is itself one ("x*w"). */
+static void put_symbol(dot_text *b, const char *name)
+{
+    bool plain = true;
+    for (const char *c = name; *c && plain; c++)
+        plain = (unsigned char)*c >= 0x80 || (*c >= 'a' && *c <= 'z') ||
+                (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_' || *c == '.';
+    put(b, plain ? "" : "(");
+    put_text(b, name);
+    put(b, plain ? "" : ")");
+}
+
 /* "dB/dA" with the tensors' names, "out" and "in" for unnamed ones. */
 static void put_partial(dot_text *b, const ag_tensor *out, const ag_tensor *in)
 {
     put(b, "&#8706;");
-    put_text(b, out->name ? out->name : "out");
+    put_symbol(b, out->name ? out->name : "out");
     put(b, "/&#8706;");
-    put_text(b, in->name ? in->name : "in");
+    put_symbol(b, in->name ? in->name : "in");
 }
 
 /* The label of an input edge: the local derivative, then (once replayed)

@@ -52,13 +52,26 @@ static void graphviz_err(char *err, size_t errlen, const char *what)
     free(msg);   /* aglasterr's result is malloc'ed by Graphviz */
 }
 
+/* One Graphviz context for the whole process, made on first use and never
+** freed. Graphviz 2.42's pango plugin remembers the last font by a pointer
+** into its context's font table, so rendering with a second context after
+** freeing a first reads freed memory; one context keeps that pointer valid.
+** (Graphviz is not thread-safe in any case: see ag_dot_render.) */
+static GVC_t *context(void)
+{
+    static GVC_t *gvc;
+    if (!gvc)
+        gvc = gvContext();
+    return gvc;
+}
+
 static ag_status render(const char *dot, const char *format, const char *path, char *err,
                         size_t errlen)
 {
     /* Messages go to Graphviz's buffer, for aglasterr, instead of stderr. */
     agerrlevel_t level = agseterr(AGMAX);
     ag_status s = AG_OK;
-    GVC_t *gvc = gvContext();
+    GVC_t *gvc = context();
     Agraph_t *g = gvc ? agmemread(dot) : NULL;
     if (!gvc) {
         set_err(err, errlen, "ag_dot_render: Graphviz could not start");
@@ -78,8 +91,6 @@ static ag_status render(const char *dot, const char *format, const char *path, c
     }
     if (g)
         agclose(g);
-    if (gvc)
-        gvFreeContext(gvc);
     agseterr(level);
     return s;
 }

@@ -23,6 +23,7 @@ typedef struct ag_op {
     void (*vjp)(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin);
 } ag_op;
 
+
 /* Per-op constants kept in the result tensor. */
 typedef union agi_attr {
     struct { int axis, keepdim; } red;
@@ -75,6 +76,23 @@ typedef struct agi_arena {
     size_t in_use;      /* bytes handed out since reset */
 } agi_arena;
 
+/* Anomaly mode (anomaly.c). A site is where an op was called, as given to
+** ag_tape_here; file is NULL when unknown. */
+typedef struct agi_site {
+    const char *file;
+    int line;
+} agi_site;
+
+typedef struct agi_anomaly {
+    bool on;
+    agi_site here;            /* the last ag_tape_here */
+    ag_tensor *pending;       /* the last op result, not yet checked; NULL when off */
+    agi_site pending_site;
+    size_t pending_entry;     /* its entry, or SIZE_MAX when not recorded */
+    agi_site *sites;          /* per entry, while on; cap_sites of them */
+    size_t cap_sites;
+} agi_anomaly;
+
 struct ag_tape {
     ag_alloc_fn alloc;
     void *alloc_ud;
@@ -88,6 +106,9 @@ struct ag_tape {
     int in_backward;       /* >0 while replaying: ops record only in create-graph mode */
     int create_graph;
     int trap;
+    agi_anomaly anomaly;
+    size_t grad_dirty;     /* entries [0, grad_dirty) may hold an earlier backward's state */
+    struct agi_leaf_block *leaves;  /* leaves the running backward reached (arena) */
     ag_pool *pool;         /* borrowed; NULL runs ops on the calling thread */
     ag_tensor nil;
 };
@@ -134,6 +155,27 @@ bool agi_check_inputs(ag_tape *t, const char *opname, int n, ag_tensor *const *x
 ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, ag_dtype dt,
                    int rank, const int64_t *shape);
 bool agi_recording(const ag_tape *t);
+/* Anomaly mode: agi_new notes each op result while it is on (false after
+** recording ENOMEM); agi_check_inputs flushes the pending result (checks it
+** for NaN and infinities, which records AG_ENUMERIC); backward checks the
+** gradients entry 'entry' sent to its inputs. An op must fill its result
+** before it calls another op, so that the result is complete when checked. */
+bool agi_anomaly_note(ag_tape *t, ag_tensor *x);
+void agi_anomaly_flush(ag_tape *t);
+void agi_anomaly_check_grads(ag_tape *t, size_t entry);
+void agi_anomaly_free(ag_tape *t);
+/* A fast path for hot vjps: when agi_raw_backward(t), nothing the vjp does
+** is recorded, so it may instead compute the same gradients, bit for bit,
+** with raw loops straight into the inputs' accumulators (agi_grad_add,
+** agi_grad_slot) and leave gin[] empty. */
+static inline bool agi_raw_backward(const ag_tape *t) { return t->in_backward && !t->create_graph; }
+/* For raw vjps, during backward: adds g (x's shape and dtype) into x's
+** gradient, sharing g when x has none yet. */
+void agi_grad_add(ag_tape *t, ag_tensor *x, ag_tensor *g);
+/* x's own gradient buffer (x's shape and dtype) for a raw vjp to add into;
+** '*fresh' says it holds nothing yet, so the caller assigns instead. NULL,
+** with the error recorded, when memory runs out. */
+void *agi_grad_slot(ag_tape *t, ag_tensor *x, bool *fresh);
 /* Does input i of 'out' need a gradient? For vjp functions. */
 bool agi_needs_grad(const ag_tensor *out, int i);
 /* A constant of x's dtype (used by vjps and composites). */

@@ -57,10 +57,66 @@ ag_tensor *ag_mul_scalar(ag_tape *t, ag_tensor *x, double s)
     return ag_mul(t, x, agi_const_like(t, x, s));
 }
 
+/* Raw vjps (internal.h) handle an input of the output's shape; a broadcast
+** one, whose gradient needs summing, is left to the vjp. For a broadcast
+** result, equal rank and size mean an equal shape. */
+static bool fits(const ag_tensor *x, const ag_tensor *out)
+{
+    return x->rank == out->rank && x->numel == out->numel;
+}
+
+/* Adds f(g, a, b) into the gradient of input i of 'out' when it needs one. */
+AGK_INLINE void raw_into(ag_tape *t, ag_tensor *out, int i, const ag_tensor *g,
+                         const ag_tensor *a, const ag_tensor *b, agk_grad_fn f)
+{
+    if (!agi_needs_grad(out, i))
+        return;
+    bool fresh;
+    void *dst = agi_grad_slot(t, out->in[i], &fresh);
+    if (dst)
+        agk_grad_map((ag_dtype)out->dtype, out->numel, dst, fresh, g->value, a ? a->value : NULL,
+                     b ? b->value : NULL, f, NULL);
+}
+
+/* Gradient formulas of the raw vjps, step for step as in each vjp below. */
+static double d_neg(double g, double a, double b, const double *p, bool f32)
+{
+    (void)a, (void)b, (void)p, (void)f32;
+    return -g;
+}
+static double d_mul(double g, double a, double b, const double *p, bool f32)
+{
+    (void)b, (void)p;
+    return agk_round(g * a, f32);
+}
+static double d_div(double g, double b, double unused, const double *p, bool f32)
+{
+    (void)unused, (void)p;
+    return agk_round(g / b, f32);
+}
+static double d_div_denominator(double g, double out, double b, const double *p, bool f32)
+{
+    (void)p;
+    return -agk_round(g * agk_round(out / b, f32), f32);
+}
+
 /* a + b */
 static double f_add(double a, double b) { return a + b; }
+static bool raw_add(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    if (!fits(a, out) || !fits(b, out))
+        return false;
+    if (agi_needs_grad(out, 0))
+        agi_grad_add(t, a, g);
+    if (agi_needs_grad(out, 1))
+        agi_grad_add(t, b, g);
+    return true;
+}
 static void vjp_add(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_add(t, out, g))
+        return;
     if (agi_needs_grad(out, 0))
         gin[0] = agi_unbroadcast(t, g, out->in[0]);
     if (agi_needs_grad(out, 1))
@@ -74,8 +130,20 @@ ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b)
 
 /* a - b */
 static double f_sub(double a, double b) { return a - b; }
+static bool raw_sub(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    if (!fits(a, out) || !fits(b, out))
+        return false;
+    if (agi_needs_grad(out, 0))
+        agi_grad_add(t, a, g);
+    raw_into(t, out, 1, g, NULL, NULL, d_neg);
+    return true;
+}
 static void vjp_sub(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_sub(t, out, g))
+        return;
     if (agi_needs_grad(out, 0))
         gin[0] = agi_unbroadcast(t, g, out->in[0]);
     if (agi_needs_grad(out, 1))
@@ -89,8 +157,19 @@ ag_tensor *ag_sub(ag_tape *t, ag_tensor *a, ag_tensor *b)
 
 /* a * b: d/da = b, d/db = a */
 static double f_mul(double a, double b) { return a * b; }
+static bool raw_mul(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    if (!fits(a, out) || !fits(b, out))
+        return false;
+    raw_into(t, out, 0, g, b, NULL, d_mul);
+    raw_into(t, out, 1, g, a, NULL, d_mul);
+    return true;
+}
 static void vjp_mul(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_mul(t, out, g))
+        return;
     ag_tensor *a = out->in[0], *b = out->in[1];
     if (agi_needs_grad(out, 0))
         gin[0] = agi_unbroadcast(t, ag_mul(t, g, b), a);
@@ -105,8 +184,19 @@ ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b)
 
 /* a / b: d/da = 1/b, d/db = -a/b^2 = -out/b */
 static double f_div(double a, double b) { return a / b; }
+static bool raw_div(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    if (!fits(a, out) || !fits(b, out))
+        return false;
+    raw_into(t, out, 0, g, b, NULL, d_div);
+    raw_into(t, out, 1, g, out, b, d_div_denominator);
+    return true;
+}
 static void vjp_div(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_div(t, out, g))
+        return;
     ag_tensor *a = out->in[0], *b = out->in[1];
     if (agi_needs_grad(out, 0))
         gin[0] = agi_unbroadcast(t, ag_div(t, g, b), a);

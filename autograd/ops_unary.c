@@ -23,13 +23,39 @@ AGK_INLINE ag_tensor *unary(ag_tape *t, const ag_op *op, const char *who, ag_ten
     return out;
 }
 
+/* A raw vjp (internal.h): adds f(g, a) elementwise into the input's
+** gradient, where 'a' is the output or the input as the formula needs, and
+** the op's constants reach f as p. Each formula below rounds where its vjp
+** makes a separate op, so both paths give the same bits. */
+AGK_INLINE bool raw_unary(ag_tape *t, ag_tensor *out, const ag_tensor *g, const ag_tensor *a,
+                          agk_grad_fn f)
+{
+    bool fresh;
+    void *dst = agi_grad_slot(t, out->in[0], &fresh);
+    if (dst)
+        agk_grad_map((ag_dtype)out->dtype, out->numel, dst, fresh, g->value, a->value, NULL, f,
+                     out->attr.s);
+    return true;
+}
+
 static ag_tensor *one_like(ag_tape *t, const ag_tensor *x) { return agi_const_like(t, x, 1.0); }
 static ag_tensor *zero_like(ag_tape *t, const ag_tensor *x) { return agi_const_like(t, x, 0.0); }
 
 /* -x */
 static double f_neg(double x, const double *p) { (void)p; return -x; }
+static double d_neg(double g, double a, double b, const double *p, bool f32)
+{
+    (void)a, (void)b, (void)p, (void)f32;
+    return -g;
+}
+static bool raw_neg(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    return raw_unary(t, out, g, out, d_neg);
+}
 static void vjp_neg(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_neg(t, out, g))
+        return;
     (void)out;
     gin[0] = ag_neg(t, g);
 }
@@ -38,8 +64,19 @@ ag_tensor *ag_neg(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_neg, "ag_n
 
 /* e^x: d/dx = e^x = out */
 static double f_exp(double x, const double *p) { (void)p; return exp(x); }
+static double d_exp(double g, double out, double b, const double *p, bool f32)
+{
+    (void)b, (void)p;
+    return agk_round(g * out, f32);
+}
+static bool raw_exp(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    return raw_unary(t, out, g, out, d_exp);
+}
 static void vjp_exp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_exp(t, out, g))
+        return;
     gin[0] = ag_mul(t, g, out);
 }
 const ag_op agi_op_exp = {"exp", vjp_exp};
@@ -47,8 +84,19 @@ ag_tensor *ag_exp(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_exp, "ag_e
 
 /* log x: d/dx = 1/x */
 static double f_log(double x, const double *p) { (void)p; return log(x); }
+static double d_log(double g, double x, double b, const double *p, bool f32)
+{
+    (void)b, (void)p;
+    return agk_round(g / x, f32);
+}
+static bool raw_log(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    return raw_unary(t, out, g, out->in[0], d_log);
+}
 static void vjp_log(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_log(t, out, g))
+        return;
     gin[0] = ag_div(t, g, out->in[0]);
 }
 const ag_op agi_op_log = {"log", vjp_log};
@@ -97,8 +145,19 @@ ag_tensor *ag_cos(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_cos, "ag_c
 
 /* tanh x: d/dx = 1 - tanh^2 x */
 static double f_tanh(double x, const double *p) { (void)p; return tanh(x); }
+static double d_tanh(double g, double out, double b, const double *p, bool f32)
+{
+    (void)b, (void)p;
+    return agk_round(g * agk_round(1.0 - agk_round(out * out, f32), f32), f32);
+}
+static bool raw_tanh(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    return raw_unary(t, out, g, out, d_tanh);
+}
 static void vjp_tanh(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_tanh(t, out, g))
+        return;
     gin[0] = ag_mul(t, g, ag_sub(t, one_like(t, out), ag_mul(t, out, out)));
 }
 const ag_op agi_op_tanh = {"tanh", vjp_tanh};
@@ -113,8 +172,19 @@ static double f_sigmoid(double x, const double *p)
     double e = exp(x);
     return e / (1.0 + e);
 }
+static double d_sigmoid(double g, double out, double b, const double *p, bool f32)
+{
+    (void)b, (void)p;
+    return agk_round(g * agk_round(out * agk_round(1.0 - out, f32), f32), f32);
+}
+static bool raw_sigmoid(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    return raw_unary(t, out, g, out, d_sigmoid);
+}
 static void vjp_sigmoid(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_sigmoid(t, out, g))
+        return;
     gin[0] = ag_mul(t, g, ag_mul(t, out, ag_sub(t, one_like(t, out), out)));
 }
 const ag_op agi_op_sigmoid = {"sigmoid", vjp_sigmoid};
@@ -125,8 +195,19 @@ ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x)
 
 /* max(x, 0): d/dx = [x > 0] */
 static double f_relu(double x, const double *p) { (void)p; return x > 0 ? x : 0.0; }
+static double d_relu(double g, double x, double b, const double *p, bool f32)
+{
+    (void)b, (void)p;
+    return agk_round(g * (x > 0.0 ? 1.0 : 0.0), f32);
+}
+static bool raw_relu(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    return raw_unary(t, out, g, out->in[0], d_relu);
+}
 static void vjp_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_relu(t, out, g))
+        return;
     ag_tensor *x = out->in[0];
     gin[0] = ag_mul(t, g, ag_gt(t, x, zero_like(t, x)));
 }
@@ -211,8 +292,30 @@ static double f_pow_scalar(double x, const double *p)
         return x * x;
     return pow(x, p[0]);
 }
+/* p == 0 and p == 1 are left to the vjp (rare, and p == 1 shares g). */
+static double d_square(double g, double x, double b, const double *p, bool f32)
+{
+    (void)b, (void)p;
+    return agk_round(g * agk_round(x * 2.0, f32), f32);
+}
+static double d_pow_scalar(double g, double x, double b, const double *p, bool f32)
+{
+    (void)b;
+    double q = p[0] - 1.0;
+    double pw = agk_round(f_pow_scalar(x, &q), f32);
+    return agk_round(g * agk_round(pw * agk_round(p[0], f32), f32), f32);
+}
+static bool raw_pow_scalar(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    double p = out->attr.s[0];
+    if (p == 0.0 || p == 1.0)
+        return false;
+    return raw_unary(t, out, g, out->in[0], p == 2.0 ? d_square : d_pow_scalar);
+}
 static void vjp_pow_scalar(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_pow_scalar(t, out, g))
+        return;
     double p = out->attr.s[0];
     ag_tensor *x = out->in[0];
     if (p == 0.0)

@@ -36,6 +36,7 @@ void ag_tape_reset(ag_tape *t)
         return;
     agi_arena_reset(&t->arena);
     t->n_entries = 0;
+    t->grad_dirty = 0;
     t->epoch++;
     t->status = AG_OK;
     t->errmsg[0] = '\0';

@@ -54,8 +54,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: fashion_mnist [--data DIR] [--epochs E] [--batch B] [--lr RATE] [--seed S]\n"
             "                     [--train-limit N] [--test-limit N] [--threads T]\n"
-            "                     [--schedule cosine|constant] [--checkpoint FILE] [--resume FILE]\n"
-            "                     [--svg FILE]\n"
+            "                     [--schedule cosine|constant] [--checkpoint FILE]\n"
+            "                     [--resume FILE] [--svg FILE]\n"
             "Trains a 784-256-128-10 ReLU network on Fashion-MNIST with softmax cross-entropy\n"
             "and Adam (f32), printing the test accuracy after every epoch.\n"
             "  --data DIR         the IDX files (plain or .gz); default %s\n"
@@ -118,7 +118,8 @@ static int parse_args(int argc, char **argv, options *o)
         default:
             o->cosine = !strcmp(v, "cosine");
             if (!o->cosine && strcmp(v, "constant")) {
-                fprintf(stderr, "fashion_mnist: --schedule: '%s' is neither cosine nor constant\n", v);
+                fprintf(stderr, "fashion_mnist: --schedule: '%s' is neither cosine nor constant\n",
+                        v);
                 bad = 1;
             }
             break;
@@ -204,9 +205,10 @@ static int load_checkpoint(nn_model *m, const char *path, history *h)
     int train = split(nn_safetensors_metadata_get(f, "train_accuracy"), h->train_acc, MAX_EPOCHS);
     int test = split(nn_safetensors_metadata_get(f, "test_accuracy"), h->test_acc, MAX_EPOCHS);
     nn_safetensors_close(f);
-    if (h->epochs < 0 || h->epochs > MAX_EPOCHS || h->n_loss < 0 || train != h->epochs ||
-        test != h->epochs) {
-        fprintf(stderr, "fashion_mnist: --resume: %s: the metadata was not written by this program\n",
+    if (h->epochs < 0 || h->epochs > MAX_EPOCHS || h->n_loss != h->epochs * LOSS_POINTS_PER_EPOCH ||
+        train != h->epochs || test != h->epochs) {
+        fprintf(stderr,
+                "fashion_mnist: --resume: %s: the metadata was not written by this program\n",
                 path);
         return -1;
     }
@@ -221,13 +223,13 @@ static int write_curves(const char *path, const history *h)
     if (svg_open(&s, path, 860, 360) != 0)
         return -1;
     double epochs = h->epochs > 1 ? h->epochs : 1;
-    double x[MAX_EPOCHS * LOSS_POINTS_PER_EPOCH + 1], y[MAX_EPOCHS * LOSS_POINTS_PER_EPOCH + 1];
+    static double x[MAX_EPOCHS * LOSS_POINTS_PER_EPOCH], y[MAX_EPOCHS * LOSS_POINTS_PER_EPOCH];
 
     double top = 0;
     for (int i = 0; i < h->n_loss; i++)
         top = fmax(top, h->loss[i]);
     svg_chart loss = {70, 40, 340, 260, 0, epochs, 0, top > 0 ? top * 1.05 : 1};
-    svg_chart_axes(&s, &loss, "training loss (mean of each tenth of an epoch)", "epoch",
+    svg_chart_axes(&s, &loss, "training loss, mean of each tenth of an epoch", "epoch",
                    "cross-entropy");
     for (int i = 0; i < h->n_loss; i++) {
         x[i] = (i + 1.0) / LOSS_POINTS_PER_EPOCH;
@@ -239,13 +241,13 @@ static int write_curves(const char *path, const history *h)
     for (int e = 0; e < h->epochs; e++)
         low = fmin(low, fmin(h->train_acc[e], h->test_acc[e]));
     low = fmin(floor(low * 20) / 20, 0.85);   /* a round bound that shows 88.3% */
-    svg_chart acc = {500, 40, 340, 260, 0, epochs, 100 * low, 100};
+    svg_chart acc = {500, 40, 340, 260, h->epochs > 1 ? 1 : 0, epochs, 100 * low, 100};
     svg_chart_axes(&s, &acc, "accuracy after each epoch", "epoch", "percent");
-    x[0] = 0, y[0] = 88.3;
+    x[0] = acc.xmin, y[0] = 88.3;
     x[1] = epochs, y[1] = 88.3;
     svg_chart_line(&s, &acc, 2, x, y, "#999999", 1);
     svg_text(&s, acc.left + 4, svg_chart_y(&acc, 88.3) - 4, 10, "start",
-             "88.3%: the MLP of the Fashion-MNIST benchmark");
+             "88.3%: the MLP row of the Fashion-MNIST benchmark");
     const double *series[2] = {h->train_acc, h->test_acc};
     const char *colours[2] = {"#ff7f0e", "#2ca02c"};
     for (int k = 0; k < 2; k++) {
@@ -257,7 +259,7 @@ static int write_curves(const char *path, const history *h)
         svg_chart_line(&s, &acc, h->epochs, x, y, colours[k], 2);
     }
     svg_legend(&s, 520, 340, colours[0], "training (during the epoch)");
-    svg_legend(&s, 700, 340, colours[1], "test");
+    svg_legend(&s, 740, 340, colours[1], "test");
     return svg_close(&s);
 }
 
@@ -358,12 +360,17 @@ static int train_epoch(trainer *tr, nn_loader *ld, const char *label, history *h
         epoch_loss += l;
         tenth_loss += l;
         tenth_steps++;
-        /* Tenth k of the epoch ends once step reaches (k + 1) / 10 of it. */
+        /* Tenth k of the epoch ends once step reaches (k + 1) / 10 of it; an
+        ** epoch of fewer than ten steps gives a step's loss to several tenths. */
         if (step * LOSS_POINTS_PER_EPOCH >= (tenth + 1) * steps) {
-            h->loss[h->n_loss++] = tenth_loss / (double)tenth_steps;
+            double mean = tenth_loss / (double)tenth_steps;
+            while (tenth < LOSS_POINTS_PER_EPOCH &&
+                   step * LOSS_POINTS_PER_EPOCH >= (tenth + 1) * steps) {
+                h->loss[h->n_loss++] = mean;
+                tenth++;
+            }
             tenth_loss = 0;
             tenth_steps = 0;
-            tenth++;
         }
         progress_update(&bar, step, epoch_loss / (double)step);
         ag_tape_reset(t);
@@ -442,11 +449,13 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
            (long long)nn_dataset_len(test));
     double test_loss, test_acc;
     int64_t confusion[FASHION_CLASSES * FASHION_CLASSES];
-    if (status == 0 && o->resume) {
+    if (o->resume) {
         status = evaluate(&tr, test, &test_loss, &test_acc, NULL);
         if (status == 0)
             printf("resumed from %s after epoch %d: test loss %.4f, test accuracy %.2f%%\n",
                    o->resume, start, test_loss, 100 * test_acc);
+        if (status == 0 && start >= o->epochs)
+            printf("nothing to train: the checkpoint has reached --epochs %ld\n", o->epochs);
     }
     /* Each run shuffles differently, so a resumed run does not replay the
     ** orders of the epochs before it. */
@@ -471,7 +480,8 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
         double train_loss, train_acc, seconds;
         status = train_epoch(&tr, ld, label, h, &train_loss, &train_acc, &seconds);
         if (status == 0)
-            status = evaluate(&tr, test, &test_loss, &test_acc, epoch == o->epochs ? confusion : NULL);
+            status = evaluate(&tr, test, &test_loss, &test_acc,
+                              epoch == o->epochs ? confusion : NULL);
         if (status != 0)
             break;
         total_seconds += seconds;
@@ -508,7 +518,8 @@ int main(int argc, char **argv)
     if (parsed != 0)
         return parsed > 0 ? 0 : 2;
     nn_dataset *train = fashion_load("fashion_mnist", o.data, 1, AG_F32, o.train_limit);
-    nn_dataset *test = train ? fashion_load("fashion_mnist", o.data, 0, AG_F32, o.test_limit) : NULL;
+    nn_dataset *test =
+        train ? fashion_load("fashion_mnist", o.data, 0, AG_F32, o.test_limit) : NULL;
     static history h;   /* large: kept out of the stack */
     int status = test ? run(&o, train, test, &h) : -1;
     nn_dataset_free(test);

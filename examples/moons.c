@@ -37,7 +37,8 @@ typedef struct options {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: moons [--points N] [--noise S] [--seed S] [--steps N] [--svg FILE] [--no-ascii]\n"
+            "usage: moons [--points N] [--noise S] [--seed S] [--steps N] [--svg FILE]\n"
+            "             [--no-ascii]\n"
             "micrograd's demo: a 2-16-16-1 ReLU network separates two half-moons, trained with\n"
             "the hinge loss plus %g times the sum of squared weights, by gradient descent\n"
             "with step size 1 - 0.9 k / steps at step k.\n"

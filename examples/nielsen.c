@@ -55,9 +55,9 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: nielsen [--data DIR] [--train N] [--test N] [--epochs E] [--hidden H[,H...]]\n"
             "               [--batch M] [--lr ETA] [--seed S]\n"
-            "A sigmoid network trained with the quadratic cost and mini-batch SGD on Fashion-MNIST,\n"
-            "as in Nielsen's book; backpropagation's four equations are also run by hand on the\n"
-            "first mini-batch and compared with the tape's gradients.\n"
+            "A sigmoid network trained with the quadratic cost and mini-batch SGD on\n"
+            "Fashion-MNIST, as in Nielsen's book; backpropagation's four equations are also run\n"
+            "by hand on the first mini-batch and compared with the tape's gradients.\n"
             "  --data DIR      the IDX files; default %s\n"
             "  --train N       use the first N training images (default all 60000)\n"
             "  --test N        use the first N test images (default all 10000)\n"
@@ -369,7 +369,8 @@ int main(int argc, char **argv)
     double *y = malloc(sizeof *y * (size_t)(o.batch * FASHION_CLASSES));
     char err[256] = "out of memory";
     if (!m || !t || !y ||
-        nn_loader_new(train, o.batch, 1, 0, &shuffle_rng, NULL, NULL, &ld, err, sizeof err) != AG_OK) {
+        nn_loader_new(train, o.batch, 1, 0, &shuffle_rng, NULL, NULL, &ld, err, sizeof err) !=
+            AG_OK) {
         fprintf(stderr, "nielsen: %s\n", err);
         return 1;
     }
@@ -398,7 +399,8 @@ int main(int argc, char **argv)
         while (nn_loader_next(ld, t, &b)) {
             one_hot(b.labels, b.size, y);
             ag_tensor *x = ag_cast(t, b.x, AG_F64);
-            ag_tensor *target = ag_tensor_from(t, AG_F64, 2, (int64_t[]){b.size, FASHION_CLASSES}, y);
+            ag_tensor *target =
+                ag_tensor_from(t, AG_F64, 2, (int64_t[]){b.size, FASHION_CLASSES}, y);
             ag_tensor *cost = quadratic_cost(t, feedforward(t, &net, x), target);
             nn_model_zero_grad(m);
             ag_backward(t, cost);
@@ -430,7 +432,8 @@ int main(int argc, char **argv)
         }
         printf("Epoch %ld: mean cost %.4f, test accuracy %lld / %lld = %.2f%%\n", epoch,
                cost_sum / (double)(batches ? batches : 1), (long long)correct,
-               (long long)nn_dataset_len(test), 100.0 * (double)correct / (double)nn_dataset_len(test));
+               (long long)nn_dataset_len(test),
+               100.0 * (double)correct / (double)nn_dataset_len(test));
     }
 
     nn_optim_free(sgd);

@@ -33,14 +33,16 @@ int svg_close(svg *s)
 
 void svg_rect(svg *s, double x, double y, double w, double h, const char *fill)
 {
-    fprintf(s->f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n", x, y,
-            w, h, fill);
+    fprintf(s->f,
+            "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"/>\n",
+            x, y, w, h, fill);
 }
 
 void svg_circle(svg *s, double cx, double cy, double r, const char *fill, const char *stroke)
 {
-    fprintf(s->f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"%.2f\" fill=\"%s\" stroke=\"%s\"/>\n", cx, cy,
-            r, fill, stroke);
+    fprintf(s->f,
+            "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"%.2f\" fill=\"%s\" stroke=\"%s\"/>\n",
+            cx, cy, r, fill, stroke);
 }
 
 void svg_line(svg *s, double x1, double y1, double x2, double y2, const char *stroke, double width)
@@ -49,16 +51,6 @@ void svg_line(svg *s, double x1, double y1, double x2, double y2, const char *st
             "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\" "
             "stroke-width=\"%.2f\"/>\n",
             x1, y1, x2, y2, stroke, width);
-}
-
-void svg_polyline(svg *s, int n, const double *x, const double *y, const char *stroke,
-                  double width)
-{
-    fputs("<polyline points=\"", s->f);
-    for (int i = 0; i < n; i++)
-        fprintf(s->f, "%s%.2f,%.2f", i ? " " : "", x[i], y[i]);
-    fprintf(s->f, "\" fill=\"none\" stroke=\"%s\" stroke-width=\"%.2f\" stroke-linejoin=\"round\"/>\n",
-            stroke, width);
 }
 
 void svg_text(svg *s, double x, double y, double size, const char *anchor, const char *text)
@@ -136,7 +128,9 @@ void svg_chart_line(svg *s, const svg_chart *c, int n, const double *x, const do
     fputs("<polyline points=\"", s->f);
     for (int i = 0; i < n; i++)
         fprintf(s->f, "%s%.2f,%.2f", i ? " " : "", svg_chart_x(c, x[i]), svg_chart_y(c, y[i]));
-    fprintf(s->f, "\" fill=\"none\" stroke=\"%s\" stroke-width=\"%.2f\" stroke-linejoin=\"round\"/>\n",
+    fprintf(s->f,
+            "\" fill=\"none\" stroke=\"%s\" stroke-width=\"%.2f\" "
+            "stroke-linejoin=\"round\"/>\n",
             color, width);
 }
 

@@ -26,8 +26,6 @@ int svg_close(svg *s);
 void svg_rect(svg *s, double x, double y, double w, double h, const char *fill);
 void svg_circle(svg *s, double cx, double cy, double r, const char *fill, const char *stroke);
 void svg_line(svg *s, double x1, double y1, double x2, double y2, const char *stroke, double width);
-void svg_polyline(svg *s, int n, const double *x, const double *y, const char *stroke,
-                  double width);
 /* Text at (x, y), the baseline; 'anchor' is "start", "middle" or "end".
 ** The text is escaped for XML. */
 void svg_text(svg *s, double x, double y, double size, const char *anchor, const char *text);

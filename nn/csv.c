@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,6 +261,9 @@ static ag_status fill(scan sc, const nn_csv_options *opt, const layout *lay, nn_
             double v;
             if (!parse_number(&f, &v))
                 return bad_field(&sc, line, c + 1, &f, "is not a number", err, errlen);
+            /* strtod's double may overflow f32: it would turn into an infinity. */
+            if (f32 && fabs(v) > FLT_MAX && !(c == lay->y_col && opt->ykind == NN_Y_LABELS))
+                return bad_field(&sc, line, c + 1, &f, "is out of range for f32", err, errlen);
             if (c == lay->y_col && opt->ykind == NN_Y_LABELS) {
                 if (v != floor(v) || v < 0 || v > 9007199254740992.0)
                     return bad_field(&sc, line, c + 1, &f, "is not a class label (an integer >= 0)", err,

@@ -500,9 +500,9 @@ static void vjp_reenters(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **g
     (void)g, (void)gin;
     ag_backward(t, out);
 }
-static const ag_op fake_wrong_shape = {"fake_shape", vjp_wrong_shape};
-static const ag_op fake_wrong_dtype = {"fake_dtype", vjp_wrong_dtype};
-static const ag_op fake_reenters = {"fake_reenters", vjp_reenters};
+static const ag_op fake_wrong_shape = {.name = "fake_shape", .vjp = vjp_wrong_shape};
+static const ag_op fake_wrong_dtype = {.name = "fake_dtype", .vjp = vjp_wrong_dtype};
+static const ag_op fake_reenters = {.name = "fake_reenters", .vjp = vjp_reenters};
 
 /* y = op(x) for x of shape [3], y a scalar 0, recorded. */
 static ag_tensor *fake_apply(const ag_op *op)

@@ -334,3 +334,44 @@ Test(memory, freeing_a_tape_in_error)
     assert_all_freed(&h, "tape in error");
     assert_no_leaks();
 }
+
+/* A parameter keeps per-pass bookkeeping from the tapes it was used on. Here
+** it was used twice on a tape that is gone; on a new tape, the first
+** allocation backward makes is refused, wherever the arena's chunk boundary
+** falls (the padding moves it), and nothing may touch the old tape's memory. */
+Test(memory, refusal_in_backward_after_an_earlier_tape)
+{
+    ag_tensor *p = ag_param_scalar(AG_F64, 3.0);
+    int refusals = 0;
+    for (int64_t pad = 7000; pad < 8192; pad += 4) {
+        ag_zero_grad(p);
+        ag_tape *old = ag_tape_new();
+        ag_backward(old, ag_mul(old, p, p));
+        cr_assert_eq(ag_grad_item(p), 6.0);
+        ag_tape_free(old);
+
+        alloc_hooks h = hooks_counting();
+        ag_tape *t = ag_tape_new_alloc(hook_alloc, &h);
+        ag_zeros(t, AG_F64, 1, (int64_t[]){pad});
+        /* p is the first leaf the pass reaches: y = 2 p^2 */
+        ag_tensor *y = ag_mul(t, ag_mul(t, p, p), ag_scalar(t, AG_F64, 2.0));
+        cr_assert_eq(ag_tape_status(t), AG_OK, "pad %lld: %s", (long long)pad, ag_tape_errmsg(t));
+        h.fail_at = h.requests + 1;   /* the first request backward makes */
+        ag_backward(t, y);
+        if (h.refused) {
+            refusals++;
+            cr_assert_eq(ag_tape_status(t), AG_ENOMEM, "pad %lld", (long long)pad);
+            cr_assert_eq(ag_grad_item(p), 6.0, "pad %lld: a failed pass adds nothing",
+                         (long long)pad);
+        } else {
+            cr_assert_eq(ag_tape_status(t), AG_OK, "pad %lld: %s", (long long)pad,
+                         ag_tape_errmsg(t));
+            cr_assert_eq(ag_grad_item(p), 6.0 + 4 * 3.0, "pad %lld", (long long)pad);
+        }
+        ag_tape_free(t);
+        assert_all_freed(&h, "padded");
+    }
+    cr_assert_gt(refusals, 0, "some padding puts a chunk boundary inside backward");
+    ag_param_free(p);
+    assert_no_leaks();
+}

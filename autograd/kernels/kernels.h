@@ -119,6 +119,40 @@ AGK_INLINE void agk_map2(ag_dtype dt, int rank, const int64_t *shape, const void
 /* dst[i] += src[i] */
 void agk_add_inplace(ag_dtype dt, int64_t n, void *dst, const void *src);
 
+/* ------------------------------------------------- raw gradient kernels */
+/* A gradient formula for a raw vjp: the contribution of one element, from
+** the incoming gradient g and up to two operands a and b (the op's inputs or
+** output), with the op's constants p. It calls agk_round after every step
+** that the op's differentiable vjp performs as a separate op, so both paths
+** give the same bits. */
+typedef double (*agk_grad_fn)(double g, double a, double b, const double *p, bool f32);
+
+/* v rounded to the dtype (f32: to float), as an op's result is. */
+AGK_INLINE double agk_round(double v, bool f32) { return f32 ? (double)(float)v : v; }
+
+/* dst[i] = f(g[i], a[i], b[i]) when 'fresh', else dst[i] + f(...) in the
+** dtype, as the general path accumulates. 'a' and 'b' may be NULL when f
+** ignores them; all arrays hold n elements of dtype dt. */
+AGK_INLINE void agk_grad_map(ag_dtype dt, int64_t n, void *dst, bool fresh, const void *g,
+                             const void *a, const void *b, agk_grad_fn f, const double *p)
+{
+    if (dt == AG_F32) {
+        float *d = dst;
+        const float *gs = g, *as = a, *bs = b;
+        for (int64_t i = 0; i < n; i++) {
+            float v = (float)f(gs[i], as ? as[i] : 0.0, bs ? bs[i] : 0.0, p, true);
+            d[i] = fresh ? v : d[i] + v;
+        }
+    } else {
+        double *d = dst;
+        const double *gs = g, *as = a, *bs = b;
+        for (int64_t i = 0; i < n; i++) {
+            double v = f(gs[i], as ? as[i] : 0.0, bs ? bs[i] : 0.0, p, false);
+            d[i] = fresh ? v : d[i] + v;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- threads */
 /* The number of threads a pool runs a job on, counting the caller; 1 for NULL. */
 int agk_pool_threads(const ag_pool *pool);
