@@ -85,8 +85,9 @@ AG_API ag_tape *ag_tape_new_alloc(ag_alloc_fn fn, void *ud);
 /* Frees the tape and every tensor on it. NULL is a no-op. */
 AG_API void ag_tape_free(ag_tape *t);
 /* Forgets every entry and tensor of the tape in O(1), keeping the memory for
-** the next pass, and clears the error status. Tensors made on the tape before
-** the reset must not be used again (ops report AG_ESTATE when they notice). */
+** the next pass, clears the error status and closes any open no-grad scope.
+** Tensors made on the tape before the reset must not be used again (ops
+** report AG_ESTATE when they notice). */
 AG_API void ag_tape_reset(ag_tape *t);
 AG_API ag_status ag_tape_status(const ag_tape *t);
 AG_API const char *ag_tape_errmsg(const ag_tape *t);  /* "" when AG_OK */
@@ -103,6 +104,21 @@ AG_API void ag_tape_fail(ag_tape *t, ag_status s, const char *fmt, ...)
 AG_API ag_tensor *ag_tape_nil(ag_tape *t);
 /* With trap on, the first error prints its message and aborts: a debugging aid. */
 AG_API void ag_tape_set_trap(ag_tape *t, int on);
+/* Anomaly mode, a debugging aid (off by default; kept across resets). While
+** it is on, the first op whose result, or whose backward gradient for one
+** of its inputs, holds a NaN or an infinity records AG_ENUMERIC with a
+** message naming the op, its entry on the tape, its inputs' names, dtypes
+** and shapes, and the source file and line it was called from when the call
+** went through autograd_trace.h (see there). A result is checked when the
+** next op on the tape starts, at backward, or by ag_tape_status, whichever
+** comes first. Every result and gradient is scanned once: expect training
+** to run slower, and memory to grow by a location per recorded op. */
+AG_API void ag_tape_set_anomaly(ag_tape *t, int on);
+AG_API int ag_tape_anomaly(const ag_tape *t);    /* 0 for NULL */
+/* Stores 'file' and 'line' as where the next ops on t are called from, for
+** anomaly mode's messages, and returns t. 'file' must outlive the tape (a
+** string literal such as __FILE__). autograd_trace.h wraps every op in it. */
+AG_API ag_tape *ag_tape_here(ag_tape *t, const char *file, int line);
 AG_API size_t ag_tape_entries(const ag_tape *t);     /* ops recorded so far */
 AG_API size_t ag_tape_bytes(const ag_tape *t);       /* arena bytes in use */
 /* No-grad scope: between begin and end, ops compute but record nothing and

@@ -25,6 +25,10 @@ static void reach(ag_tape *t, ag_tensor *x)
 {
     if (x->flags & (AGI_RECORDED | AGI_COLLECTED))
         return;
+    /* Forgotten before anything can fail: the old gradient may live in a
+    ** tape already freed, and the caller goes on to use x->gacc. */
+    x->gacc = NULL;
+    x->flags &= (uint8_t)~AGI_GACC_OWNED;
     agi_leaf_block *b = t->leaves;
     if (!b || b->n == ARRAY_LEN(b->x)) {
         b = agi_arena_alloc(t, sizeof *b, 16);
@@ -35,8 +39,7 @@ static void reach(ag_tape *t, ag_tensor *x)
         t->leaves = b;
     }
     b->x[b->n++] = x;
-    x->gacc = NULL;
-    x->flags = (uint8_t)((x->flags & ~AGI_GACC_OWNED) | AGI_COLLECTED);
+    x->flags |= AGI_COLLECTED;
 }
 
 /* Adds g into x's gradient-in-progress. A buffer this pass made itself is
@@ -202,6 +205,8 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
             if (gin[j] && (x->flags & AGI_REQUIRES_GRAD) && vjp_result_ok(t, e, j, gin[j]))
                 accumulate(t, x, gin[j]);
         }
+        if (t->anomaly.on && t->status == AG_OK)
+            agi_anomaly_check_grads(t, i);
     }
     for (agi_leaf_block *b = t->leaves; b; b = b->next)
         for (size_t k = 0; k < b->n; k++) {

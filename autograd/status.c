@@ -56,12 +56,27 @@ void ag_tape_fail(ag_tape *t, ag_status s, const char *fmt, ...)
     va_end(ap);
 }
 
-ag_status ag_tape_status(const ag_tape *t) { return t ? t->status : AG_EINVAL; }
+/* In anomaly mode the last op's result is checked first. The tape is
+** never a const object (ag_tape_new makes it), so the cast is sound. */
+static void flush_anomaly(const ag_tape *t)
+{
+    if (t->anomaly.pending)
+        agi_anomaly_flush((ag_tape *)t);
+}
+
+ag_status ag_tape_status(const ag_tape *t)
+{
+    if (!t)
+        return AG_EINVAL;
+    flush_anomaly(t);
+    return t->status;
+}
 
 const char *ag_tape_errmsg(const ag_tape *t)
 {
     if (!t)
         return "ag_tape_errmsg: tape is NULL";
+    flush_anomaly(t);
     return t->errmsg;
 }
 

@@ -26,6 +26,7 @@ void ag_tape_free(ag_tape *t)
     if (!t)
         return;
     agi_arena_free(t);
+    agi_anomaly_free(t);
     agi_realloc(t->alloc, t->alloc_ud, t->entries, t->cap_entries * sizeof *t->entries, 0);
     agi_realloc(t->alloc, t->alloc_ud, t, sizeof *t, 0);
 }
@@ -36,6 +37,7 @@ void ag_tape_reset(ag_tape *t)
         return;
     agi_arena_reset(&t->arena);
     t->n_entries = 0;
+    t->anomaly.pending = NULL;
     t->grad_dirty = 0;
     t->epoch++;
     t->status = AG_OK;
@@ -83,6 +85,8 @@ bool agi_check_inputs(ag_tape *t, const char *opname, int n, ag_tensor *const *x
 {
     if (!t)
         return false;
+    if (t->anomaly.pending)
+        agi_anomaly_flush(t);
     if (t->status != AG_OK)
         return false;
     for (int i = 0; i < n; i++) {
@@ -197,6 +201,8 @@ ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, a
             x->flags |= AGI_REQUIRES_GRAD | AGI_RECORDED;
         }
     }
+    if (t->anomaly.on && !agi_anomaly_note(t, x))
+        return agi_nil(t);
     return x;
 }
 

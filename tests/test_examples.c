@@ -191,6 +191,24 @@ Test(examples, chain_writes_the_graph_of_the_first_pair)
     remove_dir(dir, (const char *[]){"chain.dot"}, 1);
 }
 
+/* ------------------------------------------------------------------- sine */
+
+Test(examples, sine_readme_loop_fits_and_saves)
+{
+    /* The README's loop writes sine.safetensors to the working directory. */
+    const char *dir = temp_dir();
+    cr_assert_eq(chdir(dir), 0);
+    int st;
+    const char *out = run("EXAMPLE_SINE", "", &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert_float_eq(number_after(out, "step    0  loss "), 1.432204, 1e-6, "%s", out);
+    cr_assert_lt(number_after(out, "step 1999  loss "), 1e-4, "%s", out);
+    const char *file = slurp("sine.safetensors");
+    cr_assert(file, "no checkpoint written");
+    cr_assert(strstr(file + 8, "mlp.0.weight"), "checkpoint lacks mlp.0.weight");
+    remove_dir(dir, (const char *[]){"sine.safetensors"}, 1);
+}
+
 /* -------------------------------------------------------------------- xor */
 
 Test(examples, xor_learns_the_four_cases)

@@ -59,7 +59,22 @@ typedef struct parser {
     int depth;
     int binding;        /* the name the current statement binds, or -1 */
     bool failed;
+    size_t col_pos;     /* a byte offset whose column is known... */
+    int col;            /* ...and that column, so columns cost O(1) as parsing moves on */
 } parser;
+
+/* The column of byte 'pos', counted from the last one asked for, which is
+** always near: parsing moves forward. */
+static int column(parser *ps, size_t pos)
+{
+    while (ps->col_pos > pos)   /* an operator, just before its right operand */
+        if (((unsigned char)ps->src[--ps->col_pos] & 0xC0) != 0x80)
+            ps->col--;
+    for (; ps->col_pos < pos && ps->src[ps->col_pos]; ps->col_pos++)
+        if (((unsigned char)ps->src[ps->col_pos] & 0xC0) != 0x80)
+            ps->col++;
+    return ps->col;
+}
 
 static int fail(parser *ps, size_t pos, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -214,7 +229,7 @@ static int add_node(parser *ps, agx_kind kind, size_t pos, int a, int b)
     if (ps->failed || !grow(ps, (void **)&p->nodes, &p->cap_nodes, p->n_nodes, sizeof *p->nodes))
         return -1;
     agx_node *n = &p->nodes[p->n_nodes];
-    *n = (agx_node){kind, agx_column(ps->src, pos), a, b, 0, -1, AGX_EXP};
+    *n = (agx_node){kind, column(ps, pos), a, b, 0, -1, AGX_EXP};
     return p->n_nodes++;
 }
 
@@ -240,7 +255,7 @@ static int intern(parser *ps)
         return -1;
     agx_name *nm = &p->names[p->n_names];
     memcpy(nm->text, text, ps->tok.len + 1);
-    nm->first_col = agx_column(ps->src, ps->tok.pos);
+    nm->first_col = column(ps, ps->tok.pos);
     nm->bound_by = -1;
     nm->bound_col = 0;
     return p->n_names++;
@@ -280,7 +295,7 @@ static int call(parser *ps, agx_func f)
     if (ps->tok.kind != T_RPAREN) {
         char buf[40];
         return fail(ps, ps->tok.pos, "expected ')' to close '%s(' at column %d, found %s", name,
-                    agx_column(ps->src, at), describe(ps, buf, sizeof buf));
+                    column(ps, at), describe(ps, buf, sizeof buf));
     }
     int n = add_node(ps, AGX_CALL, at, a, -1);
     if (n >= 0)
@@ -324,7 +339,7 @@ static int primary(parser *ps)
             return -1;
         if (ps->tok.kind != T_RPAREN)
             return fail(ps, ps->tok.pos, "expected ')' to close the '(' at column %d, found %s",
-                        agx_column(ps->src, at), describe(ps, buf, sizeof buf));
+                        column(ps, at), describe(ps, buf, sizeof buf));
         return next(ps) < 0 ? -1 : a;
     }
     default:
@@ -359,7 +374,7 @@ static int unary(parser *ps)
         } else if (ps->p->nodes[a].kind == AGX_NUM) {
             /* A negative literal is a constant, not an op on one. */
             ps->p->nodes[a].num = -ps->p->nodes[a].num;
-            ps->p->nodes[a].col = agx_column(ps->src, at);
+            ps->p->nodes[a].col = column(ps, at);
             r = a;
         } else {
             r = add_node(ps, AGX_NEG, at, a, -1);
@@ -422,7 +437,7 @@ static int binding(parser *ps, bool *is_binding)
     if (name < had)
         return fail(ps, at, "'%s' is used at column %d before it is bound here", nm->text,
                     nm->first_col);
-    nm->bound_col = agx_column(ps->src, at);
+    nm->bound_col = column(ps, at);
     if (next(ps) < 0 || next(ps) < 0)   /* the name, then '=' */
         return -1;
     return name;
@@ -446,7 +461,7 @@ static int statement(parser *ps)
         return -1;
     if (name >= 0)
         p->names[name].bound_by = p->n_stmts;
-    p->stmts[p->n_stmts++] = (agx_stmt){name, agx_column(ps->src, at), first, root};
+    p->stmts[p->n_stmts++] = (agx_stmt){name, column(ps, at), first, root};
     return 0;
 }
 
@@ -481,7 +496,7 @@ int agx_parse(const char *src, agx_program *p, agx_error *err)
         err = &scratch;
     err->col = 0;
     err->msg[0] = '\0';
-    parser ps = {src ? src : "", 0, {T_END, 0, 0, 0}, p, err, 0, -1, false};
+    parser ps = {src ? src : "", 0, {T_END, 0, 0, 0}, p, err, 0, -1, false, 0, 1};
     if (next(&ps) == 0) {
         while (ps.tok.kind != T_END) {
             if (ps.tok.kind == T_SEMI) {
