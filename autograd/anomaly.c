@@ -104,6 +104,12 @@ static int64_t first_non_finite(const ag_tensor *x)
     return -1;
 }
 
+/* "NaN" (whatever its sign bit), "inf" or "-inf". */
+static const char *non_finite_name(double v)
+{
+    return isnan(v) ? "NaN" : v > 0 ? "inf" : "-inf";
+}
+
 /* "tests/foo.c:12 (tape entry 3)" and the like. */
 static void describe_place(char *buf, size_t n, agi_site site, size_t entry)
 {
@@ -146,8 +152,9 @@ void agi_anomaly_flush(ag_tape *t)
     char place[224], inputs[160];
     describe_place(place, sizeof place, a->pending_site, a->pending_entry);
     describe_inputs(inputs, sizeof inputs, x);
-    agi_error(t, AG_ENUMERIC, "anomaly: %s %s gave %g at element %lld of its result %s; inputs: %s",
-              x->op->name, place, agi_get(x, bad), (long long)bad, agi_shp(x, 1), inputs);
+    agi_error(t, AG_ENUMERIC, "anomaly: %s %s gave %s at element %lld of its result %s; inputs: %s",
+              x->op->name, place, non_finite_name(agi_get(x, bad)), (long long)bad, agi_shp(x, 1),
+              inputs);
 }
 
 void agi_anomaly_check_grads(ag_tape *t, size_t entry)
@@ -170,9 +177,10 @@ void agi_anomaly_check_grads(ag_tape *t, size_t entry)
         describe_place(place, sizeof place, site, entry);
         describe_inputs(inputs, sizeof inputs, e);
         agi_error(t, AG_ENUMERIC,
-                  "anomaly: backward of %s %s gave %g at element %lld of the gradient of input %d; "
+                  "anomaly: backward of %s %s gave %s at element %lld of the gradient of input %d; "
                   "inputs: %s",
-                  e->op->name, place, agi_get(x->gacc, bad), (long long)bad, j, inputs);
+                  e->op->name, place, non_finite_name(agi_get(x->gacc, bad)), (long long)bad, j,
+                  inputs);
         return;
     }
 }

@@ -174,7 +174,7 @@ static void put_num(dot_text *b, double v, int digits)
 /* A factor in a product: negative numbers in parentheses. */
 static void put_factor(dot_text *b, double v, int digits)
 {
-    bool paren = v < 0 || (isinf(v) && v < 0);
+    bool paren = v < 0;
     put(b, paren ? "(" : "");
     put_num(b, v, digits);
     put(b, paren ? ")" : "");
@@ -211,9 +211,8 @@ static void put_values(dot_text *b, const ag_tensor *x, int digits)
         put_num(b, agi_get(x, 0), digits);
     else if (x->numel <= SMALL)
         put_axis(b, x, 0, 0, digits);
-    else {
+    else
         put(b, "<i>%lld values</i>", (long long)x->numel);
-    }
 }
 
 static bool is_scalar(const ag_tensor *x) { return x && x->numel == 1; }
@@ -403,17 +402,20 @@ static void put_edges(dot_text *b, const view *v, int64_t i)
 {
     const dg_graph *g = v->g;
     const dg_op *op = &g->ops[i];
-    const char *hot = i == v->now ? "color=\"#dc2626\", penwidth=2.5" : NULL;
+    bool hot = i == v->now;
     for (int j = 0; j < op->out->nin; j++) {
         const dg_edge *e = &g->edges[op->edge0 + j];
         put(b, "  t%lld -> op%lld [", (long long)e->from, (long long)i);
         if (hot)
-            put(b, "%s", hot);
+            put(b, "color=\"%s\", penwidth=2.5", NOW_COLOURS.line);
         if (!v->o->plain && g->derivatives)
             put_edge_label(b, v, e, hot ? ", " : "");
         put(b, "];\n");
     }
-    put(b, "  op%lld -> t%lld [%s];\n", (long long)i, (long long)op->node, hot ? hot : "");
+    put(b, "  op%lld -> t%lld [", (long long)i, (long long)op->node);
+    if (hot)
+        put(b, "color=\"%s\", penwidth=2.5", NOW_COLOURS.line);
+    put(b, "];\n");
 }
 
 static void put_legend(dot_text *b, const view *v)

@@ -4,8 +4,6 @@
 ** cache-blocked product of gemm_template.inc on each part.
 */
 #include "gemm_internal.h"
-#include <stdio.h>
-#include <stdlib.h> /* TUNE-HACK */
 
 enum { PORTABLE_MR = 4, PORTABLE_NR = 8 };
 
@@ -24,21 +22,27 @@ typedef struct agk_part {
     void *pa, *pb;          /* packing buffers */
 } agk_part;
 
+/* PACK_T_MIN: the narrowest panel a kernel's SIMD transpose packs faster
+** than the template's loops (one vector of rows). */
 #define TPL(name) name##_f32
 #define REAL float
 #define KERNEL agk_kernel_f32
+#define PACK_T_MIN 8
 #include "gemm_template.inc"
 #undef TPL
 #undef REAL
 #undef KERNEL
+#undef PACK_T_MIN
 
 #define TPL(name) name##_f64
 #define REAL double
 #define KERNEL agk_kernel_f64
+#define PACK_T_MIN 4
 #include "gemm_template.inc"
 #undef TPL
 #undef REAL
 #undef KERNEL
+#undef PACK_T_MIN
 
 /* ----------------------------------------------------------- dispatch */
 
@@ -136,12 +140,13 @@ static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 /* A rough cost in cycles of one orientation of a product, to choose
 ** between C and C^T: column vectors are filled to the edge (rows are not:
 ** the kernels run edge rows alone), a transposed B operand is packed by
-** gathering (and any operand when not read in place), and a transposed C is
-** stored an element at a time. */
+** transposing (any operand not read in place, by copying), and a transposed
+** C goes through a buffer. The weights are rough measures on Zen 4: they
+** only have to pick the cheaper side. */
 static double cost(int64_t m, int64_t n, int64_t k, bool tb, bool direct, bool ct, int vec)
 {
     double compute = (double)m * (double)round_up(n, vec) * (double)k / 16.0;
-    double gather = tb ? (double)k * (double)n : 0.0;
+    double gather = tb ? 0.25 * (double)k * (double)n : 0.0;
     double copy = direct ? 0.0 : 0.25 * (double)k * (double)(m + n);
     double store = ct ? (double)m * (double)n : 0.0;
     return compute + gather + copy + store;
@@ -151,7 +156,6 @@ static plan make_plan(ag_dtype dt, agk_isa isa, int64_t m, int64_t n, int64_t k,
                       bool tb, ag_pool *pool)
 {
     plan p = {.blk = blocking(dt, isa), .pm = 1, .pn = 1};
-    { const char *e = getenv("AGK_TUNE"); if (e) { int mc, kc, nc; if (sscanf(e, "%d,%d,%d", &mc, &kc, &nc) == 3) { p.blk.mc = mc; p.blk.kc = kc; p.blk.nc = nc; } } } /* TUNE-HACK */
     size_t es = ag_dtype_size(dt);
     p.direct = ((double)m * (double)k + (double)k * (double)n) * (double)es <= DIRECT_MAX_BYTES;
     /* A narrow C (a few columns) wastes most of each column vector; its

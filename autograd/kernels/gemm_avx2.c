@@ -182,11 +182,141 @@ AGK_TARGET_AVX2 static void tile_f64(int64_t kc, const double *a, int64_t ars, i
     }
 }
 
+/* Transposes an 8 x 8 block of floats: row r of src (stride ld) becomes
+** column r of dst (stride w); with 'add', dst's rows are added to. */
+AGK_AVX2_INLINE void transpose8_add(const float *src, int64_t ld, float *dst, int64_t w, bool add)
+{
+    __m256 r0 = _mm256_loadu_ps(src + 0 * ld), r1 = _mm256_loadu_ps(src + 1 * ld);
+    __m256 r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld);
+    __m256 r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * ld), r7 = _mm256_loadu_ps(src + 7 * ld);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    __m256 o[8] = {
+        _mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+        _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+        _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+        _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31),
+    };
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; q++)
+        _mm256_storeu_ps(dst + q * w,
+                         add ? _mm256_add_ps(_mm256_loadu_ps(dst + q * w), o[q]) : o[q]);
+}
+
+AGK_AVX2_INLINE void transpose8(const float *src, int64_t ld, float *dst, int64_t w)
+{
+    transpose8_add(src, ld, dst, w, false);
+}
+
+AGK_TARGET_AVX2 void agk_store_t_f32_avx2(const float *tile, int nr, int rows, int cols, float *c,
+                                          int64_t ldc, bool add)
+{
+    int i0 = 0;
+    for (; i0 + 8 <= rows; i0 += 8) {
+        int j = 0;
+        for (; j + 8 <= cols; j += 8)
+            transpose8_add(tile + i0 * nr + j, nr, c + j * ldc + i0, ldc, add);
+        for (; j < cols; j++)
+            for (int i = i0; i < i0 + 8; i++)
+                c[j * ldc + i] = add ? c[j * ldc + i] + tile[i * nr + j] : tile[i * nr + j];
+    }
+    for (int j = 0; j < cols && i0 < rows; j++)
+        for (int i = i0; i < rows; i++)
+            c[j * ldc + i] = add ? c[j * ldc + i] + tile[i * nr + j] : tile[i * nr + j];
+}
+
+AGK_TARGET_AVX2 void agk_pack_t_f32_avx2(int64_t kc, int64_t rows, const float *src, int64_t ld,
+                                         float *dst, int w)
+{
+    int64_t i0 = 0;
+    for (; i0 + 8 <= rows; i0 += 8) {
+        int64_t p = 0;
+        for (; p + 8 <= kc; p += 8)
+            transpose8(src + i0 * ld + p, ld, dst + p * w + i0, w);
+        for (; p < kc; p++)
+            for (int r = 0; r < 8; r++)
+                dst[p * w + i0 + r] = src[(i0 + r) * ld + p];
+    }
+    if (i0 < w)
+        for (int64_t p = 0; p < kc; p++)
+            for (int64_t i = i0; i < w; i++)
+                dst[p * w + i] = i < rows ? src[i * ld + p] : 0.0f;
+}
+
+/* The f64 twin, in 4 x 4 blocks. */
+AGK_AVX2_INLINE void transpose4_add(const double *src, int64_t ld, double *dst, int64_t w,
+                                    bool add)
+{
+    __m256d r0 = _mm256_loadu_pd(src + 0 * ld), r1 = _mm256_loadu_pd(src + 1 * ld);
+    __m256d r2 = _mm256_loadu_pd(src + 2 * ld), r3 = _mm256_loadu_pd(src + 3 * ld);
+    __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+    __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+    __m256d o[4] = {
+        _mm256_permute2f128_pd(t0, t2, 0x20), _mm256_permute2f128_pd(t1, t3, 0x20),
+        _mm256_permute2f128_pd(t0, t2, 0x31), _mm256_permute2f128_pd(t1, t3, 0x31),
+    };
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++)
+        _mm256_storeu_pd(dst + q * w,
+                         add ? _mm256_add_pd(_mm256_loadu_pd(dst + q * w), o[q]) : o[q]);
+}
+
+AGK_AVX2_INLINE void transpose4(const double *src, int64_t ld, double *dst, int64_t w)
+{
+    transpose4_add(src, ld, dst, w, false);
+}
+
+AGK_TARGET_AVX2 void agk_store_t_f64_avx2(const double *tile, int nr, int rows, int cols,
+                                          double *c, int64_t ldc, bool add)
+{
+    int i0 = 0;
+    for (; i0 + 4 <= rows; i0 += 4) {
+        int j = 0;
+        for (; j + 4 <= cols; j += 4)
+            transpose4_add(tile + i0 * nr + j, nr, c + j * ldc + i0, ldc, add);
+        for (; j < cols; j++)
+            for (int i = i0; i < i0 + 4; i++)
+                c[j * ldc + i] = add ? c[j * ldc + i] + tile[i * nr + j] : tile[i * nr + j];
+    }
+    for (int j = 0; j < cols && i0 < rows; j++)
+        for (int i = i0; i < rows; i++)
+            c[j * ldc + i] = add ? c[j * ldc + i] + tile[i * nr + j] : tile[i * nr + j];
+}
+
+AGK_TARGET_AVX2 void agk_pack_t_f64_avx2(int64_t kc, int64_t rows, const double *src, int64_t ld,
+                                         double *dst, int w)
+{
+    int64_t i0 = 0;
+    for (; i0 + 4 <= rows; i0 += 4) {
+        int64_t p = 0;
+        for (; p + 4 <= kc; p += 4)
+            transpose4(src + i0 * ld + p, ld, dst + p * w + i0, w);
+        for (; p < kc; p++)
+            for (int r = 0; r < 4; r++)
+                dst[p * w + i0 + r] = src[(i0 + r) * ld + p];
+    }
+    if (i0 < w)
+        for (int64_t p = 0; p < kc; p++)
+            for (int64_t i = i0; i < w; i++)
+                dst[p * w + i] = i < rows ? src[i * ld + p] : 0.0;
+}
+
 /* Blocks, measured on Zen 4 (docs/PERFORMANCE.md): a long k block keeps C
 ** in registers longer; the A block (mc x kc) and a B panel (kc x nr) fit
 ** L2 together, and the B block (kc x nc) L2 or L3. */
-const agk_kernel_f32 agk_kernel_f32_avx2 = {{MR, 16, 48, 1024, 1024}, tile_f32, false};
-const agk_kernel_f64 agk_kernel_f64_avx2 = {{MR, 8, 48, 512, 1024}, tile_f64, false};
+const agk_kernel_f32 agk_kernel_f32_avx2 = {
+    {MR, 16, 48, 1024, 1024}, tile_f32, false, agk_pack_t_f32_avx2, agk_store_t_f32_avx2,
+};
+const agk_kernel_f64 agk_kernel_f64_avx2 = {
+    {MR, 8, 48, 512, 1024}, tile_f64, false, agk_pack_t_f64_avx2, agk_store_t_f64_avx2,
+};
 
 #else
 /* ISO C forbids an empty translation unit. */

@@ -182,8 +182,12 @@ AGK_TARGET_AVX512 static void tile_f64(int64_t kc, const double *a, int64_t ars,
 /* Blocks, measured on Zen 4 (docs/PERFORMANCE.md): a long k block keeps C
 ** in registers longer; the A block (mc x kc) and a B panel (kc x nr) fit
 ** L2 together, and the B block (kc x nc) L2 or L3. */
-const agk_kernel_f32 agk_kernel_f32_avx512 = {{MR, 32, 48, 1024, 1024}, tile_f32, true};
-const agk_kernel_f64 agk_kernel_f64_avx512 = {{MR, 16, 48, 512, 1024}, tile_f64, true};
+const agk_kernel_f32 agk_kernel_f32_avx512 = {
+    {MR, 32, 48, 1024, 1024}, tile_f32, true, agk_pack_t_f32_avx2, agk_store_t_f32_avx2,
+};
+const agk_kernel_f64 agk_kernel_f64_avx512 = {
+    {MR, 16, 48, 512, 1024}, tile_f64, true, agk_pack_t_f64_avx2, agk_store_t_f64_avx2,
+};
 
 #else
 /* ISO C forbids an empty translation unit. */

@@ -39,6 +39,21 @@ typedef void (*agk_tile_f64)(int64_t kc, const double *a, int64_t ars, int64_t a
                              const double *b, int64_t brs, double *c, int64_t ldc, bool add,
                              int rows, int cols);
 
+/* Packs a transposed block: dst[p*w + i] = src[i*ld + p] for i < rows and
+** p < kc, zero for rows <= i < w. Row-major A into mr-row panels, B^T into
+** nr-column panels: the gathers of packing, done with SIMD transposes. */
+typedef void (*agk_pack_t_f32)(int64_t kc, int64_t rows, const float *src, int64_t ld,
+                               float *dst, int w);
+typedef void (*agk_pack_t_f64)(int64_t kc, int64_t rows, const double *src, int64_t ld,
+                               double *dst, int w);
+
+/* Writes a rows x cols tile held with row stride 'nr' to C transposed:
+** c[j*ldc + i] (+)= tile[i*nr + j]. */
+typedef void (*agk_store_t_f32)(const float *tile, int nr, int rows, int cols, float *c,
+                                int64_t ldc, bool add);
+typedef void (*agk_store_t_f64)(const double *tile, int nr, int rows, int cols, double *c,
+                                int64_t ldc, bool add);
+
 /* Register tile (mr x nr) and cache blocks: a packed mc x kc block of A
 ** stays in L2 while the kc x nr panels of a kc x nc block of B stream
 ** through L1. mc is a multiple of mr and nc of nr. */
@@ -50,12 +65,16 @@ typedef struct agk_kernel_f32 {
     agk_blocking blk;
     agk_tile_f32 tile;
     bool masked_b;   /* reads B only inside the tile: an edge panel needs no packing */
+    agk_pack_t_f32 pack_t;    /* NULL: the template's scalar loops */
+    agk_store_t_f32 store_t;  /* likewise */
 } agk_kernel_f32;
 
 typedef struct agk_kernel_f64 {
     agk_blocking blk;
     agk_tile_f64 tile;
     bool masked_b;
+    agk_pack_t_f64 pack_t;
+    agk_store_t_f64 store_t;
 } agk_kernel_f64;
 
 /* The largest register tile of any kernel: edge tiles go through a buffer
@@ -63,6 +82,15 @@ typedef struct agk_kernel_f64 {
 enum { AGK_MAX_MR = 16, AGK_MAX_NR = 32 };
 
 #if AGK_HAVE_X86
+/* For widths w that are multiples of 8 (f32) or 4 (f64); they need AVX2. */
+void agk_pack_t_f32_avx2(int64_t kc, int64_t rows, const float *src, int64_t ld, float *dst,
+                         int w);
+void agk_pack_t_f64_avx2(int64_t kc, int64_t rows, const double *src, int64_t ld, double *dst,
+                         int w);
+void agk_store_t_f32_avx2(const float *tile, int nr, int rows, int cols, float *c, int64_t ldc,
+                          bool add);
+void agk_store_t_f64_avx2(const double *tile, int nr, int rows, int cols, double *c,
+                          int64_t ldc, bool add);
 extern const agk_kernel_f32 agk_kernel_f32_avx2, agk_kernel_f32_avx512;
 extern const agk_kernel_f64 agk_kernel_f64_avx2, agk_kernel_f64_avx512;
 #endif
