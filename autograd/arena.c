@@ -9,8 +9,15 @@
 
 enum { MIN_CHUNK = 64 * 1024 };
 
+void *ag_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize)
+{
+    return agi_realloc(fn, ud, p, osize, nsize);
+}
+
 void *agi_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize)
 {
+    if (!p && nsize == 0)
+        return NULL;   /* freeing nothing never reaches the hook */
     if (fn)
         return fn(ud, p, osize, nsize);
     if (nsize == 0) {

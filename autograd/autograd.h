@@ -72,6 +72,13 @@ typedef struct ag_tensor ag_tensor;
 ** block 'ptr' points to (0 when ptr is NULL). NULL as a hook means realloc/free. */
 typedef void *(*ag_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
 
+/* The default allocator hook's behaviour for any hook: calls 'fn' when set,
+** else realloc/free. Freeing NULL (p NULL, nsize 0) never reaches the hook.
+** For code built on the library, such as nn, so that one hook serves all. */
+AG_API void *ag_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize);
+/* Writes a shape as "[2,3]" ("[]" for rank 0); snprintf's rules and result. */
+AG_API int ag_shape_str(char *buf, size_t n, int rank, const int64_t *shape);
+
 /* Static string for a status code ("shape mismatch"); never NULL. */
 AG_API const char *ag_status_str(ag_status s);
 AG_API size_t ag_dtype_size(ag_dtype dt);

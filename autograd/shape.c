@@ -6,6 +6,13 @@
 
 #include <string.h>
 
+int ag_shape_str(char *buf, size_t n, int rank, const int64_t *shape)
+{
+    if (!buf)
+        n = 0;
+    return agi_shape_str(buf, n, rank, shape);
+}
+
 int agi_shape_str(char *buf, size_t n, int rank, const int64_t *shape)
 {
     size_t len = 0;

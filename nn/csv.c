@@ -172,7 +172,7 @@ static ag_status read_file(const char *path, ag_alloc_fn fn, void *ud, char **te
         s = nni_io_fail(err, errlen, AG_ENOMEM, WHO ": %s: too large to read", path);
     if (s == AG_OK) {
         *cap = (size_t)st.st_size + 1;
-        *text = nni_io_alloc(fn, ud, NULL, 0, *cap);
+        *text = ag_realloc(fn, ud, NULL, 0, *cap);
         if (!*text) {
             *cap = 0;
             s = nni_io_fail(err, errlen, AG_ENOMEM, WHO ": %s: out of memory for %lld bytes", path,
@@ -323,7 +323,7 @@ ag_status nn_csv_load(const char *path, const nn_csv_options *opt, ag_dtype dt, 
     }
     if (s == AG_OK)
         s = fill(sc, opt, &lay, ds, err, errlen);
-    nni_io_alloc(fn, ud, text, cap, 0);
+    ag_realloc(fn, ud, text, cap, 0);
     if (s != AG_OK) {
         nn_dataset_free(ds);
         return s;

@@ -55,7 +55,7 @@ static void *zeroed(ag_alloc_fn fn, void *ud, size_t bytes, bool *ok)
 {
     if (bytes == 0)
         return NULL;
-    void *p = nni_io_alloc(fn, ud, NULL, 0, bytes);
+    void *p = ag_realloc(fn, ud, NULL, 0, bytes);
     if (!p)
         *ok = false;
     else
@@ -83,7 +83,7 @@ ag_status nn_dataset_new(ag_alloc_fn fn, void *ud, ag_dtype dt, int64_t n, int x
     if (s != AG_OK)
         return s;
 
-    nn_dataset *ds = nni_io_alloc(fn, ud, NULL, 0, sizeof *ds);
+    nn_dataset *ds = ag_realloc(fn, ud, NULL, 0, sizeof *ds);
     if (!ds)
         return nni_io_fail(err, errlen, AG_ENOMEM, "%s: out of memory", who);
     memset(ds, 0, sizeof *ds);
@@ -131,10 +131,10 @@ void nn_dataset_free(nn_dataset *ds)
     if (!ds)
         return;
     /* A buffer that failed to allocate is NULL and frees nothing. */
-    nni_io_alloc(ds->fn, ds->ud, ds->x, ds->x ? ds->x_bytes : 0, 0);
-    nni_io_alloc(ds->fn, ds->ud, ds->y, ds->y ? ds->y_bytes : 0, 0);
-    nni_io_alloc(ds->fn, ds->ud, ds->labels, ds->labels ? ds->labels_bytes : 0, 0);
-    nni_io_alloc(ds->fn, ds->ud, ds, sizeof *ds, 0);
+    ag_realloc(ds->fn, ds->ud, ds->x, ds->x ? ds->x_bytes : 0, 0);
+    ag_realloc(ds->fn, ds->ud, ds->y, ds->y ? ds->y_bytes : 0, 0);
+    ag_realloc(ds->fn, ds->ud, ds->labels, ds->labels ? ds->labels_bytes : 0, 0);
+    ag_realloc(ds->fn, ds->ud, ds, sizeof *ds, 0);
 }
 
 int64_t nn_dataset_len(const nn_dataset *ds) { return ds ? ds->n : 0; }
@@ -170,8 +170,8 @@ ag_status nn_dataset_reshape(nn_dataset *ds, int rank, const int64_t *shape, cha
     int64_t numel = nni_io_numel(rank, shape, INT64_MAX / 8);
     if (numel != ds->x_numel) {
         char from[96], to[96];
-        nni_io_shape_str(from, sizeof from, ds->x_rank, ds->x_shape);
-        nni_io_shape_str(to, sizeof to, rank, shape);
+        ag_shape_str(from, sizeof from, ds->x_rank, ds->x_shape);
+        ag_shape_str(to, sizeof to, rank, shape);
         return nni_io_fail(err, errlen, AG_ESHAPE, "%s: samples of shape %s (%lld elements) cannot become %s",
                            who, from, (long long)ds->x_numel, to);
     }
@@ -223,7 +223,7 @@ ag_status nn_dataset_split(const nn_dataset *ds, int64_t first, ag_rng *rng, ag_
     int64_t *order = NULL;
     size_t order_bytes = (size_t)ds->n * sizeof *order;
     if (rng && ds->n > 0) {
-        order = nni_io_alloc(fn, ud, NULL, 0, order_bytes);
+        order = ag_realloc(fn, ud, NULL, 0, order_bytes);
         if (!order)
             return nni_io_fail(err, errlen, AG_ENOMEM, "%s: out of memory", who);
         shuffle(order, ds->n, rng);
@@ -239,7 +239,7 @@ ag_status nn_dataset_split(const nn_dataset *ds, int64_t first, ag_rng *rng, ag_
             copy_sample(*parts[p], i, ds, order ? order[k] : k);
         }
     }
-    nni_io_alloc(fn, ud, order, order ? order_bytes : 0, 0);
+    ag_realloc(fn, ud, order, order ? order_bytes : 0, 0);
     if (s != AG_OK) {
         nn_dataset_free(*a);
         nn_dataset_free(*b);
@@ -272,11 +272,11 @@ void nn_loader_free(nn_loader *ld)
 {
     if (!ld)
         return;
-    nni_io_alloc(ld->fn, ld->ud, ld->order, ld->order ? (size_t)ld->ds->n * sizeof *ld->order : 0, 0);
-    nni_io_alloc(ld->fn, ld->ud, ld->xbuf, ld->xbuf ? ld->xbuf_bytes : 0, 0);
-    nni_io_alloc(ld->fn, ld->ud, ld->ybuf, ld->ybuf ? ld->ybuf_bytes : 0, 0);
-    nni_io_alloc(ld->fn, ld->ud, ld->labels, ld->labels ? ld->labels_bytes : 0, 0);
-    nni_io_alloc(ld->fn, ld->ud, ld, sizeof *ld, 0);
+    ag_realloc(ld->fn, ld->ud, ld->order, ld->order ? (size_t)ld->ds->n * sizeof *ld->order : 0, 0);
+    ag_realloc(ld->fn, ld->ud, ld->xbuf, ld->xbuf ? ld->xbuf_bytes : 0, 0);
+    ag_realloc(ld->fn, ld->ud, ld->ybuf, ld->ybuf ? ld->ybuf_bytes : 0, 0);
+    ag_realloc(ld->fn, ld->ud, ld->labels, ld->labels ? ld->labels_bytes : 0, 0);
+    ag_realloc(ld->fn, ld->ud, ld, sizeof *ld, 0);
 }
 
 ag_status nn_loader_new(const nn_dataset *ds, int64_t batch_size, int shuffle_each_epoch, int drop_last,
@@ -293,7 +293,7 @@ ag_status nn_loader_new(const nn_dataset *ds, int64_t batch_size, int shuffle_ea
                            (long long)batch_size);
     if (shuffle_each_epoch && !rng)
         return nni_io_fail(err, errlen, AG_EINVAL, "%s: shuffling needs an rng, and rng is NULL", who);
-    nn_loader *ld = nni_io_alloc(fn, ud, NULL, 0, sizeof *ld);
+    nn_loader *ld = ag_realloc(fn, ud, NULL, 0, sizeof *ld);
     if (!ld)
         return nni_io_fail(err, errlen, AG_ENOMEM, "%s: out of memory", who);
     memset(ld, 0, sizeof *ld);

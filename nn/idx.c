@@ -152,7 +152,7 @@ static ag_status read_data(source *s, idx_file *f, size_t expected, ag_alloc_fn 
             size_t ncap = f->cap ? 2 * f->cap : 1u << 20;
             if (ncap > expected)
                 ncap = expected;
-            unsigned char *p = nni_io_alloc(fn, ud, f->data, f->cap, ncap);
+            unsigned char *p = ag_realloc(fn, ud, f->data, f->cap, ncap);
             if (!p)
                 return nni_io_fail(err, errlen, AG_ENOMEM, WHO ": %s: out of memory for %zu bytes of data",
                                    s->path, ncap);
@@ -238,7 +238,7 @@ static ag_status read_idx(const char *path, int ndims, const char *what, ag_allo
     st = read_data(&s, f, (size_t)expected, fn, ud, err, errlen);
     source_close(&s);
     if (st != AG_OK) {
-        nni_io_alloc(fn, ud, f->data, f->cap, 0);
+        ag_realloc(fn, ud, f->data, f->cap, 0);
         f->data = NULL;
     }
     return st;
@@ -287,7 +287,7 @@ ag_status nn_idx_load(const char *images_path, const char *labels_path, ag_dtype
             labels[i] = lab.data[i];
         *out = ds;
     }
-    nni_io_alloc(fn, ud, img.data, img.cap, 0);
-    nni_io_alloc(fn, ud, lab.data, lab.cap, 0);
+    ag_realloc(fn, ud, img.data, img.cap, 0);
+    ag_realloc(fn, ud, lab.data, lab.cap, 0);
     return s == AG_OK ? nni_io_ok(err, errlen) : s;
 }

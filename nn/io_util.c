@@ -31,34 +31,6 @@ ag_status nni_io_ok(char *err, size_t errlen)
     return AG_OK;
 }
 
-void *nni_io_alloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize)
-{
-    if (!p && nsize == 0)
-        return NULL; /* freeing nothing never reaches the hook */
-    if (fn)
-        return fn(ud, p, osize, nsize);
-    if (nsize == 0) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, nsize);
-}
-
-void nni_io_shape_str(char *buf, size_t n, int rank, const int64_t *shape)
-{
-    if (!buf || n == 0)
-        return;
-    size_t used = 0;
-    for (int i = 0; i <= rank; i++) {
-        const char *lead = i == 0 ? "[" : ",";
-        int w = i < rank ? snprintf(buf + used, n - used, "%s%lld", lead, (long long)shape[i])
-                         : snprintf(buf + used, n - used, "%s]", rank == 0 ? "[" : "");
-        if (w < 0 || (size_t)w >= n - used)
-            return; /* truncated, still terminated */
-        used += (size_t)w;
-    }
-}
-
 int64_t nni_io_numel(int rank, const int64_t *shape, int64_t limit)
 {
     int64_t numel = 1;

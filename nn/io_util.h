@@ -20,11 +20,7 @@ ag_status nni_io_fail(char *err, size_t errlen, ag_status s, const char *fmt, ..
 /* Sets err to "" and returns AG_OK. */
 ag_status nni_io_ok(char *err, size_t errlen);
 
-/* The hook, or realloc/free when fn is NULL: nsize == 0 frees. */
-void *nni_io_alloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize);
 
-/* "[2,3]" for a shape; always NUL-terminated, truncated to n bytes. */
-void nni_io_shape_str(char *buf, size_t n, int rank, const int64_t *shape);
 
 /* Element count of a shape, or -1 when a dim is negative or the product
 ** passes 'limit'. */

@@ -22,16 +22,7 @@ bool nni_check_input(ag_tape *t, const char *who, const char *what, const ag_ten
 
 const char *nni_shape_str(const ag_tensor *x, char *buf, size_t n)
 {
-    size_t at = 0;
-    int w = snprintf(buf, n, "[");
-    for (int i = 0; w >= 0 && i < ag_rank(x); i++) {
-        at += (size_t)w;
-        if (at >= n)
-            return buf;
-        w = snprintf(buf + at, n - at, "%s%lld", i ? "," : "", (long long)ag_dim(x, i));
-    }
-    if (w >= 0 && (at += (size_t)w) < n)
-        snprintf(buf + at, n - at, "]");
+    ag_shape_str(buf, n, ag_rank(x), ag_shape(x));
     return buf;
 }
 

@@ -16,7 +16,7 @@ static ag_status check_logits(const char *who, ag_tensor *logits, int64_t *n, in
         return nni_io_fail(err, errlen, AG_EINVAL, "%s: logits are %s", who, logits ? "nil" : "NULL");
     if (ag_rank(logits) != 2 || ag_dim(logits, 1) < 1) {
         char shp[96];
-        nni_io_shape_str(shp, sizeof shp, ag_rank(logits), ag_shape(logits));
+        ag_shape_str(shp, sizeof shp, ag_rank(logits), ag_shape(logits));
         return nni_io_fail(err, errlen, AG_ESHAPE, "%s: logits of shape %s are not [n, C] with C >= 1", who,
                            shp);
     }

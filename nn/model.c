@@ -10,25 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-void *nni_hook_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize)
-{
-    if (fn)
-        return fn(ud, p, osize, nsize);
-    if (nsize == 0) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, nsize);
-}
-
 void *nni_realloc(const nn_model *m, void *p, size_t osize, size_t nsize)
 {
-    return nni_hook_realloc(m->alloc, m->alloc_ud, p, osize, nsize);
+    return ag_realloc(m->alloc, m->alloc_ud, p, osize, nsize);
 }
 
 nn_model *nn_model_new(ag_alloc_fn fn, void *ud)
 {
-    nn_model *m = nni_hook_realloc(fn, ud, NULL, 0, sizeof *m);
+    nn_model *m = ag_realloc(fn, ud, NULL, 0, sizeof *m);
     if (!m)
         return NULL;
     memset(m, 0, sizeof *m);

@@ -40,9 +40,6 @@ struct nn_model {
     bool training;
 };
 
-/* Raw memory through a hook (NULL: realloc/free; nsize 0 frees), and
-** through the model's hook. */
-void *nni_hook_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize);
 void *nni_realloc(const nn_model *m, void *p, size_t osize, size_t nsize);
 /* 'size' zeroed bytes freed with the model; NULL after recording AG_ENOMEM
 ** (naming 'who') on the model. */

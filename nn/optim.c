@@ -255,7 +255,7 @@ void nn_optim_free(nn_optim *o)
 {
     if (nn_optim_is_nil(o))
         return;
-    nni_hook_realloc(o->alloc, o->alloc_ud, o, o->state_bytes, 0);
+    ag_realloc(o->alloc, o->alloc_ud, o, o->state_bytes, 0);
 }
 
 /* -------------------------------------------------------------------- step */

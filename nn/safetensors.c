@@ -72,7 +72,7 @@ static bool grow(nn_safetensors *f, void **array, int *cap, int used, size_t esi
     if (*cap > (INT32_MAX / 2))
         return false;
     int ncap = *cap ? 2 * *cap : 16;
-    void *p = nni_io_alloc(f->fn, f->ud, *array, (size_t)*cap * esize, (size_t)ncap * esize);
+    void *p = ag_realloc(f->fn, f->ud, *array, (size_t)*cap * esize, (size_t)ncap * esize);
     if (!p)
         return false;
     *array = p;
@@ -172,7 +172,7 @@ static ag_status parse_tensor(nn_safetensors *f, nni_json *j, char *name, size_t
     size_t esize = dtype_size(e.dtype);
     e.numel = nni_io_numel(e.rank, e.shape, INT64_MAX / (int64_t)esize);
     char shp[96];
-    nni_io_shape_str(shp, sizeof shp, e.rank, e.shape);
+    ag_shape_str(shp, sizeof shp, e.rank, e.shape);
     if (e.numel < 0)
         return bad(j, "tensor " NAME_FMT ": shape %s is too large", NAME_ARG(name), shp);
     if (e.end < e.begin)
@@ -306,7 +306,7 @@ static ag_status check_tiling(nn_safetensors *f, const char *who, char *err, siz
 static ag_status check_names(nn_safetensors *f, const char *who, char *err, size_t errlen)
 {
     if (f->count > 0) {
-        f->by_name = nni_io_alloc(f->fn, f->ud, NULL, 0, (size_t)f->count * sizeof *f->by_name);
+        f->by_name = ag_realloc(f->fn, f->ud, NULL, 0, (size_t)f->count * sizeof *f->by_name);
         if (!f->by_name)
             return nni_io_fail(err, errlen, AG_ENOMEM, "%s: %s: out of memory for %d names", who, f->path,
                                f->count);
@@ -335,12 +335,12 @@ void nn_safetensors_close(nn_safetensors *f)
         return;
     if (f->fd >= 0)
         close(f->fd);
-    nni_io_alloc(f->fn, f->ud, f->by_name, (size_t)f->count * sizeof *f->by_name, 0);
-    nni_io_alloc(f->fn, f->ud, f->entries, (size_t)f->cap * sizeof *f->entries, 0);
-    nni_io_alloc(f->fn, f->ud, f->meta, (size_t)f->meta_cap * sizeof *f->meta, 0);
-    nni_io_alloc(f->fn, f->ud, f->header, f->header_len + 1, 0);
-    nni_io_alloc(f->fn, f->ud, f->path, f->path_size, 0);
-    nni_io_alloc(f->fn, f->ud, f, sizeof *f, 0);
+    ag_realloc(f->fn, f->ud, f->by_name, (size_t)f->count * sizeof *f->by_name, 0);
+    ag_realloc(f->fn, f->ud, f->entries, (size_t)f->cap * sizeof *f->entries, 0);
+    ag_realloc(f->fn, f->ud, f->meta, (size_t)f->meta_cap * sizeof *f->meta, 0);
+    ag_realloc(f->fn, f->ud, f->header, f->header_len + 1, 0);
+    ag_realloc(f->fn, f->ud, f->path, f->path_size, 0);
+    ag_realloc(f->fn, f->ud, f, sizeof *f, 0);
 }
 
 /* Reads the length and the header text; checks them against the file size. */
@@ -373,7 +373,7 @@ static ag_status read_header(nn_safetensors *f, const char *who, char *err, size
                            who, f->path, (unsigned long long)n, MAX_HEADER_BYTES);
     if (n == 0)
         return nni_io_fail(err, errlen, AG_EIO, "%s: %s: the header is empty", who, f->path);
-    f->header = nni_io_alloc(f->fn, f->ud, NULL, 0, (size_t)n + 1);
+    f->header = ag_realloc(f->fn, f->ud, NULL, 0, (size_t)n + 1);
     if (!f->header)
         return nni_io_fail(err, errlen, AG_ENOMEM, "%s: %s: out of memory for a %llu-byte header", who,
                            f->path, (unsigned long long)n);
@@ -396,7 +396,7 @@ static ag_status open_as(const char *who, const char *path, ag_alloc_fn fn, void
     *out = NULL;
     if (!path)
         return nni_io_fail(err, errlen, AG_EINVAL, "%s: path is NULL", who);
-    nn_safetensors *f = nni_io_alloc(fn, ud, NULL, 0, sizeof *f);
+    nn_safetensors *f = ag_realloc(fn, ud, NULL, 0, sizeof *f);
     if (!f)
         return nni_io_fail(err, errlen, AG_ENOMEM, "%s: %s: out of memory", who, path);
     memset(f, 0, sizeof *f);
@@ -404,7 +404,7 @@ static ag_status open_as(const char *who, const char *path, ag_alloc_fn fn, void
     f->ud = ud;
     f->fd = -1;
     f->path_size = strlen(path) + 1;
-    f->path = nni_io_alloc(fn, ud, NULL, 0, f->path_size);
+    f->path = ag_realloc(fn, ud, NULL, 0, f->path_size);
     if (!f->path) {
         f->path_size = 0;
         nn_safetensors_close(f);
@@ -520,8 +520,8 @@ static ag_status check_target(const nn_safetensors *f, const nn_safetensors_info
         same = shape[d] == e->shape[d];
     if (!same) {
         char fs[96], ms[96];
-        nni_io_shape_str(fs, sizeof fs, e->rank, e->shape);
-        nni_io_shape_str(ms, sizeof ms, rank, shape);
+        ag_shape_str(fs, sizeof fs, e->rank, e->shape);
+        ag_shape_str(ms, sizeof ms, rank, shape);
         return nni_io_fail(err, errlen, AG_ESHAPE,
                            "%s: %s: tensor " NAME_FMT " has shape %s in the file but %s in memory", who,
                            f->path, NAME_ARG(e->name), fs, ms);
@@ -603,7 +603,7 @@ ag_status nn_safetensors_load(const char *path, int n, const char *const *names,
         return s;
     /* One block: n entry indices, then a taken flag per file entry. */
     size_t scratch_size = (size_t)n * sizeof(int) + (size_t)f->count + 1;
-    int *index = nni_io_alloc(fn, ud, NULL, 0, scratch_size);
+    int *index = ag_realloc(fn, ud, NULL, 0, scratch_size);
     if (!index)
         s = nni_io_fail(err, errlen, AG_ENOMEM, "%s: %s: out of memory", who, path);
     if (s == AG_OK) {
@@ -613,7 +613,7 @@ ag_status nn_safetensors_load(const char *path, int n, const char *const *names,
     }
     for (int i = 0; s == AG_OK && i < n; i++)
         s = copy_into(f, &f->entries[index[i]], tensors[i], who, err, errlen);
-    nni_io_alloc(fn, ud, index, index ? scratch_size : 0, 0);
+    ag_realloc(fn, ud, index, index ? scratch_size : 0, 0);
     nn_safetensors_close(f);
     return s == AG_OK ? nni_io_ok(err, errlen) : s;
 }

@@ -34,7 +34,7 @@ static void put(text *b, const char *s, size_t n)
         size_t ncap = b->cap ? b->cap : 256;
         while (ncap < b->len + n)
             ncap *= 2;
-        char *q = nni_io_alloc(b->fn, b->ud, b->p, b->cap, ncap);
+        char *q = ag_realloc(b->fn, b->ud, b->p, b->cap, ncap);
         if (!q) {
             b->oom = true;
             return;
@@ -114,7 +114,7 @@ static ag_status check_strings(const char *path, int n, const char *const *strs,
     }
     if (n < 2)
         return AG_OK;
-    const char **sorted = nni_io_alloc(fn, ud, NULL, 0, (size_t)n * sizeof *sorted);
+    const char **sorted = ag_realloc(fn, ud, NULL, 0, (size_t)n * sizeof *sorted);
     if (!sorted)
         return nni_io_fail(err, errlen, AG_ENOMEM, WHO ": %s: out of memory", path);
     memcpy(sorted, strs, (size_t)n * sizeof *sorted);
@@ -124,7 +124,7 @@ static ag_status check_strings(const char *path, int n, const char *const *strs,
         if (strcmp(sorted[i - 1], sorted[i]) == 0)
             s = nni_io_fail(err, errlen, AG_EINVAL, WHO ": %s: %s '%.80s' appears twice", path, what,
                             sorted[i]);
-    nni_io_alloc(fn, ud, sorted, (size_t)n * sizeof *sorted, 0);
+    ag_realloc(fn, ud, sorted, (size_t)n * sizeof *sorted, 0);
     return s;
 }
 
@@ -312,13 +312,13 @@ ag_status nn_safetensors_save_meta(const char *path, int n, const char *const *n
     text header = {.fn = fn, .ud = ud};
     build_header(&header, n, names, tensors, nmeta, meta_keys, meta_values);
     size_t tmp_size = strlen(path) + 48;
-    char *tmp = header.oom ? NULL : nni_io_alloc(fn, ud, NULL, 0, tmp_size);
+    char *tmp = header.oom ? NULL : ag_realloc(fn, ud, NULL, 0, tmp_size);
     if (!tmp)
         s = nni_io_fail(err, errlen, AG_ENOMEM, WHO ": %s: out of memory", path);
     else
         s = write_file(path, &header, n, tensors, tmp, tmp_size, err, errlen);
-    nni_io_alloc(fn, ud, tmp, tmp ? tmp_size : 0, 0);
-    nni_io_alloc(fn, ud, header.p, header.cap, 0);
+    ag_realloc(fn, ud, tmp, tmp ? tmp_size : 0, 0);
+    ag_realloc(fn, ud, header.p, header.cap, 0);
     return s == AG_OK ? nni_io_ok(err, errlen) : s;
 }
 

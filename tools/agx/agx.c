@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,10 +94,19 @@ static int bad_expression(const char *src, int col, const char *msg)
     return EXIT_BAD_INPUT;
 }
 
-static int bad_argument(const char *arg, int col, const char *fmt, const char *detail)
+static int bad_argument(const char *arg, int col, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static int bad_argument(const char *arg, int col, const char *fmt, ...)
 {
     fprintf(stderr, "agx: argument '%s', column %d: ", arg, col);
-    fprintf(stderr, fmt, detail);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fputc('\n', stderr);
     return EXIT_BAD_INPUT;
 }
@@ -232,7 +242,7 @@ static int read_values(const options *o, const agx_program *p, double *values, i
         const char *eq = strchr(arg, '=');
         size_t bad;
         if (!eq) {
-            status = bad_argument(arg, 1, "expected name=value%s", "");
+            status = bad_argument(arg, 1, "expected name=value");
             break;
         }
         size_t len = (size_t)(eq - arg);
@@ -251,7 +261,7 @@ static int read_values(const options *o, const agx_program *p, double *values, i
         errno = 0;
         double v = *text && !strchr(" \t\n\r\f\v", *text) ? strtod(text, &end) : 0;
         if (!*text) {
-            status = bad_argument(arg, (int)len + 2, "no value after '='%s", "");
+            status = bad_argument(arg, (int)len + 2, "no value after '='");
             break;
         }
         if (!end || *end) {
