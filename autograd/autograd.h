@@ -212,7 +212,10 @@ AG_API void *ag_data(ag_tensor *x);                   /* float* or double* per d
 AG_API double ag_get(const ag_tensor *x, int64_t i);  /* flat index; NaN if out of range */
 AG_API void ag_set(ag_tensor *x, int64_t i, double v);
 AG_API double ag_item(const ag_tensor *x);            /* the single element; NaN unless numel == 1 */
-/* The gradient as a tensor of x's shape, or NULL before any backward reached x. */
+/* The gradient as a tensor of x's shape, or NULL before any backward reached x.
+** Read it, do not write it: gradients of tape tensors may share storage (for
+** y = a + b, a, b and y have the same gradient tensor). A parameter's
+** gradient is its own buffer, zeroed by ag_zero_grad. */
 AG_API ag_tensor *ag_grad(const ag_tensor *x);
 AG_API double ag_grad_item(const ag_tensor *x);       /* 0 when there is no gradient */
 AG_API int ag_requires_grad_of(const ag_tensor *x);

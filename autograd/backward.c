@@ -99,7 +99,8 @@ static void store_grad(ag_tape *t, ag_tensor *x)
     if (!x->gacc)
         return;
     if (x->flags & AGI_PARAM) {
-        agk_add_inplace((ag_dtype)x->dtype, x->numel, x->grad->value, x->gacc->value);
+        if (x->grad)   /* a parameter's own gradient tensor has none */
+            agk_add_inplace((ag_dtype)x->dtype, x->numel, x->grad->value, x->gacc->value);
     } else if (!x->grad) {
         x->grad = x->gacc;
     } else {
@@ -179,7 +180,12 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
         reach(t, y);
     t->in_backward++;
     t->create_graph = create_graph;
-    if (!seed) {
+    /* A copy of the caller's seed, so that no gradient stored or returned
+    ** shares its buffer: refilling the seed later must not change them. (In
+    ** create-graph mode the copy is recorded and stays differentiable.) */
+    if (seed)
+        seed = ag_reshape(t, seed, seed->rank, seed->shape);
+    else {
         seed = agi_const_like(t, y, 1.0);
         if (y->rank > 0)
             seed = ag_broadcast_to(t, seed, y->rank, y->shape);

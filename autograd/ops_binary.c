@@ -58,11 +58,11 @@ ag_tensor *ag_mul_scalar(ag_tape *t, ag_tensor *x, double s)
 }
 
 /* Raw vjps (internal.h) handle an input of the output's shape; a broadcast
-** one, whose gradient needs summing, is left to the vjp. For a broadcast
-** result, equal rank and size mean an equal shape. */
+** one, whose gradient needs summing, is left to the vjp. (Equal rank and
+** size would not do: with a zero dimension [0,1] and [0,3] agree on both.) */
 static bool fits(const ag_tensor *x, const ag_tensor *out)
 {
-    return x->rank == out->rank && x->numel == out->numel;
+    return agi_same_shape(x, out);
 }
 
 /* Adds f(g, a, b) into the gradient of input i of 'out' when it needs one. */
@@ -79,11 +79,6 @@ AGK_INLINE void raw_into(ag_tape *t, ag_tensor *out, int i, const ag_tensor *g,
 }
 
 /* Gradient formulas of the raw vjps, step for step as in each vjp below. */
-static double d_neg(double g, double a, double b, const double *p, bool f32)
-{
-    (void)a, (void)b, (void)p, (void)f32;
-    return -g;
-}
 static double d_mul(double g, double a, double b, const double *p, bool f32)
 {
     (void)b, (void)p;
@@ -137,7 +132,7 @@ static bool raw_sub(ag_tape *t, ag_tensor *out, ag_tensor *g)
         return false;
     if (agi_needs_grad(out, 0))
         agi_grad_add(t, a, g);
-    raw_into(t, out, 1, g, NULL, NULL, d_neg);
+    raw_into(t, out, 1, g, NULL, NULL, agk_grad_neg);
     return true;
 }
 static void vjp_sub(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)

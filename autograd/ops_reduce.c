@@ -201,7 +201,6 @@ ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim)
 }
 
 /* broadcast_to: copies x along the dims it repeats; the adjoint is sum_to */
-static double f_first(double a, double b) { (void)b; return a; }
 static void vjp_broadcast_to(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     (void)out;
@@ -251,7 +250,7 @@ ag_tensor *ag_broadcast_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *sh
     if (rank == 0)
         agi_set(out, 0, agi_get(x, 0));
     else
-        agk_map2((ag_dtype)x->dtype, rank, shape, x->value, sx, x->value, sx, out->value, f_first);
+        agk_map2((ag_dtype)x->dtype, rank, shape, x->value, sx, x->value, sx, out->value, agk_first);
     return out;
 }
 

@@ -17,7 +17,6 @@ static void strides_of(const ag_tensor *x, int64_t *s)
     }
 }
 
-static double f_first(double a, double b) { (void)b; return a; }
 
 /* out = x read through 'strides' (over out's shape) from 'base' elements in. */
 static void gather(ag_tensor *out, const ag_tensor *x, int64_t base, const int64_t *strides)
@@ -29,7 +28,7 @@ static void gather(ag_tensor *out, const ag_tensor *x, int64_t base, const int64
         agi_set(out, 0, agi_get(x, base));
     else
         agk_map2((ag_dtype)x->dtype, out->rank, out->shape, src, strides, src, strides, out->value,
-                 f_first);
+                 agk_first);
 }
 
 /* a * b for a, b >= 0, saturating at INT64_MAX rather than overflowing. */

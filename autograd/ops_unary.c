@@ -43,14 +43,9 @@ static ag_tensor *zero_like(ag_tape *t, const ag_tensor *x) { return agi_const_l
 
 /* -x */
 static double f_neg(double x, const double *p) { (void)p; return -x; }
-static double d_neg(double g, double a, double b, const double *p, bool f32)
-{
-    (void)a, (void)b, (void)p, (void)f32;
-    return -g;
-}
 static bool raw_neg(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
-    return raw_unary(t, out, g, out, d_neg);
+    return raw_unary(t, out, g, out, agk_grad_neg);
 }
 static void vjp_neg(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {

@@ -131,6 +131,12 @@ ag_tensor *ag_requires_grad(ag_tensor *x)
 {
     if (!x || (x->flags & AGI_NIL))
         return x;
+    if ((x->flags & AGI_PARAM) && !x->grad) {
+        /* It would need a gradient of its own, which it cannot hold. */
+        ag_tape_fail(x->tape, AG_EINVAL, "ag_requires_grad: the tensor is a parameter's "
+                     "gradient; ag_detach it onto a tape to differentiate it");
+        return x;
+    }
     if (x->flags & AGI_RECORDED) {
         ag_tape_fail(x->tape, AG_EINVAL,
                      "ag_requires_grad: tensor%s%s%s is the recorded result of op %s, not a leaf",

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -321,8 +322,17 @@ ag_status nn_csv_load(const char *path, const nn_csv_options *opt, ag_dtype dt, 
             nni_io_fail(err, errlen, s, WHO ": %s: out of memory for %lld rows of %d columns", path,
                         (long long)lay.rows, lay.cols);
     }
-    if (s == AG_OK)
+    if (s == AG_OK) {
+        /* strtod follows the program's LC_NUMERIC; CSV numbers use '.'
+        ** whatever it is, so parse in the C locale (for this thread only). */
+        locale_t c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+        locale_t previous = c_numeric ? uselocale(c_numeric) : (locale_t)0;
         s = fill(sc, opt, &lay, ds, err, errlen);
+        if (c_numeric) {
+            uselocale(previous);
+            freelocale(c_numeric);
+        }
+    }
     ag_realloc(fn, ud, text, cap, 0);
     if (s != AG_OK) {
         nn_dataset_free(ds);

@@ -200,7 +200,8 @@ static void build_header(text *b, int n, const char *const *names, ag_tensor *co
         offset += nbytes;
     }
     puts_(b, "}");
-    while ((8 + b->len) % 8 != 0)
+    /* After a failed allocation 'len' no longer grows: stop. */
+    while (!b->oom && (8 + b->len) % 8 != 0)
         puts_(b, " ");
 }
 

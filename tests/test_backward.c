@@ -7,6 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <string.h>
 
 static ag_tape *tape;
 
@@ -372,4 +373,57 @@ Test(backward, unrecorded_result_becomes_a_leaf)
     ag_backward(tape, y);
     assert_ok();
     cr_assert_eq(ag_grad_item(c), 12.0);
+}
+
+/* Regressions found in review. */
+
+Test(backward, gradients_do_not_share_the_callers_seed, .init = setup, .fini = teardown)
+{
+    /* The Jacobian of y = x + b row by row, refilling one seed buffer. */
+    ag_tensor *x = ag_requires_grad(ag_tensor_from(tape, AG_F64, 1, (int64_t[]){3},
+                                                   (double[]){1, 2, 3}));
+    ag_tensor *y = ag_add(tape, x, ag_scalar(tape, AG_F64, 5));
+    ag_tensor *seed = ag_zeros(tape, AG_F64, 1, (int64_t[]){3});
+    ag_tensor *rows[3];
+    for (int i = 0; i < 3; i++) {
+        ag_fill(seed, 0);
+        ag_set(seed, i, 1);
+        ag_gradients(tape, y, seed, 1, &x, &rows[i], 0);
+    }
+    assert_ok();
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            cr_assert_eq(ag_get(rows[i], j), i == j, "J[%d][%d] = %g", i, j, ag_get(rows[i], j));
+    /* ag_backward_seed likewise keeps its own copy. */
+    ag_fill(seed, 1);
+    ag_backward_seed(tape, y, seed);
+    ag_fill(seed, 2);
+    assert_ok();
+    cr_assert_eq(ag_get(ag_grad(x), 0), 1);
+}
+
+Test(backward, a_parameters_gradient_cannot_require_grad, .init = setup, .fini = teardown)
+{
+    ag_tensor *p = ag_param_scalar(AG_F64, 2);
+    ag_backward(tape, ag_mul(tape, p, p));
+    ag_tensor *g = ag_grad(p);
+    /* It belongs to no tape, so there is nowhere to report: it is refused. */
+    ag_requires_grad(g);
+    cr_assert_eq(ag_requires_grad_of(g), 0);
+    ag_tape_reset(tape);
+    ag_backward(tape, ag_mul(tape, p, g));   /* used as a constant: no crash */
+    assert_ok();
+    cr_assert_float_eq(ag_grad_item(p), 4 + 4, 1e-12);
+    ag_param_free(p);
+}
+
+Test(backward, zero_size_broadcast_gives_each_input_its_shape, .init = setup, .fini = teardown)
+{
+    ag_tensor *a = ag_requires_grad(ag_zeros(tape, AG_F64, 2, (int64_t[]){0, 1}));
+    ag_tensor *b = ag_requires_grad(ag_zeros(tape, AG_F64, 2, (int64_t[]){0, 3}));
+    ag_backward(tape, ag_sum(tape, ag_add(tape, a, b)));
+    assert_ok();
+    cr_assert_eq(ag_rank(ag_grad(a)), 2);
+    cr_assert_eq(ag_shape(ag_grad(a))[1], 1);
+    cr_assert_eq(ag_shape(ag_grad(b))[1], 3);
 }

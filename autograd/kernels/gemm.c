@@ -124,7 +124,7 @@ typedef struct plan {
     bool swap, direct;
     int pm, pn;
     int64_t part_m, part_n;
-    size_t part_bytes;
+    size_t a_bytes, part_bytes;   /* a part's packed A, and all its buffers */
 } plan;
 
 /* Below this many multiply-adds per thread, waking a thread costs more
@@ -135,6 +135,7 @@ static const double MIN_MACS_PER_THREAD = 1 << 20;
 static const double DIRECT_MAX_BYTES = 192 * 1024;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static size_t elem_size(ag_dtype dt) { return dt == AG_F32 ? sizeof(float) : sizeof(double); }
 static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 /* A rough cost in cycles of one orientation of a product, to choose
@@ -145,7 +146,9 @@ static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 ** only have to pick the cheaper side. */
 static double cost(int64_t m, int64_t n, int64_t k, bool tb, bool direct, bool ct, int vec)
 {
-    double compute = (double)m * (double)round_up(n, vec) * (double)k / 16.0;
+    /* vec is a power of two for every kernel: no division. */
+    int64_t filled = (vec & (vec - 1)) == 0 ? (n + vec - 1) & ~(int64_t)(vec - 1) : round_up(n, vec);
+    double compute = (double)m * (double)filled * (double)k / 16.0;
     double gather = tb ? 0.25 * (double)k * (double)n : 0.0;
     double copy = direct ? 0.0 : 0.25 * (double)k * (double)(m + n);
     double store = ct ? (double)m * (double)n : 0.0;
@@ -156,7 +159,7 @@ static plan make_plan(ag_dtype dt, agk_isa isa, int64_t m, int64_t n, int64_t k,
                       bool tb, ag_pool *pool)
 {
     plan p = {.blk = blocking(dt, isa), .pm = 1, .pn = 1};
-    size_t es = ag_dtype_size(dt);
+    size_t es = elem_size(dt);
     p.direct = ((double)m * (double)k + (double)k * (double)n) * (double)es <= DIRECT_MAX_BYTES;
     /* A narrow C (a few columns) wastes most of each column vector; its
     ** transpose may fill them better. */
@@ -169,14 +172,17 @@ static plan make_plan(ag_dtype dt, agk_isa isa, int64_t m, int64_t n, int64_t k,
     }
     p.part_m = m;
     p.part_n = n;
-    /* Equal k blocks no larger than kc, so no short last block. */
-    int64_t nkb = k > 0 ? ceil_div(k, p.blk.kc) : 1;
-    p.kblock = k > 0 ? ceil_div(k, nkb) : 1;
-    int64_t tiles_m = ceil_div(m, p.blk.mr), tiles_n = ceil_div(n, p.blk.nr);
+    /* Equal k blocks no larger than kc, so no short last block. (Divisions
+    ** cost more than the whole of a tiny product: only where needed.) */
+    p.kblock = k < 1 ? 1 : k;
+    if (k > p.blk.kc)
+        p.kblock = ceil_div(k, ceil_div(k, p.blk.kc));
     double macs = (double)m * (double)n * (double)k;
     int threads = agk_pool_threads(pool);
     if (macs / MIN_MACS_PER_THREAD < threads)
         threads = (int)(macs / MIN_MACS_PER_THREAD);
+    int64_t tiles_m = threads > 1 ? ceil_div(m, p.blk.mr) : 1;
+    int64_t tiles_n = threads > 1 ? ceil_div(n, p.blk.nr) : 1;
     if (threads > 1 && tiles_m * tiles_n >= threads) {
         /* Choose the grid that minimises the largest part's work plus its
         ** packing, which each part does for its own rows and columns. */
@@ -199,10 +205,12 @@ static plan make_plan(ag_dtype dt, agk_isa isa, int64_t m, int64_t n, int64_t k,
             }
         }
     }
-    int64_t a_rows = round_up(p.part_m < p.blk.mc ? p.part_m : p.blk.mc, p.blk.mr);
-    int64_t b_cols = round_up(p.part_n < p.blk.nc ? p.part_n : p.blk.nc, p.blk.nr);
-    p.part_bytes = (size_t)(round_up(a_rows * p.kblock * (int64_t)es, 64) +
-                            round_up(b_cols * p.kblock * (int64_t)es, 64));
+    /* Packed panels round rows up to mr and columns to nr: mr - 1 and nr - 1
+    ** more are enough, without dividing. */
+    int64_t a_rows = (p.part_m < p.blk.mc ? p.part_m : p.blk.mc) + p.blk.mr - 1;
+    int64_t b_cols = (p.part_n < p.blk.nc ? p.part_n : p.blk.nc) + p.blk.nr - 1;
+    p.a_bytes = ((size_t)(a_rows * p.kblock) * es + 63) & ~(size_t)63;
+    p.part_bytes = p.a_bytes + (((size_t)(b_cols * p.kblock) * es + 63) & ~(size_t)63);
     return p;
 }
 
@@ -240,10 +248,14 @@ static void run_part(void *ctx, int index)
     const gemm_job *j = ctx;
     const plan *p = j->p;
     const agk_part *w = &j->whole;
-    int64_t i0 = (index / p->pn) * p->part_m, j0 = (index % p->pn) * p->part_n;
-    if (i0 >= w->m || j0 >= w->n)
-        return;
-    size_t es = ag_dtype_size(j->dt);
+    int64_t i0 = 0, j0 = 0;
+    if (index > 0) {
+        i0 = (index / p->pn) * p->part_m;
+        j0 = (index % p->pn) * p->part_n;
+        if (i0 >= w->m || j0 >= w->n)
+            return;
+    }
+    size_t es = elem_size(j->dt);
     agk_part part = *w;
     part.m = w->m - i0 < p->part_m ? w->m - i0 : p->part_m;
     part.n = w->n - j0 < p->part_n ? w->n - j0 : p->part_n;
@@ -251,8 +263,7 @@ static void run_part(void *ctx, int index)
     part.b = (const char *)w->b + (size_t)(w->tb ? j0 * w->ldb : j0) * es;
     part.c = (char *)w->c + (size_t)(w->ct ? j0 * w->ldc + i0 : i0 * w->ldc + j0) * es;
     part.pa = j->scratch + (j->shared_scratch ? 0 : (size_t)index * p->part_bytes);
-    int64_t a_rows = round_up(p->part_m < p->blk.mc ? p->part_m : p->blk.mc, p->blk.mr);
-    part.pb = (char *)part.pa + round_up(a_rows * p->kblock * (int64_t)es, 64);
+    part.pb = (char *)part.pa + p->a_bytes;
     if (j->dt == AG_F32)
         gemm_part_f32(kernel_f32(j->isa), &part);
     else

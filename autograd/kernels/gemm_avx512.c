@@ -16,9 +16,11 @@ enum { MR = 8 };
 
 #define AGK_AVX512_INLINE AGK_TARGET_AVX512 static inline __attribute__((always_inline))
 
-/* R rows and H vectors of 16 columns; both are constants at each call, so
-** the loops unroll and the accumulators stay in registers. */
-AGK_AVX512_INLINE void rows_f32(const int R, const int H, int64_t kc, const float *restrict a,
+/* R rows and H vectors of 16 columns, all in use when FULL (no masks);
+** constants at each call, so the loops unroll and the accumulators stay in
+** registers. */
+AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64_t kc,
+                                const float *restrict a,
                                 int64_t ars, int64_t acs, const float *restrict b, int64_t brs,
                                 float *restrict c, int64_t ldc, bool add, const __mmask16 *mask)
 {
@@ -30,8 +32,9 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, int64_t kc, const floa
     }
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
-            __m512 b0 = _mm512_maskz_loadu_ps(mask[0], b);
-            __m512 b1 = H > 1 ? _mm512_maskz_loadu_ps(mask[1], b + 16) : b0;
+            __m512 b0 = FULL ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(mask[0], b);
+            __m512 b1 = H < 2 ? b0
+                         : FULL ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(mask[1], b + 16);
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) {
                 __m512 x = _mm512_set1_ps(a[i]);
@@ -42,8 +45,9 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, int64_t kc, const floa
         }
     } else {
         for (int64_t p = 0; p < kc; p++, b += brs) {
-            __m512 b0 = _mm512_maskz_loadu_ps(mask[0], b);
-            __m512 b1 = H > 1 ? _mm512_maskz_loadu_ps(mask[1], b + 16) : b0;
+            __m512 b0 = FULL ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(mask[0], b);
+            __m512 b1 = H < 2 ? b0
+                         : FULL ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(mask[1], b + 16);
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) {
                 __m512 x = _mm512_set1_ps(a[i * ars + p]);
@@ -58,6 +62,12 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, int64_t kc, const floa
         for (int h = 0; h < H; h++) {
             float *ci = c + i * ldc + 16 * h;
             __m512 v = acc[i][h];
+            if (FULL) {
+                if (add)
+                    v = _mm512_add_ps(_mm512_loadu_ps(ci), v);
+                _mm512_storeu_ps(ci, v);
+                continue;
+            }
             if (add)
                 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[h], ci), v);
             _mm512_mask_storeu_ps(ci, mask[h], v);
@@ -69,37 +79,44 @@ AGK_TARGET_AVX512 static void tile_f32(int64_t kc, const float *a, int64_t ars, 
                                        const float *b, int64_t brs, float *c, int64_t ldc,
                                        bool add, int rows, int cols)
 {
+    /* Whole tiles, the common case, without masks: a mask register
+    ** reloaded in the loop costs a few percent. */
+    if (rows == MR && cols == 32) {
+        rows_f32(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, add, NULL);
+        return;
+    }
     __mmask16 mask[2] = {
         (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1),
         (__mmask16)(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0),
     };
     if (cols > 16) {
         switch (rows) {
-        case 1: rows_f32(1, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 2: rows_f32(2, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 3: rows_f32(3, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 4: rows_f32(4, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 5: rows_f32(5, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 6: rows_f32(6, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 7: rows_f32(7, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        default: rows_f32(8, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 1: rows_f32(1, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 2: rows_f32(2, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 3: rows_f32(3, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 4: rows_f32(4, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 5: rows_f32(5, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 6: rows_f32(6, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 7: rows_f32(7, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        default: rows_f32(8, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
         }
     } else {
         switch (rows) {
-        case 1: rows_f32(1, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 2: rows_f32(2, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 3: rows_f32(3, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 4: rows_f32(4, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 5: rows_f32(5, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 6: rows_f32(6, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 7: rows_f32(7, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        default: rows_f32(8, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 1: rows_f32(1, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 2: rows_f32(2, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 3: rows_f32(3, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 4: rows_f32(4, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 5: rows_f32(5, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 6: rows_f32(6, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 7: rows_f32(7, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        default: rows_f32(8, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
         }
     }
 }
 
 /* The f64 twin: H vectors of 8 columns. */
-AGK_AVX512_INLINE void rows_f64(const int R, const int H, int64_t kc, const double *restrict a,
+AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64_t kc,
+                                const double *restrict a,
                                 int64_t ars, int64_t acs, const double *restrict b, int64_t brs,
                                 double *restrict c, int64_t ldc, bool add, const __mmask8 *mask)
 {
@@ -111,8 +128,9 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, int64_t kc, const doub
     }
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
-            __m512d b0 = _mm512_maskz_loadu_pd(mask[0], b);
-            __m512d b1 = H > 1 ? _mm512_maskz_loadu_pd(mask[1], b + 8) : b0;
+            __m512d b0 = FULL ? _mm512_loadu_pd(b) : _mm512_maskz_loadu_pd(mask[0], b);
+            __m512d b1 = H < 2 ? b0
+                         : FULL ? _mm512_loadu_pd(b + 8) : _mm512_maskz_loadu_pd(mask[1], b + 8);
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) {
                 __m512d x = _mm512_set1_pd(a[i]);
@@ -123,8 +141,9 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, int64_t kc, const doub
         }
     } else {
         for (int64_t p = 0; p < kc; p++, b += brs) {
-            __m512d b0 = _mm512_maskz_loadu_pd(mask[0], b);
-            __m512d b1 = H > 1 ? _mm512_maskz_loadu_pd(mask[1], b + 8) : b0;
+            __m512d b0 = FULL ? _mm512_loadu_pd(b) : _mm512_maskz_loadu_pd(mask[0], b);
+            __m512d b1 = H < 2 ? b0
+                         : FULL ? _mm512_loadu_pd(b + 8) : _mm512_maskz_loadu_pd(mask[1], b + 8);
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) {
                 __m512d x = _mm512_set1_pd(a[i * ars + p]);
@@ -139,6 +158,12 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, int64_t kc, const doub
         for (int h = 0; h < H; h++) {
             double *ci = c + i * ldc + 8 * h;
             __m512d v = acc[i][h];
+            if (FULL) {
+                if (add)
+                    v = _mm512_add_pd(_mm512_loadu_pd(ci), v);
+                _mm512_storeu_pd(ci, v);
+                continue;
+            }
             if (add)
                 v = _mm512_add_pd(_mm512_maskz_loadu_pd(mask[h], ci), v);
             _mm512_mask_storeu_pd(ci, mask[h], v);
@@ -150,31 +175,35 @@ AGK_TARGET_AVX512 static void tile_f64(int64_t kc, const double *a, int64_t ars,
                                        const double *b, int64_t brs, double *c, int64_t ldc,
                                        bool add, int rows, int cols)
 {
+    if (rows == MR && cols == 16) {
+        rows_f64(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, add, NULL);
+        return;
+    }
     __mmask8 mask[2] = {
         (__mmask8)(cols >= 8 ? 0xFF : (1u << cols) - 1),
         (__mmask8)(cols >= 16 ? 0xFF : cols > 8 ? (1u << (cols - 8)) - 1 : 0),
     };
     if (cols > 8) {
         switch (rows) {
-        case 1: rows_f64(1, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 2: rows_f64(2, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 3: rows_f64(3, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 4: rows_f64(4, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 5: rows_f64(5, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 6: rows_f64(6, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 7: rows_f64(7, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        default: rows_f64(8, 2, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 1: rows_f64(1, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 2: rows_f64(2, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 3: rows_f64(3, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 4: rows_f64(4, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 5: rows_f64(5, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 6: rows_f64(6, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 7: rows_f64(7, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        default: rows_f64(8, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
         }
     } else {
         switch (rows) {
-        case 1: rows_f64(1, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 2: rows_f64(2, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 3: rows_f64(3, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 4: rows_f64(4, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 5: rows_f64(5, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 6: rows_f64(6, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 7: rows_f64(7, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        default: rows_f64(8, 1, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 1: rows_f64(1, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 2: rows_f64(2, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 3: rows_f64(3, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 4: rows_f64(4, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 5: rows_f64(5, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 6: rows_f64(6, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        case 7: rows_f64(7, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
+        default: rows_f64(8, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
         }
     }
 }

@@ -21,6 +21,13 @@
 typedef double (*agk_fn1)(double x, const double *p);
 typedef double (*agk_fn2)(double a, double b);
 
+/* For agk_map2 used as a strided copy: passes a through. */
+static inline double agk_first(double a, double b)
+{
+    (void)b;
+    return a;
+}
+
 /* y[i] = f(x[i], p) for i < n; x and y may be the same buffer. */
 AGK_INLINE void agk_map1(ag_dtype dt, int64_t n, const void *x, void *y, agk_fn1 f,
                          const double *p)
@@ -126,6 +133,13 @@ void agk_add_inplace(ag_dtype dt, int64_t n, void *dst, const void *src);
 ** that the op's differentiable vjp performs as a separate op, so both paths
 ** give the same bits. */
 typedef double (*agk_grad_fn)(double g, double a, double b, const double *p, bool f32);
+
+/* The gradient formula of negation, shared by neg and sub's second input. */
+static inline double agk_grad_neg(double g, double a, double b, const double *p, bool f32)
+{
+    (void)a, (void)b, (void)p, (void)f32;
+    return -g;
+}
 
 /* v rounded to the dtype (f32: to float), as an op's result is. */
 AGK_INLINE double agk_round(double v, bool f32) { return f32 ? (double)(float)v : v; }
