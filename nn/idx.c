@@ -269,6 +269,9 @@ ag_status nn_idx_load(const char *images_path, const char *labels_path, ag_dtype
         if (s == AG_ENOMEM)
             nni_io_fail(err, errlen, s, WHO ": %s: out of memory for %lu images", images_path,
                         (unsigned long)img.dims[0]);
+        else if (s != AG_OK)   /* the message would name nn_dataset_new, not what was called */
+            nni_io_fail(err, errlen, s, WHO ": %s: %lu images of %lux%lu pixels are too large", images_path,
+                        (unsigned long)img.dims[0], (unsigned long)img.dims[1], (unsigned long)img.dims[2]);
     }
     if (s == AG_OK) {
         /* Divide rather than multiply by 1/255, so each value is the

@@ -1,0 +1,69 @@
+#!/bin/sh
+# Runs the test suites under valgrind's memcheck and fails on any error it
+# reports: invalid reads and writes, uses of uninitialised values, bad frees,
+# and memory definitely or indirectly lost.
+#
+#     sh tools/valgrind.sh            the fast part of the suite (CI runs it)
+#     sh tools/valgrind.sh all        every suite (several times slower)
+#     sh tools/valgrind.sh NAME...    the named tests (meson test names)
+#
+# Builds into build-valgrind (or $VALGRIND_BUILD) without sanitizers.
+# Criterion runs each test in a worker process and reports its result
+# before the worker exits, so valgrind's exit code cannot reach meson: each
+# process writes its own log, and the script reads every ERROR SUMMARY.
+set -eu
+cd "$(dirname "$0")/.."
+build=${VALGRIND_BUILD:-build-valgrind}
+
+# Suites left out of the fast part: they repeat their work thousands of
+# times (every bit flip and truncation of a file, finite differences of
+# every op, timing-sensitive thread pools, the example programs), which
+# valgrind slows down fifty-fold. Their code paths are covered by the rest.
+slow="safetensors examples ops_gradcheck second_order f32_agreement gemm pool"
+
+command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed" >&2; exit 2; }
+# (meson 1.0 refuses --reconfigure on a directory it has not set up yet)
+if [ -d "$build/meson-private" ]; then again=--reconfigure; else again=; fi
+meson setup "$build" $again -Dexamples=false >/dev/null
+ninja -C "$build" >/dev/null
+
+if [ $# -eq 0 ]; then
+    tests=""
+    for t in $(meson test -C "$build" --no-rebuild --list 2>/dev/null | sed 's/.* \/ //'); do
+        case " $slow " in *" $t "*) ;; *) tests="$tests $t" ;; esac
+    done
+elif [ "$1" = all ]; then
+    tests=""
+else
+    tests="$*"
+fi
+
+logs=$(mktemp -d "${TMPDIR:-/tmp}/valgrind.XXXXXX")
+vg="valgrind --tool=memcheck --trace-children=yes --leak-check=full"
+vg="$vg --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect"
+vg="$vg --log-file=$logs/vg.%p.log"
+status=0
+# shellcheck disable=SC2086
+meson test -C "$build" --no-rebuild --print-errorlogs --timeout-multiplier 20 \
+    --wrapper "$vg" $tests || status=$?
+
+bad=$(grep -l "ERROR SUMMARY: [1-9]" "$logs"/vg.*.log || true)
+if [ -n "$bad" ]; then
+    for f in $bad; do
+        echo "== $f"
+        grep -v "^==[0-9]*== *$" "$f" | head -60
+    done | head -200
+    echo "valgrind.sh: memcheck found errors in $(echo "$bad" | wc -l) process(es); logs in $logs" >&2
+    exit 1
+fi
+checked=$(ls "$logs" | wc -l)
+if [ "$checked" -eq 0 ]; then
+    echo "valgrind.sh: no process ran under valgrind" >&2
+    exit 1
+fi
+rm -rf "$logs"
+if [ "$status" -ne 0 ]; then
+    echo "valgrind.sh: a test failed under valgrind (see above)" >&2
+    exit "$status"
+fi
+echo "valgrind.sh: $checked processes, no memcheck error"
