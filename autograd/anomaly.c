@@ -39,6 +39,17 @@ ag_tape *ag_tape_here(ag_tape *t, const char *file, int line)
     return t;
 }
 
+bool agi_anomaly_pause(ag_tape *t)
+{
+    if (t->anomaly.pending)
+        agi_anomaly_flush(t);
+    bool was_on = t->anomaly.on;
+    t->anomaly.on = false;
+    return was_on;
+}
+
+void agi_anomaly_resume(ag_tape *t, bool was_on) { t->anomaly.on = was_on; }
+
 void agi_anomaly_free(ag_tape *t)
 {
     agi_anomaly *a = &t->anomaly;

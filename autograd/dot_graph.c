@@ -301,7 +301,12 @@ ag_status agi_dg_build(dg_graph *g, ag_tape *t, ag_tensor *y)
     map_free(&m, t);
     if (t->status != AG_OK)
         return AG_OK;   /* a failed tape: draw what was recorded, nothing more */
-    if (!local_derivatives(g) || !replay(g))
+    /* Derivatives for the picture, not a pass of the user's: anomaly mode
+    ** would report an infinite local derivative as an error of the tape. */
+    bool anomaly = agi_anomaly_pause(t);
+    bool drawn = local_derivatives(g) && replay(g);
+    agi_anomaly_resume(t, anomaly);
+    if (!drawn)
         return t->status;
     g->derivatives = true;
     return AG_OK;

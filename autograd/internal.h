@@ -164,6 +164,11 @@ bool agi_anomaly_note(ag_tape *t, ag_tensor *x);
 void agi_anomaly_flush(ag_tape *t);
 void agi_anomaly_check_grads(ag_tape *t, size_t entry);
 void agi_anomaly_free(ag_tape *t);
+/* Turns anomaly mode off for work that is not the user's (drawing's replay
+** of backward), after checking the pending result; returns whether it was
+** on, for agi_anomaly_resume. */
+bool agi_anomaly_pause(ag_tape *t);
+void agi_anomaly_resume(ag_tape *t, bool was_on);
 /* A fast path for hot vjps: when agi_raw_backward(t), nothing the vjp does
 ** is recorded, so it may instead compute the same gradients, bit for bit,
 ** with raw loops straight into the inputs' accumulators (agi_grad_add,

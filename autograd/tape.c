@@ -153,7 +153,9 @@ ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, a
     }
     size_t esize = ag_dtype_size(dt);
     size_t head = (sizeof(ag_tensor) + (size_t)nin * sizeof(ag_tensor *) + 15) & ~(size_t)15;
-    if ((uint64_t)numel > (SIZE_MAX - head - 64) / esize)
+    /* Divided by the largest element size, a constant: a division by
+    ** 'esize' costs more than the rest of a scalar op's recording. */
+    if ((uint64_t)numel > (SIZE_MAX - head - 64) / sizeof(double))
         return agi_error(t, AG_ENOMEM, "%s: %lld elements do not fit in memory", who,
                          (long long)numel);
     size_t bytes = (size_t)numel * esize;

@@ -320,3 +320,24 @@ Test(anomaly, the_trace_header_wraps_every_op)
     }
     cr_expect_geq(wrapped, 50);
 }
+
+Test(anomaly, drawing_the_graph_is_not_an_anomaly)
+{
+    /* The DOT export replays backward to show gradients; an infinite local
+    ** derivative there is part of the picture, not an error. The backward
+    ** pass itself still reports it. */
+    ag_tape *t = ag_tape_new();
+    ag_tape_set_anomaly(t, 1);
+    ag_tensor *x = leaf(t, "x", 1, (double[]){0});
+    ag_tensor *y = ag_sum(t, ag_sqrt(t, x));
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    cr_assert_eq(ag_dot_write(t, y, NULL, f), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_assert_gt(ag_dot_steps(t, y), 0);
+    fclose(f);
+    cr_assert_eq(ag_tape_anomaly(t), 1, "still on after drawing");
+    ag_backward(t, y);
+    cr_assert_eq(ag_tape_status(t), AG_ENUMERIC);
+    expect_in(ag_tape_errmsg(t), "anomaly: backward of sqrt at ");
+    ag_tape_free(t);
+}

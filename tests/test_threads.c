@@ -181,3 +181,56 @@ Test(threads, an_error_on_one_tape_does_not_touch_another)
     free(good.weights);
     ag_tape_free(bad);
 }
+
+/* Inference: one model read by two tapes on two threads at once. */
+typedef struct reader {
+    const nn_mlp *net;
+    uint64_t seed;
+    float logits[32 * 4];
+    ag_status status;
+} reader;
+
+static void *infer(void *arg)
+{
+    reader *r = arg;
+    ag_tape *t = ag_tape_new();
+    ag_rng data;
+    ag_rng_seed(&data, r->seed);
+    r->status = AG_ENOMEM;
+    for (int pass = 0; t && pass < 20; pass++) {
+        ag_tensor *x = ag_randn(t, &data, AG_F32, 2, (int64_t[]){32, 12}, 0.0, 1.0);
+        ag_tensor *y = nn_mlp_forward(t, r->net, x);
+        r->status = ag_tape_status(t);
+        if (r->status != AG_OK || ag_numel(y) != 32 * 4)
+            break;
+        memcpy(r->logits, ag_data(y), sizeof r->logits);
+        ag_tape_reset(t);
+    }
+    ag_tape_free(t);
+    return NULL;
+}
+
+Test(threads, one_model_serves_two_threads_for_inference)
+{
+    nn_model *m = nn_model_new(NULL, NULL);
+    nn_model_seed(m, 11);
+    nn_mlp *net = nn_mlp_new(m, "mlp", AG_F32, 3, (int64_t[]){12, 24, 4}, NN_GELU);
+    nn_mlp_set_dropout(net, 0.5);
+    nn_model_set_training(m, 0);   /* dropout would draw from the model's generator */
+    cr_assert_eq(nn_model_status(m), AG_OK, "%s", nn_model_errmsg(m));
+    reader seq[2] = {{net, 1, {0}, AG_OK}, {net, 2, {0}, AG_OK}};
+    reader par[2] = {{net, 1, {0}, AG_OK}, {net, 2, {0}, AG_OK}};
+    infer(&seq[0]);
+    infer(&seq[1]);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, infer, &par[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(seq[i].status, AG_OK);
+        cr_assert_eq(par[i].status, AG_OK);
+        cr_assert(memcmp(seq[i].logits, par[i].logits, sizeof seq[i].logits) == 0, "reader %d", i);
+    }
+    nn_model_free(m);
+}
