@@ -203,8 +203,12 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
             gin = agi_arena_alloc(t, e->nin * sizeof *gin, 16);
             if (!gin)
                 break;
+            memset(gin, 0, e->nin * sizeof *gin);
+        } else {
+            /* A constant size compiles to a few stores; a variable one to a
+            ** 'rep stos' that costs as much as a scalar op's whole vjp. */
+            memset(small, 0, sizeof small);
         }
-        memset(gin, 0, e->nin * sizeof *gin);
         e->op->vjp(t, e, e->gacc, gin);
         for (int j = 0; j < e->nin && t->status == AG_OK; j++) {
             ag_tensor *x = e->in[j];

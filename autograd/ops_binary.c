@@ -16,6 +16,13 @@ AGK_INLINE ag_tensor *binary(ag_tape *t, const ag_op *op, const char *who, ag_te
     ag_tensor *in[2] = {a, b};
     if (!agi_check_inputs(t, who, 2, in, true))
         return agi_nil(t);
+    if (a->rank == 0 && b->rank == 0) {
+        /* Scalars (micrograd-style graphs): no shapes to broadcast. */
+        ag_tensor *out = agi_new(t, op, 2, in, (ag_dtype)a->dtype, 0, NULL);
+        if (!(out->flags & AGI_NIL))
+            agk_row2((ag_dtype)a->dtype, 1, a->value, 0, b->value, 0, out->value, f);
+        return out;
+    }
     int rank;
     int64_t shape[AG_MAX_DIMS];
     if (!agi_broadcast_shape(a->rank, a->shape, b->rank, b->shape, &rank, shape))
@@ -58,11 +65,14 @@ ag_tensor *ag_mul_scalar(ag_tape *t, ag_tensor *x, double s)
 }
 
 /* Raw vjps (internal.h) handle an input of the output's shape; a broadcast
-** one, whose gradient needs summing, is left to the vjp. (Equal rank and
-** size would not do: with a zero dimension [0,1] and [0,3] agree on both.) */
+** one, whose gradient needs summing, is left to the vjp. Each dim of a
+** broadcast input is 1 or the output's, so equal rank and equal nonzero size
+** mean equal shapes; with a zero dimension ([0,1] and [0,3] agree on both)
+** the shapes are compared. Cheap on purpose: scalar graphs call it per op. */
 static bool fits(const ag_tensor *x, const ag_tensor *out)
 {
-    return agi_same_shape(x, out);
+    return x->rank == out->rank && x->numel == out->numel &&
+           (x->numel != 0 || agi_same_shape(x, out));
 }
 
 /* Adds f(g, a, b) into the gradient of input i of 'out' when it needs one. */

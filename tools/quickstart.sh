@@ -22,7 +22,12 @@ as_root apt-get update -q
 # shellcheck disable=SC2086
 as_root apt-get install -y -q $pkgs
 
-meson setup build --reconfigure
+# Configure build/, or reconfigure it when an earlier run made it.
+if [ -d build/meson-private ]; then
+    meson setup --reconfigure build
+else
+    meson setup build
+fi
 if [ "$what" = demo ]; then
     meson compile -C build
     ./build/examples/chain
