@@ -377,7 +377,7 @@ Test(backward, unrecorded_result_becomes_a_leaf)
 
 /* Regressions found in review. */
 
-Test(backward, gradients_do_not_share_the_callers_seed, .init = setup, .fini = teardown)
+Test(backward, gradients_do_not_share_the_callers_seed)
 {
     /* The Jacobian of y = x + b row by row, refilling one seed buffer. */
     ag_tensor *x = ag_requires_grad(ag_tensor_from(tape, AG_F64, 1, (int64_t[]){3},
@@ -402,7 +402,7 @@ Test(backward, gradients_do_not_share_the_callers_seed, .init = setup, .fini = t
     cr_assert_eq(ag_get(ag_grad(x), 0), 1);
 }
 
-Test(backward, a_parameters_gradient_cannot_require_grad, .init = setup, .fini = teardown)
+Test(backward, a_parameters_gradient_cannot_require_grad)
 {
     ag_tensor *p = ag_param_scalar(AG_F64, 2);
     ag_backward(tape, ag_mul(tape, p, p));
@@ -417,7 +417,7 @@ Test(backward, a_parameters_gradient_cannot_require_grad, .init = setup, .fini =
     ag_param_free(p);
 }
 
-Test(backward, zero_size_broadcast_gives_each_input_its_shape, .init = setup, .fini = teardown)
+Test(backward, zero_size_broadcast_gives_each_input_its_shape)
 {
     ag_tensor *a = ag_requires_grad(ag_zeros(tape, AG_F64, 2, (int64_t[]){0, 1}));
     ag_tensor *b = ag_requires_grad(ag_zeros(tape, AG_F64, 2, (int64_t[]){0, 3}));
