@@ -515,7 +515,9 @@ static bool begin(ag_tape *t, const char *who, ag_tensor *y, bool need_y,
     bool digits_ok = o->digits >= 0 && o->digits <= 17;
     if (o->digits == 0 || !digits_ok)
         o->digits = DEFAULT_DIGITS;
-    if (t->status != AG_OK) {
+    /* ag_tape_status, not the field: in anomaly mode it checks the last
+    ** result first, so a NaN there counts as an error already made. */
+    if (ag_tape_status(t) != AG_OK) {
         if (need_y || (y && (y->flags & AGI_NIL)))
             return false;
         return !y || (y->flags & AGI_PARAM) || (y->tape == t && y->epoch == t->epoch);

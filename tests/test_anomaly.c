@@ -4,12 +4,15 @@
 ** with AG_ENUMERIC and a message naming the op, its tape entry, its inputs
 ** and, through autograd_trace.h, the line that called it.
 */
+#define _POSIX_C_SOURCE 200809L   /* open_memstream */
+
 #include "autograd.h"
 #include "autograd_trace.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A leaf on t that requires grad, named. */
@@ -339,5 +342,27 @@ Test(anomaly, drawing_the_graph_is_not_an_anomaly)
     ag_backward(t, y);
     cr_assert_eq(ag_tape_status(t), AG_ENUMERIC);
     expect_in(ag_tape_errmsg(t), "anomaly: backward of sqrt at ");
+    ag_tape_free(t);
+}
+
+Test(anomaly, a_graph_with_an_anomaly_is_drawn_without_gradients)
+{
+    /* As for any tape in error, the picture shows what was recorded, which
+    ** is what one wants to see when looking for the NaN. */
+    ag_tape *t = ag_tape_new();
+    ag_tape_set_anomaly(t, 1);
+    ag_tensor *x = leaf(t, "x", 1, (double[]){-1});
+    ag_tensor *y = ag_sqrt(t, x);
+    ag_set_name(y, "root");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    ag_status s = ag_dot_write(t, y, NULL, f);
+    fclose(f);
+    cr_assert_eq(s, AG_ENUMERIC, "%s", ag_tape_errmsg(t));
+    expect_in(text, "root");
+    expect_in(text, "sqrt");
+    free(text);
     ag_tape_free(t);
 }

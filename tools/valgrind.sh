@@ -17,9 +17,10 @@ build=${VALGRIND_BUILD:-build-valgrind}
 
 # Suites left out of the fast part: they repeat their work thousands of
 # times (every bit flip and truncation of a file, finite differences of
-# every op, timing-sensitive thread pools, the example programs), which
-# valgrind slows down fifty-fold. Their code paths are covered by the rest.
-slow="safetensors examples ops_gradcheck second_order f32_agreement gemm pool"
+# every op, spinning thread pools, large products, a program started per
+# case), which valgrind slows down fifty-fold. Their code paths are covered
+# by the rest, and all of them run under ASan in CI.
+slow="safetensors examples ops_gradcheck second_order f32_agreement gemm pool agx determinism"
 
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed" >&2; exit 2; }
 # (meson 1.0 refuses --reconfigure on a directory it has not set up yet)

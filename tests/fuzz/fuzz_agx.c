@@ -3,7 +3,8 @@
 ** a refusal must name a column inside the input and say something, and a
 ** program that parses must satisfy the parser's invariants, then record,
 ** differentiate and draw (DOT text and one backward frame) on a tape.
-** Build and run with tests/fuzz/run_fuzz.sh; not part of the meson build.
+** Built by meson with -Dfuzz=true (docs/FUZZING.md) or by tests/fuzz/run_fuzz.sh;
+** every build replays its corpus (tests/test_fuzz_corpus.c).
 */
 #include "eval.h"
 #include "parse.h"
