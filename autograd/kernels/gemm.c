@@ -147,7 +147,8 @@ static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 static double cost(int64_t m, int64_t n, int64_t k, bool tb, bool direct, bool ct, int vec)
 {
     /* vec is a power of two for every kernel: no division. */
-    int64_t filled = (vec & (vec - 1)) == 0 ? (n + vec - 1) & ~(int64_t)(vec - 1) : round_up(n, vec);
+    int64_t filled =
+        (vec & (vec - 1)) == 0 ? (n + vec - 1) & ~(int64_t)(vec - 1) : round_up(n, vec);
     double compute = (double)m * (double)filled * (double)k / 16.0;
     double gather = tb ? 0.25 * (double)k * (double)n : 0.0;
     double copy = direct ? 0.0 : 0.25 * (double)k * (double)(m + n);
