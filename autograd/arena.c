@@ -29,7 +29,9 @@ void *agi_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize)
 
 static size_t align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
-static size_t chunk_header(void) { return align_up(sizeof(agi_chunk), 64); }
+_Static_assert(sizeof(agi_chunk) <= AGI_CHUNK_HEADER, "agi_chunk outgrew its header");
+
+static size_t chunk_header(void) { return AGI_CHUNK_HEADER; }
 
 /* Bytes of chunk 'c' free for an allocation of 'size' aligned to 'align', or
 ** SIZE_MAX when it does not fit. */
@@ -42,7 +44,7 @@ static size_t fit(const agi_chunk *c, size_t size, size_t align)
     return off;
 }
 
-void *agi_arena_alloc(ag_tape *t, size_t size, size_t align)
+void *agi_arena_grow(ag_tape *t, size_t size, size_t align)
 {
     agi_arena *a = &t->arena;
     if (size == 0)

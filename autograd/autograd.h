@@ -329,6 +329,23 @@ AG_API ag_tensor *ag_cast(ag_tape *t, ag_tensor *x, ag_dtype dt);
 ** leading dims broadcast. */
 AG_API ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b);
 
+/* The activations a fused dense layer can apply. */
+typedef enum ag_activation {
+    AG_ACT_IDENTITY,
+    AG_ACT_RELU,
+    AG_ACT_SIGMOID,
+    AG_ACT_TANH
+} ag_activation;
+
+/* A dense layer in one op: act(x @ w + b), for x of shape [..., in], w
+** [in, out] and b [out] (or NULL: no bias), giving [..., out]. Values and
+** gradients are bit for bit those of ag_matmul, ag_add and the activation
+** recorded one after another, in fewer passes over memory and with one
+** result instead of three; it differentiates twice like them. Shapes that do
+** not fit record AG_ESHAPE naming them, an unknown act AG_EINVAL. */
+AG_API ag_tensor *ag_dense(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b,
+                           ag_activation act);
+
 /* Softmax family along an axis; stable for any finite logits. */
 AG_API ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x, int axis);
 AG_API ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis);

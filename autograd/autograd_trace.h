@@ -79,6 +79,7 @@
 #define ag_broadcast_to(t, ...)   ag_broadcast_to(AG_HERE(t), __VA_ARGS__)
 #define ag_cast(t, ...)           ag_cast(AG_HERE(t), __VA_ARGS__)
 #define ag_matmul(t, ...)         ag_matmul(AG_HERE(t), __VA_ARGS__)
+#define ag_dense(t, ...)          ag_dense(AG_HERE(t), __VA_ARGS__)
 #define ag_softmax(t, ...)        ag_softmax(AG_HERE(t), __VA_ARGS__)
 #define ag_log_softmax(t, ...)    ag_log_softmax(AG_HERE(t), __VA_ARGS__)
 #define ag_cross_entropy(t, ...)  ag_cross_entropy(AG_HERE(t), __VA_ARGS__)

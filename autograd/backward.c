@@ -141,6 +141,26 @@ static void clear_stale(ag_tape *t, size_t end)
     }
 }
 
+/* On a long scalar graph backward is bound by memory: each entry's header,
+** written by the forward pass long ago, and its inputs' headers (entries
+** from a few to a few dozen places earlier) come from DRAM. The hardware
+** prefetcher follows the descending walk only loosely; asking for the
+** header a few kilobytes ahead took a 1,000,000-op graph's backward from
+** about 14 to 11.5 ns per op, the cost with the whole tape in cache. */
+enum { PREFETCH_AHEAD = 32 };
+
+static void prefetch_entry(const ag_tensor *e)
+{
+#if defined(__GNUC__)
+    /* Its first two lines: the fields backward reads and writes, and for
+    ** small tensors the input pointers. */
+    __builtin_prefetch(e, 1);
+    __builtin_prefetch((const char *)e + 64, 1);
+#else
+    (void)e;
+#endif
+}
+
 /* The engine behind ag_backward and ag_gradients. With 'store', gradients
 ** are added into ag_grad of every tensor reached. */
 static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool create_graph,
@@ -194,6 +214,8 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
     ag_tensor *small[8];
     for (size_t i = end; i-- > 0 && t->status == AG_OK;) {
         ag_tensor *e = t->entries[i];
+        if (i >= PREFETCH_AHEAD)
+            prefetch_entry(t->entries[i - PREFETCH_AHEAD]);
         if (!e->gacc)
             continue;
         if (store)

@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -29,6 +30,7 @@ typedef union agi_attr {
     struct { int axis, keepdim; } red;
     struct { int axis; int64_t start, step; } slice;
     struct { int ta, tb; } mm;
+    struct { int act; } dense;   /* an ag_activation */
     double s[2];
     uint8_t perm[AG_MAX_DIMS];
     const int64_t *labels;
@@ -44,6 +46,12 @@ enum {
     AGI_COLLECTED = 1 << 6,    /* leaf already listed by the current backward */
 };
 
+/* A tensor's header. Tape tensors are carved from the arena in one block:
+** the header, cut short after shape[rank] (a scalar op pays for none of
+** the AG_MAX_DIMS dims it does not use), then its nin input pointers, then
+** values of up to 64 bytes. So shape must stay the last field, and a tape
+** tensor's header is never copied or read past shape[rank - 1] (see
+** agi_header_size). Parameters carry a full header (tensor.c). */
 struct ag_tensor {
     const ag_op *op;         /* NULL for leaves */
     ag_tensor **in;          /* nin inputs, in the arena with the tensor */
@@ -53,23 +61,26 @@ struct ag_tensor {
     ag_tape *tape;           /* owner, NULL for parameters */
     const char *name;        /* NULL when unnamed */
     int64_t numel;
-    int64_t shape[AG_MAX_DIMS];
     agi_attr attr;
     uint32_t epoch;          /* tape's reset count when made */
     uint8_t dtype, rank, nin, flags;
-    /* parameters only */
-    ag_alloc_fn alloc;
-    void *alloc_ud;
-    size_t alloc_size;
+    int64_t shape[AG_MAX_DIMS];   /* only [0, rank) exists on tape tensors */
 };
+
+/* Bytes of a tape tensor's header with 'rank' dims: what agi_new carves. */
+static inline size_t agi_header_size(int rank)
+{
+    return offsetof(ag_tensor, shape) + (size_t)rank * sizeof(int64_t);
+}
 
 /* The arena: a list of chunks reused in order after each reset, so a pass
 ** that repeats the same requests never allocates again. */
 typedef struct agi_chunk {
     struct agi_chunk *next;
     size_t size, used;
-    /* data follows, aligned */
+    /* data follows, at AGI_CHUNK_HEADER */
 } agi_chunk;
+enum { AGI_CHUNK_HEADER = 64 };   /* a cache line: data starts aligned as the chunk is */
 
 typedef struct agi_arena {
     agi_chunk *first, *cur;
@@ -115,7 +126,26 @@ struct ag_tape {
 
 /* memory: all through the hook */
 void *agi_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize);
-void *agi_arena_alloc(ag_tape *t, size_t size, size_t align);  /* NULL + ENOMEM on failure */
+/* The slow path of agi_arena_alloc: moves on to the next chunk, or makes one. */
+void *agi_arena_grow(ag_tape *t, size_t size, size_t align);
+/* 'size' bytes of the tape's arena aligned to 'align' (a power of two), or
+** NULL with AG_ENOMEM recorded. Inline because a scalar op makes one or two
+** requests and the bump itself is a few instructions. */
+static inline void *agi_arena_alloc(ag_tape *t, size_t size, size_t align)
+{
+    agi_chunk *c = t->arena.cur;
+    if (c && size) {
+        uintptr_t base = (uintptr_t)c + AGI_CHUNK_HEADER;
+        size_t off = (size_t)(((base + c->used + align - 1) & ~(uintptr_t)(align - 1)) - base);
+        if (off <= c->size && c->size - off >= size) {
+            c->used = off + size;
+            t->arena.in_use += size;
+            return (void *)(base + off);
+        }
+    }
+    return agi_arena_grow(t, size, align);
+}
+
 void agi_arena_reset(agi_arena *a);
 void agi_arena_free(ag_tape *t);
 
@@ -147,8 +177,28 @@ bool agi_check_make(ag_tape *t, const char *who, ag_dtype dt, int rank, const in
 /* recording */
 /* Validates an op's inputs: tape status, NULL, nil, other tape, stale, dtype
 ** agreement (when same_dtype). Returns false after recording an error. */
-bool agi_check_inputs(ag_tape *t, const char *opname, int n, ag_tensor *const *xs,
-                      bool same_dtype);
+bool agi_check_inputs_slow(ag_tape *t, const char *opname, int n, ag_tensor *const *xs,
+                           bool same_dtype);
+/* Inline because every op calls it: the test that everything is in order
+** is a few compares per input, and only a failure (or a pending anomaly
+** check) takes the call that finds out what is wrong and says so. */
+static inline bool agi_check_inputs(ag_tape *t, const char *opname, int n, ag_tensor *const *xs,
+                                    bool same_dtype)
+{
+    if (t && !t->anomaly.pending && t->status == AG_OK) {
+        int i = 0;
+        for (; i < n; i++) {
+            const ag_tensor *x = xs[i];
+            if (!x || (x->flags & AGI_NIL) ||
+                (!(x->flags & AGI_PARAM) && (x->tape != t || x->epoch != t->epoch)) ||
+                (same_dtype && x->dtype != xs[0]->dtype))
+                break;
+        }
+        if (i == n)
+            return true;
+    }
+    return agi_check_inputs_slow(t, opname, n, xs, same_dtype);
+}
 /* A new tensor on the tape with uninitialised values. If 'op' is given and
 ** recording is on and an input requires grad, it becomes an entry of the tape
 ** with those inputs. Returns nil on error. */
@@ -182,7 +232,10 @@ void agi_grad_add(ag_tape *t, ag_tensor *x, ag_tensor *g);
 ** with the error recorded, when memory runs out. */
 void *agi_grad_slot(ag_tape *t, ag_tensor *x, bool *fresh);
 /* Does input i of 'out' need a gradient? For vjp functions. */
-bool agi_needs_grad(const ag_tensor *out, int i);
+static inline bool agi_needs_grad(const ag_tensor *out, int i)
+{
+    return (out->in[i]->flags & AGI_REQUIRES_GRAD) != 0;
+}
 /* A constant of x's dtype (used by vjps and composites). */
 ag_tensor *agi_const_like(ag_tape *t, const ag_tensor *x, double v);
 /* g summed down to x's shape when it broadcast. */
@@ -214,7 +267,7 @@ extern const ag_op agi_op_sum, agi_op_sum_to, agi_op_max, agi_op_min, agi_op_log
     agi_op_broadcast_to;
 extern const ag_op agi_op_reshape, agi_op_permute, agi_op_slice, agi_op_slice_grad,
     agi_op_concat, agi_op_cast;
-extern const ag_op agi_op_matmul;
+extern const ag_op agi_op_matmul, agi_op_dense;
 extern const ag_op agi_op_softmax, agi_op_log_softmax, agi_op_cross_entropy;
 
 /* Internal ops used by vjps. */

@@ -61,8 +61,8 @@ ag_tensor *agi_matmul_t(ag_tape *t, ag_tensor *a, ag_tensor *b, int ta, int tb)
     for (int d = 0; d < rank; d++)
         batches *= shape[d];
     ag_tensor av = {.rank = (uint8_t)(a->rank - 2)}, bv = {.rank = (uint8_t)(b->rank - 2)};
-    memcpy(av.shape, a->shape, sizeof av.shape);
-    memcpy(bv.shape, b->shape, sizeof bv.shape);
+    memcpy(av.shape, a->shape, (size_t)av.rank * sizeof *av.shape);
+    memcpy(bv.shape, b->shape, (size_t)bv.rank * sizeof *bv.shape);
     agi_broadcast_strides(&av, rank, shape, sa);
     agi_broadcast_strides(&bv, rank, shape, sb);
     int64_t a_mat = m * ka, b_mat = ka * n, c_mat = m * n, oa = 0, ob = 0;

@@ -261,6 +261,27 @@ static void vjp_sum_to(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin
 }
 const ag_op agi_op_sum_to = {"sum_to", vjp_sum_to};
 
+/* out[j * step] += x[j] for j < n; step is 1 (out keeps the dim) or 0 (sums it). */
+static void add_row_f32(float *out, int64_t step, const float *x, int64_t n)
+{
+    if (step)
+        for (int64_t j = 0; j < n; j++)
+            out[j] += x[j];
+    else
+        for (int64_t j = 0; j < n; j++)
+            out[0] += x[j];
+}
+
+static void add_row_f64(double *out, int64_t step, const double *x, int64_t n)
+{
+    if (step)
+        for (int64_t j = 0; j < n; j++)
+            out[j] += x[j];
+    else
+        for (int64_t j = 0; j < n; j++)
+            out[0] += x[j];
+}
+
 ag_tensor *ag_sum_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
 {
     if (!agi_check_inputs(t, "ag_sum_to", 1, &x, false) ||
@@ -276,11 +297,23 @@ ag_tensor *ag_sum_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
     if (out->flags & AGI_NIL)
         return out;
     ag_fill(out, 0.0);
+    if (x->numel == 0)
+        return out;
+    /* x's rows (its last dim) in order, each added into out at the offset the
+    ** other dims give: element by element where out keeps the last dim (a
+    ** bias's gradient), into one element where it sums it. Either way each
+    ** output element takes its terms in x's order, one rounding per add. */
     int64_t so[AG_MAX_DIMS], idx[AG_MAX_DIMS] = {0}, o = 0;
     agi_broadcast_strides(out, x->rank, x->shape, so);
-    for (int64_t i = 0; i < x->numel; i++) {
-        agi_set(out, o, agi_get(out, o) + agi_get(x, i));
-        for (int d = x->rank - 1; d >= 0; d--) {
+    int last = x->rank - 1;
+    int64_t row = last >= 0 ? x->shape[last] : 1, step = last >= 0 ? so[last] : 0;
+    bool f32 = x->dtype == AG_F32;
+    for (int64_t i = 0; i < x->numel; i += row) {
+        if (f32)
+            add_row_f32((float *)out->value + o, step, (const float *)x->value + i, row);
+        else
+            add_row_f64((double *)out->value + o, step, (const double *)x->value + i, row);
+        for (int d = last - 1; d >= 0; d--) {
             o += so[d];
             if (++idx[d] < x->shape[d])
                 break;

@@ -14,7 +14,7 @@ const ag_op *const agi_ops[] = {
     &agi_op_broadcast_to,
     &agi_op_reshape, &agi_op_permute, &agi_op_slice, &agi_op_slice_grad, &agi_op_concat,
     &agi_op_cast,
-    &agi_op_matmul,
+    &agi_op_matmul, &agi_op_dense,
     &agi_op_softmax, &agi_op_log_softmax, &agi_op_cross_entropy,
 };
 const size_t agi_n_ops = ARRAY_LEN(agi_ops);

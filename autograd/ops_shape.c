@@ -162,7 +162,7 @@ ag_tensor *ag_slice(ag_tape *t, ag_tensor *x, int axis, int64_t start, int64_t s
     if (step > dim)
         step = dim > 0 ? dim : 1;
     int64_t shape[AG_MAX_DIMS], strides[AG_MAX_DIMS];
-    memcpy(shape, x->shape, sizeof shape);
+    memcpy(shape, x->shape, (size_t)x->rank * sizeof *shape);
     shape[ax] = (e - s + step - 1) / step;
     strides_of(x, strides);
     int64_t base = s * strides[ax];
@@ -246,7 +246,7 @@ ag_tensor *ag_concat(ag_tape *t, int n, ag_tensor *const *xs, int axis)
         return agi_error(t, AG_EINVAL, "ag_concat: axis %d is out of range for %s", axis,
                          agi_shp(x0, 0));
     int64_t shape[AG_MAX_DIMS];
-    memcpy(shape, x0->shape, sizeof shape);
+    memcpy(shape, x0->shape, (size_t)x0->rank * sizeof *shape);
     shape[ax] = 0;
     for (int i = 0; i < n; i++) {
         const ag_tensor *x = xs[i];

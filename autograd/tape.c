@@ -81,7 +81,8 @@ bool agi_recording(const ag_tape *t)
     return t->no_grad == 0 && (t->in_backward == 0 || t->create_graph);
 }
 
-bool agi_check_inputs(ag_tape *t, const char *opname, int n, ag_tensor *const *xs, bool same_dtype)
+bool agi_check_inputs_slow(ag_tape *t, const char *opname, int n, ag_tensor *const *xs,
+                           bool same_dtype)
 {
     if (!t)
         return false;
@@ -151,8 +152,9 @@ ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, a
             return agi_error(t, AG_ESHAPE, "%s: shape is too large", who);
         numel *= shape[i];
     }
-    size_t esize = ag_dtype_size(dt);
-    size_t head = (sizeof(ag_tensor) + (size_t)nin * sizeof(ag_tensor *) + 15) & ~(size_t)15;
+    size_t esize = dt == AG_F32 ? sizeof(float) : sizeof(double);   /* inline: ag_dtype_size is a call */
+    size_t hsize = agi_header_size(rank);
+    size_t head = (hsize + (size_t)nin * sizeof(ag_tensor *) + 15) & ~(size_t)15;
     /* Divided by the largest element size, a constant: a division by
     ** 'esize' costs more than the rest of a scalar op's recording. */
     if ((uint64_t)numel > (SIZE_MAX - head - 64) / sizeof(double))
@@ -173,7 +175,7 @@ ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, a
             return agi_nil(t);
         x->value = v;
     }
-    x->in = nin ? (ag_tensor **)(x + 1) : NULL;
+    x->in = nin ? (ag_tensor **)((char *)x + hsize) : NULL;
     for (int i = 0; i < nin; i++)
         x->in[i] = in[i];
     x->op = op;
@@ -189,9 +191,6 @@ ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, a
     x->rank = (uint8_t)rank;
     x->nin = (uint8_t)nin;
     x->flags = 0;
-    x->alloc = NULL;
-    x->alloc_ud = NULL;
-    x->alloc_size = 0;
     if (op && op->vjp && agi_recording(t)) {
         bool any = false;
         for (int i = 0; i < nin; i++)
@@ -206,9 +205,4 @@ ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, a
     if (t->anomaly.on && !agi_anomaly_note(t, x))
         return agi_nil(t);
     return x;
-}
-
-bool agi_needs_grad(const ag_tensor *out, int i)
-{
-    return (out->in[i]->flags & AGI_REQUIRES_GRAD) != 0;
 }

@@ -154,6 +154,22 @@ ag_tensor *ag_requires_grad(ag_tensor *x)
 
 /* ---------------------------------------------------------------- params */
 
+/* How to free a parameter's block, kept in the block after its two headers
+** rather than in ag_tensor, where every tape tensor would carry it. */
+typedef struct param_owner {
+    ag_alloc_fn alloc;
+    void *alloc_ud;
+    size_t size;
+} param_owner;
+
+/* Each header is full-size and followed by 64 bytes for its name. */
+static size_t param_head(void) { return (sizeof(ag_tensor) + 64 + 63) & ~(size_t)63; }
+
+static param_owner *owner_of(ag_tensor *p)
+{
+    return (param_owner *)((char *)p + 2 * param_head());
+}
+
 static ag_tensor *param_make(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank, const int64_t *shape,
                              void *value, void *grad)
 {
@@ -166,21 +182,21 @@ static ag_tensor *param_make(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank, co
         numel *= shape[i];
     }
     size_t esize = ag_dtype_size(dt);
-    /* Each header is followed by 64 bytes for its name. */
-    size_t head = (sizeof(ag_tensor) + 64 + 63) & ~(size_t)63;
+    size_t head = param_head();
     bool owned = value == NULL;
     size_t bytes = owned ? (size_t)numel * esize : 0;
     if (owned && (uint64_t)numel > (SIZE_MAX / 4) / esize)
         return NULL;
-    size_t total = 2 * head + 2 * ((bytes + 63) & ~(size_t)63) + 64;
+    size_t total = 2 * head + sizeof(param_owner) + 2 * ((bytes + 63) & ~(size_t)63) + 64;
     char *block = agi_realloc(fn, ud, NULL, 0, total);
     if (!block)
         return NULL;
     memset(block, 0, total);
-    /* Header, grad header, then 64-byte aligned value and grad buffers. */
+    /* Header, grad header, owner, then 64-byte aligned value and grad buffers. */
     ag_tensor *p = (ag_tensor *)block;
     ag_tensor *g = (ag_tensor *)(block + head);
-    char *data = (char *)(((uintptr_t)(block + 2 * head) + 63) & ~(uintptr_t)63);
+    char *data = (char *)(((uintptr_t)(block + 2 * head + sizeof(param_owner)) + 63) &
+                          ~(uintptr_t)63);
     p->value = owned ? data : value;
     g->value = owned ? data + ((bytes + 63) & ~(size_t)63) : grad;
     for (ag_tensor *x = p; x; x = x == p ? g : NULL) {
@@ -193,9 +209,7 @@ static ag_tensor *param_make(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank, co
     }
     p->flags |= AGI_REQUIRES_GRAD | AGI_OWNS_MEMORY;
     p->grad = g;
-    p->alloc = fn;
-    p->alloc_ud = ud;
-    p->alloc_size = total;
+    *owner_of(p) = (param_owner){fn, ud, total};
     return p;
 }
 
@@ -238,7 +252,8 @@ void ag_param_free(ag_tensor *p)
 {
     if (!p || !(p->flags & AGI_PARAM) || !(p->flags & AGI_OWNS_MEMORY))
         return;
-    agi_realloc(p->alloc, p->alloc_ud, p, p->alloc_size, 0);
+    param_owner o = *owner_of(p);
+    agi_realloc(o.alloc, o.alloc_ud, p, o.size, 0);
 }
 
 int ag_is_param(const ag_tensor *x) { return x && (x->flags & AGI_PARAM) && x->grad; }

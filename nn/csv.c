@@ -117,7 +117,7 @@ static ag_status count_fields(scan *sc, int *count, char *err, size_t errlen)
     bool last = false;
     int n = 0;
     while (!last) {
-        field f;
+        field f = {0};
         if (n == INT32_MAX)
             return nni_io_fail(err, errlen, AG_EIO, WHO ": %s: line %lld has too many fields", sc->path,
                                (long long)sc->line);
@@ -257,8 +257,12 @@ static ag_status fill(scan sc, const nn_csv_options *opt, const layout *lay, nn_
         int64_t line = sc.line, k = r * features;
         bool last = false;
         for (int c = 0; c < lay->cols; c++) {
-            field f;
-            next_field(&sc, c + 1, &f, &last, err, errlen); /* quotes checked in pass one */
+            field f = {0};
+            /* Pass one checked the quotes; a failure here would be our bug,
+            ** but it must not read an unset field. */
+            ag_status fs = next_field(&sc, c + 1, &f, &last, err, errlen);
+            if (fs != AG_OK)
+                return fs;
             double v;
             if (!parse_number(&f, &v))
                 return bad_field(&sc, line, c + 1, &f, "is not a number", err, errlen);

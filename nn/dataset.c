@@ -263,9 +263,8 @@ struct nn_loader {
     bool in_epoch;
     int64_t pos, index; /* next sample of 'order', next batch number */
     int64_t *order;     /* n sample indices, in this epoch's order */
-    void *xbuf, *ybuf;  /* one batch, gathered before ag_tensor_from */
     int64_t *labels;    /* one batch of labels, handed out in nn_batch */
-    size_t xbuf_bytes, ybuf_bytes, labels_bytes;
+    size_t labels_bytes;
 };
 
 void nn_loader_free(nn_loader *ld)
@@ -273,8 +272,6 @@ void nn_loader_free(nn_loader *ld)
     if (!ld)
         return;
     ag_realloc(ld->fn, ld->ud, ld->order, ld->order ? (size_t)ld->ds->n * sizeof *ld->order : 0, 0);
-    ag_realloc(ld->fn, ld->ud, ld->xbuf, ld->xbuf ? ld->xbuf_bytes : 0, 0);
-    ag_realloc(ld->fn, ld->ud, ld->ybuf, ld->ybuf ? ld->ybuf_bytes : 0, 0);
     ag_realloc(ld->fn, ld->ud, ld->labels, ld->labels ? ld->labels_bytes : 0, 0);
     ag_realloc(ld->fn, ld->ud, ld, sizeof *ld, 0);
 }
@@ -305,14 +302,9 @@ ag_status nn_loader_new(const nn_dataset *ds, int64_t batch_size, int shuffle_ea
     ld->shuffle = shuffle_each_epoch != 0;
     ld->drop_last = drop_last != 0;
     int64_t rows = batch_size < ds->n ? batch_size : ds->n; /* most samples a batch holds */
-    size_t esize = ag_dtype_size(ds->dtype);
-    ld->xbuf_bytes = (size_t)rows * (size_t)ds->x_numel * esize;
-    ld->ybuf_bytes = (size_t)rows * (size_t)ds->y_numel * esize;
     ld->labels_bytes = ds->labels ? (size_t)rows * sizeof(int64_t) : 0;
     bool ok = true;
     ld->order = zeroed(fn, ud, (size_t)ds->n * sizeof *ld->order, &ok);
-    ld->xbuf = ok ? zeroed(fn, ud, ld->xbuf_bytes, &ok) : NULL;
-    ld->ybuf = ok ? zeroed(fn, ud, ld->ybuf_bytes, &ok) : NULL;
     ld->labels = ok ? zeroed(fn, ud, ld->labels_bytes, &ok) : NULL;
     if (!ok) {
         nn_loader_free(ld);
@@ -358,28 +350,30 @@ int nn_loader_next(nn_loader *ld, ag_tape *t, nn_batch *b)
         return 0;
     }
     int64_t size = left < ld->batch ? left : ld->batch;
-    size_t esize = ag_dtype_size(ds->dtype);
-    size_t xrow = (size_t)ds->x_numel * esize, yrow = (size_t)ds->y_numel * esize;
-    for (int64_t i = 0; i < size; i++) {
-        int64_t k = ld->order[ld->pos + i];
-        if (xrow)
-            memcpy((char *)ld->xbuf + (size_t)i * xrow, (const char *)ds->x + (size_t)k * xrow, xrow);
-        if (yrow)
-            memcpy((char *)ld->ybuf + (size_t)i * yrow, (const char *)ds->y + (size_t)k * yrow, yrow);
-        if (ds->labels)
-            ld->labels[i] = ds->labels[k];
-    }
+    /* The batch's tensors first, then the samples gathered straight into them. */
     int64_t shape[AG_MAX_DIMS];
     shape[0] = size;
     memcpy(shape + 1, ds->x_shape, (size_t)ds->x_rank * sizeof *shape);
-    ag_tensor *x = ag_tensor_from(t, ds->dtype, ds->x_rank + 1, shape, ld->xbuf);
+    ag_tensor *x = ag_zeros(t, ds->dtype, ds->x_rank + 1, shape);
     ag_tensor *y = NULL;
     if (ds->ykind == NN_Y_VALUES) {
         memcpy(shape + 1, ds->y_shape, (size_t)ds->y_rank * sizeof *shape);
-        y = ag_tensor_from(t, ds->dtype, ds->y_rank + 1, shape, ld->ybuf);
+        y = ag_zeros(t, ds->dtype, ds->y_rank + 1, shape);
     }
     if (ag_tape_status(t) != AG_OK)
         return 0;
+    size_t esize = ag_dtype_size(ds->dtype);
+    size_t xrow = (size_t)ds->x_numel * esize, yrow = (size_t)ds->y_numel * esize;
+    char *xs = ag_data(x), *ys = y ? ag_data(y) : NULL;
+    for (int64_t i = 0; i < size; i++) {
+        int64_t k = ld->order[ld->pos + i];
+        if (xrow)
+            memcpy(xs + (size_t)i * xrow, (const char *)ds->x + (size_t)k * xrow, xrow);
+        if (ys && yrow)
+            memcpy(ys + (size_t)i * yrow, (const char *)ds->y + (size_t)k * yrow, yrow);
+        if (ds->labels)
+            ld->labels[i] = ds->labels[k];
+    }
     b->x = x;
     b->y = y;
     b->labels = ds->labels ? ld->labels : NULL;

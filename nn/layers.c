@@ -159,20 +159,33 @@ static bool layer_usable(ag_tape *t, const char *who, const void *layer, bool ni
     return true;
 }
 
-ag_tensor *nn_dense_forward(ag_tape *t, const nn_dense *d, ag_tensor *x)
+/* The layer, then 'act' fused into it (one op: ag_dense) where the core
+** has it, else recorded after it. Errors name 'who'. */
+static ag_tensor *dense_act(ag_tape *t, const char *who, const nn_dense *d, ag_tensor *x,
+                            nn_activation act)
 {
-    if (!layer_usable(t, "nn_dense_forward", d, d == &nil_dense, d ? d->model : NULL) ||
-        !nni_check_input(t, "nn_dense_forward", "the input", x))
+    if (!layer_usable(t, who, d, d == &nil_dense, d ? d->model : NULL) ||
+        !nni_check_input(t, who, "the input", x))
         return ag_tape_nil(t);
     if (ag_rank(x) < 1 || ag_dim(x, -1) != d->in) {
         char shape[NNI_SHAPE_STR];
-        ag_tape_fail(t, AG_ESHAPE, "nn_dense_forward: input %s does not end in %lld, the "
-                     "input size of '%s' [%lld,%lld]", nni_shape_str(x, shape, sizeof shape),
+        ag_tape_fail(t, AG_ESHAPE, "%s: input %s does not end in %lld, the input size of "
+                     "'%s' [%lld,%lld]", who, nni_shape_str(x, shape, sizeof shape),
                      (long long)d->in, ag_name(d->weight), (long long)d->in, (long long)d->out);
         return ag_tape_nil(t);
     }
-    ag_tensor *y = ag_matmul(t, x, d->weight);
-    return d->bias ? ag_add(t, y, d->bias) : y;
+    switch (act) {
+    case NN_RELU: return ag_dense(t, x, d->weight, d->bias, AG_ACT_RELU);
+    case NN_SIGMOID: return ag_dense(t, x, d->weight, d->bias, AG_ACT_SIGMOID);
+    case NN_TANH: return ag_dense(t, x, d->weight, d->bias, AG_ACT_TANH);
+    default:
+        return nn_activate(t, act, ag_dense(t, x, d->weight, d->bias, AG_ACT_IDENTITY));
+    }
+}
+
+ag_tensor *nn_dense_forward(ag_tape *t, const nn_dense *d, ag_tensor *x)
+{
+    return dense_act(t, "nn_dense_forward", d, x, NN_IDENTITY);
 }
 
 /* -------------------------------------------------------------------- MLPs */
@@ -257,12 +270,10 @@ ag_tensor *nn_mlp_forward(ag_tape *t, const nn_mlp *mlp, ag_tensor *x)
     if (!layer_usable(t, "nn_mlp_forward", mlp, mlp == &nil_mlp, mlp ? mlp->model : NULL))
         return ag_tape_nil(t);
     for (int i = 0; i < mlp->depth; i++) {
-        x = nn_dense_forward(t, mlp->layers[i], x);
-        if (i + 1 < mlp->depth) {
-            x = nn_activate(t, mlp->act, x);
-            if (mlp->dropout > 0.0)
-                x = nn_dropout(t, mlp->model, x, mlp->dropout);
-        }
+        bool hidden = i + 1 < mlp->depth;
+        x = dense_act(t, "nn_mlp_forward", mlp->layers[i], x, hidden ? mlp->act : NN_IDENTITY);
+        if (hidden && mlp->dropout > 0.0)
+            x = nn_dropout(t, mlp->model, x, mlp->dropout);
     }
     return x;
 }

@@ -1,8 +1,9 @@
 /*
 ** optim.c: optimizers as flat loops over a model's contiguous buffers, and
 ** global-norm gradient clipping. Each kind is a small descriptor (name,
-** state size, update function); the update is written once, in double, and
-** f32 models stream through it in blocks converted on the stack.
+** state size, update function per dtype); the update loops are written once
+** in optim_update.h and instantiated for f32 and f64, so an f32 model is
+** updated in f32 with f32 state, in vectorised loops.
 */
 #include "model_internal.h"
 
@@ -22,101 +23,60 @@ struct nn_optim {
     bool nesterov;
     /* per-step constants, set before the loop: Adam's bias corrections */
     double correct1, correct2;
-    double *state[2];    /* kind->n_state buffers of numel doubles, one block */
+    void *state[2];      /* kind->n_state buffers of numel elements of the
+                            model's dtype, one block; unused ones NULL */
     size_t state_bytes;
 };
 
-/* Updates elements [off, off + n) of the model: w and g are those elements
-** (as doubles); o->state[k] + off is their state. */
-typedef void (*update_fn)(nn_optim *o, int64_t off, int64_t n, double *w, const double *g);
+/* Updates all numel elements: w and g are the model's buffers, of the dtype
+** the function is for; o->state[k] are the optimizer's. */
+typedef void (*update_fn)(const nn_optim *o, int64_t n, void *w, const void *g);
 
 struct optim_kind {
     const char *name;
     int n_state;
-    update_fn update;
+    update_fn update_f32, update_f64;
 };
 
-static const optim_kind nil_kind = {"nil", 0, NULL};
+static const optim_kind nil_kind = {"nil", 0, NULL, NULL};
 static nn_optim nil_optim = {.kind = &nil_kind, .lr = NAN};
 
 int nn_optim_is_nil(const nn_optim *o) { return !o || o == &nil_optim; }
 
 /* ----------------------------------------------------------------- updates */
 
-static void update_sgd(nn_optim *o, int64_t off, int64_t n, double *w, const double *g)
-{
-    double lr = o->lr, mu = o->momentum, wd = o->weight_decay;
-    double *b = o->state[0] ? o->state[0] + off : NULL;
-    for (int64_t i = 0; i < n; i++) {
-        double d = g[i] + wd * w[i];
-        if (b) {
-            b[i] = mu * b[i] + d;
-            d = o->nesterov ? d + mu * b[i] : b[i];
-        }
-        w[i] -= lr * d;
-    }
-}
+/* An AVX2 clone of each loop beside the baseline one, picked by the loader
+** (GCC's target_clones through an ifunc) where the toolchain has them. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define NNI_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define NNI_SIMD_CLONES
+#endif
 
-static void update_adam(nn_optim *o, int64_t off, int64_t n, double *w, const double *g)
-{
-    double b1 = o->beta1, b2 = o->beta2, wd = o->weight_decay;
-    double step = o->lr / o->correct1, root2 = sqrt(o->correct2);
-    double *m = o->state[0] + off, *v = o->state[1] + off;
-    for (int64_t i = 0; i < n; i++) {
-        double d = g[i] + wd * w[i];
-        m[i] = b1 * m[i] + (1.0 - b1) * d;
-        v[i] = b2 * v[i] + (1.0 - b2) * d * d;
-        w[i] -= step * m[i] / (sqrt(v[i]) / root2 + o->eps);
-    }
-}
+#define T float
+#define FN(name) name##_f32
+#define SQRT sqrtf
+#include "optim_update.h"
+#undef T
+#undef FN
+#undef SQRT
 
-static void update_adamw(nn_optim *o, int64_t off, int64_t n, double *w, const double *g)
-{
-    double b1 = o->beta1, b2 = o->beta2, shrink = 1.0 - o->lr * o->weight_decay;
-    double step = o->lr / o->correct1, root2 = sqrt(o->correct2);
-    double *m = o->state[0] + off, *v = o->state[1] + off;
-    for (int64_t i = 0; i < n; i++) {
-        w[i] *= shrink;
-        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-        w[i] -= step * m[i] / (sqrt(v[i]) / root2 + o->eps);
-    }
-}
+#define T double
+#define FN(name) name##_f64
+#define SQRT sqrt
+#include "optim_update.h"
+#undef T
+#undef FN
+#undef SQRT
 
-static void update_rmsprop(nn_optim *o, int64_t off, int64_t n, double *w, const double *g)
-{
-    double a = o->alpha, mu = o->momentum, wd = o->weight_decay;
-    double *v = o->state[0] + off, *b = o->state[1] ? o->state[1] + off : NULL;
-    for (int64_t i = 0; i < n; i++) {
-        double d = g[i] + wd * w[i];
-        v[i] = a * v[i] + (1.0 - a) * d * d;
-        double scaled = d / (sqrt(v[i]) + o->eps);
-        if (b) {
-            b[i] = mu * b[i] + scaled;
-            scaled = b[i];
-        }
-        w[i] -= o->lr * scaled;
-    }
-}
-
-static void update_adagrad(nn_optim *o, int64_t off, int64_t n, double *w, const double *g)
-{
-    double wd = o->weight_decay;
-    double *s = o->state[0] + off;
-    for (int64_t i = 0; i < n; i++) {
-        double d = g[i] + wd * w[i];
-        s[i] += d * d;
-        w[i] -= o->lr * d / (sqrt(s[i]) + o->eps);
-    }
-}
-
-static const optim_kind sgd_kind = {"sgd", 0, update_sgd};
-static const optim_kind sgd_momentum_kind = {"sgd", 1, update_sgd};
-static const optim_kind adam_kind = {"adam", 2, update_adam};
-static const optim_kind adamw_kind = {"adamw", 2, update_adamw};
-static const optim_kind rmsprop_kind = {"rmsprop", 1, update_rmsprop};
-static const optim_kind rmsprop_momentum_kind = {"rmsprop", 2, update_rmsprop};
-static const optim_kind adagrad_kind = {"adagrad", 1, update_adagrad};
+#define KIND(name, n_state, update) {name, n_state, update##_f32, update##_f64}
+static const optim_kind sgd_kind = KIND("sgd", 0, update_sgd);
+static const optim_kind sgd_momentum_kind = KIND("sgd", 1, update_sgd);
+static const optim_kind adam_kind = KIND("adam", 2, update_adam);
+static const optim_kind adamw_kind = KIND("adamw", 2, update_adamw);
+static const optim_kind rmsprop_kind = KIND("rmsprop", 1, update_rmsprop);
+static const optim_kind rmsprop_momentum_kind = KIND("rmsprop", 2, update_rmsprop);
+static const optim_kind adagrad_kind = KIND("adagrad", 1, update_adagrad);
 
 /* ------------------------------------------------------------ construction */
 
@@ -149,8 +109,9 @@ static nn_optim *optim_make(nn_model *m, const char *who, const optim_kind *kind
                       "after the layers", who);
         return &nil_optim;
     }
-    size_t per = (size_t)m->numel * sizeof(double);
-    if ((uint64_t)m->numel > SIZE_MAX / sizeof(double) / 2) {
+    size_t elem = m->dtype == AG_F64 ? sizeof(double) : sizeof(float);
+    size_t per = (size_t)m->numel * elem;
+    if ((uint64_t)m->numel > SIZE_MAX / elem / 2) {
         nn_model_fail(m, AG_ENOMEM, "%s: state for %lld values is too large", who,
                       (long long)m->numel);
         return &nil_optim;
@@ -170,7 +131,7 @@ static nn_optim *optim_make(nn_model *m, const char *who, const optim_kind *kind
     o->lr = lr;
     o->state_bytes = bytes;
     for (int k = 0; k < kind->n_state; k++)
-        o->state[k] = (double *)(o + 1) + (size_t)k * (size_t)m->numel;
+        o->state[k] = (char *)(o + 1) + (size_t)k * per;
     return o;
 }
 
@@ -260,8 +221,6 @@ void nn_optim_free(nn_optim *o)
 
 /* -------------------------------------------------------------------- step */
 
-enum { BLOCK = 256 };
-
 void nn_optim_step(nn_optim *o)
 {
     if (nn_optim_is_nil(o))
@@ -278,24 +237,8 @@ void nn_optim_step(nn_optim *o)
     o->steps++;
     o->correct1 = 1.0 - pow(o->beta1, (double)o->steps);
     o->correct2 = 1.0 - pow(o->beta2, (double)o->steps);
-    if (m->dtype == AG_F64) {
-        o->kind->update(o, 0, o->numel, m->value, m->grad);
-        return;
-    }
-    /* f32: the same update on doubles, a block at a time, on the stack. */
-    float *wf = m->value;
-    const float *gf = m->grad;
-    double w[BLOCK], g[BLOCK];
-    for (int64_t off = 0; off < o->numel; off += BLOCK) {
-        int64_t n = o->numel - off < BLOCK ? o->numel - off : BLOCK;
-        for (int64_t i = 0; i < n; i++) {
-            w[i] = wf[off + i];
-            g[i] = gf[off + i];
-        }
-        o->kind->update(o, off, n, w, g);
-        for (int64_t i = 0; i < n; i++)
-            wf[off + i] = (float)w[i];
-    }
+    update_fn update = m->dtype == AG_F64 ? o->kind->update_f64 : o->kind->update_f32;
+    update(o, o->numel, m->value, m->grad);
 }
 
 void nn_optim_set_lr(nn_optim *o, double lr)

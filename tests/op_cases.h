@@ -185,6 +185,24 @@ static ag_tensor *c_matmul_t(ag_tape *t, ag_tensor *const *x, const op_case *c)
     return agi_matmul_t(t, x[0], x[1], c->iv[0], c->iv[1]);
 }
 
+/* act(x @ w + b): iv[0] the activation; the bias is the third input when n is 3. */
+static ag_tensor *c_dense(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_dense(t, x[0], x[1], c->n == 3 ? x[2] : NULL, (ag_activation)c->iv[0]);
+}
+
+/* One input as both data and weight (x @ x + b), and one as both data and
+** bias (x @ w + x): reused inputs whose gradients add up. */
+static ag_tensor *c_dense_reused(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_dense(t, x[0], x[0], x[1], (ag_activation)c->iv[0]);
+}
+
+static ag_tensor *c_dense_bias_is_input(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_dense(t, x[0], x[1], x[0], (ag_activation)c->iv[0]);
+}
+
 static ag_tensor *c_softmax(ag_tape *t, ag_tensor *const *x, const op_case *c)
 {
     return ag_softmax(t, x[0], c->axis);
@@ -457,6 +475,22 @@ static const op_case op_cases[] = {
      .f = c_matmul_t, .iv = {1, 1}},
     {"matmul", "[2,4,3]^T @ [1,2,4]^T", 2, {{3, {2, 4, 3}, UNIFORM}, {3, {1, 2, 4}, UNIFORM}},
      .f = c_matmul_t, .iv = {1, 1}},
+    /* dense: act(x @ w + b) */
+    {"dense", "relu([3,4] @ [4,2] + [2])", 3,
+     {{2, {3, 4}, UNIFORM}, {2, {4, 2}, UNIFORM}, {1, {2}, UNIFORM}}, .f = c_dense,
+     .iv = {AG_ACT_RELU}},
+    {"dense", "sigmoid([3,4] @ [4,2] + [2])", 3,
+     {{2, {3, 4}, WIDE}, {2, {4, 2}, UNIFORM}, {1, {2}, UNIFORM}}, .f = c_dense,
+     .iv = {AG_ACT_SIGMOID}},
+    {"dense", "tanh([2,3,4] @ [4,5]), no bias", 2, {{3, {2, 3, 4}, UNIFORM}, {2, {4, 5}, UNIFORM}},
+     .f = c_dense, .iv = {AG_ACT_TANH}},
+    {"dense", "[4] @ [4,3] + [3]", 3, {{1, {4}, UNIFORM}, {2, {4, 3}, UNIFORM}, {1, {3}, UNIFORM}},
+     .f = c_dense, .iv = {AG_ACT_IDENTITY}},
+    {"dense", "tanh(x @ x + b), x [3,3] reused", 2, {{2, {3, 3}, UNIFORM}, {1, {3}, UNIFORM}},
+     .f = c_dense_reused, .iv = {AG_ACT_TANH}},
+    {"dense", "sigmoid(x @ w + x), x [4] reused as the bias", 2,
+     {{1, {4}, UNIFORM}, {2, {4, 4}, UNIFORM}}, .f = c_dense_bias_is_input,
+     .iv = {AG_ACT_SIGMOID}},
     /* softmax family */
     {"softmax", "softmax [3,4] axis 0", 1, {{2, {3, 4}, WIDE}}, .f = c_softmax, .axis = 0},
     {"softmax", "softmax [3,4] axis -1", 1, {{2, {3, 4}, WIDE}}, .f = c_softmax, .axis = -1},

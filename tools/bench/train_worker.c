@@ -1,0 +1,124 @@
+/*
+** train_worker.c: the "ours" side of the benchmark's training rows, in a
+** process of its own so that its peak memory is its own: trains one network
+** on Fashion-MNIST as bench_train.c's PyTorch script does, and prints
+** "seconds-per-step steps last-loss". It uses only the public API, as a
+** user's program would.
+**
+**     train_worker mlp|nielsen BATCH THREADS STEPS    (STEPS 0: one epoch)
+*/
+#define _POSIX_C_SOURCE 200809L
+
+#include "../../examples/fashion_data.h"
+#include "autograd.h"
+#include "nn.h"
+#include "nn_io.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { WARMUP_STEPS = 20 };
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Nielsen's network ends in a sigmoid and learns a one-hot target with the
+** quadratic cost sum((a - y)^2) / (2 m); PyTorch's script does the same. */
+static ag_tensor *nielsen_loss(ag_tape *t, const nn_mlp *net, nn_batch *b, float *onehot)
+{
+    memset(onehot, 0, (size_t)b->size * FASHION_CLASSES * sizeof *onehot);
+    for (int64_t i = 0; i < b->size; i++)
+        onehot[i * FASHION_CLASSES + b->labels[i]] = 1.0f;
+    ag_tensor *y = ag_tensor_from(t, AG_F32, 2, (int64_t[]){b->size, FASHION_CLASSES}, onehot);
+    ag_tensor *a = ag_sigmoid(t, nn_mlp_forward(t, net, b->x));
+    return ag_mul_scalar(t, nn_mse_loss(t, a, y, NN_REDUCE_SUM), 0.5 / (double)b->size);
+}
+
+/* Trains 'kind' at 'batch' on 'threads' threads for 'steps' steps after a
+** warm-up (0: one whole epoch) and prints "seconds-per-step steps loss". */
+static int train_worker(const char *kind, int64_t batch, int threads, long steps)
+{
+    bool mlp = !strcmp(kind, "mlp");
+    nn_dataset *train = fashion_load("bench", NULL, 1, AG_F32, 0);
+    if (!train)
+        return 1;
+    nn_model *m = nn_model_new(NULL, NULL);
+    ag_tape *t = ag_tape_new();
+    ag_pool *pool = ag_pool_new(threads);
+    ag_tape_set_pool(t, pool);
+    nn_model_seed(m, 1);
+    int64_t mlp_sizes[] = {784, 256, 128, 10}, nielsen_sizes[] = {784, 30, 10};
+    nn_mlp *net = mlp ? nn_mlp_new(m, "mlp", AG_F32, 4, mlp_sizes, NN_RELU)
+                      : nn_mlp_new(m, "net", AG_F32, 3, nielsen_sizes, NN_SIGMOID);
+    nn_optim *opt = mlp ? nn_adam_new(m, 1e-3, 0.9, 0.999, 1e-8, 0.0) : nn_sgd_new(m, 3.0, 0, 0, 0);
+    float *onehot = malloc((size_t)batch * FASHION_CLASSES * sizeof *onehot);
+    ag_rng rng;
+    ag_rng_seed(&rng, 1);
+    nn_loader *ld = NULL;
+    char err[256] = "";
+    int rc = 1;
+    if (!onehot || !pool || nn_model_status(m) != AG_OK ||
+        nn_loader_new(train, batch, 1, 0, &rng, NULL, NULL, &ld, err, sizeof err) != AG_OK) {
+        fprintf(stderr, "bench: %s\n", err[0] ? err : nn_model_errmsg(m));
+        goto done;
+    }
+    if (steps <= 0)
+        steps = (long)nn_loader_num_batches(ld);
+    double loss = NAN, start = 0;
+    for (long s = -WARMUP_STEPS; s < steps; s++) {
+        if (s == 0)
+            start = now();
+        nn_batch b;
+        ag_tape_reset(t);
+        if (!nn_loader_next(ld, t, &b) && !nn_loader_next(ld, t, &b))
+            break;
+        ag_tensor *l = mlp ? nn_cross_entropy_loss(t, nn_mlp_forward(t, net, b.x), b.labels, 0,
+                                                   NN_REDUCE_MEAN)
+                           : nielsen_loss(t, net, &b, onehot);
+        nn_model_zero_grad(m);
+        ag_backward(t, l);
+        nn_optim_step(opt);
+        if (ag_tape_status(t) != AG_OK) {
+            fprintf(stderr, "bench: %s\n", ag_tape_errmsg(t));
+            goto done;
+        }
+        loss = ag_item(l);
+    }
+    double seconds = now() - start;
+    printf("%.9g %ld %.9g\n", seconds / (double)steps, steps, loss);
+    rc = 0;
+done:
+    nn_loader_free(ld);
+    free(onehot);
+    nn_optim_free(opt);
+    ag_tape_free(t);
+    ag_pool_free(pool);
+    nn_model_free(m);
+    nn_dataset_free(train);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: train_worker mlp|nielsen BATCH THREADS STEPS\n");
+        return 2;
+    }
+    const char *kind = argv[1];
+    long long batch = atoll(argv[2]);
+    int threads = atoi(argv[3]);
+    long steps = atol(argv[4]);
+    if ((strcmp(kind, "mlp") && strcmp(kind, "nielsen")) || batch < 1 || threads < 0) {
+        fprintf(stderr, "train_worker: bad arguments\n");
+        return 2;
+    }
+    return train_worker(kind, (int64_t)batch, threads, steps);
+}
