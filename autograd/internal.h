@@ -204,6 +204,9 @@ static inline bool agi_check_inputs(ag_tape *t, const char *opname, int n, ag_te
 ** with those inputs. Returns nil on error. */
 ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, ag_dtype dt,
                    int rank, const int64_t *shape);
+/* agi_new for a rank-0 result: the same tensor, without the shape checks
+** and arithmetic that cost as much as the rest of a scalar op. */
+ag_tensor *agi_new_scalar(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, ag_dtype dt);
 bool agi_recording(const ag_tape *t);
 /* Anomaly mode: agi_new notes each op result while it is on (false after
 ** recording ENOMEM); agi_check_inputs flushes the pending result (checks it

@@ -18,7 +18,7 @@ AGK_INLINE ag_tensor *binary(ag_tape *t, const ag_op *op, const char *who, ag_te
         return agi_nil(t);
     if (a->rank == 0 && b->rank == 0) {
         /* Scalars (micrograd-style graphs): no shapes to broadcast. */
-        ag_tensor *out = agi_new(t, op, 2, in, (ag_dtype)a->dtype, 0, NULL);
+        ag_tensor *out = agi_new_scalar(t, op, 2, in, (ag_dtype)a->dtype);
         if (!(out->flags & AGI_NIL))
             agk_row2((ag_dtype)a->dtype, 1, a->value, 0, b->value, 0, out->value, f);
         return out;

@@ -14,7 +14,8 @@ AGK_INLINE ag_tensor *unary(ag_tape *t, const ag_op *op, const char *who, ag_ten
 {
     if (!agi_check_inputs(t, who, 1, &x, false))
         return agi_nil(t);
-    ag_tensor *out = agi_new(t, op, 1, &x, (ag_dtype)x->dtype, x->rank, x->shape);
+    ag_tensor *out = x->rank == 0 ? agi_new_scalar(t, op, 1, &x, (ag_dtype)x->dtype)
+                                  : agi_new(t, op, 1, &x, (ag_dtype)x->dtype, x->rank, x->shape);
     if (out->flags & AGI_NIL)
         return out;
     out->attr.s[0] = p0;

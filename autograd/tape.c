@@ -135,31 +135,15 @@ static bool grow_entries(ag_tape *t)
     return true;
 }
 
-ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, ag_dtype dt,
-                   int rank, const int64_t *shape)
+/* Carves a tensor of 'numel' elements (checked by the caller) with its
+** header, inputs and small values in one block, and records it. Inline so
+** that agi_new_scalar gets its own copy with rank 0 folded in. */
+static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in,
+                               ag_dtype dt, int rank, const int64_t *shape, int64_t numel)
 {
-    if (t->status != AG_OK)
-        return agi_nil(t);
-    const char *who = op ? op->name : "tensor";
-    if (rank < 0 || rank > AG_MAX_DIMS)
-        return agi_error(t, AG_ESHAPE, "%s: rank %d is outside 0..%d", who, rank, AG_MAX_DIMS);
-    int64_t numel = 1;
-    for (int i = 0; i < rank; i++) {
-        if (shape[i] < 0)
-            return agi_error(t, AG_ESHAPE, "%s: dimension %d is negative (%lld)", who, i,
-                             (long long)shape[i]);
-        if (shape[i] != 0 && numel > INT64_MAX / 8 / shape[i])
-            return agi_error(t, AG_ESHAPE, "%s: shape is too large", who);
-        numel *= shape[i];
-    }
     size_t esize = dt == AG_F32 ? sizeof(float) : sizeof(double);   /* inline: ag_dtype_size is a call */
     size_t hsize = agi_header_size(rank);
     size_t head = (hsize + (size_t)nin * sizeof(ag_tensor *) + 15) & ~(size_t)15;
-    /* Divided by the largest element size, a constant: a division by
-    ** 'esize' costs more than the rest of a scalar op's recording. */
-    if ((uint64_t)numel > (SIZE_MAX - head - 64) / sizeof(double))
-        return agi_error(t, AG_ENOMEM, "%s: %lld elements do not fit in memory", who,
-                         (long long)numel);
     size_t bytes = (size_t)numel * esize;
     ag_tensor *x;
     if (bytes <= 64) {
@@ -205,4 +189,37 @@ ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, a
     if (t->anomaly.on && !agi_anomaly_note(t, x))
         return agi_nil(t);
     return x;
+}
+
+ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, ag_dtype dt,
+                   int rank, const int64_t *shape)
+{
+    if (t->status != AG_OK)
+        return agi_nil(t);
+    const char *who = op ? op->name : "tensor";
+    if (rank < 0 || rank > AG_MAX_DIMS)
+        return agi_error(t, AG_ESHAPE, "%s: rank %d is outside 0..%d", who, rank, AG_MAX_DIMS);
+    int64_t numel = 1;
+    for (int i = 0; i < rank; i++) {
+        if (shape[i] < 0)
+            return agi_error(t, AG_ESHAPE, "%s: dimension %d is negative (%lld)", who, i,
+                             (long long)shape[i]);
+        if (shape[i] != 0 && numel > INT64_MAX / 8 / shape[i])
+            return agi_error(t, AG_ESHAPE, "%s: shape is too large", who);
+        numel *= shape[i];
+    }
+    size_t head = agi_header_size(rank) + (size_t)nin * sizeof(ag_tensor *) + 15;
+    /* Divided by the largest element size, a constant: a division by
+    ** 'esize' costs more than the rest of a scalar op's recording. */
+    if ((uint64_t)numel > (SIZE_MAX - head - 64) / sizeof(double))
+        return agi_error(t, AG_ENOMEM, "%s: %lld elements do not fit in memory", who,
+                         (long long)numel);
+    return carve(t, op, nin, in, dt, rank, shape, numel);
+}
+
+ag_tensor *agi_new_scalar(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, ag_dtype dt)
+{
+    if (t->status != AG_OK)
+        return agi_nil(t);
+    return carve(t, op, nin, in, dt, 0, NULL, 1);
 }

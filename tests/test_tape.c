@@ -7,6 +7,7 @@
 #include "alloc_hooks.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <signal.h>
 #include <string.h>
 
@@ -59,6 +60,37 @@ Test(tape, records_what_needs_a_gradient)
     cr_assert_eq(ag_tape_entries(tape), 2);
     cr_assert_eq(tape->entries[0], y);
     cr_assert_eq(tape->entries[1], z);
+    assert_ok();
+}
+
+/* A recorded scalar op is one arena block: a header cut short after the
+** dims it has, its input pointers and its value. A bigger one would slow
+** every scalar graph (docs/PERFORMANCE.md); the contents must be intact. */
+Test(tape, scalar_op_is_one_small_block)
+{
+    ag_tensor *a = ag_requires_grad(ag_scalar(tape, AG_F64, 3.0));
+    ag_tensor *b = ag_scalar(tape, AG_F64, 4.0);
+    size_t before = ag_tape_bytes(tape);
+    ag_tensor *c = ag_mul(tape, a, b);
+    size_t used = ag_tape_bytes(tape) - before;
+    cr_assert_leq(used, 128, "a scalar mul took %zu arena bytes", used);
+    cr_assert_eq(used, agi_header_size(0) + 2 * sizeof(ag_tensor *) + sizeof(double));
+    cr_assert_eq(ag_input(c, 0), a);
+    cr_assert_eq(ag_input(c, 1), b);
+    cr_assert_float_eq(ag_item(c), 12.0, 0);
+    cr_assert_eq(ag_rank(c), 0);
+    cr_assert_eq(ag_numel(c), 1);
+    /* A rank-3 result keeps exactly its three dims, next to its inputs. */
+    ag_tensor *x = ag_requires_grad(ag_ones(tape, AG_F64, 3, (int64_t[]){2, 1, 3}));
+    ag_tensor *y = ag_exp(tape, x);
+    cr_assert_eq(ag_rank(y), 3);
+    cr_assert_eq(ag_dim(y, 0), 2);
+    cr_assert_eq(ag_dim(y, 1), 1);
+    cr_assert_eq(ag_dim(y, 2), 3);
+    cr_assert_eq(ag_input(y, 0), x);
+    cr_assert_float_eq(ag_get(y, 5), exp(1.0), 1e-12);
+    ag_backward(tape, ag_sum(tape, ag_mul(tape, c, ag_sum(tape, y))));
+    cr_assert_float_eq(ag_grad_item(a), 4.0 * 6.0 * exp(1.0), 1e-12);
     assert_ok();
 }
 

@@ -43,7 +43,7 @@ AGK_INLINE double agk_act_grad(ag_activation act, double g, double y, bool f32)
 {
     switch (act) {
     case AG_ACT_RELU:
-        return y > 0 ? g : agk_round(g * 0.0, f32);
+        return g * (double)(y > 0);   /* g or a zero of g's sign: exact either way */
     case AG_ACT_SIGMOID:
         return agk_round(g * agk_round(y * agk_round(1.0 - y, f32), f32), f32);
     case AG_ACT_TANH:
