@@ -20,37 +20,23 @@ enum { MIN_ELEMS_PER_THREAD = 1 << 15 };
 typedef struct rows_job {
     ag_dtype dt;
     ag_activation act;
-    int64_t rows, cols, rows_per_part;
+    int64_t rows, cols;
     void *y;           /* forward: the product, turned into the output in place */
     const void *b;     /* forward: the bias, or NULL */
     const void *g;     /* backward: the output's gradient */
     void (*pass)(const struct rows_job *j, int64_t r0, int64_t r1);
 } rows_job;
 
-static void run_part(void *ctx, int index)
+static void run_range(void *ctx, int64_t r0, int64_t r1)
 {
     const rows_job *j = ctx;
-    int64_t r0 = (int64_t)index * j->rows_per_part;
-    int64_t r1 = r0 + j->rows_per_part < j->rows ? r0 + j->rows_per_part : j->rows;
-    if (r0 < r1)
-        j->pass(j, r0, r1);
+    j->pass(j, r0, r1);
 }
 
 static void run_rows(ag_pool *pool, rows_job *j)
 {
-    int64_t numel = j->rows * j->cols;
-    int64_t parts = agk_pool_threads(pool);
-    if (parts > numel / MIN_ELEMS_PER_THREAD)
-        parts = numel / MIN_ELEMS_PER_THREAD;
-    if (parts > j->rows)
-        parts = j->rows;
-    if (parts < 2) {
-        j->pass(j, 0, j->rows);
-        return;
-    }
-    j->rows_per_part = (j->rows + parts - 1) / parts;
-    if (!agk_pool_try_run(pool, (int)parts, run_part, j))
-        j->pass(j, 0, j->rows);
+    int64_t grain = (MIN_ELEMS_PER_THREAD + j->cols - 1) / (j->cols > 0 ? j->cols : 1);
+    agk_parallel_for(pool, j->rows, grain, run_range, j);
 }
 
 /* y = act(y + b) over rows [r0, r1). The add rounds to the dtype first, as

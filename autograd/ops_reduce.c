@@ -7,6 +7,7 @@
 #include "kernels/kernels.h"
 
 #include <math.h>
+#include <stdalign.h>
 
 enum { AXIS_ALL = -1000 };
 
@@ -60,6 +61,58 @@ static double r_logsumexp(const ag_tensor *x, int64_t base, int64_t n, int64_t s
     return m + log(s);
 }
 
+/* Below this many elements per thread, a reduction stays on one thread. */
+enum { MIN_ELEMS_PER_THREAD = 1 << 15 };
+/* A whole-tensor reduction of many elements is cut into chunks of this
+** size, whatever the threads: each chunk reduced alone, then the chunks'
+** results in order, so the sum's rounding never depends on the pool. */
+enum { CHUNK = 1 << 14 };
+
+/* Output o of a reduction along an axis reduces n elements, 'inner' apart,
+** from (o / inner) * n * inner + o % inner. */
+typedef struct reduce_job {
+    const ag_tensor *x;
+    ag_tensor *out;
+    reducer r;
+    int64_t n, inner;
+    double *partial;   /* reduce_in_chunks: one result per chunk */
+} reduce_job;
+
+static void reduce_outputs(void *ctx, int64_t begin, int64_t end)
+{
+    const reduce_job *j = ctx;
+    int64_t a = begin / j->inner, i = begin % j->inner;
+    for (int64_t o = begin; o < end; o++) {
+        agi_set(j->out, o, j->r(j->x, a * j->n * j->inner + i, j->n, j->inner));
+        if (++i == j->inner) {
+            i = 0;
+            a++;
+        }
+    }
+}
+
+static void reduce_chunks(void *ctx, int64_t begin, int64_t end)
+{
+    const reduce_job *j = ctx;
+    for (int64_t c = begin; c < end; c++) {
+        int64_t base = c * CHUNK, len = j->n - base < CHUNK ? j->n - base : CHUNK;
+        j->partial[c] = j->r(j->x, base, len, 1);
+    }
+}
+
+/* sum, max or min over all of x (n elements), chunk by chunk. */
+static void reduce_in_chunks(ag_tape *t, reduce_job *j)
+{
+    int64_t chunks = (j->n + CHUNK - 1) / CHUNK;
+    j->partial = agi_arena_alloc(t, (size_t)chunks * sizeof *j->partial, alignof(double));
+    if (!j->partial)
+        return;
+    agk_parallel_for(t->pool, chunks, MIN_ELEMS_PER_THREAD / CHUNK, reduce_chunks, j);
+    /* The chunks' results, reduced as one more row of elements. */
+    ag_tensor row = {.value = j->partial, .dtype = AG_F64, .numel = chunks};
+    agi_set(j->out, 0, j->r(&row, 0, chunks, 1));
+}
+
 /* x's shape with the reduced axis set to 1 (every axis, for AXIS_ALL). */
 static void kept_shape(const ag_tensor *x, int axis, int64_t *shape)
 {
@@ -111,9 +164,12 @@ static ag_tensor *reduce(ag_tape *t, const ag_op *op, const char *who, ag_tensor
         for (int i = 0; i < ax; i++)
             outer *= x->shape[i];
     }
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t i = 0; i < inner; i++)
-            agi_set(out, o * inner + i, r(x, o * n * inner + i, n, inner));
+    reduce_job j = {.x = x, .out = out, .r = r, .n = n, .inner = inner};
+    if (ax == AXIS_ALL && r != r_logsumexp && n >= 2 * CHUNK)
+        reduce_in_chunks(t, &j);
+    else
+        agk_parallel_for(t->pool, outer * inner, (MIN_ELEMS_PER_THREAD + n - 1) / (n ? n : 1),
+                         reduce_outputs, &j);
     return out;
 }
 

@@ -11,6 +11,7 @@
 #include "kernels/kernels.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -258,4 +259,65 @@ Test(pool, two_tapes_share_one_pool)
     pthread_join(tb, NULL);
     cr_assert_eq(a.mismatches + b.mismatches, 0);
     ag_pool_free(p);
+}
+
+/* ------------------------------------------------- reductions on the pool */
+
+/* Reductions of x [rows, cols] (f32, values in [-1, 1)) on a tape with
+** 'pool': the whole sum, the max, and sums along each axis. */
+typedef struct reductions {
+    double sum, max;
+    float row_sums[300], col_sums[500];
+} reductions;
+
+static void reduce_all(ag_pool *pool, bool nan_late, reductions *r)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tape_set_pool(t, pool);
+    ag_rng g;
+    ag_rng_seed(&g, 5);
+    ag_tensor *x = ag_zeros(t, AG_F32, 2, (int64_t[]){300, 500});
+    ag_fill_uniform(x, &g, -1, 1);
+    if (nan_late)
+        ag_set(x, 300 * 500 - 7, NAN);   /* in the last chunk of the whole max */
+    r->sum = ag_item(ag_sum(t, x));
+    r->max = ag_item(ag_max(t, x));
+    memcpy(r->row_sums, ag_data(ag_sum_axis(t, x, 1, 0)), sizeof r->row_sums);
+    memcpy(r->col_sums, ag_data(ag_sum_axis(t, x, 0, 0)), sizeof r->col_sums);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    ag_tape_free(t);
+}
+
+Test(pool, reductions_are_bitwise_identical_for_any_thread_count)
+{
+    static reductions one, two, three;
+    ag_pool *p2 = ag_pool_new(2), *p3 = ag_pool_new(3);
+    reduce_all(NULL, false, &one);
+    reduce_all(p2, false, &two);
+    reduce_all(p3, false, &three);
+    cr_expect(memcmp(&one, &two, sizeof one) == 0, "2 threads changed the bits");
+    cr_expect(memcmp(&one, &three, sizeof one) == 0, "3 threads changed the bits");
+    /* The values themselves, against a plain double loop over the same data. */
+    ag_tape *t = ag_tape_new();
+    ag_rng g;
+    ag_rng_seed(&g, 5);
+    ag_tensor *x = ag_zeros(t, AG_F32, 2, (int64_t[]){300, 500});
+    ag_fill_uniform(x, &g, -1, 1);
+    double sum = 0, max = -INFINITY, col0 = 0;
+    for (int64_t i = 0; i < ag_numel(x); i++) {
+        sum += ag_get(x, i);
+        max = fmax(max, ag_get(x, i));
+    }
+    for (int i = 0; i < 300; i++)
+        col0 += ag_get(x, i * 500);
+    cr_expect_float_eq(one.sum, sum, 1e-3, "sum %.9g, want %.9g", one.sum, sum);
+    cr_expect_eq(one.max, max);
+    cr_expect_float_eq(one.col_sums[0], col0, 1e-4);
+    ag_tape_free(t);
+    /* A NaN anywhere wins, whichever chunk holds it. */
+    reduce_all(p2, true, &two);
+    cr_expect(isnan(two.max));
+    cr_expect(isnan(two.sum));
+    ag_pool_free(p2);
+    ag_pool_free(p3);
 }

@@ -202,6 +202,35 @@ bool agk_pool_try_run(ag_pool *p, int ntasks, agk_task_fn fn, void *ctx)
     return true;
 }
 
+typedef struct range_job {
+    agk_range_fn fn;
+    void *ctx;
+    int64_t n, per_task;
+} range_job;
+
+static void run_range(void *ctx, int task)
+{
+    const range_job *j = ctx;
+    int64_t begin = (int64_t)task * j->per_task;
+    int64_t end = j->n - begin < j->per_task ? j->n : begin + j->per_task;
+    if (begin < end)
+        j->fn(j->ctx, begin, end);
+}
+
+void agk_parallel_for(ag_pool *pool, int64_t n, int64_t grain, agk_range_fn fn, void *ctx)
+{
+    if (n <= 0)
+        return;
+    int64_t tasks = agk_pool_threads(pool);
+    if (grain < 1)
+        grain = 1;
+    if (tasks > n / grain)
+        tasks = n / grain;
+    range_job j = {fn, ctx, n, tasks > 1 ? (n + tasks - 1) / tasks : n};
+    if (tasks < 2 || !agk_pool_try_run(pool, (int)tasks, run_range, &j))
+        fn(ctx, 0, n);
+}
+
 void ag_tape_set_pool(ag_tape *t, ag_pool *pool)
 {
     if (t)
