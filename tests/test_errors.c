@@ -483,6 +483,7 @@ Test(errors, requires_grad_on_a_recorded_result)
     expect("named", AG_EINVAL, "'h'");
 }
 
+#ifndef NDEBUG
 /* A vjp that hands back a gradient of the wrong shape is a library bug; debug
 ** builds catch it before it corrupts anything. */
 static void vjp_wrong_shape(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
@@ -495,13 +496,14 @@ static void vjp_wrong_dtype(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor 
     (void)g;
     gin[0] = ag_zeros(t, AG_F32, 1, out->in[0]->shape);
 }
+static const ag_op fake_wrong_shape = {.name = "fake_shape", .vjp = vjp_wrong_shape};
+static const ag_op fake_wrong_dtype = {.name = "fake_dtype", .vjp = vjp_wrong_dtype};
+#endif
 static void vjp_reenters(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     (void)g, (void)gin;
     ag_backward(t, out);
 }
-static const ag_op fake_wrong_shape = {.name = "fake_shape", .vjp = vjp_wrong_shape};
-static const ag_op fake_wrong_dtype = {.name = "fake_dtype", .vjp = vjp_wrong_dtype};
 static const ag_op fake_reenters = {.name = "fake_reenters", .vjp = vjp_reenters};
 
 /* y = op(x) for x of shape [3], y a scalar 0, recorded. */

@@ -316,6 +316,16 @@ void bench_matmul(bench_table *t, const bench_options *o)
         run_case(&res[n++], o, name, (mm_case){"", sz[i], sz[i], sz[i], false, false}, 2,
                  pool2);
     }
+    /* Batch 256's two big layers, which a two-thread training step splits. */
+    for (size_t l = 0; l < 2; l++) {
+        int b = 256, in = layers[l][0], out = layers[l][1];
+        snprintf(name, sizeof name, "mlp b%d %dx%d fwd  X W, 2 threads", b, in, out);
+        run_case(&res[n++], o, name, (mm_case){"", b, out, in, false, false}, 2, pool2);
+        snprintf(name, sizeof name, "mlp b%d %dx%d dX   G W^T, 2 threads", b, in, out);
+        run_case(&res[n++], o, name, (mm_case){"", b, in, out, false, true}, 2, pool2);
+        snprintf(name, sizeof name, "mlp b%d %dx%d dW   X^T G, 2 threads", b, in, out);
+        run_case(&res[n++], o, name, (mm_case){"", in, out, b, true, false}, 2, pool2);
+    }
     ag_pool_free(pool2);
     again = peak_threads(2, o->repeat, iters);
     peak2 = again > peak2 ? again : peak2;

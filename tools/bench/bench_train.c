@@ -248,8 +248,8 @@ void bench_train(bench_table *t, const bench_options *o)
                      "best of 1-2 threads: ours %d; torch %d, openblas %d; loss %.3f vs %.3f",
                      ours_threads, ref_threads, ref_blas, ours.loss, ref.loss);
         else
-            snprintf(note, sizeof note, "ours on %d thread(s); no reference: %s", ours_threads,
-                     why);
+            snprintf(note, sizeof note, "ours on %d thread(s); no reference: %.100s",
+                     ours_threads, why);
         add_rows(t, c, &ours, &ref, note);
     }
 }
