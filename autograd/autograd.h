@@ -405,6 +405,17 @@ AG_API int ag_pool_size(const ag_pool *pool);
 AG_API void ag_tape_set_pool(ag_tape *t, ag_pool *pool);
 AG_API ag_pool *ag_tape_pool(const ag_tape *t);    /* NULL when none */
 
+/* Runs fn(ctx, begin, end) over the items [0, n), cut into contiguous
+** ranges, at most one per thread of the pool and each of at least 'grain'
+** items, so a small job stays on the calling thread (waking a worker costs
+** some microseconds). Returns when all ranges are done. fn must compute each
+** item the same whichever range holds it (the cut depends on the pool's
+** size). A NULL pool, or one busy with another job, runs fn(ctx, 0, n) on
+** the calling thread. The library's own passes (dense layers, reductions,
+** nn's optimizers and loaders) use it. */
+typedef void (*ag_range_fn)(void *ctx, int64_t begin, int64_t end);
+AG_API void ag_pool_for(ag_pool *pool, int64_t n, int64_t grain, ag_range_fn fn, void *ctx);
+
 /* ------------------------------------------------------ graphs (Graphviz DOT) */
 /* Pictures of a tape to see backpropagation. A node per tensor (its name,
 ** shape, and for tensors of at most 16 elements their values and gradients),

@@ -36,7 +36,7 @@ static void run_range(void *ctx, int64_t r0, int64_t r1)
 static void run_rows(ag_pool *pool, rows_job *j)
 {
     int64_t grain = (MIN_ELEMS_PER_THREAD + j->cols - 1) / (j->cols > 0 ? j->cols : 1);
-    agk_parallel_for(pool, j->rows, grain, run_range, j);
+    ag_pool_for(pool, j->rows, grain, run_range, j);
 }
 
 /* y = act(y + b) over rows [r0, r1). The add rounds to the dtype first, as

@@ -107,7 +107,7 @@ static void reduce_in_chunks(ag_tape *t, reduce_job *j)
     j->partial = agi_arena_alloc(t, (size_t)chunks * sizeof *j->partial, alignof(double));
     if (!j->partial)
         return;
-    agk_parallel_for(t->pool, chunks, MIN_ELEMS_PER_THREAD / CHUNK, reduce_chunks, j);
+    ag_pool_for(t->pool, chunks, MIN_ELEMS_PER_THREAD / CHUNK, reduce_chunks, j);
     /* The chunks' results, reduced as one more row of elements. */
     ag_tensor row = {.value = j->partial, .dtype = AG_F64, .numel = chunks};
     agi_set(j->out, 0, j->r(&row, 0, chunks, 1));
@@ -168,7 +168,7 @@ static ag_tensor *reduce(ag_tape *t, const ag_op *op, const char *who, ag_tensor
     if (ax == AXIS_ALL && r != r_logsumexp && n >= 2 * CHUNK)
         reduce_in_chunks(t, &j);
     else
-        agk_parallel_for(t->pool, outer * inner, (MIN_ELEMS_PER_THREAD + n - 1) / (n ? n : 1),
+        ag_pool_for(t->pool, outer * inner, (MIN_ELEMS_PER_THREAD + n - 1) / (n ? n : 1),
                          reduce_outputs, &j);
     return out;
 }

@@ -342,6 +342,15 @@ void ag_fill(ag_tensor *x, double v)
 {
     if (!usable(x))
         return;
-    for (int64_t i = 0; i < x->numel; i++)
-        agi_set(x, i, v);
+    if (v == 0.0 && !signbit(v)) {   /* +0.0 is all-zero bits in both dtypes */
+        memset(x->value, 0, (size_t)x->numel * ag_dtype_size((ag_dtype)x->dtype));
+    } else if (x->dtype == AG_F32) {
+        float *d = x->value, f = (float)v;
+        for (int64_t i = 0; i < x->numel; i++)
+            d[i] = f;
+    } else {
+        double *d = x->value;
+        for (int64_t i = 0; i < x->numel; i++)
+            d[i] = v;
+    }
 }

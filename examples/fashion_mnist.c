@@ -411,6 +411,7 @@ static int setup(trainer *tr, ag_pool **pool, const options *o, history *h)
         return -1;
     }
     ag_tape_set_pool(tr->tape, *pool);
+    nn_model_set_pool(tr->model, *pool);
     nn_model_seed(tr->model, (uint64_t)o->seed);
     tr->net = nn_mlp_new(tr->model, "mlp", AG_F32, 4,
                          (int64_t[]){FASHION_PIXELS, 256, 128, FASHION_CLASSES}, NN_RELU);

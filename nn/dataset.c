@@ -329,6 +329,32 @@ void nn_loader_rewind(nn_loader *ld)
         ld->in_epoch = false;
 }
 
+/* Below this many bytes per thread, a batch is gathered on one thread. */
+enum { MIN_GATHER_BYTES = 1 << 17 };
+
+/* Copies samples [begin, end) of the batch at the loader's position into
+** the batch's tensors and labels. */
+typedef struct gather_job {
+    nn_loader *ld;
+    char *xs, *ys;
+    size_t xrow, yrow;
+} gather_job;
+
+static void gather_rows(void *ctx, int64_t begin, int64_t end)
+{
+    const gather_job *j = ctx;
+    const nn_dataset *ds = j->ld->ds;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t k = j->ld->order[j->ld->pos + i];
+        if (j->xrow)
+            memcpy(j->xs + (size_t)i * j->xrow, (const char *)ds->x + (size_t)k * j->xrow, j->xrow);
+        if (j->ys && j->yrow)
+            memcpy(j->ys + (size_t)i * j->yrow, (const char *)ds->y + (size_t)k * j->yrow, j->yrow);
+        if (ds->labels)
+            j->ld->labels[i] = ds->labels[k];
+    }
+}
+
 /* Above this many bytes, a batch's prefetched rows would push the step's
 ** own working set (weights, activations) out of a core's L2 cache. */
 enum { PREFETCH_MAX_BYTES = 128 * 1024 };
@@ -389,17 +415,10 @@ int nn_loader_next(nn_loader *ld, ag_tape *t, nn_batch *b)
     if (ag_tape_status(t) != AG_OK)
         return 0;
     size_t esize = ag_dtype_size(ds->dtype);
-    size_t xrow = (size_t)ds->x_numel * esize, yrow = (size_t)ds->y_numel * esize;
-    char *xs = ag_data(x), *ys = y ? ag_data(y) : NULL;
-    for (int64_t i = 0; i < size; i++) {
-        int64_t k = ld->order[ld->pos + i];
-        if (xrow)
-            memcpy(xs + (size_t)i * xrow, (const char *)ds->x + (size_t)k * xrow, xrow);
-        if (ys && yrow)
-            memcpy(ys + (size_t)i * yrow, (const char *)ds->y + (size_t)k * yrow, yrow);
-        if (ds->labels)
-            ld->labels[i] = ds->labels[k];
-    }
+    gather_job j = {ld, ag_data(x), y ? ag_data(y) : NULL, (size_t)ds->x_numel * esize,
+                    (size_t)ds->y_numel * esize};
+    int64_t grain = (int64_t)(MIN_GATHER_BYTES / (j.xrow + j.yrow + sizeof(int64_t))) + 1;
+    ag_pool_for(ag_tape_pool(t), size, grain, gather_rows, &j);
     b->x = x;
     b->y = y;
     b->labels = ds->labels ? ld->labels : NULL;

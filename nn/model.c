@@ -251,10 +251,25 @@ ag_dtype nn_model_dtype(const nn_model *m) { return m && m->has_dtype ? m->dtype
 void *nn_model_values(nn_model *m) { return m && m->n_params ? m->value : NULL; }
 void *nn_model_grads(nn_model *m) { return m && m->n_params ? m->grad : NULL; }
 
+/* Below this many bytes per thread, clearing stays on one thread. */
+enum { MIN_BYTES_PER_THREAD = 1 << 17 };
+
+static void zero_range(void *ctx, int64_t begin, int64_t end)
+{
+    memset((char *)ctx + begin, 0, (size_t)(end - begin));
+}
+
 void nn_model_zero_grad(nn_model *m)
 {
     if (m && m->grad)
-        memset(m->grad, 0, (size_t)m->numel * ag_dtype_size(m->dtype));
+        ag_pool_for(m->pool, m->numel * (int64_t)ag_dtype_size(m->dtype), MIN_BYTES_PER_THREAD,
+                    zero_range, m->grad);
+}
+
+void nn_model_set_pool(nn_model *m, ag_pool *pool)
+{
+    if (m)
+        m->pool = pool;
 }
 
 /* ------------------------------------------------------ mode and generator */

@@ -38,6 +38,7 @@ struct nn_model {
     nni_block *blocks;
     ag_rng rng;
     bool training;
+    ag_pool *pool;   /* borrowed; NULL: whole-buffer passes on the caller's thread */
 };
 
 void *nni_realloc(const nn_model *m, void *p, size_t osize, size_t nsize);

@@ -94,8 +94,14 @@ NN_API ag_dtype nn_model_dtype(const nn_model *m);       /* AG_F32 before any pa
 ** the model has no parameter. */
 NN_API void *nn_model_values(nn_model *m);
 NN_API void *nn_model_grads(nn_model *m);
-/* Zeroes every gradient of the model in one memset. */
+/* Zeroes every gradient of the model (one pass over its gradient buffer). */
 NN_API void nn_model_zero_grad(nn_model *m);
+/* Lets the model's whole-buffer passes (optimizer steps, nn_model_zero_grad)
+** share their work with 'pool' (borrowed: free it after the model, or set
+** NULL first); NULL, the default, keeps them on the calling thread. Results
+** are the same bits either way. Give the training tape the same pool with
+** ag_tape_set_pool. */
+NN_API void nn_model_set_pool(nn_model *m, ag_pool *pool);
 
 /* Training mode (the default) makes dropout drop; evaluation mode makes it
 ** the identity. */

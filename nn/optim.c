@@ -28,9 +28,9 @@ struct nn_optim {
     size_t state_bytes;
 };
 
-/* Updates all numel elements: w and g are the model's buffers, of the dtype
-** the function is for; o->state[k] are the optimizer's. */
-typedef void (*update_fn)(const nn_optim *o, int64_t n, void *w, const void *g);
+/* Updates elements [off, off + n): w and g are the model's whole buffers, of
+** the dtype the function is for; o->state[k] are the optimizer's. */
+typedef void (*update_fn)(const nn_optim *o, int64_t off, int64_t n, void *w, const void *g);
 
 struct optim_kind {
     const char *name;
@@ -221,6 +221,19 @@ void nn_optim_free(nn_optim *o)
 
 /* -------------------------------------------------------------------- step */
 
+/* Below this many values per thread, the update stays on one thread. */
+enum { MIN_ELEMS_PER_THREAD = 1 << 15 };
+
+/* Each element's update reads and writes only its own w, g and state, so
+** any cut among threads gives the same bits. */
+static void update_range(void *ctx, int64_t begin, int64_t end)
+{
+    const nn_optim *o = ctx;
+    const nn_model *m = o->model;
+    update_fn update = m->dtype == AG_F64 ? o->kind->update_f64 : o->kind->update_f32;
+    update(o, begin, end - begin, m->value, m->grad);
+}
+
 void nn_optim_step(nn_optim *o)
 {
     if (nn_optim_is_nil(o))
@@ -237,8 +250,7 @@ void nn_optim_step(nn_optim *o)
     o->steps++;
     o->correct1 = 1.0 - pow(o->beta1, (double)o->steps);
     o->correct2 = 1.0 - pow(o->beta2, (double)o->steps);
-    update_fn update = m->dtype == AG_F64 ? o->kind->update_f64 : o->kind->update_f32;
-    update(o, o->numel, m->value, m->grad);
+    ag_pool_for(m->pool, o->numel, MIN_ELEMS_PER_THREAD, update_range, o);
 }
 
 void nn_optim_set_lr(nn_optim *o, double lr)

@@ -37,13 +37,16 @@ static void FN(sgd_momentum_loop)(int64_t n, T *restrict w, const T *restrict g,
     }
 }
 
-static void FN(update_sgd)(const nn_optim *o, int64_t n, void *w, const void *g)
+/* Elements [off, off + n) of a buffer of T: the model's or a state's. */
+#define AT(buf) ((T *)(buf) + off)
+
+static void FN(update_sgd)(const nn_optim *o, int64_t off, int64_t n, void *w, const void *g)
 {
     if (o->state[0])
-        FN(sgd_momentum_loop)(n, w, g, o->state[0], (T)o->lr, (T)o->momentum,
+        FN(sgd_momentum_loop)(n, AT(w), AT(g), AT(o->state[0]), (T)o->lr, (T)o->momentum,
                               (T)o->weight_decay, o->nesterov);
     else
-        FN(sgd_loop)(n, w, g, (T)o->lr, (T)o->weight_decay);
+        FN(sgd_loop)(n, AT(w), AT(g), (T)o->lr, (T)o->weight_decay);
 }
 
 /* Adam and AdamW differ only in where weight decay enters: Adam adds wd * w
@@ -60,16 +63,16 @@ static void FN(adam_loop)(int64_t n, T *restrict w, const T *restrict g, T *rest
     }
 }
 
-static void FN(update_adam)(const nn_optim *o, int64_t n, void *w, const void *g)
+static void FN(update_adam)(const nn_optim *o, int64_t off, int64_t n, void *w, const void *g)
 {
-    FN(adam_loop)(n, w, g, o->state[0], o->state[1], (T)o->beta1, (T)o->beta2,
+    FN(adam_loop)(n, AT(w), AT(g), AT(o->state[0]), AT(o->state[1]), (T)o->beta1, (T)o->beta2,
                   (T)(o->lr / o->correct1), (T)sqrt(o->correct2), (T)o->eps,
                   (T)o->weight_decay, 1);
 }
 
-static void FN(update_adamw)(const nn_optim *o, int64_t n, void *w, const void *g)
+static void FN(update_adamw)(const nn_optim *o, int64_t off, int64_t n, void *w, const void *g)
 {
-    FN(adam_loop)(n, w, g, o->state[0], o->state[1], (T)o->beta1, (T)o->beta2,
+    FN(adam_loop)(n, AT(w), AT(g), AT(o->state[0]), AT(o->state[1]), (T)o->beta1, (T)o->beta2,
                   (T)(o->lr / o->correct1), (T)sqrt(o->correct2), (T)o->eps, 0,
                   (T)(1.0 - o->lr * o->weight_decay));
 }
@@ -94,9 +97,10 @@ static void FN(rmsprop_loop)(int64_t n, T *restrict w, const T *restrict g, T *r
     }
 }
 
-static void FN(update_rmsprop)(const nn_optim *o, int64_t n, void *w, const void *g)
+static void FN(update_rmsprop)(const nn_optim *o, int64_t off, int64_t n, void *w, const void *g)
 {
-    FN(rmsprop_loop)(n, w, g, o->state[0], o->state[1], (T)o->lr, (T)o->alpha,
+    FN(rmsprop_loop)(n, AT(w), AT(g), AT(o->state[0]), o->state[1] ? AT(o->state[1]) : NULL,
+                     (T)o->lr, (T)o->alpha,
                      (T)o->momentum, (T)o->eps, (T)o->weight_decay);
 }
 
@@ -111,7 +115,9 @@ static void FN(adagrad_loop)(int64_t n, T *restrict w, const T *restrict g, T *r
     }
 }
 
-static void FN(update_adagrad)(const nn_optim *o, int64_t n, void *w, const void *g)
+static void FN(update_adagrad)(const nn_optim *o, int64_t off, int64_t n, void *w, const void *g)
 {
-    FN(adagrad_loop)(n, w, g, o->state[0], (T)o->lr, (T)o->eps, (T)o->weight_decay);
+    FN(adagrad_loop)(n, AT(w), AT(g), AT(o->state[0]), (T)o->lr, (T)o->eps, (T)o->weight_decay);
 }
+
+#undef AT

@@ -177,12 +177,6 @@ typedef void (*agk_task_fn)(void *ctx, int task);
 ** tape's, or the caller is itself one of its tasks): the caller then runs
 ** the tasks itself. Tasks must not depend on which thread runs them. */
 bool agk_pool_try_run(ag_pool *pool, int ntasks, agk_task_fn fn, void *ctx);
-typedef void (*agk_range_fn)(void *ctx, int64_t begin, int64_t end);
-/* Runs fn over items [0, n), cut into one contiguous range per thread, each
-** of at least 'grain' items (a small job stays on the calling thread, where
-** waking a worker would cost more than it saves). Every item must come out
-** the same whichever range holds it: the cut depends on the pool's size. */
-void agk_parallel_for(ag_pool *pool, int64_t n, int64_t grain, agk_range_fn fn, void *ctx);
 
 /* -------------------------------------------------------- matrix product */
 /* Instruction sets with a micro-kernel, in order of preference. */

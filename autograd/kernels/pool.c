@@ -203,7 +203,7 @@ bool agk_pool_try_run(ag_pool *p, int ntasks, agk_task_fn fn, void *ctx)
 }
 
 typedef struct range_job {
-    agk_range_fn fn;
+    ag_range_fn fn;
     void *ctx;
     int64_t n, per_task;
 } range_job;
@@ -217,7 +217,7 @@ static void run_range(void *ctx, int task)
         j->fn(j->ctx, begin, end);
 }
 
-void agk_parallel_for(ag_pool *pool, int64_t n, int64_t grain, agk_range_fn fn, void *ctx)
+void ag_pool_for(ag_pool *pool, int64_t n, int64_t grain, ag_range_fn fn, void *ctx)
 {
     if (n <= 0)
         return;

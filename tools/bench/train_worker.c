@@ -54,6 +54,7 @@ static int train_worker(const char *kind, int64_t batch, int threads, long steps
     ag_tape *t = ag_tape_new();
     ag_pool *pool = ag_pool_new(threads);
     ag_tape_set_pool(t, pool);
+    nn_model_set_pool(m, pool);
     nn_model_seed(m, 1);
     int64_t mlp_sizes[] = {784, 256, 128, 10}, nielsen_sizes[] = {784, 30, 10};
     nn_mlp *net = mlp ? nn_mlp_new(m, "mlp", AG_F32, 4, mlp_sizes, NN_RELU)
