@@ -355,32 +355,6 @@ static void gather_rows(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-/* Above this many bytes, a batch's prefetched rows would push the step's
-** own working set (weights, activations) out of a core's L2 cache. */
-enum { PREFETCH_MAX_BYTES = 128 * 1024 };
-
-/* Asks the cache for the next batch's rows while this one trains. Shuffled
-** rows are scattered over the whole data set, so each row's first touch
-** would otherwise be a trip to memory: at small batches, where a step is a
-** few microseconds, that trip was a sixth of it. */
-static void prefetch_next(const nn_loader *ld)
-{
-#if defined(__GNUC__)
-    const nn_dataset *ds = ld->ds;
-    size_t xrow = (size_t)ds->x_numel * ag_dtype_size(ds->dtype);
-    int64_t n = ds->n - ld->pos < ld->batch ? ds->n - ld->pos : ld->batch;
-    if (n <= 0 || xrow == 0 || (size_t)n * xrow > PREFETCH_MAX_BYTES)
-        return;
-    for (int64_t i = 0; i < n; i++) {
-        const char *row = (const char *)ds->x + (size_t)ld->order[ld->pos + i] * xrow;
-        for (size_t off = 0; off < xrow; off += 64)
-            __builtin_prefetch(row + off);
-    }
-#else
-    (void)ld;
-#endif
-}
-
 int nn_loader_next(nn_loader *ld, ag_tape *t, nn_batch *b)
 {
     if (!ld || !t || !b || ag_tape_status(t) != AG_OK)
@@ -425,6 +399,5 @@ int nn_loader_next(nn_loader *ld, ag_tape *t, nn_batch *b)
     b->size = size;
     b->index = ld->index++;
     ld->pos += size;
-    prefetch_next(ld);
     return 1;
 }

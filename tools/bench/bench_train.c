@@ -214,6 +214,7 @@ void bench_train(bench_table *t, const bench_options *o)
         return;
     }
     bool torch = bench_have_torch(o);
+    int reruns = o->quick ? 1 : 3;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const train_case *c = &cases[i];
         long steps = o->quick ? (long)c->quick_steps : 0;
@@ -242,11 +243,24 @@ void bench_train(bench_table *t, const bench_options *o)
                 }
             }
         }
+        /* The shared machine has slow moments: each side's best configuration
+        ** runs again, and its fastest run counts. */
+        for (int again = 1; again < reruns; again++) {
+            train_result r = run_ours(worker, c, ours_threads, steps);
+            if (faster(&r, &ours))
+                ours = r;
+            if (ref.ok) {
+                r = run_torch(o, c, ref_threads, ref_blas, steps, why, sizeof why);
+                if (faster(&r, &ref))
+                    ref = r;
+            }
+        }
         char note[160];
         if (ref.ok)
             snprintf(note, sizeof note,
-                     "best of 1-2 threads: ours %d; torch %d, openblas %d; loss %.3f vs %.3f",
-                     ours_threads, ref_threads, ref_blas, ours.loss, ref.loss);
+                     "best of 1-2 threads, best config run %dx: ours %d; torch %d, openblas %d; "
+                     "loss %.3f vs %.3f", reruns, ours_threads, ref_threads, ref_blas, ours.loss,
+                     ref.loss);
         else
             snprintf(note, sizeof note, "ours on %d thread(s); no reference: %.100s",
                      ours_threads, why);
