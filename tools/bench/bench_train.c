@@ -7,8 +7,10 @@
 ** that trained.
 **
 ** Each measurement runs in a fresh process (our train_worker, or Python), so
-** its peak memory is its own and one run cannot warm the caches of the next. Both sides try one and two threads (PyTorch also
-** OpenBLAS's thread count, which Debian's build reads) and keep their best.
+** its peak memory is its own and one run cannot warm the caches of the next.
+** Both sides try one and two threads (PyTorch also OpenBLAS's thread count,
+** which Debian's build reads), run their best configuration twice more, and
+** keep their fastest run.
 */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE   /* wait4 */
