@@ -141,6 +141,9 @@ AG_API void ag_no_grad_end(ag_tape *t);
 AG_API ag_tensor *ag_tensor_from(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape,
                                  const void *data);   /* copies; data in dtype dt */
 AG_API ag_tensor *ag_zeros(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape);
+/* Values left unset, for a caller that fills every element before any op
+** reads it (ag_data, then a copy): saves the pass that ag_zeros makes. */
+AG_API ag_tensor *ag_empty(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape);
 AG_API ag_tensor *ag_ones(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape);
 AG_API ag_tensor *ag_full(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, double v);
 AG_API ag_tensor *ag_scalar(ag_tape *t, ag_dtype dt, double v);    /* rank 0 */

@@ -52,7 +52,7 @@ static void accumulate(ag_tape *t, ag_tensor *x, ag_tensor *g)
         x->gacc = g;
         x->flags &= (uint8_t)~AGI_GACC_OWNED;
     } else if (!t->create_graph && (x->flags & AGI_GACC_OWNED)) {
-        agk_add_inplace((ag_dtype)x->dtype, x->numel, x->gacc->value, g->value);
+        agk_add_inplace(t->pool, (ag_dtype)x->dtype, x->numel, x->gacc->value, g->value);
     } else {
         x->gacc = ag_add(t, x->gacc, g);
         if (!t->create_graph)
@@ -89,7 +89,7 @@ void agi_grad_add(ag_tape *t, ag_tensor *x, ag_tensor *g)
     bool fresh;
     void *dst = agi_grad_slot(t, x, &fresh);
     if (dst)
-        agk_add_inplace((ag_dtype)x->dtype, x->numel, dst, g->value);
+        agk_add_inplace(t->pool, (ag_dtype)x->dtype, x->numel, dst, g->value);
 }
 
 /* Makes this pass's gradient of x visible as ag_grad(x), adding to what an
@@ -100,7 +100,7 @@ static void store_grad(ag_tape *t, ag_tensor *x)
         return;
     if (x->flags & AGI_PARAM) {
         if (x->grad)   /* a parameter's own gradient tensor has none */
-            agk_add_inplace((ag_dtype)x->dtype, x->numel, x->grad->value, x->gacc->value);
+            agk_add_inplace(t->pool, (ag_dtype)x->dtype, x->numel, x->grad->value, x->gacc->value);
     } else if (!x->grad) {
         x->grad = x->gacc;
     } else {

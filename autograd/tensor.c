@@ -67,6 +67,13 @@ ag_tensor *ag_full(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, doub
     return make_full(t, "ag_full", dt, rank, shape, v);
 }
 
+ag_tensor *ag_empty(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape)
+{
+    if (!agi_check_make(t, "ag_empty", dt, rank, shape))
+        return agi_nil(t);
+    return agi_new(t, NULL, 0, NULL, dt, rank, shape);
+}
+
 ag_tensor *ag_zeros(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape)
 {
     return make_full(t, "ag_zeros", dt, rank, shape, 0.0);

@@ -380,11 +380,11 @@ int nn_loader_next(nn_loader *ld, ag_tape *t, nn_batch *b)
     int64_t shape[AG_MAX_DIMS];
     shape[0] = size;
     memcpy(shape + 1, ds->x_shape, (size_t)ds->x_rank * sizeof *shape);
-    ag_tensor *x = ag_zeros(t, ds->dtype, ds->x_rank + 1, shape);
+    ag_tensor *x = ag_empty(t, ds->dtype, ds->x_rank + 1, shape);
     ag_tensor *y = NULL;
     if (ds->ykind == NN_Y_VALUES) {
         memcpy(shape + 1, ds->y_shape, (size_t)ds->y_rank * sizeof *shape);
-        y = ag_zeros(t, ds->dtype, ds->y_rank + 1, shape);
+        y = ag_empty(t, ds->dtype, ds->y_rank + 1, shape);
     }
     if (ag_tape_status(t) != AG_OK)
         return 0;

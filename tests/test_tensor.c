@@ -111,6 +111,22 @@ Test(tensor, zeros_ones_full_scalar)
     cr_assert_eq(ag_item(s), 0.125);
 }
 
+Test(tensor, empty_has_the_shape_and_takes_what_is_written)
+{
+    ag_tensor *x = ag_empty(tape, AG_F32, 2, (int64_t[]){2, 3});
+    assert_ok();
+    assert_shape(x, 2, (int64_t[]){2, 3});
+    cr_assert_eq(ag_dtype_of(x), AG_F32);
+    float *d = ag_data(x);
+    for (int i = 0; i < 6; i++)
+        d[i] = (float)i * 0.5f;
+    assert_values(x, 6, (double[]){0, 0.5, 1, 1.5, 2, 2.5});
+    ag_tensor *bad = ag_empty(tape, AG_F64, 1, (int64_t[]){-1});
+    cr_assert_eq(ag_tape_status(tape), AG_ESHAPE);
+    cr_assert(strstr(ag_tape_errmsg(tape), "ag_empty"), "%s", ag_tape_errmsg(tape));
+    cr_assert_eq(ag_numel(bad), 0);
+}
+
 Test(tensor, zero_sized_dims)
 {
     ag_tensor *x = ag_zeros(tape, AG_F64, 2, (int64_t[]){3, 0});

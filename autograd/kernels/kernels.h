@@ -123,8 +123,8 @@ AGK_INLINE void agk_map2(ag_dtype dt, int rank, const int64_t *shape, const void
     }
 }
 
-/* dst[i] += src[i] */
-void agk_add_inplace(ag_dtype dt, int64_t n, void *dst, const void *src);
+/* dst[i] += src[i], on the pool when n is large (NULL: on this thread). */
+void agk_add_inplace(ag_pool *pool, ag_dtype dt, int64_t n, void *dst, const void *src);
 
 /* ------------------------------------------------- raw gradient kernels */
 /* A gradient formula for a raw vjp: the contribution of one element, from
