@@ -10,8 +10,8 @@
 
 /* Validates, broadcasts, and computes out = f(a, b). 'op' may be a
 ** non-differentiable descriptor (vjp NULL), as for the comparisons. */
-AGK_INLINE ag_tensor *binary(ag_tape *t, const ag_op *op, const char *who, ag_tensor *a,
-                             ag_tensor *b, agk_fn2 f)
+AGK_INLINE ag_tensor *binary_with(ag_tape *t, const ag_op *op, const char *who, ag_tensor *a,
+                                  ag_tensor *b, agk_fn2 f, ag_range_fn slice)
 {
     ag_tensor *in[2] = {a, b};
     if (!agi_check_inputs(t, who, 2, in, true))
@@ -31,12 +31,20 @@ AGK_INLINE ag_tensor *binary(ag_tape *t, const ag_op *op, const char *who, ag_te
     ag_tensor *out = agi_new(t, op, 2, in, (ag_dtype)a->dtype, rank, shape);
     if (out->flags & AGI_NIL)
         return out;
-    int64_t sa[AG_MAX_DIMS], sb[AG_MAX_DIMS];
+    int64_t sa[AG_MAX_DIMS], sb[AG_MAX_DIMS], fa, fb;
     agi_broadcast_strides(a, rank, shape, sa);
     agi_broadcast_strides(b, rank, shape, sb);
-    agk_map2((ag_dtype)a->dtype, rank, shape, a->value, sa, b->value, sb, out->value, f);
+    if (out->numel >= AGK_PARALLEL_MIN && agk_flat2(rank, shape, sa, sb, &fa, &fb)) {
+        agk_slice_job j = {.dt = (ag_dtype)a->dtype, .a = a->value, .b = b->value, .sa = fa,
+                           .sb = fb, .out = out->value};
+        ag_pool_for(t->pool, out->numel, AGK_GRAIN, slice, &j);
+    } else {
+        agk_map2((ag_dtype)a->dtype, rank, shape, a->value, sa, b->value, sb, out->value, f);
+    }
     return out;
 }
+/* Each formula f has its slice function f_slice2 (kernels.h), defined next to it. */
+#define binary(t, op, who, a, b, f) binary_with(t, op, who, a, b, f, f##_slice2)
 
 ag_tensor *agi_unbroadcast(ag_tape *t, ag_tensor *g, const ag_tensor *x)
 {
@@ -76,17 +84,26 @@ static bool fits(const ag_tensor *x, const ag_tensor *out)
 }
 
 /* Adds f(g, a, b) into the gradient of input i of 'out' when it needs one. */
-AGK_INLINE void raw_into(ag_tape *t, ag_tensor *out, int i, const ag_tensor *g,
-                         const ag_tensor *a, const ag_tensor *b, agk_grad_fn f)
+AGK_INLINE void raw_into_with(ag_tape *t, ag_tensor *out, int i, const ag_tensor *g,
+                              const ag_tensor *a, const ag_tensor *b, agk_grad_fn f,
+                              ag_range_fn slice)
 {
     if (!agi_needs_grad(out, i))
         return;
     bool fresh;
     void *dst = agi_grad_slot(t, out->in[i], &fresh);
-    if (dst)
+    if (!dst)
+        return;
+    if (out->numel >= AGK_PARALLEL_MIN) {
+        agk_slice_job j = {.dt = (ag_dtype)out->dtype, .a = g->value, .b = a ? a->value : NULL,
+                           .c = b ? b->value : NULL, .out = dst, .fresh = fresh};
+        ag_pool_for(t->pool, out->numel, AGK_GRAIN, slice, &j);
+    } else {
         agk_grad_map((ag_dtype)out->dtype, out->numel, dst, fresh, g->value, a ? a->value : NULL,
                      b ? b->value : NULL, f, NULL);
+    }
 }
+#define raw_into(t, out, i, g, a, b, f) raw_into_with(t, out, i, g, a, b, f, f##_slice_grad)
 
 /* Gradient formulas of the raw vjps, step for step as in each vjp below. */
 static double d_mul(double g, double a, double b, const double *p, bool f32)
@@ -128,6 +145,7 @@ static void vjp_add(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
         gin[1] = agi_unbroadcast(t, g, out->in[1]);
 }
 const ag_op agi_op_add = {"add", vjp_add};
+AGK_ROW2_SLICE(f_add)
 ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
     return binary(t, &agi_op_add, "ag_add", a, b, f_add);
@@ -135,6 +153,7 @@ ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b)
 
 /* a - b */
 static double f_sub(double a, double b) { return a - b; }
+AGK_GRAD_SLICE(agk_grad_neg)
 static bool raw_sub(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
     ag_tensor *a = out->in[0], *b = out->in[1];
@@ -155,6 +174,7 @@ static void vjp_sub(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
         gin[1] = agi_unbroadcast(t, ag_neg(t, g), out->in[1]);
 }
 const ag_op agi_op_sub = {"sub", vjp_sub};
+AGK_ROW2_SLICE(f_sub)
 ag_tensor *ag_sub(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
     return binary(t, &agi_op_sub, "ag_sub", a, b, f_sub);
@@ -162,6 +182,7 @@ ag_tensor *ag_sub(ag_tape *t, ag_tensor *a, ag_tensor *b)
 
 /* a * b: d/da = b, d/db = a */
 static double f_mul(double a, double b) { return a * b; }
+AGK_GRAD_SLICE(d_mul)
 static bool raw_mul(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
     ag_tensor *a = out->in[0], *b = out->in[1];
@@ -182,6 +203,7 @@ static void vjp_mul(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
         gin[1] = agi_unbroadcast(t, ag_mul(t, g, a), b);
 }
 const ag_op agi_op_mul = {"mul", vjp_mul};
+AGK_ROW2_SLICE(f_mul)
 ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
     return binary(t, &agi_op_mul, "ag_mul", a, b, f_mul);
@@ -189,6 +211,8 @@ ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b)
 
 /* a / b: d/da = 1/b, d/db = -a/b^2 = -out/b */
 static double f_div(double a, double b) { return a / b; }
+AGK_GRAD_SLICE(d_div)
+AGK_GRAD_SLICE(d_div_denominator)
 static bool raw_div(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
     ag_tensor *a = out->in[0], *b = out->in[1];
@@ -209,6 +233,7 @@ static void vjp_div(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
         gin[1] = agi_unbroadcast(t, ag_neg(t, ag_mul(t, g, ag_div(t, out, b))), b);
 }
 const ag_op agi_op_div = {"div", vjp_div};
+AGK_ROW2_SLICE(f_div)
 ag_tensor *ag_div(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
     return binary(t, &agi_op_div, "ag_div", a, b, f_div);
@@ -232,6 +257,7 @@ static void vjp_pow(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     }
 }
 const ag_op agi_op_pow = {"pow", vjp_pow};
+AGK_ROW2_SLICE(f_pow)
 ag_tensor *ag_pow(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
     return binary(t, &agi_op_pow, "ag_pow", a, b, f_pow);
@@ -245,10 +271,15 @@ static double f_le(double a, double b) { return a <= b; }
 static double f_eq(double a, double b) { return a == b; }
 static const ag_op op_gt = {"gt", NULL}, op_ge = {"ge", NULL}, op_lt = {"lt", NULL},
                    op_le = {"le", NULL}, op_eq = {"eq", NULL};
+AGK_ROW2_SLICE(f_gt)
 ag_tensor *ag_gt(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_gt, "ag_gt", a, b, f_gt); }
+AGK_ROW2_SLICE(f_ge)
 ag_tensor *ag_ge(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_ge, "ag_ge", a, b, f_ge); }
+AGK_ROW2_SLICE(f_lt)
 ag_tensor *ag_lt(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_lt, "ag_lt", a, b, f_lt); }
+AGK_ROW2_SLICE(f_le)
 ag_tensor *ag_le(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_le, "ag_le", a, b, f_le); }
+AGK_ROW2_SLICE(f_eq)
 ag_tensor *ag_eq(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_eq, "ag_eq", a, b, f_eq); }
 
 /* The share of the gradient that flows to the first input of maximum
@@ -275,6 +306,7 @@ static void vjp_maximum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
     vjp_extremum(t, out, g, gin, true);
 }
 const ag_op agi_op_maximum = {"maximum", vjp_maximum};
+AGK_ROW2_SLICE(f_maximum)
 ag_tensor *ag_maximum(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
     return binary(t, &agi_op_maximum, "ag_maximum", a, b, f_maximum);
@@ -287,6 +319,7 @@ static void vjp_minimum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
     vjp_extremum(t, out, g, gin, false);
 }
 const ag_op agi_op_minimum = {"minimum", vjp_minimum};
+AGK_ROW2_SLICE(f_minimum)
 ag_tensor *ag_minimum(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
     return binary(t, &agi_op_minimum, "ag_minimum", a, b, f_minimum);

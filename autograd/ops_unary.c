@@ -9,8 +9,8 @@
 #include <math.h>
 
 /* out = f(x) elementwise, with up to two constants kept in out->attr.s. */
-AGK_INLINE ag_tensor *unary(ag_tape *t, const ag_op *op, const char *who, ag_tensor *x, agk_fn1 f,
-                            double p0, double p1)
+AGK_INLINE ag_tensor *unary_with(ag_tape *t, const ag_op *op, const char *who, ag_tensor *x,
+                                 agk_fn1 f, ag_range_fn slice, double p0, double p1)
 {
     if (!agi_check_inputs(t, who, 1, &x, false))
         return agi_nil(t);
@@ -20,30 +20,47 @@ AGK_INLINE ag_tensor *unary(ag_tape *t, const ag_op *op, const char *who, ag_ten
         return out;
     out->attr.s[0] = p0;
     out->attr.s[1] = p1;
-    agk_map1((ag_dtype)x->dtype, x->numel, x->value, out->value, f, out->attr.s);
+    if (x->numel >= AGK_PARALLEL_MIN) {
+        agk_slice_job j = {.dt = (ag_dtype)x->dtype, .a = x->value, .out = out->value,
+                           .p = out->attr.s};
+        ag_pool_for(t->pool, x->numel, AGK_GRAIN, slice, &j);
+    } else {
+        agk_map1((ag_dtype)x->dtype, x->numel, x->value, out->value, f, out->attr.s);
+    }
     return out;
 }
+/* Each formula f has its slice function f_slice1 (kernels.h), defined next to it. */
+#define unary(t, op, who, x, f, p0, p1) unary_with(t, op, who, x, f, f##_slice1, p0, p1)
 
 /* A raw vjp (internal.h): adds f(g, a) elementwise into the input's
 ** gradient, where 'a' is the output or the input as the formula needs, and
 ** the op's constants reach f as p. Each formula below rounds where its vjp
 ** makes a separate op, so both paths give the same bits. */
-AGK_INLINE bool raw_unary(ag_tape *t, ag_tensor *out, const ag_tensor *g, const ag_tensor *a,
-                          agk_grad_fn f)
+AGK_INLINE bool raw_unary_with(ag_tape *t, ag_tensor *out, const ag_tensor *g,
+                               const ag_tensor *a, agk_grad_fn f, ag_range_fn slice)
 {
     bool fresh;
     void *dst = agi_grad_slot(t, out->in[0], &fresh);
-    if (dst)
+    if (!dst)
+        return true;
+    if (out->numel >= AGK_PARALLEL_MIN) {
+        agk_slice_job j = {.dt = (ag_dtype)out->dtype, .a = g->value, .b = a->value,
+                           .out = dst, .fresh = fresh, .p = out->attr.s};
+        ag_pool_for(t->pool, out->numel, AGK_GRAIN, slice, &j);
+    } else {
         agk_grad_map((ag_dtype)out->dtype, out->numel, dst, fresh, g->value, a->value, NULL, f,
                      out->attr.s);
+    }
     return true;
 }
+#define raw_unary(t, out, g, a, f) raw_unary_with(t, out, g, a, f, f##_slice_grad)
 
 static ag_tensor *one_like(ag_tape *t, const ag_tensor *x) { return agi_const_like(t, x, 1.0); }
 static ag_tensor *zero_like(ag_tape *t, const ag_tensor *x) { return agi_const_like(t, x, 0.0); }
 
 /* -x */
 static double f_neg(double x, const double *p) { (void)p; return -x; }
+AGK_GRAD_SLICE(agk_grad_neg)
 static bool raw_neg(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
     return raw_unary(t, out, g, out, agk_grad_neg);
@@ -56,6 +73,7 @@ static void vjp_neg(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_neg(t, g);
 }
 const ag_op agi_op_neg = {"neg", vjp_neg};
+AGK_MAP1_SLICE(f_neg)
 ag_tensor *ag_neg(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_neg, "ag_neg", x, f_neg, 0, 0); }
 
 /* e^x: d/dx = e^x = out */
@@ -65,6 +83,7 @@ static double d_exp(double g, double out, double b, const double *p, bool f32)
     (void)b, (void)p;
     return agk_round(g * out, f32);
 }
+AGK_GRAD_SLICE(d_exp)
 static bool raw_exp(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
     return raw_unary(t, out, g, out, d_exp);
@@ -76,6 +95,7 @@ static void vjp_exp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_mul(t, g, out);
 }
 const ag_op agi_op_exp = {"exp", vjp_exp};
+AGK_MAP1_SLICE(f_exp)
 ag_tensor *ag_exp(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_exp, "ag_exp", x, f_exp, 0, 0); }
 
 /* log x: d/dx = 1/x */
@@ -85,6 +105,7 @@ static double d_log(double g, double x, double b, const double *p, bool f32)
     (void)b, (void)p;
     return agk_round(g / x, f32);
 }
+AGK_GRAD_SLICE(d_log)
 static bool raw_log(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
     return raw_unary(t, out, g, out->in[0], d_log);
@@ -96,6 +117,7 @@ static void vjp_log(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_div(t, g, out->in[0]);
 }
 const ag_op agi_op_log = {"log", vjp_log};
+AGK_MAP1_SLICE(f_log)
 ag_tensor *ag_log(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_log, "ag_log", x, f_log, 0, 0); }
 
 /* sqrt x: d/dx = 1 / (2 sqrt x) */
@@ -105,11 +127,13 @@ static void vjp_sqrt(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_div(t, g, ag_mul_scalar(t, out, 2.0));
 }
 const ag_op agi_op_sqrt = {"sqrt", vjp_sqrt};
+AGK_MAP1_SLICE(f_sqrt)
 ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_sqrt, "ag_sqrt", x, f_sqrt, 0, 0); }
 
 /* sign x, without gradient */
 static double f_sign(double x, const double *p) { (void)p; return (x > 0) - (x < 0); }
 static const ag_op op_sign = {"sign", NULL};
+AGK_MAP1_SLICE(f_sign)
 ag_tensor *ag_sign(ag_tape *t, ag_tensor *x) { return unary(t, &op_sign, "ag_sign", x, f_sign, 0, 0); }
 
 /* |x|: d/dx = sign x */
@@ -119,6 +143,7 @@ static void vjp_abs(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_mul(t, g, ag_sign(t, out->in[0]));
 }
 const ag_op agi_op_abs = {"abs", vjp_abs};
+AGK_MAP1_SLICE(f_abs)
 ag_tensor *ag_abs(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_abs, "ag_abs", x, f_abs, 0, 0); }
 
 /* sin x: d/dx = cos x */
@@ -128,6 +153,7 @@ static void vjp_sin(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_mul(t, g, ag_cos(t, out->in[0]));
 }
 const ag_op agi_op_sin = {"sin", vjp_sin};
+AGK_MAP1_SLICE(f_sin)
 ag_tensor *ag_sin(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_sin, "ag_sin", x, f_sin, 0, 0); }
 
 /* cos x: d/dx = -sin x */
@@ -137,6 +163,7 @@ static void vjp_cos(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_neg(t, ag_mul(t, g, ag_sin(t, out->in[0])));
 }
 const ag_op agi_op_cos = {"cos", vjp_cos};
+AGK_MAP1_SLICE(f_cos)
 ag_tensor *ag_cos(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_cos, "ag_cos", x, f_cos, 0, 0); }
 
 /* tanh x: d/dx = 1 - tanh^2 x */
@@ -146,6 +173,7 @@ static double d_tanh(double g, double out, double b, const double *p, bool f32)
     (void)b, (void)p;
     return agk_round(g * agk_round(1.0 - agk_round(out * out, f32), f32), f32);
 }
+AGK_GRAD_SLICE(d_tanh)
 static bool raw_tanh(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
     return raw_unary(t, out, g, out, d_tanh);
@@ -157,6 +185,7 @@ static void vjp_tanh(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_mul(t, g, ag_sub(t, one_like(t, out), ag_mul(t, out, out)));
 }
 const ag_op agi_op_tanh = {"tanh", vjp_tanh};
+AGK_MAP1_SLICE(f_tanh)
 ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_tanh, "ag_tanh", x, f_tanh, 0, 0); }
 
 /* sigmoid x = 1 / (1 + e^-x): d/dx = s (1 - s). Both branches avoid overflow. */
@@ -173,6 +202,7 @@ static double d_sigmoid(double g, double out, double b, const double *p, bool f3
     (void)b, (void)p;
     return agk_round(g * agk_round(out * agk_round(1.0 - out, f32), f32), f32);
 }
+AGK_GRAD_SLICE(d_sigmoid)
 static bool raw_sigmoid(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
     return raw_unary(t, out, g, out, d_sigmoid);
@@ -184,6 +214,7 @@ static void vjp_sigmoid(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
     gin[0] = ag_mul(t, g, ag_mul(t, out, ag_sub(t, one_like(t, out), out)));
 }
 const ag_op agi_op_sigmoid = {"sigmoid", vjp_sigmoid};
+AGK_MAP1_SLICE(f_sigmoid)
 ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x)
 {
     return unary(t, &agi_op_sigmoid, "ag_sigmoid", x, f_sigmoid, 0, 0);
@@ -196,6 +227,7 @@ static double d_relu(double g, double x, double b, const double *p, bool f32)
     (void)b, (void)p;
     return agk_round(g * (x > 0.0 ? 1.0 : 0.0), f32);
 }
+AGK_GRAD_SLICE(d_relu)
 static bool raw_relu(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
     return raw_unary(t, out, g, out->in[0], d_relu);
@@ -208,6 +240,7 @@ static void vjp_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_mul(t, g, ag_gt(t, x, zero_like(t, x)));
 }
 const ag_op agi_op_relu = {"relu", vjp_relu};
+AGK_MAP1_SLICE(f_relu)
 ag_tensor *ag_relu(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_relu, "ag_relu", x, f_relu, 0, 0); }
 
 /* x > 0 ? x : slope x */
@@ -220,6 +253,7 @@ static void vjp_leaky(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_mul(t, g, slope);
 }
 const ag_op agi_op_leaky_relu = {"leaky_relu", vjp_leaky};
+AGK_MAP1_SLICE(f_leaky)
 ag_tensor *ag_leaky_relu(ag_tape *t, ag_tensor *x, double slope)
 {
     return unary(t, &agi_op_leaky_relu, "ag_leaky_relu", x, f_leaky, slope, 0);
@@ -246,6 +280,7 @@ static void vjp_gelu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_mul(t, g, ag_add(t, left, right));
 }
 const ag_op agi_op_gelu = {"gelu", vjp_gelu};
+AGK_MAP1_SLICE(f_gelu)
 ag_tensor *ag_gelu(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_gelu, "ag_gelu", x, f_gelu, 0, 0); }
 
 /* log(1 + e^x), as max(x, 0) + log1p(e^-|x|) so it never overflows: d/dx = sigmoid x */
@@ -259,6 +294,7 @@ static void vjp_softplus(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **g
     gin[0] = ag_mul(t, g, ag_sigmoid(t, out->in[0]));
 }
 const ag_op agi_op_softplus = {"softplus", vjp_softplus};
+AGK_MAP1_SLICE(f_softplus)
 ag_tensor *ag_softplus(ag_tape *t, ag_tensor *x)
 {
     return unary(t, &agi_op_softplus, "ag_softplus", x, f_softplus, 0, 0);
@@ -274,6 +310,7 @@ static void vjp_clamp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_mul(t, g, inside);
 }
 const ag_op agi_op_clamp = {"clamp", vjp_clamp};
+AGK_MAP1_SLICE(f_clamp)
 ag_tensor *ag_clamp(ag_tape *t, ag_tensor *x, double lo, double hi)
 {
     if (t && t->status == AG_OK && !(lo <= hi))
@@ -294,6 +331,7 @@ static double d_square(double g, double x, double b, const double *p, bool f32)
     (void)b, (void)p;
     return agk_round(g * agk_round(x * 2.0, f32), f32);
 }
+AGK_MAP1_SLICE(f_pow_scalar)
 static double d_pow_scalar(double g, double x, double b, const double *p, bool f32)
 {
     (void)b;
@@ -301,12 +339,16 @@ static double d_pow_scalar(double g, double x, double b, const double *p, bool f
     double pw = agk_round(f_pow_scalar(x, &q), f32);
     return agk_round(g * agk_round(pw * agk_round(p[0], f32), f32), f32);
 }
+AGK_GRAD_SLICE(d_square)
+AGK_GRAD_SLICE(d_pow_scalar)
 static bool raw_pow_scalar(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
     double p = out->attr.s[0];
     if (p == 0.0 || p == 1.0)
         return false;
-    return raw_unary(t, out, g, out->in[0], p == 2.0 ? d_square : d_pow_scalar);
+    if (p == 2.0)
+        return raw_unary(t, out, g, out->in[0], d_square);
+    return raw_unary(t, out, g, out->in[0], d_pow_scalar);
 }
 static void vjp_pow_scalar(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {

@@ -76,6 +76,27 @@ AGK_INLINE void agk_row2(ag_dtype dt, int64_t n, const void *a, int64_t sa, cons
     }
 }
 
+/* Is out = f(a, b) over 'shape' one flat loop, each side contiguous (stride
+** 1) or one value repeated (stride 0)? Then *fa and *fb are those strides. */
+AGK_INLINE bool agk_flat2(int rank, const int64_t *shape, const int64_t *sa, const int64_t *sb,
+                          int64_t *fa, int64_t *fb)
+{
+    bool a_full = true, b_full = true, a_zero = true, b_zero = true;
+    int64_t c = 1;
+    for (int i = rank - 1; i >= 0; i--) {
+        if (shape[i] != 1) {
+            a_full &= sa[i] == c;
+            b_full &= sb[i] == c;
+            a_zero &= sa[i] == 0;
+            b_zero &= sb[i] == 0;
+        }
+        c *= shape[i];
+    }
+    *fa = a_full ? 1 : 0;
+    *fb = b_full ? 1 : 0;
+    return (a_full || a_zero) && (b_full || b_zero);
+}
+
 /* out = f(a, b) over 'shape' (rank dims), reading a and b through broadcast
 ** strides (0 on the dims they repeat). out is contiguous. */
 AGK_INLINE void agk_map2(ag_dtype dt, int rank, const int64_t *shape, const void *a,
@@ -89,19 +110,9 @@ AGK_INLINE void agk_map2(ag_dtype dt, int rank, const int64_t *shape, const void
     if (numel == 0)
         return;
     /* Collapse to one flat loop when each side is contiguous or a scalar. */
-    bool a_full = true, b_full = true, a_zero = true, b_zero = true;
-    int64_t c = 1;
-    for (int i = rank - 1; i >= 0; i--) {
-        if (shape[i] != 1) {
-            a_full &= sa[i] == c;
-            b_full &= sb[i] == c;
-            a_zero &= sa[i] == 0;
-            b_zero &= sb[i] == 0;
-        }
-        c *= shape[i];
-    }
-    if ((a_full || a_zero) && (b_full || b_zero)) {
-        agk_row2(dt, numel, a, a_full ? 1 : 0, b, b_full ? 1 : 0, out, f);
+    int64_t fa, fb;
+    if (agk_flat2(rank, shape, sa, sb, &fa, &fb)) {
+        agk_row2(dt, numel, a, fa, b, fb, out, f);
         return;
     }
     int64_t idx[AG_MAX_DIMS] = {0};
@@ -166,6 +177,63 @@ AGK_INLINE void agk_grad_map(ag_dtype dt, int64_t n, void *dst, bool fresh, cons
         }
     }
 }
+
+/* ------------------------------------------------ elementwise on the pool */
+/* An elementwise op of at least AGK_PARALLEL_MIN elements runs its kernel on
+** the tape's pool, over slices of at least AGK_GRAIN elements: each element
+** is computed alone, so the slices change no bit. Below that size waking a
+** thread costs more than it saves, and scalar graphs never get here.
+**
+** The slices must still inline each op's formula (a call per element would
+** cost more than the second thread gains), so each op gets its own slice
+** function from one of the macros below, next to its formula. */
+enum { AGK_PARALLEL_MIN = 1 << 16, AGK_GRAIN = 1 << 15 };
+
+typedef struct agk_slice_job {
+    ag_dtype dt;
+    const void *a, *b, *c;   /* inputs as each kernel names them; NULL if unused */
+    int64_t sa, sb;          /* agk_row2's strides of a and b: 1 or 0 */
+    void *out;
+    bool fresh;              /* agk_grad_map: assign rather than add */
+    const double *p;         /* the op's constants */
+} agk_slice_job;
+
+/* Element 'i' of a buffer of dtype dt. */
+static inline const void *agk_at(const void *base, ag_dtype dt, int64_t i)
+{
+    return base ? (const char *)base + i * (int64_t)(dt == AG_F32 ? sizeof(float) : sizeof(double))
+                : NULL;
+}
+
+/* f##_slice1: y = f(x, p) over a slice; job: a = x, out = y. */
+#define AGK_MAP1_SLICE(f)                                                                    \
+    static void f##_slice1(void *ctx, int64_t begin, int64_t end)                            \
+    {                                                                                        \
+        const agk_slice_job *j = ctx;                                                        \
+        agk_map1(j->dt, end - begin, agk_at(j->a, j->dt, begin),                             \
+                 (void *)agk_at(j->out, j->dt, begin), f, j->p);                             \
+    }
+
+/* f##_slice2: out = f(a, b) over a slice of a flat map (strides 1 or 0). */
+#define AGK_ROW2_SLICE(f)                                                                    \
+    static void f##_slice2(void *ctx, int64_t begin, int64_t end)                            \
+    {                                                                                        \
+        const agk_slice_job *j = ctx;                                                        \
+        agk_row2(j->dt, end - begin, agk_at(j->a, j->dt, begin * j->sa), j->sa,              \
+                 agk_at(j->b, j->dt, begin * j->sb), j->sb,                                  \
+                 (void *)agk_at(j->out, j->dt, begin), f);                                   \
+    }
+
+/* f##_slice_grad: a raw vjp's agk_grad_map over a slice; job: a = g, b and
+** c = the formula's two operands, out = the gradient. */
+#define AGK_GRAD_SLICE(f)                                                                    \
+    static void f##_slice_grad(void *ctx, int64_t begin, int64_t end)                        \
+    {                                                                                        \
+        const agk_slice_job *j = ctx;                                                        \
+        agk_grad_map(j->dt, end - begin, (void *)agk_at(j->out, j->dt, begin), j->fresh,     \
+                     agk_at(j->a, j->dt, begin), agk_at(j->b, j->dt, begin),                 \
+                     agk_at(j->c, j->dt, begin), f, j->p);                                   \
+    }
 
 /* ---------------------------------------------------------------- threads */
 /* The number of threads a pool runs a job on, counting the caller; 1 for NULL. */
