@@ -317,25 +317,24 @@ static void vjp_sum_to(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin
 }
 const ag_op agi_op_sum_to = {"sum_to", vjp_sum_to};
 
-/* out[j * step] += x[j] for j < n; step is 1 (out keeps the dim) or 0 (sums it). */
-static void add_row_f32(float *out, int64_t step, const float *x, int64_t n)
+/* Adds a row of n elements of x into out: element by element where out
+** keeps the dim (step 1), all into out[0] where it sums it (step 0); one
+** rounding per add either way. */
+static void add_row(ag_dtype dt, void *out, int64_t step, const void *x, int64_t n)
 {
-    if (step)
+    if (step) {
+        agk_add_inplace(NULL, dt, n, out, x);
+    } else if (dt == AG_F32) {
+        float *o = out;
+        const float *s = x;
         for (int64_t j = 0; j < n; j++)
-            out[j] += x[j];
-    else
+            *o += s[j];
+    } else {
+        double *o = out;
+        const double *s = x;
         for (int64_t j = 0; j < n; j++)
-            out[0] += x[j];
-}
-
-static void add_row_f64(double *out, int64_t step, const double *x, int64_t n)
-{
-    if (step)
-        for (int64_t j = 0; j < n; j++)
-            out[j] += x[j];
-    else
-        for (int64_t j = 0; j < n; j++)
-            out[0] += x[j];
+            *o += s[j];
+    }
 }
 
 ag_tensor *ag_sum_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
@@ -363,12 +362,11 @@ ag_tensor *ag_sum_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
     agi_broadcast_strides(out, x->rank, x->shape, so);
     int last = x->rank - 1;
     int64_t row = last >= 0 ? x->shape[last] : 1, step = last >= 0 ? so[last] : 0;
-    bool f32 = x->dtype == AG_F32;
+    ag_dtype dt = (ag_dtype)x->dtype;
+    size_t es = ag_dtype_size(dt);
     for (int64_t i = 0; i < x->numel; i += row) {
-        if (f32)
-            add_row_f32((float *)out->value + o, step, (const float *)x->value + i, row);
-        else
-            add_row_f64((double *)out->value + o, step, (const double *)x->value + i, row);
+        add_row(dt, (char *)out->value + (size_t)o * es, step, (const char *)x->value + (size_t)i * es,
+                row);
         for (int d = last - 1; d >= 0; d--) {
             o += so[d];
             if (++idx[d] < x->shape[d])

@@ -4,6 +4,7 @@
 ** the library's ops, so it can be differentiated again.
 */
 #include "internal.h"
+#include "kernels/activation.h"
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -192,10 +193,7 @@ ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_tanh, "ag
 static double f_sigmoid(double x, const double *p)
 {
     (void)p;
-    if (x >= 0)
-        return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
+    return agk_sigmoid(x);   /* the fused dense layer's too: the same bits */
 }
 static double d_sigmoid(double g, double out, double b, const double *p, bool f32)
 {

@@ -264,6 +264,24 @@ static void run_case(mm_result *r, const bench_options *o, const char *name, mm_
     measure(&c, threads, pool, o->repeat, &r->ours, &r->ref, &r->agree);
 }
 
+/* A dense layer's three products at batch b: Y = X W, dX = G W^T, dW = X^T G.
+** Returns the rows written to res (3). */
+static size_t mlp_layer(mm_result *res, const bench_options *o, int b, int in, int out,
+                        int threads, ag_pool *pool)
+{
+    static const char *const what[] = {"fwd  X W", "dX   G W^T", "dW   X^T G"};
+    const mm_case cases[] = {{"", b, out, in, false, false},
+                             {"", b, in, out, false, true},
+                             {"", in, out, b, true, false}};
+    for (int i = 0; i < 3; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "mlp b%d %dx%d %s%s", b, in, out, what[i],
+                 threads > 1 ? ", 2 threads" : "");
+        run_case(&res[i], o, name, cases[i], threads, pool);
+    }
+    return 3;
+}
+
 enum { MAX_RESULTS = 64 };
 
 void bench_matmul(bench_table *t, const bench_options *o)
@@ -290,19 +308,12 @@ void bench_matmul(bench_table *t, const bench_options *o)
         snprintf(name, sizeof name, "sgemm %d^3, 1 thread", sz[i]);
         run_case(&res[n++], o, name, (mm_case){"", sz[i], sz[i], sz[i], false, false}, 1, NULL);
     }
-    /* The MLP 784-256-128-10 at batch 64 and 256: Y = X W, dX = G W^T, dW = X^T G. */
+    /* The MLP 784-256-128-10 at batch 64 and 256. */
     static const int layers[][2] = {{784, 256}, {256, 128}, {128, 10}};
     static const int batches[] = {64, 256};
     for (size_t bi = 0; bi < 2; bi++)
-        for (size_t l = 0; l < 3; l++) {
-            int b = batches[bi], in = layers[l][0], out = layers[l][1];
-            snprintf(name, sizeof name, "mlp b%d %dx%d fwd  X W", b, in, out);
-            run_case(&res[n++], o, name, (mm_case){"", b, out, in, false, false}, 1, NULL);
-            snprintf(name, sizeof name, "mlp b%d %dx%d dX   G W^T", b, in, out);
-            run_case(&res[n++], o, name, (mm_case){"", b, in, out, false, true}, 1, NULL);
-            snprintf(name, sizeof name, "mlp b%d %dx%d dW   X^T G", b, in, out);
-            run_case(&res[n++], o, name, (mm_case){"", in, out, b, true, false}, 1, NULL);
-        }
+        for (size_t l = 0; l < 3; l++)
+            n += mlp_layer(res + n, o, batches[bi], layers[l][0], layers[l][1], 1, NULL);
     double again = peak_one_thread(o->repeat, iters);
     peak1 = again > peak1 ? again : peak1;
 
@@ -317,15 +328,8 @@ void bench_matmul(bench_table *t, const bench_options *o)
                  pool2);
     }
     /* Batch 256's two big layers, which a two-thread training step splits. */
-    for (size_t l = 0; l < 2; l++) {
-        int b = 256, in = layers[l][0], out = layers[l][1];
-        snprintf(name, sizeof name, "mlp b%d %dx%d fwd  X W, 2 threads", b, in, out);
-        run_case(&res[n++], o, name, (mm_case){"", b, out, in, false, false}, 2, pool2);
-        snprintf(name, sizeof name, "mlp b%d %dx%d dX   G W^T, 2 threads", b, in, out);
-        run_case(&res[n++], o, name, (mm_case){"", b, in, out, false, true}, 2, pool2);
-        snprintf(name, sizeof name, "mlp b%d %dx%d dW   X^T G, 2 threads", b, in, out);
-        run_case(&res[n++], o, name, (mm_case){"", in, out, b, true, false}, 2, pool2);
-    }
+    for (size_t l = 0; l < 2; l++)
+        n += mlp_layer(res + n, o, 256, layers[l][0], layers[l][1], 2, pool2);
     ag_pool_free(pool2);
     again = peak_threads(2, o->repeat, iters);
     peak2 = again > peak2 ? again : peak2;
