@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if BENCH_HAVE_OPENBLAS
 #include <cblas.h>
@@ -219,6 +220,11 @@ static void measure(const mm_case *c, int threads, ag_pool *pool, int repeat, do
             run_openblas(c, &buf);
         t = (bench_now() - t0) / (double)reps;
         best_ref = t < best_ref ? t : best_ref;
+        /* OpenBLAS's workers spin for a while after a threaded call (tens
+        ** of milliseconds); on two cores one would share a core with our
+        ** worker in our next round. Let them go to sleep first. */
+        if (threads > 1)
+            nanosleep(&(struct timespec){.tv_nsec = 150000000}, NULL);
 #endif
     }
     *ours = flop / best_ours * 1e-9;
