@@ -68,7 +68,7 @@ static void usage(FILE *f)
             "  --seed S           seed of the weights and of the shuffling; default 1\n"
             "  --train-limit N    use only the first N training images\n"
             "  --test-limit N     use only the first N test images\n"
-            "  --threads T        threads for matrix products, 0 for one per core; default 0\n"
+            "  --threads T        threads for the training step, 0 for one per core; default 0\n"
             "  --checkpoint FILE  written after every epoch; default fashion_mnist.safetensors\n"
             "  --resume FILE      start from a checkpoint written by this program\n"
             "  --svg FILE         the loss and accuracy curves; default fashion_mnist_curve.svg\n",
