@@ -46,8 +46,11 @@ int nn_optim_is_nil(const nn_optim *o) { return !o || o == &nil_optim; }
 /* ----------------------------------------------------------------- updates */
 
 /* An AVX2 clone of each loop beside the baseline one, picked by the loader
-** (GCC's target_clones through an ifunc) where the toolchain has them. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+** (GCC's target_clones through an ifunc) where the toolchain has them. Not
+** under ThreadSanitizer: an ifunc resolver in a shared library runs before
+** TSan's runtime is up, and the process dies at load. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_THREAD__)
 #define NNI_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define NNI_SIMD_CLONES

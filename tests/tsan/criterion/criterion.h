@@ -15,6 +15,7 @@
 #pragma GCC system_header
 
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,10 @@ static inline void shim_check(const char *file, int line, int ok, const char *wh
 #define cr_assert_leq(a, ...) SHIM_CMP(a, <=, __VA_ARGS__)
 #define cr_assert_gt(a, ...) SHIM_CMP(a, >, __VA_ARGS__)
 #define cr_assert_geq(a, ...) SHIM_CMP(a, >=, __VA_ARGS__)
+/* a and b within eps, then an optional format and its arguments */
+#define cr_assert_float_eq(a, b, ...)                                                         \
+    SHIM_CHECK(fabs((double)(a) - (double)(b)) <= (SHIM_FIRST(__VA_ARGS__, 0)),               \
+               #a " == " #b " within " #__VA_ARGS__, __VA_ARGS__)
 #define cr_expect cr_assert
 #define cr_expect_not cr_assert_not
 #define cr_expect_null cr_assert_null
@@ -100,6 +105,7 @@ static inline void shim_check(const char *file, int line, int ok, const char *wh
 #define cr_expect_leq cr_assert_leq
 #define cr_expect_gt cr_assert_gt
 #define cr_expect_geq cr_assert_geq
+#define cr_expect_float_eq cr_assert_float_eq
 
 int main(int argc, char **argv)
 {
