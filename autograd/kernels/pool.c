@@ -1,9 +1,15 @@
 /*
 ** pool.c: a small pool of persistent worker threads (pthreads) and the
-** tape's link to it. A job is a number of tasks that the workers and the
-** calling thread take in turn from a shared counter; the caller returns when
-** all are done. Workers spin briefly between jobs, since ops come in bursts,
-** then sleep on a condition variable.
+** tape's link to it. A job is a number of tasks dealt out in turn: the
+** calling thread runs tasks 0, n, 2n, ..., worker k tasks k, k + n, ... for
+** n threads; the caller returns when all are done. Workers spin briefly
+** between jobs, since ops come in bursts, then sleep on a condition variable.
+**
+** The tasks are dealt, not taken from a shared counter: with a counter, a
+** caller whose worker was slow to wake took every task itself, the worker
+** found none, went back to sleep before the next job, and the pool stayed
+** at one thread's speed from then on (seen on the VM: 2-thread products at
+** half speed after any pause longer than the spin).
 */
 #define _POSIX_C_SOURCE 200809L
 
@@ -14,16 +20,27 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
-/* Polls of a flag before sleeping: some tens of microseconds, about the
-** gap between two ops of a training step, well under a scheduler tick. */
-enum { SPIN_POLLS = 1 << 12, MAX_THREADS = 256 };
+/* Polls of a flag before sleeping: about 1.7 ms here (a pause is some 26
+** ns), longer than the serial stretches of a training step, so workers
+** stay awake through one. With 4096 polls (0.1 ms) a worker slept and was
+** woken about twice per step of the 784-256-128-10 MLP at batch 256, and
+** each wake-up cost up to half a millisecond on the VM: the two-thread step
+** took 2.6 ms instead of 1.6. Idle, a worker burns at most this long after
+** the last job before it sleeps. */
+enum { SPIN_POLLS = 1 << 16, MAX_THREADS = 256 };
+
+typedef struct agk_worker {
+    pthread_t thread;
+    ag_pool *pool;
+    int index;               /* 1..started: its first task */
+} agk_worker;
 
 struct ag_pool {
     ag_alloc_fn alloc;
     void *alloc_ud;
     int nthreads;            /* counting the caller */
     int started;             /* workers running */
-    pthread_t *workers;
+    agk_worker *workers;
     pthread_mutex_t lock;
     pthread_cond_t wake;     /* workers sleep here between jobs */
     pthread_cond_t done;     /* the caller sleeps here until the last worker ends */
@@ -31,7 +48,6 @@ struct ag_pool {
     atomic_bool busy;        /* a job is running: one at a time */
     atomic_bool stop;
     atomic_uint generation;  /* bumped per job; workers compare with the last they ran */
-    atomic_int next;         /* next task to take */
     atomic_int running;      /* workers not yet through the current job */
     /* The current job, written before 'generation' is bumped. */
     agk_task_fn fn;
@@ -46,16 +62,17 @@ static void cpu_relax(void)
 #endif
 }
 
-static void take_tasks(ag_pool *p)
+/* The current job's tasks first, first + threads, ... */
+static void run_tasks(ag_pool *p, int first)
 {
-    int i;
-    while ((i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed)) < p->ntasks)
+    for (int i = first; i < p->ntasks; i += p->started + 1)
         p->fn(p->ctx, i);
 }
 
 static void *worker_main(void *arg)
 {
-    ag_pool *p = arg;
+    const agk_worker *w = arg;
+    ag_pool *p = w->pool;
     unsigned seen = 0;
     for (;;) {
         unsigned gen = atomic_load_explicit(&p->generation, memory_order_acquire);
@@ -74,7 +91,7 @@ static void *worker_main(void *arg)
         if (atomic_load(&p->stop))
             return NULL;
         seen = gen;
-        take_tasks(p);
+        run_tasks(p, w->index);
         if (atomic_fetch_sub_explicit(&p->running, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&p->lock);
             pthread_cond_broadcast(&p->done);
@@ -90,7 +107,7 @@ static void stop_workers(ag_pool *p)
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->started; i++)
-        pthread_join(p->workers[i], NULL);
+        pthread_join(p->workers[i].thread, NULL);
     p->started = 0;
 }
 
@@ -117,7 +134,6 @@ ag_pool *ag_pool_new_alloc(ag_alloc_fn fn, void *ud, int nthreads)
     atomic_init(&p->busy, false);
     atomic_init(&p->stop, false);
     atomic_init(&p->generation, 0);
-    atomic_init(&p->next, 0);
     atomic_init(&p->running, 0);
     int workers = nthreads - 1;
     if (workers > 0) {
@@ -134,7 +150,10 @@ ag_pool *ag_pool_new_alloc(ag_alloc_fn fn, void *ud, int nthreads)
     if (pthread_cond_init(&p->done, NULL) != 0)
         goto fail_done;
     for (; p->started < workers; p->started++) {
-        if (pthread_create(&p->workers[p->started], NULL, worker_main, p) != 0) {
+        agk_worker *w = &p->workers[p->started];
+        w->pool = p;
+        w->index = p->started + 1;
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             stop_workers(p);
             goto fail_threads;
         }
@@ -182,14 +201,13 @@ bool agk_pool_try_run(ag_pool *p, int ntasks, agk_task_fn fn, void *ctx)
     p->fn = fn;
     p->ctx = ctx;
     p->ntasks = ntasks;
-    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
     atomic_store_explicit(&p->running, p->started, memory_order_relaxed);
     pthread_mutex_lock(&p->lock);
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
     if (p->sleepers)
         pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    take_tasks(p);
+    run_tasks(p, 0);
     for (int i = 0; i < SPIN_POLLS && atomic_load_explicit(&p->running, memory_order_acquire); i++)
         cpu_relax();
     if (atomic_load_explicit(&p->running, memory_order_acquire)) {
