@@ -40,6 +40,7 @@ AGK_AVX2_INLINE void rows_f32(const int R, const int H, int64_t kc, const float 
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
             __m256 b0 = _mm256_loadu_ps(b), b1 = H > 1 ? _mm256_loadu_ps(b + 8) : b0;
+            KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 6
             for (int i = 0; i < R; i++) {
                 __m256 x = _mm256_broadcast_ss(a + i);
@@ -51,6 +52,7 @@ AGK_AVX2_INLINE void rows_f32(const int R, const int H, int64_t kc, const float 
     } else {
         for (int64_t p = 0; p < kc; p++, b += brs) {
             __m256 b0 = _mm256_loadu_ps(b), b1 = H > 1 ? _mm256_loadu_ps(b + 8) : b0;
+            KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 6
             for (int i = 0; i < R; i++) {
                 __m256 x = _mm256_broadcast_ss(a + i * ars + p);
@@ -118,6 +120,7 @@ AGK_AVX2_INLINE void rows_f64(const int R, const int H, int64_t kc, const double
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
             __m256d b0 = _mm256_loadu_pd(b), b1 = H > 1 ? _mm256_loadu_pd(b + 4) : b0;
+            KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 6
             for (int i = 0; i < R; i++) {
                 __m256d x = _mm256_broadcast_sd(a + i);
@@ -129,6 +132,7 @@ AGK_AVX2_INLINE void rows_f64(const int R, const int H, int64_t kc, const double
     } else {
         for (int64_t p = 0; p < kc; p++, b += brs) {
             __m256d b0 = _mm256_loadu_pd(b), b1 = H > 1 ? _mm256_loadu_pd(b + 4) : b0;
+            KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 6
             for (int i = 0; i < R; i++) {
                 __m256d x = _mm256_broadcast_sd(a + i * ars + p);

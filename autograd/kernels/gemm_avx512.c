@@ -16,6 +16,7 @@ enum { MR = 8 };
 
 #define AGK_AVX512_INLINE AGK_TARGET_AVX512 static inline __attribute__((always_inline))
 
+
 /* R rows and H vectors of 16 columns, all in use when FULL (no masks);
 ** constants at each call, so the loops unroll and the accumulators stay in
 ** registers. */
@@ -35,6 +36,7 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
             __m512 b0 = FULL ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(mask[0], b);
             __m512 b1 = H < 2 ? b0
                          : FULL ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(mask[1], b + 16);
+            KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) {
                 __m512 x = _mm512_set1_ps(a[i]);
@@ -48,6 +50,7 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
             __m512 b0 = FULL ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(mask[0], b);
             __m512 b1 = H < 2 ? b0
                          : FULL ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(mask[1], b + 16);
+            KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) {
                 __m512 x = _mm512_set1_ps(a[i * ars + p]);
@@ -131,6 +134,7 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
             __m512d b0 = FULL ? _mm512_loadu_pd(b) : _mm512_maskz_loadu_pd(mask[0], b);
             __m512d b1 = H < 2 ? b0
                          : FULL ? _mm512_loadu_pd(b + 8) : _mm512_maskz_loadu_pd(mask[1], b + 8);
+            KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) {
                 __m512d x = _mm512_set1_pd(a[i]);
@@ -144,6 +148,7 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
             __m512d b0 = FULL ? _mm512_loadu_pd(b) : _mm512_maskz_loadu_pd(mask[0], b);
             __m512d b1 = H < 2 ? b0
                          : FULL ? _mm512_loadu_pd(b + 8) : _mm512_maskz_loadu_pd(mask[1], b + 8);
+            KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) {
                 __m512d x = _mm512_set1_pd(a[i * ars + p]);
