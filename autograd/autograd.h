@@ -414,7 +414,8 @@ AG_API ag_pool *ag_tape_pool(const ag_tape *t);    /* NULL when none */
 ** some microseconds). Returns when all ranges are done. fn must compute each
 ** item the same whichever range holds it (the cut depends on the pool's
 ** size). A NULL pool, or one busy with another job, runs fn(ctx, 0, n) on
-** the calling thread. The library's own passes (dense layers, reductions,
+** the calling thread; n <= 0 or a NULL fn does nothing, and a grain below 1
+** counts as 1. The library's own passes (dense layers, reductions,
 ** nn's optimizers and loaders) use it. */
 typedef void (*ag_range_fn)(void *ctx, int64_t begin, int64_t end);
 AG_API void ag_pool_for(ag_pool *pool, int64_t n, int64_t grain, ag_range_fn fn, void *ctx);

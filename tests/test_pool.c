@@ -381,3 +381,53 @@ Test(pool, elementwise_ops_are_bitwise_identical_for_any_thread_count)
     ag_pool_free(p2);
     ag_pool_free(p3);
 }
+
+/* ------------------------------------------------------------ ag_pool_for */
+
+typedef struct cover {
+    atomic_int hits[1000];
+    atomic_int calls;
+} cover;
+
+static void mark(void *ctx, int64_t begin, int64_t end)
+{
+    cover *c = ctx;
+    atomic_fetch_add(&c->calls, 1);
+    for (int64_t i = begin; i < end; i++)
+        atomic_fetch_add(&c->hits[i], 1);
+}
+
+static void expect_covered_once(const cover *c, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        cr_expect_eq(atomic_load(&c->hits[i]), 1, "item %lld ran %d times", (long long)i,
+                     atomic_load(&c->hits[i]));
+}
+
+Test(pool, pool_for_runs_every_item_once)
+{
+    ag_pool *p3 = ag_pool_new(3);
+    static cover c;
+    for (int64_t n = 1; n <= 1000; n += 333) {
+        for (int64_t grain = 0; grain <= 400; grain += 100) {
+            memset(&c, 0, sizeof c);
+            ag_pool_for(p3, n, grain, mark, &c);
+            expect_covered_once(&c, n);
+            int64_t g = grain < 1 ? 1 : grain;
+            int most = (int)(n / g < 3 ? n / g : 3);
+            cr_expect_leq(atomic_load(&c.calls), most < 1 ? 1 : most,
+                          "n %lld grain %lld: %d ranges", (long long)n, (long long)grain,
+                          atomic_load(&c.calls));
+        }
+    }
+    memset(&c, 0, sizeof c);
+    ag_pool_for(NULL, 10, 1, mark, &c);   /* no pool: one call on this thread */
+    expect_covered_once(&c, 10);
+    cr_expect_eq(atomic_load(&c.calls), 1);
+    memset(&c, 0, sizeof c);
+    ag_pool_for(p3, 0, 1, mark, &c);      /* nothing to do */
+    ag_pool_for(p3, -5, 1, mark, &c);
+    ag_pool_for(p3, 10, 1, NULL, &c);     /* no function: nothing, no crash */
+    cr_expect_eq(atomic_load(&c.calls), 0);
+    ag_pool_free(p3);
+}

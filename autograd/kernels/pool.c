@@ -237,7 +237,7 @@ static void run_range(void *ctx, int task)
 
 void ag_pool_for(ag_pool *pool, int64_t n, int64_t grain, ag_range_fn fn, void *ctx)
 {
-    if (n <= 0)
+    if (n <= 0 || !fn)
         return;
     int64_t tasks = agk_pool_threads(pool);
     if (grain < 1)
