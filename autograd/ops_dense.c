@@ -41,32 +41,42 @@ static void run_rows(ag_pool *pool, rows_job *j)
 
 /* y = act(y + b) over rows [r0, r1). The add rounds to the dtype first, as
 ** the add op does; act is a constant at each call, so each case compiles to
-** its own loop. */
+** its own loop. An activation that calls exp runs flat over the rows once
+** the bias is in: per row, a layer's few columns would leave most of them
+** to the vector loop's scalar tail. */
 AGK_INLINE void bias_act_rows(const rows_job *j, ag_activation act, int64_t r0, int64_t r1)
 {
     int64_t cols = j->cols;
+    bool flat = act == AG_ACT_SIGMOID || act == AG_ACT_TANH;
     if (j->dt == AG_F32) {
         const float *b = j->b;
-        for (int64_t r = r0; r < r1; r++) {
+        for (int64_t r = r0; r < r1 && (b || !flat); r++) {
             float *y = (float *)j->y + r * cols;
             for (int64_t c = 0; c < cols; c++) {
                 float z = b ? y[c] + b[c] : y[c];
-                y[c] = act == AG_ACT_RELU ? (z > 0 ? z : 0.0f) : (float)agk_act(act, z);
+                y[c] = flat ? z : act == AG_ACT_RELU ? (z > 0 ? z : 0.0f) : (float)agk_act(act, z);
             }
         }
+        float *y = j->y;
+        for (int64_t i = r0 * cols; flat && i < r1 * cols; i++)
+            y[i] = (float)agk_act(act, y[i]);
     } else {
         const double *b = j->b;
-        for (int64_t r = r0; r < r1; r++) {
+        for (int64_t r = r0; r < r1 && (b || !flat); r++) {
             double *y = (double *)j->y + r * cols;
             for (int64_t c = 0; c < cols; c++) {
                 double z = b ? y[c] + b[c] : y[c];
-                y[c] = agk_act(act, z);
+                y[c] = flat ? z : agk_act(act, z);
             }
         }
+        double *y = j->y;
+        for (int64_t i = r0 * cols; flat && i < r1 * cols; i++)
+            y[i] = agk_act(act, y[i]);
     }
 }
 
-static void forward_pass(const rows_job *j, int64_t r0, int64_t r1)
+/* Cloned for AVX2: the sigmoid's exp vectorises (kernels/activation.h). */
+AGK_SIMD_CLONES static void forward_pass(const rows_job *j, int64_t r0, int64_t r1)
 {
     switch (j->act) {
     case AG_ACT_RELU: bias_act_rows(j, AG_ACT_RELU, r0, r1); break;

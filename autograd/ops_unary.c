@@ -21,10 +21,14 @@ AGK_INLINE ag_tensor *unary_with(ag_tape *t, const ag_op *op, const char *who, a
         return out;
     out->attr.s[0] = p0;
     out->attr.s[1] = p1;
-    if (x->numel >= AGK_PARALLEL_MIN) {
+    if (x->numel > 1) {
+        /* The slice function even on one thread: it may be vectorised. */
         agk_slice_job j = {.dt = (ag_dtype)x->dtype, .a = x->value, .out = out->value,
                            .p = out->attr.s};
-        ag_pool_for(t->pool, x->numel, AGK_GRAIN, slice, &j);
+        if (x->numel >= AGK_PARALLEL_MIN)
+            ag_pool_for(t->pool, x->numel, AGK_GRAIN, slice, &j);
+        else
+            slice(&j, 0, x->numel);
     } else {
         agk_map1((ag_dtype)x->dtype, x->numel, x->value, out->value, f, out->attr.s);
     }
@@ -212,7 +216,7 @@ static void vjp_sigmoid(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
     gin[0] = ag_mul(t, g, ag_mul(t, out, ag_sub(t, one_like(t, out), out)));
 }
 const ag_op agi_op_sigmoid = {"sigmoid", vjp_sigmoid};
-AGK_MAP1_SLICE(f_sigmoid)
+AGK_MAP1_SLICE_VEC(f_sigmoid)
 ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x)
 {
     return unary(t, &agi_op_sigmoid, "ag_sigmoid", x, f_sigmoid, 0, 0);
