@@ -42,7 +42,8 @@ nn_dataset *fashion_load(const char *prog, const char *dir, int train, ag_dtype 
     }
     nn_dataset *ds = NULL;
     char err[512];
-    ag_status st = nn_idx_load(images_path, labels_path, dt, NULL, NULL, &ds, err, sizeof err);
+    /* Kept as bytes: a quarter of the memory, and quicker shuffled batches. */
+    ag_status st = nn_idx_load_u8(images_path, labels_path, dt, NULL, NULL, &ds, err, sizeof err);
     if (st == AG_OK)
         st = nn_dataset_reshape(ds, 1, (int64_t[]){FASHION_PIXELS}, err, sizeof err);
     if (st == AG_OK && limit > 0 && limit < nn_dataset_len(ds)) {

@@ -17,7 +17,7 @@ extern const char *const fashion_class_names[FASHION_CLASSES];
 
 /* Loads the training split ('train' nonzero: 60000 images) or the test split
 ** (10000) from 'dir' (NULL: FASHION_DEFAULT_DIR) as a labelled dataset of
-** [784] samples in dtype dt, pixels in [0, 1]. 'limit' > 0 keeps only the
+** [784] samples in dtype dt, pixels in [0, 1] (kept as bytes: nn_idx_load_u8). 'limit' > 0 keeps only the
 ** first 'limit' samples. Each file is looked for as-is, then with .gz. Returns
 ** the dataset (free with nn_dataset_free), or NULL after printing to stderr
 ** a message that starts with 'prog' and says what to do: install the package

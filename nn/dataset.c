@@ -5,6 +5,7 @@
 ** arena, which stops growing after the first step.
 */
 #include "io_util.h"
+#include "simd.h"
 
 #include <string.h>
 
@@ -20,6 +21,15 @@ struct nn_dataset {
     void *x, *y;
     int64_t *labels;
     size_t x_bytes, y_bytes, labels_bytes;
+    /* Byte storage (nn_dataset_new_u8): x holds one byte per element, served
+    ** as byte / x_divisor in dtype, which 'value' lists for every byte. */
+    bool x_u8;
+    bool x_by_product;   /* f32: byte * (1 / divisor) in double, rounded, is 'value' */
+    double x_divisor;
+    union {
+        float f32[256];
+        double f64[256];
+    } value;
 };
 
 /* ------------------------------------------------------------- datasets */
@@ -63,11 +73,32 @@ static void *zeroed(ag_alloc_fn fn, void *ud, size_t bytes, bool *ok)
     return p;
 }
 
-ag_status nn_dataset_new(ag_alloc_fn fn, void *ud, ag_dtype dt, int64_t n, int x_rank, const int64_t *x_shape,
-                         nn_ykind ykind, int y_rank, const int64_t *y_shape, nn_dataset **out, char *err,
-                         size_t errlen)
+/* The byte values of a dataset made by nn_dataset_new_u8: byte / divisor
+** in its dtype, and whether the gather may compute them as a product (the
+** division would cost more than the copy it replaces; the product is used
+** only where it gives the quotient's bits for all 256 bytes). */
+static void set_byte_values(nn_dataset *ds, double divisor)
 {
-    const char *who = "nn_dataset_new";
+    ds->x_u8 = true;
+    ds->x_divisor = divisor;
+    ds->x_by_product = ds->dtype == AG_F32;
+    double inverse = 1.0 / divisor;
+    for (int b = 0; b < 256; b++) {
+        if (ds->dtype == AG_F32) {
+            ds->value.f32[b] = (float)b / (float)divisor;
+            if ((float)((double)b * inverse) != ds->value.f32[b])
+                ds->x_by_product = false;
+        } else {
+            ds->value.f64[b] = (double)b / divisor;
+        }
+    }
+}
+
+/* nn_dataset_new and nn_dataset_new_u8: x of 'xsize' bytes per element. */
+static ag_status dataset_new(const char *who, ag_alloc_fn fn, void *ud, ag_dtype dt, double divisor, int64_t n,
+                             int x_rank, const int64_t *x_shape, nn_ykind ykind, int y_rank,
+                             const int64_t *y_shape, nn_dataset **out, char *err, size_t errlen)
+{
     if (!out)
         return nni_io_fail(err, errlen, AG_EINVAL, "%s: out is NULL", who);
     *out = NULL;
@@ -77,6 +108,10 @@ ag_status nn_dataset_new(ag_alloc_fn fn, void *ud, ag_dtype dt, int64_t n, int x
         return nni_io_fail(err, errlen, AG_ESHAPE, "%s: %lld samples", who, (long long)n);
     if (ykind != NN_Y_NONE && ykind != NN_Y_LABELS && ykind != NN_Y_VALUES)
         return nni_io_fail(err, errlen, AG_EINVAL, "%s: ykind %d is not an nn_ykind", who, (int)ykind);
+    bool u8 = divisor != 0;
+    if (u8 && !(divisor > 0 && divisor <= 1e300))
+        return nni_io_fail(err, errlen, AG_EINVAL, "%s: x_divisor %g is not a finite positive number", who,
+                           divisor);
     ag_status s = check_sample_shape(who, "x", x_rank, x_shape, err, errlen);
     if (s == AG_OK && ykind == NN_Y_VALUES)
         s = check_sample_shape(who, "y", y_rank, y_shape, err, errlen);
@@ -104,7 +139,7 @@ ag_status nn_dataset_new(ag_alloc_fn fn, void *ud, ag_dtype dt, int64_t n, int x
     ds->x_numel = nni_io_numel(ds->x_rank, ds->x_shape, INT64_MAX / 8);
     ds->y_numel = ykind == NN_Y_VALUES ? nni_io_numel(ds->y_rank, ds->y_shape, INT64_MAX / 8) : 0;
     bool fits = true;
-    ds->x_bytes = buffer_bytes(n, ds->x_numel, esize, &fits);
+    ds->x_bytes = buffer_bytes(n, ds->x_numel, u8 ? 1 : esize, &fits);
     ds->y_bytes = buffer_bytes(n, ds->y_numel, esize, &fits);
     ds->labels_bytes = buffer_bytes(n, ykind == NN_Y_LABELS ? 1 : 0, sizeof(int64_t), &fits);
     if (!fits) {
@@ -122,8 +157,31 @@ ag_status nn_dataset_new(ag_alloc_fn fn, void *ud, ag_dtype dt, int64_t n, int x
         return nni_io_fail(err, errlen, AG_ENOMEM, "%s: out of memory for %lld samples (%zu bytes)", who,
                            (long long)n, total);
     }
+    if (u8)
+        set_byte_values(ds, divisor);
     *out = ds;
     return nni_io_ok(err, errlen);
+}
+
+ag_status nn_dataset_new(ag_alloc_fn fn, void *ud, ag_dtype dt, int64_t n, int x_rank, const int64_t *x_shape,
+                         nn_ykind ykind, int y_rank, const int64_t *y_shape, nn_dataset **out, char *err,
+                         size_t errlen)
+{
+    return dataset_new("nn_dataset_new", fn, ud, dt, 0, n, x_rank, x_shape, ykind, y_rank, y_shape, out, err,
+                       errlen);
+}
+
+ag_status nn_dataset_new_u8(ag_alloc_fn fn, void *ud, ag_dtype dt, double x_divisor, int64_t n, int x_rank,
+                            const int64_t *x_shape, nn_ykind ykind, int y_rank, const int64_t *y_shape,
+                            nn_dataset **out, char *err, size_t errlen)
+{
+    if (x_divisor == 0) {   /* 0 means float storage to dataset_new */
+        if (out)
+            *out = NULL;
+        return nni_io_fail(err, errlen, AG_EINVAL, "nn_dataset_new_u8: x_divisor is 0");
+    }
+    return dataset_new("nn_dataset_new_u8", fn, ud, dt, x_divisor, n, x_rank, x_shape, ykind, y_rank, y_shape,
+                       out, err, errlen);
 }
 
 void nn_dataset_free(nn_dataset *ds)
@@ -144,7 +202,9 @@ int nn_dataset_x_rank(const nn_dataset *ds) { return ds ? ds->x_rank : 0; }
 const int64_t *nn_dataset_x_shape(const nn_dataset *ds) { return ds ? ds->x_shape : NULL; }
 int nn_dataset_y_rank(const nn_dataset *ds) { return ds ? ds->y_rank : 0; }
 const int64_t *nn_dataset_y_shape(const nn_dataset *ds) { return ds ? ds->y_shape : NULL; }
-void *nn_dataset_x(nn_dataset *ds) { return ds ? ds->x : NULL; }
+void *nn_dataset_x(nn_dataset *ds) { return ds && !ds->x_u8 ? ds->x : NULL; }
+uint8_t *nn_dataset_x_u8(nn_dataset *ds) { return ds && ds->x_u8 ? ds->x : NULL; }
+double nn_dataset_x_divisor(const nn_dataset *ds) { return ds && ds->x_u8 ? ds->x_divisor : 0; }
 int64_t *nn_dataset_labels(nn_dataset *ds) { return ds ? ds->labels : NULL; }
 void *nn_dataset_y(nn_dataset *ds) { return ds ? ds->y : NULL; }
 
@@ -186,7 +246,7 @@ ag_status nn_dataset_reshape(nn_dataset *ds, int rank, const int64_t *shape, cha
 static void copy_sample(nn_dataset *dst, int64_t to, const nn_dataset *src, int64_t from)
 {
     size_t esize = ag_dtype_size(src->dtype);
-    size_t xrow = (size_t)src->x_numel * esize, yrow = (size_t)src->y_numel * esize;
+    size_t xrow = (size_t)src->x_numel * (src->x_u8 ? 1 : esize), yrow = (size_t)src->y_numel * esize;
     if (xrow)
         memcpy((char *)dst->x + (size_t)to * xrow, (const char *)src->x + (size_t)from * xrow, xrow);
     if (yrow)
@@ -232,8 +292,8 @@ ag_status nn_dataset_split(const nn_dataset *ds, int64_t first, ag_rng *rng, ag_
     nn_dataset **parts[2] = {a, b};
     ag_status s = AG_OK;
     for (int p = 0; p < 2 && s == AG_OK; p++) {
-        s = nn_dataset_new(fn, ud, ds->dtype, counts[p], ds->x_rank, ds->x_shape, ds->ykind, ds->y_rank,
-                           ds->y_shape, parts[p], err, errlen);
+        s = dataset_new(who, fn, ud, ds->dtype, ds->x_u8 ? ds->x_divisor : 0, counts[p], ds->x_rank,
+                        ds->x_shape, ds->ykind, ds->y_rank, ds->y_shape, parts[p], err, errlen);
         for (int64_t i = 0; s == AG_OK && i < counts[p]; i++) {
             int64_t k = (p == 0 ? 0 : first) + i;
             copy_sample(*parts[p], i, ds, order ? order[k] : k);
@@ -340,16 +400,49 @@ enum { MIN_GATHER_BYTES = 1 << 13 };
 typedef struct gather_job {
     nn_loader *ld;
     char *xs, *ys;
-    size_t xrow, yrow;
+    size_t xrow, yrow;   /* bytes of a sample in the batch */
 } gather_job;
+
+/* A byte sample into dtype values. Cloned for AVX2, where the f32 product
+** converts eight bytes per instruction. */
+NNI_SIMD_CLONES static void bytes_to_values(const nn_dataset *ds, const uint8_t *restrict src,
+                                            void *restrict dst, int64_t n)
+{
+    if (ds->x_by_product) {
+        const double inverse = 1.0 / ds->x_divisor;
+        float *d = dst;
+        for (int64_t i = 0; i < n; i++)
+            d[i] = (float)((double)src[i] * inverse);
+    } else if (ds->dtype == AG_F32) {
+        float *d = dst;
+        for (int64_t i = 0; i < n; i++)
+            d[i] = ds->value.f32[src[i]];
+    } else {
+        double *d = dst;
+        for (int64_t i = 0; i < n; i++)
+            d[i] = ds->value.f64[src[i]];
+    }
+}
 
 static void gather_rows(void *ctx, int64_t begin, int64_t end)
 {
     const gather_job *j = ctx;
     const nn_dataset *ds = j->ld->ds;
+    const int64_t *order = j->ld->order + j->ld->pos;
+    if (ds->x_u8) {
+        /* Shuffled rows come from all over memory, and a row's conversion
+        ** is too long for the core to reach the next row's loads by itself:
+        ** asking for every line first lets the misses overlap. */
+        for (int64_t i = begin; i < end; i++)
+            for (int64_t o = 0; o < ds->x_numel; o += 64)
+                __builtin_prefetch((const uint8_t *)ds->x + order[i] * ds->x_numel + o);
+        for (int64_t i = begin; i < end; i++)
+            bytes_to_values(ds, (const uint8_t *)ds->x + order[i] * ds->x_numel, j->xs + (size_t)i * j->xrow,
+                            ds->x_numel);
+    }
     for (int64_t i = begin; i < end; i++) {
-        int64_t k = j->ld->order[j->ld->pos + i];
-        if (j->xrow)
+        int64_t k = order[i];
+        if (j->xrow && !ds->x_u8)
             memcpy(j->xs + (size_t)i * j->xrow, (const char *)ds->x + (size_t)k * j->xrow, j->xrow);
         if (j->ys && j->yrow)
             memcpy(j->ys + (size_t)i * j->yrow, (const char *)ds->y + (size_t)k * j->yrow, j->yrow);
@@ -394,7 +487,8 @@ int nn_loader_next(nn_loader *ld, ag_tape *t, nn_batch *b)
     size_t esize = ag_dtype_size(ds->dtype);
     gather_job j = {ld, ag_data(x), y ? ag_data(y) : NULL, (size_t)ds->x_numel * esize,
                     (size_t)ds->y_numel * esize};
-    int64_t grain = (int64_t)(MIN_GATHER_BYTES / (j.xrow + j.yrow + sizeof(int64_t))) + 1;
+    size_t read = (ds->x_u8 ? (size_t)ds->x_numel : j.xrow) + j.yrow + sizeof(int64_t);
+    int64_t grain = (int64_t)(MIN_GATHER_BYTES / read) + 1;
     ag_pool_for(ag_tape_pool(t), size, grain, gather_rows, &j);
     b->x = x;
     b->y = y;

@@ -244,8 +244,9 @@ static ag_status read_idx(const char *path, int ndims, const char *what, ag_allo
     return st;
 }
 
-ag_status nn_idx_load(const char *images_path, const char *labels_path, ag_dtype dt, ag_alloc_fn fn, void *ud,
-                      nn_dataset **out, char *err, size_t errlen)
+/* nn_idx_load and nn_idx_load_u8: pixels as dtype values, or kept as bytes. */
+static ag_status idx_load(const char *images_path, const char *labels_path, ag_dtype dt, bool bytes,
+                          ag_alloc_fn fn, void *ud, nn_dataset **out, char *err, size_t errlen)
 {
     if (!out)
         return nni_io_fail(err, errlen, AG_EINVAL, WHO ": out is NULL");
@@ -265,7 +266,9 @@ ag_status nn_idx_load(const char *images_path, const char *labels_path, ag_dtype
     nn_dataset *ds = NULL;
     if (s == AG_OK) {
         const int64_t shape[2] = {img.dims[1], img.dims[2]};
-        s = nn_dataset_new(fn, ud, dt, img.dims[0], 2, shape, NN_Y_LABELS, 0, NULL, &ds, err, errlen);
+        s = bytes ? nn_dataset_new_u8(fn, ud, dt, 255.0, img.dims[0], 2, shape, NN_Y_LABELS, 0, NULL, &ds,
+                                      err, errlen)
+                  : nn_dataset_new(fn, ud, dt, img.dims[0], 2, shape, NN_Y_LABELS, 0, NULL, &ds, err, errlen);
         if (s == AG_ENOMEM)
             nni_io_fail(err, errlen, s, WHO ": %s: out of memory for %lu images", images_path,
                         (unsigned long)img.dims[0]);
@@ -276,7 +279,10 @@ ag_status nn_idx_load(const char *images_path, const char *labels_path, ag_dtype
     if (s == AG_OK) {
         /* Divide rather than multiply by 1/255, so each value is the
         ** correctly rounded v/255 in its dtype. */
-        if (dt == AG_F32) {
+        if (bytes) {
+            if (img.size)
+                memcpy(nn_dataset_x_u8(ds), img.data, img.size);
+        } else if (dt == AG_F32) {
             float *x = nn_dataset_x(ds);
             for (size_t i = 0; i < img.size; i++)
                 x[i] = (float)img.data[i] / 255.0f;
@@ -293,4 +299,24 @@ ag_status nn_idx_load(const char *images_path, const char *labels_path, ag_dtype
     ag_realloc(fn, ud, img.data, img.cap, 0);
     ag_realloc(fn, ud, lab.data, lab.cap, 0);
     return s == AG_OK ? nni_io_ok(err, errlen) : s;
+}
+
+ag_status nn_idx_load(const char *images_path, const char *labels_path, ag_dtype dt, ag_alloc_fn fn, void *ud,
+                      nn_dataset **out, char *err, size_t errlen)
+{
+    return idx_load(images_path, labels_path, dt, false, fn, ud, out, err, errlen);
+}
+
+ag_status nn_idx_load_u8(const char *images_path, const char *labels_path, ag_dtype dt, ag_alloc_fn fn,
+                         void *ud, nn_dataset **out, char *err, size_t errlen)
+{
+    ag_status s = idx_load(images_path, labels_path, dt, true, fn, ud, out, err, errlen);
+    /* The shared code's messages start with nn_idx_load's name: say ours. */
+    size_t len = strlen(WHO);
+    if (s != AG_OK && err && errlen > len + 3 && !strncmp(err, WHO ":", len + 1)) {
+        memmove(err + len + 3, err + len, errlen - len - 3);
+        memcpy(err + len, "_u8", 3);
+        err[errlen - 1] = '\0';
+    }
+    return s;
 }

@@ -35,9 +35,7 @@ void nn_model_free(nn_model *m)
     for (int i = 0; i < m->n_params; i++)
         ag_param_free(m->params[i].tensor);
     nni_realloc(m, m->params, (size_t)m->cap_params * sizeof *m->params, 0);
-    size_t bytes = (size_t)m->cap * ag_dtype_size(m->dtype);
-    nni_realloc(m, m->value, bytes, 0);
-    nni_realloc(m, m->grad, bytes, 0);
+    nni_realloc(m, m->block, m->block_bytes, 0);
     for (nni_block *b = m->blocks; b;) {
         nni_block *next = b->next;
         nni_realloc(m, b, b->size, 0);
@@ -118,12 +116,14 @@ static bool reserve(nn_model *m, int64_t more)
     if ((uint64_t)cap > SIZE_MAX / es)
         return false;
     size_t bytes = (size_t)cap * es, used = (size_t)m->numel * es;
-    char *value = nni_realloc(m, NULL, 0, bytes);
-    char *grad = value ? nni_realloc(m, NULL, 0, bytes) : NULL;
-    if (!grad) {
-        nni_realloc(m, value, bytes, 0);
+    if (bytes > (SIZE_MAX - 2 * NNI_PAGE) / 2)
         return false;
-    }
+    size_t block_bytes = 2 * bytes + 2 * NNI_PAGE;
+    char *block = nni_realloc(m, NULL, 0, block_bytes);
+    if (!block)
+        return false;
+    char *value = nni_page_slot(block, 0);
+    char *grad = nni_page_slot(value + bytes, NNI_PAGE / 4);
     if (used) {
         memcpy(value, m->value, used);
         memcpy(grad, m->grad, used);
@@ -134,9 +134,9 @@ static bool reserve(nn_model *m, int64_t more)
         size_t at = (size_t)m->params[i].offset * es;
         ag_param_rebind(m->params[i].tensor, value + at, grad + at);
     }
-    size_t old = (size_t)m->cap * es;
-    nni_realloc(m, m->value, old, 0);
-    nni_realloc(m, m->grad, old, 0);
+    nni_realloc(m, m->block, m->block_bytes, 0);
+    m->block = block;
+    m->block_bytes = block_bytes;
     m->value = value;
     m->grad = grad;
     m->cap = cap;

@@ -30,8 +30,11 @@ struct nn_model {
     char errmsg[256];
     bool has_dtype;
     ag_dtype dtype;
-    /* 'cap' elements each; the first 'numel' belong to parameters. */
+    /* 'cap' elements each; the first 'numel' belong to parameters. Both
+    ** live in 'block' (block_bytes), at different page slots. */
     void *value, *grad;
+    void *block;
+    size_t block_bytes;
     int64_t numel, cap;
     nni_param *params;
     int n_params, cap_params;
@@ -57,5 +60,17 @@ bool nni_check_input(ag_tape *t, const char *who, const char *what, const ag_ten
 /* "[2,3]" for x into buf (AG_MAX_DIMS * 21 + 3 bytes suffice); returns buf. */
 const char *nni_shape_str(const ag_tensor *x, char *buf, size_t n);
 enum { NNI_SHAPE_STR = AG_MAX_DIMS * 21 + 3 };
+
+/* The first address at or after p whose offset within a 4 KiB page is
+** 'slot' (p needs up to 4095 bytes after it). Buffers streamed side by side
+** (a model's values and gradients, an optimizer's state) start at different
+** slots: when their addresses agree in the low 12 bits, the core takes each
+** load for a possible alias of the store before it and waits (4K
+** aliasing). Page-aligned buffers made SGD's loop a third slower. */
+enum { NNI_PAGE = 4096 };
+static inline void *nni_page_slot(void *p, size_t slot)
+{
+    return (char *)p + ((slot - (uintptr_t)p) & (NNI_PAGE - 1));
+}
 
 #endif

@@ -6,6 +6,7 @@
 ** updated in f32 with f32 state, in vectorised loops.
 */
 #include "model_internal.h"
+#include "simd.h"
 
 #include <math.h>
 #include <string.h>
@@ -44,17 +45,7 @@ static nn_optim nil_optim = {.kind = &nil_kind, .lr = NAN};
 int nn_optim_is_nil(const nn_optim *o) { return !o || o == &nil_optim; }
 
 /* ----------------------------------------------------------------- updates */
-
-/* An AVX2 clone of each loop beside the baseline one, picked by the loader
-** (GCC's target_clones through an ifunc) where the toolchain has them. Not
-** under ThreadSanitizer: an ifunc resolver in a shared library runs before
-** TSan's runtime is up, and the process dies at load. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(__SANITIZE_THREAD__)
-#define NNI_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define NNI_SIMD_CLONES
-#endif
+/* Each update loop is vectorised, with an AVX2 clone (simd.h). */
 
 #define T float
 #define FN(name) name##_f32
@@ -119,7 +110,12 @@ static nn_optim *optim_make(nn_model *m, const char *who, const optim_kind *kind
                       (long long)m->numel);
         return &nil_optim;
     }
-    size_t bytes = sizeof(nn_optim) + (size_t)kind->n_state * per;
+    if (per > (SIZE_MAX - sizeof(nn_optim)) / 2 - NNI_PAGE) {
+        nn_model_fail(m, AG_ENOMEM, "%s: state for %lld values is too large", who,
+                      (long long)m->numel);
+        return &nil_optim;
+    }
+    size_t bytes = sizeof(nn_optim) + (size_t)kind->n_state * (per + NNI_PAGE);
     nn_optim *o = nni_realloc(m, NULL, 0, bytes);
     if (!o) {
         nn_model_fail(m, AG_ENOMEM, "%s: out of memory allocating %zu bytes of state", who, bytes);
@@ -133,8 +129,12 @@ static nn_optim *optim_make(nn_model *m, const char *who, const optim_kind *kind
     o->numel = m->numel;
     o->lr = lr;
     o->state_bytes = bytes;
-    for (int k = 0; k < kind->n_state; k++)
-        o->state[k] = (char *)(o + 1) + (size_t)k * per;
+    /* Page slots apart from the values (0) and gradients (1/4 page). */
+    char *at = (char *)(o + 1);
+    for (int k = 0; k < kind->n_state; k++) {
+        o->state[k] = nni_page_slot(at, (size_t)(2 + k) * NNI_PAGE / 4);
+        at = (char *)o->state[k] + per;
+    }
     return o;
 }
 

@@ -393,3 +393,74 @@ Test(dataset, split_in_order_and_shuffled)
     cr_expect(strstr(err, "first 11 is outside 0..10"), "%s", err);
     nn_dataset_free(ds);
 }
+
+/* ------------------------------------------------------------ byte storage */
+
+/* Batches of a byte dataset hold byte / divisor computed in the dtype, for
+** a divisor the gather multiplies by (f32, 255) and ones it looks up. */
+Test(dataset, u8_batches_hold_byte_over_divisor_in_the_dtype)
+{
+    const double divisors[] = {255.0, 3.7, 10.0, 1.0};
+    for (int k = 0; k < 8; k++) {
+        ag_dtype dt = k & 1 ? AG_F64 : AG_F32;
+        double div = divisors[k / 2];
+        nn_dataset *ds;
+        cr_assert_eq(nn_dataset_new_u8(NULL, NULL, dt, div, 256, 1, (int64_t[]){3}, NN_Y_LABELS, 0, NULL, &ds,
+                                       err, sizeof err),
+                     AG_OK, "%s", err);
+        cr_expect_null(nn_dataset_x(ds));
+        cr_expect_eq(nn_dataset_x_divisor(ds), div);
+        for (int i = 0; i < 256; i++) {
+            for (int c = 0; c < 3; c++)
+                nn_dataset_x_u8(ds)[i * 3 + c] = (uint8_t)((i + 85 * c) % 256);
+            nn_dataset_labels(ds)[i] = i;
+        }
+        ag_rng rng;
+        ag_rng_seed(&rng, 3);
+        nn_loader *ld;
+        cr_assert_eq(nn_loader_new(ds, 100, 1, 0, &rng, NULL, NULL, &ld, err, sizeof err), AG_OK);
+        ag_tape *t = ag_tape_new();
+        nn_batch b;
+        int64_t seen = 0;
+        while (nn_loader_next(ld, t, &b)) {
+            for (int64_t r = 0; r < b.size; r++, seen++) {
+                for (int c = 0; c < 3; c++) {
+                    int byte = (int)((b.labels[r] + 85 * c) % 256);
+                    double want = dt == AG_F32 ? (double)((float)byte / (float)div) : (double)byte / div;
+                    cr_assert_eq(ag_get(b.x, r * 3 + c), want, "byte %d / %g in dtype %d", byte, div, (int)dt);
+                }
+            }
+        }
+        cr_expect_eq(seen, 256);
+        /* A split keeps the storage and the values. */
+        nn_dataset *head, *rest;
+        cr_assert_eq(nn_dataset_split(ds, 10, &rng, NULL, NULL, &head, &rest, err, sizeof err), AG_OK, "%s", err);
+        cr_expect_null(nn_dataset_x(head));
+        cr_expect_eq(nn_dataset_x_divisor(rest), div);
+        for (int64_t i = 0; i < nn_dataset_len(head); i++)
+            cr_expect_eq(nn_dataset_x_u8(head)[i * 3], (uint8_t)nn_dataset_labels(head)[i]);
+        nn_dataset_free(head);
+        nn_dataset_free(rest);
+        nn_loader_free(ld);
+        ag_tape_free(t);
+        nn_dataset_free(ds);
+    }
+}
+
+Test(dataset, u8_refuses_a_divisor_that_is_not_finite_and_positive)
+{
+    const double bad[] = {0.0, -1.0, NAN, INFINITY};
+    for (int i = 0; i < 4; i++) {
+        nn_dataset *ds = (nn_dataset *)&ds;
+        cr_expect_eq(nn_dataset_new_u8(NULL, NULL, AG_F32, bad[i], 4, 1, (int64_t[]){2}, NN_Y_NONE, 0, NULL,
+                                       &ds, err, sizeof err),
+                     AG_EINVAL, "divisor %g", bad[i]);
+        cr_expect_null(ds);
+        cr_expect(strstr(err, "nn_dataset_new_u8: x_divisor"), "%s", err);
+    }
+    nn_dataset *ds;
+    cr_expect_eq(nn_dataset_new_u8(NULL, NULL, (ag_dtype)9, 255.0, 4, 1, (int64_t[]){2}, NN_Y_NONE, 0, NULL,
+                                   &ds, err, sizeof err),
+                 AG_EDTYPE);
+    cr_expect(strstr(err, "nn_dataset_new_u8: dtype 9"), "%s", err);
+}

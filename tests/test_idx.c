@@ -395,3 +395,53 @@ Test(idx, fashion_mnist_test_set_when_installed)
     cr_expect_eq(hi, 1.0);
     nn_dataset_free(ds);
 }
+
+/* ------------------------------------------------------------ byte storage */
+
+/* The same values in every batch as nn_idx_load's, from a byte dataset. */
+Test(idx, u8_keeps_bytes_and_serves_the_same_batches, .init = make_dir, .fini = drop_dir)
+{
+    write_fixtures(images, labels);
+    char err[256];
+    for (int k = 0; k < 2; k++) {
+        ag_dtype dt = k ? AG_F64 : AG_F32;
+        nn_dataset *floats, *bytes;
+        cr_assert_eq(nn_idx_load(images, labels, dt, NULL, NULL, &floats, err, sizeof err), AG_OK, "%s", err);
+        cr_assert_eq(nn_idx_load_u8(images, labels, dt, NULL, NULL, &bytes, err, sizeof err), AG_OK, "%s",
+                     err);
+        cr_expect_null(nn_dataset_x(bytes));
+        cr_expect_eq(nn_dataset_x_divisor(bytes), 255.0);
+        cr_expect_eq(nn_dataset_x_divisor(floats), 0.0);
+        cr_expect_null(nn_dataset_x_u8(floats));
+        for (size_t i = 0; i < (size_t)N * ROWS * COLS; i++)
+            cr_assert_eq(nn_dataset_x_u8(bytes)[i], pixel(i), "byte %zu", i);
+        ag_tape *t = ag_tape_new();
+        nn_loader *a, *b;
+        cr_assert_eq(nn_loader_new(floats, N, 0, 0, NULL, NULL, NULL, &a, err, sizeof err), AG_OK);
+        cr_assert_eq(nn_loader_new(bytes, N, 0, 0, NULL, NULL, NULL, &b, err, sizeof err), AG_OK);
+        nn_batch ba, bb;
+        cr_assert(nn_loader_next(a, t, &ba) && nn_loader_next(b, t, &bb));
+        size_t size = (size_t)N * ROWS * COLS * ag_dtype_size(dt);
+        cr_expect_eq(memcmp(ag_data(ba.x), ag_data(bb.x), size), 0, "dtype %d", (int)dt);
+        cr_expect_eq(memcmp(ba.labels, bb.labels, N * sizeof *ba.labels), 0);
+        nn_loader_free(a);
+        nn_loader_free(b);
+        ag_tape_free(t);
+        nn_dataset_free(floats);
+        nn_dataset_free(bytes);
+    }
+}
+
+Test(idx, u8_errors_name_the_function, .init = make_dir, .fini = drop_dir)
+{
+    char err[512];
+    nn_dataset *ds;
+    cr_expect_eq(nn_idx_load_u8(images, labels, AG_F32, NULL, NULL, &ds, err, sizeof err), AG_EIO);
+    cr_expect(!strncmp(err, "nn_idx_load_u8: ", 16) && strstr(err, "cannot open"), "%s", err);
+    cr_expect_null(ds);
+    char tiny[20];
+    cr_expect_eq(nn_idx_load_u8(images, labels, AG_F32, NULL, NULL, &ds, tiny, sizeof tiny), AG_EIO);
+    cr_expect(!strncmp(tiny, "nn_idx_load_u8: ", 16) && strlen(tiny) == sizeof tiny - 1, "%s", tiny);
+    cr_expect_eq(nn_idx_load_u8(images, labels, (ag_dtype)7, NULL, NULL, &ds, err, sizeof err), AG_EDTYPE);
+    cr_expect(strstr(err, "nn_idx_load_u8: dtype 7"), "%s", err);
+}

@@ -117,6 +117,10 @@ Test(model, growing_keeps_handles_and_values)
         at += (k + 1) * 7;
     }
     cr_assert_eq(nn_model_numel(m), at);
+    /* Values and gradients, streamed side by side by the optimizers, start
+    ** at different offsets within a page (no 4K aliasing). */
+    uintptr_t gap = (uintptr_t)nn_model_grads(m) - (uintptr_t)values;
+    cr_expect_geq(gap % 4096, 256, "values %p, gradients %p", (void *)values, nn_model_grads(m));
     /* The moved parameters still work in ops. */
     ag_tape *t = ag_tape_new();
     ag_backward(t, ag_sum(t, ag_mul(t, first, first)));
