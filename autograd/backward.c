@@ -200,6 +200,7 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
         reach(t, y);
     t->in_backward++;
     t->create_graph = create_graph;
+    t->storing = store;
     /* A copy of the caller's seed, so that no gradient stored or returned
     ** shares its buffer: refilling the seed later must not change them. (In
     ** create-graph mode the copy is recorded and stays differentiable.) */
@@ -252,6 +253,19 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
     t->grad_dirty = t->n_entries;
     t->in_backward--;
     t->create_graph = 0;
+    t->storing = false;
+}
+
+void *agi_param_grad_target(ag_tape *t, ag_tensor *x)
+{
+    bool only_use = (x->flags & (AGI_PARAM | AGI_REQUIRES_GRAD | AGI_COLLECTED)) ==
+                        (AGI_PARAM | AGI_REQUIRES_GRAD) &&
+                    x->attr.param.tape == t && x->attr.param.epoch == t->epoch &&
+                    x->attr.param.uses == 1;
+    if (!only_use || !x->grad || !t->storing || !agi_raw_backward(t) || t->anomaly.on ||
+        t->in_backward != 1)
+        return NULL;
+    return x->grad->value;
 }
 
 void ag_backward(ag_tape *t, ag_tensor *y) { run(t, "ag_backward", y, NULL, false, true); }

@@ -34,6 +34,9 @@ typedef union agi_attr {
     double s[2];
     uint8_t perm[AG_MAX_DIMS];
     const int64_t *labels;
+    /* A parameter's (it has no op): how many recorded ops of 'tape', since
+    ** its reset number 'epoch', take it as an input (agi_note_param_use). */
+    struct { const struct ag_tape *tape; uint32_t epoch; uint32_t uses; } param;
 } agi_attr;
 
 enum {
@@ -116,6 +119,7 @@ struct ag_tape {
     int no_grad;           /* depth of no-grad scopes */
     int in_backward;       /* >0 while replaying: ops record only in create-graph mode */
     int create_graph;
+    bool storing;          /* the running pass adds into ag_grad (ag_backward) */
     int trap;
     agi_anomaly anomaly;
     size_t grad_dirty;     /* entries [0, grad_dirty) may hold an earlier backward's state */
@@ -227,6 +231,28 @@ void agi_anomaly_resume(ag_tape *t, bool was_on);
 ** with raw loops straight into the inputs' accumulators (agi_grad_add,
 ** agi_grad_slot) and leave gin[] empty. */
 static inline bool agi_raw_backward(const ag_tape *t) { return t->in_backward && !t->create_graph; }
+
+/* Counts a recorded op's use of parameter x on t, up to 2 ("more than
+** one"). A new epoch of the same tape starts from 0; another tape than the
+** last starts from 2, since the count cannot tell what that tape recorded
+** while others were counted: the count may say too many, never too few. */
+static inline void agi_note_param_use(ag_tape *t, ag_tensor *x)
+{
+    if (x->attr.param.tape != t || x->attr.param.epoch != t->epoch) {
+        x->attr.param.uses = x->attr.param.tape && x->attr.param.tape != t ? 2 : 0;
+        x->attr.param.tape = t;
+        x->attr.param.epoch = t->epoch;
+    }
+    if (x->attr.param.uses < 2)
+        x->attr.param.uses++;
+}
+
+/* Where a vjp may add input x's gradient itself: the buffer of ag_grad(x)
+** when x is a parameter that only this op uses on t since its reset, in an
+** ag_backward pass (not create-graph, not anomaly mode), so that the one
+** contribution would just be added into that buffer at the end of the pass.
+** NULL otherwise. A vjp that adds into it leaves gin[i] NULL. */
+void *agi_param_grad_target(ag_tape *t, ag_tensor *x);
 /* For raw vjps, during backward: adds g (x's shape and dtype) into x's
 ** gradient, sharing g when x has none yet. */
 void agi_grad_add(ag_tape *t, ag_tensor *x, ag_tensor *g);

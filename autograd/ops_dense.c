@@ -148,6 +148,29 @@ static int64_t rows_of(const ag_tensor *x)
     return rows;
 }
 
+/* x^T dz added straight into the weight's ag_grad, where the engine would
+** only add it there at the end of the pass (agi_param_grad_target) and the
+** product is one k block (agk_gemm_add): the same bits, without writing
+** the product out and reading it back. Returns whether it did. */
+static bool add_weight_grad(ag_tape *t, ag_tensor *w, const ag_tensor *x, const ag_tensor *dz,
+                            int64_t rows)
+{
+    ag_dtype dt = (ag_dtype)w->dtype;
+    int64_t n_in = w->shape[0], n_out = w->shape[1];
+    if (rows > agk_gemm_one_block_k(dt))
+        return false;
+    void *grad = agi_param_grad_target(t, w);
+    if (!grad)
+        return false;
+    void *scratch = NULL;
+    size_t need = agk_gemm_scratch(dt, n_in, n_out, rows, true, false, t->pool);
+    if (need && !(scratch = agi_arena_alloc(t, need, 64)))
+        return true;   /* the tape has failed: nothing more to do */
+    agk_gemm_add(dt, n_in, n_out, rows, x->value, n_in, true, dz->value, n_out, false, grad, n_out,
+                 scratch, t->pool);
+    return true;
+}
+
 static void vjp_dense(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     ag_tensor *x = out->in[0], *w = out->in[1];
@@ -173,7 +196,7 @@ static void vjp_dense(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
         ag_tensor *gx = agi_matmul_t(t, dz2, w, 0, 1);
         gin[0] = x->rank == 2 ? gx : ag_reshape(t, gx, x->rank, x->shape);
     }
-    if (agi_needs_grad(out, 1)) {
+    if (agi_needs_grad(out, 1) && !add_weight_grad(t, w, x, dz, rows)) {
         ag_tensor *x2 = x->rank == 2 ? x : ag_reshape(t, x, 2, (int64_t[]){rows, n_in});
         gin[1] = agi_matmul_t(t, x2, dz2, 1, 0);
     }

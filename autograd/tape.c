@@ -184,6 +184,10 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
                 return agi_nil(t);
             t->entries[t->n_entries++] = x;
             x->flags |= AGI_REQUIRES_GRAD | AGI_RECORDED;
+            for (int i = 0; i < nin; i++)
+                if ((in[i]->flags & (AGI_PARAM | AGI_REQUIRES_GRAD)) ==
+                    (AGI_PARAM | AGI_REQUIRES_GRAD))
+                    agi_note_param_use(t, in[i]);
         }
     }
     if (t->anomaly.on && !agi_anomaly_note(t, x))

@@ -112,6 +112,65 @@ Test(dense, same_bits_through_create_graph)
             check_same_as_composed(d ? AG_F64 : AG_F32, acts[a], true, 4, 6, 3, 1, true);
 }
 
+/* ag_backward into a parameter's own gradient: the fused layer adds x^T dz
+** straight into it when the weight has no other use, the composed ops go
+** through the engine's accumulation. Both start from the same nonzero
+** gradients (an earlier step's, say) and must end with the same bits,
+** after one pass and after a second. 'uses' 2 feeds the weight to a second
+** layer, which must take the engine's path and still agree. */
+static void check_backward_same_bits(ag_dtype dt, ag_activation act, int64_t rows, int64_t in,
+                                     int64_t out, int uses, int threads)
+{
+    ag_pool *pool = threads > 1 ? ag_pool_new(threads) : NULL;
+    layer l[2] = {make_layer(dt, in, out, true, 5), make_layer(dt, in, out, true, 5)};
+    ag_tape *t[2];
+    for (int k = 0; k < 2; k++) {
+        ag_rng r;
+        ag_rng_seed(&r, 3);
+        ag_fill_uniform(ag_grad(l[k].w), &r, -1, 1);
+        ag_fill_uniform(ag_grad(l[k].b), &r, -1, 1);
+        t[k] = ag_tape_new();
+        ag_tape_set_pool(t[k], pool);
+        for (int pass = 0; pass < 2; pass++) {
+            ag_tensor *x = ag_zeros(t[k], dt, 2, (int64_t[]){rows, in});
+            ag_fill_uniform(x, &r, -2, 2);
+            ag_tensor *y = k == 0 ? ag_dense(t[k], x, l[k].w, l[k].b, act)
+                                  : composed(t[k], x, l[k].w, l[k].b, act);
+            if (uses == 2 && in == out)
+                y = k == 0 ? ag_dense(t[k], y, l[k].w, NULL, act) : composed(t[k], y, l[k].w, NULL, act);
+            ag_tensor *weights = ag_zeros(t[k], dt, 2, (int64_t[]){rows, out});
+            ag_fill_uniform(weights, &r, -1, 1);
+            ag_backward(t[k], ag_sum(t[k], ag_mul(t[k], y, weights)));
+        }
+        cr_assert_eq(ag_tape_status(t[k]), AG_OK, "%s", ag_tape_errmsg(t[k]));
+    }
+    const char *what = dt == AG_F32 ? "f32" : "f64";
+    cr_expect(same_bits(ag_grad(l[0].w), ag_grad(l[1].w)),
+              "%s act %d rows %lld %lldx%lld uses %d threads %d: weight gradients differ", what,
+              (int)act, (long long)rows, (long long)in, (long long)out, uses, threads);
+    cr_expect(same_bits(ag_grad(l[0].b), ag_grad(l[1].b)), "%s act %d: bias gradients differ", what,
+              (int)act);
+    for (int k = 0; k < 2; k++) {
+        ag_tape_free(t[k]);
+        free_layer(&l[k]);
+    }
+    ag_pool_free(pool);
+}
+
+Test(dense, backward_adds_the_weight_gradient_in_place_with_the_same_bits)
+{
+    for (int d = 0; d < 2; d++) {
+        ag_dtype dt = d ? AG_F64 : AG_F32;
+        for (size_t a = 0; a < 4; a++) {
+            check_backward_same_bits(dt, acts[a], 10, 37, 30, 1, 1);   /* masked columns */
+            check_backward_same_bits(dt, acts[a], 7, 16, 16, 2, 1);    /* used twice */
+        }
+        check_backward_same_bits(dt, AG_ACT_RELU, 1100, 5, 9, 1, 1);   /* k past one block */
+        check_backward_same_bits(dt, AG_ACT_RELU, 0, 5, 9, 1, 1);      /* empty batch */
+        check_backward_same_bits(dt, AG_ACT_TANH, 64, 300, 200, 1, 2); /* split on threads */
+    }
+}
+
 /* Large enough that the bias-and-activation pass and the backward pass are
 ** cut among two threads (and the products too). */
 Test(dense, same_bits_on_two_threads)

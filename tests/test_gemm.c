@@ -350,3 +350,56 @@ Test(gemm, small_product_with_pool)
     release(&o);
     ag_pool_free(pool);
 }
+
+/* agk_gemm_add: C + the product, for every case whose k is one block, has
+** the bits of the product computed alone and then added into C; with k == 0
+** it is C + 0. Longer k must still be close to C + the reference. */
+static void add_matches_separate_add(ag_dtype dt, ag_pool *pool)
+{
+    gemm_case cases[MAX_CASES];
+    int n = make_cases(cases, MAX_CASES);
+    cases[n++] = (gemm_case){784, 30, 10, true, false, 0};   /* Nielsen's weight gradient */
+    cases[n++] = (gemm_case){5, 7, 0, false, false, 1};
+    size_t es = esize(dt);
+    for (int i = 0; i < n; i++) {
+        gemm_case g = cases[i];
+        operands o = make(dt, g);
+        run(&o, agk_isa_best(), pool);   /* o.c = the product alone */
+        size_t cbytes = (size_t)(g.m * o.ldc) * es;
+        void *c = malloc(cbytes + es), *want = malloc(cbytes + es);
+        cr_assert(c && want);
+        for (int64_t e = 0; e < g.m * o.ldc; e++) {
+            double v = e % o.ldc < g.n ? uniform() * 4 : 12345.0;
+            if (e % 97 == 5)
+                v = -0.0;
+            set(dt, c, e, v);
+            set(dt, want, e, e % o.ldc < g.n ? get(dt, c, e) + get(dt, o.c, e) : v);
+        }
+        size_t need = agk_gemm_scratch(dt, g.m, g.n, g.k, g.ta, g.tb, pool);
+        void *scratch = need ? malloc(need) : NULL;
+        agk_gemm_add(dt, g.m, g.n, g.k, o.a, o.lda, g.ta, o.b, o.ldb, g.tb, c, o.ldc, scratch, pool);
+        if (g.k <= agk_gemm_one_block_k(dt)) {
+            cr_assert_eq(memcmp(c, want, cbytes), 0, "%s [%lld,%lld,%lld] ta=%d tb=%d: C + AB differs",
+                         ag_dtype_name(dt), (long long)g.m, (long long)g.n, (long long)g.k, g.ta, g.tb);
+        } else {
+            for (int64_t e = 0; e < g.m * o.ldc; e++) {
+                double tol = e % o.ldc < g.n ? 1e-5 * (4 + o.bound[e / o.ldc * g.n + e % o.ldc]) : 0;
+                cr_assert_leq(fabs(get(dt, c, e) - get(dt, want, e)), tol, "element %lld", (long long)e);
+            }
+        }
+        free(scratch);
+        free(c);
+        free(want);
+        release(&o);
+    }
+}
+
+Test(gemm, add_into_c_has_the_bits_of_a_separate_add)
+{
+    ag_pool *pool = ag_pool_new(2);
+    for (int d = 0; d < 2; d++) {
+        add_matches_separate_add(d ? AG_F64 : AG_F32, NULL);
+        add_matches_separate_add(d ? AG_F64 : AG_F32, pool);
+    }
+    ag_pool_free(pool);
+}

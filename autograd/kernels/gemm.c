@@ -19,6 +19,7 @@ typedef struct agk_part {
     bool ta, tb;
     bool direct;            /* read operands in place; pack only edges and B^T */
     bool ct;                /* C is stored transposed: (i, j) at c[j*ldc + i] */
+    bool accumulate;        /* C += the product: the first k block adds too */
     void *pa, *pb;          /* packing buffers */
 } agk_part;
 
@@ -271,9 +272,9 @@ static void run_part(void *ctx, int index)
         gemm_part_f64(kernel_f64(j->isa), &part);
 }
 
-void agk_gemm_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a,
-                  int64_t lda, bool ta, const void *b, int64_t ldb, bool tb, void *c, int64_t ldc,
-                  void *scratch, ag_pool *pool)
+static void gemm_run(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a,
+                     int64_t lda, bool ta, const void *b, int64_t ldb, bool tb, void *c,
+                     int64_t ldc, bool accumulate, void *scratch, ag_pool *pool)
 {
     if (m <= 0 || n <= 0)
         return;
@@ -284,7 +285,7 @@ void agk_gemm_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, con
         .scratch = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63),
     };
     job.whole = (agk_part){.blk = &p.blk, .kblock = p.kblock, .k = k, .c = c, .ldc = ldc,
-                           .direct = p.direct, .ct = p.swap};
+                           .direct = p.direct, .ct = p.swap, .accumulate = accumulate};
     if (p.swap) {
         /* C^T[n, m] = op(B)^T op(A)^T: B^T's transpose flag is !tb. */
         job.whole.m = n, job.whole.n = m;
@@ -305,9 +306,25 @@ void agk_gemm_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, con
     }
 }
 
+void agk_gemm_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a,
+                  int64_t lda, bool ta, const void *b, int64_t ldb, bool tb, void *c, int64_t ldc,
+                  void *scratch, ag_pool *pool)
+{
+    gemm_run(isa, dt, m, n, k, a, lda, ta, b, ldb, tb, c, ldc, false, scratch, pool);
+}
+
 void agk_gemm(ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda, bool ta,
               const void *b, int64_t ldb, bool tb, void *c, int64_t ldc, void *scratch,
               ag_pool *pool)
 {
-    agk_gemm_isa(agk_isa_best(), dt, m, n, k, a, lda, ta, b, ldb, tb, c, ldc, scratch, pool);
+    gemm_run(agk_isa_best(), dt, m, n, k, a, lda, ta, b, ldb, tb, c, ldc, false, scratch, pool);
+}
+
+int64_t agk_gemm_one_block_k(ag_dtype dt) { return blocking(dt, usable(agk_isa_best())).kc; }
+
+void agk_gemm_add(ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
+                  bool ta, const void *b, int64_t ldb, bool tb, void *c, int64_t ldc,
+                  void *scratch, ag_pool *pool)
+{
+    gemm_run(agk_isa_best(), dt, m, n, k, a, lda, ta, b, ldb, tb, c, ldc, true, scratch, pool);
 }

@@ -62,21 +62,25 @@ AGK_AVX2_INLINE void rows_f32(const int R, const int H, int64_t kc, const float 
             }
         }
     }
+    /* With 'add', all of the tile's C is read before any of it is written
+    ** (see gemm_avx512.c: a masked store would hold up the next row's load). */
+    if (add) {
+#pragma GCC unroll 6
+        for (int i = 0; i < R; i++)
+            for (int h = 0; h < H; h++) {
+                const float *ci = c + i * ldc + 8 * h;
+                __m256 old = cols >= 8 * (h + 1) ? _mm256_loadu_ps(ci) : _mm256_maskload_ps(ci, lane_mask32(cols - 8 * h));
+                acc[i][h] = _mm256_add_ps(old, acc[i][h]);
+            }
+    }
 #pragma GCC unroll 6
     for (int i = 0; i < R; i++) {
         for (int h = 0; h < H; h++) {
             float *ci = c + i * ldc + 8 * h;
-            __m256 v = acc[i][h];
-            if (cols >= 8 * (h + 1)) {
-                if (add)
-                    v = _mm256_add_ps(_mm256_loadu_ps(ci), v);
-                _mm256_storeu_ps(ci, v);
-            } else {
-                __m256i m = lane_mask32(cols - 8 * h);
-                if (add)
-                    v = _mm256_add_ps(_mm256_maskload_ps(ci, m), v);
-                _mm256_maskstore_ps(ci, m, v);
-            }
+            if (cols >= 8 * (h + 1))
+                _mm256_storeu_ps(ci, acc[i][h]);
+            else
+                _mm256_maskstore_ps(ci, lane_mask32(cols - 8 * h), acc[i][h]);
         }
     }
 }
@@ -142,21 +146,25 @@ AGK_AVX2_INLINE void rows_f64(const int R, const int H, int64_t kc, const double
             }
         }
     }
+    /* With 'add', all of the tile's C is read before any of it is written
+    ** (see gemm_avx512.c: a masked store would hold up the next row's load). */
+    if (add) {
+#pragma GCC unroll 6
+        for (int i = 0; i < R; i++)
+            for (int h = 0; h < H; h++) {
+                const double *ci = c + i * ldc + 4 * h;
+                __m256d old = cols >= 4 * (h + 1) ? _mm256_loadu_pd(ci) : _mm256_maskload_pd(ci, lane_mask64(cols - 4 * h));
+                acc[i][h] = _mm256_add_pd(old, acc[i][h]);
+            }
+    }
 #pragma GCC unroll 6
     for (int i = 0; i < R; i++) {
         for (int h = 0; h < H; h++) {
             double *ci = c + i * ldc + 4 * h;
-            __m256d v = acc[i][h];
-            if (cols >= 4 * (h + 1)) {
-                if (add)
-                    v = _mm256_add_pd(_mm256_loadu_pd(ci), v);
-                _mm256_storeu_pd(ci, v);
-            } else {
-                __m256i m = lane_mask64(cols - 4 * h);
-                if (add)
-                    v = _mm256_add_pd(_mm256_maskload_pd(ci, m), v);
-                _mm256_maskstore_pd(ci, m, v);
-            }
+            if (cols >= 4 * (h + 1))
+                _mm256_storeu_pd(ci, acc[i][h]);
+            else
+                _mm256_maskstore_pd(ci, lane_mask64(cols - 4 * h), acc[i][h]);
         }
     }
 }

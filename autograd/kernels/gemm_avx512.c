@@ -60,20 +60,26 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
             }
         }
     }
+    /* With 'add', all of the tile's C is read before any of it is written:
+    ** rows of C that are not whole vectors overlap, so a row's masked store
+    ** covers the start of the next row, whose load would then wait for the
+    ** store to retire (masked stores do not forward). */
+    if (add) {
+#pragma GCC unroll 8
+        for (int i = 0; i < R; i++)
+            for (int h = 0; h < H; h++) {
+                const float *ci = c + i * ldc + 16 * h;
+                acc[i][h] = _mm512_add_ps(FULL ? _mm512_loadu_ps(ci) : _mm512_maskz_loadu_ps(mask[h], ci), acc[i][h]);
+            }
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++) {
         for (int h = 0; h < H; h++) {
             float *ci = c + i * ldc + 16 * h;
-            __m512 v = acc[i][h];
-            if (FULL) {
-                if (add)
-                    v = _mm512_add_ps(_mm512_loadu_ps(ci), v);
-                _mm512_storeu_ps(ci, v);
-                continue;
-            }
-            if (add)
-                v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[h], ci), v);
-            _mm512_mask_storeu_ps(ci, mask[h], v);
+            if (FULL)
+                _mm512_storeu_ps(ci, acc[i][h]);
+            else
+                _mm512_mask_storeu_ps(ci, mask[h], acc[i][h]);
         }
     }
 }
@@ -158,20 +164,26 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
             }
         }
     }
+    /* With 'add', all of the tile's C is read before any of it is written:
+    ** rows of C that are not whole vectors overlap, so a row's masked store
+    ** covers the start of the next row, whose load would then wait for the
+    ** store to retire (masked stores do not forward). */
+    if (add) {
+#pragma GCC unroll 8
+        for (int i = 0; i < R; i++)
+            for (int h = 0; h < H; h++) {
+                const double *ci = c + i * ldc + 8 * h;
+                acc[i][h] = _mm512_add_pd(FULL ? _mm512_loadu_pd(ci) : _mm512_maskz_loadu_pd(mask[h], ci), acc[i][h]);
+            }
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++) {
         for (int h = 0; h < H; h++) {
             double *ci = c + i * ldc + 8 * h;
-            __m512d v = acc[i][h];
-            if (FULL) {
-                if (add)
-                    v = _mm512_add_pd(_mm512_loadu_pd(ci), v);
-                _mm512_storeu_pd(ci, v);
-                continue;
-            }
-            if (add)
-                v = _mm512_add_pd(_mm512_maskz_loadu_pd(mask[h], ci), v);
-            _mm512_mask_storeu_pd(ci, mask[h], v);
+            if (FULL)
+                _mm512_storeu_pd(ci, acc[i][h]);
+            else
+                _mm512_mask_storeu_pd(ci, mask[h], acc[i][h]);
         }
     }
 }

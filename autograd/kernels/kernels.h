@@ -280,6 +280,15 @@ size_t agk_gemm_scratch(ag_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, b
 void agk_gemm(ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda, bool ta,
               const void *b, int64_t ldb, bool tb, void *c, int64_t ldc, void *scratch,
               ag_pool *pool);
+/* C += op(A) op(B), the product's tiles added into C as they are stored.
+** With k <= agk_gemm_one_block_k(dt) the product is one k block, summed in
+** registers and added once: C's bits are those of agk_gemm into a buffer
+** followed by adding the buffer into C. Longer k adds each block's partial
+** sum in turn (other bits). Same scratch as agk_gemm. */
+void agk_gemm_add(ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
+                  bool ta, const void *b, int64_t ldb, bool tb, void *c, int64_t ldc,
+                  void *scratch, ag_pool *pool);
+int64_t agk_gemm_one_block_k(ag_dtype dt);
 /* The same on a chosen instruction set (tests, benchmarks); one the CPU
 ** lacks falls back to the portable kernel. The scratch size depends on it. */
 size_t agk_gemm_scratch_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k,
