@@ -16,4 +16,19 @@
 #define NNI_SIMD_CLONES
 #endif
 
+/* A function built for AVX2 with FMA, called only where nni_have_fma()
+** says the CPU has them. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define NNI_HAVE_X86 1
+#define NNI_TARGET_FMA __attribute__((target("avx2,fma")))
+static inline int nni_have_fma(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+#define NNI_HAVE_X86 0
+static inline int nni_have_fma(void) { return 0; }
+#endif
+
 #endif
