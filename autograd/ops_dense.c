@@ -75,7 +75,7 @@ AGK_INLINE void bias_act_rows(const rows_job *j, ag_activation act, int64_t r0, 
     }
 }
 
-/* Cloned for AVX2: the sigmoid's exp vectorises (kernels/activation.h). */
+/* Cloned for AVX-512 and AVX2: the sigmoid's exp vectorises (kernels/activation.h). */
 AGK_SIMD_CLONES static void forward_pass(const rows_job *j, int64_t r0, int64_t r1)
 {
     switch (j->act) {

@@ -45,7 +45,7 @@ static nn_optim nil_optim = {.kind = &nil_kind, .lr = NAN};
 int nn_optim_is_nil(const nn_optim *o) { return !o || o == &nil_optim; }
 
 /* ----------------------------------------------------------------- updates */
-/* Each update loop is vectorised, with an AVX2 clone (simd.h). */
+/* Each update loop is vectorised, with AVX-512 and AVX2 clones (simd.h). */
 
 #define T float
 #define FN(name) name##_f32

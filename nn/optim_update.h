@@ -6,7 +6,7 @@
 **
 ** Each loop is branch-free inside (the variants are split outside) over
 ** restrict pointers, so the compiler vectorises it; NNI_SIMD_CLONES adds an
-** AVX2 clone chosen at load time. sqrt vectorises because nn is built with
+** AVX-512 and AVX2 clones chosen at load time. sqrt vectorises because nn is built with
 ** -fno-math-errno (nothing here reads errno).
 **
 ** Not a public header and not guarded: it is meant to be included twice.

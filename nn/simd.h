@@ -1,8 +1,9 @@
 /*
-** simd.h: NNI_SIMD_CLONES, an AVX2 clone of a loop beside the baseline one,
-** picked by the loader (GCC's target_clones through an ifunc) where the
-** toolchain has them, so the build never assumes more than x86-64. The
-** library is ISO C (no FMA contraction), so both clones give the same bits.
+** simd.h: NNI_SIMD_CLONES, AVX-512 and AVX2 clones of a loop beside the
+** baseline one, picked by the loader (GCC's target_clones through an ifunc)
+** where the toolchain has them, so the build never assumes more than
+** x86-64. The library is ISO C (no FMA contraction), so all clones give the
+** same bits.
 ** Not under ThreadSanitizer: an ifunc resolver in a shared library runs
 ** before TSan's runtime is up, and the process dies at load. Private.
 */
@@ -11,7 +12,8 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
     !defined(__SANITIZE_THREAD__)
-#define NNI_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define NNI_SIMD_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define NNI_SIMD_CLONES
 #endif
