@@ -191,7 +191,8 @@ static void vjp_dense(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     } else {
         dz = act_grad_ops(t, act, out, g);
     }
-    ag_tensor *dz2 = ag_reshape(t, dz, 2, (int64_t[]){rows, n_out});
+    /* A reshape copies: only for inputs with leading dims to flatten. */
+    ag_tensor *dz2 = dz->rank == 2 ? dz : ag_reshape(t, dz, 2, (int64_t[]){rows, n_out});
     if (agi_needs_grad(out, 0)) {
         ag_tensor *gx = agi_matmul_t(t, dz2, w, 0, 1);
         gin[0] = x->rank == 2 ? gx : ag_reshape(t, gx, x->rank, x->shape);
