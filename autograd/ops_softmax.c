@@ -4,6 +4,7 @@
 ** before exponentiating, so logits of any finite size stay finite.
 */
 #include "internal.h"
+#include "kernels/activation.h"
 
 #include <math.h>
 #include <string.h>
@@ -23,7 +24,17 @@ static lanes lanes_of(const ag_tensor *x, int axis)
     return l;
 }
 
-/* The maximum and log-sum-exp of one lane: log sum e^x = m + log sum e^(x-m). */
+/* e^v for every v <= 0 of a buffer, in place: the exps of a whole batch in
+** one vectorised pass (kernels/activation.h), where a call per element was
+** most of the softmax. */
+AGK_SIMD_CLONES static void exp_nonpos_all(int64_t n, double *v)
+{
+    for (int64_t i = 0; i < n; i++)
+        v[i] = agk_exp_nonpos(v[i]);
+}
+
+/* The maximum and log-sum-exp of one lane: log sum e^x = m + log sum e^(x-m),
+** the terms added in order. For lanes with a stride; rows use row_lse. */
 static double lane_logsumexp(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
 {
     double m = -INFINITY;
@@ -35,8 +46,72 @@ static double lane_logsumexp(const ag_tensor *x, int64_t base, int64_t n, int64_
         return m;
     double s = 0;
     for (int64_t k = 0; k < n; k++)
-        s += exp(agi_get(x, base + k * stride) - m);
+        s += agk_exp_nonpos(agi_get(x, base + k * stride) - m);
     return m + log(s);
+}
+
+/* Row i of a [rows, c] tensor as doubles, from element 'base'. */
+static void row_values(const ag_tensor *x, int64_t base, int64_t c, double *out)
+{
+    if (x->dtype == AG_F32) {
+        const float *v = (const float *)x->value + base;
+        for (int64_t k = 0; k < c; k++)
+            out[k] = v[k];
+    } else {
+        memcpy(out, (const double *)x->value + base, (size_t)c * sizeof *out);
+    }
+}
+
+/* lane_logsumexp of each of the 'rows' rows of c elements of x (its last
+** axis, contiguous), the same bits, with the exps taken in one pass: x - m
+** goes into 'tmp' (rows * c doubles), exps in place, then each row's sum in
+** order. Returns tmp. */
+static double *row_lse(const ag_tensor *x, int64_t rows, int64_t c, double *lse, double *tmp)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        double *z = tmp + i * c, m = -INFINITY;
+        row_values(x, i * c, c, z);
+        for (int64_t k = 0; k < c; k++)
+            m = z[k] > m ? z[k] : m;
+        lse[i] = m;
+        for (int64_t k = 0; k < c; k++)
+            z[k] = isinf(m) ? 0 : z[k] - m;
+    }
+    exp_nonpos_all(rows * c, tmp);
+    for (int64_t i = 0; i < rows; i++) {
+        if (isinf(lse[i]))
+            continue;
+        double sum = 0;
+        for (int64_t k = 0; k < c; k++)
+            sum += tmp[i * c + k];
+        lse[i] += log(sum);
+    }
+    return tmp;
+}
+
+/* e^(x - lse) of every element of a [rows, c] x into tmp, as doubles. */
+static void row_softmax(const ag_tensor *x, int64_t rows, int64_t c, const double *lse,
+                        double *tmp)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        double *z = tmp + i * c;
+        row_values(x, i * c, c, z);
+        for (int64_t k = 0; k < c; k++)
+            z[k] -= lse[i];
+    }
+    exp_nonpos_all(rows * c, tmp);
+}
+
+/* Scratch for rows x c: the per-row lse and the doubles, or NULL (the tape
+** has failed). */
+static double *row_scratch(ag_tape *t, int64_t rows, int64_t c, double **lse)
+{
+    *lse = agi_arena_alloc(t, (size_t)rows * sizeof **lse, 64);
+    double *tmp = *lse ? agi_arena_alloc(t, (size_t)(rows * c) * sizeof *tmp, 64) : NULL;
+    if (!tmp)
+        agi_error(t, AG_ENOMEM, "softmax: out of memory for %lld x %lld scratch", (long long)rows,
+                  (long long)c);
+    return tmp;
 }
 
 static ag_tensor *softmax_like(ag_tape *t, const ag_op *op, const char *who, ag_tensor *x,
@@ -53,6 +128,24 @@ static ag_tensor *softmax_like(ag_tape *t, const ag_op *op, const char *who, ag_
         return out;
     out->attr.red.axis = ax;
     lanes l = lanes_of(x, ax);
+    if (l.inner == 1 && x->numel > 0) {
+        /* Rows along the last axis: each row's exps in one pass. */
+        int64_t rows = l.outer, c = l.n;
+        double *lse, *tmp = row_scratch(t, rows, c, &lse);
+        if (!tmp)
+            return agi_nil(t);
+        row_lse(x, rows, c, lse, tmp);
+        if (log_space) {
+            for (int64_t i = 0; i < rows; i++)
+                for (int64_t k = 0; k < c; k++)
+                    agi_set(out, i * c + k, agi_get(x, i * c + k) - lse[i]);
+        } else {
+            row_softmax(x, rows, c, lse, tmp);
+            for (int64_t i = 0; i < rows * c; i++)
+                agi_set(out, i, tmp[i]);
+        }
+        return out;
+    }
     for (int64_t o = 0; o < l.outer; o++)
         for (int64_t i = 0; i < l.inner; i++) {
             int64_t base = o * l.n * l.inner + i;
@@ -60,7 +153,7 @@ static ag_tensor *softmax_like(ag_tape *t, const ag_op *op, const char *who, ag_
             for (int64_t k = 0; k < l.n; k++) {
                 int64_t at = base + k * l.inner;
                 double z = agi_get(x, at) - lse;
-                agi_set(out, at, log_space ? z : exp(z));
+                agi_set(out, at, log_space ? z : agk_exp_nonpos(z));
             }
         }
     return out;
@@ -91,8 +184,38 @@ ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis)
 }
 
 /* cross_entropy: mean_i (logsumexp(x_i) - x_i[y_i]); d/dx = (softmax x - onehot y) / N */
+/* The raw path: (softmax x - onehot) * (g / N) straight into x's gradient,
+** one row pass, rounding where the ops below do. */
+static bool raw_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g)
+{
+    ag_tensor *x = out->in[0];
+    int64_t n = x->shape[0], c = x->shape[1];
+    double *lse, *p = row_scratch(t, n, c, &lse);
+    bool fresh;
+    void *dst = p ? agi_grad_slot(t, x, &fresh) : NULL;
+    if (!dst)
+        return true;
+    row_lse(x, n, c, lse, p);
+    row_softmax(x, n, c, lse, p);
+    bool f32 = x->dtype == AG_F32;
+    double scale = agk_round(agi_get(g, 0) * (1.0 / (double)n), f32);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < c; k++) {
+            double d = agk_round(agk_round(p[i * c + k], f32) - (k == out->attr.labels[i]), f32);
+            double v = agk_round(d * scale, f32);
+            int64_t at = i * c + k;
+            if (f32)
+                ((float *)dst)[at] = (float)(fresh ? v : ((float *)dst)[at] + v);
+            else
+                ((double *)dst)[at] = fresh ? v : ((double *)dst)[at] + v;
+        }
+    return true;
+}
+
 static void vjp_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    if (agi_raw_backward(t) && raw_cross_entropy(t, out, g))
+        return;
     ag_tensor *x = out->in[0];
     int64_t n = x->shape[0], c = x->shape[1];
     ag_tensor *onehot = ag_zeros(t, (ag_dtype)x->dtype, 2, x->shape);
@@ -127,9 +250,13 @@ ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels
     if (out->flags & AGI_NIL)
         return out;
     out->attr.labels = copy;
+    double *lse, *tmp = row_scratch(t, n, c, &lse);
+    if (!tmp)
+        return agi_nil(t);
+    row_lse(logits, n, c, lse, tmp);
     double total = 0;
     for (int64_t i = 0; i < n; i++)
-        total += lane_logsumexp(logits, i * c, c, 1) - agi_get(logits, i * c + copy[i]);
+        total += lse[i] - agi_get(logits, i * c + copy[i]);
     agi_set(out, 0, total / (double)n);
     return out;
 }
