@@ -258,8 +258,8 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
 
 void *agi_param_grad_target(ag_tape *t, ag_tensor *x)
 {
-    bool only_use = (x->flags & (AGI_PARAM | AGI_REQUIRES_GRAD | AGI_COLLECTED)) ==
-                        (AGI_PARAM | AGI_REQUIRES_GRAD) &&
+    bool only_use = (x->flags & (AGI_COUNTED | AGI_REQUIRES_GRAD | AGI_COLLECTED)) ==
+                        (AGI_COUNTED | AGI_REQUIRES_GRAD) &&
                     x->attr.param.tape == t && x->attr.param.epoch == t->epoch &&
                     x->attr.param.uses == 1;
     if (!only_use || !x->grad || !t->storing || !agi_raw_backward(t) || t->anomaly.on ||

@@ -47,6 +47,7 @@ enum {
     AGI_NIL = 1 << 4,
     AGI_GACC_OWNED = 1 << 5,   /* gacc is a fresh buffer no one else sees */
     AGI_COLLECTED = 1 << 6,    /* leaf already listed by the current backward */
+    AGI_COUNTED = 1 << 7,      /* a matrix parameter: recording counts its uses */
 };
 
 /* A tensor's header. Tape tensors are carved from the arena in one block:
@@ -248,7 +249,8 @@ static inline void agi_note_param_use(ag_tape *t, ag_tensor *x)
 }
 
 /* Where a vjp may add input x's gradient itself: the buffer of ag_grad(x)
-** when x is a parameter that only this op uses on t since its reset, in an
+** when x is a matrix parameter (the only ones counted) that only this op
+** uses on t since its reset, in an
 ** ag_backward pass (not create-graph, not anomaly mode), so that the one
 ** contribution would just be added into that buffer at the end of the pass.
 ** NULL otherwise. A vjp that adds into it leaves gin[i] NULL. */

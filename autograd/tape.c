@@ -135,6 +135,17 @@ static bool grow_entries(ag_tape *t)
     return true;
 }
 
+/* Out of carve's line: scalar graphs never get here. */
+#if defined(__GNUC__)
+__attribute__((noinline, cold))
+#endif
+static void count_matrix_uses(ag_tape *t, int nin, ag_tensor *const *in)
+{
+    for (int i = 0; i < nin; i++)
+        if ((in[i]->flags & (AGI_COUNTED | AGI_REQUIRES_GRAD)) == (AGI_COUNTED | AGI_REQUIRES_GRAD))
+            agi_note_param_use(t, in[i]);
+}
+
 /* Carves a tensor of 'numel' elements (checked by the caller) with its
 ** header, inputs and small values in one block, and records it. Inline so
 ** that agi_new_scalar gets its own copy with rank 0 folded in. */
@@ -176,18 +187,22 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
     x->nin = (uint8_t)nin;
     x->flags = 0;
     if (op && op->vjp && agi_recording(t)) {
-        bool any = false;
+        /* Uses of matrix parameters are counted (agi_note_param_use): only
+        ** a matrix can be a dense layer's weight. One load of each input's
+        ** flags serves both tests: a branch on a second field cost scalar
+        ** graphs a nanosecond an op. */
+        unsigned any = 0;
         for (int i = 0; i < nin; i++)
-            any |= (in[i]->flags & AGI_REQUIRES_GRAD) != 0;
+            any |= in[i]->flags;
+        bool matrices = any & AGI_COUNTED;
+        any &= AGI_REQUIRES_GRAD;
         if (any) {
             if (t->n_entries == t->cap_entries && !grow_entries(t))
                 return agi_nil(t);
             t->entries[t->n_entries++] = x;
             x->flags |= AGI_REQUIRES_GRAD | AGI_RECORDED;
-            for (int i = 0; i < nin; i++)
-                if ((in[i]->flags & (AGI_PARAM | AGI_REQUIRES_GRAD)) ==
-                    (AGI_PARAM | AGI_REQUIRES_GRAD))
-                    agi_note_param_use(t, in[i]);
+            if (matrices)
+                count_matrix_uses(t, nin, in);
         }
     }
     if (t->anomaly.on && !agi_anomaly_note(t, x))
