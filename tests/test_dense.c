@@ -117,7 +117,8 @@ Test(dense, same_bits_through_create_graph)
 ** through the engine's accumulation. Both start from the same nonzero
 ** gradients (an earlier step's, say) and must end with the same bits,
 ** after one pass and after a second. 'uses' 2 feeds the weight to a second
-** layer, which must take the engine's path and still agree. */
+** layer, 3 to a penalty sum(w * w): either must take the engine's path and
+** still agree. */
 static void check_backward_same_bits(ag_dtype dt, ag_activation act, int64_t rows, int64_t in,
                                      int64_t out, int uses, int threads)
 {
@@ -140,7 +141,10 @@ static void check_backward_same_bits(ag_dtype dt, ag_activation act, int64_t row
                 y = k == 0 ? ag_dense(t[k], y, l[k].w, NULL, act) : composed(t[k], y, l[k].w, NULL, act);
             ag_tensor *weights = ag_zeros(t[k], dt, 2, (int64_t[]){rows, out});
             ag_fill_uniform(weights, &r, -1, 1);
-            ag_backward(t[k], ag_sum(t[k], ag_mul(t[k], y, weights)));
+            ag_tensor *loss = ag_sum(t[k], ag_mul(t[k], y, weights));
+            if (uses == 3)   /* a weight penalty: a second use by another op */
+                loss = ag_add(t[k], loss, ag_sum(t[k], ag_mul(t[k], l[k].w, l[k].w)));
+            ag_backward(t[k], loss);
         }
         cr_assert_eq(ag_tape_status(t[k]), AG_OK, "%s", ag_tape_errmsg(t[k]));
     }
@@ -164,10 +168,49 @@ Test(dense, backward_adds_the_weight_gradient_in_place_with_the_same_bits)
         for (size_t a = 0; a < 4; a++) {
             check_backward_same_bits(dt, acts[a], 10, 37, 30, 1, 1);   /* masked columns */
             check_backward_same_bits(dt, acts[a], 7, 16, 16, 2, 1);    /* used twice */
+            check_backward_same_bits(dt, acts[a], 9, 12, 5, 3, 1);     /* and a penalty */
         }
         check_backward_same_bits(dt, AG_ACT_RELU, 1100, 5, 9, 1, 1);   /* k past one block */
         check_backward_same_bits(dt, AG_ACT_RELU, 0, 5, 9, 1, 1);      /* empty batch */
         check_backward_same_bits(dt, AG_ACT_TANH, 64, 300, 200, 1, 2); /* split on threads */
+    }
+}
+
+/* A weight used on tape A, then on tape B, then on A again: A's count of
+** its uses cannot be trusted after B's, so A's backward must take the
+** engine's path (two contributions summed, then added), as the composed
+** ops do. */
+Test(dense, weight_shared_by_two_tapes_in_turn)
+{
+    for (int d = 0; d < 2; d++) {
+        ag_dtype dt = d ? AG_F64 : AG_F32;
+        layer l[2] = {make_layer(dt, 6, 5, false, 9), make_layer(dt, 6, 5, false, 9)};
+        for (int k = 0; k < 2; k++) {
+            ag_rng r;
+            ag_rng_seed(&r, 4);
+            ag_fill_uniform(ag_grad(l[k].w), &r, -1, 1);   /* sums in another order would show */
+            ag_tape *a = ag_tape_new(), *b = ag_tape_new();
+            ag_tensor *x[3];
+            for (int i = 0; i < 3; i++) {
+                x[i] = ag_zeros(i == 1 ? b : a, dt, 2, (int64_t[]){3, 6});
+                ag_fill_uniform(x[i], &r, -1, 1);
+            }
+            ag_tensor *y[3];
+            for (int i = 0; i < 3; i++) {
+                ag_tape *t = i == 1 ? b : a;
+                y[i] = k == 0 ? ag_dense(t, x[i], l[k].w, NULL, AG_ACT_TANH)
+                              : composed(t, x[i], l[k].w, NULL, AG_ACT_TANH);
+            }
+            ag_tensor *loss = ag_add(a, ag_sum(a, y[0]), ag_sum(a, ag_mul(a, y[2], y[2])));
+            ag_backward(a, loss);
+            cr_assert_eq(ag_tape_status(a), AG_OK, "%s", ag_tape_errmsg(a));
+            ag_tape_free(a);
+            ag_tape_free(b);
+        }
+        cr_expect(same_bits(ag_grad(l[0].w), ag_grad(l[1].w)), "%s: weight gradients differ",
+                  ag_dtype_name(dt));
+        free_layer(&l[0]);
+        free_layer(&l[1]);
     }
 }
 
