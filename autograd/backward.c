@@ -260,8 +260,9 @@ void *agi_param_grad_target(ag_tape *t, ag_tensor *x)
 {
     bool only_use = (x->flags & (AGI_COUNTED | AGI_REQUIRES_GRAD | AGI_COLLECTED)) ==
                         (AGI_COUNTED | AGI_REQUIRES_GRAD) &&
-                    x->attr.param.tape == t && x->attr.param.epoch == t->epoch &&
-                    x->attr.param.uses == 1;
+                    atomic_load_explicit(&x->attr.param.epoch, memory_order_acquire) == t->epoch &&
+                    atomic_load_explicit(&x->attr.param.tape, memory_order_relaxed) == t &&
+                    atomic_load_explicit(&x->attr.param.uses, memory_order_relaxed) == 1;
     if (!only_use || !x->grad || !t->storing || !agi_raw_backward(t) || t->anomaly.on ||
         t->in_backward != 1)
         return NULL;

@@ -7,6 +7,8 @@
 
 #include "autograd.h"
 
+#include <stdatomic.h>
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,9 +36,14 @@ typedef union agi_attr {
     double s[2];
     uint8_t perm[AG_MAX_DIMS];
     const int64_t *labels;
-    /* A parameter's (it has no op): how many recorded ops of 'tape', since
-    ** its reset number 'epoch', take it as an input (agi_note_param_use). */
-    struct { const struct ag_tape *tape; uint32_t epoch; uint32_t uses; } param;
+    /* A matrix parameter's (it has no op): how many recorded ops of 'tape',
+    ** since its reset number 'epoch', take it as an input
+    ** (agi_note_param_use). Atomic: tapes on several threads may record
+    ** ops on one parameter at once (relaxed: see agi_note_param_use). */
+    struct {
+        const struct ag_tape *_Atomic tape;
+        _Atomic uint32_t epoch, uses;
+    } param;
 } agi_attr;
 
 enum {
@@ -236,16 +243,23 @@ static inline bool agi_raw_backward(const ag_tape *t) { return t->in_backward &&
 /* Counts a recorded op's use of parameter x on t, up to 2 ("more than
 ** one"). A new epoch of the same tape starts from 0; another tape than the
 ** last starts from 2, since the count cannot tell what that tape recorded
-** while others were counted: the count may say too many, never too few. */
+** while others were counted: the count may say too many, never too few.
+** With tapes on several threads that stays true: only t's own thread
+** stores t, and it starts from 0 only when it sees its own tape with
+** another epoch. The epoch is stored after the tape (release) and read
+** before it (acquire), so a reader that sees another tape's epoch also
+** sees that tape. */
 static inline void agi_note_param_use(ag_tape *t, ag_tensor *x)
 {
-    if (x->attr.param.tape != t || x->attr.param.epoch != t->epoch) {
-        x->attr.param.uses = x->attr.param.tape && x->attr.param.tape != t ? 2 : 0;
-        x->attr.param.tape = t;
-        x->attr.param.epoch = t->epoch;
+    uint32_t epoch = atomic_load_explicit(&x->attr.param.epoch, memory_order_acquire);
+    const ag_tape *last = atomic_load_explicit(&x->attr.param.tape, memory_order_relaxed);
+    uint32_t uses = atomic_load_explicit(&x->attr.param.uses, memory_order_relaxed);
+    if (last != t || epoch != t->epoch) {
+        uses = last && last != t ? 2 : 0;
+        atomic_store_explicit(&x->attr.param.tape, t, memory_order_relaxed);
+        atomic_store_explicit(&x->attr.param.epoch, t->epoch, memory_order_release);
     }
-    if (x->attr.param.uses < 2)
-        x->attr.param.uses++;
+    atomic_store_explicit(&x->attr.param.uses, uses < 2 ? uses + 1 : 2, memory_order_relaxed);
 }
 
 /* Where a vjp may add input x's gradient itself: the buffer of ag_grad(x)

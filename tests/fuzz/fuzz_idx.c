@@ -5,7 +5,8 @@
 ** image file. Plain and gzipped files (when built with zlib) are both read.
 ** A refusal must carry a message naming nn_idx_load; a data set that loads
 ** must have the header's shape, one label per image equal to its byte, and
-** (for plain files) every pixel equal to its byte / 255.
+** (for plain files) every pixel equal to its byte / 255. nn_idx_load_u8
+** must agree, and keep the bytes.
 */
 #include "fuzz_file.h"
 
@@ -85,6 +86,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         check_dataset(ds, dt, img, img_n, lab, lab_n);
         nn_dataset_free(ds);
+    }
+    /* The byte form parses the same files: the same verdict, its own name,
+    ** and for plain files the bytes themselves. */
+    nn_dataset *bytes = NULL;
+    ag_status s8 = nn_idx_load_u8(images.path, labels.path, dt, hook_alloc, &h, &bytes, err, sizeof err);
+    if (s8 != s || (s8 != AG_OK && (bytes || strncmp(err, "nn_idx_load_u8: ", 16) != 0)))
+        abort();
+    if (s8 == AG_OK) {
+        if (!bytes || nn_dataset_x(bytes) || nn_dataset_x_divisor(bytes) != 255.0)
+            abort();
+        int64_t pixels = nn_dataset_len(bytes) * nn_dataset_x_shape(bytes)[0] * nn_dataset_x_shape(bytes)[1];
+        for (int64_t i = 0; !gzipped(img, img_n) && i < pixels; i++)
+            if (nn_dataset_x_u8(bytes)[i] != img[16 + i])
+                abort();
+        nn_dataset_free(bytes);
     }
     if (h.live != 0 || h.bad_osize != 0)
         abort();
