@@ -69,7 +69,8 @@ AGK_AVX2_INLINE void rows_f32(const int R, const int H, int64_t kc, const float 
         for (int i = 0; i < R; i++)
             for (int h = 0; h < H; h++) {
                 const float *ci = c + i * ldc + 8 * h;
-                __m256 old = cols >= 8 * (h + 1) ? _mm256_loadu_ps(ci) : _mm256_maskload_ps(ci, lane_mask32(cols - 8 * h));
+                __m256 old = cols >= 8 * (h + 1) ? _mm256_loadu_ps(ci)
+                                                 : _mm256_maskload_ps(ci, lane_mask32(cols - 8 * h));
                 acc[i][h] = _mm256_add_ps(old, acc[i][h]);
             }
     }
@@ -153,7 +154,8 @@ AGK_AVX2_INLINE void rows_f64(const int R, const int H, int64_t kc, const double
         for (int i = 0; i < R; i++)
             for (int h = 0; h < H; h++) {
                 const double *ci = c + i * ldc + 4 * h;
-                __m256d old = cols >= 4 * (h + 1) ? _mm256_loadu_pd(ci) : _mm256_maskload_pd(ci, lane_mask64(cols - 4 * h));
+                __m256d old = cols >= 4 * (h + 1) ? _mm256_loadu_pd(ci)
+                                                  : _mm256_maskload_pd(ci, lane_mask64(cols - 4 * h));
                 acc[i][h] = _mm256_add_pd(old, acc[i][h]);
             }
     }

@@ -69,7 +69,8 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
         for (int i = 0; i < R; i++)
             for (int h = 0; h < H; h++) {
                 const float *ci = c + i * ldc + 16 * h;
-                acc[i][h] = _mm512_add_ps(FULL ? _mm512_loadu_ps(ci) : _mm512_maskz_loadu_ps(mask[h], ci), acc[i][h]);
+                __m512 old = FULL ? _mm512_loadu_ps(ci) : _mm512_maskz_loadu_ps(mask[h], ci);
+                acc[i][h] = _mm512_add_ps(old, acc[i][h]);
             }
     }
 #pragma GCC unroll 8
@@ -173,7 +174,8 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
         for (int i = 0; i < R; i++)
             for (int h = 0; h < H; h++) {
                 const double *ci = c + i * ldc + 8 * h;
-                acc[i][h] = _mm512_add_pd(FULL ? _mm512_loadu_pd(ci) : _mm512_maskz_loadu_pd(mask[h], ci), acc[i][h]);
+                __m512d old = FULL ? _mm512_loadu_pd(ci) : _mm512_maskz_loadu_pd(mask[h], ci);
+                acc[i][h] = _mm512_add_pd(old, acc[i][h]);
             }
     }
 #pragma GCC unroll 8
