@@ -258,13 +258,12 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
 
 void *agi_param_grad_target(ag_tape *t, ag_tensor *x)
 {
-    bool only_use = (x->flags & (AGI_COUNTED | AGI_REQUIRES_GRAD | AGI_COLLECTED)) ==
-                        (AGI_COUNTED | AGI_REQUIRES_GRAD) &&
-                    atomic_load_explicit(&x->attr.param.epoch, memory_order_acquire) == t->epoch &&
-                    atomic_load_explicit(&x->attr.param.tape, memory_order_relaxed) == t &&
-                    atomic_load_explicit(&x->attr.param.uses, memory_order_relaxed) == 1;
-    if (!only_use || !x->grad || !t->storing || !agi_raw_backward(t) || t->anomaly.on ||
-        t->in_backward != 1)
+    if ((x->flags & (AGI_COUNTED | AGI_REQUIRES_GRAD | AGI_COLLECTED)) !=
+            (AGI_COUNTED | AGI_REQUIRES_GRAD) ||
+        !x->grad || !t->storing || !agi_raw_backward(t) || t->anomaly.on ||
+        t->in_backward != 1 || t->counted_overflow)
+        return NULL;
+    if (agi_uses(t, x) != 1 || agi_uses(t, x->grad) != 0)
         return NULL;
     return x->grad->value;
 }

@@ -7,7 +7,6 @@
 
 #include "autograd.h"
 
-#include <stdatomic.h>
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -36,14 +35,6 @@ typedef union agi_attr {
     double s[2];
     uint8_t perm[AG_MAX_DIMS];
     const int64_t *labels;
-    /* A matrix parameter's (it has no op): how many recorded ops of 'tape',
-    ** since its reset number 'epoch', take it as an input
-    ** (agi_note_param_use). Atomic: tapes on several threads may record
-    ** ops on one parameter at once (relaxed: see agi_note_param_use). */
-    struct {
-        const struct ag_tape *_Atomic tape;
-        _Atomic uint32_t epoch, uses;
-    } param;
 } agi_attr;
 
 enum {
@@ -54,7 +45,7 @@ enum {
     AGI_NIL = 1 << 4,
     AGI_GACC_OWNED = 1 << 5,   /* gacc is a fresh buffer no one else sees */
     AGI_COLLECTED = 1 << 6,    /* leaf already listed by the current backward */
-    AGI_COUNTED = 1 << 7,      /* a matrix parameter: recording counts its uses */
+    AGI_COUNTED = 1 << 7,      /* a matrix parameter or its gradient: tapes count their uses */
 };
 
 /* A tensor's header. Tape tensors are carved from the arena in one block:
@@ -115,6 +106,10 @@ typedef struct agi_anomaly {
     size_t cap_sites;
 } agi_anomaly;
 
+/* Matrix parameters (and their gradients) a tape counts the uses of; one
+** past these is never written through (agi_param_grad_target). */
+enum { AGI_MAX_COUNTED = 32 };
+
 struct ag_tape {
     ag_alloc_fn alloc;
     void *alloc_ud;
@@ -128,6 +123,15 @@ struct ag_tape {
     int in_backward;       /* >0 while replaying: ops record only in create-graph mode */
     int create_graph;
     bool storing;          /* the running pass adds into ag_grad (ag_backward) */
+    /* How many recorded ops since the last reset take each AGI_COUNTED
+    ** tensor as an input, up to 2, for agi_param_grad_target. The tape's
+    ** own: other tapes, on other threads too, count their own. */
+    int n_counted;
+    bool counted_overflow;   /* some tensor went uncounted: trust no count */
+    struct agi_use {
+        const ag_tensor *x;
+        uint32_t uses;
+    } counted[AGI_MAX_COUNTED];
     int trap;
     agi_anomaly anomaly;
     size_t grad_dirty;     /* entries [0, grad_dirty) may hold an earlier backward's state */
@@ -240,31 +244,17 @@ void agi_anomaly_resume(ag_tape *t, bool was_on);
 ** agi_grad_slot) and leave gin[] empty. */
 static inline bool agi_raw_backward(const ag_tape *t) { return t->in_backward && !t->create_graph; }
 
-/* Counts a recorded op's use of parameter x on t, up to 2 ("more than
-** one"). A new epoch of the same tape starts from 0; another tape than the
-** last starts from 2, since the count cannot tell what that tape recorded
-** while others were counted: the count may say too many, never too few.
-** With tapes on several threads that stays true: only t's own thread
-** stores t, and it starts from 0 only when it sees its own tape with
-** another epoch. The epoch is stored after the tape (release) and read
-** before it (acquire), so a reader that sees another tape's epoch also
-** sees that tape. */
-static inline void agi_note_param_use(ag_tape *t, ag_tensor *x)
-{
-    uint32_t epoch = atomic_load_explicit(&x->attr.param.epoch, memory_order_acquire);
-    const ag_tape *last = atomic_load_explicit(&x->attr.param.tape, memory_order_relaxed);
-    uint32_t uses = atomic_load_explicit(&x->attr.param.uses, memory_order_relaxed);
-    if (last != t || epoch != t->epoch) {
-        uses = last && last != t ? 2 : 0;
-        atomic_store_explicit(&x->attr.param.tape, t, memory_order_relaxed);
-        atomic_store_explicit(&x->attr.param.epoch, t->epoch, memory_order_release);
-    }
-    atomic_store_explicit(&x->attr.param.uses, uses < 2 ? uses + 1 : 2, memory_order_relaxed);
-}
+/* Counts a recorded op's use of x (AGI_COUNTED) on t, up to 2 ("more than
+** one"). A tensor past the table's room stays uncounted: never written
+** through. */
+void agi_count_use(ag_tape *t, const ag_tensor *x);
+/* Recorded uses of x on t since the reset, up to 2. */
+uint32_t agi_uses(const ag_tape *t, const ag_tensor *x);
 
 /* Where a vjp may add input x's gradient itself: the buffer of ag_grad(x)
 ** when x is a matrix parameter (the only ones counted) that only this op
-** uses on t since its reset, in an
+** uses on t since its reset, and that no recorded op reads ag_grad(x) as a
+** value (its vjp would see the sum early), in an
 ** ag_backward pass (not create-graph, not anomaly mode), so that the one
 ** contribution would just be added into that buffer at the end of the pass.
 ** NULL otherwise. A vjp that adds into it leaves gin[i] NULL. */

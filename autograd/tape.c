@@ -45,6 +45,8 @@ void ag_tape_reset(ag_tape *t)
     t->no_grad = 0;
     t->in_backward = 0;
     t->create_graph = 0;
+    t->n_counted = 0;
+    t->counted_overflow = false;
 }
 
 size_t ag_tape_entries(const ag_tape *t) { return t ? t->n_entries : 0; }
@@ -142,8 +144,29 @@ __attribute__((noinline, cold))
 static void count_matrix_uses(ag_tape *t, int nin, ag_tensor *const *in)
 {
     for (int i = 0; i < nin; i++)
-        if ((in[i]->flags & (AGI_COUNTED | AGI_REQUIRES_GRAD)) == (AGI_COUNTED | AGI_REQUIRES_GRAD))
-            agi_note_param_use(t, in[i]);
+        if (in[i]->flags & AGI_COUNTED)
+            agi_count_use(t, in[i]);
+}
+
+void agi_count_use(ag_tape *t, const ag_tensor *x)
+{
+    for (int i = 0; i < t->n_counted; i++)
+        if (t->counted[i].x == x) {
+            t->counted[i].uses = 2;   /* a second use: "more than one" from now on */
+            return;
+        }
+    if (t->n_counted < AGI_MAX_COUNTED)
+        t->counted[t->n_counted++] = (struct agi_use){x, 1};
+    else
+        t->counted_overflow = true;
+}
+
+uint32_t agi_uses(const ag_tape *t, const ag_tensor *x)
+{
+    for (int i = 0; i < t->n_counted; i++)
+        if (t->counted[i].x == x)
+            return t->counted[i].uses;
+    return 0;
 }
 
 /* Carves a tensor of 'numel' elements (checked by the caller) with its

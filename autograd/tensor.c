@@ -215,8 +215,10 @@ static ag_tensor *param_make(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank, co
         x->flags = AGI_PARAM;
     }
     p->flags |= AGI_REQUIRES_GRAD | AGI_OWNS_MEMORY;
-    if (rank == 2)   /* a possible dense weight (agi_param_grad_target) */
+    if (rank == 2) {   /* a possible dense weight (agi_param_grad_target) */
         p->flags |= AGI_COUNTED;
+        g->flags |= AGI_COUNTED;
+    }
     p->grad = g;
     *owner_of(p) = (param_owner){fn, ud, total};
     return p;

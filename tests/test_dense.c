@@ -214,6 +214,40 @@ Test(dense, weight_shared_by_two_tapes_in_turn)
     }
 }
 
+/* An op before the layer reads the weight's gradient as a value: its vjp
+** runs after the layer's, so the layer must leave the gradient alone until
+** the pass ends, as the engine does. */
+Test(dense, a_weight_whose_gradient_is_read_keeps_the_engine_path)
+{
+    for (int d = 0; d < 2; d++) {
+        ag_dtype dt = d ? AG_F64 : AG_F32;
+        layer l[2] = {make_layer(dt, 4, 4, false, 6), make_layer(dt, 4, 4, false, 6)};
+        ag_tensor *gx[2];
+        ag_tape *t[2];
+        for (int k = 0; k < 2; k++) {
+            ag_rng r;
+            ag_rng_seed(&r, 8);
+            ag_fill_uniform(ag_grad(l[k].w), &r, -1, 1);
+            t[k] = ag_tape_new();
+            ag_tensor *x = ag_requires_grad(ag_zeros(t[k], dt, 2, (int64_t[]){4, 4}));
+            ag_fill_uniform(x, &r, -1, 1);
+            ag_tensor *h = ag_mul(t[k], x, ag_grad(l[k].w));
+            ag_tensor *y = k == 0 ? ag_dense(t[k], h, l[k].w, NULL, AG_ACT_TANH)
+                                  : composed(t[k], h, l[k].w, NULL, AG_ACT_TANH);
+            ag_backward(t[k], ag_sum(t[k], y));
+            cr_assert_eq(ag_tape_status(t[k]), AG_OK, "%s", ag_tape_errmsg(t[k]));
+            gx[k] = ag_grad(x);
+        }
+        cr_expect(same_bits(gx[0], gx[1]), "%s: the input's gradient differs", ag_dtype_name(dt));
+        cr_expect(same_bits(ag_grad(l[0].w), ag_grad(l[1].w)), "%s: weight gradients differ",
+                  ag_dtype_name(dt));
+        for (int k = 0; k < 2; k++) {
+            ag_tape_free(t[k]);
+            free_layer(&l[k]);
+        }
+    }
+}
+
 /* Large enough that the bias-and-activation pass and the backward pass are
 ** cut among two threads (and the products too). */
 Test(dense, same_bits_on_two_threads)
