@@ -198,7 +198,8 @@ static bool raw_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g)
     row_lse(x, n, c, lse, p);
     row_softmax(x, n, c, lse, p);
     bool f32 = x->dtype == AG_F32;
-    double scale = agk_round(agi_get(g, 0) * (1.0 / (double)n), f32);
+    /* ag_mul_scalar makes 1/N a constant of the dtype first. */
+    double scale = agk_round(agi_get(g, 0) * agk_round(1.0 / (double)n, f32), f32);
     for (int64_t i = 0; i < n; i++)
         for (int64_t k = 0; k < c; k++) {
             double d = agk_round(agk_round(p[i * c + k], f32) - (k == out->attr.labels[i]), f32);

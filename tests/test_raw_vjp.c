@@ -142,6 +142,43 @@ Test(raw_vjp, same_bits_as_the_differentiable_path_f32)
         compare(AG_F32, op, false);
 }
 
+/* Cross-entropy scaled by s over batches of 1 to 9 rows: its raw backward
+** rounds 1/N and the upstream gradient as the composed ops do. */
+Test(raw_vjp, cross_entropy_scaled_over_batch_sizes)
+{
+    static const int64_t labels[9] = {3, 0, 4, 1, 1, 2, 0, 4, 3};
+    for (int d = 0; d < 2; d++) {
+        ag_dtype dt = d ? AG_F64 : AG_F32;
+        for (int64_t n = 1; n <= 9; n++)
+            for (int k = 0; k < 8; k++) {
+                double scale = 0.3 + 0.137 * k;
+                ag_rng r;
+                ag_rng_seed(&r, (uint64_t)(100 * n + k));
+                ag_tensor *g[2];
+                ag_tape *t[2];
+                for (int path = 0; path < 2; path++) {
+                    t[path] = ag_tape_new();
+                    ag_rng_seed(&r, (uint64_t)(100 * n + k));
+                    ag_tensor *x = ag_requires_grad(ag_zeros(t[path], dt, 2, (int64_t[]){n, 5}));
+                    fill(x, &r, false);
+                    ag_tensor *loss = ag_mul_scalar(t[path], ag_cross_entropy(t[path], x, labels), scale);
+                    if (path == 0) {
+                        ag_backward(t[path], loss);
+                        g[path] = ag_grad(x);
+                    } else {
+                        ag_gradients(t[path], loss, NULL, 1, &x, &g[path], 1);
+                    }
+                    cr_assert_eq(ag_tape_status(t[path]), AG_OK, "%s", ag_tape_errmsg(t[path]));
+                }
+                cr_assert(memcmp(ag_data(g[0]), ag_data(g[1]), (size_t)(n * 5) * ag_dtype_size(dt)) == 0,
+                          "%s n %lld scale %g: raw and differentiable gradients differ", ag_dtype_name(dt),
+                          (long long)n, scale);
+                ag_tape_free(t[0]);
+                ag_tape_free(t[1]);
+            }
+    }
+}
+
 Test(raw_vjp, broadcast_inputs_take_the_vjp_and_agree)
 {
     for (int op = 0; op < 4; op++) {
