@@ -240,7 +240,10 @@ AG_API void ag_print(FILE *f, const ag_tensor *x);
 /* Seeds dy/dy = 1 (y must have one element) and replays the tape backwards,
 ** adding into the gradient of every tensor that requires grad and reaches y.
 ** Gradients accumulate: a second backward without ag_zero_grad adds again
-** (as PyTorch does). Stored gradients are plain values, never recorded. */
+** (as PyTorch does). Stored gradients are plain values, never recorded. If
+** the pass fails (ag_tape_status is not AG_OK after it), the gradients it
+** would have added are unspecified: a dense layer's weight may already hold
+** its part. Zero them before trying again. */
 AG_API void ag_backward(ag_tape *t, ag_tensor *y);
 /* The same with an explicit seed of y's shape, for non-scalar y. */
 AG_API void ag_backward_seed(ag_tape *t, ag_tensor *y, ag_tensor *seed);

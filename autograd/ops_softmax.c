@@ -34,7 +34,7 @@ AGK_SIMD_CLONES static void exp_nonpos_all(int64_t n, double *v)
 }
 
 /* The maximum and log-sum-exp of one lane: log sum e^x = m + log sum e^(x-m),
-** the terms added in order. For lanes with a stride; rows use row_lse. */
+** the terms added in order. For lanes with a stride; rows use block_lse. */
 static double lane_logsumexp(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
 {
     double m = -INFINITY;
@@ -62,56 +62,66 @@ static void row_values(const ag_tensor *x, int64_t base, int64_t c, double *out)
     }
 }
 
-/* lane_logsumexp of each of the 'rows' rows of c elements of x (its last
-** axis, contiguous), the same bits, with the exps taken in one pass: x - m
-** goes into 'tmp' (rows * c doubles), exps in place, then each row's sum in
-** order. Returns tmp. */
-static double *row_lse(const ag_tensor *x, int64_t rows, int64_t c, double *lse, double *tmp)
+/* Rows [first, first + rows) of x's last axis (c elements each, contiguous)
+** go through scratch a block at a time: their lane_logsumexp into lse (the
+** same bits: the exps of the whole block taken in one pass, each row's sum
+** then taken in order), and, with 'softmax', e^(x - lse) left in tmp. */
+typedef struct row_block {
+    int64_t first, rows, c;
+    double *lse, *tmp;   /* rows, and rows * c, doubles */
+} row_block;
+
+/* About 64 KB of doubles a block, at least one row: the scratch stays in
+** cache and a large softmax needs no copy of its size. */
+enum { BLOCK_DOUBLES = 1 << 13 };
+
+static int64_t block_rows(int64_t rows, int64_t c)
 {
-    for (int64_t i = 0; i < rows; i++) {
-        double *z = tmp + i * c, m = -INFINITY;
-        row_values(x, i * c, c, z);
+    int64_t r = BLOCK_DOUBLES / (c > 0 ? c : 1);
+    r = r < 1 ? 1 : r;
+    return r < rows ? r : rows;
+}
+
+/* Scratch for blocks of up to 'rows' rows of c, or false (the tape has
+** failed: the arena recorded why). */
+static bool block_scratch(ag_tape *t, int64_t rows, int64_t c, row_block *b)
+{
+    b->c = c;
+    b->lse = agi_arena_alloc(t, (size_t)rows * sizeof *b->lse, 64);
+    b->tmp = b->lse ? agi_arena_alloc(t, (size_t)(rows * c) * sizeof *b->tmp, 64) : NULL;
+    return b->tmp != NULL;
+}
+
+static void block_lse(const ag_tensor *x, row_block *b, bool softmax)
+{
+    int64_t c = b->c;
+    for (int64_t i = 0; i < b->rows; i++) {
+        double *z = b->tmp + i * c, m = -INFINITY;
+        row_values(x, (b->first + i) * c, c, z);
         for (int64_t k = 0; k < c; k++)
             m = z[k] > m ? z[k] : m;
-        lse[i] = m;
+        b->lse[i] = m;
         for (int64_t k = 0; k < c; k++)
             z[k] = isinf(m) ? 0 : z[k] - m;
     }
-    exp_nonpos_all(rows * c, tmp);
-    for (int64_t i = 0; i < rows; i++) {
-        if (isinf(lse[i]))
+    exp_nonpos_all(b->rows * c, b->tmp);
+    for (int64_t i = 0; i < b->rows; i++) {
+        if (isinf(b->lse[i]))
             continue;
         double sum = 0;
         for (int64_t k = 0; k < c; k++)
-            sum += tmp[i * c + k];
-        lse[i] += log(sum);
+            sum += b->tmp[i * c + k];
+        b->lse[i] += log(sum);
     }
-    return tmp;
-}
-
-/* e^(x - lse) of every element of a [rows, c] x into tmp, as doubles. */
-static void row_softmax(const ag_tensor *x, int64_t rows, int64_t c, const double *lse,
-                        double *tmp)
-{
-    for (int64_t i = 0; i < rows; i++) {
-        double *z = tmp + i * c;
-        row_values(x, i * c, c, z);
+    if (!softmax)
+        return;
+    for (int64_t i = 0; i < b->rows; i++) {
+        double *z = b->tmp + i * c;
+        row_values(x, (b->first + i) * c, c, z);
         for (int64_t k = 0; k < c; k++)
-            z[k] -= lse[i];
+            z[k] -= b->lse[i];
     }
-    exp_nonpos_all(rows * c, tmp);
-}
-
-/* Scratch for rows x c: the per-row lse and the doubles, or NULL (the tape
-** has failed). */
-static double *row_scratch(ag_tape *t, int64_t rows, int64_t c, double **lse)
-{
-    *lse = agi_arena_alloc(t, (size_t)rows * sizeof **lse, 64);
-    double *tmp = *lse ? agi_arena_alloc(t, (size_t)(rows * c) * sizeof *tmp, 64) : NULL;
-    if (!tmp)
-        agi_error(t, AG_ENOMEM, "softmax: out of memory for %lld x %lld scratch", (long long)rows,
-                  (long long)c);
-    return tmp;
+    exp_nonpos_all(b->rows * c, b->tmp);
 }
 
 static ag_tensor *softmax_like(ag_tape *t, const ag_op *op, const char *who, ag_tensor *x,
@@ -131,18 +141,17 @@ static ag_tensor *softmax_like(ag_tape *t, const ag_op *op, const char *who, ag_
     if (l.inner == 1 && x->numel > 0) {
         /* Rows along the last axis: each row's exps in one pass. */
         int64_t rows = l.outer, c = l.n;
-        double *lse, *tmp = row_scratch(t, rows, c, &lse);
-        if (!tmp)
+        row_block b;
+        if (!block_scratch(t, block_rows(rows, c), c, &b))
             return agi_nil(t);
-        row_lse(x, rows, c, lse, tmp);
-        if (log_space) {
-            for (int64_t i = 0; i < rows; i++)
-                for (int64_t k = 0; k < c; k++)
-                    agi_set(out, i * c + k, agi_get(x, i * c + k) - lse[i]);
-        } else {
-            row_softmax(x, rows, c, lse, tmp);
-            for (int64_t i = 0; i < rows * c; i++)
-                agi_set(out, i, tmp[i]);
+        for (b.first = 0; b.first < rows; b.first += b.rows) {
+            b.rows = block_rows(rows - b.first, c);
+            block_lse(x, &b, !log_space);
+            for (int64_t i = 0; i < b.rows; i++)
+                for (int64_t k = 0; k < c; k++) {
+                    int64_t at = (b.first + i) * c + k;
+                    agi_set(out, at, log_space ? agi_get(x, at) - b.lse[i] : b.tmp[i * c + k]);
+                }
         }
         return out;
     }
@@ -190,26 +199,29 @@ static bool raw_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g)
 {
     ag_tensor *x = out->in[0];
     int64_t n = x->shape[0], c = x->shape[1];
-    double *lse, *p = row_scratch(t, n, c, &lse);
+    row_block b;
     bool fresh;
-    void *dst = p ? agi_grad_slot(t, x, &fresh) : NULL;
+    void *dst = block_scratch(t, block_rows(n, c), c, &b) ? agi_grad_slot(t, x, &fresh) : NULL;
     if (!dst)
         return true;
-    row_lse(x, n, c, lse, p);
-    row_softmax(x, n, c, lse, p);
     bool f32 = x->dtype == AG_F32;
     /* ag_mul_scalar makes 1/N a constant of the dtype first. */
     double scale = agk_round(agi_get(g, 0) * agk_round(1.0 / (double)n, f32), f32);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t k = 0; k < c; k++) {
-            double d = agk_round(agk_round(p[i * c + k], f32) - (k == out->attr.labels[i]), f32);
-            double v = agk_round(d * scale, f32);
-            int64_t at = i * c + k;
-            if (f32)
-                ((float *)dst)[at] = (float)(fresh ? v : ((float *)dst)[at] + v);
-            else
-                ((double *)dst)[at] = fresh ? v : ((double *)dst)[at] + v;
-        }
+    for (b.first = 0; b.first < n; b.first += b.rows) {
+        b.rows = block_rows(n - b.first, c);
+        block_lse(x, &b, true);
+        for (int64_t i = 0; i < b.rows; i++)
+            for (int64_t k = 0; k < c; k++) {
+                int64_t row = b.first + i, at = row * c + k;
+                double p = agk_round(b.tmp[i * c + k], f32);
+                double d = agk_round(p - (k == out->attr.labels[row]), f32);
+                double v = agk_round(d * scale, f32);
+                if (f32)
+                    ((float *)dst)[at] = (float)(fresh ? v : ((float *)dst)[at] + v);
+                else
+                    ((double *)dst)[at] = fresh ? v : ((double *)dst)[at] + v;
+            }
+    }
     return true;
 }
 
@@ -251,13 +263,16 @@ ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels
     if (out->flags & AGI_NIL)
         return out;
     out->attr.labels = copy;
-    double *lse, *tmp = row_scratch(t, n, c, &lse);
-    if (!tmp)
+    row_block b;
+    if (!block_scratch(t, block_rows(n, c), c, &b))
         return agi_nil(t);
-    row_lse(logits, n, c, lse, tmp);
     double total = 0;
-    for (int64_t i = 0; i < n; i++)
-        total += lse[i] - agi_get(logits, i * c + copy[i]);
+    for (b.first = 0; b.first < n; b.first += b.rows) {
+        b.rows = block_rows(n - b.first, c);
+        block_lse(logits, &b, false);
+        for (int64_t i = 0; i < b.rows; i++)
+            total += b.lse[i] - agi_get(logits, (b.first + i) * c + copy[b.first + i]);
+    }
     agi_set(out, 0, total / (double)n);
     return out;
 }

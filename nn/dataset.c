@@ -7,6 +7,7 @@
 #include "io_util.h"
 #include "simd.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -116,9 +117,14 @@ static ag_status dataset_new(const char *who, ag_alloc_fn fn, void *ud, ag_dtype
     if (ykind != NN_Y_NONE && ykind != NN_Y_LABELS && ykind != NN_Y_VALUES)
         return nni_io_fail(err, errlen, AG_EINVAL, "%s: ykind %d is not an nn_ykind", who, (int)ykind);
     bool u8 = divisor != 0;
-    if (u8 && !(divisor > 0 && divisor <= 1e300))
-        return nni_io_fail(err, errlen, AG_EINVAL, "%s: x_divisor %g is not a finite positive number", who,
-                           divisor);
+    /* In f32 the divisor is a float: one that rounds to 0 or infinity there
+    ** would give NaN or 0 for every byte. (Tested before the conversion,
+    ** which is undefined out of float's range.) */
+    bool usable = divisor > 0 && isfinite(divisor) &&
+                  (dt != AG_F32 || (divisor <= FLT_MAX && (float)divisor > 0));
+    if (u8 && !usable)
+        return nni_io_fail(err, errlen, AG_EINVAL, "%s: x_divisor %g is not a positive finite %s", who,
+                           divisor, ag_dtype_name(dt));
     ag_status s = check_sample_shape(who, "x", x_rank, x_shape, err, errlen);
     if (s == AG_OK && ykind == NN_Y_VALUES)
         s = check_sample_shape(who, "y", y_rank, y_shape, err, errlen);
@@ -387,7 +393,7 @@ int64_t nn_loader_num_batches(const nn_loader *ld)
     if (!ld)
         return 0;
     int64_t n = ld->ds->n;
-    return ld->drop_last ? n / ld->batch : (n + ld->batch - 1) / ld->batch;
+    return n / ld->batch + (!ld->drop_last && n % ld->batch != 0);   /* no n + batch: it may overflow */
 }
 
 void nn_loader_rewind(nn_loader *ld)
@@ -502,7 +508,7 @@ static void prefetch_next_batch(const nn_loader *ld, int64_t size)
 {
     const nn_dataset *ds = ld->ds;
     size_t row = (size_t)ds->x_numel * (ds->x_u8 ? 1 : ag_dtype_size(ds->dtype));
-    int64_t next = ld->pos + size, stop = next + ld->batch < ds->n ? next + ld->batch : ds->n;
+    int64_t next = ld->pos + size, stop = ds->n - next < ld->batch ? ds->n : next + ld->batch;
     if (next >= stop || (size_t)(stop - next) * row > MAX_PREFETCH_BYTES)
         return;
     for (int64_t i = next; i < stop; i++)

@@ -149,8 +149,9 @@ NN_API ag_status nn_dataset_new(ag_alloc_fn fn, void *ud, ag_dtype dt, int64_t n
 ** the form images come in. It takes a quarter of the memory of f32 samples
 ** (an eighth of f64), and gathering a shuffled batch reads a quarter of the
 ** bytes. Fill the bytes through nn_dataset_x_u8; nn_dataset_x is NULL for
-** it. x_divisor must be finite and positive (AG_EINVAL); otherwise as
-** nn_dataset_new. Splits of it keep its storage. */
+** it. x_divisor must be positive and finite in dt (AG_EINVAL: in f32 it is
+** used as a float); otherwise as nn_dataset_new. Splits of it keep its
+** storage. */
 NN_API ag_status nn_dataset_new_u8(ag_alloc_fn fn, void *ud, ag_dtype dt, double x_divisor, int64_t n,
                                    int x_rank, const int64_t *x_shape, nn_ykind ykind, int y_rank,
                                    const int64_t *y_shape, nn_dataset **out, char *err,

@@ -120,3 +120,26 @@ Test(activation, dense_sigmoid_matches_the_op_on_every_element)
     cr_expect_eq(memcmp(ag_data(fused), ag_data(composed), 7 * 29 * sizeof(float)), 0);
     ag_tape_free(t);
 }
+
+/* Softmax over rows goes through scratch a block at a time (about 8K
+** doubles): across several blocks it must equal the strided path (the
+** same rows read as columns of the transpose) bit for bit. */
+Test(activation, softmax_rows_in_blocks_match_the_strided_path)
+{
+    for (int d = 0; d < 2; d++) {
+        ag_dtype dt = d ? AG_F64 : AG_F32;
+        ag_tape *t = ag_tape_new();
+        ag_rng rng;
+        ag_rng_seed(&rng, 5);
+        ag_tensor *x = ag_randn(t, &rng, dt, 2, (int64_t[]){3000, 7}, 0, 4);
+        ag_tensor *rows = ag_softmax(t, x, 1);
+        ag_tensor *cols = ag_transpose(t, ag_softmax(t, ag_transpose(t, x, 0, 1), 0), 0, 1);
+        ag_tensor *lrows = ag_log_softmax(t, x, 1);
+        ag_tensor *lcols = ag_transpose(t, ag_log_softmax(t, ag_transpose(t, x, 0, 1), 0), 0, 1);
+        cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+        size_t bytes = 3000 * 7 * ag_dtype_size(dt);
+        cr_expect_eq(memcmp(ag_data(rows), ag_data(cols), bytes), 0, "%s softmax", ag_dtype_name(dt));
+        cr_expect_eq(memcmp(ag_data(lrows), ag_data(lcols), bytes), 0, "%s log_softmax", ag_dtype_name(dt));
+        ag_tape_free(t);
+    }
+}

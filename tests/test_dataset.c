@@ -447,10 +447,10 @@ Test(dataset, u8_batches_hold_byte_over_divisor_in_the_dtype)
     }
 }
 
-Test(dataset, u8_refuses_a_divisor_that_is_not_finite_and_positive)
+Test(dataset, u8_refuses_a_divisor_that_is_not_positive_and_finite_in_its_dtype)
 {
-    const double bad[] = {0.0, -1.0, NAN, INFINITY};
-    for (int i = 0; i < 4; i++) {
+    const double bad[] = {0.0, -1.0, NAN, INFINITY, 1e39, 1e-50};   /* the last two: not f32 */
+    for (int i = 0; i < 6; i++) {
         nn_dataset *ds = (nn_dataset *)&ds;
         cr_expect_eq(nn_dataset_new_u8(NULL, NULL, AG_F32, bad[i], 4, 1, (int64_t[]){2}, NN_Y_NONE, 0, NULL,
                                        &ds, err, sizeof err),
@@ -459,8 +459,33 @@ Test(dataset, u8_refuses_a_divisor_that_is_not_finite_and_positive)
         cr_expect(strstr(err, "nn_dataset_new_u8: x_divisor"), "%s", err);
     }
     nn_dataset *ds;
+    cr_expect_eq(nn_dataset_new_u8(NULL, NULL, AG_F64, 1e39, 4, 1, (int64_t[]){2}, NN_Y_NONE, 0, NULL, &ds,
+                                   err, sizeof err),
+                 AG_OK, "a divisor finite in f64: %s", err);
+    nn_dataset_free(ds);
     cr_expect_eq(nn_dataset_new_u8(NULL, NULL, (ag_dtype)9, 255.0, 4, 1, (int64_t[]){2}, NN_Y_NONE, 0, NULL,
                                    &ds, err, sizeof err),
                  AG_EDTYPE);
     cr_expect(strstr(err, "nn_dataset_new_u8: dtype 9"), "%s", err);
+}
+
+/* A batch size near INT64_MAX serves the whole set in one batch, with no
+** overflow on the way (UBSan watches). */
+Test(loader, a_huge_batch_size_is_one_batch)
+{
+    nn_dataset *ds = indexed(7, AG_F32, NN_Y_LABELS);
+    for (int drop = 0; drop < 2; drop++) {
+        nn_loader *ld;
+        cr_assert_eq(nn_loader_new(ds, INT64_MAX, 0, drop, NULL, NULL, NULL, &ld, err, sizeof err), AG_OK,
+                     "%s", err);
+        cr_expect_eq(nn_loader_num_batches(ld), drop ? 0 : 1);
+        ag_tape *t = ag_tape_new();
+        nn_batch b;
+        cr_expect_eq(nn_loader_next(ld, t, &b), drop ? 0 : 1);
+        if (!drop)
+            cr_expect_eq(b.size, 7);
+        ag_tape_free(t);
+        nn_loader_free(ld);
+    }
+    nn_dataset_free(ds);
 }

@@ -142,15 +142,20 @@ Test(raw_vjp, same_bits_as_the_differentiable_path_f32)
         compare(AG_F32, op, false);
 }
 
-/* Cross-entropy scaled by s over batches of 1 to 9 rows: its raw backward
-** rounds 1/N and the upstream gradient as the composed ops do. */
+/* Cross-entropy scaled by s over batches of 1 to 9 rows, and 2000 (several
+** blocks of its scratch): its raw backward rounds 1/N and the upstream
+** gradient as the composed ops do. */
 Test(raw_vjp, cross_entropy_scaled_over_batch_sizes)
 {
-    static const int64_t labels[9] = {3, 0, 4, 1, 1, 2, 0, 4, 3};
+    static int64_t labels[2000];
+    for (int i = 0; i < 2000; i++)
+        labels[i] = (i * 7 + 3) % 5;
     for (int d = 0; d < 2; d++) {
         ag_dtype dt = d ? AG_F64 : AG_F32;
-        for (int64_t n = 1; n <= 9; n++)
+        static const int64_t sizes[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 2000};
+        for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++)
             for (int k = 0; k < 8; k++) {
+                int64_t n = sizes[z];
                 double scale = 0.3 + 0.137 * k;
                 ag_rng r;
                 ag_rng_seed(&r, (uint64_t)(100 * n + k));

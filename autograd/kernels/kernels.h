@@ -211,8 +211,8 @@ static inline const void *agk_at(const void *base, ag_dtype dt, int64_t i)
 ** x86-64. Without FMA contraction (ISO C: -ffp-contract=off) all clones
 ** give the same bits. Not under ThreadSanitizer: an ifunc resolver in a shared
 ** library runs before TSan's runtime is up, and the process dies at load. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(__SANITIZE_THREAD__)
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
+    defined(__linux__) && defined(__GLIBC__) && !defined(__SANITIZE_THREAD__)
 #define AGK_SIMD_CLONES \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
