@@ -102,7 +102,8 @@ static void set_byte_values(nn_dataset *ds, double divisor)
     }
 }
 
-/* nn_dataset_new and nn_dataset_new_u8: x of 'xsize' bytes per element. */
+/* nn_dataset_new (divisor 0: x held in dt) and nn_dataset_new_u8 (x held
+** as bytes, served as byte / divisor). */
 static ag_status dataset_new(const char *who, ag_alloc_fn fn, void *ud, ag_dtype dt, double divisor, int64_t n,
                              int x_rank, const int64_t *x_shape, nn_ykind ykind, int y_rank,
                              const int64_t *y_shape, nn_dataset **out, char *err, size_t errlen)
