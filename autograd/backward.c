@@ -260,8 +260,7 @@ void *agi_param_grad_target(ag_tape *t, ag_tensor *x)
 {
     if ((x->flags & (AGI_COUNTED | AGI_REQUIRES_GRAD | AGI_COLLECTED)) !=
             (AGI_COUNTED | AGI_REQUIRES_GRAD) ||
-        !x->grad || !t->storing || !agi_raw_backward(t) || t->anomaly.on ||
-        t->in_backward != 1 || t->counted_overflow)
+        !x->grad || !t->storing || !agi_raw_backward(t) || t->anomaly.on || t->counted_overflow)
         return NULL;
     if (agi_uses(t, x) != 1 || agi_uses(t, x->grad) != 0)
         return NULL;

@@ -8,6 +8,7 @@
 #define AG_KERNELS_H
 
 #include "../autograd.h"
+#include "simd_clones.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -205,19 +206,6 @@ static inline const void *agk_at(const void *base, ag_dtype dt, int64_t i)
                 : NULL;
 }
 
-/* AVX-512 and AVX2 clones of a function beside the baseline one, picked
-** when the library loads (GCC's target_clones, through an ifunc), for loops
-** whose formula vectorises: the build itself never assumes more than
-** x86-64. Without FMA contraction (ISO C: -ffp-contract=off) all clones
-** give the same bits. Not under ThreadSanitizer: an ifunc resolver in a shared
-** library runs before TSan's runtime is up, and the process dies at load. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
-    defined(__linux__) && defined(__GLIBC__) && !defined(__SANITIZE_THREAD__)
-#define AGK_SIMD_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define AGK_SIMD_CLONES
-#endif
 
 /* f##_slice1: y = f(x, p) over a slice; job: a = x, out = y. The _VEC form
 ** adds AVX-512 and AVX2 clones, for a formula that vectorises. */
