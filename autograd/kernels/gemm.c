@@ -157,34 +157,37 @@ static double cost(int64_t m, int64_t n, int64_t k, bool tb, bool direct, bool c
     return compute + gather + copy + store;
 }
 
-static plan make_plan(ag_dtype dt, agk_isa isa, int64_t m, int64_t n, int64_t k, bool ta,
-                      bool tb, ag_pool *pool)
+/* Fills *p in place: a plan built in a local and returned by value was
+** copied with wide loads of fields just written by narrow stores, which the
+** CPU cannot forward; the stalls cost a tiny product a third of its time. */
+static void make_plan(plan *p, ag_dtype dt, agk_isa isa, int64_t m, int64_t n, int64_t k,
+                      bool ta, bool tb, ag_pool *pool)
 {
-    plan p = {.blk = blocking(dt, isa), .pm = 1, .pn = 1};
+    *p = (plan){.blk = blocking(dt, isa), .pm = 1, .pn = 1};
     size_t es = elem_size(dt);
-    p.direct = ((double)m * (double)k + (double)k * (double)n) * (double)es <= DIRECT_MAX_BYTES;
+    p->direct = ((double)m * (double)k + (double)k * (double)n) * (double)es <= DIRECT_MAX_BYTES;
     /* A narrow C (a few columns) wastes most of each column vector; its
     ** transpose may fill them better. */
-    int vec = p.blk.nr / 2;
-    p.swap = cost(n, m, k, !ta, p.direct, true, vec) < cost(m, n, k, tb, p.direct, false, vec);
-    if (p.swap) {
+    int vec = p->blk.nr / 2;
+    p->swap = cost(n, m, k, !ta, p->direct, true, vec) < cost(m, n, k, tb, p->direct, false, vec);
+    if (p->swap) {
         int64_t t = m;
         m = n;
         n = t;
     }
-    p.part_m = m;
-    p.part_n = n;
+    p->part_m = m;
+    p->part_n = n;
     /* Equal k blocks no larger than kc, so no short last block. (Divisions
     ** cost more than the whole of a tiny product: only where needed.) */
-    p.kblock = k < 1 ? 1 : k;
-    if (k > p.blk.kc)
-        p.kblock = ceil_div(k, ceil_div(k, p.blk.kc));
+    p->kblock = k < 1 ? 1 : k;
+    if (k > p->blk.kc)
+        p->kblock = ceil_div(k, ceil_div(k, p->blk.kc));
     double macs = (double)m * (double)n * (double)k;
     int threads = agk_pool_threads(pool);
     if (macs / MIN_MACS_PER_THREAD < threads)
         threads = (int)(macs / MIN_MACS_PER_THREAD);
-    int64_t tiles_m = threads > 1 ? ceil_div(m, p.blk.mr) : 1;
-    int64_t tiles_n = threads > 1 ? ceil_div(n, p.blk.nr) : 1;
+    int64_t tiles_m = threads > 1 ? ceil_div(m, p->blk.mr) : 1;
+    int64_t tiles_n = threads > 1 ? ceil_div(n, p->blk.nr) : 1;
     if (threads > 1 && tiles_m * tiles_n >= threads) {
         /* Choose the grid that minimises the largest part's work plus its
         ** packing, which each part does for its own rows and columns. */
@@ -195,25 +198,24 @@ static plan make_plan(ag_dtype dt, agk_isa isa, int64_t m, int64_t n, int64_t k,
             int pn = threads / pm;
             if (pm > tiles_m || pn > tiles_n)
                 continue;
-            double rows = (double)(ceil_div(tiles_m, pm) * p.blk.mr);
-            double cols = (double)(ceil_div(tiles_n, pn) * p.blk.nr);
+            double rows = (double)(ceil_div(tiles_m, pm) * p->blk.mr);
+            double cols = (double)(ceil_div(tiles_n, pn) * p->blk.nr);
             double cost = rows * cols + 8.0 * (rows + cols);
             if (best < 0 || cost < best) {
                 best = cost;
-                p.pm = pm;
-                p.pn = pn;
-                p.part_m = (int64_t)rows;
-                p.part_n = (int64_t)cols;
+                p->pm = pm;
+                p->pn = pn;
+                p->part_m = (int64_t)rows;
+                p->part_n = (int64_t)cols;
             }
         }
     }
     /* Packed panels round rows up to mr and columns to nr: mr - 1 and nr - 1
     ** more are enough, without dividing. */
-    int64_t a_rows = (p.part_m < p.blk.mc ? p.part_m : p.blk.mc) + p.blk.mr - 1;
-    int64_t b_cols = (p.part_n < p.blk.nc ? p.part_n : p.blk.nc) + p.blk.nr - 1;
-    p.a_bytes = ((size_t)(a_rows * p.kblock) * es + 63) & ~(size_t)63;
-    p.part_bytes = p.a_bytes + (((size_t)(b_cols * p.kblock) * es + 63) & ~(size_t)63);
-    return p;
+    int64_t a_rows = (p->part_m < p->blk.mc ? p->part_m : p->blk.mc) + p->blk.mr - 1;
+    int64_t b_cols = (p->part_n < p->blk.nc ? p->part_n : p->blk.nc) + p->blk.nr - 1;
+    p->a_bytes = ((size_t)(a_rows * p->kblock) * es + 63) & ~(size_t)63;
+    p->part_bytes = p->a_bytes + (((size_t)(b_cols * p->kblock) * es + 63) & ~(size_t)63);
 }
 
 static agk_isa usable(agk_isa isa) { return agk_isa_supported(isa) ? isa : AGK_ISA_PORTABLE; }
@@ -223,7 +225,8 @@ size_t agk_gemm_scratch_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int6
 {
     if (m <= 0 || n <= 0)
         return 0;
-    plan p = make_plan(dt, usable(isa), m, n, k, ta, tb, pool);
+    plan p;
+    make_plan(&p, dt, usable(isa), m, n, k, ta, tb, pool);
     /* 64 more so the caller's block need not be aligned. */
     return (size_t)(p.pm * p.pn) * p.part_bytes + 64;
 }
@@ -244,6 +247,14 @@ typedef struct gemm_job {
     char *scratch;        /* 64-aligned, part_bytes per part */
     bool shared_scratch;  /* parts run one after another in part 0's buffers */
 } gemm_job;
+
+static void run_kernel(agk_isa isa, ag_dtype dt, const agk_part *part)
+{
+    if (dt == AG_F32)
+        gemm_part_f32(kernel_f32(isa), part);
+    else
+        gemm_part_f64(kernel_f64(isa), part);
+}
 
 static void run_part(void *ctx, int index)
 {
@@ -266,10 +277,7 @@ static void run_part(void *ctx, int index)
     part.c = (char *)w->c + (size_t)(w->ct ? j0 * w->ldc + i0 : i0 * w->ldc + j0) * es;
     part.pa = j->scratch + (j->shared_scratch ? 0 : (size_t)index * p->part_bytes);
     part.pb = (char *)part.pa + p->a_bytes;
-    if (j->dt == AG_F32)
-        gemm_part_f32(kernel_f32(j->isa), &part);
-    else
-        gemm_part_f64(kernel_f64(j->isa), &part);
+    run_kernel(j->isa, j->dt, &part);
 }
 
 static void gemm_run(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a,
@@ -279,7 +287,8 @@ static void gemm_run(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, 
     if (m <= 0 || n <= 0)
         return;
     isa = usable(isa);
-    plan p = make_plan(dt, isa, m, n, k, ta, tb, pool);
+    plan p;
+    make_plan(&p, dt, isa, m, n, k, ta, tb, pool);
     gemm_job job = {
         .p = &p, .isa = isa, .dt = dt,
         .scratch = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63),
@@ -297,7 +306,14 @@ static void gemm_run(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, 
         job.whole.b = b, job.whole.ldb = ldb, job.whole.tb = tb;
     }
     int parts = p.pm * p.pn;
-    if (parts == 1 || !agk_pool_try_run(pool, parts, run_part, &job)) {
+    if (parts == 1) {
+        /* The whole is the one part: no copy of it (see make_plan). */
+        job.whole.pa = job.scratch;
+        job.whole.pb = job.scratch + p.a_bytes;
+        run_kernel(isa, dt, &job.whole);
+        return;
+    }
+    if (!agk_pool_try_run(pool, parts, run_part, &job)) {
         /* No pool, or it is busy (another tape, or a nested call): the same
         ** parts, one after another, give the same bits. */
         job.shared_scratch = true;

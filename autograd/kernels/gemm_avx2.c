@@ -33,10 +33,8 @@ AGK_AVX2_INLINE void rows_f32(const int R, const int H, int64_t kc, const float 
 {
     __m256 acc[MR][2];
 #pragma GCC unroll 6
-    for (int i = 0; i < R; i++) {
+    for (int i = 0; i < R; i++)
         acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-    }
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
             __m256 b0 = _mm256_loadu_ps(b), b1 = H > 1 ? _mm256_loadu_ps(b + 8) : b0;
@@ -118,10 +116,8 @@ AGK_AVX2_INLINE void rows_f64(const int R, const int H, int64_t kc, const double
 {
     __m256d acc[MR][2];
 #pragma GCC unroll 6
-    for (int i = 0; i < R; i++) {
+    for (int i = 0; i < R; i++)
         acc[i][0] = acc[i][1] = _mm256_setzero_pd();
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-    }
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
             __m256d b0 = _mm256_loadu_pd(b), b1 = H > 1 ? _mm256_loadu_pd(b + 4) : b0;

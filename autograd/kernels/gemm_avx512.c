@@ -27,10 +27,8 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
 {
     __m512 acc[MR][2];
 #pragma GCC unroll 8
-    for (int i = 0; i < R; i++) {
+    for (int i = 0; i < R; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-    }
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
             __m512 b0 = FULL ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(mask[0], b);
@@ -132,10 +130,8 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
 {
     __m512d acc[MR][2];
 #pragma GCC unroll 8
-    for (int i = 0; i < R; i++) {
+    for (int i = 0; i < R; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_pd();
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-    }
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
             __m512d b0 = FULL ? _mm512_loadu_pd(b) : _mm512_maskz_loadu_pd(mask[0], b);

@@ -166,6 +166,19 @@ static void fill(float *x, size_t n, unsigned seed)
     }
 }
 
+/* n zeroed floats, 64-byte aligned as the engine's tensors are: from
+** malloc (16-byte aligned) each 64-byte load the kernel makes of a row of B
+** read in place can straddle two cache lines, which OpenBLAS, packing
+** every operand, never sees. */
+static float *floats(size_t n)
+{
+    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+    float *x = aligned_alloc(64, bytes ? bytes : 64);
+    if (x)
+        memset(x, 0, bytes);
+    return x;
+}
+
 static void run_ours(const mm_case *c, mm_buffers *buf, ag_pool *pool)
 {
     agk_gemm(AG_F32, c->m, c->n, c->k, buf->a, c->ta ? c->m : c->k, c->ta, buf->b,
@@ -192,10 +205,10 @@ static void measure(const mm_case *c, int threads, ag_pool *pool, int repeat, do
     long reps = (long)(2e9 / flop) + 1;
     mm_buffers buf = {0};
     size_t na = (size_t)c->m * c->k, nb = (size_t)c->k * c->n, nc = (size_t)c->m * c->n;
-    buf.a = malloc(na * sizeof(float));
-    buf.b = malloc(nb * sizeof(float));
-    buf.c_ours = calloc(nc, sizeof(float));
-    buf.c_ref = calloc(nc, sizeof(float));
+    buf.a = floats(na);
+    buf.b = floats(nb);
+    buf.c_ours = floats(nc);
+    buf.c_ref = floats(nc);
     buf.scratch = malloc(agk_gemm_scratch(AG_F32, c->m, c->n, c->k, c->ta, c->tb, pool));
     *ours = *ref = *agree = NAN;
     if (!buf.a || !buf.b || !buf.c_ours || !buf.c_ref || !buf.scratch)
