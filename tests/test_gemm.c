@@ -146,8 +146,8 @@ static void check(const operands *o, agk_isa isa)
 
 /* The cases: every dimension in 1..67 appears, with the register-tile
 ** edges (multiples of 4, 6, 8, 16, 32 and their neighbours) over-represented,
-** plus shapes past the cache blocks (packed path, several k blocks) and
-** narrow ones (computed as C^T). */
+** plus shapes past the cache blocks (operands read in place or packed,
+** several k blocks) and narrow ones (computed as C^T). */
 static int make_cases(gemm_case *out, int cap)
 {
     static const int64_t edges[] = {1, 2, 3, 5, 6, 7, 8, 9, 12, 15, 16, 17,
@@ -166,6 +166,8 @@ static int make_cases(gemm_case *out, int cap)
         {300, 3, 200, false, false, 0},  {300, 3, 200, true, false, 0},
         {3, 300, 200, false, true, 0},   {260, 10, 130, true, true, 4},
         {200, 260, 40, false, true, 0},  {1, 1, 2000, false, false, 0},
+        /* Over 2 MB of operands even in f32: every panel packed. */
+        {600, 8, 900, true, false, 0},   {8, 600, 900, false, true, 1},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0] && n < cap; i++)
         out[n++] = big[i];

@@ -17,7 +17,8 @@ typedef struct agk_part {
     void *c;
     int64_t lda, ldb, ldc;
     bool ta, tb;
-    bool direct;            /* read operands in place; pack only edges and B^T */
+    bool a_direct;          /* read op(A) in place, packing no panel of it */
+    bool b_direct;          /* read op(B) in place unless transposed; pack only edges */
     bool ct;                /* C is stored transposed: (i, j) at c[j*ldc + i] */
     bool accumulate;        /* C += the product: the first k block adds too */
     void *pa, *pb;          /* packing buffers */
@@ -122,7 +123,7 @@ static agk_blocking blocking(ag_dtype dt, agk_isa isa)
 typedef struct plan {
     agk_blocking blk;
     int64_t kblock;   /* the same for every part, whatever the grid */
-    bool swap, direct;
+    bool swap, a_direct, b_direct;
     int pm, pn;
     int64_t part_m, part_n;
     size_t a_bytes, part_bytes;   /* a part's packed A, and all its buffers */
@@ -131,9 +132,18 @@ typedef struct plan {
 /* Below this many multiply-adds per thread, waking a thread costs more
 ** than it saves. */
 static const double MIN_MACS_PER_THREAD = 1 << 20;
-/* Operands up to this size are read in place: packing them costs more than
-** the cache misses it saves. */
+/* Operands up to this size together are read in place: packing them costs
+** more than the cache misses it saves. Up to the larger size, the operands
+** whose rows the kernel reads as they lie (op(A) not transposed, op(B) not
+** transposed) still are: the MLP's products ran 3 to 10% faster that way,
+** on AVX-512 and AVX2, one thread or two (docs/PERFORMANCE.md). So is a
+** transposed A when a tile's mr values of each of k's steps fill half a
+** cache line (AVX-512's 8 floats), so that two tiles use each line read;
+** with AVX2's 6 they straddle lines and ran slower. Beyond some megabytes
+** packing wins again, most at leading dimensions of 4 KB multiples (every
+** row in the same L1 set). */
 static const double DIRECT_MAX_BYTES = 192 * 1024;
+static const double ROWS_IN_PLACE_MAX_BYTES = 2 * 1024 * 1024;
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static size_t elem_size(ag_dtype dt) { return dt == AG_F32 ? sizeof(float) : sizeof(double); }
@@ -145,14 +155,15 @@ static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 ** transposing (any operand not read in place, by copying), and a transposed
 ** C goes through a buffer. The weights are rough measures on Zen 4: they
 ** only have to pick the cheaper side. */
-static double cost(int64_t m, int64_t n, int64_t k, bool tb, bool direct, bool ct, int vec)
+static double cost(int64_t m, int64_t n, int64_t k, bool tb, bool a_direct, bool b_direct,
+                   bool ct, int vec)
 {
     /* vec is a power of two for every kernel: no division. */
     int64_t filled =
         (vec & (vec - 1)) == 0 ? (n + vec - 1) & ~(int64_t)(vec - 1) : round_up(n, vec);
     double compute = (double)m * (double)filled * (double)k / 16.0;
     double gather = tb ? 0.25 * (double)k * (double)n : 0.0;
-    double copy = direct ? 0.0 : 0.25 * (double)k * (double)(m + n);
+    double copy = 0.25 * (double)k * (double)((a_direct ? 0 : m) + (b_direct ? 0 : n));
     double store = ct ? (double)m * (double)n : 0.0;
     return compute + gather + copy + store;
 }
@@ -165,16 +176,25 @@ static void make_plan(plan *p, ag_dtype dt, agk_isa isa, int64_t m, int64_t n, i
 {
     *p = (plan){.blk = blocking(dt, isa), .pm = 1, .pn = 1};
     size_t es = elem_size(dt);
-    p->direct = ((double)m * (double)k + (double)k * (double)n) * (double)es <= DIRECT_MAX_BYTES;
+    double bytes = ((double)m * (double)k + (double)k * (double)n) * (double)es;
+    bool small = bytes <= DIRECT_MAX_BYTES, medium = bytes <= ROWS_IN_PLACE_MAX_BYTES;
+    bool half_lines = (size_t)p->blk.mr * es % 32 == 0;
     /* A narrow C (a few columns) wastes most of each column vector; its
-    ** transpose may fill them better. */
+    ** transpose (op(A)' = op(B)^T, transposed unless tb) may fill them better. */
     int vec = p->blk.nr / 2;
-    p->swap = cost(n, m, k, !ta, p->direct, true, vec) < cost(m, n, k, tb, p->direct, false, vec);
+    double as_is = cost(m, n, k, tb, small || (medium && (!ta || half_lines)), medium, false, vec);
+    double swapped = cost(n, m, k, !ta, small || (medium && (tb || half_lines)), medium, true, vec);
+    p->swap = swapped < as_is;
     if (p->swap) {
         int64_t t = m;
         m = n;
         n = t;
+        bool f = ta;
+        ta = !tb;
+        tb = !f;
     }
+    p->a_direct = small || (medium && (!ta || half_lines));
+    p->b_direct = medium;
     p->part_m = m;
     p->part_n = n;
     /* Equal k blocks no larger than kc, so no short last block. (Divisions
@@ -294,7 +314,8 @@ static void gemm_run(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, 
         .scratch = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63),
     };
     job.whole = (agk_part){.blk = &p.blk, .kblock = p.kblock, .k = k, .c = c, .ldc = ldc,
-                           .direct = p.direct, .ct = p.swap, .accumulate = accumulate};
+                           .a_direct = p.a_direct, .b_direct = p.b_direct, .ct = p.swap,
+                           .accumulate = accumulate};
     if (p.swap) {
         /* C^T[n, m] = op(B)^T op(A)^T: B^T's transpose flag is !tb. */
         job.whole.m = n, job.whole.n = m;
