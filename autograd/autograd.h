@@ -412,14 +412,17 @@ AG_API void ag_tape_set_pool(ag_tape *t, ag_pool *pool);
 AG_API ag_pool *ag_tape_pool(const ag_tape *t);    /* NULL when none */
 
 /* Runs fn(ctx, begin, end) over the items [0, n), cut into contiguous
-** ranges, at most one per thread of the pool and each of at least 'grain'
-** items, so a small job stays on the calling thread (waking a worker costs
-** some microseconds). Returns when all ranges are done. fn must compute each
-** item the same whichever range holds it (the cut depends on the pool's
+** ranges. The pool's threads, but no more than n / grain of them (so a small
+** job stays on the calling thread: waking a worker costs some
+** microseconds), are each dealt an equal share, as a few ranges; a thread
+** done with its share runs the ranges still waiting in another's, so work
+** that is uneven across the items still ends together. Returns when all
+** ranges are done. fn must compute each item the same whichever range
+** holds it and whichever thread runs it (the cut depends on the pool's
 ** size). A NULL pool, or one busy with another job, runs fn(ctx, 0, n) on
 ** the calling thread; n <= 0 or a NULL fn does nothing, and a grain below 1
-** counts as 1. The library's own passes (dense layers, reductions,
-** nn's optimizers and loaders) use it. */
+** counts as 1. The library's own passes (dense layers, reductions, nn's
+** optimizers and loaders) use it. */
 typedef void (*ag_range_fn)(void *ctx, int64_t begin, int64_t end);
 AG_API void ag_pool_for(ag_pool *pool, int64_t n, int64_t grain, ag_range_fn fn, void *ctx);
 

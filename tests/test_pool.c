@@ -413,9 +413,10 @@ Test(pool, pool_for_runs_every_item_once)
             memset(&c, 0, sizeof c);
             ag_pool_for(p3, n, grain, mark, &c);
             expect_covered_once(&c, n);
+            /* min(3, n / grain) threads, each a share of at most 8 ranges. */
             int64_t g = grain < 1 ? 1 : grain;
-            int most = (int)(n / g < 3 ? n / g : 3);
-            cr_expect_leq(atomic_load(&c.calls), most < 1 ? 1 : most,
+            int threads = (int)(n / g < 3 ? n / g : 3);
+            cr_expect_leq(atomic_load(&c.calls), threads < 2 ? 1 : 8 * threads,
                           "n %lld grain %lld: %d ranges", (long long)n, (long long)grain,
                           atomic_load(&c.calls));
         }
@@ -430,4 +431,38 @@ Test(pool, pool_for_runs_every_item_once)
     ag_pool_for(p3, 10, 1, NULL, &c);     /* no function: nothing, no crash */
     cr_expect_eq(atomic_load(&c.calls), 0);
     ag_pool_free(p3);
+}
+
+/* The second half of the items is slow (each range sleeps): the caller, done
+** with its quick half, must take some of the worker's ranges, and every
+** item must still run once. */
+typedef struct uneven {
+    cover c;
+    pthread_t caller;
+    atomic_int caller_ranges_in_slow_half;
+} uneven;
+
+static void slow_second_half(void *ctx, int64_t begin, int64_t end)
+{
+    uneven *u = ctx;
+    if (begin >= 500) {
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+        if (pthread_equal(pthread_self(), u->caller))
+            atomic_fetch_add(&u->caller_ranges_in_slow_half, 1);
+    }
+    mark(&u->c, begin, end);
+}
+
+Test(pool, pool_for_idle_thread_takes_waiting_ranges)
+{
+    ag_pool *p2 = ag_pool_new(2);
+    cr_assert(p2);
+    static uneven u;
+    memset(&u, 0, sizeof u);
+    u.caller = pthread_self();
+    ag_pool_for(p2, 1000, 1, slow_second_half, &u);
+    expect_covered_once(&u.c, 1000);
+    cr_expect_gt(atomic_load(&u.caller_ranges_in_slow_half), 0,
+                 "the caller ran none of the slow half's ranges");
+    ag_pool_free(p2);
 }

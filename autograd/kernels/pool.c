@@ -9,7 +9,9 @@
 ** caller whose worker was slow to wake took every task itself, the worker
 ** found none, went back to sleep before the next job, and the pool stayed
 ** at one thread's speed from then on (seen on the VM: 2-thread products at
-** half speed after any pause longer than the spin).
+** half speed after any pause longer than the spin). ag_pool_for's jobs,
+** whose work can be uneven, let a thread that is done take ranges left in
+** another's share (see range_job).
 */
 #define _POSIX_C_SOURCE 200809L
 
@@ -220,16 +222,60 @@ bool agk_pool_try_run(ag_pool *p, int ntasks, agk_task_fn fn, void *ctx)
     return true;
 }
 
+/* A range job deals each thread an equal share of the items, as ranges of
+** about a CHUNKS-th of it; a thread done with its own share takes the
+** ranges left in others', from their end. So each thread keeps to its part
+** of memory while the work is even, and uneven work still ends together:
+** Adam's update of the 784-256-128-10 MLP took 47 us on its first half and
+** 80 on its second, whose gradients had left the caches. A range is claimed
+** by an atomic exchange on its own flag; the owner, climbing, stops at the
+** first range taken from above, and a thief, descending, at the first
+** taken from below, so every range runs exactly once. */
+enum { CHUNKS = 8, STEAL_MAX_THREADS = 16 };
+
 typedef struct range_job {
     ag_range_fn fn;
     void *ctx;
-    int64_t n, per_task;
+    int64_t n, per_task, per_chunk;
+    int tasks;
+    /* A cache line of flags per owner: owners never share a line. */
+    struct {
+        _Alignas(64) atomic_bool taken[CHUNKS];
+    } owner[STEAL_MAX_THREADS];
 } range_job;
+
+/* Range c of task t's share, if not taken yet. */
+static void run_chunk(range_job *j, int t, int c)
+{
+    int64_t share_end = j->n - t * j->per_task < j->per_task ? j->n : (t + 1) * j->per_task;
+    int64_t begin = t * j->per_task + c * j->per_chunk;
+    int64_t end = share_end - begin < j->per_chunk ? share_end : begin + j->per_chunk;
+    if (begin < end)
+        j->fn(j->ctx, begin, end);
+}
+
+static bool claim(range_job *j, int t, int c)
+{
+    return !atomic_exchange_explicit(&j->owner[t].taken[c], true, memory_order_relaxed);
+}
 
 static void run_range(void *ctx, int task)
 {
-    const range_job *j = ctx;
-    int64_t begin = (int64_t)task * j->per_task;
+    range_job *j = ctx;
+    for (int c = 0; c < CHUNKS && claim(j, task, c); c++)
+        run_chunk(j, task, c);
+    for (int v = 1; v < j->tasks; v++) {
+        int victim = (task + v) % j->tasks;
+        for (int c = CHUNKS - 1; c >= 0 && claim(j, victim, c); c--)
+            run_chunk(j, victim, c);
+    }
+}
+
+/* For pools too large for the flags: one range per task, no taking. */
+static void run_share(void *ctx, int task)
+{
+    range_job *j = ctx;
+    int64_t begin = task * j->per_task;
     int64_t end = j->n - begin < j->per_task ? j->n : begin + j->per_task;
     if (begin < end)
         j->fn(j->ctx, begin, end);
@@ -244,8 +290,18 @@ void ag_pool_for(ag_pool *pool, int64_t n, int64_t grain, ag_range_fn fn, void *
         grain = 1;
     if (tasks > n / grain)
         tasks = n / grain;
-    range_job j = {fn, ctx, n, tasks > 1 ? (n + tasks - 1) / tasks : n};
-    if (tasks < 2 || !agk_pool_try_run(pool, (int)tasks, run_range, &j))
+    if (tasks < 2) {
+        fn(ctx, 0, n);
+        return;
+    }
+    range_job j = {.fn = fn, .ctx = ctx, .n = n, .per_task = (n + tasks - 1) / tasks,
+                   .tasks = (int)tasks};
+    j.per_chunk = (j.per_task + CHUNKS - 1) / CHUNKS;
+    bool steal = tasks <= STEAL_MAX_THREADS;
+    for (int t = 0; steal && t < (int)tasks; t++)
+        for (int c = 0; c < CHUNKS; c++)
+            atomic_init(&j.owner[t].taken[c], false);
+    if (!agk_pool_try_run(pool, (int)tasks, steal ? run_range : run_share, &j))
         fn(ctx, 0, n);
 }
 
