@@ -12,7 +12,11 @@
 #if AGK_HAVE_X86
 #include <immintrin.h>
 
-enum { MR = 8 };
+/* Tiles are MR rows; the last rows of an A read in place may go as one
+** tile of up to MAX_ROWS (24 accumulators of the 32 registers), so 10
+** rows (Nielsen's batch, the MLP's transposed 10-column products) make one
+** pass over B instead of 8 + 2. */
+enum { MR = 8, MAX_ROWS = 12 };
 
 #define AGK_AVX512_INLINE AGK_TARGET_AVX512 static inline __attribute__((always_inline))
 
@@ -25,8 +29,8 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
                                 int64_t ars, int64_t acs, const float *restrict b, int64_t brs,
                                 float *restrict c, int64_t ldc, bool add, const __mmask16 *mask)
 {
-    __m512 acc[MR][2];
-#pragma GCC unroll 8
+    __m512 acc[MAX_ROWS][2];
+#pragma GCC unroll 12
     for (int i = 0; i < R; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     if (ars == 1) {
@@ -35,7 +39,7 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
             __m512 b1 = H < 2 ? b0
                          : FULL ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(mask[1], b + 16);
             KEEP_IN_REGISTERS(b0, b1);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
             for (int i = 0; i < R; i++) {
                 __m512 x = _mm512_set1_ps(a[i]);
                 acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
@@ -49,7 +53,7 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
             __m512 b1 = H < 2 ? b0
                          : FULL ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(mask[1], b + 16);
             KEEP_IN_REGISTERS(b0, b1);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
             for (int i = 0; i < R; i++) {
                 __m512 x = _mm512_set1_ps(a[i * ars + p]);
                 acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
@@ -63,7 +67,7 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
     ** covers the start of the next row, whose load would then wait for the
     ** store to retire (masked stores do not forward). */
     if (add) {
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int i = 0; i < R; i++)
             for (int h = 0; h < H; h++) {
                 const float *ci = c + i * ldc + 16 * h;
@@ -71,7 +75,7 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
                 acc[i][h] = _mm512_add_ps(old, acc[i][h]);
             }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int i = 0; i < R; i++) {
         for (int h = 0; h < H; h++) {
             float *ci = c + i * ldc + 16 * h;
@@ -83,6 +87,23 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
     }
 }
 
+/* One call of rows_f32 for R rows, for each R up to MAX_ROWS. */
+#define ROWS_CASES(fn, H, FULL, mask)                                                   \
+    switch (rows) {                                                                  \
+    case 1: fn(1, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
+    case 2: fn(2, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
+    case 3: fn(3, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
+    case 4: fn(4, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
+    case 5: fn(5, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
+    case 6: fn(6, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
+    case 7: fn(7, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
+    case 8: fn(8, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
+    case 9: fn(9, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
+    case 10: fn(10, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;      \
+    case 11: fn(11, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;      \
+    default: fn(12, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;      \
+    }
+
 AGK_TARGET_AVX512 static void tile_f32(int64_t kc, const float *a, int64_t ars, int64_t acs,
                                        const float *b, int64_t brs, float *c, int64_t ldc,
                                        bool add, int rows, int cols)
@@ -93,33 +114,18 @@ AGK_TARGET_AVX512 static void tile_f32(int64_t kc, const float *a, int64_t ars, 
         rows_f32(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, add, NULL);
         return;
     }
+    if (cols == 32 && rows > MR) {
+        ROWS_CASES(rows_f32, 2, true, NULL)
+        return;
+    }
     __mmask16 mask[2] = {
         (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1),
         (__mmask16)(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0),
     };
-    if (cols > 16) {
-        switch (rows) {
-        case 1: rows_f32(1, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 2: rows_f32(2, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 3: rows_f32(3, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 4: rows_f32(4, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 5: rows_f32(5, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 6: rows_f32(6, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 7: rows_f32(7, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        default: rows_f32(8, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        }
-    } else {
-        switch (rows) {
-        case 1: rows_f32(1, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 2: rows_f32(2, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 3: rows_f32(3, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 4: rows_f32(4, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 5: rows_f32(5, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 6: rows_f32(6, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 7: rows_f32(7, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        default: rows_f32(8, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        }
-    }
+    if (cols > 16)
+        ROWS_CASES(rows_f32, 2, false, mask)
+    else
+        ROWS_CASES(rows_f32, 1, false, mask)
 }
 
 /* The f64 twin: H vectors of 8 columns. */
@@ -128,8 +134,8 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
                                 int64_t ars, int64_t acs, const double *restrict b, int64_t brs,
                                 double *restrict c, int64_t ldc, bool add, const __mmask8 *mask)
 {
-    __m512d acc[MR][2];
-#pragma GCC unroll 8
+    __m512d acc[MAX_ROWS][2];
+#pragma GCC unroll 12
     for (int i = 0; i < R; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_pd();
     if (ars == 1) {
@@ -138,7 +144,7 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
             __m512d b1 = H < 2 ? b0
                          : FULL ? _mm512_loadu_pd(b + 8) : _mm512_maskz_loadu_pd(mask[1], b + 8);
             KEEP_IN_REGISTERS(b0, b1);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
             for (int i = 0; i < R; i++) {
                 __m512d x = _mm512_set1_pd(a[i]);
                 acc[i][0] = _mm512_fmadd_pd(x, b0, acc[i][0]);
@@ -152,7 +158,7 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
             __m512d b1 = H < 2 ? b0
                          : FULL ? _mm512_loadu_pd(b + 8) : _mm512_maskz_loadu_pd(mask[1], b + 8);
             KEEP_IN_REGISTERS(b0, b1);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
             for (int i = 0; i < R; i++) {
                 __m512d x = _mm512_set1_pd(a[i * ars + p]);
                 acc[i][0] = _mm512_fmadd_pd(x, b0, acc[i][0]);
@@ -166,7 +172,7 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
     ** covers the start of the next row, whose load would then wait for the
     ** store to retire (masked stores do not forward). */
     if (add) {
-#pragma GCC unroll 8
+#pragma GCC unroll 12
         for (int i = 0; i < R; i++)
             for (int h = 0; h < H; h++) {
                 const double *ci = c + i * ldc + 8 * h;
@@ -174,7 +180,7 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
                 acc[i][h] = _mm512_add_pd(old, acc[i][h]);
             }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int i = 0; i < R; i++) {
         for (int h = 0; h < H; h++) {
             double *ci = c + i * ldc + 8 * h;
@@ -194,43 +200,30 @@ AGK_TARGET_AVX512 static void tile_f64(int64_t kc, const double *a, int64_t ars,
         rows_f64(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, add, NULL);
         return;
     }
+    if (cols == 16 && rows > MR) {
+        ROWS_CASES(rows_f64, 2, true, NULL)
+        return;
+    }
     __mmask8 mask[2] = {
         (__mmask8)(cols >= 8 ? 0xFF : (1u << cols) - 1),
         (__mmask8)(cols >= 16 ? 0xFF : cols > 8 ? (1u << (cols - 8)) - 1 : 0),
     };
-    if (cols > 8) {
-        switch (rows) {
-        case 1: rows_f64(1, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 2: rows_f64(2, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 3: rows_f64(3, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 4: rows_f64(4, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 5: rows_f64(5, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 6: rows_f64(6, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 7: rows_f64(7, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        default: rows_f64(8, 2, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        }
-    } else {
-        switch (rows) {
-        case 1: rows_f64(1, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 2: rows_f64(2, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 3: rows_f64(3, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 4: rows_f64(4, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 5: rows_f64(5, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 6: rows_f64(6, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        case 7: rows_f64(7, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        default: rows_f64(8, 1, false, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;
-        }
-    }
+    if (cols > 8)
+        ROWS_CASES(rows_f64, 2, false, mask)
+    else
+        ROWS_CASES(rows_f64, 1, false, mask)
 }
 
 /* Blocks, measured on Zen 4 (docs/PERFORMANCE.md): a long k block keeps C
 ** in registers longer; the A block (mc x kc) and a B panel (kc x nr) fit
 ** L2 together, and the B block (kc x nc) L2 or L3. */
 const agk_kernel_f32 agk_kernel_f32_avx512 = {
-    {MR, 32, 48, 1024, 1024}, tile_f32, true, agk_pack_t_f32_avx2, agk_store_t_f32_avx2,
+    {MR, 32, 48, 1024, 1024}, MAX_ROWS, tile_f32, true, agk_pack_t_f32_avx2,
+    agk_store_t_f32_avx2,
 };
 const agk_kernel_f64 agk_kernel_f64_avx512 = {
-    {MR, 16, 48, 512, 1024}, tile_f64, true, agk_pack_t_f64_avx2, agk_store_t_f64_avx2,
+    {MR, 16, 48, 512, 1024}, MAX_ROWS, tile_f64, true, agk_pack_t_f64_avx2,
+    agk_store_t_f64_avx2,
 };
 
 #else
