@@ -20,6 +20,17 @@ enum { MR = 8, MAX_ROWS = 12 };
 
 #define AGK_AVX512_INLINE AGK_TARGET_AVX512 static inline __attribute__((always_inline))
 
+/* acc += b * (*src in every lane), the broadcast folded into the
+** multiply-add as its memory operand ({1to16}): one instruction where a
+** broadcast and the multiply-adds using it were two or three. With two
+** vectors of B per row, GCC broadcasts into a register first; the folded
+** form ran the 64^3 and 256^3 products 1-2% faster on Zen 4, and gives the
+** same bits (x * b is b * x, rounded once). */
+#define FMA_BCAST_PS(acc, b, src) \
+    __asm__("vfmadd231ps %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(b), "m"(*(src)))
+#define FMA_BCAST_PD(acc, b, src) \
+    __asm__("vfmadd231pd %2%{1to8%}, %1, %0" : "+v"(acc) : "v"(b), "m"(*(src)))
+
 
 /* R rows and H vectors of 16 columns, all in use when FULL (no masks);
 ** constants at each call, so the loops unroll and the accumulators stay in
@@ -41,10 +52,9 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
             KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 12
             for (int i = 0; i < R; i++) {
-                __m512 x = _mm512_set1_ps(a[i]);
-                acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
+                FMA_BCAST_PS(acc[i][0], b0, &a[i]);
                 if (H > 1)
-                    acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
+                    FMA_BCAST_PS(acc[i][1], b1, &a[i]);
             }
         }
     } else {
@@ -55,10 +65,9 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
             KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 12
             for (int i = 0; i < R; i++) {
-                __m512 x = _mm512_set1_ps(a[i * ars + p]);
-                acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
+                FMA_BCAST_PS(acc[i][0], b0, &a[i * ars + p]);
                 if (H > 1)
-                    acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
+                    FMA_BCAST_PS(acc[i][1], b1, &a[i * ars + p]);
             }
         }
     }
@@ -146,10 +155,9 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
             KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 12
             for (int i = 0; i < R; i++) {
-                __m512d x = _mm512_set1_pd(a[i]);
-                acc[i][0] = _mm512_fmadd_pd(x, b0, acc[i][0]);
+                FMA_BCAST_PD(acc[i][0], b0, &a[i]);
                 if (H > 1)
-                    acc[i][1] = _mm512_fmadd_pd(x, b1, acc[i][1]);
+                    FMA_BCAST_PD(acc[i][1], b1, &a[i]);
             }
         }
     } else {
@@ -160,10 +168,9 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
             KEEP_IN_REGISTERS(b0, b1);
 #pragma GCC unroll 12
             for (int i = 0; i < R; i++) {
-                __m512d x = _mm512_set1_pd(a[i * ars + p]);
-                acc[i][0] = _mm512_fmadd_pd(x, b0, acc[i][0]);
+                FMA_BCAST_PD(acc[i][0], b0, &a[i * ars + p]);
                 if (H > 1)
-                    acc[i][1] = _mm512_fmadd_pd(x, b1, acc[i][1]);
+                    FMA_BCAST_PD(acc[i][1], b1, &a[i * ars + p]);
             }
         }
     }
