@@ -322,10 +322,10 @@ AGK_TARGET_AVX2 void agk_pack_t_f64_avx2(int64_t kc, int64_t rows, const double 
 ** in registers longer; the A block (mc x kc) and a B panel (kc x nr) fit
 ** L2 together, and the B block (kc x nc) L2 or L3. */
 const agk_kernel_f32 agk_kernel_f32_avx2 = {
-    {MR, 16, 48, 1024, 1024}, MR, tile_f32, false, agk_pack_t_f32_avx2, agk_store_t_f32_avx2,
+    {MR, 16, 48, 1024, 1024}, MR, tile_f32, NULL, false, agk_pack_t_f32_avx2, agk_store_t_f32_avx2,
 };
 const agk_kernel_f64 agk_kernel_f64_avx2 = {
-    {MR, 8, 48, 512, 1024}, MR, tile_f64, false, agk_pack_t_f64_avx2, agk_store_t_f64_avx2,
+    {MR, 8, 48, 512, 1024}, MR, tile_f64, NULL, false, agk_pack_t_f64_avx2, agk_store_t_f64_avx2,
 };
 
 #else

@@ -65,6 +65,7 @@ typedef struct agk_kernel_f32 {
     agk_blocking blk;
     int max_rows;    /* tallest tile it runs (>= mr): for the last rows of an A read in place */
     agk_tile_f32 tile;
+    agk_tile_f32 tile_full;   /* for whole mr x nr tiles only; NULL: tile */
     bool masked_b;   /* reads B only inside the tile: an edge panel needs no packing */
     agk_pack_t_f32 pack_t;    /* NULL: the template's scalar loops */
     agk_store_t_f32 store_t;  /* likewise */
@@ -74,6 +75,7 @@ typedef struct agk_kernel_f64 {
     agk_blocking blk;
     int max_rows;    /* tallest tile it runs (>= mr): for the last rows of an A read in place */
     agk_tile_f64 tile;
+    agk_tile_f64 tile_full;   /* for whole mr x nr tiles only; NULL: tile */
     bool masked_b;
     agk_pack_t_f64 pack_t;
     agk_store_t_f64 store_t;
