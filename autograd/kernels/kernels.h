@@ -15,8 +15,10 @@
 
 #if defined(__GNUC__)
 #define AGK_INLINE static inline __attribute__((always_inline))
+#define AGK_NOINLINE static __attribute__((noinline))
 #else
 #define AGK_INLINE static inline
+#define AGK_NOINLINE static
 #endif
 
 typedef double (*agk_fn1)(double x, const double *p);
