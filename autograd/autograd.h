@@ -415,8 +415,9 @@ AG_API ag_pool *ag_tape_pool(const ag_tape *t);    /* NULL when none */
 ** ranges. The pool's threads, but no more than n / grain of them (so a small
 ** job stays on the calling thread: waking a worker costs some
 ** microseconds), are each dealt an equal share, as a few ranges; a thread
-** done with its share runs the ranges still waiting in another's, so work
-** that is uneven across the items still ends together. Returns when all
+** done with its share runs the ranges still waiting in another's (in pools
+** of up to 16 threads), so work that is uneven across the items still ends
+** together. Returns when all
 ** ranges are done. fn must compute each item the same whichever range
 ** holds it and whichever thread runs it (the cut depends on the pool's
 ** size). A NULL pool, or one busy with another job, runs fn(ctx, 0, n) on

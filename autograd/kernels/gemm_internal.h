@@ -24,14 +24,15 @@
 #define AGK_HAVE_X86 0
 #endif
 
-/* One tile: c[i*ldc + j] (+)= sum_p A(i, p) * B(p, j) for i < rows <= mr
-** and j < cols <= nr, where 'add' keeps what c held; nothing else of c is
-** touched. A(i, p) is a[i*ars + p*acs] with ars == 1 (a packed panel, acs =
-** mr, or a transposed operand read in place) or acs == 1 (rows read in
-** place), read for i < rows only; B(p, j) is b[p*brs + j], read for j < nr
-** (for j < cols only by a kernel with 'masked_b' set). Every kernel but
-** the portable one uses one fused multiply-add per term, in order of p, so
-** all of them give the same bits for the same k blocks, whatever the tile. */
+/* One tile: c[i*ldc + j] (+)= sum_p A(i, p) * B(p, j) for i < rows (at
+** most mr, or the kernel's max_rows when A is read in place) and j < cols
+** <= nr, where 'add' keeps what c held; nothing else of c is touched.
+** A(i, p) is a[i*ars + p*acs] with ars == 1 (a packed panel, acs = mr, or a
+** transposed operand read in place) or acs == 1 (rows read in place), read
+** for i < rows only; B(p, j) is b[p*brs + j], read for j < nr (for j < cols
+** only by a kernel with 'masked_b' set). Every kernel but the portable one
+** uses one fused multiply-add per term, in order of p, so all of them give
+** the same bits for the same k blocks, whatever the tile. */
 typedef void (*agk_tile_f32)(int64_t kc, const float *a, int64_t ars, int64_t acs,
                              const float *b, int64_t brs, float *c, int64_t ldc, bool add,
                              int rows, int cols);
