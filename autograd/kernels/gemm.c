@@ -145,6 +145,14 @@ static const double MIN_MACS_PER_THREAD = 1 << 20;
 static const double DIRECT_MAX_BYTES = 192 * 1024;
 static const double ROWS_IN_PLACE_MAX_BYTES = 2 * 1024 * 1024;
 
+/* Whether op(A) is read in place, by the rule above ('small' and 'medium':
+** the product's operands fit the two sizes). B, untransposed, is read in
+** place whenever 'medium' holds. */
+static bool a_in_place(bool small, bool medium, bool ta, bool half_lines)
+{
+    return small || (medium && (!ta || half_lines));
+}
+
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static size_t elem_size(ag_dtype dt) { return dt == AG_F32 ? sizeof(float) : sizeof(double); }
 static int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -182,8 +190,9 @@ static void make_plan(plan *p, ag_dtype dt, agk_isa isa, int64_t m, int64_t n, i
     /* A narrow C (a few columns) wastes most of each column vector; its
     ** transpose (op(A)' = op(B)^T, transposed unless tb) may fill them better. */
     int vec = p->blk.nr / 2;
-    double as_is = cost(m, n, k, tb, small || (medium && (!ta || half_lines)), medium, false, vec);
-    double swapped = cost(n, m, k, !ta, small || (medium && (tb || half_lines)), medium, true, vec);
+    double as_is = cost(m, n, k, tb, a_in_place(small, medium, ta, half_lines), medium, false, vec);
+    double swapped =
+        cost(n, m, k, !ta, a_in_place(small, medium, !tb, half_lines), medium, true, vec);
     p->swap = swapped < as_is;
     if (p->swap) {
         int64_t t = m;
@@ -193,7 +202,7 @@ static void make_plan(plan *p, ag_dtype dt, agk_isa isa, int64_t m, int64_t n, i
         ta = !tb;
         tb = !f;
     }
-    p->a_direct = small || (medium && (!ta || half_lines));
+    p->a_direct = a_in_place(small, medium, ta, half_lines);
     p->b_direct = medium;
     p->part_m = m;
     p->part_n = n;
