@@ -405,3 +405,71 @@ Test(gemm, add_into_c_has_the_bits_of_a_separate_add)
     }
     ag_pool_free(pool);
 }
+
+/* A small product whose operands are read in place skips the planning and
+** the walk over cache blocks (gemm.c: trivial_plan). Its rows must have the
+** bits of the same rows of a product too big for that path, which is
+** planned, walked in blocks and, with a pool, cut among threads: each row
+** of C depends on its row of op(A) alone. */
+static void small_product_rows(ag_dtype dt, agk_isa isa, ag_pool *pool, gemm_case g, bool add)
+{
+    size_t es = esize(dt);
+    /* Enough more rows that the operands pass 192 KB. */
+    int64_t big_m = g.m + 200 * 1024 / (g.k * (int64_t)es) + 1;
+    int64_t lda = g.ta ? big_m : g.k, ldc = g.n + g.pad;
+    int64_t a_len = g.ta ? g.k * big_m : big_m * g.k, b_len = g.k * g.n;
+    void *a = malloc((size_t)a_len * es), *b = malloc((size_t)b_len * es);
+    void *small = malloc((size_t)(g.m * ldc) * es), *big = malloc((size_t)(big_m * ldc) * es);
+    cr_assert(a && b && small && big);
+    for (int64_t i = 0; i < a_len; i++)
+        set(dt, a, i, uniform());
+    for (int64_t i = 0; i < b_len; i++)
+        set(dt, b, i, uniform());
+    for (int64_t i = 0; i < big_m * ldc; i++)
+        set(dt, big, i, i % ldc < g.n ? uniform() : 12345.0);
+    memcpy(small, big, (size_t)(g.m * ldc) * es);
+    void *scratch = malloc(agk_gemm_scratch_isa(isa, dt, big_m, g.n, g.k, g.ta, false, pool));
+    cr_assert(scratch);
+    if (add) {
+        agk_gemm_add(dt, g.m, g.n, g.k, a, lda, g.ta, b, g.n, false, small, ldc, scratch, pool);
+        agk_gemm_add(dt, big_m, g.n, g.k, a, lda, g.ta, b, g.n, false, big, ldc, scratch, pool);
+    } else {
+        agk_gemm_isa(isa, dt, g.m, g.n, g.k, a, lda, g.ta, b, g.n, false, small, ldc, scratch, pool);
+        agk_gemm_isa(isa, dt, big_m, g.n, g.k, a, lda, g.ta, b, g.n, false, big, ldc, scratch, pool);
+    }
+    cr_assert(memcmp(small, big, (size_t)(g.m * ldc) * es) == 0,
+              "%s %s [%lld,%lld,%lld] ta=%d add=%d: a small product's rows differ from the "
+              "same rows of a planned one", agk_isa_name(isa), ag_dtype_name(dt), (long long)g.m,
+              (long long)g.n, (long long)g.k, g.ta, add);
+    free(scratch);
+    free(a);
+    free(b);
+    free(small);
+    free(big);
+}
+
+Test(gemm, small_products_have_the_bits_of_planned_ones)
+{
+    /* Columns in whole vectors of every kernel (40: of some), in-place
+    ** rows and transposed ones, tiles cut by the edge, padded C. */
+    static const gemm_case cases[] = {
+        {64, 64, 64, false, false, 0}, {96, 96, 96, false, false, 0},
+        {10, 32, 784, false, false, 0}, {61, 48, 33, true, false, 3},
+        {13, 16, 200, true, false, 0}, {19, 40, 50, false, false, 1},
+        {1, 16, 1, false, false, 0},   {12, 64, 7, true, false, 0},
+    };
+    ag_pool *pool = ag_pool_new(2);
+    cr_assert(pool);
+    for (int d = 0; d < 2; d++) {
+        ag_dtype dt = d ? AG_F64 : AG_F32;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            for (int isa = 0; isa < AGK_ISA_COUNT; isa++)
+                if (agk_isa_supported((agk_isa)isa)) {
+                    small_product_rows(dt, (agk_isa)isa, NULL, cases[i], false);
+                    small_product_rows(dt, (agk_isa)isa, pool, cases[i], false);
+                }
+            small_product_rows(dt, agk_isa_best(), pool, cases[i], true);
+        }
+    }
+    ag_pool_free(pool);
+}

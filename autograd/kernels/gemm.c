@@ -247,6 +247,28 @@ static void make_plan(plan *p, ag_dtype dt, agk_isa isa, int64_t m, int64_t n, i
     p->part_bytes = p->a_bytes + (((size_t)(b_cols * p->kblock) * es + 63) & ~(size_t)63);
 }
 
+/* Whether make_plan would give the product the plan gemm_in_place follows
+** without making one: both operands read in place (small), one k block,
+** one thread (under two threads' worth of work), B untransposed and C not
+** swapped. No swap holds when C's columns fill whole vectors: cost() then
+** charges the swapped side the same multiply-adds or more, plus its
+** transposed store. And B needs no edge packed: its columns fill whole
+** panels, or the kernel masks its loads. The 64^3 product took 4.58 us with
+** a plan and 4.53 without (docs/PERFORMANCE.md); test_gemm checks the bits
+** against the planned walk. */
+static bool trivial_plan(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, bool tb)
+{
+    if (tb || k < 1)
+        return false;
+    const agk_blocking *blk = dt == AG_F32 ? &kernel_f32(isa)->blk : &kernel_f64(isa)->blk;
+    bool masked_b = dt == AG_F32 ? kernel_f32(isa)->masked_b : kernel_f64(isa)->masked_b;
+    if (k > blk->kc || n % (blk->nr / 2) || (!masked_b && n % blk->nr))
+        return false;
+    double bytes = ((double)m * (double)k + (double)k * (double)n) * (double)elem_size(dt);
+    double macs = (double)m * (double)n * (double)k;
+    return bytes <= DIRECT_MAX_BYTES && macs < 2 * MIN_MACS_PER_THREAD;
+}
+
 static agk_isa usable(agk_isa isa) { return agk_isa_supported(isa) ? isa : AGK_ISA_PORTABLE; }
 
 size_t agk_gemm_scratch_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k,
@@ -316,6 +338,16 @@ static void gemm_run(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, 
     if (m <= 0 || n <= 0)
         return;
     isa = usable(isa);
+    if (trivial_plan(isa, dt, m, n, k, tb)) {
+        /* A small product: planning it would take 1% of its time. */
+        agk_part whole = {.m = m, .n = n, .k = k, .a = a, .lda = lda, .ta = ta, .b = b,
+                          .ldb = ldb, .c = c, .ldc = ldc, .accumulate = accumulate};
+        if (dt == AG_F32)
+            gemm_in_place_f32(kernel_f32(isa), &whole);
+        else
+            gemm_in_place_f64(kernel_f64(isa), &whole);
+        return;
+    }
     plan p;
     make_plan(&p, dt, isa, m, n, k, ta, tb, pool);
     gemm_job job = {
