@@ -464,8 +464,9 @@ typedef struct ag_dot_options {
 /* Writes the graph as DOT text to f. */
 AG_API ag_status ag_dot_write(ag_tape *t, ag_tensor *y, const ag_dot_options *opt, FILE *f);
 /* Writes the graph to a file named by 'path': DOT text for .dot or .gv;
-** rendered for .svg, .png or .pdf (AG_EUNSUPPORTED when built without
-** Graphviz, see ag_dot_render). AG_EIO when the file cannot be written. */
+** rendered for .svg, .png or .pdf (AG_EUNSUPPORTED when Graphviz's dot
+** program is not installed, see ag_dot_render). AG_EIO when the file cannot
+** be written. */
 AG_API ag_status ag_dot_save(ag_tape *t, ag_tensor *y, const ag_dot_options *opt, const char *path);
 
 /* Step-by-step backward. Replaying the tape from y processes the ops that
@@ -485,14 +486,19 @@ AG_API ag_status ag_dot_write_step(ag_tape *t, ag_tensor *y, int64_t k, const ag
 AG_API ag_status ag_dot_save_steps(ag_tape *t, ag_tensor *y, const ag_dot_options *opt,
                                    const char *dir, const char *format, int64_t *frames);
 
-/* 1 when this build renders with Graphviz's library, 0 otherwise. */
+/* 1 when pictures can be rendered now: Graphviz's dot program (or the one
+** the AG_DOT environment variable names) is installed and executable, and
+** the build was not configured with -Dgraphviz=disabled. 0 otherwise. */
 AG_API int ag_dot_can_render(void);
-/* Lays out the NUL-terminated DOT text with Graphviz's dot and renders it to
-** 'path' in 'format' ("svg", "png" or "pdf"). Returns AG_OK, AG_EINVAL (bad
-** arguments, text Graphviz rejects), AG_EIO (the file cannot be written) or
-** AG_EUNSUPPORTED (built without Graphviz), with a message in err (up to
-** errlen bytes, may be NULL). Graphviz is not thread-safe: render from one
-** thread at a time. */
+/* Lays out the NUL-terminated DOT text by running Graphviz's dot program
+** and renders it to 'path' in 'format' ("svg", "png" or "pdf"). The picture
+** is written to a temporary file beside 'path' and renamed over it only on
+** success, so a failure leaves any old file as it was. Returns AG_OK,
+** AG_EINVAL (bad arguments, text dot rejects, with dot's message), AG_EIO
+** (the file cannot be written) or AG_EUNSUPPORTED (dot is not installed, or
+** the build never starts processes), with a message in err (up to errlen
+** bytes, may be NULL). Safe from several threads at once: each call runs its
+** own process. Nothing of Graphviz is linked into the library. */
 AG_API ag_status ag_dot_render(const char *dot, const char *format, const char *path, char *err,
                                size_t errlen);
 

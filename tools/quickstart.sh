@@ -10,7 +10,7 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-base="gcc meson ninja-build pkg-config zlib1g-dev graphviz libgraphviz-dev"
+base="gcc meson ninja-build pkg-config zlib1g-dev graphviz"
 case "$what" in
     demo) pkgs="$base" ;;
     test) pkgs="$base libcriterion-dev python3-numpy dataset-fashion-mnist" ;;

@@ -44,7 +44,7 @@ logs=$(mktemp -d "${TMPDIR:-/tmp}/valgrind.XXXXXX")
 # programs such as Graphviz's dot, whose own errors are not ours.
 vg="valgrind --tool=memcheck --trace-children=yes --trace-children-skip=/usr/*,/bin/*"
 vg="$vg --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect"
-vg="$vg --num-callers=50 --suppressions=$PWD/tools/valgrind.supp --log-file=$logs/vg.%p.log"
+vg="$vg --num-callers=50 --log-file=$logs/vg.%p.log"
 status=0
 # shellcheck disable=SC2086
 meson test -C "$build" --no-rebuild --print-errorlogs --timeout-multiplier 20 \

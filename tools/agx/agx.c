@@ -316,8 +316,9 @@ static int check_outputs(const options *o)
             return EXIT_BAD_INPUT;
         }
         if (!text && !ag_dot_can_render()) {
-            fprintf(stderr, "agx: --dot %s: this agx was built without Graphviz: write a .dot "
-                            "file and run 'dot -T%s' on it\n", o->dot, ext);
+            fprintf(stderr, "agx: --dot %s: pictures need Graphviz's dot program, which this "
+                            "agx cannot run (Debian: apt-get install graphviz); write a .dot "
+                            "file instead\n", o->dot);
             return EXIT_BAD_INPUT;
         }
     }
@@ -326,8 +327,9 @@ static int check_outputs(const options *o)
         return EXIT_BAD_INPUT;
     }
     if (o->steps && strcmp(o->format, "dot") && !ag_dot_can_render()) {
-        fprintf(stderr, "agx: --format %s: this agx was built without Graphviz: use --format "
-                        "dot and run 'dot -T%s' on the frames\n", o->format, o->format);
+        fprintf(stderr, "agx: --format %s: pictures need Graphviz's dot program, which this "
+                        "agx cannot run (Debian: apt-get install graphviz); use --format dot\n",
+                o->format);
         return EXIT_BAD_INPUT;
     }
     return 0;
