@@ -47,6 +47,15 @@ extern "C" {
 #define AG_API __attribute__((visibility("default")))
 #endif
 
+/* The version of this header. ag_version() gives the library's, which may
+** differ when a program runs against another build of the shared library. */
+#define AG_VERSION_MAJOR 0
+#define AG_VERSION_MINOR 2
+#define AG_VERSION_PATCH 0
+#define AG_VERSION_STRING "0.2.0"
+/* One number that orders versions: 10000 * major + 100 * minor + patch. */
+#define AG_VERSION_NUMBER (AG_VERSION_MAJOR * 10000 + AG_VERSION_MINOR * 100 + AG_VERSION_PATCH)
+
 #define AG_MAX_DIMS 8
 
 typedef enum ag_dtype { AG_F32, AG_F64 } ag_dtype;
@@ -76,6 +85,10 @@ typedef void *(*ag_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
 ** else realloc/free. Freeing NULL (p NULL, nsize 0) never reaches the hook.
 ** For code built on the library, such as nn, so that one hook serves all. */
 AG_API void *ag_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize);
+/* The library's version as "MAJOR.MINOR.PATCH", and as AG_VERSION_NUMBER
+** orders it; compare with the header's macros to detect a mismatch. */
+AG_API const char *ag_version(void);
+AG_API int ag_version_number(void);
 /* Writes a shape as "[2,3]" ("[]" for rank 0); snprintf's rules and result. */
 AG_API int ag_shape_str(char *buf, size_t n, int rank, const int64_t *shape);
 

@@ -439,7 +439,7 @@ static void put_legend(dot_text *b, const view *v)
         put(b, "<tr><td colspan=\"%d\" align=\"left\" balign=\"left\">"
                "<font color=\"" INK_LOCAL "\">&#8706;out/&#8706;in = local</font>: the derivative "
                "of an op at the recorded point<br/>"
-               "<font color=\"" INK_CONTRIB "\">grad(out) &#215; local = contribution</font> "
+               "<font color=\"" INK_CONTRIB "\">grad(out) &#215; local = contribution</font>&#160;"
                "to grad(in)<br/>"
                "grad(in) = the sum of its contributions</td></tr>", n);
     if (v->frame)

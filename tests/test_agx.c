@@ -340,6 +340,45 @@ Test(agx, help_and_usage)
     run_free(&r);
 }
 
+/* --version names agx's version and the library's, which are the header's
+** and the project's (meson passes it as AG_TEST_PROJECT_VERSION). */
+Test(agx, version)
+{
+    run_result r = agx((const char *[]){"--version", NULL});
+    cr_expect_eq(r.status, 0);
+    char want[128];
+    snprintf(want, sizeof want, "agx %s (libautograd %s)\n", AG_TEST_PROJECT_VERSION,
+             AG_TEST_PROJECT_VERSION);
+    cr_expect_str_eq(r.out, want);
+    run_free(&r);
+    cr_expect_str_eq(ag_version(), AG_TEST_PROJECT_VERSION);
+    cr_expect_str_eq(AG_VERSION_STRING, AG_TEST_PROJECT_VERSION);
+    cr_expect_eq(ag_version_number(), AG_VERSION_NUMBER);
+    char num[32];
+    snprintf(num, sizeof num, "%d.%d.%d", AG_VERSION_MAJOR, AG_VERSION_MINOR, AG_VERSION_PATCH);
+    cr_expect_str_eq(num, AG_VERSION_STRING);
+}
+
+/* The manual page lists every option --help lists. */
+Test(agx, man_page_covers_every_option)
+{
+    FILE *f = fopen("../tools/agx/agx.1", "rb");
+    cr_assert(f, "tools/agx/agx.1 is missing");
+    static char man[32768];
+    size_t n = fread(man, 1, sizeof man - 1, f);
+    fclose(f);
+    man[n] = '\0';
+    run_result r = agx((const char *[]){"--help", NULL});
+    for (const char *p = r.out; (p = strstr(p, "  --"));) {
+        p += 4;
+        size_t len = strcspn(p, " ,\n");
+        char opt[64];
+        snprintf(opt, sizeof opt, "\\-\\-%.*s", (int)len, p);
+        cr_expect(strstr(man, opt), "agx.1 does not document --%.*s", (int)len, p);
+    }
+    run_free(&r);
+}
+
 /* ---------------------------------------------------------- bad input */
 
 typedef struct error_case {

@@ -25,7 +25,7 @@ slow="safetensors examples ops_gradcheck second_order f32_agreement gemm pool ag
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed" >&2; exit 2; }
 # (meson 1.0 refuses --reconfigure on a directory it has not set up yet)
 if [ -d "$build/meson-private" ]; then again=--reconfigure; else again=; fi
-meson setup "$build" $again -Dexamples=false >/dev/null
+meson setup "$build" $again -Dexamples=disabled >/dev/null
 ninja -C "$build" >/dev/null
 
 if [ $# -eq 0 ]; then

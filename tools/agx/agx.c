@@ -53,6 +53,7 @@ static void usage(FILE *f)
           "  --check         print finite-difference gradients beside the tape's\n"
           "  --json          print {\"value\": V, \"grad\": {\"x\": G, ...}} (%.17g numbers;\n"
           "                  NaN, Infinity, -Infinity when not finite)\n"
+          "  --version       print agx's and the library's version\n"
           "  -h, --help      this text\n"
           "\n"
           "exit status: 0 done; 1 a value or gradient is NaN or infinite; 2 bad input;\n"
@@ -183,6 +184,9 @@ static int parse_options(int argc, char **argv, options *o, char **positional)
             options_end = true;
         } else if (!strcmp(a, "--help")) {
             usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--version")) {
+            printf("agx %s (libautograd %s)\n", AG_VERSION_STRING, ag_version());
             exit(0);
         } else if (value) {
             if (i + 1 >= argc) {
