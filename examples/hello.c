@@ -1,9 +1,16 @@
 /* hello.c: the README's first example, the chain A -> B -> C -> D. */
 #include "autograd.h"
 #include <stdio.h>
+#include <string.h>
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1) {   /* no options but --help */
+        int help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
+        fputs("usage: hello\nThe chain A -> B -> C -> D for A = 3: prints D, L = (D - 17)^2 "
+              "and dL/dw for each weight.\n", help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
     ag_tape *t = ag_tape_new();
     ag_tensor *ab = ag_param_scalar(AG_F64, 0.5);   /* weights: yours, */
     ag_tensor *bc = ag_param_scalar(AG_F64, 1.5);   /* outside the tape */

@@ -1,9 +1,16 @@
 /* sine.c: the README's training loop: an MLP fits y = sin(x) on 64 points. */
 #include "nn.h"
 #include <math.h>
+#include <string.h>
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1) {   /* no options but --help */
+        int help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
+        fputs("usage: sine\nFits y = sin(x) on 64 points with a 1-32-32-1 tanh MLP and Adam, "
+              "then writes sine.safetensors.\n", help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
     double xs[64], ys[64];
     for (int i = 0; i < 64; i++) { xs[i] = -3.0 + 6.0 * i / 63; ys[i] = sin(xs[i]); }
     nn_model *m = nn_model_new(NULL, NULL);

@@ -209,6 +209,23 @@ Test(examples, sine_readme_loop_fits_and_saves)
     remove_dir(dir, (const char *[]){"sine.safetensors"}, 1);
 }
 
+/* Every example answers --help on stdout with status 0, and refuses an
+** argument it does not know with status 2. */
+Test(examples, every_example_answers_help)
+{
+    static const char *const vars[] = {"EXAMPLE_HELLO", "EXAMPLE_CHAIN", "EXAMPLE_XOR",
+                                       "EXAMPLE_SINE", "EXAMPLE_MOONS", "EXAMPLE_NIELSEN",
+                                       "EXAMPLE_FASHION_MNIST"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        int st;
+        const char *out = run(vars[i], "--help", &st);
+        cr_expect_eq(st, 0, "%s --help: status %d", vars[i], st);
+        cr_expect(strstr(out, "usage: "), "%s --help: %s", vars[i], out);
+        run(vars[i], "--no-such-option", &st);
+        cr_expect_eq(st, 2, "%s --no-such-option: status %d", vars[i], st);
+    }
+}
+
 /* -------------------------------------------------------------------- xor */
 
 Test(examples, xor_learns_the_four_cases)
