@@ -8,7 +8,11 @@
 
 #include <string.h>
 
-/* d(op(A) op(B)): see docs/ARCHITECTURE.md for the four cases. */
+/* The gradients of C = op(A) op(B) (op transposes when its flag is set)
+** for an upstream G, in four cases, each one product whose transposes the
+** kernel reads in place (no copy):
+**   A as is: gA = G op(B)^T        A transposed: gA = op(B) G^T
+**   B as is: gB = op(A)^T G        B transposed: gB = G^T op(A) */
 static void vjp_matmul(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     ag_tensor *a = out->in[0], *b = out->in[1];

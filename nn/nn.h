@@ -258,7 +258,8 @@ NN_API ag_tensor *nn_hinge_loss(ag_tape *t, ag_tensor *score, ag_tensor *target,
 
 /* -------------------------------------------------------------- optimizers */
 /* An optimizer updates every parameter of one model. Its state (momentum,
-** moments) is allocated once, in double precision, when it is made, sized to
+** moments) is allocated once, in the model's dtype (an f32 model is updated
+** in f32 with f32 state, as PyTorch does), when it is made, sized to
 ** the model's parameters at that moment: make it after the model is built.
 ** A step is one flat loop over the model's buffers and allocates nothing.
 ** Constructors return a nil optimizer (whose step does nothing) and record
