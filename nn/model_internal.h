@@ -53,6 +53,16 @@ void *nni_model_alloc(nn_model *m, const char *who, size_t size);
 bool nni_join_name(nn_model *m, const char *who, char *buf, const char *prefix,
                    const char *suffix);
 
+/* An optimizer's state, for checkpoints (optim.c): the model it updates
+** (NULL for nil), the values it was sized for, its n_state buffers of
+** numel elements of the model's dtype, and their PyTorch names. */
+nn_model *nni_optim_model(const nn_optim *o);
+int64_t nni_optim_numel(const nn_optim *o);
+int nni_optim_n_state(const nn_optim *o);
+const char *nni_optim_state_name(const nn_optim *o, int k);
+void *nni_optim_state(nn_optim *o, int k);
+void nni_optim_set_steps(nn_optim *o, int64_t steps);
+
 /* For nn functions that record on a tape: false when t is in error (or NULL),
 ** or, after recording AG_EINVAL on t naming 'who' and 'what', when x is NULL or
 ** nil. */

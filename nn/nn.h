@@ -114,13 +114,48 @@ NN_API ag_rng *nn_model_rng(nn_model *m);   /* NULL for NULL */
 /* Checkpoints. nn_model_save writes every parameter under its name
 ** ("fc1.weight") to a safetensors file, atomically (nn_safetensors_save), so
 ** PyTorch or NumPy can read it. nn_model_load fills every parameter from such
-** a file: it must hold exactly the model's names, with the same dtypes and
-** shapes, and on any mismatch nothing is changed (nn_safetensors_load). Both
-** return AG_OK or the error, its message in 'err' (errlen bytes, may be NULL);
-** a failed save or load leaves the model's own status alone. A model in error
-** returns its status and message. */
+** a file: it must hold every one of the model's names and no other (tensors
+** named "optim.*", an optimizer's state, are passed over), with the same
+** dtypes and shapes; on any mismatch nothing is changed, and the message
+** names what is missing, extra or different. Both return AG_OK or the
+** error, its message in 'err' (errlen bytes, may be NULL); a failed save or
+** load leaves the model's own status alone. A model in error returns its
+** status and message. */
 NN_API ag_status nn_model_save(nn_model *m, const char *path, char *err, size_t errlen);
 NN_API ag_status nn_model_load(nn_model *m, const char *path, char *err, size_t errlen);
+/* Flags of the loads below: tensors the file lacks are left as they are;
+** tensors the model lacks are passed over. Strict (0) refuses both. */
+enum { NN_LOAD_ALLOW_MISSING = 1, NN_LOAD_ALLOW_EXTRA = 2 };
+NN_API ag_status nn_model_load_flags(nn_model *m, const char *path, int flags, char *err,
+                                     size_t errlen);
+
+typedef struct nn_optim nn_optim;   /* see "optimizers" below */
+
+/* Training checkpoints: what an interrupted run needs to go on with the
+** same bits as one never interrupted. nn_checkpoint_save writes the model's
+** parameters (as nn_model_save), the state of optimizer 'o' (NULL: none) as
+** ordinary tensors "optim.<param>.<state>" under PyTorch's state names
+** (exp_avg, exp_avg_sq, momentum_buffer, square_avg, sum), and in the file's
+** metadata its kind ("optim"), its step count ("optim.steps"), the model's
+** generator ("model.rng", for dropout), and the caller's nmeta pairs (keys
+** not "optim*" nor "model.rng"). Everything stays readable by safetensors
+** readers in Python. nn_checkpoint_load restores all of it into a model and
+** an optimizer of the same kind, made as before the save (the learning rate
+** is the caller's, set by its schedule); flags as for nn_model_load_flags.
+** Nothing changes on failure. The caller keeps its own generators (a
+** loader's shuffling) in its metadata with nn_rng_format. */
+NN_API ag_status nn_checkpoint_save(nn_model *m, nn_optim *o, const char *path, int nmeta,
+                                    const char *const *keys, const char *const *values, char *err,
+                                    size_t errlen);
+NN_API ag_status nn_checkpoint_load(nn_model *m, nn_optim *o, const char *path, int flags,
+                                    char *err, size_t errlen);
+/* A generator's whole state as text of NN_RNG_CHARS - 1 characters (hex),
+** and back: the same draws follow. nn_rng_format returns snprintf's count
+** (-1 for NULL); nn_rng_parse returns AG_EINVAL, leaving r alone, for text
+** it did not write. */
+enum { NN_RNG_CHARS = 64 + 1 + 1 + 1 + 16 + 1 };
+NN_API int nn_rng_format(const ag_rng *r, char *buf, size_t n);
+NN_API ag_status nn_rng_parse(ag_rng *r, const char *text);
 
 /* ------------------------------------------------------------- activations */
 

@@ -37,9 +37,10 @@ struct optim_kind {
     const char *name;
     int n_state;
     update_fn update_f32, update_f64;
+    const char *state_names[2];   /* PyTorch's names, for checkpoints */
 };
 
-static const optim_kind nil_kind = {"nil", 0, NULL, NULL};
+static const optim_kind nil_kind = {"nil", 0, NULL, NULL, {NULL, NULL}};
 static nn_optim nil_optim = {.kind = &nil_kind, .lr = NAN};
 
 int nn_optim_is_nil(const nn_optim *o) { return !o || o == &nil_optim; }
@@ -63,14 +64,15 @@ int nn_optim_is_nil(const nn_optim *o) { return !o || o == &nil_optim; }
 #undef FN
 #undef SQRT
 
-#define KIND(name, n_state, update) {name, n_state, update##_f32, update##_f64}
-static const optim_kind sgd_kind = KIND("sgd", 0, update_sgd);
-static const optim_kind sgd_momentum_kind = KIND("sgd", 1, update_sgd);
-static const optim_kind adam_kind = KIND("adam", 2, update_adam);
-static const optim_kind adamw_kind = KIND("adamw", 2, update_adamw);
-static const optim_kind rmsprop_kind = KIND("rmsprop", 1, update_rmsprop);
-static const optim_kind rmsprop_momentum_kind = KIND("rmsprop", 2, update_rmsprop);
-static const optim_kind adagrad_kind = KIND("adagrad", 1, update_adagrad);
+#define KIND(name, n_state, update, s0, s1) {name, n_state, update##_f32, update##_f64, {s0, s1}}
+static const optim_kind sgd_kind = KIND("sgd", 0, update_sgd, NULL, NULL);
+static const optim_kind sgd_momentum_kind = KIND("sgd", 1, update_sgd, "momentum_buffer", NULL);
+static const optim_kind adam_kind = KIND("adam", 2, update_adam, "exp_avg", "exp_avg_sq");
+static const optim_kind adamw_kind = KIND("adamw", 2, update_adamw, "exp_avg", "exp_avg_sq");
+static const optim_kind rmsprop_kind = KIND("rmsprop", 1, update_rmsprop, "square_avg", NULL);
+static const optim_kind rmsprop_momentum_kind =
+    KIND("rmsprop", 2, update_rmsprop, "square_avg", "momentum_buffer");
+static const optim_kind adagrad_kind = KIND("adagrad", 1, update_adagrad, "sum", NULL);
 
 /* ------------------------------------------------------------ construction */
 
@@ -271,6 +273,15 @@ void nn_optim_set_lr(nn_optim *o, double lr)
 double nn_optim_lr(const nn_optim *o) { return nn_optim_is_nil(o) ? NAN : o->lr; }
 int64_t nn_optim_steps(const nn_optim *o) { return nn_optim_is_nil(o) ? 0 : o->steps; }
 const char *nn_optim_name(const nn_optim *o) { return nn_optim_is_nil(o) ? "nil" : o->kind->name; }
+
+/* ------------------------------------------------------ state, for checkpoints */
+
+nn_model *nni_optim_model(const nn_optim *o) { return nn_optim_is_nil(o) ? NULL : o->model; }
+int64_t nni_optim_numel(const nn_optim *o) { return nn_optim_is_nil(o) ? 0 : o->numel; }
+int nni_optim_n_state(const nn_optim *o) { return nn_optim_is_nil(o) ? 0 : o->kind->n_state; }
+const char *nni_optim_state_name(const nn_optim *o, int k) { return o->kind->state_names[k]; }
+void *nni_optim_state(nn_optim *o, int k) { return o->state[k]; }
+void nni_optim_set_steps(nn_optim *o, int64_t steps) { o->steps = steps; }
 
 /* ---------------------------------------------------------------- clipping */
 
