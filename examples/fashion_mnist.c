@@ -10,10 +10,13 @@
 **     fashion_mnist --resume fashion_mnist.safetensors --epochs 15
 **     fashion_mnist --train-limit 2000 --test-limit 500 --epochs 1
 **
-** The checkpoint is a safetensors file (the model's parameters by name, so
-** PyTorch can read it) whose metadata holds the epoch reached and the curves
-** so far. A resumed run restores the weights and the curves; Adam's moment
-** estimates are not saved, so they start afresh.
+** The checkpoint is a safetensors file written by nn_checkpoint_save: the
+** model's parameters and Adam's moments by name (PyTorch can read them), with
+** the epoch reached, the curves so far and the shuffling generator in its
+** metadata. A resumed run restores all of it, and the learning rate follows
+** the same schedule (its length is --decay-epochs, not --epochs), so
+** stopping after epoch 1 and resuming to epoch 2 leaves the checkpoint of a
+** run that trained 2 epochs at once, bit for bit (on the same thread count).
 */
 #include "cli.h"
 #include "fashion_data.h"
@@ -36,7 +39,7 @@ enum {
 typedef struct options {
     const char *data, *checkpoint, *resume, *svg;
     int cosine;   /* decay the learning rate along a cosine (else constant) */
-    long epochs, batch, train_limit, test_limit, seed, threads;
+    long epochs, decay_epochs, batch, train_limit, test_limit, seed, threads;
     double lr;
 } options;
 
@@ -54,7 +57,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: fashion_mnist [--data DIR] [--epochs E] [--batch B] [--lr RATE] [--seed S]\n"
             "                     [--train-limit N] [--test-limit N] [--threads T]\n"
-            "                     [--schedule cosine|constant] [--checkpoint FILE]\n"
+            "                     [--schedule cosine|constant] [--decay-epochs N]\n"
+            "                     [--checkpoint FILE]\n"
             "                     [--resume FILE] [--svg FILE]\n"
             "Trains a 784-256-128-10 ReLU network on Fashion-MNIST with softmax cross-entropy\n"
             "and Adam (f32), printing the test accuracy after every epoch.\n"
@@ -64,13 +68,17 @@ static void usage(FILE *f)
             "  --batch B          mini-batch size; default 64\n"
             "  --lr RATE          Adam's learning rate; default 0.001\n"
             "  --schedule S       cosine: lower the rate along a half cosine to 1%% of it at\n"
-            "                     the last epoch (the default); constant: keep it\n"
+            "                     the end of epoch --decay-epochs (the default); constant: keep it\n"
+            "  --decay-epochs N   the cosine's length in epochs, whatever --epochs says, so a\n"
+            "                     run stopped and resumed follows the same rates; default 10\n"
             "  --seed S           seed of the weights and of the shuffling; default 1\n"
             "  --train-limit N    use only the first N training images\n"
             "  --test-limit N     use only the first N test images\n"
             "  --threads T        threads for the training step, 0 for one per core; default 0\n"
             "  --checkpoint FILE  written after every epoch; default fashion_mnist.safetensors\n"
-            "  --resume FILE      start from a checkpoint written by this program\n"
+            "  --resume FILE      go on from a checkpoint written by this program: the weights,\n"
+            "                     Adam's state, the schedule's position and the shuffling, so\n"
+            "                     the run ends with the bits of one never interrupted\n"
             "  --svg FILE         the loss and accuracy curves; default fashion_mnist_curve.svg\n",
             FASHION_DEFAULT_DIR);
 }
@@ -79,12 +87,12 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, options *o)
 {
     *o = (options){NULL, "fashion_mnist.safetensors", NULL, "fashion_mnist_curve.svg", 1,
-                   10, 64, 0, 0, 1, 0, 1e-3};
+                   10, 10, 64, 0, 0, 1, 0, 1e-3};
     static const char *const names[] = {"--data",        "--checkpoint", "--resume",
                                         "--svg",         "--epochs",     "--batch",
                                         "--train-limit", "--test-limit", "--seed",
                                         "--threads",     "--lr",
-                                        "--schedule"};
+                                        "--decay-epochs", "--schedule"};
     const int count = (int)(sizeof names / sizeof names[0]);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -115,6 +123,7 @@ static int parse_args(int argc, char **argv, options *o)
         case 8: bad = cli_long(p, a, v, 0, 2147483647, &o->seed); break;
         case 9: bad = cli_long(p, a, v, 0, 1024, &o->threads); break;
         case 10: bad = cli_double(p, a, v, 0, 10, &o->lr); break;
+        case 11: bad = cli_long(p, a, v, 1, MAX_EPOCHS, &o->decay_epochs); break;
         default:
             o->cosine = !strcmp(v, "cosine");
             if (!o->cosine && strcmp(v, "constant")) {
@@ -159,41 +168,37 @@ static int split(const char *text, double *v, int max)
     return n;
 }
 
-/* The model's parameters under their names, with the history as metadata. */
-static int save_checkpoint(nn_model *m, const char *path, const history *h)
+/* A training checkpoint (nn_checkpoint_save): the weights, Adam's state and
+** step count, and as metadata the history and the shuffling generator, so a
+** resumed run goes on with the bits of one never stopped. Returns 0, or -1
+** after a message. */
+static int save_checkpoint(nn_model *m, nn_optim *adam, const ag_rng *shuffle, const char *path,
+                           const history *h)
 {
-    enum { MAX_PARAMS = 16 };
-    int n = nn_model_num_params(m);
-    const char *names[MAX_PARAMS];
-    ag_tensor *params[MAX_PARAMS];
-    for (int i = 0; i < n && i < MAX_PARAMS; i++) {
-        params[i] = nn_model_param(m, i);
-        names[i] = ag_name(params[i]);
-    }
     static char loss[HISTORY_CHARS], train_acc[HISTORY_CHARS / 4], test_acc[HISTORY_CHARS / 4];
-    char epochs[16];
+    char epochs[16], rng[NN_RNG_CHARS];
     snprintf(epochs, sizeof epochs, "%d", h->epochs);
-    const char *keys[] = {"epoch", "loss", "train_accuracy", "test_accuracy"};
+    nn_rng_format(shuffle, rng, sizeof rng);
+    const char *keys[] = {"epoch", "loss", "train_accuracy", "test_accuracy", "shuffle_rng"};
     const char *values[] = {epochs, join(h->loss, h->n_loss, loss, sizeof loss),
                             join(h->train_acc, h->epochs, train_acc, sizeof train_acc),
-                            join(h->test_acc, h->epochs, test_acc, sizeof test_acc)};
+                            join(h->test_acc, h->epochs, test_acc, sizeof test_acc), rng};
     char err[512];
-    if (n > MAX_PARAMS ||
-        nn_safetensors_save_meta(path, n, names, params, 4, keys, values, NULL, NULL, err,
-                                 sizeof err) != AG_OK) {
-        fprintf(stderr, "fashion_mnist: %s\n", n > MAX_PARAMS ? "too many parameters" : err);
+    if (nn_checkpoint_save(m, adam, path, 5, keys, values, err, sizeof err) != AG_OK) {
+        fprintf(stderr, "fashion_mnist: %s\n", err);
         return -1;
     }
     return 0;
 }
 
-/* Loads the weights (nn_model_load checks every name, dtype and shape) and
-** the history. Returns 0, or -1 after a message. */
-static int load_checkpoint(nn_model *m, const char *path, history *h)
+/* Loads what save_checkpoint wrote (nn_checkpoint_load checks every name,
+** dtype and shape). Returns 0, or -1 after a message. */
+static int load_checkpoint(nn_model *m, nn_optim *adam, ag_rng *shuffle, const char *path,
+                           history *h)
 {
     char err[512];
     nn_safetensors *f = NULL;
-    if (nn_model_load(m, path, err, sizeof err) != AG_OK ||
+    if (nn_checkpoint_load(m, adam, path, 0, err, sizeof err) != AG_OK ||
         nn_safetensors_open(path, NULL, NULL, &f, err, sizeof err) != AG_OK) {
         fprintf(stderr, "fashion_mnist: --resume: %s\n", err);
         return -1;
@@ -204,9 +209,11 @@ static int load_checkpoint(nn_model *m, const char *path, history *h)
                       MAX_EPOCHS * LOSS_POINTS_PER_EPOCH);
     int train = split(nn_safetensors_metadata_get(f, "train_accuracy"), h->train_acc, MAX_EPOCHS);
     int test = split(nn_safetensors_metadata_get(f, "test_accuracy"), h->test_acc, MAX_EPOCHS);
+    const char *rng = nn_safetensors_metadata_get(f, "shuffle_rng");
+    int bad_rng = !rng || nn_rng_parse(shuffle, rng) != AG_OK;
     nn_safetensors_close(f);
     if (h->epochs < 0 || h->epochs > MAX_EPOCHS || h->n_loss != h->epochs * LOSS_POINTS_PER_EPOCH ||
-        train != h->epochs || test != h->epochs) {
+        train != h->epochs || test != h->epochs || bad_rng) {
         fprintf(stderr,
                 "fashion_mnist: --resume: %s: the metadata was not written by this program\n",
                 path);
@@ -272,6 +279,7 @@ typedef struct trainer {
     ag_tape *tape;
     nn_schedule schedule;   /* the learning rate of each step */
     int64_t step;           /* steps taken, counting resumed epochs */
+    ag_rng shuffle;         /* draws each epoch's order; kept in checkpoints */
 } trainer;
 
 /* Test loss and accuracy; with 'confusion' (10 x 10, zeroed here) also the
@@ -420,7 +428,10 @@ static int setup(trainer *tr, ag_pool **pool, const options *o, history *h)
         fprintf(stderr, "fashion_mnist: %s\n", nn_model_errmsg(tr->model));
         return -1;
     }
-    return o->resume ? load_checkpoint(tr->model, o->resume, h) : 0;
+    /* Each epoch's order comes from this one generator, saved with each
+    ** checkpoint: a resumed run draws the orders the whole run would. */
+    ag_rng_seed(&tr->shuffle, (uint64_t)o->seed * 1000003u);
+    return o->resume ? load_checkpoint(tr->model, tr->adam, &tr->shuffle, o->resume, h) : 0;
 }
 
 static void teardown(trainer *tr, ag_pool *pool)
@@ -458,21 +469,17 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
         if (status == 0 && start >= o->epochs)
             printf("nothing to train: the checkpoint has reached --epochs %ld\n", o->epochs);
     }
-    /* Each run shuffles differently, so a resumed run does not replay the
-    ** orders of the epochs before it. */
-    ag_rng shuffle_rng;
-    ag_rng_seed(&shuffle_rng, (uint64_t)o->seed * 1000003u + (uint64_t)start);
     char err[512];
-    if (status == 0 && nn_loader_new(train, o->batch, 1, 0, &shuffle_rng, NULL, NULL, &ld, err,
+    if (status == 0 && nn_loader_new(train, o->batch, 1, 0, &tr.shuffle, NULL, NULL, &ld, err,
                                      sizeof err) != AG_OK) {
         fprintf(stderr, "fashion_mnist: %s\n", err);
         status = -1;
     }
     if (status == 0 && o->epochs > start) {
         int64_t steps = nn_loader_num_batches(ld);
-        tr.schedule = o->cosine ? nn_schedule_cosine(o->lr, o->lr / 100, 0, o->epochs * steps)
+        tr.schedule = o->cosine ? nn_schedule_cosine(o->lr, o->lr / 100, 0, o->decay_epochs * steps)
                                 : nn_schedule_constant(o->lr);
-        tr.step = start * steps;
+        tr.step = nn_optim_steps(tr.adam);
     }
     double total_seconds = 0;
     for (int epoch = start + 1; status == 0 && epoch <= o->epochs; epoch++) {
@@ -494,7 +501,7 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
                epoch, train_loss, 100 * train_acc, test_loss, 100 * test_acc, seconds,
                (double)nn_loader_num_batches(ld) / seconds);
         fflush(stdout);
-        status = save_checkpoint(tr.model, o->checkpoint, h);
+        status = save_checkpoint(tr.model, tr.adam, &tr.shuffle, o->checkpoint, h);
         if (status == 0 && write_curves(o->svg, h) != 0) {
             perror(o->svg);
             status = -1;

@@ -136,6 +136,34 @@ static const char *slurp(const char *path)
     return text;
 }
 
+/* The whole file at path, malloc'ed, its size in *n; NULL when unreadable. */
+static char *slurp_n(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0;
+    *n = 0;
+    for (;;) {
+        if (*n == cap) {
+            char *more = realloc(buf, cap = cap ? 2 * cap : 1 << 16);
+            if (!more) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = more;
+        }
+        size_t got = fread(buf + *n, 1, cap - *n, f);
+        *n += got;
+        if (got == 0)
+            break;
+    }
+    fclose(f);
+    return buf;
+}
+
 /* Whether the examples can read Fashion-MNIST from the Debian package's
 ** directory: the files must be there, and gzipped ones need a build with
 ** zlib (meson says which in EXAMPLE_ZLIB). */
@@ -395,8 +423,27 @@ Test(examples, fashion_mnist_trains_checkpoints_and_resumes)
     cr_assert_eq(st, 0, "%s", out);
     cr_expect(strstr(out, "epoch  2  train loss"), "%s", out);
     cr_expect_null(strstr(out, "epoch  1  train loss"));
+
+    /* Stopped after epoch 1 and resumed to epoch 2, the run leaves the
+    ** checkpoint of one that trained 2 epochs at once, byte for byte:
+    ** weights, Adam's state, the schedule's position, the shuffling. */
+    snprintf(args, sizeof args,
+             "%s --epochs 2 --checkpoint '%s/whole.safetensors' --svg '%s/curve3.svg'", limits,
+             dir, dir);
+    out = run("EXAMPLE_FASHION_MNIST", args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    size_t n_whole = 0, n_resumed = 0;
+    char whole_path[512], resumed_path[512];
+    snprintf(whole_path, sizeof whole_path, "%s/whole.safetensors", dir);
+    snprintf(resumed_path, sizeof resumed_path, "%s/ckpt2.safetensors", dir);
+    char *whole = slurp_n(whole_path, &n_whole), *resumed = slurp_n(resumed_path, &n_resumed);
+    cr_assert(whole && resumed);
+    cr_expect(n_whole == n_resumed && memcmp(whole, resumed, n_whole) == 0,
+              "a resumed run's checkpoint differs from an uninterrupted run's");
+    free(whole);
+    free(resumed);
     remove_dir(dir, (const char *[]){"ckpt.safetensors", "ckpt2.safetensors", "curve.svg",
-                                     "curve2.svg"}, 4);
+                                     "curve2.svg", "whole.safetensors", "curve3.svg"}, 6);
 }
 
 Test(examples, fashion_mnist_rejects_a_foreign_checkpoint)
