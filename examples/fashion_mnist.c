@@ -21,7 +21,6 @@
 #include "cli.h"
 #include "fashion_data.h"
 #include "nn.h"
-#include "progress.h"
 #include "svg.h"
 
 #include <math.h>
@@ -37,7 +36,7 @@ enum {
 };
 
 typedef struct options {
-    const char *data, *checkpoint, *resume, *svg;
+    const char *data, *checkpoint, *resume, *svg, *log;
     int cosine;   /* decay the learning rate along a cosine (else constant) */
     long epochs, decay_epochs, batch, train_limit, test_limit, seed, threads;
     double lr;
@@ -59,7 +58,7 @@ static void usage(FILE *f)
             "                     [--train-limit N] [--test-limit N] [--threads T]\n"
             "                     [--schedule cosine|constant] [--decay-epochs N]\n"
             "                     [--checkpoint FILE]\n"
-            "                     [--resume FILE] [--svg FILE]\n"
+            "                     [--resume FILE] [--svg FILE] [--log FILE]\n"
             "Trains a 784-256-128-10 ReLU network on Fashion-MNIST with softmax cross-entropy\n"
             "and Adam (f32), printing the test accuracy after every epoch.\n"
             "  --data DIR         the IDX files (plain or .gz); default %s\n"
@@ -79,20 +78,21 @@ static void usage(FILE *f)
             "  --resume FILE      go on from a checkpoint written by this program: the weights,\n"
             "                     Adam's state, the schedule's position and the shuffling, so\n"
             "                     the run ends with the bits of one never interrupted\n"
-            "  --svg FILE         the loss and accuracy curves; default fashion_mnist_curve.svg\n",
+            "  --svg FILE         the loss and accuracy curves; default fashion_mnist_curve.svg\n"
+            "  --log FILE         append each epoch's metrics to FILE as JSON lines\n",
             FASHION_DEFAULT_DIR);
 }
 
 /* Returns 0, 1 for --help (printed), or -1 after a message. */
 static int parse_args(int argc, char **argv, options *o)
 {
-    *o = (options){NULL, "fashion_mnist.safetensors", NULL, "fashion_mnist_curve.svg", 1,
+    *o = (options){NULL, "fashion_mnist.safetensors", NULL, "fashion_mnist_curve.svg", NULL, 1,
                    10, 10, 64, 0, 0, 1, 0, 1e-3};
     static const char *const names[] = {"--data",        "--checkpoint", "--resume",
                                         "--svg",         "--epochs",     "--batch",
                                         "--train-limit", "--test-limit", "--seed",
                                         "--threads",     "--lr",
-                                        "--decay-epochs", "--schedule"};
+                                        "--decay-epochs", "--log", "--schedule"};
     const int count = (int)(sizeof names / sizeof names[0]);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -124,6 +124,7 @@ static int parse_args(int argc, char **argv, options *o)
         case 9: bad = cli_long(p, a, v, 0, 1024, &o->threads); break;
         case 10: bad = cli_double(p, a, v, 0, 10, &o->lr); break;
         case 11: bad = cli_long(p, a, v, 1, MAX_EPOCHS, &o->decay_epochs); break;
+        case 12: o->log = v; break;
         default:
             o->cosine = !strcmp(v, "cosine");
             if (!o->cosine && strcmp(v, "constant")) {
@@ -346,8 +347,8 @@ static int train_epoch(trainer *tr, nn_loader *ld, const char *label, history *h
     double epoch_loss = 0, tenth_loss = 0;
     int tenth = 0;
     char err[512] = "";
-    progress bar;
-    progress_start(&bar, stdout, label, steps);
+    nn_progress bar;
+    nn_progress_start(&bar, stdout, label, steps);
     nn_batch b;
     ag_tape_reset(t);
     while (nn_loader_next(ld, t, &b)) {
@@ -380,10 +381,10 @@ static int train_epoch(trainer *tr, nn_loader *ld, const char *label, history *h
             tenth_loss = 0;
             tenth_steps = 0;
         }
-        progress_update(&bar, step, epoch_loss / (double)step);
+        nn_progress_update(&bar, step, epoch_loss / (double)step);
         ag_tape_reset(t);
     }
-    *seconds = progress_finish(&bar);
+    *seconds = nn_progress_finish(&bar);
     if (err[0] || ag_tape_status(t) != AG_OK || nn_model_status(tr->model) != AG_OK) {
         fprintf(stderr, "fashion_mnist: %s\n",
                 err[0] ? err : ag_tape_status(t) ? ag_tape_errmsg(t) : nn_model_errmsg(tr->model));
@@ -481,6 +482,14 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
                                 : nn_schedule_constant(o->lr);
         tr.step = nn_optim_steps(tr.adam);
     }
+    /* A resumed run continues the log it was started with. */
+    nn_metrics_log *log = NULL;
+    if (status == 0 && o->log &&
+        nn_metrics_log_open(o->log, NN_LOG_JSONL, o->resume != NULL, NULL, NULL, &log, err,
+                            sizeof err) != AG_OK) {
+        fprintf(stderr, "fashion_mnist: --log: %s\n", err);
+        status = -1;
+    }
     double total_seconds = 0;
     for (int epoch = start + 1; status == 0 && epoch <= o->epochs; epoch++) {
         char label[32];
@@ -501,6 +510,14 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
                epoch, train_loss, 100 * train_acc, test_loss, 100 * test_acc, seconds,
                (double)nn_loader_num_batches(ld) / seconds);
         fflush(stdout);
+        static const char *const columns[] = {"epoch", "train_loss", "train_accuracy",
+                                              "test_loss", "test_accuracy", "seconds"};
+        double record[] = {epoch, train_loss, train_acc, test_loss, test_acc, seconds};
+        if (log && nn_metrics_log_write(log, 6, columns, record, err, sizeof err) != AG_OK) {
+            fprintf(stderr, "fashion_mnist: --log: %s\n", err);
+            status = -1;
+            break;
+        }
         status = save_checkpoint(tr.model, tr.adam, &tr.shuffle, o->checkpoint, h);
         if (status == 0 && write_curves(o->svg, h) != 0) {
             perror(o->svg);
@@ -513,6 +530,10 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
         printf("trained %d epoch%s in %.1f s; checkpoint %s, curves %s\n", h->epochs - start,
                h->epochs - start == 1 ? "" : "s", total_seconds, o->checkpoint, o->svg);
         printf("final test accuracy %.2f%%\n", 100 * test_acc);
+    }
+    if (nn_metrics_log_close(log, err, sizeof err) != AG_OK && status == 0) {
+        fprintf(stderr, "fashion_mnist: --log: %s\n", err);
+        status = -1;
     }
     nn_loader_free(ld);
     teardown(&tr, pool);

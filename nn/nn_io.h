@@ -280,6 +280,53 @@ NN_API ag_status nn_confusion_add(ag_tensor *logits, const int64_t *labels, int 
 /* Writes the matrix as aligned text, one row per true class. */
 NN_API void nn_confusion_print(FILE *f, int classes, const int64_t *counts);
 
+/* ---------------------------------------------------------------- progress */
+/* A training progress report for loops of your own. On a terminal it is one
+** line redrawn in place (a bar, steps/s, the running loss, the time left);
+** into a pipe or a file it is a plain line every quarter of the way, so that
+** logs stay short. The struct is yours (on the stack is fine); its fields
+** are the report's own. */
+typedef struct nn_progress {
+    FILE *out;
+    int tty;                 /* redraw in place (out is a terminal) */
+    char label[48];          /* "epoch 3/10" */
+    int64_t total;           /* steps in this run of the bar */
+    int64_t next_line;       /* plain mode: the step of the next line */
+    double start, last_draw; /* seconds, from nn_now */
+} nn_progress;
+
+/* Seconds on a monotonic clock, for measuring durations. */
+NN_API double nn_now(void);
+/* Starts a bar of 'total' steps titled 'label' (copied, up to 47 bytes) on
+** 'out' (stderr when NULL). */
+NN_API void nn_progress_start(nn_progress *p, FILE *out, const char *label, int64_t total);
+/* Reports that 'done' of the steps are finished and the running loss is
+** 'loss'. On a terminal, redraws at most ten times a second. */
+NN_API void nn_progress_update(nn_progress *p, int64_t done, double loss);
+/* Ends the bar (clearing the line on a terminal); returns the seconds since
+** nn_progress_start. */
+NN_API double nn_progress_finish(nn_progress *p);
+
+/* A metrics log: one record per call (an epoch's losses and accuracies),
+** appended to a file as CSV (a header line, then one line per record) or as
+** JSON lines ({"epoch": 1, "loss": 0.25}, numbers with 17 significant
+** digits, null for NaN and infinities). Each record is written and flushed
+** whole, so a run killed midway leaves complete lines. Opening with
+** 'append' continues an existing log (a resumed run): a CSV log's header
+** must then name the same columns. Every record must have the columns of
+** the first. */
+typedef struct nn_metrics_log nn_metrics_log;
+typedef enum nn_log_format { NN_LOG_CSV, NN_LOG_JSONL } nn_log_format;
+NN_API ag_status nn_metrics_log_open(const char *path, nn_log_format format, int append,
+                                     ag_alloc_fn fn, void *ud, nn_metrics_log **out, char *err,
+                                     size_t errlen);
+/* Appends one record of n columns: names keys[i] (letters, digits, '_', '.',
+** '-' and '/' only, so that neither format needs quoting), values values[i]. */
+NN_API ag_status nn_metrics_log_write(nn_metrics_log *log, int n, const char *const *keys,
+                                      const double *values, char *err, size_t errlen);
+/* Closes the file; AG_EIO when the last bytes could not be written. */
+NN_API ag_status nn_metrics_log_close(nn_metrics_log *log, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

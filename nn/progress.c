@@ -1,8 +1,9 @@
 /*
-** progress.c: the progress bar or progress lines of progress.h.
+** progress.c: the progress bar or progress lines of nn_io.h, for training
+** loops of any program.
 */
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime, isatty, fileno */
-#include "progress.h"
+#include "nn_io.h"
 
 #include <string.h>
 #include <time.h>
@@ -10,22 +11,25 @@
 
 enum { BAR_WIDTH = 24, PLAIN_LINES = 4 };
 
-double progress_now(void)
+double nn_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void progress_start(progress *p, FILE *out, const char *label, int64_t total)
+void nn_progress_start(nn_progress *p, FILE *out, const char *label, int64_t total)
 {
+    if (!p)
+        return;
     memset(p, 0, sizeof *p);
-    p->out = out;
+    p->out = out ? out : stderr;
+    out = p->out;
     p->tty = isatty(fileno(out));
-    snprintf(p->label, sizeof p->label, "%s", label);
+    snprintf(p->label, sizeof p->label, "%s", label ? label : "");
     p->total = total > 0 ? total : 1;
     p->next_line = (p->total + PLAIN_LINES - 1) / PLAIN_LINES;
-    p->start = p->last_draw = progress_now();
+    p->start = p->last_draw = nn_now();
 }
 
 /* "1:05" or "1:02:05". */
@@ -38,9 +42,11 @@ static void format_duration(double seconds, char *buf, size_t size)
         snprintf(buf, size, "%ld:%02ld", s / 60, s % 60);
 }
 
-void progress_update(progress *p, int64_t done, double loss)
+void nn_progress_update(nn_progress *p, int64_t done, double loss)
 {
-    double now = progress_now(), elapsed = now - p->start;
+    if (!p || !p->out)
+        return;
+    double now = nn_now(), elapsed = now - p->start;
     int last = done >= p->total;
     if (p->tty ? (now - p->last_draw < 0.1 && !last) : done < p->next_line)
         return;
@@ -66,11 +72,13 @@ void progress_update(progress *p, int64_t done, double loss)
     fflush(p->out);
 }
 
-double progress_finish(progress *p)
+double nn_progress_finish(nn_progress *p)
 {
+    if (!p || !p->out)
+        return 0.0;
     if (p->tty) {
         fputs("\r\033[K", p->out);
         fflush(p->out);
     }
-    return progress_now() - p->start;
+    return nn_now() - p->start;
 }
