@@ -38,6 +38,10 @@ void svg_rect(svg *s, double x, double y, double w, double h, const char *fill)
             x, y, w, h, fill);
 }
 
+void svg_tiles_begin(svg *s) { fputs("<g shape-rendering=\"crispEdges\">\n", s->f); }
+
+void svg_tiles_end(svg *s) { fputs("</g>\n", s->f); }
+
 void svg_circle(svg *s, double cx, double cy, double r, const char *fill, const char *stroke)
 {
     fprintf(s->f,

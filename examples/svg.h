@@ -24,6 +24,10 @@ int svg_close(svg *s);
 
 /* Shapes. Colours are SVG colour strings ("#1f77b4", "none"). */
 void svg_rect(svg *s, double x, double y, double w, double h, const char *fill);
+/* A group of shapes drawn with crisp edges: tiles that touch show no seam
+** where anti-aliasing would blend each edge with the white below. */
+void svg_tiles_begin(svg *s);
+void svg_tiles_end(svg *s);
 void svg_circle(svg *s, double cx, double cy, double r, const char *fill, const char *stroke);
 void svg_line(svg *s, double x1, double y1, double x2, double y2, const char *stroke, double width);
 /* Text at (x, y), the baseline; 'anchor' is "start", "middle" or "end".
