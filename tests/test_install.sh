@@ -47,7 +47,10 @@ for d in $deps; do
 done
 echo "libautograd.so needs: $deps"
 
-export PKG_CONFIG_PATH="$pcdir"
+# Only our own .pc files: a Requires on a system package (Graphviz, zlib)
+# would fail here as on a machine without its development files.
+export PKG_CONFIG_LIBDIR="$pcdir"
+export PKG_CONFIG_PATH=""
 export PKG_CONFIG_SYSROOT_DIR="$tmp/root"
 flags=$(pkg-config --cflags --libs autograd autograd-nn) || fail "pkg-config autograd autograd-nn"
 echo "pkg-config: $flags"
