@@ -341,7 +341,9 @@ static void put_tensors(page *p)
             sep = ",";
         }
         for (int64_t e = n->first_in; e >= 0 && !seeded; e = g->edges[e].next_in) {
-            int64_t step = g->ops[g->edges[e].op].step;
+            int64_t step = g->ops[g->edges[e].op].step, next = g->edges[e].next_in;
+            if (next >= 0 && g->edges[next].op == g->edges[e].op)
+                continue;   /* x*x: the graph shows the sum once the step is over */
             fprintf(f, "%s[%lld,\"", sep, (long long)step);
             put_running(p, id, e);
             fprintf(f, "\",%s]", step >= n->last_step ? "true" : "false");
