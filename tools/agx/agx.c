@@ -446,11 +446,6 @@ static int write_graphs(const options *o, ag_tape *t, ag_tensor *y)
         return EXIT_OUTPUT;
     }
     if (o->html) {
-        if (!ag_requires_grad_of(y)) {
-            fprintf(stderr, "agx: --html %s: the expression has no variable, so there is no "
-                            "backward pass to show\n", o->html);
-            return EXIT_OUTPUT;
-        }
         if (ag_html_save(t, y, &d, o->html) != AG_OK) {
             fprintf(stderr, "agx: --html %s: %s\n", o->html, ag_tape_errmsg(t));
             return EXIT_OUTPUT;
@@ -588,12 +583,16 @@ int main(int argc, char **argv)
     status = read_values(&o, &p, values, order);
     if (!status)
         status = check_outputs(&o);
-    if (!status) {
-        int n_order = 0;
-        for (int i = 0; i < p.n_names; i++)
-            n_order += p.names[i].bound_by < 0;
-        status = run(&o, &p, values, order, n_order);
+    int n_order = 0;
+    for (int i = 0; i < p.n_names; i++)
+        n_order += p.names[i].bound_by < 0;
+    if (!status && o.html && n_order == 0) {
+        fprintf(stderr, "agx: --html %s: the expression has no variable, so there is no backward "
+                        "pass to show\n", o.html);
+        status = EXIT_BAD_INPUT;
     }
+    if (!status)
+        status = run(&o, &p, values, order, n_order);
     free(values);
     free(order);
     free(positional);
