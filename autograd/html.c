@@ -15,7 +15,7 @@
 
 extern const char agi_html_template[];   /* html_page.html, made by embed.py */
 
-enum { SMALL = 16, MAX_TERMS = 8, DEFAULT_DIGITS = 6 };
+enum { SMALL = 16, MAX_TERMS = 8, DEFAULT_DIGITS = 6, SUMMARY_DIGITS = 3 };
 
 #define TIMES "\xc3\x97"     /* U+00D7 multiplication sign */
 #define PARTIAL "\xe2\x88\x82" /* U+2202 partial differential */
@@ -91,9 +91,9 @@ static void put_html(FILE *f, const char *str)
     }
 }
 
-/* A number in the page's digits: "nan", "inf", "-inf" spelled out and -0
-** shown as 0, as the DOT labels do. */
-static void put_num(page *p, double v)
+/* A number in 'digits' significant digits: "nan", "inf", "-inf" spelled out
+** and -0 shown as 0, as the DOT labels do. */
+static void put_num_digits(page *p, double v, int digits)
 {
     char b[40];
     if (isnan(v))
@@ -103,9 +103,12 @@ static void put_num(page *p, double v)
     else if (v == 0)
         strcpy(b, "0");
     else
-        snprintf(b, sizeof b, "%.*g", p->digits, v);
+        snprintf(b, sizeof b, "%.*g", digits, v);
     fputs(b, p->f);
 }
+
+/* A number in the page's digits. */
+static void put_num(page *p, double v) { put_num_digits(p, v, p->digits); }
 
 /* A factor in a product: negative numbers in parentheses. */
 static void put_factor(page *p, double v)
@@ -141,19 +144,21 @@ static void put_axis(page *p, const ag_tensor *x, int axis, int64_t offset)
 
 /* A tensor's values: all of them up to SMALL, else a one-line summary (the
 ** norm, the first few values, the count) so that a layer of 784 x 30
-** weights stays one readable line. */
+** weights stays one readable line; a summary is a glance, so its numbers
+** take at most SUMMARY_DIGITS digits. */
 static void put_values(page *p, const ag_tensor *x)
 {
+    int digits = p->digits < SUMMARY_DIGITS ? p->digits : SUMMARY_DIGITS;
     if (x->rank == 0) {
         put_num(p, agi_get(x, 0));
     } else if (x->numel <= SMALL) {
         put_axis(p, x, 0, 0);
     } else {
         fputs("norm ", p->f);
-        put_num(p, agi_dg_norm(x));
+        put_num_digits(p, agi_dg_norm(x), digits);
         fputs(": ", p->f);
         for (int64_t i = 0; i < DG_SUMMARY_VALUES; i++) {
-            put_num(p, agi_get(x, i));
+            put_num_digits(p, agi_get(x, i), digits);
             fputs(", ", p->f);
         }
         fprintf(p->f, ELLIPSIS " (%lld values)", (long long)x->numel);
