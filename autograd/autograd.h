@@ -429,7 +429,8 @@ AG_API void ag_pool_for(ag_pool *pool, int64_t n, int64_t grain, ag_range_fn fn,
 
 /* ------------------------------------------------------ graphs (Graphviz DOT) */
 /* Pictures of a tape to see backpropagation. A node per tensor (its name,
-** shape, and for tensors of at most 16 elements their values and gradients),
+** shape, and for tensors of at most 16 elements their values and gradients;
+** for larger ones a summary: the count, the first values and the norm),
 ** a node per op, edges in the direction data flows. Inputs, parameters,
 ** constants, ops and the output have distinct colours, explained by a legend.
 **

@@ -257,6 +257,25 @@ Test(html, the_same_computation_gives_the_same_bytes)
     chain_free(&b);
 }
 
+Test(html, the_page_in_docs_is_what_the_library_writes_now)
+{
+    /* docs/chain.html is chain --html's page: the same graph and title. The
+    ** tests run in tests/; regenerate it with build/examples/chain --steps 0
+    ** --html docs/chain.html after a deliberate change. */
+    chain c;
+    chain_make(&c, ag_tape_new());
+    ag_dot_options o = {.title = "L = (D - 17)^2 for A = 3: backprop, step by step"};
+    char *page = page_of(c.t, c.L, &o, NULL);
+    FILE *f = fopen("../docs/chain.html", "rb");
+    cr_assert(f, "no ../docs/chain.html (the test runs in tests/)");
+    char *doc = read_stream(f);
+    fclose(f);
+    cr_expect(!strcmp(page, doc), "docs/chain.html is stale: regenerate it");
+    free(page);
+    free(doc);
+    chain_free(&c);
+}
+
 Test(html, digits_and_the_saved_file)
 {
     chain c;
