@@ -510,7 +510,10 @@ static void put_backward_step(page *p, int64_t k)
         if (!e->contrib) {
             line_open(p, "note", &first);
             put_label(p, e->from);
-            fputs(" is a constant: no gradient flows back to it", f);
+            if (g->nodes[e->from].kind == DG_CONST)
+                fputs(" is a constant: no gradient flows back to it", f);
+            else
+                fputs(" gets no gradient through this input of ", f), put_json(p, op->out->op->name);
             line_close(p);
             continue;
         }
@@ -735,5 +738,7 @@ ag_status ag_html_save(ag_tape *t, ag_tensor *y, const ag_dot_options *opt, cons
     write_page(t, who, y, &o, f);
     if (fclose(f) != 0 && t->status == AG_OK)
         agi_error(t, AG_EIO, "%s: writing '%s' failed: %s", who, path, strerror(errno));
+    if (t->status != AG_OK)
+        remove(path);   /* no half page left behind */
     return t->status;
 }
