@@ -45,6 +45,14 @@ class Driver:
         self.proc = subprocess.Popen([chromedriver, '--port=%d' % self.port],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.base = 'http://127.0.0.1:%d' % self.port
+        try:
+            self.start(chromium, profile)
+        except BaseException:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            raise
+
+    def start(self, chromium, profile):
         for _ in range(100):
             try:
                 if self.call('GET', '/status')['ready']:
