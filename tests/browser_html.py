@@ -3,8 +3,8 @@
 chromedriver over the W3C WebDriver protocol (plain HTTP + JSON, so the
 standard library is enough). It writes the chain example's page, presses
 keys as a reader would, and checks the highlighted op and the panel's text
-at backward steps 0, 3 and the last, plus the forward walk, a button, and a
-page opened at #step=3.
+at backward steps 0, 3 and the last, plus the forward walk, a button, the
+slider, and a page opened at #step=3.
 
 usage: browser_html.py CHAIN_EXECUTABLE [SCREENSHOT.png]
 
@@ -223,6 +223,20 @@ def main():
             d.press('Home')
             st = d.state()
             check(st['phase'] == 'forward' and st['step'] == 0, 'Home: forward step 0', st)
+
+            # The slider: a click in its middle jumps there; with it focused,
+            # the arrow keys move it (the browser's own handling) and the page follows.
+            def frame(st):
+                return st['step'] + (6 if st['phase'] == 'backward' else 0)
+            d.click('#slider')
+            st = d.state()
+            check(4 <= st['slider'] <= 7 and frame(st) == st['slider'],
+                  'a click on the middle of the slider shows that frame', st)
+            before = st['slider']
+            d.press('Right')
+            st = d.state()
+            check(st['slider'] == before + 1 and frame(st) == before + 1,
+                  'Right on the focused slider moves one frame', st)
 
             d.go(url + '#step=3')
             st = d.state()
