@@ -442,7 +442,8 @@ AG_API void ag_pool_for(ag_pool *pool, int64_t n, int64_t grain, ag_range_fn fn,
 
 /* ------------------------------------------------------ graphs (Graphviz DOT) */
 /* Pictures of a tape to see backpropagation. A node per tensor (its name,
-** shape, and for tensors of at most 16 elements their values and gradients),
+** shape, and for tensors of at most 16 elements their values and gradients;
+** for larger ones a summary: the count, the first values and the norm),
 ** a node per op, edges in the direction data flows. Inputs, parameters,
 ** constants, ops and the output have distinct colours, explained by a legend.
 **
@@ -514,6 +515,36 @@ AG_API int ag_dot_can_render(void);
 ** own process. Nothing of Graphviz is linked into the library. */
 AG_API ag_status ag_dot_render(const char *dot, const char *format, const char *path, char *err,
                                size_t errlen);
+
+/* ------------------------------------------------ backprop as a web page */
+/* One self-contained HTML file (no network, no external script, style or
+** font: it opens from disk in any browser) that steps through the
+** computation that makes y: first the forward pass, each op's value as it
+** is computed, then the backward pass as ag_dot_steps counts it. Backward
+** step 0 is the seed grad(y) = 1; step k replays one op, which the page
+** highlights, and a panel states its chain rule in words and numbers
+** ("grad(C) += grad(D) x dD/dC = (-25) x 2 = -50") and, for a value that
+** receives several contributions, their running sum; gradients not known
+** yet read "?"; the last step shows every gradient. Arrow keys, buttons and
+** a slider move between steps; the address "page.html#step=3" opens at
+** backward step 3 ("#forward=K": forward step K).
+**
+** The graph is laid out by the library (layers by longest path, a few
+** barycenter sweeps against crossings) and drawn as inline SVG: no Graphviz
+** needed. Tensors show their name, shape and values; one of more than 16
+** elements shows a summary (its norm and first values) instead. Names are
+** escaped. The gradients come from a backward pass replayed as the DOT
+** export replays it, touching no stored gradient; the bytes are the same
+** for the same computation. Of 'opt', digits and title are used (NULL: 6
+** digits, a generic title).
+**
+** Errors go on the tape as for ops: NULL f or path, NULL y, a y from another
+** tape or from before a reset (AG_EINVAL), the file not writable (AG_EIO),
+** out of memory. On a tape already in error nothing is written (it keeps
+** its first error, which is returned): the page needs a backward pass. */
+AG_API ag_status ag_html_write(ag_tape *t, ag_tensor *y, const ag_dot_options *opt, FILE *f);
+/* The same page, written to the file 'path' (created or truncated). */
+AG_API ag_status ag_html_save(ag_tape *t, ag_tensor *y, const ag_dot_options *opt, const char *path);
 
 #ifdef __cplusplus
 }

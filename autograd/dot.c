@@ -100,8 +100,9 @@ static void text_free(dot_text *b)
 
 /* Length of the valid UTF-8 sequence at s that XML accepts as a character,
 ** or 0. Graphviz parses HTML-like labels with an XML parser, which rejects
-** malformed UTF-8, surrogates and U+FFFE/U+FFFF. */
-static int utf8_char(const unsigned char *s)
+** malformed UTF-8, surrogates and U+FFFE/U+FFFF. The HTML page (html.c)
+** escapes names with it too. */
+int agi_utf8_char(const unsigned char *s)
 {
     unsigned c = s[0];
     int n;
@@ -149,7 +150,7 @@ static void put_text(dot_text *b, const char *str)
             put(b, "&#xFFFD;");
         else if (c < 0x80)
             put(b, "%c", (char)c);
-        else if ((n = utf8_char(s)) > 0)
+        else if ((n = agi_utf8_char(s)) > 0)
             put(b, "%.*s", n, (const char *)s);
         else
             n = 1, put(b, "&#xFFFD;");
@@ -204,15 +205,24 @@ static void put_shape(dot_text *b, const ag_tensor *x)
     put(b, "%s", shape);
 }
 
-/* Values of a small tensor, compactly; the shape alone for a large one. */
+/* Values of a small tensor, compactly; for a large one (a layer's weights)
+** a summary that stays one short label: the count, the first few values and
+** the norm. */
 static void put_values(dot_text *b, const ag_tensor *x, int digits)
 {
-    if (x->rank == 0)
+    if (x->rank == 0) {
         put_num(b, agi_get(x, 0), digits);
-    else if (x->numel <= SMALL)
+    } else if (x->numel <= SMALL) {
         put_axis(b, x, 0, 0, digits);
-    else
-        put(b, "<i>%lld values</i>", (long long)x->numel);
+    } else {
+        put(b, "<i>%lld values</i>: ", (long long)x->numel);
+        for (int64_t i = 0; i < DG_SUMMARY_VALUES; i++) {
+            put_num(b, agi_get(x, i), digits);
+            put(b, ", ");
+        }
+        put(b, "...<br/>norm ");
+        put_num(b, agi_dg_norm(x), digits);
+    }
 }
 
 static bool is_scalar(const ag_tensor *x) { return x && x->numel == 1; }

@@ -9,6 +9,8 @@
 
 #include "internal.h"
 
+#include <math.h>
+
 typedef enum dg_kind {
     DG_RESULT,   /* made by a recorded op */
     DG_INPUT,    /* a tape leaf that requires grad */
@@ -68,5 +70,26 @@ typedef struct dg_graph {
 ** with agi_dg_free in every case. */
 ag_status agi_dg_build(dg_graph *g, ag_tape *t, ag_tensor *y);
 void agi_dg_free(dg_graph *g);
+
+/* The length of the valid UTF-8 character at s (XML's characters: no
+** surrogates, U+FFFE or U+FFFF), or 0 for a byte that does not start one
+** (dot.c). Names are escaped through it. */
+int agi_utf8_char(const unsigned char *s);
+
+/* How many leading values a large tensor's summary shows (DOT and HTML). */
+enum { DG_SUMMARY_VALUES = 3 };
+
+/* The Euclidean norm of x's values, for the one-line summary of a tensor too
+** large to print: summed in double (NaN stays NaN; a sum past DBL_MAX reads
+** as inf, which is what a picture should say). */
+static inline double agi_dg_norm(const ag_tensor *x)
+{
+    double s = 0;
+    for (int64_t i = 0; i < x->numel; i++) {
+        double v = agi_get(x, i);
+        s += v * v;
+    }
+    return sqrt(s);
+}
 
 #endif

@@ -6,10 +6,12 @@
 **     chain                  the A->B->C->D chain, 4 nodes
 **     chain --nodes 26       A->B->...->Z, 25 weights
 **     chain --steps 200 --lr 1e-5 --dot chain.dot
+**     chain --html chain.html   a page that steps through backprop (arrow keys)
 */
 #include "autograd.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,23 +26,26 @@ typedef struct options {
     int steps;
     double lr;
     const char *dot;
+    const char *html;
 } options;
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: chain [--nodes N] [--steps S] [--lr RATE] [--dot FILE]\n"
+            "usage: chain [--nodes N] [--steps S] [--lr RATE] [--dot FILE] [--html FILE]\n"
             "Trains the chain A -> B -> C -> D (B = ab*A, C = bc*B, D = cd*C) by gradient\n"
             "descent on the pairs (A, D) = (3, 17), (10, 200), (7, -17) with mean squared error.\n"
             "  --nodes N   chain length, 2..26 (26 gives A -> ... -> Z); default 4\n"
             "  --steps S   gradient-descent steps; default 300\n"
             "  --lr RATE   learning rate; default chosen for the chain length\n"
-            "  --dot FILE  write the graph of the first pair with the chain-rule view\n");
+            "  --dot FILE  write the graph of the first pair with the chain-rule view\n"
+            "  --html FILE write a web page that steps through the first pair's forward and\n"
+            "              backward pass (arrow keys, buttons, a slider; opens from disk)\n");
 }
 
 static int parse_args(int argc, char **argv, options *o)
 {
-    *o = (options){4, 300, 0.0, NULL};
+    *o = (options){4, 300, 0.0, NULL, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         char *end = NULL;
@@ -61,6 +66,8 @@ static int parse_args(int argc, char **argv, options *o)
             o->lr = strtod(v, &end);
         else if (!strcmp(a, "--dot"))
             o->dot = v, end = (char *)v + strlen(v);
+        else if (!strcmp(a, "--html"))
+            o->html = v, end = (char *)v + strlen(v);
         else {
             fprintf(stderr, "chain: unknown option %s (try --help)\n", a);
             return -1;
@@ -104,9 +111,10 @@ static ag_tensor *record_loss(ag_tape *t, int n_weights, ag_tensor **w, ag_tenso
 }
 
 /* The graph of the first pair alone (A = 3, D = 17), so that every node is
-** a scalar and every edge can show its local derivative. The writer replays
-** backward itself and leaves the weights' gradients alone. */
-static int write_dot(const char *path, int n_weights, ag_tensor **w)
+** a scalar and every edge can show its local derivative, as DOT (--dot) or
+** as a step-through page (--html). The writer replays backward itself and
+** leaves the weights' gradients alone. */
+static int write_graph(const char *path, bool html, int n_weights, ag_tensor **w)
 {
     ag_tape *t = ag_tape_new();
     ag_tensor *x = ag_scalar(t, AG_F64, A_VALUES[0]);
@@ -118,9 +126,16 @@ static int write_dot(const char *path, int n_weights, ag_tensor **w)
     ag_tensor *loss = ag_square(t, ag_sub(t, x, ag_scalar(t, AG_F64, D_TARGETS[0])));
     ag_set_name(loss, "L");
     ag_dot_options opt = {.title = "L = (D - 17)^2 for A = 3: the chain rule, edge by edge"};
-    ag_status st = t ? ag_dot_save(t, loss, &opt, path) : AG_ENOMEM;
+    if (html)
+        opt.title = "L = (D - 17)^2 for A = 3: backprop, step by step";
+    ag_status st = !t     ? AG_ENOMEM
+                   : html ? ag_html_save(t, loss, &opt, path)
+                          : ag_dot_save(t, loss, &opt, path);
+    const char *flag = html ? "--html" : "--dot";
     if (st != AG_OK)
-        fprintf(stderr, "chain: --dot %s: %s\n", path, t ? ag_tape_errmsg(t) : "out of memory");
+        fprintf(stderr, "chain: %s %s: %s\n", flag, path, t ? ag_tape_errmsg(t) : "out of memory");
+    else if (html)
+        printf("Step-through page of the first pair written to %s\n", path);
     else
         printf("Graph of the first pair written to %s\n", path);
     ag_tape_free(t);
@@ -204,7 +219,8 @@ int main(int argc, char **argv)
     double lr = o.lr > 0 ? o.lr
                          : 1.0 / (105.0 * n_weights * pow(1932.0 / 158.0, 2.0 - 2.0 / n_weights));
 
-    if (o.dot && write_dot(o.dot, n_weights, w) != 0)
+    if ((o.dot && write_graph(o.dot, false, n_weights, w) != 0) ||
+        (o.html && write_graph(o.html, true, n_weights, w) != 0))
         return 1;
     ag_tape *t = ag_tape_new();
     if (!t) {

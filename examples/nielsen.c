@@ -21,6 +21,7 @@
 **     nielsen                              784-30-10, one epoch, batch 10, η = 3
 **     nielsen --hidden 100 --epochs 5
 **     nielsen --train 1000 --test 500 --hidden 16,12
+**     nielsen --train 1000 --html mlp.html   also the first mini-batch's backprop as a page
 */
 #define _POSIX_C_SOURCE 200809L   /* strdup */
 #include "cli.h"
@@ -40,6 +41,7 @@ typedef struct options {
     double lr;
     int layers;                  /* L, counting the input layer */
     int64_t sizes[MAX_LAYERS];   /* sizes[0] = 784 ... sizes[L-1] = 10 */
+    const char *dot, *html;      /* the first mini-batch's graph, when given */
 } options;
 
 /* Layer l of the book is index l-1 here: w[i] and b[i] for i = 1..L-1 hold
@@ -65,7 +67,10 @@ static void usage(FILE *f)
             "  --hidden H,...  hidden layer sizes, at most %d; default 30\n"
             "  --batch M       mini-batch size; default 10\n"
             "  --lr ETA        learning rate η; default 3.0\n"
-            "  --seed S        seed of the initial weights and of the shuffling; default 1\n",
+            "  --seed S        seed of the initial weights and of the shuffling; default 1\n"
+            "  --dot FILE      write the first mini-batch's graph (.dot; .svg/.png/.pdf with\n"
+            "                  Graphviz): each tensor's name, shape and a summary\n"
+            "  --html FILE     the same graph as a page that steps through backprop\n",
             FASHION_DEFAULT_DIR, MAX_LAYERS - 2);
 }
 
@@ -103,19 +108,20 @@ static int parse_hidden(const char *v, options *o)
 /* Returns 0, 1 for --help (printed), or -1 after a message. */
 static int parse_args(int argc, char **argv, options *o)
 {
-    *o = (options){NULL, 0, 0, 1, 10, 1, 3.0, 3, {FASHION_PIXELS, 30, FASHION_CLASSES}};
+    *o = (options){NULL, 0, 0, 1, 10, 1, 3.0, 3, {FASHION_PIXELS, 30, FASHION_CLASSES}, NULL, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 1;
         }
-        static const char *const known[] = {"--data",  "--train", "--test", "--epochs",
-                                            "--hidden", "--batch", "--lr",   "--seed"};
+        static const char *const known[] = {"--data",  "--train", "--test", "--epochs", "--hidden",
+                                            "--batch", "--lr",    "--seed", "--dot",    "--html"};
+        enum { N_KNOWN = sizeof known / sizeof known[0] };
         int k = 0;
-        while (k < 8 && strcmp(a, known[k]))
+        while (k < N_KNOWN && strcmp(a, known[k]))
             k++;
-        if (k == 8) {
+        if (k == N_KNOWN) {
             fprintf(stderr, "nielsen: unknown option %s (try --help)\n", a);
             return -1;
         }
@@ -130,7 +136,9 @@ static int parse_args(int argc, char **argv, options *o)
         case 4: bad = parse_hidden(v, o); break;
         case 5: bad = cli_long("nielsen", a, v, 1, 60000, &o->batch); break;
         case 6: bad = cli_double("nielsen", a, v, 0, 1000, &o->lr); break;
-        default: bad = cli_long("nielsen", a, v, 0, 2147483647, &o->seed); break;
+        case 7: bad = cli_long("nielsen", a, v, 0, 2147483647, &o->seed); break;
+        case 8: o->dot = v; break;
+        default: o->html = v; break;
         }
         if (bad)
             return -1;
@@ -168,6 +176,11 @@ static ag_tensor *feedforward(ag_tape *t, const network *net, ag_tensor *x)
     for (int i = 1; i < net->layers; i++) {
         ag_tensor *z = ag_add(t, ag_matmul(t, a, ag_transpose(t, net->w[i], 0, 1)), net->b[i]);
         a = ag_sigmoid(t, z);
+        char name[16];   /* the book's names, for --dot and --html */
+        snprintf(name, sizeof name, "z%d", i + 1);
+        ag_set_name(z, name);
+        snprintf(name, sizeof name, "a%d", i + 1);
+        ag_set_name(a, name);
     }
     return a;
 }
@@ -312,6 +325,28 @@ static double compare_with_tape(const network *net, ag_tensor *x, const int64_t 
     return worst;
 }
 
+/* --dot and --html: the graph of the first mini-batch's cost, where each
+** tensor of more than 16 values shows its shape and a summary. Returns 0,
+** or -1 after a message. */
+static int write_graphs(const options *o, ag_tape *t, ag_tensor *cost)
+{
+    ag_dot_options d = {.title = "Nielsen's network: the cost C of the first mini-batch"};
+    ag_set_name(cost, "C");
+    if (o->dot && ag_dot_save(t, cost, &d, o->dot) != AG_OK) {
+        fprintf(stderr, "nielsen: --dot %s: %s\n", o->dot, ag_tape_errmsg(t));
+        return -1;
+    }
+    if (o->html && ag_html_save(t, cost, &d, o->html) != AG_OK) {
+        fprintf(stderr, "nielsen: --html %s: %s\n", o->html, ag_tape_errmsg(t));
+        return -1;
+    }
+    if (o->dot)
+        printf("Graph of the first mini-batch written to %s\n", o->dot);
+    if (o->html)
+        printf("Step-through page of the first mini-batch written to %s\n", o->html);
+    return 0;
+}
+
 /* Correct answers on the test set: the output neuron with the largest
 ** activation is the network's guess. Returns -1 on error (printed). */
 static int64_t evaluate(ag_tape *t, const network *net, const nn_dataset *test)
@@ -410,6 +445,10 @@ int main(int argc, char **argv)
                 checked = 1;
                 if (isnan(compare_with_tape(&net, x, b.labels))) {
                     fprintf(stderr, "nielsen: out of memory\n");
+                    status = 1;
+                    break;
+                }
+                if (write_graphs(&o, t, cost) != 0) {
                     status = 1;
                     break;
                 }

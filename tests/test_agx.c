@@ -311,6 +311,38 @@ Test(agx, dot_and_steps_write_files_dot_accepts)
     cr_expect_eq(system(cmd), 0);
 }
 
+Test(agx, html_writes_the_step_through_page)
+{
+    /* micrograd's first example: a=2, b=-3, c=10, e=a*b, d=e+c, f=-2, L=d*f */
+    char dir[] = "/tmp/agx_html_XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char page[128];
+    snprintf(page, sizeof page, "%s/micrograd.html", dir);
+    run_result r = agx((const char *[]){"--html", page, "e = a*b; d = e + c; L = d*f", "a=2",
+                                        "b=-3", "c=10", "f=-2", NULL});
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "wrote "), "%s", r.out);
+    FILE *f = fopen(page, "rb");
+    cr_assert(f, "no %s", page);
+    static char text[1 << 17];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    cr_expect(n > 1000 && n < sizeof text - 1, "%zu bytes", n);
+    cr_expect(strstr(text, "<title>e = a*b; d = e + c; L = d*f</title>"));
+    cr_expect(strstr(text, "\"title\":\"Backward step 3 of 3: mul \xe2\x86\x92 e passes grad(e) = -2 "
+                           "back to its inputs\""));
+    cr_expect(strstr(text, "grad(a) += grad(e) \xc3\x97 \xe2\x88\x82"
+                           "e/\xe2\x88\x82" "a = (-2) \xc3\x97 (-3) = 6"));
+    cr_expect(strstr(text, "grad(f) += grad(L) \xc3\x97 \xe2\x88\x82"
+                           "L/\xe2\x88\x82" "f = 1 \xc3\x97 4 = 4"));
+    cr_expect(strstr(text, "Every gradient is known now: grad(a) = 6, grad(b) = -4, grad(c) = -2, "
+                           "grad(f) = 4"), "%s", text);
+    run_free(&r);
+    unlink(page);
+    rmdir(dir);
+}
+
 Test(agx, rendering_needs_graphviz_and_says_so)
 {
     run_result r = agx((const char *[]){"--dot", "/tmp/agx_render_test.svg", "x*2", "x=1", NULL});
@@ -428,6 +460,9 @@ static error_case error_cases[] = {
     {{"x", "x=1", "--dot"}, "--dot needs a value"},
     {{"--dot", "out.txt", "x", "x=1"}, "must end in .dot, .gv, .svg, .png or .pdf"},
     {{"--steps", "/tmp", "--format", "gif", "x", "x=1"}, "--format gif: use dot, svg, png or pdf"},
+    {{"x", "x=1", "--html"}, "--html needs a value"},
+    {{"--html", "/tmp/agx_never.html", "2 + 3"}, "--html /tmp/agx_never.html: the expression has "
+                                                 "no variable, so there is no backward pass"},
 };
 
 enum { N_ERROR_CASES = sizeof error_cases / sizeof error_cases[0] };

@@ -361,6 +361,37 @@ Test(examples, nielsen_learns_from_a_small_set)
     cr_assert_gt(acc, NIELSEN_MIN_ACCURACY, "%s", out);
 }
 
+Test(examples, nielsen_draws_the_first_mini_batch_with_summaries)
+{
+    REQUIRE_FASHION_MNIST();
+    const char *dir = temp_dir();
+    char args[640], dot_path[128], html_path[128];
+    snprintf(dot_path, sizeof dot_path, "%s/mlp.dot", dir);
+    snprintf(html_path, sizeof html_path, "%s/mlp.html", dir);
+    snprintf(args, sizeof args, "--train 100 --test 100 --dot '%s' --html '%s'", dot_path,
+             html_path);
+    int st;
+    const char *out = run("EXAMPLE_NIELSEN", args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    const char *read = slurp(dot_path);
+    cr_assert(read, "no %s", dot_path);
+    char *dot = strdup(read);   /* slurp's buffer is reused */
+    const char *html = slurp(html_path);
+    cr_assert(dot && html, "no %s", html_path);
+    /* w2 is [30,784]: its name, shape and a summary, never 23520 numbers. */
+    cr_expect(strstr(dot, "<b>w2</b> <font point-size=\"9\" color=\"#6b7280\">[30,784]</font>"));
+    cr_expect(strstr(dot, "<i>23520 values</i>: "), "%s", dot);
+    cr_expect(strstr(html, "\"label\":\"w2\",\"named\":true,\"kind\":\"parameter\","
+                           "\"output\":false,\"shape\":\"[30,784]\""));
+    cr_expect(strstr(html, "(23520 values)"));
+    cr_expect(strstr(html, "\"label\":\"z2\"") && strstr(html, "\"label\":\"a3\""),
+              "the book's names");
+    cr_expect_lt(strlen(dot), 40000, "summaries keep the DOT small: %zu bytes", strlen(dot));
+    cr_expect_lt(strlen(html), 80000, "and the page: %zu bytes", strlen(html));
+    free(dot);
+    remove_dir(dir, (const char *[]){"mlp.dot", "mlp.html"}, 2);
+}
+
 Test(examples, nielsen_says_which_package_to_install)
 {
     int st;

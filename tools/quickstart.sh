@@ -13,7 +13,9 @@ as_root() {
 base="gcc meson ninja-build pkg-config zlib1g-dev graphviz"
 case "$what" in
     demo) pkgs="$base" ;;
-    test) pkgs="$base libcriterion-dev python3-numpy dataset-fashion-mnist" ;;
+    # chromium and its driver: the step-through page's test drives a real
+    # browser (suite 'browser'; it is skipped, not failed, without them).
+    test) pkgs="$base libcriterion-dev python3-numpy dataset-fashion-mnist chromium chromium-driver" ;;
     *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 

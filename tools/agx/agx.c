@@ -23,6 +23,7 @@ enum { EXIT_NONFINITE = 1, EXIT_BAD_INPUT = 2, EXIT_OUTPUT = 3 };
 typedef struct options {
     const char *expr;
     const char *dot;        /* --dot FILE */
+    const char *html;       /* --html FILE */
     const char *steps;      /* --steps DIR */
     const char *format;     /* --format FMT, for --steps */
     int top_to_bottom, check, json;
@@ -47,6 +48,8 @@ static void usage(FILE *f)
           "options:\n"
           "  --dot FILE      write the graph with the chain rule on every edge: DOT text\n"
           "                  for .dot or .gv; .svg, .png, .pdf rendered (needs Graphviz)\n"
+          "  --html FILE     write one self-contained web page that steps through the\n"
+          "                  forward and backward pass (arrow keys; no Graphviz needed)\n"
           "  --steps DIR     write one frame per backward step into DIR (made if missing)\n"
           "  --format FMT    frames as dot (default), svg, png or pdf (needs Graphviz)\n"
           "  --tb            draw graphs top to bottom (left to right by default)\n"
@@ -177,6 +180,7 @@ static int parse_options(int argc, char **argv, options *o, char **positional)
             continue;
         }
         const char **value = !strcmp(a, "--dot")      ? &o->dot
+                             : !strcmp(a, "--html")   ? &o->html
                              : !strcmp(a, "--steps")  ? &o->steps
                              : !strcmp(a, "--format") ? &o->format
                                                       : NULL;
@@ -437,7 +441,7 @@ static void finite_differences(const agx_program *p, double *values, double *num
     ag_tape_free(t);
 }
 
-/* Writes --dot and --steps; 0 or EXIT_OUTPUT. */
+/* Writes --dot, --html and --steps; 0 or EXIT_OUTPUT. */
 static int write_graphs(const options *o, ag_tape *t, ag_tensor *y)
 {
     ag_dot_options d = {0};
@@ -446,6 +450,14 @@ static int write_graphs(const options *o, ag_tape *t, ag_tensor *y)
     if (o->dot && ag_dot_save(t, y, &d, o->dot) != AG_OK) {
         fprintf(stderr, "agx: --dot %s: %s\n", o->dot, ag_tape_errmsg(t));
         return EXIT_OUTPUT;
+    }
+    if (o->html) {
+        if (ag_html_save(t, y, &d, o->html) != AG_OK) {
+            fprintf(stderr, "agx: --html %s: %s\n", o->html, ag_tape_errmsg(t));
+            return EXIT_OUTPUT;
+        }
+        if (!o->json)
+            printf("\nwrote %s (open it in a browser; arrow keys step)\n", o->html);
     }
     if (o->steps) {
         if (mkdir(o->steps, 0777) != 0 && errno != EEXIST) {
@@ -577,12 +589,16 @@ int main(int argc, char **argv)
     status = read_values(&o, &p, values, order);
     if (!status)
         status = check_outputs(&o);
-    if (!status) {
-        int n_order = 0;
-        for (int i = 0; i < p.n_names; i++)
-            n_order += p.names[i].bound_by < 0;
-        status = run(&o, &p, values, order, n_order);
+    int n_order = 0;
+    for (int i = 0; i < p.n_names; i++)
+        n_order += p.names[i].bound_by < 0;
+    if (!status && o.html && n_order == 0) {
+        fprintf(stderr, "agx: --html %s: the expression has no variable, so there is no backward "
+                        "pass to show\n", o.html);
+        status = EXIT_BAD_INPUT;
     }
+    if (!status)
+        status = run(&o, &p, values, order, n_order);
     free(values);
     free(order);
     free(positional);
