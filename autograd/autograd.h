@@ -359,6 +359,40 @@ AG_API ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis);
 ** shape [N, C] and N labels in [0, C). Fused and stable. The labels are copied. */
 AG_API ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels);
 
+/* -------------------------------------------------------------- op descriptors */
+/* An op is one descriptor: the library's own ops are built from it (each
+** autograd/ops_*.c file defines its ops' descriptors beside their
+** constructors), and so are user-defined ops (ag_custom, below). Write it
+** with designated initializers; fields left out are NULL.
+**
+** vjp      the vector-Jacobian product: given g, the gradient of 'out',
+**          writes gin[i], the gradient of input i (ag_input(out, i)), for
+**          each input that requires grad, of exactly that input's shape and
+**          dtype; NULL for an input that gets none. Write
+**          it with the library's ops: in create-graph mode (ag_gradients with
+**          create_graph) they are recorded, so the gradient can itself be
+**          differentiated.
+** raw_vjp  optional, first order only: a fast path the engine takes instead
+**          of vjp during an ordinary backward (ag_backward, or ag_gradients
+**          without create_graph), when nothing a vjp does is recorded. It
+**          may compute on the arrays directly (ag_data) and write gin[] as
+**          vjp does; it returns nonzero when done, 0 to decline (then vjp
+**          runs). The library's raw VJPs give vjp's bits exactly. An op with
+**          a raw_vjp and no vjp cannot be differentiated twice: create-graph
+**          mode through it records AG_EUNSUPPORTED naming the op.
+** jvp      reserved for forward mode, not called yet: given the tangents of
+**          the inputs (tangents[i], NULL for a zero tangent), returns the
+**          tangent of 'out', written with the library's ops.
+**
+** The engine alone chooses between raw_vjp and vjp; an op never does. */
+typedef struct ag_op ag_op;
+struct ag_op {
+    const char *name;   /* for errors and graphs */
+    void (*vjp)(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin);
+    int (*raw_vjp)(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin);
+    ag_tensor *(*jvp)(ag_tape *t, ag_tensor *out, ag_tensor *const *tangents);
+};
+
 /* --------------------------------------------------------------- gradcheck */
 /* The function under test: builds its output on 't' from the given inputs
 ** (leaves of 't' that require grad, f64, in the order given). */

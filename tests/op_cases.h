@@ -1,6 +1,6 @@
 /*
 ** op_cases.h: one table of test cases for every differentiable op, keyed by
-** the op's registry name, with the inputs each case needs. The gradient
+** the op's name, with the inputs each case needs. The gradient
 ** check, the second-derivative check and the f32/f64 agreement test all walk
 ** this one table, so adding an op means adding its cases here once.
 **
@@ -47,7 +47,7 @@ typedef struct op_case op_case;
 typedef ag_tensor *(*case_fn)(ag_tape *t, ag_tensor *const *x, const op_case *c);
 
 struct op_case {
-    const char *op;      /* the registry name of the op this case covers */
+    const char *op;      /* the name of the op this case covers (ag_op.name) */
     const char *what;    /* the expression, for failure messages */
     int n;               /* inputs */
     input_spec in[3];
@@ -616,6 +616,19 @@ static struct criterion_test_params case_indices(void)
         idx[i] = i;
     return cr_make_param_array(size_t, idx, idx ? n_op_cases : 0, free_case_indices);
 }
+
+/* Every op of the library, from each ops file's table (agi_op_tables), in
+** 'ops' (up to 'cap'); returns how many there are. */
+static size_t all_ops(const ag_op **ops, size_t cap)
+{
+    size_t n = 0;
+    for (const ag_op *const *const *table = agi_op_tables; *table; table++)
+        for (const ag_op *const *op = *table; *op; op++, n++)
+            if (n < cap)
+                ops[n] = *op;
+    return n;
+}
+enum { MAX_OPS = 512 };
 
 /* Does some case cover the op called 'name'? */
 static bool case_exists_for(const char *name)
