@@ -24,6 +24,7 @@ typedef union agi_attr {
     struct { int axis; int64_t start, step; } slice;
     struct { int ta, tb; } mm;
     struct { int act; } dense;   /* an ag_activation */
+    struct { int upper, left; } tri;   /* solve_triangular's flags, 0 or 1 */
     double s[2];
     uint8_t perm[AG_MAX_DIMS];
     const int64_t *labels;
