@@ -429,16 +429,23 @@ static ag_tensor *solve_matrix(ag_tape *t, ag_tensor *a, ag_tensor *b)
     int64_t *perm = agi_arena_alloc(t, (size_t)(n > 0 ? n : 1) * sizeof *perm, 64);
     if ((x->flags & AGI_NIL) || !lu || !bm || !xm || !perm)
         return agi_nil(t);
+    /* An A broadcast over B's batch is factored once per run of equal offsets. */
+    int64_t factored = -1;
+    bool nan_a = false;
     for (int64_t i = 0; i < w.count; i++, batch_walk_next(&w)) {
-        load(a, w.oa * mat, mat, lu);
-        if (has_nan(lu, mat)) {
+        if (w.oa != factored) {
+            load(a, w.oa * mat, mat, lu);
+            factored = w.oa;
+            nan_a = has_nan(lu, mat);
+            bool odd;
+            int64_t bad = nan_a ? -1 : lu_in_place(lu, n, perm, &odd);
+            if (bad >= 0)
+                return singular(t, who, a, w.oa, bad);
+        }
+        if (nan_a) {
             fill(x, i * bmat, bmat, NAN);
             continue;
         }
-        bool odd;
-        int64_t bad = lu_in_place(lu, n, perm, &odd);
-        if (bad >= 0)
-            return singular(t, who, a, w.oa, bad);
         load(b, w.ob * bmat, bmat, bm);
         for (int64_t c = 0; c < k; c++)
             lu_solve_column(lu, perm, n, bm + c, k, xm + c, k);

@@ -149,6 +149,14 @@ Test(ops_factor, solve_residuals_with_broadcast_batches)
     ag_tensor *b2 = ag_rand(t, &r, AG_F64, 4, (int64_t[]){2, 1, 4, 3}, -1, 1);
     ag_tensor *x2 = ag_solve(t, a2, b2);
     cr_expect_leq(max_diff(ag_matmul(t, a2, x2), b2), 1e-13);
+    /* Both broadcast: A's batch element changes at every step of the walk. */
+    ag_tensor *a3 = dominant(t, AG_F64, 4, (int64_t[]){1, 2, 3, 3}, 10);
+    ag_tensor *b3 = ag_rand(t, &r, AG_F64, 4, (int64_t[]){2, 1, 3, 2}, -1, 1);
+    ag_tensor *x3 = ag_solve(t, a3, b3);
+    cr_assert_eq(ag_rank(x3), 4);
+    cr_expect(ag_dim(x3, 0) == 2 && ag_dim(x3, 1) == 2);
+    ag_tensor *ax3 = ag_matmul(t, a3, x3);
+    cr_expect_leq(max_diff(ax3, ag_broadcast_to(t, b3, 4, ag_shape(ax3))), 1e-13);
     cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
     ag_tape_free(t);
 }
@@ -317,9 +325,16 @@ Test(ops_factor, nan_in_one_batch_element_leaves_the_others)
     ag_tape *t = ag_tape_new();
     ag_tensor *a = from64(t, 3, (int64_t[]){2, 1, 1}, (double[]){NAN, 4});
     ag_tensor *ai = ag_inverse(t, a);
+    /* A broadcast over B's batch: every element of the batch sees the NaN. */
+    ag_tensor *x = ag_solve(t, ag_slice(t, a, 0, 0, 1, 1), ag_ones(t, AG_F64, 3, (int64_t[]){3, 1, 2}));
+    ag_tensor *y = ag_solve(t, a, ag_ones(t, AG_F64, 2, (int64_t[]){1, 2}));
     cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
     cr_expect(isnan(ag_get(ai, 0)));
     cr_expect_eq(ag_get(ai, 1), 0.25);
+    for (int i = 0; i < 6; i++)
+        cr_expect(isnan(ag_get(x, i)), "element %d is %g", i, ag_get(x, i));
+    cr_expect(isnan(ag_get(y, 0)) && isnan(ag_get(y, 1)));
+    cr_expect(ag_get(y, 2) == 0.25 && ag_get(y, 3) == 0.25);
     ag_tape_free(t);
 }
 
