@@ -412,8 +412,9 @@ static ag_tensor *solve_matrix(ag_tape *t, ag_tensor *a, ag_tensor *b)
         return agi_nil(t);
     int64_t n = a->shape[a->rank - 1], k = b->shape[b->rank - 1];
     if (b->shape[b->rank - 2] != n)
-        return agi_error(t, AG_ESHAPE, "%s: A %s and B %s: B's rows (%lld) differ from A's size %lld",
-                         who, agi_shp(a, 0), agi_shp(b, 1), (long long)b->shape[b->rank - 2],
+        return agi_error(t, AG_ESHAPE,
+                         "%s: A %s and B %s: B's rows (%lld) differ from A's size %lld", who,
+                         agi_shp(a, 0), agi_shp(b, 1), (long long)b->shape[b->rank - 2],
                          (long long)n);
     batch_walk w;
     if (!batch_walk_init(&w, a, b))
@@ -460,16 +461,19 @@ ag_tensor *ag_solve(ag_tape *t, ag_tensor *a, ag_tensor *b)
     if (!agi_check_inputs(t, "ag_solve", 2, in, true) || !check_square(t, "ag_solve", a))
         return agi_nil(t);
     if (b->rank == 0)
-        return agi_error(t, AG_ESHAPE, "ag_solve: B %s is a scalar: it must be [..., n] or [..., n, k]",
+        return agi_error(t, AG_ESHAPE,
+                         "ag_solve: B %s is a scalar: it must be [..., n] or [..., n, k]",
                          agi_shp(b, 0));
     /* PyTorch's rule: B is a (batch of) vector(s) when it has rank 1, or is
     ** shaped as A without its last dim; otherwise a (batch of) matrices. */
-    bool vector = b->rank == 1 || (b->rank == a->rank - 1 &&
-                                   memcmp(b->shape, a->shape, (size_t)b->rank * sizeof *b->shape) == 0);
+    bool vector = b->rank == 1 ||
+                  (b->rank == a->rank - 1 &&
+                   memcmp(b->shape, a->shape, (size_t)b->rank * sizeof *b->shape) == 0);
     if (!vector)
         return solve_matrix(t, a, b);
     if (b->shape[b->rank - 1] != a->shape[a->rank - 1])
-        return agi_error(t, AG_ESHAPE, "ag_solve: A %s and B %s: B's length %lld differs from A's size %lld",
+        return agi_error(t, AG_ESHAPE,
+                         "ag_solve: A %s and B %s: B's length %lld differs from A's size %lld",
                          agi_shp(a, 0), agi_shp(b, 1), (long long)b->shape[b->rank - 1],
                          (long long)a->shape[a->rank - 1]);
     int64_t shape[AG_MAX_DIMS + 1];

@@ -326,7 +326,8 @@ Test(ops_factor, nan_in_one_batch_element_leaves_the_others)
     ag_tensor *a = from64(t, 3, (int64_t[]){2, 1, 1}, (double[]){NAN, 4});
     ag_tensor *ai = ag_inverse(t, a);
     /* A broadcast over B's batch: every element of the batch sees the NaN. */
-    ag_tensor *x = ag_solve(t, ag_slice(t, a, 0, 0, 1, 1), ag_ones(t, AG_F64, 3, (int64_t[]){3, 1, 2}));
+    ag_tensor *x = ag_solve(t, ag_slice(t, a, 0, 0, 1, 1),
+                            ag_ones(t, AG_F64, 3, (int64_t[]){3, 1, 2}));
     ag_tensor *y = ag_solve(t, a, ag_ones(t, AG_F64, 2, (int64_t[]){1, 2}));
     cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
     cr_expect(isnan(ag_get(ai, 0)));
@@ -414,7 +415,8 @@ Test(ops_factor, mismatched_shapes_are_named)
     ag_solve(t, a, ag_ones(t, AG_F64, 1, (int64_t[]){4}));
     EXPECT_ERROR(t, AG_ESHAPE, "ag_solve", "[3,3]", "[4]", "length 4");
     ag_tape_reset(t);
-    ag_solve(t, ag_ones(t, AG_F64, 3, (int64_t[]){2, 3, 3}), ag_ones(t, AG_F64, 3, (int64_t[]){3, 3, 1}));
+    ag_solve(t, ag_ones(t, AG_F64, 3, (int64_t[]){2, 3, 3}),
+             ag_ones(t, AG_F64, 3, (int64_t[]){3, 3, 1}));
     EXPECT_ERROR(t, AG_ESHAPE, "ag_solve", "[2,3,3]", "[3,3,1]", "batch dims do not broadcast");
     ag_tape_reset(t);
     ag_solve(t, ag_eye(t, AG_F64, 3), ag_scalar(t, AG_F64, 1));
