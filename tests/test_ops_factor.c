@@ -265,6 +265,25 @@ Test(ops_factor, slogdet_gradient_is_the_inverse_transposed)
     ag_tape_free(t);
 }
 
+/* A's gradient through the factor is symmetric, as PyTorch's: only the
+** lower triangle is read, but A stands for a symmetric matrix. */
+Test(ops_factor, cholesky_gradient_is_symmetric)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *a = ag_requires_grad(
+        from64(t, 2, (int64_t[]){3, 3}, (double[]){4, 1, 0.5, 1, 3, 0.25, 0.5, 0.25, 2}));
+    ag_tensor *w = from64(t, 2, (int64_t[]){3, 3}, (double[]){1, 2, 3, 4, 5, 6, 7, 8, 9});
+    ag_backward(t, ag_sum(t, ag_mul(t, w, ag_cholesky(t, a))));
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    ag_tensor *g = ag_grad(a);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < i; j++)
+            cr_expect_eq(ag_get(g, i * 3 + j), ag_get(g, j * 3 + i), "[%d][%d]: %g vs %g", i, j,
+                         ag_get(g, i * 3 + j), ag_get(g, j * 3 + i));
+    cr_expect_neq(ag_get(g, 3), 0);
+    ag_tape_free(t);
+}
+
 /* chol([a]) = sqrt a: first derivative 1 / (2 sqrt a), second -1 / (4 a^1.5). */
 Test(ops_factor, cholesky_second_derivative_of_one_by_one)
 {
