@@ -348,6 +348,55 @@ AG_API ag_tensor *ag_cast(ag_tape *t, ag_tensor *x, ag_dtype dt);
 ** leading dims broadcast. */
 AG_API ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b);
 
+/* Dense linear algebra on a square matrix A [n, n] or a batch of them
+** [..., n, n] (PyTorch's torch.linalg semantics unless said otherwise).
+** Each matrix is factored in double precision, for f32 too (the result is
+** rounded once to the dtype), with plain loops meant for small n. A and B
+** must share a dtype (AG_EDTYPE otherwise); an A that is not [..., n, n],
+** a B whose size does not fit A and batch dims that do not broadcast
+** record AG_ESHAPE; a matrix the op cannot factor records AG_EINVAL naming
+** the function, the shape and, for batches, the flat index of the batch
+** element ("ag_solve: A [2,3,3], batch element 1 is singular (...)"). A NaN
+** in a matrix gives NaN in its result, never an error; infinities go
+** through the arithmetic as IEEE says. All differentiate twice. */
+
+/* L, lower triangular with a positive diagonal, such that A = L L^T, for a
+** symmetric positive definite A [..., n, n]. Reads only A's lower triangle
+** (the upper one is taken as its mirror) and gives A's gradient symmetric,
+** as PyTorch does: it is the gradient for symmetric changes of A, so build
+** A symmetric (X X^T + c I, say) when the gradient flows further back. A
+** pivot that is not positive records AG_EINVAL: "ag_cholesky: A [2,3,3],
+** batch element 1 is not positive definite (the leading minor of order 2
+** is not: pivot -0.5)". */
+AG_API ag_tensor *ag_cholesky(ag_tape *t, ag_tensor *a);
+/* X solving A X = B ('left' nonzero) or X A = B ('left' zero), for A
+** [..., n, n] triangular: upper when 'upper' is nonzero, else lower. Only
+** that triangle of A is read, and only it gets a gradient. B is [..., n, k]
+** (left) or [..., k, n] (right), rank 2 or more; batch dims broadcast, and
+** X has the broadcast batch dims and B's last two. A zero on A's diagonal
+** records AG_EINVAL. */
+AG_API ag_tensor *ag_solve_triangular(ag_tape *t, ag_tensor *a, ag_tensor *b, int upper,
+                                      int left);
+/* X = A^{-1} B, solving A X = B by LU factorization with partial pivoting.
+** B is a batch of matrices [..., n, k], giving X [..., n, k] with the batch
+** dims of A and B broadcast; or, as in PyTorch, a batch of vectors when B
+** has rank 1 ([n]) or is shaped as A without its last dim ([..., n]),
+** giving X of the broadcast batch dims and [n]. An exactly singular A (a
+** column without a nonzero pivot) records AG_EINVAL; a nearly singular one
+** gives large values, as LAPACK's would. */
+AG_API ag_tensor *ag_solve(ag_tape *t, ag_tensor *a, ag_tensor *b);
+/* A^{-1} for A [..., n, n], by LU with partial pivoting; singular A records
+** AG_EINVAL as ag_solve does. Prefer ag_solve to multiplying by it. */
+AG_API ag_tensor *ag_inverse(ag_tape *t, ag_tensor *a);
+/* log|det A| for A [..., n, n], of shape [...] (rank 0 for one matrix), by LU
+** with partial pivoting. When 'sign' is not NULL, *sign receives det A's
+** sign (-1, 0 or 1; NaN where A holds a NaN) of the same shape: a constant
+** without gradient. A singular A is not an error: its sign is 0 and its
+** log|det| -inf (as PyTorch's), but a backward through it then fails in
+** ag_inverse, since the gradient g A^{-T} does not exist. On error *sign is
+** the nil tensor too. det A = sign * exp(logabsdet). */
+AG_API ag_tensor *ag_slogdet(ag_tape *t, ag_tensor *a, ag_tensor **sign);
+
 /* The activations a fused dense layer can apply. */
 typedef enum ag_activation {
     AG_ACT_IDENTITY,
@@ -371,6 +420,40 @@ AG_API ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis);
 /* Mean over the batch of -log softmax(logits)[i, labels[i]], for logits of
 ** shape [N, C] and N labels in [0, C). Fused and stable. The labels are copied. */
 AG_API ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels);
+
+/* -------------------------------------------------------------- op descriptors */
+/* An op is one descriptor: the library's own ops are built from it (each
+** autograd/ops_*.c file defines its ops' descriptors beside their
+** constructors), and so are user-defined ops (ag_custom, below). Write it
+** with designated initializers; fields left out are NULL.
+**
+** vjp      the vector-Jacobian product: given g, the gradient of 'out',
+**          writes gin[i], the gradient of input i (ag_input(out, i)), for
+**          each input that requires grad, of exactly that input's shape and
+**          dtype; NULL for an input that gets none. Write
+**          it with the library's ops: in create-graph mode (ag_gradients with
+**          create_graph) they are recorded, so the gradient can itself be
+**          differentiated.
+** raw_vjp  optional, first order only: a fast path the engine takes instead
+**          of vjp during an ordinary backward (ag_backward, or ag_gradients
+**          without create_graph), when nothing a vjp does is recorded. It
+**          may compute on the arrays directly (ag_data) and write gin[] as
+**          vjp does; it returns nonzero when done, 0 to decline (then vjp
+**          runs). The library's raw VJPs give vjp's bits exactly. An op with
+**          a raw_vjp and no vjp cannot be differentiated twice: create-graph
+**          mode through it records AG_EUNSUPPORTED naming the op.
+** jvp      reserved for forward mode, not called yet: given the tangents of
+**          the inputs (tangents[i], NULL for a zero tangent), returns the
+**          tangent of 'out', written with the library's ops.
+**
+** The engine alone chooses between raw_vjp and vjp; an op never does. */
+typedef struct ag_op ag_op;
+struct ag_op {
+    const char *name;   /* for errors and graphs */
+    void (*vjp)(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin);
+    int (*raw_vjp)(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin);
+    ag_tensor *(*jvp)(ag_tape *t, ag_tensor *out, ag_tensor *const *tangents);
+};
 
 /* --------------------------------------------------------------- gradcheck */
 /* The function under test: builds its output on 't' from the given inputs

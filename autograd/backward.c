@@ -232,7 +232,7 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
             ** 'rep stos' that costs as much as a scalar op's whole vjp. */
             memset(small, 0, sizeof small);
         }
-        e->op->vjp(t, e, e->gacc, gin);
+        agi_pull_back(t, e, e->gacc, gin);
         for (int j = 0; j < e->nin && t->status == AG_OK; j++) {
             ag_tensor *x = e->in[j];
             if (gin[j] && (x->flags & AGI_REQUIRES_GRAD) && vjp_result_ok(t, e, j, gin[j]))
@@ -254,6 +254,21 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
     t->in_backward--;
     t->create_graph = 0;
     t->storing = false;
+}
+
+/* An op with a raw VJP and no differentiable one (a user's, written on
+** arrays): it serves a pass that records nothing, and in create-graph mode
+** it is an error. */
+void agi_pull_back_raw_only(ag_tape *t, ag_tensor *e, ag_tensor *g, ag_tensor **gin)
+{
+    const char *name = e->op->name;
+    if (t->create_graph)
+        agi_error(t, AG_EUNSUPPORTED, "%s: its VJP is raw (first order only), so create_graph "
+                  "cannot differentiate through it; give the op a vjp written with ag_ ops", name);
+    else if (!e->op->raw_vjp)
+        agi_error(t, AG_ESTATE, "%s: the op has no VJP", name);
+    else if (agi_raw_backward(t) || !e->op->raw_vjp(t, e, g, gin))
+        agi_error(t, AG_ESTATE, "%s: its raw VJP declined and it has no other", name);
 }
 
 void *agi_param_grad_target(ag_tape *t, ag_tensor *x)

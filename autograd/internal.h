@@ -14,17 +14,9 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-/* A differentiable op: its name (errors, graphs) and its vector-Jacobian
-** product. 'vjp' receives the gradient 'g' of 'out' and writes one gradient
-** per input into gin[i] (NULL for an input that needs none), each of that
-** input's exact shape and dtype. It must use the library's ops, so that in
-** create-graph mode the gradients are themselves recorded. An op with a NULL
-** vjp (comparisons) is never recorded. */
-typedef struct ag_op {
-    const char *name;
-    void (*vjp)(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin);
-} ag_op;
-
+/* ag_op, the descriptor of an op, is public (autograd.h): user-defined ops
+** use it too. An op with neither vjp nor raw_vjp (comparisons) is never
+** recorded. */
 
 /* Per-op constants kept in the result tensor. */
 typedef union agi_attr {
@@ -32,6 +24,7 @@ typedef union agi_attr {
     struct { int axis; int64_t start, step; } slice;
     struct { int ta, tb; } mm;
     struct { int act; } dense;   /* an ag_activation */
+    struct { int upper, left; } tri;   /* solve_triangular's flags, 0 or 1 */
     double s[2];
     uint8_t perm[AG_MAX_DIMS];
     const int64_t *labels;
@@ -238,11 +231,28 @@ void agi_anomaly_free(ag_tape *t);
 ** on, for agi_anomaly_resume. */
 bool agi_anomaly_pause(ag_tape *t);
 void agi_anomaly_resume(ag_tape *t, bool was_on);
-/* A fast path for hot vjps: when agi_raw_backward(t), nothing the vjp does
-** is recorded, so it may instead compute the same gradients, bit for bit,
-** with raw loops straight into the inputs' accumulators (agi_grad_add,
-** agi_grad_slot) and leave gin[] empty. */
+/* Is this an ordinary backward, where nothing a vjp does is recorded? Then
+** the engine takes an op's raw_vjp, which may compute the same gradients,
+** bit for bit, with raw loops straight into the inputs' accumulators
+** (agi_grad_add, agi_grad_slot) and leave gin[] empty. */
 static inline bool agi_raw_backward(const ag_tape *t) { return t->in_backward && !t->create_graph; }
+
+/* The engine's one choice of how a gradient flows back through entry e
+** (backward.c, and the DOT export's replay in dot_graph.c): the op's raw
+** VJP during an ordinary backward, when it has one and does not decline;
+** otherwise its differentiable VJP. Ops never choose themselves. Inline:
+** a scalar graph pays one pointer test per op for it. */
+void agi_pull_back_raw_only(ag_tape *t, ag_tensor *e, ag_tensor *g, ag_tensor **gin);
+static inline void agi_pull_back(ag_tape *t, ag_tensor *e, ag_tensor *g, ag_tensor **gin)
+{
+    const ag_op *op = e->op;
+    if (op->raw_vjp && agi_raw_backward(t) && op->raw_vjp(t, e, g, gin))
+        return;
+    if (op->vjp)
+        op->vjp(t, e, g, gin);
+    else
+        agi_pull_back_raw_only(t, e, g, gin);
+}
 
 /* Counts a recorded op's use of x (AGI_COUNTED) on t, up to 2 ("more than
 ** one"). A tensor past the table's room stays uncounted: never written
@@ -290,20 +300,13 @@ static inline void agi_set(ag_tensor *x, int64_t i, double v)
         ((double *)x->value)[i] = v;
 }
 
-/* ops registry (ops_registry.c) */
-extern const ag_op *const agi_ops[];
-extern const size_t agi_n_ops;
-extern const ag_op agi_op_add, agi_op_sub, agi_op_mul, agi_op_div, agi_op_pow, agi_op_maximum,
-    agi_op_minimum, agi_op_where;
-extern const ag_op agi_op_neg, agi_op_exp, agi_op_log, agi_op_sqrt, agi_op_abs, agi_op_sin,
-    agi_op_cos, agi_op_tanh, agi_op_sigmoid, agi_op_relu, agi_op_leaky_relu, agi_op_gelu,
-    agi_op_softplus, agi_op_clamp, agi_op_pow_scalar;
-extern const ag_op agi_op_sum, agi_op_sum_to, agi_op_max, agi_op_min, agi_op_logsumexp,
-    agi_op_broadcast_to;
-extern const ag_op agi_op_reshape, agi_op_permute, agi_op_slice, agi_op_slice_grad,
-    agi_op_concat, agi_op_cast;
-extern const ag_op agi_op_matmul, agi_op_dense;
-extern const ag_op agi_op_softmax, agi_op_log_softmax, agi_op_cross_entropy;
+/* Every op of the library, for the tests and tools that walk them all. Each
+** autograd/ops_<family>.c ends with its table, agi_ops_<family>[], the
+** addresses of its differentiable ops' descriptors and a NULL; the list of
+** those tables, agi_op_tables[] (NULL-terminated too), is generated at build
+** time from the ops_*.c files named in autograd/meson.build
+** (tools/gen_op_tables.py), so no list is kept by hand. */
+extern const ag_op *const *const agi_op_tables[];
 
 /* Internal ops used by vjps. */
 /* Zeros of x's shape with g written into the slice (the adjoint of ag_slice). */

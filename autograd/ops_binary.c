@@ -124,8 +124,9 @@ static double d_div_denominator(double g, double out, double b, const double *p,
 
 /* a + b */
 static double f_add(double a, double b) { return a + b; }
-static bool raw_add(ag_tape *t, ag_tensor *out, ag_tensor *g)
+static int raw_add(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     ag_tensor *a = out->in[0], *b = out->in[1];
     if (!fits(a, out) || !fits(b, out))
         return false;
@@ -137,25 +138,24 @@ static bool raw_add(ag_tape *t, ag_tensor *out, ag_tensor *g)
 }
 static void vjp_add(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_add(t, out, g))
-        return;
     if (agi_needs_grad(out, 0))
         gin[0] = agi_unbroadcast(t, g, out->in[0]);
     if (agi_needs_grad(out, 1))
         gin[1] = agi_unbroadcast(t, g, out->in[1]);
 }
-const ag_op agi_op_add = {"add", vjp_add};
-AGK_ROW2_SLICE(f_add)
+static const ag_op op_add = {.name = "add", .vjp = vjp_add, .raw_vjp = raw_add};
+AGK_ROW2_SLICE(f_add);
 ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
-    return binary(t, &agi_op_add, "ag_add", a, b, f_add);
+    return binary(t, &op_add, "ag_add", a, b, f_add);
 }
 
 /* a - b */
 static double f_sub(double a, double b) { return a - b; }
-AGK_GRAD_SLICE(agk_grad_neg)
-static bool raw_sub(ag_tape *t, ag_tensor *out, ag_tensor *g)
+AGK_GRAD_SLICE(agk_grad_neg);
+static int raw_sub(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     ag_tensor *a = out->in[0], *b = out->in[1];
     if (!fits(a, out) || !fits(b, out))
         return false;
@@ -166,25 +166,24 @@ static bool raw_sub(ag_tape *t, ag_tensor *out, ag_tensor *g)
 }
 static void vjp_sub(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_sub(t, out, g))
-        return;
     if (agi_needs_grad(out, 0))
         gin[0] = agi_unbroadcast(t, g, out->in[0]);
     if (agi_needs_grad(out, 1))
         gin[1] = agi_unbroadcast(t, ag_neg(t, g), out->in[1]);
 }
-const ag_op agi_op_sub = {"sub", vjp_sub};
-AGK_ROW2_SLICE(f_sub)
+static const ag_op op_sub = {.name = "sub", .vjp = vjp_sub, .raw_vjp = raw_sub};
+AGK_ROW2_SLICE(f_sub);
 ag_tensor *ag_sub(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
-    return binary(t, &agi_op_sub, "ag_sub", a, b, f_sub);
+    return binary(t, &op_sub, "ag_sub", a, b, f_sub);
 }
 
 /* a * b: d/da = b, d/db = a */
 static double f_mul(double a, double b) { return a * b; }
-AGK_GRAD_SLICE(d_mul)
-static bool raw_mul(ag_tape *t, ag_tensor *out, ag_tensor *g)
+AGK_GRAD_SLICE(d_mul);
+static int raw_mul(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     ag_tensor *a = out->in[0], *b = out->in[1];
     if (!fits(a, out) || !fits(b, out))
         return false;
@@ -194,27 +193,26 @@ static bool raw_mul(ag_tape *t, ag_tensor *out, ag_tensor *g)
 }
 static void vjp_mul(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_mul(t, out, g))
-        return;
     ag_tensor *a = out->in[0], *b = out->in[1];
     if (agi_needs_grad(out, 0))
         gin[0] = agi_unbroadcast(t, ag_mul(t, g, b), a);
     if (agi_needs_grad(out, 1))
         gin[1] = agi_unbroadcast(t, ag_mul(t, g, a), b);
 }
-const ag_op agi_op_mul = {"mul", vjp_mul};
-AGK_ROW2_SLICE(f_mul)
+static const ag_op op_mul = {.name = "mul", .vjp = vjp_mul, .raw_vjp = raw_mul};
+AGK_ROW2_SLICE(f_mul);
 ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
-    return binary(t, &agi_op_mul, "ag_mul", a, b, f_mul);
+    return binary(t, &op_mul, "ag_mul", a, b, f_mul);
 }
 
 /* a / b: d/da = 1/b, d/db = -a/b^2 = -out/b */
 static double f_div(double a, double b) { return a / b; }
-AGK_GRAD_SLICE(d_div)
-AGK_GRAD_SLICE(d_div_denominator)
-static bool raw_div(ag_tape *t, ag_tensor *out, ag_tensor *g)
+AGK_GRAD_SLICE(d_div);
+AGK_GRAD_SLICE(d_div_denominator);
+static int raw_div(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     ag_tensor *a = out->in[0], *b = out->in[1];
     if (!fits(a, out) || !fits(b, out))
         return false;
@@ -224,19 +222,17 @@ static bool raw_div(ag_tape *t, ag_tensor *out, ag_tensor *g)
 }
 static void vjp_div(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_div(t, out, g))
-        return;
     ag_tensor *a = out->in[0], *b = out->in[1];
     if (agi_needs_grad(out, 0))
         gin[0] = agi_unbroadcast(t, ag_div(t, g, b), a);
     if (agi_needs_grad(out, 1))
         gin[1] = agi_unbroadcast(t, ag_neg(t, ag_mul(t, g, ag_div(t, out, b))), b);
 }
-const ag_op agi_op_div = {"div", vjp_div};
-AGK_ROW2_SLICE(f_div)
+static const ag_op op_div = {.name = "div", .vjp = vjp_div, .raw_vjp = raw_div};
+AGK_ROW2_SLICE(f_div);
 ag_tensor *ag_div(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
-    return binary(t, &agi_op_div, "ag_div", a, b, f_div);
+    return binary(t, &op_div, "ag_div", a, b, f_div);
 }
 
 /* a ^ b: d/da = b a^(b-1), d/db = a^b log a (taken as 0 where a <= 0) */
@@ -256,11 +252,11 @@ static void vjp_pow(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
         gin[1] = agi_unbroadcast(t, ag_mul(t, g, ag_mul(t, out, loga)), b);
     }
 }
-const ag_op agi_op_pow = {"pow", vjp_pow};
-AGK_ROW2_SLICE(f_pow)
+static const ag_op op_pow = {.name = "pow", .vjp = vjp_pow};
+AGK_ROW2_SLICE(f_pow);
 ag_tensor *ag_pow(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
-    return binary(t, &agi_op_pow, "ag_pow", a, b, f_pow);
+    return binary(t, &op_pow, "ag_pow", a, b, f_pow);
 }
 
 /* Comparisons: 0/1 masks without gradient. */
@@ -269,17 +265,17 @@ static double f_ge(double a, double b) { return a >= b; }
 static double f_lt(double a, double b) { return a < b; }
 static double f_le(double a, double b) { return a <= b; }
 static double f_eq(double a, double b) { return a == b; }
-static const ag_op op_gt = {"gt", NULL}, op_ge = {"ge", NULL}, op_lt = {"lt", NULL},
-                   op_le = {"le", NULL}, op_eq = {"eq", NULL};
-AGK_ROW2_SLICE(f_gt)
+static const ag_op op_gt = {.name = "gt"}, op_ge = {.name = "ge"}, op_lt = {.name = "lt"},
+                   op_le = {.name = "le"}, op_eq = {.name = "eq"};
+AGK_ROW2_SLICE(f_gt);
 ag_tensor *ag_gt(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_gt, "ag_gt", a, b, f_gt); }
-AGK_ROW2_SLICE(f_ge)
+AGK_ROW2_SLICE(f_ge);
 ag_tensor *ag_ge(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_ge, "ag_ge", a, b, f_ge); }
-AGK_ROW2_SLICE(f_lt)
+AGK_ROW2_SLICE(f_lt);
 ag_tensor *ag_lt(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_lt, "ag_lt", a, b, f_lt); }
-AGK_ROW2_SLICE(f_le)
+AGK_ROW2_SLICE(f_le);
 ag_tensor *ag_le(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_le, "ag_le", a, b, f_le); }
-AGK_ROW2_SLICE(f_eq)
+AGK_ROW2_SLICE(f_eq);
 ag_tensor *ag_eq(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_eq, "ag_eq", a, b, f_eq); }
 
 /* The share of the gradient that flows to the first input of maximum
@@ -305,11 +301,11 @@ static void vjp_maximum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
 {
     vjp_extremum(t, out, g, gin, true);
 }
-const ag_op agi_op_maximum = {"maximum", vjp_maximum};
-AGK_ROW2_SLICE(f_maximum)
+static const ag_op op_maximum = {.name = "maximum", .vjp = vjp_maximum};
+AGK_ROW2_SLICE(f_maximum);
 ag_tensor *ag_maximum(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
-    return binary(t, &agi_op_maximum, "ag_maximum", a, b, f_maximum);
+    return binary(t, &op_maximum, "ag_maximum", a, b, f_maximum);
 }
 
 /* min(a, b) elementwise */
@@ -318,11 +314,11 @@ static void vjp_minimum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
 {
     vjp_extremum(t, out, g, gin, false);
 }
-const ag_op agi_op_minimum = {"minimum", vjp_minimum};
-AGK_ROW2_SLICE(f_minimum)
+static const ag_op op_minimum = {.name = "minimum", .vjp = vjp_minimum};
+AGK_ROW2_SLICE(f_minimum);
 ag_tensor *ag_minimum(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
-    return binary(t, &agi_op_minimum, "ag_minimum", a, b, f_minimum);
+    return binary(t, &op_minimum, "ag_minimum", a, b, f_minimum);
 }
 
 /* mask ? a : b: the gradient goes to a where mask holds, to b elsewhere. */
@@ -334,7 +330,7 @@ static void vjp_where(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     if (agi_needs_grad(out, 2))
         gin[2] = agi_unbroadcast(t, ag_where(t, mask, zero, g), out->in[2]);
 }
-const ag_op agi_op_where = {"where", vjp_where};
+static const ag_op op_where = {.name = "where", .vjp = vjp_where};
 ag_tensor *ag_where(ag_tape *t, ag_tensor *mask, ag_tensor *a, ag_tensor *b)
 {
     ag_tensor *in[3] = {mask, a, b};
@@ -347,7 +343,7 @@ ag_tensor *ag_where(ag_tape *t, ag_tensor *mask, ag_tensor *a, ag_tensor *b)
         return agi_error(t, AG_ESHAPE, "ag_where: shapes %s, %s and %s do not broadcast",
                          agi_shp(mask, 0), agi_shp(a, 1), agi_shp(b, 2));
     /* The mask gets no gradient: the vjp leaves gin[0] empty. */
-    ag_tensor *out = agi_new(t, &agi_op_where, 3, in, (ag_dtype)a->dtype, rank, shape);
+    ag_tensor *out = agi_new(t, &op_where, 3, in, (ag_dtype)a->dtype, rank, shape);
     if (out->flags & AGI_NIL)
         return out;
     int64_t sm[AG_MAX_DIMS], sa[AG_MAX_DIMS], sb[AG_MAX_DIMS], idx[AG_MAX_DIMS] = {0};
@@ -367,3 +363,9 @@ ag_tensor *ag_where(ag_tape *t, ag_tensor *mask, ag_tensor *a, ag_tensor *b)
     }
     return out;
 }
+
+/* This file's differentiable ops, for the tests that walk every op
+** (internal.h, agi_op_tables). */
+const ag_op *const agi_ops_binary[] = {
+    &op_add, &op_sub, &op_mul, &op_div, &op_pow, &op_maximum, &op_minimum, &op_where, NULL
+};

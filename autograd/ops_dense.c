@@ -171,40 +171,54 @@ static bool add_weight_grad(ag_tape *t, ag_tensor *w, const ag_tensor *x, const 
     return true;
 }
 
-static void vjp_dense(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+/* The gradients of x, w and b from dz, the pre-activation gradient. 'raw'
+** (the engine chose the raw path) lets the weight's gradient go straight
+** into its ag_grad when that is all the engine would do with it. */
+static void dense_grads(ag_tape *t, ag_tensor *out, ag_tensor *dz, ag_tensor **gin, bool raw)
 {
     ag_tensor *x = out->in[0], *w = out->in[1];
-    ag_activation act = (ag_activation)out->attr.dense.act;
     int64_t rows = rows_of(x), n_in = w->shape[0], n_out = w->shape[1];
-    ag_tensor *dz;
-    if (act == AG_ACT_IDENTITY) {
-        dz = g;
-    } else if (agi_raw_backward(t)) {
-        dz = agi_new(t, NULL, 0, NULL, (ag_dtype)out->dtype, out->rank, out->shape);
-        if (dz->flags & AGI_NIL)
-            return;
-        grad_job j = {.rows = {.dt = (ag_dtype)out->dtype, .act = act, .rows = rows,
-                               .cols = n_out, .y = out->value, .g = g->value,
-                               .pass = backward_pass},
-                      .dz = dz->value};
-        run_rows(t->pool, &j.rows);
-    } else {
-        dz = act_grad_ops(t, act, out, g);
-    }
     /* A reshape copies: only for inputs with leading dims to flatten. */
     ag_tensor *dz2 = dz->rank == 2 ? dz : ag_reshape(t, dz, 2, (int64_t[]){rows, n_out});
     if (agi_needs_grad(out, 0)) {
         ag_tensor *gx = agi_matmul_t(t, dz2, w, 0, 1);
         gin[0] = x->rank == 2 ? gx : ag_reshape(t, gx, x->rank, x->shape);
     }
-    if (agi_needs_grad(out, 1) && !add_weight_grad(t, w, x, dz, rows)) {
+    if (agi_needs_grad(out, 1) && !(raw && add_weight_grad(t, w, x, dz, rows))) {
         ag_tensor *x2 = x->rank == 2 ? x : ag_reshape(t, x, 2, (int64_t[]){rows, n_in});
         gin[1] = agi_matmul_t(t, x2, dz2, 1, 0);
     }
     if (out->nin == 3 && agi_needs_grad(out, 2))
         gin[2] = ag_sum_to(t, dz2, 1, &n_out);
 }
-const ag_op agi_op_dense = {"dense", vjp_dense};
+
+/* The raw path: the activation's derivative in one pass over the rows,
+** then the products (which record nothing here). */
+static int raw_dense(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_activation act = (ag_activation)out->attr.dense.act;
+    ag_tensor *dz = g;
+    if (act != AG_ACT_IDENTITY) {
+        dz = agi_new(t, NULL, 0, NULL, (ag_dtype)out->dtype, out->rank, out->shape);
+        if (dz->flags & AGI_NIL)
+            return 1;
+        grad_job j = {.rows = {.dt = (ag_dtype)out->dtype, .act = act, .rows = rows_of(out->in[0]),
+                               .cols = out->in[1]->shape[1], .y = out->value, .g = g->value,
+                               .pass = backward_pass},
+                      .dz = dz->value};
+        run_rows(t->pool, &j.rows);
+    }
+    dense_grads(t, out, dz, gin, true);
+    return 1;
+}
+
+static void vjp_dense(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    ag_activation act = (ag_activation)out->attr.dense.act;
+    ag_tensor *dz = act == AG_ACT_IDENTITY ? g : act_grad_ops(t, act, out, g);
+    dense_grads(t, out, dz, gin, false);
+}
+static const ag_op op_dense = {.name = "dense", .vjp = vjp_dense, .raw_vjp = raw_dense};
 
 ag_tensor *ag_dense(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b, ag_activation act)
 {
@@ -228,7 +242,7 @@ ag_tensor *ag_dense(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b, ag_act
         shape[d] = x->shape[d];
     shape[x->rank - 1] = w->shape[1];
     ag_dtype dt = (ag_dtype)x->dtype;
-    ag_tensor *out = agi_new(t, &agi_op_dense, nin, in, dt, x->rank, shape);
+    ag_tensor *out = agi_new(t, &op_dense, nin, in, dt, x->rank, shape);
     if (out->flags & AGI_NIL)
         return out;
     out->attr.dense.act = (int)act;
@@ -246,3 +260,9 @@ ag_tensor *ag_dense(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b, ag_act
     }
     return out;
 }
+
+/* This file's differentiable ops, for the tests that walk every op
+** (internal.h, agi_op_tables). */
+const ag_op *const agi_ops_dense[] = {
+    &op_dense, NULL
+};

@@ -26,7 +26,7 @@ static void vjp_matmul(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin
         gin[1] = agi_unbroadcast(t, gb, b);
     }
 }
-const ag_op agi_op_matmul = {"matmul", vjp_matmul};
+static const ag_op op_matmul = {.name = "matmul", .vjp = vjp_matmul};
 
 ag_tensor *agi_matmul_t(ag_tape *t, ag_tensor *a, ag_tensor *b, int ta, int tb)
 {
@@ -49,7 +49,7 @@ ag_tensor *agi_matmul_t(ag_tape *t, ag_tensor *a, ag_tensor *b, int ta, int tb)
                          agi_shp(a, 0), agi_shp(b, 1));
     shape[rank] = m;
     shape[rank + 1] = n;
-    ag_tensor *out = agi_new(t, &agi_op_matmul, 2, in, (ag_dtype)a->dtype, rank + 2, shape);
+    ag_tensor *out = agi_new(t, &op_matmul, 2, in, (ag_dtype)a->dtype, rank + 2, shape);
     if (out->flags & AGI_NIL)
         return out;
     out->attr.mm.ta = ta;
@@ -113,3 +113,9 @@ ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b)
     }
     return ag_reshape(t, c, rank, shape);
 }
+
+/* This file's differentiable ops, for the tests that walk every op
+** (internal.h, agi_op_tables). */
+const ag_op *const agi_ops_linalg[] = {
+    &op_matmul, NULL
+};

@@ -178,7 +178,7 @@ static void vjp_sum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = expand_back(t, g, out->in[0], out->attr.red.axis);
 }
-const ag_op agi_op_sum = {"sum", vjp_sum};
+static const ag_op op_sum = {.name = "sum", .vjp = vjp_sum};
 
 /* max and min: the gradient goes to the elements equal to the result, split
 ** evenly among ties */
@@ -191,8 +191,8 @@ static void vjp_extremum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **g
     gin[0] = ag_mul(t, expand_back(t, g, x, axis),
                     ag_div(t, hit, ag_broadcast_to(t, count, x->rank, x->shape)));
 }
-const ag_op agi_op_max = {"max", vjp_extremum};
-const ag_op agi_op_min = {"min", vjp_extremum};
+static const ag_op op_max = {.name = "max", .vjp = vjp_extremum};
+static const ag_op op_min = {.name = "min", .vjp = vjp_extremum};
 
 /* logsumexp: d/dx = softmax x = e^(x - out) */
 static void vjp_logsumexp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
@@ -202,31 +202,31 @@ static void vjp_logsumexp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **
     ag_tensor *p = ag_exp(t, ag_sub(t, x, expand_back(t, out, x, axis)));
     gin[0] = ag_mul(t, expand_back(t, g, x, axis), p);
 }
-const ag_op agi_op_logsumexp = {"logsumexp", vjp_logsumexp};
+static const ag_op op_logsumexp = {.name = "logsumexp", .vjp = vjp_logsumexp};
 
-ag_tensor *ag_sum(ag_tape *t, ag_tensor *x) { return reduce(t, &agi_op_sum, "ag_sum", x, true, 0, 0, r_sum); }
-ag_tensor *ag_max(ag_tape *t, ag_tensor *x) { return reduce(t, &agi_op_max, "ag_max", x, true, 0, 0, r_max); }
-ag_tensor *ag_min(ag_tape *t, ag_tensor *x) { return reduce(t, &agi_op_min, "ag_min", x, true, 0, 0, r_min); }
+ag_tensor *ag_sum(ag_tape *t, ag_tensor *x) { return reduce(t, &op_sum, "ag_sum", x, true, 0, 0, r_sum); }
+ag_tensor *ag_max(ag_tape *t, ag_tensor *x) { return reduce(t, &op_max, "ag_max", x, true, 0, 0, r_max); }
+ag_tensor *ag_min(ag_tape *t, ag_tensor *x) { return reduce(t, &op_min, "ag_min", x, true, 0, 0, r_min); }
 ag_tensor *ag_logsumexp(ag_tape *t, ag_tensor *x)
 {
-    return reduce(t, &agi_op_logsumexp, "ag_logsumexp", x, true, 0, 0, r_logsumexp);
+    return reduce(t, &op_logsumexp, "ag_logsumexp", x, true, 0, 0, r_logsumexp);
 }
 
 ag_tensor *ag_sum_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim)
 {
-    return reduce(t, &agi_op_sum, "ag_sum_axis", x, false, axis, keepdim, r_sum);
+    return reduce(t, &op_sum, "ag_sum_axis", x, false, axis, keepdim, r_sum);
 }
 ag_tensor *ag_max_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim)
 {
-    return reduce(t, &agi_op_max, "ag_max_axis", x, false, axis, keepdim, r_max);
+    return reduce(t, &op_max, "ag_max_axis", x, false, axis, keepdim, r_max);
 }
 ag_tensor *ag_min_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim)
 {
-    return reduce(t, &agi_op_min, "ag_min_axis", x, false, axis, keepdim, r_min);
+    return reduce(t, &op_min, "ag_min_axis", x, false, axis, keepdim, r_min);
 }
 ag_tensor *ag_logsumexp_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim)
 {
-    return reduce(t, &agi_op_logsumexp, "ag_logsumexp_axis", x, false, axis, keepdim,
+    return reduce(t, &op_logsumexp, "ag_logsumexp_axis", x, false, axis, keepdim,
                   r_logsumexp);
 }
 
@@ -262,7 +262,7 @@ static void vjp_broadcast_to(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor
     (void)out;
     gin[0] = ag_sum_to(t, g, out->in[0]->rank, out->in[0]->shape);
 }
-const ag_op agi_op_broadcast_to = {"broadcast_to", vjp_broadcast_to};
+static const ag_op op_broadcast_to = {.name = "broadcast_to", .vjp = vjp_broadcast_to};
 
 /* Does 'from' broadcast to exactly 'to'? */
 static bool broadcasts_to(int rf, const int64_t *from, int rt, const int64_t *to)
@@ -298,7 +298,7 @@ ag_tensor *ag_broadcast_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *sh
         return agi_error(t, AG_ESHAPE, "ag_broadcast_to: %s does not broadcast to %s",
                          agi_shp(x, 0), to);
     }
-    ag_tensor *out = agi_new(t, &agi_op_broadcast_to, 1, &x, (ag_dtype)x->dtype, rank, shape);
+    ag_tensor *out = agi_new(t, &op_broadcast_to, 1, &x, (ag_dtype)x->dtype, rank, shape);
     if (out->flags & AGI_NIL)
         return out;
     int64_t sx[AG_MAX_DIMS];
@@ -315,7 +315,7 @@ static void vjp_sum_to(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin
 {
     gin[0] = ag_broadcast_to(t, g, out->in[0]->rank, out->in[0]->shape);
 }
-const ag_op agi_op_sum_to = {"sum_to", vjp_sum_to};
+static const ag_op op_sum_to = {.name = "sum_to", .vjp = vjp_sum_to};
 
 /* Adds a row of n elements of x into out: element by element where out
 ** keeps the dim (step 1), all into out[0] where it sums it (step 0); one
@@ -348,7 +348,7 @@ ag_tensor *ag_sum_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
         return agi_error(t, AG_ESHAPE, "ag_sum_to: %s does not broadcast to %s", to,
                          agi_shp(x, 0));
     }
-    ag_tensor *out = agi_new(t, &agi_op_sum_to, 1, &x, (ag_dtype)x->dtype, rank, shape);
+    ag_tensor *out = agi_new(t, &op_sum_to, 1, &x, (ag_dtype)x->dtype, rank, shape);
     if (out->flags & AGI_NIL)
         return out;
     ag_fill(out, 0.0);
@@ -377,3 +377,9 @@ ag_tensor *ag_sum_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
     }
     return out;
 }
+
+/* This file's differentiable ops, for the tests that walk every op
+** (internal.h, agi_op_tables). */
+const ag_op *const agi_ops_reduce[] = {
+    &op_sum, &op_sum_to, &op_max, &op_min, &op_logsumexp, &op_broadcast_to, NULL
+};

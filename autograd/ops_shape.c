@@ -42,7 +42,7 @@ static void vjp_reshape(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
 {
     gin[0] = ag_reshape(t, g, out->in[0]->rank, out->in[0]->shape);
 }
-const ag_op agi_op_reshape = {"reshape", vjp_reshape};
+static const ag_op op_reshape = {.name = "reshape", .vjp = vjp_reshape};
 
 ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
 {
@@ -74,7 +74,7 @@ ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
         return agi_error(t, AG_ESHAPE, "ag_reshape: cannot view %s (%lld elements) as %s",
                          agi_shp(x, 0), (long long)x->numel, to);
     }
-    ag_tensor *out = agi_new(t, &agi_op_reshape, 1, &x, (ag_dtype)x->dtype, rank, dims);
+    ag_tensor *out = agi_new(t, &op_reshape, 1, &x, (ag_dtype)x->dtype, rank, dims);
     if (!(out->flags & AGI_NIL) && x->numel)
         memcpy(out->value, x->value, (size_t)x->numel * ag_dtype_size((ag_dtype)x->dtype));
     return out;
@@ -88,7 +88,7 @@ static void vjp_permute(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
         inverse[out->attr.perm[i]] = i;
     gin[0] = ag_permute(t, g, inverse);
 }
-const ag_op agi_op_permute = {"permute", vjp_permute};
+static const ag_op op_permute = {.name = "permute", .vjp = vjp_permute};
 
 ag_tensor *ag_permute(ag_tape *t, ag_tensor *x, const int *perm)
 {
@@ -108,7 +108,7 @@ ag_tensor *ag_permute(ag_tape *t, ag_tensor *x, const int *perm)
         shape[i] = x->shape[perm[i]];
         strides[i] = xs[perm[i]];
     }
-    ag_tensor *out = agi_new(t, &agi_op_permute, 1, &x, (ag_dtype)x->dtype, x->rank, shape);
+    ag_tensor *out = agi_new(t, &op_permute, 1, &x, (ag_dtype)x->dtype, x->rank, shape);
     if (out->flags & AGI_NIL)
         return out;
     for (int i = 0; i < x->rank; i++)
@@ -140,7 +140,7 @@ static void vjp_slice(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = agi_slice_grad(t, g, out->in[0], out->attr.slice.axis, out->attr.slice.start,
                             out->attr.slice.step);
 }
-const ag_op agi_op_slice = {"slice", vjp_slice};
+static const ag_op op_slice = {.name = "slice", .vjp = vjp_slice};
 
 ag_tensor *ag_slice(ag_tape *t, ag_tensor *x, int axis, int64_t start, int64_t stop, int64_t step)
 {
@@ -167,7 +167,7 @@ ag_tensor *ag_slice(ag_tape *t, ag_tensor *x, int axis, int64_t start, int64_t s
     strides_of(x, strides);
     int64_t base = s * strides[ax];
     strides[ax] *= step;
-    ag_tensor *out = agi_new(t, &agi_op_slice, 1, &x, (ag_dtype)x->dtype, x->rank, shape);
+    ag_tensor *out = agi_new(t, &op_slice, 1, &x, (ag_dtype)x->dtype, x->rank, shape);
     if (out->flags & AGI_NIL)
         return out;
     out->attr.slice.axis = ax;
@@ -186,14 +186,14 @@ static void vjp_slice_grad(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor *
     ** formula for n > 0 would put stop before start, which ag_slice rejects). */
     gin[0] = ag_slice(t, g, ax, start, n > 0 ? start + (n - 1) * step + 1 : start, step);
 }
-const ag_op agi_op_slice_grad = {"slice_grad", vjp_slice_grad};
+static const ag_op op_slice_grad = {.name = "slice_grad", .vjp = vjp_slice_grad};
 
 ag_tensor *agi_slice_grad(ag_tape *t, ag_tensor *g, const ag_tensor *x, int axis, int64_t start,
                           int64_t step)
 {
     if (!agi_check_inputs(t, "slice_grad", 1, &g, false))
         return agi_nil(t);
-    ag_tensor *out = agi_new(t, &agi_op_slice_grad, 1, &g, (ag_dtype)g->dtype, x->rank, x->shape);
+    ag_tensor *out = agi_new(t, &op_slice_grad, 1, &g, (ag_dtype)g->dtype, x->rank, x->shape);
     if (out->flags & AGI_NIL)
         return out;
     out->attr.slice.axis = axis;
@@ -229,7 +229,7 @@ static void vjp_concat(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin
         off += len;
     }
 }
-const ag_op agi_op_concat = {"concat", vjp_concat};
+static const ag_op op_concat = {.name = "concat", .vjp = vjp_concat};
 
 ag_tensor *ag_concat(ag_tape *t, int n, ag_tensor *const *xs, int axis)
 {
@@ -258,7 +258,7 @@ ag_tensor *ag_concat(ag_tape *t, int n, ag_tensor *const *xs, int axis)
                              "outside axis %d", i, agi_shp(x, 0), agi_shp(x0, 1), ax);
         shape[ax] += x->shape[ax];
     }
-    ag_tensor *out = agi_new(t, &agi_op_concat, n, xs, (ag_dtype)x0->dtype, x0->rank, shape);
+    ag_tensor *out = agi_new(t, &op_concat, n, xs, (ag_dtype)x0->dtype, x0->rank, shape);
     if (out->flags & AGI_NIL)
         return out;
     out->attr.red.axis = ax;
@@ -283,7 +283,7 @@ static void vjp_cast(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_cast(t, g, (ag_dtype)out->in[0]->dtype);
 }
-const ag_op agi_op_cast = {"cast", vjp_cast};
+static const ag_op op_cast = {.name = "cast", .vjp = vjp_cast};
 
 ag_tensor *ag_cast(ag_tape *t, ag_tensor *x, ag_dtype dt)
 {
@@ -291,7 +291,7 @@ ag_tensor *ag_cast(ag_tape *t, ag_tensor *x, ag_dtype dt)
         return agi_nil(t);
     if (dt != AG_F32 && dt != AG_F64)
         return agi_error(t, AG_EDTYPE, "ag_cast: dtype %d is neither AG_F32 nor AG_F64", (int)dt);
-    ag_tensor *out = agi_new(t, &agi_op_cast, 1, &x, dt, x->rank, x->shape);
+    ag_tensor *out = agi_new(t, &op_cast, 1, &x, dt, x->rank, x->shape);
     for (int64_t i = 0; !(out->flags & AGI_NIL) && i < x->numel; i++)
         agi_set(out, i, agi_get(x, i));
     return out;
@@ -303,3 +303,9 @@ ag_tensor *ag_detach(ag_tape *t, ag_tensor *x)
         return agi_nil(t);
     return ag_tensor_from(t, (ag_dtype)x->dtype, x->rank, x->shape, x->value);
 }
+
+/* This file's differentiable ops, for the tests that walk every op
+** (internal.h, agi_op_tables). */
+const ag_op *const agi_ops_shape[] = {
+    &op_reshape, &op_permute, &op_slice, &op_slice_grad, &op_concat, &op_cast, NULL
+};

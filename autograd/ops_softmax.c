@@ -174,10 +174,10 @@ static void vjp_softmax(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
     int ax = out->attr.red.axis;
     gin[0] = ag_mul(t, out, ag_sub(t, g, ag_sum_axis(t, ag_mul(t, g, out), ax, 1)));
 }
-const ag_op agi_op_softmax = {"softmax", vjp_softmax};
+static const ag_op op_softmax = {.name = "softmax", .vjp = vjp_softmax};
 ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x, int axis)
 {
-    return softmax_like(t, &agi_op_softmax, "ag_softmax", x, axis, false);
+    return softmax_like(t, &op_softmax, "ag_softmax", x, axis, false);
 }
 
 /* log_softmax: d = g - e^out sum(g) */
@@ -186,17 +186,18 @@ static void vjp_log_softmax(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor 
     int ax = out->attr.red.axis;
     gin[0] = ag_sub(t, g, ag_mul(t, ag_exp(t, out), ag_sum_axis(t, g, ax, 1)));
 }
-const ag_op agi_op_log_softmax = {"log_softmax", vjp_log_softmax};
+static const ag_op op_log_softmax = {.name = "log_softmax", .vjp = vjp_log_softmax};
 ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis)
 {
-    return softmax_like(t, &agi_op_log_softmax, "ag_log_softmax", x, axis, true);
+    return softmax_like(t, &op_log_softmax, "ag_log_softmax", x, axis, true);
 }
 
 /* cross_entropy: mean_i (logsumexp(x_i) - x_i[y_i]); d/dx = (softmax x - onehot y) / N */
 /* The raw path: (softmax x - onehot) * (g / N) straight into x's gradient,
 ** one row pass, rounding where the ops below do. */
-static bool raw_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g)
+static int raw_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     ag_tensor *x = out->in[0];
     int64_t n = x->shape[0], c = x->shape[1];
     row_block b;
@@ -227,8 +228,6 @@ static bool raw_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g)
 
 static void vjp_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_cross_entropy(t, out, g))
-        return;
     ag_tensor *x = out->in[0];
     int64_t n = x->shape[0], c = x->shape[1];
     ag_tensor *onehot = ag_zeros(t, (ag_dtype)x->dtype, 2, x->shape);
@@ -239,7 +238,8 @@ static void vjp_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tenso
     ag_tensor *d = ag_sub(t, ag_softmax(t, x, 1), onehot);
     gin[0] = ag_mul(t, d, ag_mul_scalar(t, g, 1.0 / (double)n));
 }
-const ag_op agi_op_cross_entropy = {"cross_entropy", vjp_cross_entropy};
+static const ag_op op_cross_entropy = {
+    .name = "cross_entropy", .vjp = vjp_cross_entropy, .raw_vjp = raw_cross_entropy};
 
 ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels)
 {
@@ -259,7 +259,7 @@ ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels
     if (!copy)
         return agi_nil(t);
     memcpy(copy, labels, (size_t)n * sizeof *copy);
-    ag_tensor *out = agi_new(t, &agi_op_cross_entropy, 1, &logits, (ag_dtype)logits->dtype, 0, NULL);
+    ag_tensor *out = agi_new(t, &op_cross_entropy, 1, &logits, (ag_dtype)logits->dtype, 0, NULL);
     if (out->flags & AGI_NIL)
         return out;
     out->attr.labels = copy;
@@ -276,3 +276,9 @@ ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels
     agi_set(out, 0, total / (double)n);
     return out;
 }
+
+/* This file's differentiable ops, for the tests that walk every op
+** (internal.h, agi_op_tables). */
+const ag_op *const agi_ops_softmax[] = {
+    &op_softmax, &op_log_softmax, &op_cross_entropy, NULL
+};

@@ -65,21 +65,20 @@ static ag_tensor *zero_like(ag_tape *t, const ag_tensor *x) { return agi_const_l
 
 /* -x */
 static double f_neg(double x, const double *p) { (void)p; return -x; }
-AGK_GRAD_SLICE(agk_grad_neg)
-static bool raw_neg(ag_tape *t, ag_tensor *out, ag_tensor *g)
+AGK_GRAD_SLICE(agk_grad_neg);
+static int raw_neg(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     return raw_unary(t, out, g, out, agk_grad_neg);
 }
 static void vjp_neg(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_neg(t, out, g))
-        return;
     (void)out;
     gin[0] = ag_neg(t, g);
 }
-const ag_op agi_op_neg = {"neg", vjp_neg};
-AGK_MAP1_SLICE(f_neg)
-ag_tensor *ag_neg(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_neg, "ag_neg", x, f_neg, 0, 0); }
+static const ag_op op_neg = {.name = "neg", .vjp = vjp_neg, .raw_vjp = raw_neg};
+AGK_MAP1_SLICE(f_neg);
+ag_tensor *ag_neg(ag_tape *t, ag_tensor *x) { return unary(t, &op_neg, "ag_neg", x, f_neg, 0, 0); }
 
 /* e^x: d/dx = e^x = out */
 static double f_exp(double x, const double *p) { (void)p; return exp(x); }
@@ -88,20 +87,19 @@ static double d_exp(double g, double out, double b, const double *p, bool f32)
     (void)b, (void)p;
     return agk_round(g * out, f32);
 }
-AGK_GRAD_SLICE(d_exp)
-static bool raw_exp(ag_tape *t, ag_tensor *out, ag_tensor *g)
+AGK_GRAD_SLICE(d_exp);
+static int raw_exp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     return raw_unary(t, out, g, out, d_exp);
 }
 static void vjp_exp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_exp(t, out, g))
-        return;
     gin[0] = ag_mul(t, g, out);
 }
-const ag_op agi_op_exp = {"exp", vjp_exp};
-AGK_MAP1_SLICE(f_exp)
-ag_tensor *ag_exp(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_exp, "ag_exp", x, f_exp, 0, 0); }
+static const ag_op op_exp = {.name = "exp", .vjp = vjp_exp, .raw_vjp = raw_exp};
+AGK_MAP1_SLICE(f_exp);
+ag_tensor *ag_exp(ag_tape *t, ag_tensor *x) { return unary(t, &op_exp, "ag_exp", x, f_exp, 0, 0); }
 
 /* log x: d/dx = 1/x */
 static double f_log(double x, const double *p) { (void)p; return log(x); }
@@ -110,20 +108,19 @@ static double d_log(double g, double x, double b, const double *p, bool f32)
     (void)b, (void)p;
     return agk_round(g / x, f32);
 }
-AGK_GRAD_SLICE(d_log)
-static bool raw_log(ag_tape *t, ag_tensor *out, ag_tensor *g)
+AGK_GRAD_SLICE(d_log);
+static int raw_log(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     return raw_unary(t, out, g, out->in[0], d_log);
 }
 static void vjp_log(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_log(t, out, g))
-        return;
     gin[0] = ag_div(t, g, out->in[0]);
 }
-const ag_op agi_op_log = {"log", vjp_log};
-AGK_MAP1_SLICE(f_log)
-ag_tensor *ag_log(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_log, "ag_log", x, f_log, 0, 0); }
+static const ag_op op_log = {.name = "log", .vjp = vjp_log, .raw_vjp = raw_log};
+AGK_MAP1_SLICE(f_log);
+ag_tensor *ag_log(ag_tape *t, ag_tensor *x) { return unary(t, &op_log, "ag_log", x, f_log, 0, 0); }
 
 /* sqrt x: d/dx = 1 / (2 sqrt x) */
 static double f_sqrt(double x, const double *p) { (void)p; return sqrt(x); }
@@ -131,14 +128,14 @@ static void vjp_sqrt(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_div(t, g, ag_mul_scalar(t, out, 2.0));
 }
-const ag_op agi_op_sqrt = {"sqrt", vjp_sqrt};
-AGK_MAP1_SLICE(f_sqrt)
-ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_sqrt, "ag_sqrt", x, f_sqrt, 0, 0); }
+static const ag_op op_sqrt = {.name = "sqrt", .vjp = vjp_sqrt};
+AGK_MAP1_SLICE(f_sqrt);
+ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return unary(t, &op_sqrt, "ag_sqrt", x, f_sqrt, 0, 0); }
 
 /* sign x, without gradient */
 static double f_sign(double x, const double *p) { (void)p; return (x > 0) - (x < 0); }
-static const ag_op op_sign = {"sign", NULL};
-AGK_MAP1_SLICE(f_sign)
+static const ag_op op_sign = {.name = "sign"};
+AGK_MAP1_SLICE(f_sign);
 ag_tensor *ag_sign(ag_tape *t, ag_tensor *x) { return unary(t, &op_sign, "ag_sign", x, f_sign, 0, 0); }
 
 /* |x|: d/dx = sign x */
@@ -147,9 +144,9 @@ static void vjp_abs(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_mul(t, g, ag_sign(t, out->in[0]));
 }
-const ag_op agi_op_abs = {"abs", vjp_abs};
-AGK_MAP1_SLICE(f_abs)
-ag_tensor *ag_abs(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_abs, "ag_abs", x, f_abs, 0, 0); }
+static const ag_op op_abs = {.name = "abs", .vjp = vjp_abs};
+AGK_MAP1_SLICE(f_abs);
+ag_tensor *ag_abs(ag_tape *t, ag_tensor *x) { return unary(t, &op_abs, "ag_abs", x, f_abs, 0, 0); }
 
 /* sin x: d/dx = cos x */
 static double f_sin(double x, const double *p) { (void)p; return sin(x); }
@@ -157,9 +154,9 @@ static void vjp_sin(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_mul(t, g, ag_cos(t, out->in[0]));
 }
-const ag_op agi_op_sin = {"sin", vjp_sin};
-AGK_MAP1_SLICE(f_sin)
-ag_tensor *ag_sin(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_sin, "ag_sin", x, f_sin, 0, 0); }
+static const ag_op op_sin = {.name = "sin", .vjp = vjp_sin};
+AGK_MAP1_SLICE(f_sin);
+ag_tensor *ag_sin(ag_tape *t, ag_tensor *x) { return unary(t, &op_sin, "ag_sin", x, f_sin, 0, 0); }
 
 /* cos x: d/dx = -sin x */
 static double f_cos(double x, const double *p) { (void)p; return cos(x); }
@@ -167,9 +164,9 @@ static void vjp_cos(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_neg(t, ag_mul(t, g, ag_sin(t, out->in[0])));
 }
-const ag_op agi_op_cos = {"cos", vjp_cos};
-AGK_MAP1_SLICE(f_cos)
-ag_tensor *ag_cos(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_cos, "ag_cos", x, f_cos, 0, 0); }
+static const ag_op op_cos = {.name = "cos", .vjp = vjp_cos};
+AGK_MAP1_SLICE(f_cos);
+ag_tensor *ag_cos(ag_tape *t, ag_tensor *x) { return unary(t, &op_cos, "ag_cos", x, f_cos, 0, 0); }
 
 /* tanh x: d/dx = 1 - tanh^2 x */
 static double f_tanh(double x, const double *p) { (void)p; return tanh(x); }
@@ -178,20 +175,19 @@ static double d_tanh(double g, double out, double b, const double *p, bool f32)
     (void)b, (void)p;
     return agk_round(g * agk_round(1.0 - agk_round(out * out, f32), f32), f32);
 }
-AGK_GRAD_SLICE(d_tanh)
-static bool raw_tanh(ag_tape *t, ag_tensor *out, ag_tensor *g)
+AGK_GRAD_SLICE(d_tanh);
+static int raw_tanh(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     return raw_unary(t, out, g, out, d_tanh);
 }
 static void vjp_tanh(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_tanh(t, out, g))
-        return;
     gin[0] = ag_mul(t, g, ag_sub(t, one_like(t, out), ag_mul(t, out, out)));
 }
-const ag_op agi_op_tanh = {"tanh", vjp_tanh};
-AGK_MAP1_SLICE(f_tanh)
-ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_tanh, "ag_tanh", x, f_tanh, 0, 0); }
+static const ag_op op_tanh = {.name = "tanh", .vjp = vjp_tanh, .raw_vjp = raw_tanh};
+AGK_MAP1_SLICE(f_tanh);
+ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x) { return unary(t, &op_tanh, "ag_tanh", x, f_tanh, 0, 0); }
 
 /* sigmoid x = 1 / (1 + e^-x): d/dx = s (1 - s). Both branches avoid overflow. */
 static double f_sigmoid(double x, const double *p)
@@ -204,22 +200,21 @@ static double d_sigmoid(double g, double out, double b, const double *p, bool f3
     (void)b, (void)p;
     return agk_round(g * agk_round(out * agk_round(1.0 - out, f32), f32), f32);
 }
-AGK_GRAD_SLICE(d_sigmoid)
-static bool raw_sigmoid(ag_tape *t, ag_tensor *out, ag_tensor *g)
+AGK_GRAD_SLICE(d_sigmoid);
+static int raw_sigmoid(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     return raw_unary(t, out, g, out, d_sigmoid);
 }
 static void vjp_sigmoid(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_sigmoid(t, out, g))
-        return;
     gin[0] = ag_mul(t, g, ag_mul(t, out, ag_sub(t, one_like(t, out), out)));
 }
-const ag_op agi_op_sigmoid = {"sigmoid", vjp_sigmoid};
-AGK_MAP1_SLICE_VEC(f_sigmoid)
+static const ag_op op_sigmoid = {.name = "sigmoid", .vjp = vjp_sigmoid, .raw_vjp = raw_sigmoid};
+AGK_MAP1_SLICE_VEC(f_sigmoid);
 ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x)
 {
-    return unary(t, &agi_op_sigmoid, "ag_sigmoid", x, f_sigmoid, 0, 0);
+    return unary(t, &op_sigmoid, "ag_sigmoid", x, f_sigmoid, 0, 0);
 }
 
 /* max(x, 0): d/dx = [x > 0] */
@@ -229,21 +224,20 @@ static double d_relu(double g, double x, double b, const double *p, bool f32)
     (void)b, (void)p;
     return agk_round(g * (x > 0.0 ? 1.0 : 0.0), f32);
 }
-AGK_GRAD_SLICE(d_relu)
-static bool raw_relu(ag_tape *t, ag_tensor *out, ag_tensor *g)
+AGK_GRAD_SLICE(d_relu);
+static int raw_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     return raw_unary(t, out, g, out->in[0], d_relu);
 }
 static void vjp_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_relu(t, out, g))
-        return;
     ag_tensor *x = out->in[0];
     gin[0] = ag_mul(t, g, ag_gt(t, x, zero_like(t, x)));
 }
-const ag_op agi_op_relu = {"relu", vjp_relu};
-AGK_MAP1_SLICE(f_relu)
-ag_tensor *ag_relu(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_relu, "ag_relu", x, f_relu, 0, 0); }
+static const ag_op op_relu = {.name = "relu", .vjp = vjp_relu, .raw_vjp = raw_relu};
+AGK_MAP1_SLICE(f_relu);
+ag_tensor *ag_relu(ag_tape *t, ag_tensor *x) { return unary(t, &op_relu, "ag_relu", x, f_relu, 0, 0); }
 
 /* x > 0 ? x : slope x */
 static double f_leaky(double x, const double *p) { return x > 0 ? x : p[0] * x; }
@@ -254,11 +248,11 @@ static void vjp_leaky(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
                                 agi_const_like(t, x, out->attr.s[0]));
     gin[0] = ag_mul(t, g, slope);
 }
-const ag_op agi_op_leaky_relu = {"leaky_relu", vjp_leaky};
-AGK_MAP1_SLICE(f_leaky)
+static const ag_op op_leaky_relu = {.name = "leaky_relu", .vjp = vjp_leaky};
+AGK_MAP1_SLICE(f_leaky);
 ag_tensor *ag_leaky_relu(ag_tape *t, ag_tensor *x, double slope)
 {
-    return unary(t, &agi_op_leaky_relu, "ag_leaky_relu", x, f_leaky, slope, 0);
+    return unary(t, &op_leaky_relu, "ag_leaky_relu", x, f_leaky, slope, 0);
 }
 
 /* gelu x = x/2 (1 + tanh u), u = c (x + k x^3), c = sqrt(2/pi), k = 0.044715:
@@ -281,9 +275,9 @@ static void vjp_gelu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
                               ag_mul(t, ag_sub(t, one, ag_mul(t, th, th)), du));
     gin[0] = ag_mul(t, g, ag_add(t, left, right));
 }
-const ag_op agi_op_gelu = {"gelu", vjp_gelu};
-AGK_MAP1_SLICE(f_gelu)
-ag_tensor *ag_gelu(ag_tape *t, ag_tensor *x) { return unary(t, &agi_op_gelu, "ag_gelu", x, f_gelu, 0, 0); }
+static const ag_op op_gelu = {.name = "gelu", .vjp = vjp_gelu};
+AGK_MAP1_SLICE(f_gelu);
+ag_tensor *ag_gelu(ag_tape *t, ag_tensor *x) { return unary(t, &op_gelu, "ag_gelu", x, f_gelu, 0, 0); }
 
 /* log(1 + e^x), as max(x, 0) + log1p(e^-|x|) so it never overflows: d/dx = sigmoid x */
 static double f_softplus(double x, const double *p)
@@ -295,11 +289,11 @@ static void vjp_softplus(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **g
 {
     gin[0] = ag_mul(t, g, ag_sigmoid(t, out->in[0]));
 }
-const ag_op agi_op_softplus = {"softplus", vjp_softplus};
-AGK_MAP1_SLICE(f_softplus)
+static const ag_op op_softplus = {.name = "softplus", .vjp = vjp_softplus};
+AGK_MAP1_SLICE(f_softplus);
 ag_tensor *ag_softplus(ag_tape *t, ag_tensor *x)
 {
-    return unary(t, &agi_op_softplus, "ag_softplus", x, f_softplus, 0, 0);
+    return unary(t, &op_softplus, "ag_softplus", x, f_softplus, 0, 0);
 }
 
 /* min(max(x, lo), hi): d/dx = [lo <= x <= hi] */
@@ -311,13 +305,13 @@ static void vjp_clamp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
                                ag_le(t, x, agi_const_like(t, x, out->attr.s[1])));
     gin[0] = ag_mul(t, g, inside);
 }
-const ag_op agi_op_clamp = {"clamp", vjp_clamp};
-AGK_MAP1_SLICE(f_clamp)
+static const ag_op op_clamp = {.name = "clamp", .vjp = vjp_clamp};
+AGK_MAP1_SLICE(f_clamp);
 ag_tensor *ag_clamp(ag_tape *t, ag_tensor *x, double lo, double hi)
 {
     if (t && t->status == AG_OK && !(lo <= hi))
         return agi_error(t, AG_EINVAL, "ag_clamp: lower bound %g is above upper bound %g", lo, hi);
-    return unary(t, &agi_op_clamp, "ag_clamp", x, f_clamp, lo, hi);
+    return unary(t, &op_clamp, "ag_clamp", x, f_clamp, lo, hi);
 }
 
 /* x^p for a constant p: d/dx = p x^(p-1) */
@@ -333,7 +327,7 @@ static double d_square(double g, double x, double b, const double *p, bool f32)
     (void)b, (void)p;
     return agk_round(g * agk_round(x * 2.0, f32), f32);
 }
-AGK_MAP1_SLICE(f_pow_scalar)
+AGK_MAP1_SLICE(f_pow_scalar);
 static double d_pow_scalar(double g, double x, double b, const double *p, bool f32)
 {
     (void)b;
@@ -341,10 +335,11 @@ static double d_pow_scalar(double g, double x, double b, const double *p, bool f
     double pw = agk_round(f_pow_scalar(x, &q), f32);
     return agk_round(g * agk_round(pw * agk_round(p[0], f32), f32), f32);
 }
-AGK_GRAD_SLICE(d_square)
-AGK_GRAD_SLICE(d_pow_scalar)
-static bool raw_pow_scalar(ag_tape *t, ag_tensor *out, ag_tensor *g)
+AGK_GRAD_SLICE(d_square);
+AGK_GRAD_SLICE(d_pow_scalar);
+static int raw_pow_scalar(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
+    (void)gin;
     double p = out->attr.s[0];
     if (p == 0.0 || p == 1.0)
         return false;
@@ -354,8 +349,6 @@ static bool raw_pow_scalar(ag_tape *t, ag_tensor *out, ag_tensor *g)
 }
 static void vjp_pow_scalar(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (agi_raw_backward(t) && raw_pow_scalar(t, out, g))
-        return;
     double p = out->attr.s[0];
     ag_tensor *x = out->in[0];
     if (p == 0.0)
@@ -367,10 +360,18 @@ static void vjp_pow_scalar(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor *
     else
         gin[0] = ag_mul(t, g, ag_mul_scalar(t, ag_pow_scalar(t, x, p - 1.0), p));
 }
-const ag_op agi_op_pow_scalar = {"pow_scalar", vjp_pow_scalar};
+static const ag_op op_pow_scalar = {
+    .name = "pow_scalar", .vjp = vjp_pow_scalar, .raw_vjp = raw_pow_scalar};
 ag_tensor *ag_pow_scalar(ag_tape *t, ag_tensor *x, double p)
 {
-    return unary(t, &agi_op_pow_scalar, "ag_pow_scalar", x, f_pow_scalar, p, 0);
+    return unary(t, &op_pow_scalar, "ag_pow_scalar", x, f_pow_scalar, p, 0);
 }
 
 ag_tensor *ag_square(ag_tape *t, ag_tensor *x) { return ag_pow_scalar(t, x, 2.0); }
+
+/* This file's differentiable ops, for the tests that walk every op
+** (internal.h, agi_op_tables). */
+const ag_op *const agi_ops_unary[] = {
+    &op_neg, &op_exp, &op_log, &op_sqrt, &op_abs, &op_sin, &op_cos, &op_tanh, &op_sigmoid,
+    &op_relu, &op_leaky_relu, &op_gelu, &op_softplus, &op_clamp, &op_pow_scalar, NULL
+};

@@ -209,7 +209,7 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
     x->rank = (uint8_t)rank;
     x->nin = (uint8_t)nin;
     x->flags = 0;
-    if (op && op->vjp && agi_recording(t)) {
+    if (op && (op->vjp || op->raw_vjp) && agi_recording(t)) {
         /* Uses of matrix parameters are counted (agi_note_param_use): only
         ** a matrix can be a dense layer's weight. One load of each input's
         ** flags serves both tests: a branch on a second field cost scalar

@@ -1,6 +1,6 @@
 /*
 ** op_cases.h: one table of test cases for every differentiable op, keyed by
-** the op's registry name, with the inputs each case needs. The gradient
+** the op's name, with the inputs each case needs. The gradient
 ** check, the second-derivative check and the f32/f64 agreement test all walk
 ** this one table, so adding an op means adding its cases here once.
 **
@@ -47,7 +47,7 @@ typedef struct op_case op_case;
 typedef ag_tensor *(*case_fn)(ag_tape *t, ag_tensor *const *x, const op_case *c);
 
 struct op_case {
-    const char *op;      /* the registry name of the op this case covers */
+    const char *op;      /* the name of the op this case covers (ag_op.name) */
     const char *what;    /* the expression, for failure messages */
     int n;               /* inputs */
     input_spec in[3];
@@ -216,6 +216,57 @@ static ag_tensor *c_log_softmax(ag_tape *t, ag_tensor *const *x, const op_case *
 static ag_tensor *c_cross_entropy(ag_tape *t, ag_tensor *const *x, const op_case *c)
 {
     return ag_cross_entropy(t, x[0], c->labels);
+}
+
+/* ------------------------------------------------- linear algebra cases */
+/* Matrices are built from the drawn inputs inside the case, so that the
+** checks go through a well-conditioned matrix: X + c I with X in [-1, 1)
+** and c = n is strictly diagonally dominant, X X^T + n I is symmetric
+** positive definite. iv[2] set swaps the first two rows (det changes sign,
+** and partial pivoting must exchange them back). */
+static ag_tensor *shifted(ag_tape *t, ag_tensor *x, double c, int swap)
+{
+    int64_t n = ag_dim(x, -1);
+    ag_tensor *a = ag_add(t, x, ag_mul_scalar(t, ag_eye(t, ag_dtype_of(x), n), c));
+    if (!swap)
+        return a;
+    ag_tensor *p = ag_eye(t, ag_dtype_of(x), n);
+    ag_set(p, 0, 0), ag_set(p, n + 1, 0), ag_set(p, 1, 1), ag_set(p, n, 1);
+    return ag_matmul(t, p, a);
+}
+
+static ag_tensor *c_cholesky(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    (void)c;
+    int64_t n = ag_dim(x[0], -1);
+    ag_tensor *xxt = ag_matmul(t, x[0], ag_transpose(t, x[0], -1, -2));
+    return ag_cholesky(t, ag_add(t, xxt, ag_mul_scalar(t, ag_eye(t, ag_dtype_of(x[0]), n),
+                                                       (double)n)));
+}
+
+/* iv[0]: upper, iv[1]: left; with one input it is both A and B. */
+static ag_tensor *c_solve_triangular(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_tensor *a = shifted(t, x[0], (double)ag_dim(x[0], -1), 0);
+    return ag_solve_triangular(t, a, x[c->n == 2 ? 1 : 0], c->iv[0], c->iv[1]);
+}
+
+static ag_tensor *c_solve(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_tensor *a = shifted(t, x[0], (double)ag_dim(x[0], -1), c->iv[2]);
+    return ag_solve(t, a, x[c->n == 2 ? 1 : 0]);
+}
+
+static ag_tensor *c_inverse(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_inverse(t, shifted(t, x[0], (double)ag_dim(x[0], -1), c->iv[2]));
+}
+
+/* p[0] scales the shift: -1 gives det < 0 for odd n. */
+static ag_tensor *c_slogdet(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_tensor *a = shifted(t, x[0], c->p[0] * (double)ag_dim(x[0], -1), c->iv[2]);
+    return ag_slogdet(t, a, NULL);
 }
 
 static ag_tensor *case_apply(ag_tape *t, ag_tensor *const *x, const op_case *c)
@@ -512,6 +563,40 @@ static const op_case op_cases[] = {
      .labels = {0, 2, 1, 2}},
     {"cross_entropy", "[1,5] label 4", 1, {{2, {1, 5}, WIDE}}, .f = c_cross_entropy, .labels = {4}},
     {"cross_entropy", "[3,1] (one class)", 1, {{2, {3, 1}, WIDE}}, .f = c_cross_entropy},
+    /* dense linear algebra: matrices built by the case functions above */
+    {"cholesky", "chol(X X^T + 3 I), [3,3]", 1, {{2, {3, 3}, UNIFORM}}, .f = c_cholesky},
+    {"cholesky", "chol(X X^T + 3 I), batch [2,3,3]", 1, {{3, {2, 3, 3}, UNIFORM}}, .f = c_cholesky},
+    {"cholesky", "chol(x^2 + 1), [1,1]", 1, {{2, {1, 1}, UNIFORM}}, .f = c_cholesky},
+    {"solve_triangular", "lower A [3,3] \\ B [3,2]", 2,
+     {{2, {3, 3}, UNIFORM}, {2, {3, 2}, UNIFORM}}, .f = c_solve_triangular, .iv = {0, 1}},
+    {"solve_triangular", "upper A [2,3,3] \\ B [3,2]", 2,
+     {{3, {2, 3, 3}, UNIFORM}, {2, {3, 2}, UNIFORM}}, .f = c_solve_triangular, .iv = {1, 1}},
+    {"solve_triangular", "B [2,3] / lower A [3,3]", 2, {{2, {3, 3}, UNIFORM}, {2, {2, 3}, UNIFORM}},
+     .f = c_solve_triangular, .iv = {0, 0}},
+    {"solve_triangular", "B [2,1,3] / upper A [2,3,3]", 2,
+     {{3, {2, 3, 3}, UNIFORM}, {3, {2, 1, 3}, UNIFORM}}, .f = c_solve_triangular, .iv = {1, 0}},
+    {"solve_triangular", "lower (X + 3 I) \\ X, X reused", 1, {{2, {3, 3}, UNIFORM}},
+     .f = c_solve_triangular, .iv = {0, 1}},
+    {"solve", "A [3,3] \\ B [3,2]", 2, {{2, {3, 3}, UNIFORM}, {2, {3, 2}, UNIFORM}}, .f = c_solve},
+    {"solve", "A [2,3,3] \\ B [3,2], B broadcast", 2,
+     {{3, {2, 3, 3}, UNIFORM}, {2, {3, 2}, UNIFORM}}, .f = c_solve},
+    {"solve", "A [3,3] \\ B [2,3,2], A broadcast", 2,
+     {{2, {3, 3}, UNIFORM}, {3, {2, 3, 2}, UNIFORM}}, .f = c_solve},
+    {"solve", "A [3,3] \\ b [3]", 2, {{2, {3, 3}, UNIFORM}, {1, {3}, UNIFORM}}, .f = c_solve},
+    {"solve", "A [2,3,3] \\ b [2,3], batch of vectors", 2,
+     {{3, {2, 3, 3}, UNIFORM}, {2, {2, 3}, UNIFORM}}, .f = c_solve},
+    {"solve", "rows swapped: A [3,3] \\ B [3,2]", 2, {{2, {3, 3}, UNIFORM}, {2, {3, 2}, UNIFORM}},
+     .f = c_solve, .iv = {0, 0, 1}},
+    {"solve", "(X + 3 I) \\ X, X reused", 1, {{2, {3, 3}, UNIFORM}}, .f = c_solve},
+    {"inverse", "inv [3,3]", 1, {{2, {3, 3}, UNIFORM}}, .f = c_inverse},
+    {"inverse", "inv batch [2,3,3]", 1, {{3, {2, 3, 3}, UNIFORM}}, .f = c_inverse},
+    {"inverse", "inv [3,3], rows swapped", 1, {{2, {3, 3}, UNIFORM}}, .f = c_inverse,
+     .iv = {0, 0, 1}},
+    {"slogdet", "log|det| [3,3], det > 0", 1, {{2, {3, 3}, UNIFORM}}, .f = c_slogdet, .p = {1}},
+    {"slogdet", "log|det| [3,3], det < 0", 1, {{2, {3, 3}, UNIFORM}}, .f = c_slogdet, .p = {-1}},
+    {"slogdet", "log|det| batch [2,3,3]", 1, {{3, {2, 3, 3}, UNIFORM}}, .f = c_slogdet, .p = {1}},
+    {"slogdet", "log|det| [3,3], rows swapped", 1, {{2, {3, 3}, UNIFORM}}, .f = c_slogdet,
+     .p = {1}, .iv = {0, 0, 1}},
 };
 
 #undef ONE
@@ -616,6 +701,19 @@ static struct criterion_test_params case_indices(void)
         idx[i] = i;
     return cr_make_param_array(size_t, idx, idx ? n_op_cases : 0, free_case_indices);
 }
+
+/* Every op of the library, from each ops file's table (agi_op_tables), in
+** 'ops' (up to 'cap'); returns how many there are. */
+static size_t all_ops(const ag_op **ops, size_t cap)
+{
+    size_t n = 0;
+    for (const ag_op *const *const *table = agi_op_tables; *table; table++)
+        for (const ag_op *const *op = *table; *op; op++, n++)
+            if (n < cap)
+                ops[n] = *op;
+    return n;
+}
+enum { MAX_OPS = 512 };
 
 /* Does some case cover the op called 'name'? */
 static bool case_exists_for(const char *name)

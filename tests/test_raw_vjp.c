@@ -1,83 +1,21 @@
 /*
 ** test_raw_vjp.c: the raw fast path of backward (vjps that write straight
 ** into gradient buffers when nothing is recorded) gives the same bits as
-** the differentiable path that create-graph mode takes, for every op that
-** has one, in f32 and f64, with gradients that accumulate from several uses
-** and with broadcast inputs (which the raw path leaves to the vjp). Also the
+** the differentiable path that create-graph mode takes, for every op whose
+** descriptor has one (found in the ops files' tables, with the inputs of its
+** cases in op_cases.h), in f32 and f64, with gradients that accumulate from
+** several uses and with broadcast inputs (which the raw path leaves to the
+** vjp). Also the
 ** lazy bookkeeping of backward: a second pass on the same tape, a parameter
 ** shared by two tapes in turn.
 */
-#include "autograd.h"
-
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+
 #include <math.h>
 #include <string.h>
 
-typedef ag_tensor *(*op_fn)(ag_tape *t, ag_tensor *a, ag_tensor *b);
-
-static ag_tensor *op_add(ag_tape *t, ag_tensor *a, ag_tensor *b) { return ag_add(t, a, b); }
-static ag_tensor *op_sub(ag_tape *t, ag_tensor *a, ag_tensor *b) { return ag_sub(t, a, b); }
-static ag_tensor *op_mul(ag_tape *t, ag_tensor *a, ag_tensor *b) { return ag_mul(t, a, b); }
-static ag_tensor *op_div(ag_tape *t, ag_tensor *a, ag_tensor *b) { return ag_div(t, a, b); }
-static ag_tensor *op_neg(ag_tape *t, ag_tensor *a, ag_tensor *b) { (void)b; return ag_neg(t, a); }
-static ag_tensor *op_exp(ag_tape *t, ag_tensor *a, ag_tensor *b) { (void)b; return ag_exp(t, a); }
-static ag_tensor *op_log(ag_tape *t, ag_tensor *a, ag_tensor *b) { (void)b; return ag_log(t, a); }
-static ag_tensor *op_tanh(ag_tape *t, ag_tensor *a, ag_tensor *b) { (void)b; return ag_tanh(t, a); }
-static ag_tensor *op_sigmoid(ag_tape *t, ag_tensor *a, ag_tensor *b)
-{
-    (void)b;
-    return ag_sigmoid(t, a);
-}
-static ag_tensor *op_relu(ag_tape *t, ag_tensor *a, ag_tensor *b) { (void)b; return ag_relu(t, a); }
-static ag_tensor *op_square(ag_tape *t, ag_tensor *a, ag_tensor *b)
-{
-    (void)b;
-    return ag_pow_scalar(t, a, 2.0);
-}
-static ag_tensor *op_cube(ag_tape *t, ag_tensor *a, ag_tensor *b)
-{
-    (void)b;
-    return ag_pow_scalar(t, a, 3.0);
-}
-static ag_tensor *op_root(ag_tape *t, ag_tensor *a, ag_tensor *b)
-{
-    (void)b;
-    return ag_pow_scalar(t, a, 0.37);
-}
-
-/* a times the cross-entropy of a + b (rows of 6 classes): the fused
-** loss's raw backward, its gradient reaching a through three uses. */
-static ag_tensor *op_cross_entropy(ag_tape *t, ag_tensor *a, ag_tensor *b)
-{
-    static const int64_t labels[5] = {0, 5, 2, 2, 3};
-    return ag_mul(t, a, ag_cross_entropy(t, ag_add(t, a, b), labels));
-}
-static ag_tensor *op_log_softmax(ag_tape *t, ag_tensor *a, ag_tensor *b)
-{
-    return ag_log_softmax(t, ag_mul(t, a, b), 1);
-}
-
-static const struct {
-    const char *name;
-    op_fn f;
-    bool positive;   /* inputs must be > 0 (log, fractional powers, divisors) */
-} ops[] = {
-    {"add", op_add, false},   {"sub", op_sub, false},     {"mul", op_mul, false},
-    {"div", op_div, true},    {"neg", op_neg, false},     {"exp", op_exp, false},
-    {"log", op_log, true},    {"tanh", op_tanh, false},   {"sigmoid", op_sigmoid, false},
-    {"relu", op_relu, false}, {"square", op_square, false}, {"cube", op_cube, false},
-    {"pow 0.37", op_root, true},
-    {"cross_entropy", op_cross_entropy, false}, {"log_softmax", op_log_softmax, false},
-};
-
-/* loss = sum(f(a, b) * f(b, a)) + sum(f(a, a)): a and b each feed the op
-** several times, so their gradients accumulate from several contributions,
-** some shared (add passes g on) and some computed. */
-static ag_tensor *build(ag_tape *t, op_fn f, ag_tensor *a, ag_tensor *b)
-{
-    ag_tensor *ab = f(t, a, b), *ba = f(t, b, a), *aa = f(t, a, a);
-    return ag_add(t, ag_sum(t, ag_mul(t, ab, ba)), ag_sum(t, aa));
-}
+#include "op_cases.h"
 
 static void fill(ag_tensor *x, ag_rng *r, bool positive)
 {
@@ -90,56 +28,119 @@ static void fill(ag_tensor *x, ag_rng *r, bool positive)
     }
 }
 
-/* Gradients of a and b by ag_backward (raw path where possible) and by
-** ag_gradients in create-graph mode (the differentiable path), compared
-** bit for bit. With 'broadcast', b is a row broadcast against a. */
-static void compare(ag_dtype dt, int op, bool broadcast)
+/* Exact zeros in the inputs whose values allow them (where relu's
+** derivative switches); no finite differences are taken here. */
+static void add_zeros(const op_case *c, ag_tensor **x)
 {
-    int64_t as[2] = {5, 6}, bs[2] = {broadcast ? 1 : 5, 6};
-    ag_rng r;
-    ag_rng_seed(&r, 7 + (uint64_t)op);
-    ag_tape *t = ag_tape_new();
-    ag_tensor *a = ag_requires_grad(ag_zeros(t, dt, 2, as));
-    ag_tensor *b = ag_requires_grad(ag_zeros(t, dt, 2, bs));
-    fill(a, &r, ops[op].positive);
-    fill(b, &r, ops[op].positive);
-    ag_backward(t, build(t, ops[op].f, a, b));
-    cr_assert_eq(ag_tape_status(t), AG_OK, "%s: %s", ops[op].name, ag_tape_errmsg(t));
-    ag_tensor *raw[2] = {ag_grad(a), ag_grad(b)};
-    cr_assert(raw[0] && raw[1]);
+    for (int i = 0; i < c->n; i++) {
+        value_kind v = c->in[i].values;
+        if (v == UNIFORM || v == WIDE || v == GRID_A || v == GRID_B)
+            for (int64_t k = 3; k < ag_numel(x[i]); k += 7)
+                ag_set(x[i], k, 0.0);
+    }
+}
 
-    ag_tape *t2 = ag_tape_new();
-    ag_tensor *a2 = ag_requires_grad(ag_tensor_from(t2, dt, 2, as, ag_data(a)));
-    ag_tensor *b2 = ag_requires_grad(ag_tensor_from(t2, dt, 2, bs, ag_data(b)));
-    ag_tensor *xs[2] = {a2, b2}, *general[2];
-    ag_gradients(t2, build(t2, ops[op].f, a2, b2), NULL, 2, xs, general, 1);
-    cr_assert_eq(ag_tape_status(t2), AG_OK, "%s: %s", ops[op].name, ag_tape_errmsg(t2));
-    for (int i = 0; i < 2; i++) {
+/* loss = sum(f(x) * w1) + sum(f(x) * w2), f the case's expression: each
+** input feeds the op twice (and some cases use an input twice more), so
+** its gradient accumulates from several contributions, some shared (add
+** passes g on) and some computed; w1 and w2 make the upstream gradient
+** differ from element to element. */
+static ag_tensor *build(ag_tape *t, const op_case *c, ag_tensor *const *x)
+{
+    ag_tensor *y1 = case_apply(t, x, c), *y2 = case_apply(t, x, c);
+    ag_dtype dt = ag_dtype_of(y1);
+    ag_rng r;
+    ag_rng_seed(&r, 99);
+    ag_tensor *w1 = ag_zeros(t, dt, ag_rank(y1), ag_shape(y1));
+    ag_tensor *w2 = ag_zeros(t, dt, ag_rank(y1), ag_shape(y1));
+    fill(w1, &r, false);
+    fill(w2, &r, true);
+    return ag_add(t, ag_sum(t, ag_mul(t, y1, w1)), ag_sum(t, ag_mul(t, y2, w2)));
+}
+
+/* The gradients of c's inputs by ag_backward (the engine takes raw VJPs)
+** and by ag_gradients in create-graph mode (only differentiable VJPs),
+** compared bit for bit. */
+static void compare(const op_case *c, ag_dtype dt)
+{
+    ag_tape *t = ag_tape_new(), *t2 = ag_tape_new();
+    ag_tensor *x[3], *x2[3], *raw[3], *general[3];
+    case_inputs(t, c, dt, x);
+    add_zeros(c, x);
+    for (int i = 0; i < c->n; i++) {
+        ag_requires_grad(x[i]);
+        x2[i] = ag_requires_grad(ag_tensor_from(t2, dt, ag_rank(x[i]), ag_shape(x[i]),
+                                                ag_data(x[i])));
+    }
+    ag_backward(t, build(t, c, x));
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s, %s: %s", c->op, c->what, ag_tape_errmsg(t));
+    ag_gradients(t2, build(t2, c, x2), NULL, c->n, x2, general, 1);
+    cr_assert_eq(ag_tape_status(t2), AG_OK, "%s, %s: %s", c->op, c->what, ag_tape_errmsg(t2));
+    for (int i = 0; i < c->n; i++) {
+        raw[i] = ag_grad(x[i]);
+        if (!raw[i]) {   /* the loss does not depend on it (a mask) */
+            for (int64_t k = 0; k < ag_numel(general[i]); k++)
+                cr_assert(ag_get(general[i], k) == 0.0, "%s, %s: input %d", c->op, c->what, i);
+            continue;
+        }
         cr_assert_eq(ag_numel(raw[i]), ag_numel(general[i]));
-        size_t bytes = (size_t)ag_numel(raw[i]) * ag_dtype_size(dt);
         for (int64_t k = 0; k < ag_numel(raw[i]); k++)
             cr_assert(ag_get(raw[i], k) == ag_get(general[i], k) ||
                           (isnan(ag_get(raw[i], k)) && isnan(ag_get(general[i], k))),
-                      "%s %s%s: d/d%c[%lld] = %.17g by the raw path, %.17g by the vjp",
-                      ops[op].name, ag_dtype_name(dt), broadcast ? " broadcast" : "",
-                      i ? 'b' : 'a', (long long)k, ag_get(raw[i], k), ag_get(general[i], k));
+                      "%s, %s, %s: d/dx%d[%lld] = %.17g by the raw path, %.17g by the vjp",
+                      c->op, c->what, ag_dtype_name(dt), i, (long long)k, ag_get(raw[i], k),
+                      ag_get(general[i], k));
+        size_t bytes = (size_t)ag_numel(raw[i]) * ag_dtype_size(dt);
         cr_assert(memcmp(ag_data(raw[i]), ag_data(general[i]), bytes) == 0,
-                  "%s %s: the bits differ (signed zeros?)", ops[op].name, ag_dtype_name(dt));
+                  "%s, %s, %s: the bits differ (signed zeros?)", c->op, c->what, ag_dtype_name(dt));
     }
     ag_tape_free(t);
     ag_tape_free(t2);
 }
 
-Test(raw_vjp, same_bits_as_the_differentiable_path_f64)
+/* The descriptor of the op called 'name', from the ops files' tables. */
+static const ag_op *op_named(const char *name)
 {
-    for (int op = 0; op < (int)(sizeof ops / sizeof ops[0]); op++)
-        compare(AG_F64, op, false);
+    const ag_op *ops[MAX_OPS];
+    size_t n = all_ops(ops, MAX_OPS);
+    for (size_t i = 0; i < n && i < MAX_OPS; i++)
+        if (strcmp(ops[i]->name, name) == 0)
+            return ops[i];
+    return NULL;
 }
 
-Test(raw_vjp, same_bits_as_the_differentiable_path_f32)
+ParameterizedTestParameters(raw_vjp, same_bits_as_the_differentiable_path)
 {
-    for (int op = 0; op < (int)(sizeof ops / sizeof ops[0]); op++)
-        compare(AG_F32, op, false);
+    return case_indices();
+}
+
+/* Every case of op_cases.h whose op's descriptor has a raw VJP (broadcast
+** inputs among them, which the raw paths of binary ops decline). */
+ParameterizedTest(size_t *index, raw_vjp, same_bits_as_the_differentiable_path)
+{
+    const op_case *c = &op_cases[*index];
+    const ag_op *op = op_named(c->op);
+    cr_assert_not_null(op, "case '%s' names no op", c->what);
+    if (!op->raw_vjp)
+        return;
+    compare(c, AG_F64);
+    compare(c, AG_F32);
+}
+
+/* The raw VJPs the ops files define all have cases to be compared on. */
+Test(raw_vjp, every_raw_vjp_has_a_case)
+{
+    const ag_op *ops[MAX_OPS];
+    size_t n = all_ops(ops, MAX_OPS), with_raw = 0;
+    cr_assert_leq(n, MAX_OPS);
+    for (size_t i = 0; i < n; i++)
+        if (ops[i]->raw_vjp) {
+            with_raw++;
+            cr_expect(case_exists_for(ops[i]->name), "op '%s' has a raw VJP but no case",
+                      ops[i]->name);
+        }
+    /* add sub mul div neg exp log tanh sigmoid relu pow_scalar dense cross_entropy */
+    cr_assert_geq(with_raw, 13);
 }
 
 /* Cross-entropy scaled by s over batches of 1 to 9 rows, and 2000 (several
@@ -181,14 +182,6 @@ Test(raw_vjp, cross_entropy_scaled_over_batch_sizes)
                 ag_tape_free(t[0]);
                 ag_tape_free(t[1]);
             }
-    }
-}
-
-Test(raw_vjp, broadcast_inputs_take_the_vjp_and_agree)
-{
-    for (int op = 0; op < 4; op++) {
-        compare(AG_F64, op, true);
-        compare(AG_F32, op, true);
     }
 }
 

@@ -209,6 +209,14 @@ static inline const void *agk_at(const void *base, ag_dtype dt, int64_t i)
 }
 
 
+/* The slice macros below define a function; each ends with a declaration
+** that its invocation completes with a ';' (AGK_MAP1_SLICE(f_neg);). A
+** statement that ends as C's do keeps tools that read the source without
+** expanding macros (Universal Ctags) from taking the definition after it
+** for a continuation of the macro: without the ';' they lost ag_add, ag_mul
+** and every op defined below such a line. */
+#define AGK_SLICE_END struct agk_slice_end
+
 /* f##_slice1: y = f(x, p) over a slice; job: a = x, out = y. The _VEC form
 ** adds AVX-512 and AVX2 clones, for a formula that vectorises. */
 #define AGK_MAP1_SLICE(f) AGK_MAP1_SLICE_WITH(f, )
@@ -219,7 +227,8 @@ static inline const void *agk_at(const void *base, ag_dtype dt, int64_t i)
         const agk_slice_job *j = ctx;                                                        \
         agk_map1(j->dt, end - begin, agk_at(j->a, j->dt, begin),                             \
                  (void *)agk_at(j->out, j->dt, begin), f, j->p);                             \
-    }
+    }                                                                                        \
+    AGK_SLICE_END
 
 /* f##_slice2: out = f(a, b) over a slice of a flat map (strides 1 or 0). */
 #define AGK_ROW2_SLICE(f)                                                                    \
@@ -229,7 +238,8 @@ static inline const void *agk_at(const void *base, ag_dtype dt, int64_t i)
         agk_row2(j->dt, end - begin, agk_at(j->a, j->dt, begin * j->sa), j->sa,              \
                  agk_at(j->b, j->dt, begin * j->sb), j->sb,                                  \
                  (void *)agk_at(j->out, j->dt, begin), f);                                   \
-    }
+    }                                                                                        \
+    AGK_SLICE_END
 
 /* f##_slice_grad: a raw vjp's agk_grad_map over a slice; job: a = g, b and
 ** c = the formula's two operands, out = the gradient. */
@@ -240,7 +250,8 @@ static inline const void *agk_at(const void *base, ag_dtype dt, int64_t i)
         agk_grad_map(j->dt, end - begin, (void *)agk_at(j->out, j->dt, begin), j->fresh,     \
                      agk_at(j->a, j->dt, begin), agk_at(j->b, j->dt, begin),                 \
                      agk_at(j->c, j->dt, begin), f, j->p);                                   \
-    }
+    }                                                                                        \
+    AGK_SLICE_END
 
 /* ---------------------------------------------------------------- threads */
 /* The number of threads a pool runs a job on, counting the caller; 1 for NULL. */
