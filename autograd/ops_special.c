@@ -126,6 +126,8 @@ ag_tensor *ag_atan2(ag_tape *t, ag_tensor *y, ag_tensor *x)
     return out;
 }
 
+/* This file's differentiable ops, for the tests that walk every op
+** (internal.h, agi_op_tables). */
 const ag_op *const agi_ops_special[] = {
-    &op_erf, &op_atan, &op_log1p, &op_expm1, &op_atan2, NULL,
+    &op_erf, &op_atan, &op_log1p, &op_expm1, &op_atan2, NULL
 };

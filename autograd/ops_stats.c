@@ -239,6 +239,8 @@ ag_tensor *agi_cumsum_reverse(ag_tape *t, ag_tensor *x, int axis)
     return cumsum_dir(t, &op_cumsum_reverse, "agi_cumsum_reverse", x, axis, true);
 }
 
+/* This file's differentiable ops, for the tests that walk every op
+** (internal.h, agi_op_tables). */
 const ag_op *const agi_ops_stats[] = {
-    &op_var, &op_std, &op_cumsum, &op_cumsum_reverse, NULL,
+    &op_var, &op_std, &op_cumsum, &op_cumsum_reverse, NULL
 };
