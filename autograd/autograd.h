@@ -314,6 +314,21 @@ AG_API ag_tensor *ag_softplus(ag_tape *t, ag_tensor *x);  /* log(1 + e^x), stabl
 AG_API ag_tensor *ag_clamp(ag_tape *t, ag_tensor *x, double lo, double hi);
 AG_API ag_tensor *ag_pow_scalar(ag_tape *t, ag_tensor *x, double p);   /* x^p */
 AG_API ag_tensor *ag_square(ag_tape *t, ag_tensor *x);                 /* x^2 */
+/* Special functions, libm's in both dtypes (an f32 result is libm's f64
+** value rounded once). NaN in gives NaN out. */
+AG_API ag_tensor *ag_erf(ag_tape *t, ag_tensor *x);     /* erf x: d/dx = 2/sqrt(pi) e^(-x^2) */
+AG_API ag_tensor *ag_atan(ag_tape *t, ag_tensor *x);    /* atan x: d/dx = 1 / (1 + x^2) */
+/* log(1 + x), exact where 1 + x rounds (log1p(1e-10) = 1e-10 - 5e-21):
+** d/dx = 1 / (1 + x); -1 gives -inf, below -1 NaN. */
+AG_API ag_tensor *ag_log1p(ag_tape *t, ag_tensor *x);
+/* e^x - 1, exact for tiny x (expm1(1e-10) = 1e-10 + 5e-21): d/dx = e^x. */
+AG_API ag_tensor *ag_expm1(ag_tape *t, ag_tensor *x);
+/* atan2(y, x): the angle of the point (x, y), in [-pi, pi], with C's signs
+** and quadrants (atan2(0, 0) = 0, atan2(0, -1) = pi, atan2(-0.0, -1) = -pi).
+** y and x broadcast and share a dtype. d/dy = x / (x^2 + y^2), d/dx = -y /
+** (x^2 + y^2), computed as written: at the origin both are NaN (0/0), and
+** where x^2 + y^2 underflows to 0 or overflows, they are inf/NaN or 0. */
+AG_API ag_tensor *ag_atan2(ag_tape *t, ag_tensor *y, ag_tensor *x);
 
 /* Reductions. Axes may be negative (-1 is the last). keepdim keeps the
 ** reduced axis with size 1. */
@@ -327,6 +342,30 @@ AG_API ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
 AG_API ag_tensor *ag_max_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
 AG_API ag_tensor *ag_min_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
 AG_API ag_tensor *ag_logsumexp_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
+/* Variance and standard deviation as PyTorch's torch.var and torch.std:
+** sum (x - mean)^2 / max(0, N - correction) over the N reduced elements;
+** correction 1 is the unbiased (Bessel) estimate, 0 the population one, and
+** any finite value >= 0 is allowed (otherwise AG_EINVAL). As ag_sum and
+** ag_sum_axis, ag_var and ag_std reduce every element to rank 0, the _axis
+** forms one axis (keepdim as above). Computed in double by two passes, the
+** mean and then the squared deviations (corrected for the mean's rounding),
+** so a large mean costs no digits; std is the square root of that double,
+** rounded once. Where N - correction <= 0 the result is what PyTorch gives:
+** inf when the values differ, NaN when they are equal (0/0), and an empty
+** reduction gives NaN. Any NaN or inf among the values gives NaN.
+** d var/dx = 2 (x - mean) / (N - correction) (inf/NaN where N - correction
+** <= 0), d std/dx = d var/dx / (2 std), and 0 where std is 0 (all values
+** equal), as PyTorch's. */
+AG_API ag_tensor *ag_var(ag_tape *t, ag_tensor *x, double correction);
+AG_API ag_tensor *ag_var_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim, double correction);
+AG_API ag_tensor *ag_std(ag_tape *t, ag_tensor *x, double correction);
+AG_API ag_tensor *ag_std_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim, double correction);
+/* The running sum along an axis, of x's shape: out[..., k, ...] = x[..., 0,
+** ...] + ... + x[..., k, ...], summed in double in that order and rounded
+** once per element. A NaN spreads to every later element. A rank-0 x takes
+** axis 0 or -1 and is returned as is. The gradient of x[k] is the sum of the
+** gradients of out[k..n-1]. */
+AG_API ag_tensor *ag_cumsum(ag_tape *t, ag_tensor *x, int axis);
 /* Sums x down to a shape it broadcasts from (the inverse of ag_broadcast_to). */
 AG_API ag_tensor *ag_sum_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape);
 

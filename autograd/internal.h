@@ -21,6 +21,7 @@
 /* Per-op constants kept in the result tensor. */
 typedef union agi_attr {
     struct { int axis, keepdim; } red;
+    struct { int axis, keepdim; double correction; } stat;   /* ops_stats.c */
     struct { int axis; int64_t start, step; } slice;
     struct { int ta, tb; } mm;
     struct { int act; } dense;   /* an ag_activation */
@@ -312,6 +313,9 @@ extern const ag_op *const *const agi_op_tables[];
 /* Zeros of x's shape with g written into the slice (the adjoint of ag_slice). */
 ag_tensor *agi_slice_grad(ag_tape *t, ag_tensor *g, const ag_tensor *x, int axis, int64_t start,
                           int64_t step);
+/* The running sum of x along 'axis' from its end: out[k] = x[k] + ... +
+** x[n-1], the adjoint of ag_cumsum (ops_stats.c). */
+ag_tensor *agi_cumsum_reverse(ag_tape *t, ag_tensor *x, int axis);
 /* op(a) @ op(b) where op transposes the last two axes when its flag is set. */
 ag_tensor *agi_matmul_t(ag_tape *t, ag_tensor *a, ag_tensor *b, int ta, int tb);
 

@@ -269,6 +269,57 @@ static ag_tensor *c_slogdet(ag_tape *t, ag_tensor *const *x, const op_case *c)
     return ag_slogdet(t, a, NULL);
 }
 
+/* atan2 with one input as both coordinates: the angle of (x, x) is
+** constant, so the two contributions must cancel exactly. */
+static ag_tensor *c_atan2_self(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    (void)c;
+    return ag_atan2(t, x[0], x[0]);
+}
+
+/* atan2(a, e^a): a reaches the result along two paths; e^a keeps the point
+** away from the origin and the branch cut. */
+static ag_tensor *c_atan2_reused(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    (void)c;
+    return ag_atan2(t, x[0], ag_exp(t, x[0]));
+}
+
+/* var and std: p[0] is the correction; .ax unset means over every element. */
+static ag_tensor *c_var(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return c->iv[0] ? ag_var_axis(t, x[0], c->axis, c->keepdim, c->p[0])
+                    : ag_var(t, x[0], c->p[0]);
+}
+
+static ag_tensor *c_std(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return c->iv[0] ? ag_std_axis(t, x[0], c->axis, c->keepdim, c->p[0])
+                    : ag_std(t, x[0], c->p[0]);
+}
+
+/* var(x * x) + x: x is used three times, once outside the reduction. */
+static ag_tensor *c_var_reused(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_add(t, ag_var_axis(t, ag_mul(t, x[0], x[0]), c->axis, 1, c->p[0]), x[0]);
+}
+
+static ag_tensor *c_cumsum(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_cumsum(t, x[0], c->axis);
+}
+
+/* cumsum(x) * x: x both summed and weighting the sums. */
+static ag_tensor *c_cumsum_reused(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_mul(t, ag_cumsum(t, x[0], c->axis), x[0]);
+}
+
+static ag_tensor *c_cumsum_reverse(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return agi_cumsum_reverse(t, x[0], c->axis);
+}
+
 static ag_tensor *case_apply(ag_tape *t, ag_tensor *const *x, const op_case *c)
 {
     if (c->f)
@@ -597,6 +648,68 @@ static const op_case op_cases[] = {
     {"slogdet", "log|det| batch [2,3,3]", 1, {{3, {2, 3, 3}, UNIFORM}}, .f = c_slogdet, .p = {1}},
     {"slogdet", "log|det| [3,3], rows swapped", 1, {{2, {3, 3}, UNIFORM}}, .f = c_slogdet,
      .p = {1}, .iv = {0, 0, 1}},
+    /* special functions */
+    {"erf", "erf x", 1, ONE(WIDE), .un = ag_erf},
+    {"erf", "erf x, random shape", 1, ONE(WIDE), RANDOM_ONE, .un = ag_erf},
+    {"atan", "atan x", 1, ONE(WIDE), .un = ag_atan},
+    {"atan", "atan x, random shape", 1, ONE(WIDE), RANDOM_ONE, .un = ag_atan},
+    {"log1p", "log1p x", 1, ONE(POSITIVE), .un = ag_log1p},
+    {"log1p", "log1p x, rank 0", 1, {{0, {0}, POSITIVE}}, .un = ag_log1p},
+    {"log1p", "log1p x, random shape", 1, ONE(POSITIVE), RANDOM_ONE, .un = ag_log1p},
+    {"expm1", "expm1 x", 1, ONE(WIDE), .un = ag_expm1},
+    {"expm1", "expm1 x, random shape", 1, ONE(WIDE), RANDOM_ONE, .un = ag_expm1},
+    /* atan2(y, x): x away from zero, so no point is near the origin or the cut */
+    {"atan2", "atan2([2,3], [2,3])", 2, {{2, {2, 3}, WIDE}, {2, {2, 3}, AWAY}}, .bin = ag_atan2},
+    {"atan2", "atan2([2,3], [3])", 2, {{2, {2, 3}, UNIFORM}, {1, {3}, AWAY}}, .bin = ag_atan2},
+    {"atan2", "atan2([4,1,3], [2,1])", 2, {{3, {4, 1, 3}, UNIFORM}, {2, {2, 1}, AWAY}},
+     .bin = ag_atan2},
+    {"atan2", "atan2([], [2,3])", 2, {{0, {0}, UNIFORM}, {2, {2, 3}, AWAY}}, .bin = ag_atan2},
+    {"atan2", "random broadcast", 2, PAIR(UNIFORM, AWAY), RANDOM_BROADCAST, .bin = ag_atan2},
+    {"atan2", "random broadcast", 2, PAIR(AWAY, AWAY), RANDOM_BROADCAST, .bin = ag_atan2},
+    {"atan2", "atan2(x, x)", 1, ONE(AWAY), .f = c_atan2_self},
+    {"atan2", "atan2(a, e^a)", 1, ONE(WIDE), .f = c_atan2_reused},
+    /* var, std: iv[0] set means along .axis; p[0] the correction, below N */
+    {"var", "var [2,3,4] correction 1", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_var, .p = {1}},
+    {"var", "var [2,3,4] correction 0", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_var, .p = {0}},
+    {"var", "var axis 0 correction 1", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_var, .iv = {1},
+     .axis = 0, .p = {1}},
+    {"var", "var axis 0 keepdim correction 0", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_var,
+     .iv = {1}, .axis = 0, .keepdim = 1, .p = {0}},
+    {"var", "var axis 1 correction 2", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_var, .iv = {1},
+     .axis = 1, .p = {2}},
+    {"var", "var axis 1 keepdim correction 1", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_var,
+     .iv = {1}, .axis = 1, .keepdim = 1, .p = {1}},
+    {"var", "var axis -1 correction 2", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_var, .iv = {1},
+     .axis = -1, .p = {2}},
+    {"var", "var axis 2 keepdim correction 0.5", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_var,
+     .iv = {1}, .axis = 2, .keepdim = 1, .p = {0.5}},
+    {"var", "var [5] axis 0 correction 1", 1, {{1, {5}, WIDE}}, .f = c_var, .iv = {1},
+     .axis = 0, .p = {1}},
+    {"var", "var(x * x) + x axis 1 correction 1", 1, {{2, {3, 4}, UNIFORM}}, .f = c_var_reused,
+     .axis = 1, .p = {1}},
+    {"std", "std [2,3,4] correction 1", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_std, .p = {1}},
+    {"std", "std axis 0 keepdim correction 0", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_std,
+     .iv = {1}, .axis = 0, .keepdim = 1, .p = {0}},
+    {"std", "std axis 1 correction 1", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_std, .iv = {1},
+     .axis = 1, .p = {1}},
+    {"std", "std axis -1 keepdim correction 2", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_std,
+     .iv = {1}, .axis = -1, .keepdim = 1, .p = {2}},
+    {"std", "std [2,5] axis 1 correction 0", 1, {{2, {2, 5}, WIDE}}, .f = c_std, .iv = {1},
+     .axis = 1, .p = {0}},
+    /* cumsum and its adjoint */
+    {"cumsum", "cumsum [2,3,4] axis 0", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_cumsum, .axis = 0},
+    {"cumsum", "cumsum [2,3,4] axis 1", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_cumsum, .axis = 1},
+    {"cumsum", "cumsum [2,3,4] axis -1", 1, {{3, {2, 3, 4}, UNIFORM}}, .f = c_cumsum, .axis = -1},
+    {"cumsum", "cumsum rank 0", 1, {{0, {0}, UNIFORM}}, .f = c_cumsum, .axis = 0},
+    {"cumsum", "cumsum axis -1, random shape", 1, ONE(UNIFORM), RANDOM_ONE, .f = c_cumsum,
+     .axis = -1},
+    {"cumsum", "cumsum(x, 1) * x", 1, ONE(UNIFORM), .f = c_cumsum_reused, .axis = 1},
+    {"cumsum_reverse", "reverse cumsum [2,3,4] axis 1", 1, {{3, {2, 3, 4}, UNIFORM}},
+     .f = c_cumsum_reverse, .axis = 1},
+    {"cumsum_reverse", "reverse cumsum [2,3,4] axis -1", 1, {{3, {2, 3, 4}, UNIFORM}},
+     .f = c_cumsum_reverse, .axis = -1},
+    {"cumsum_reverse", "reverse cumsum [5] axis 0", 1, {{1, {5}, UNIFORM}},
+     .f = c_cumsum_reverse, .axis = 0},
 };
 
 #undef ONE

@@ -182,6 +182,20 @@ static value_case value_cases[] = {
      "d2 = d1 + (d1*2 + relu(b + a)); d3 = d2 + (3*d2 + relu(b - a)); e = c3 - d3;"
      "f = e^2; g1 = f / 2; g = g1 + 10/f",
      {"a=-4", "b=2"}, 24.70408163265306, {"a", "b"}, {138.83381924198252, 645.5772594752186}},
+    /* the special functions: erf' = 2/sqrt(pi) e^(-x^2), atan' = 1/(1 + x^2),
+    ** log1p' = 1/(1 + x), expm1' = e^x, atan2: d/dy = x/r^2, d/dx = -y/r^2 */
+    {"erf(x)", {"x=0.5"}, 0.5204998778130465, {"x"}, {0.8787825789354448}},
+    {"atan(x)", {"x=1"}, 0.7853981633974483, {"x"}, {0.5}},
+    {"log1p(x)", {"x=1e-10"}, 9.999999999500001e-11, {"x"}, {1 / (1 + 1e-10)}},
+    {"log1p(x)", {"x=3"}, 2 * LN2, {"x"}, {0.25}},
+    {"expm1(x)", {"x=1"}, 1.718281828459045, {"x"}, {E}},
+    {"expm1(x)", {"x=1e-10"}, 1.00000000005e-10, {"x"}, {1 + 1e-10}},
+    {"atan2(y, x)", {"y=1", "x=-1"}, 2.356194490192345, {"y", "x"}, {-0.5, -0.5}},
+    {"atan2(y, x)", {"y=0", "x=-2"}, 3.14159265358979323846, {"y", "x"}, {-0.5, 0}},
+    {"atan2(y, x)", {"y=3", "x=4"}, 0.6435011087932844, {"y", "x"}, {0.16, -0.12}},
+    {"atan2(2*y, y + 1)", {"y=1"}, 0.7853981633974483, {"y"}, {0.25}},
+    /* atan2 at the origin is 0, its derivative 0/0 */
+    {"atan2(y, x)", {"y=0", "x=0"}, 0, {"y", "x"}, {NAN, NAN}},
     /* non-finite results are reported as they are */
     {"1/x", {"x=0"}, INFINITY, {"x"}, {-INFINITY}},
     {"log(x)", {"x=0"}, -INFINITY, {"x"}, {INFINITY}},
@@ -430,6 +444,13 @@ static error_case error_cases[] = {
     {{"exp"}, "column 1: 'exp' is a function: write exp(...)"},
     {{"exp()"}, "column 5: exp() needs an argument"},
     {{"exp(x, x)", "x=1"}, "column 6: exp takes one argument"},
+    {{"log1p(x, x)", "x=1"}, "column 8: log1p takes one argument"},
+    {{"atan2(x)", "x=1"}, "column 8: atan2 takes 2 arguments, found 1"},
+    {{"atan2()"}, "column 7: atan2() needs 2 arguments"},
+    {{"atan2(x, x, x)", "x=1"}, "column 11: atan2 takes 2 arguments, found more"},
+    {{"atan2(x x)", "x=1"}, "column 9: expected ',' or ')' in 'atan2(' at column 1, found 'x'"},
+    {{"atan2 + 1"}, "column 1: 'atan2' is a function: write atan2(...)"},
+    {{"erf = 1; erf"}, "column 1: 'erf' is a function and cannot be bound"},
     {{"sin(x", "x=1"}, "column 6: expected ')' to close 'sin(' at column 1"},
     {{"2x", "x=1"}, "column 2: missing operator before 'x'"},
     {{"x $ 2", "x=1"}, "column 3: unexpected character '$'"},
@@ -597,14 +618,56 @@ Test(agx_parse, every_function_is_known_by_name)
 {
     for (int f = 0; f < AGX_FUNC_COUNT; f++) {
         char src[64];
-        snprintf(src, sizeof src, "%s(x)", agx_func_name((agx_func)f));
+        int arity = agx_func_arity((agx_func)f);
+        snprintf(src, sizeof src, "%s(x%s)", agx_func_name((agx_func)f), arity == 2 ? ", y" : "");
         agx_program p;
         agx_error err;
         cr_assert_eq(agx_parse(src, &p, &err), 0, "%s: %s", src, err.msg);
-        cr_expect_eq(p.nodes[p.stmts[0].root].kind, AGX_CALL);
-        cr_expect_eq(p.nodes[p.stmts[0].root].func, (agx_func)f);
+        const agx_node *call = &p.nodes[p.stmts[0].root];
+        cr_expect_eq(call->kind, AGX_CALL);
+        cr_expect_eq(call->func, (agx_func)f);
+        cr_expect_eq(call->b >= 0, arity == 2, "%s: second operand %d", src, call->b);
         agx_program_free(&p);
     }
+}
+
+/* The special functions' values are libm's, to the bit (the JSON cases
+** above compare to 1e-9): log1p and expm1 where 1 + x rounds, atan2 in
+** each quadrant and at the origin. */
+Test(agx_parse, special_functions_give_libm_values_exactly)
+{
+    static const struct {
+        const char *src;
+        double x, y, want;
+    } cases[] = {
+        {"erf(x)", 0.5, 0, 0.5204998778130465},
+        {"atan(x)", -2, 0, -1.1071487177940904},
+        {"log1p(x)", 1e-10, 0, 9.999999999500001e-11},
+        {"expm1(x)", 1e-10, 0, 1.00000000005e-10},
+        {"expm1(x)", -1e-300, 0, -1e-300},
+        {"atan2(y, x)", 1, 1, 0.7853981633974483},
+        {"atan2(y, x)", -1, 1, 2.356194490192345},
+        {"atan2(y, x)", -1, -1, -2.356194490192345},
+        {"atan2(y, x)", 1, -1, -0.7853981633974483},
+        {"atan2(y, x)", 0, 0, 0},
+    };
+    ag_tape *t = ag_tape_new();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        agx_program p;
+        agx_error err;
+        cr_assert_eq(agx_parse(cases[i].src, &p, &err), 0, "%s: %s", cases[i].src, err.msg);
+        double values[2] = {0, 0};
+        int xi = agx_find_name(&p, "x"), yi = agx_find_name(&p, "y");
+        if (xi >= 0)
+            values[xi] = cases[i].x;
+        if (yi >= 0)
+            values[yi] = cases[i].y;
+        double got = agx_value(t, &p, values);
+        cr_expect_eq(got, cases[i].want, "%s at x = %g, y = %g: %.17g, want %.17g", cases[i].src,
+                     cases[i].x, cases[i].y, got, cases[i].want);
+        agx_program_free(&p);
+    }
+    ag_tape_free(t);
 }
 
 /* Every file of the fuzzing corpus (seeds and past crashers) parses or is

@@ -15,7 +15,12 @@ static const unary_op FUNCS[AGX_FUNC_COUNT] = {
     [AGX_EXP] = ag_exp,   [AGX_LOG] = ag_log,         [AGX_SQRT] = ag_sqrt,
     [AGX_ABS] = ag_abs,   [AGX_SIN] = ag_sin,         [AGX_COS] = ag_cos,
     [AGX_TANH] = ag_tanh, [AGX_SIGMOID] = ag_sigmoid, [AGX_RELU] = ag_relu,
-    [AGX_SOFTPLUS] = ag_softplus,
+    [AGX_SOFTPLUS] = ag_softplus, [AGX_ERF] = ag_erf, [AGX_ATAN] = ag_atan,
+    [AGX_LOG1P] = ag_log1p,       [AGX_EXPM1] = ag_expm1,
+};
+/* Functions of two arguments; the others are in FUNCS. */
+static const binary_op FUNCS2[AGX_FUNC_COUNT] = {
+    [AGX_ATAN2] = ag_atan2,
 };
 
 static binary_op binary_of(agx_kind k)
@@ -62,7 +67,7 @@ ag_tensor *agx_record(ag_tape *t, const agx_program *p, const double *values, in
             case AGX_NUM: val[i] = ag_scalar(t, AG_F64, n->num); break;
             case AGX_NAME: val[i] = name_val[n->name]; break;
             case AGX_NEG: val[i] = ag_neg(t, a); break;
-            case AGX_CALL: val[i] = FUNCS[n->func](t, a); break;
+            case AGX_CALL: val[i] = b ? FUNCS2[n->func](t, a, b) : FUNCS[n->func](t, a); break;
             default: val[i] = binary_of(n->kind)(t, a, b); break;
             }
         }

@@ -18,10 +18,13 @@ static const char *const FUNC_NAMES[AGX_FUNC_COUNT] = {
     [AGX_EXP] = "exp",   [AGX_LOG] = "log",   [AGX_SQRT] = "sqrt",
     [AGX_ABS] = "abs",   [AGX_SIN] = "sin",   [AGX_COS] = "cos",
     [AGX_TANH] = "tanh", [AGX_SIGMOID] = "sigmoid", [AGX_RELU] = "relu",
-    [AGX_SOFTPLUS] = "softplus",
+    [AGX_SOFTPLUS] = "softplus", [AGX_ERF] = "erf", [AGX_ATAN] = "atan",
+    [AGX_LOG1P] = "log1p", [AGX_EXPM1] = "expm1", [AGX_ATAN2] = "atan2",
 };
 
-#define KNOWN_FUNCS "exp log sqrt abs sin cos tanh sigmoid relu softplus"
+#define KNOWN_FUNCS "exp log sqrt abs sin cos tanh sigmoid relu softplus erf atan log1p expm1 atan2"
+
+int agx_func_arity(agx_func f) { return f == AGX_ATAN2 ? 2 : 1; }
 
 const char *agx_func_name(agx_func f)
 {
@@ -285,19 +288,34 @@ static int call(parser *ps, agx_func f)
         return fail(ps, at, "'%s' is a function: write %s(...)", name, name);
     if (next(ps) < 0)
         return -1;
+    int arity = agx_func_arity(f);
     if (ps->tok.kind == T_RPAREN)
-        return fail(ps, ps->tok.pos, "%s() needs an argument", name);
-    int a = expression(ps);
-    if (a < 0)
-        return -1;
+        return arity == 1 ? fail(ps, ps->tok.pos, "%s() needs an argument", name)
+                          : fail(ps, ps->tok.pos, "%s() needs %d arguments", name, arity);
+    int args[2] = {-1, -1};
+    for (int i = 0; i < arity; i++) {
+        if (i > 0) {
+            char buf[40];
+            if (ps->tok.kind == T_RPAREN)
+                return fail(ps, ps->tok.pos, "%s takes %d arguments, found %d", name, arity, i);
+            if (ps->tok.kind != T_COMMA)
+                return fail(ps, ps->tok.pos, "expected ',' or ')' in '%s(' at column %d, found %s",
+                            name, column(ps, at), describe(ps, buf, sizeof buf));
+            if (next(ps) < 0)
+                return -1;
+        }
+        if ((args[i] = expression(ps)) < 0)
+            return -1;
+    }
     if (ps->tok.kind == T_COMMA)
-        return fail(ps, ps->tok.pos, "%s takes one argument", name);
+        return arity == 1 ? fail(ps, ps->tok.pos, "%s takes one argument", name)
+                          : fail(ps, ps->tok.pos, "%s takes %d arguments, found more", name, arity);
     if (ps->tok.kind != T_RPAREN) {
         char buf[40];
         return fail(ps, ps->tok.pos, "expected ')' to close '%s(' at column %d, found %s", name,
                     column(ps, at), describe(ps, buf, sizeof buf));
     }
-    int n = add_node(ps, AGX_CALL, at, a, -1);
+    int n = add_node(ps, AGX_CALL, at, args[0], args[1]);
     if (n >= 0)
         ps->p->nodes[n].func = f;
     return next(ps) < 0 ? -1 : n;

@@ -9,7 +9,8 @@
 **     term       := unary (('*' | '/') unary)*
 **     unary      := ('-' | '+') unary | power
 **     power      := primary ['^' unary]                   (right-associative)
-**     primary    := number | name | function '(' expression ')' | '(' expression ')'
+**     primary    := number | name | function '(' arguments ')' | '(' expression ')'
+**     arguments  := expression [',' expression]           (as many as the function takes)
 **
 ** So -x^2 is -(x^2), 2^-1 is 0.5 and 2^3^2 is 2^9. Numbers are decimal, with
 ** an optional fraction and exponent (1, 2.5, .5, 1e-3). Names are
@@ -35,12 +36,14 @@ typedef enum agx_kind {
     AGX_MUL,    /* a * b */
     AGX_DIV,    /* a / b */
     AGX_POW,    /* a ^ b */
-    AGX_CALL,   /* func(a) */
+    AGX_CALL,   /* func(a), or func(a, b) for a function of two arguments */
 } agx_kind;
 
 typedef enum agx_func {
     AGX_EXP, AGX_LOG, AGX_SQRT, AGX_ABS, AGX_SIN, AGX_COS, AGX_TANH, AGX_SIGMOID, AGX_RELU,
-    AGX_SOFTPLUS, AGX_FUNC_COUNT
+    AGX_SOFTPLUS, AGX_ERF, AGX_ATAN, AGX_LOG1P, AGX_EXPM1,
+    AGX_ATAN2,    /* atan2(y, x): two arguments */
+    AGX_FUNC_COUNT
 } agx_func;
 
 /* One node of an expression. Operands always come before the node that uses
@@ -90,6 +93,8 @@ void agx_program_free(agx_program *p);
 
 /* The function's name as written ("sigmoid"). */
 const char *agx_func_name(agx_func f);
+/* How many arguments the function takes: 2 for atan2, else 1. */
+int agx_func_arity(agx_func f);
 /* The index of a name in the program, or -1. */
 int agx_find_name(const agx_program *p, const char *text);
 /* The 1-based column of byte 'offset' of 'src', counting UTF-8 characters. */
