@@ -27,6 +27,11 @@ typedef union agi_attr {
     double s[2];
     uint8_t perm[AG_MAX_DIMS];
     const int64_t *labels;
+    struct {                 /* a user-defined op (custom_op.c) */
+        void *ctx;
+        ag_tensor **saved;   /* nsaved tensors, in the arena; room for cap */
+        int nsaved, cap;
+    } custom;
 } agi_attr;
 
 enum {
