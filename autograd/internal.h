@@ -309,7 +309,7 @@ static inline void agi_set(ag_tensor *x, int64_t i, double v)
 ** addresses of its differentiable ops' descriptors and a NULL; the list of
 ** those tables, agi_op_tables[] (NULL-terminated too), is generated at build
 ** time from the ops_*.c files named in autograd/meson.build
-** (tools/gen_op_tables.py), so no list is kept by hand. */
+** (autograd/gen_op_tables.py), so no list is kept by hand. */
 extern const ag_op *const *const agi_op_tables[];
 
 /* Internal ops used by vjps. */
