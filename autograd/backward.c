@@ -224,6 +224,8 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
             seed = ag_broadcast_to(t, seed, y->rank, y->shape);
     }
     y->gacc = seed;
+    /* The mode is fixed for the pass (a nested backward is refused above). */
+    const bool raw = agi_raw_backward(t);
     ag_tensor *small[8];
     for (size_t i = end; i-- > 0 && t->status == AG_OK;) {
         ag_tensor *e = t->entries[i];
@@ -244,7 +246,7 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
             ** 'rep stos' that costs as much as a scalar op's whole vjp. */
             memset(small, 0, sizeof small);
         }
-        agi_pull_back(t, e, e->gacc, gin);
+        agi_pull_back(t, e, e->gacc, gin, raw);
         for (int j = 0; j < e->nin && t->status == AG_OK; j++) {
             ag_tensor *x = e->in[j];
             if (gin[j] && (x->flags & AGI_REQUIRES_GRAD) && vjp_result_ok(t, e, j, gin[j]))

@@ -243,14 +243,14 @@ static inline bool agi_raw_backward(const ag_tape *t) { return t->in_backward &&
 
 /* The engine's one choice of how a gradient flows back through entry e
 ** (backward.c, and the DOT export's replay in dot_graph.c): the op's raw
-** VJP during an ordinary backward, when it has one and does not decline;
-** otherwise its differentiable VJP. Ops never choose themselves. Inline:
-** a scalar graph pays one pointer test per op for it. */
+** VJP when 'raw' (agi_raw_backward(t), which a pass computes once), if it
+** has one and does not decline; otherwise its differentiable VJP. Ops never
+** choose themselves. Inline: a scalar graph pays a pointer test per op. */
 void agi_pull_back_raw_only(ag_tape *t, ag_tensor *e, ag_tensor *g, ag_tensor **gin);
-static inline void agi_pull_back(ag_tape *t, ag_tensor *e, ag_tensor *g, ag_tensor **gin)
+static inline void agi_pull_back(ag_tape *t, ag_tensor *e, ag_tensor *g, ag_tensor **gin, bool raw)
 {
     const ag_op *op = e->op;
-    if (op->raw_vjp && agi_raw_backward(t) && op->raw_vjp(t, e, g, gin))
+    if (raw && op->raw_vjp && op->raw_vjp(t, e, g, gin))
         return;
     if (op->vjp)
         op->vjp(t, e, g, gin);
