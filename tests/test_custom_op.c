@@ -595,3 +595,30 @@ Test(custom_op, allocation_failure_inside_a_user_op)
     cr_assert(completed, "no run completed without a refusal");
     cr_assert_geq(inside, 2, "refusals reached the user op %d times", inside);
 }
+
+/* Anomaly mode sees a user op's result once its forward has filled it:
+** erf's forward is fine, log's of the 0 it gives is not; a forward that
+** makes a NaN is named. */
+static int nan_forward(ag_tensor *out, void *ctx)
+{
+    (void)ctx;
+    ag_set(out, 0, NAN);
+    return 0;
+}
+
+static const ag_op nan_op = {.name = "makes_nan", .forward = nan_forward, .vjp = identity_vjp};
+
+Test(custom_op, anomaly_mode_checks_the_forward_result)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tape_set_anomaly(t, 1);
+    ag_tensor *x = ag_requires_grad(ag_scalar(t, AG_F64, 0.0));
+    ag_tensor *y = my_erf(t, x);
+    ag_tensor *z = ag_exp(t, y);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect_float_eq(ag_item(z), 1.0, 0.0);
+    ag_custom(t, &nan_op, NULL, 1, &x, AG_F64, 0, NULL);
+    cr_assert_eq(ag_tape_status(t), AG_ENUMERIC);
+    expect_in(ag_tape_errmsg(t), "anomaly: makes_nan");
+    ag_tape_free(t);
+}
