@@ -244,6 +244,8 @@ AG_API const char *ag_name(const ag_tensor *x);       /* "" when unnamed */
 AG_API const char *ag_op_name(const ag_tensor *x);
 AG_API int ag_num_inputs(const ag_tensor *x);
 AG_API ag_tensor *ag_input(const ag_tensor *x, int i);
+/* The tape x lives on; NULL for NULL and for parameters. */
+AG_API ag_tape *ag_tape_of(const ag_tensor *x);
 /* Writes "tensor(name, f64, [2,3], [[1, 2, 3], [4, 5, 6]])" form; long tensors
 ** are summarised. Returns what snprintf would. */
 AG_API int ag_snprint(char *buf, size_t n, const ag_tensor *x);
@@ -460,39 +462,113 @@ AG_API ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis);
 ** shape [N, C] and N labels in [0, C). Fused and stable. The labels are copied. */
 AG_API ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels);
 
-/* -------------------------------------------------------------- op descriptors */
-/* An op is one descriptor: the library's own ops are built from it (each
-** autograd/ops_*.c file defines its ops' descriptors beside their
-** constructors), and so are user-defined ops (ag_custom, below). Write it
-** with designated initializers; fields left out are NULL.
+/* ------------------------------------------------------ user-defined ops */
+/* An op is one descriptor, an ag_op. The library's own ops are built from it
+** (each autograd/ops_*.c defines its ops' descriptors beside their
+** constructors), and so are yours: state a name, a forward on raw values
+** (any C code, with a context pointer) and a VJP, then apply the op with
+** ag_custom. A complete example, erf from libm with its VJP written with
+** library ops, so that it differentiates twice as the library's ops do:
 **
+**     static int erf_forward(ag_tensor *out, void *ctx)
+**     {
+**         (void)ctx;
+**         const double *x = ag_data(ag_input(out, 0));   // AG_F64 here
+**         double *y = ag_data(out);
+**         for (int64_t i = 0; i < ag_numel(out); i++)
+**             y[i] = erf(x[i]);
+**         return 0;                                       // nonzero: failed
+**     }
+**     // d/dx erf x = 2/sqrt(pi) e^(-x^2)
+**     static void erf_vjp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+**     {
+**         ag_tensor *x = ag_input(out, 0);
+**         ag_tensor *d = ag_mul_scalar(t, ag_exp(t, ag_neg(t, ag_mul(t, x, x))),
+**                                      1.1283791670955126);
+**         gin[0] = ag_mul(t, g, d);
+**     }
+**     static const ag_op erf_op = {.name = "erf", .forward = erf_forward,
+**                                  .vjp = erf_vjp};
+**     ...
+**     ag_tensor *x = ...;                                 // f64, requires grad
+**     ag_tensor *y = ag_custom(t, &erf_op, NULL, 1, &x, AG_F64,
+**                              ag_rank(x), ag_shape(x));
+**     ag_backward(t, ag_sum(t, y));                       // ag_grad(x) is set
+**
+** The fields (leave out what you do not need; it is NULL):
+**
+** name     for errors and graphs; required.
+** forward  user ops only (the library's forwards are their constructors):
+**          fills ag_data(out) from ag_data(ag_input(out, i)), given the
+**          'ctx' passed to ag_custom. It computes on arrays: it may make
+**          tensors on the tape to keep (ag_empty, then ag_op_save) but
+**          should not call ops. Returns 0, or nonzero when it fails; with
+**          ag_op_fail it says why. Required for ag_custom.
 ** vjp      the vector-Jacobian product: given g, the gradient of 'out',
-**          writes gin[i], the gradient of input i (ag_input(out, i)), for
-**          each input that requires grad, of exactly that input's shape and
-**          dtype; NULL for an input that gets none. Write
-**          it with the library's ops: in create-graph mode (ag_gradients with
-**          create_graph) they are recorded, so the gradient can itself be
-**          differentiated.
-** raw_vjp  optional, first order only: a fast path the engine takes instead
-**          of vjp during an ordinary backward (ag_backward, or ag_gradients
-**          without create_graph), when nothing a vjp does is recorded. It
-**          may compute on the arrays directly (ag_data) and write gin[] as
-**          vjp does; it returns nonzero when done, 0 to decline (then vjp
-**          runs). The library's raw VJPs give vjp's bits exactly. An op with
-**          a raw_vjp and no vjp cannot be differentiated twice: create-graph
-**          mode through it records AG_EUNSUPPORTED naming the op.
-** jvp      reserved for forward mode, not called yet: given the tangents of
-**          the inputs (tangents[i], NULL for a zero tangent), returns the
-**          tangent of 'out', written with the library's ops.
+**          writes gin[i], the gradient of input i, for each input where
+**          ag_op_needs_grad(out, i) holds, of exactly that input's shape and
+**          dtype (a broadcasting op sums it down, e.g. with ag_sum_to);
+**          NULL for an input that gets none. Write it with the library's
+**          ops: in create-graph mode (ag_gradients with create_graph) they
+**          are recorded, so the gradient can itself be differentiated.
+** raw_vjp  optional, first order only: a path the engine takes instead of
+**          vjp during an ordinary backward (ag_backward, or ag_gradients
+**          without create_graph), when nothing a VJP does is recorded. It
+**          may compute on arrays: make gin[i] with ag_empty and fill
+**          ag_data(gin[i]). Returns nonzero when done, 0 to decline (then
+**          vjp runs). An op with a raw_vjp and no vjp cannot be
+**          differentiated twice: create-graph mode through it records
+**          AG_EUNSUPPORTED naming the op. (The library's raw VJPs add into
+**          gradients directly and give vjp's bits exactly.)
+** jvp      forward mode, reserved (the engine does not call it yet): given
+**          the tangents of the inputs (tangents[i], NULL for a zero
+**          tangent), returns the tangent of 'out', written with library ops.
 **
-** The engine alone chooses between raw_vjp and vjp; an op never does. */
+** The engine alone chooses between raw_vjp and vjp; an op never does.
+** Callbacks read what they need through the accessors below (ag_input,
+** ag_num_inputs, ag_data, ag_op_ctx, ag_op_saved...), since ag_tensor is
+** opaque. A callback that fails calls ag_op_fail: its message, prefixed
+** with the op's name, becomes the tape's sticky error, and the pass stops. */
 typedef struct ag_op ag_op;
 struct ag_op {
-    const char *name;   /* for errors and graphs */
+    const char *name;
     void (*vjp)(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin);
     int (*raw_vjp)(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin);
     ag_tensor *(*jvp)(ag_tape *t, ag_tensor *out, ag_tensor *const *tangents);
+    int (*forward)(ag_tensor *out, void *ctx);
 };
+
+/* Applies a user-defined op to in[0..nin) (tensors of 't', of any dtypes):
+** makes its result, of dtype dt and the given shape, runs op->forward on
+** it with 'ctx', and records it when an input requires grad. 'ctx' is
+** kept for the backward pass (ag_op_ctx): it must stay valid until then.
+** Returns the result, or the tape's nil tensor after recording an error:
+** AG_EINVAL for a NULL op, a missing name or forward, an op with neither
+** vjp nor raw_vjp, bad inputs, or a forward that fails (its message names
+** the op); AG_EDTYPE or AG_ESHAPE for a bad dtype or shape. */
+AG_API ag_tensor *ag_custom(ag_tape *t, const ag_op *op, void *ctx, int nin,
+                            ag_tensor *const *in, ag_dtype dt, int rank, const int64_t *shape);
+/* For an op's callbacks, given its result 'out' (ag_input and ag_num_inputs,
+** above, give its inputs): */
+/* The ctx given to ag_custom; NULL for the library's ops. */
+AG_API void *ag_op_ctx(const ag_tensor *out);
+/* Whether input i of 'out' needs a gradient (requires grad); 0 otherwise. */
+AG_API int ag_op_needs_grad(const ag_tensor *out, int i);
+/* Keeps x, a tensor of out's tape (or a parameter), for the backward pass:
+** saved tensors are numbered from 0 in the order saved. They are constants
+** to the backward pass (no gradient flows into them: make a tensor an input
+** for that). Returns AG_OK, or the error it recorded on the tape. */
+AG_API ag_status ag_op_save(ag_tensor *out, ag_tensor *x);
+AG_API int ag_op_num_saved(const ag_tensor *out);
+AG_API ag_tensor *ag_op_saved(const ag_tensor *out, int i);  /* NULL when out of range */
+/* Records on out's tape, as 'code' (AG_EINVAL when AG_OK is given), the
+** message "NAME: " followed by the formatted text, NAME being the op's;
+** the first error wins, as always. For callbacks that fail. */
+AG_API void ag_op_fail(ag_tensor *out, ag_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 
 /* --------------------------------------------------------------- gradcheck */
 /* The function under test: builds its output on 't' from the given inputs

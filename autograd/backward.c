@@ -108,19 +108,31 @@ static void store_grad(ag_tape *t, ag_tensor *x)
     }
 }
 
+/* A VJP's result must be a gradient of its input's shape and dtype. The
+** library's own VJPs are checked in debug builds (a wrong one is a bug of
+** ours); a user's (a descriptor with a forward) always, since a wrong shape
+** would otherwise be added past the end of a buffer. */
 static bool vjp_result_ok(ag_tape *t, const ag_tensor *e, int i, const ag_tensor *g)
 {
-#ifndef NDEBUG
+    bool user = e->op->forward != NULL;
+#ifdef NDEBUG
+    if (!user)
+        return true;
+#endif
     const ag_tensor *x = e->in[i];
-    if (g->dtype != x->dtype || !agi_same_shape(g, x)) {
-        agi_error(t, AG_ESTATE, "internal: vjp of %s gave %s %s for input %d of %s %s",
-                  e->op->name, ag_dtype_name((ag_dtype)g->dtype), agi_shp(g, 0), i,
-                  ag_dtype_name((ag_dtype)x->dtype), agi_shp(x, 1));
+    if ((g->flags & AGI_NIL) || g->dtype != x->dtype || !agi_same_shape(g, x) ||
+        (!(g->flags & AGI_PARAM) && (g->tape != t || g->epoch != t->epoch))) {
+        const char *what = (g->flags & AGI_NIL) ? " (nil)" : g->tape != t ? " (another tape's)" : "";
+        if (user)
+            agi_error(t, AG_ESHAPE, "%s: its vjp gave %s %s%s for input %d of %s %s", e->op->name,
+                      ag_dtype_name((ag_dtype)g->dtype), agi_shp(g, 0), what, i,
+                      ag_dtype_name((ag_dtype)x->dtype), agi_shp(x, 1));
+        else
+            agi_error(t, AG_ESTATE, "internal: vjp of %s gave %s %s%s for input %d of %s %s",
+                      e->op->name, ag_dtype_name((ag_dtype)g->dtype), agi_shp(g, 0), what, i,
+                      ag_dtype_name((ag_dtype)x->dtype), agi_shp(x, 1));
         return false;
     }
-#else
-    (void)t, (void)e, (void)i, (void)g;
-#endif
     return true;
 }
 
@@ -212,6 +224,8 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
             seed = ag_broadcast_to(t, seed, y->rank, y->shape);
     }
     y->gacc = seed;
+    /* The mode is fixed for the pass (a nested backward is refused above). */
+    const bool raw = agi_raw_backward(t);
     ag_tensor *small[8];
     for (size_t i = end; i-- > 0 && t->status == AG_OK;) {
         ag_tensor *e = t->entries[i];
@@ -232,7 +246,7 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
             ** 'rep stos' that costs as much as a scalar op's whole vjp. */
             memset(small, 0, sizeof small);
         }
-        agi_pull_back(t, e, e->gacc, gin);
+        agi_pull_back(t, e, e->gacc, gin, raw);
         for (int j = 0; j < e->nin && t->status == AG_OK; j++) {
             ag_tensor *x = e->in[j];
             if (gin[j] && (x->flags & AGI_REQUIRES_GRAD) && vjp_result_ok(t, e, j, gin[j]))

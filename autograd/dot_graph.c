@@ -179,7 +179,7 @@ static bool pull_back(ag_tape *t, ag_tensor *out, ag_tensor *up, ag_tensor **gin
 {
     memset(gin, 0, (size_t)out->nin * sizeof *gin);
     ag_no_grad_begin(t);
-    agi_pull_back(t, out, up, gin);   /* the engine's choice: the vjp, as nothing runs raw here */
+    agi_pull_back(t, out, up, gin, agi_raw_backward(t));   /* not in a backward: the vjp */
     ag_no_grad_end(t);
     return t->status == AG_OK;
 }

@@ -29,6 +29,11 @@ typedef union agi_attr {
     double s[2];
     uint8_t perm[AG_MAX_DIMS];
     const int64_t *labels;
+    struct {                 /* a user-defined op (custom_op.c) */
+        void *ctx;
+        ag_tensor **saved;   /* nsaved tensors, in the arena; room for cap */
+        int nsaved, cap;
+    } custom;
 } agi_attr;
 
 enum {
@@ -240,14 +245,14 @@ static inline bool agi_raw_backward(const ag_tape *t) { return t->in_backward &&
 
 /* The engine's one choice of how a gradient flows back through entry e
 ** (backward.c, and the DOT export's replay in dot_graph.c): the op's raw
-** VJP during an ordinary backward, when it has one and does not decline;
-** otherwise its differentiable VJP. Ops never choose themselves. Inline:
-** a scalar graph pays one pointer test per op for it. */
+** VJP when 'raw' (agi_raw_backward(t), which a pass computes once), if it
+** has one and does not decline; otherwise its differentiable VJP. Ops never
+** choose themselves. Inline: a scalar graph pays a pointer test per op. */
 void agi_pull_back_raw_only(ag_tape *t, ag_tensor *e, ag_tensor *g, ag_tensor **gin);
-static inline void agi_pull_back(ag_tape *t, ag_tensor *e, ag_tensor *g, ag_tensor **gin)
+static inline void agi_pull_back(ag_tape *t, ag_tensor *e, ag_tensor *g, ag_tensor **gin, bool raw)
 {
     const ag_op *op = e->op;
-    if (op->raw_vjp && agi_raw_backward(t) && op->raw_vjp(t, e, g, gin))
+    if (raw && op->raw_vjp && op->raw_vjp(t, e, g, gin))
         return;
     if (op->vjp)
         op->vjp(t, e, g, gin);
@@ -306,7 +311,7 @@ static inline void agi_set(ag_tensor *x, int64_t i, double v)
 ** addresses of its differentiable ops' descriptors and a NULL; the list of
 ** those tables, agi_op_tables[] (NULL-terminated too), is generated at build
 ** time from the ops_*.c files named in autograd/meson.build
-** (tools/gen_op_tables.py), so no list is kept by hand. */
+** (autograd/gen_op_tables.py), so no list is kept by hand. */
 extern const ag_op *const *const agi_op_tables[];
 
 /* Internal ops used by vjps. */

@@ -349,6 +349,8 @@ ag_tensor *ag_input(const ag_tensor *x, int i)
     return usable(x) && i >= 0 && i < x->nin ? x->in[i] : NULL;
 }
 
+ag_tape *ag_tape_of(const ag_tensor *x) { return x && !(x->flags & AGI_PARAM) ? x->tape : NULL; }
+
 void ag_fill(ag_tensor *x, double v)
 {
     if (!usable(x))

@@ -51,6 +51,40 @@ Test(examples, hello_prints_the_chain_gradients)
     cr_assert_float_eq(number_after(out, "dL/dcd = "), -56.25, 1e-12);
 }
 
+/* The user-defined ops of custom_op.c: erf and its two derivatives at 0.5,
+** both gradient checks, and the implicit function y = cos(a y) at a = 0.8
+** with its derivative by the implicit function theorem. */
+Test(examples, custom_op_derivatives_match)
+{
+    int st;
+    const char *out = run("EXAMPLE_CUSTOM_OP", "", &st);
+    cr_assert_eq(st, 0, "%s", out);
+    double slope = 2.0 / sqrt(acos(-1.0)) * exp(-0.25);
+    cr_assert_float_eq(number_after(out, "erf(0.5) = "), erf(0.5), 1e-14, "%s", out);
+    cr_assert_float_eq(number_after(out, "d/dx erf(0.5) = "), slope, 1e-14, "%s", out);
+    cr_assert_float_eq(number_after(out, "d2/dx2 erf(0.5) = "), -slope, 1e-14, "%s", out);
+    cr_assert_leq(number_after(out, "first order: max relative error "), 1e-6, "%s", out);
+    cr_assert_leq(number_after(out, "second order: max relative error "), 1e-6, "%s", out);
+    cr_assert(strstr(out, "first order: max relative error") && strstr(out, "over 7 elements"),
+              "%s", out);
+    /* y = cos(0.8 y) and dy/da = -y sin(ay) / (1 + a sin(ay)), from Python. */
+    double y = number_after(out, "at a = 0.8: y = ");
+    cr_assert_float_eq(y, 0.8014178535169362, 1e-14, "%s", out);
+    cr_assert_float_eq(number_after(out, "dy/da = "), -0.3242050300312474, 1e-11, "%s", out);
+    cr_assert_leq(number_after(out, "difference "), 1e-8, "%s", out);
+    cr_assert_leq(number_after(out, "(residual "), 1e-15, "%s", out);
+}
+
+Test(examples, custom_op_rejects_arguments)
+{
+    int st;
+    run("EXAMPLE_CUSTOM_OP", "--bogus", &st);
+    cr_assert_eq(st, 2);
+    const char *out = run("EXAMPLE_CUSTOM_OP", "--help", &st);
+    cr_assert_eq(st, 0);
+    cr_assert(strstr(out, "usage: custom_op"));
+}
+
 Test(examples, chain_tape_matches_hand_and_reaches_the_optimum)
 {
     int st;
