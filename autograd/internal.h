@@ -27,6 +27,9 @@ typedef union agi_attr {
     double s[2];
     uint8_t perm[AG_MAX_DIMS];
     const int64_t *labels;
+    /* ops_index.c, ops_struct.c: an axis, an offset or diagonal, and the
+    ** indices (or pad widths) copied into the arena */
+    struct { int axis; int64_t k; const int64_t *idx; } index;
 } agi_attr;
 
 enum {
