@@ -9,6 +9,8 @@
 #include <criterion/criterion.h>
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "autograd.h"
@@ -479,4 +481,38 @@ Test(ops_index, errors_are_sticky)
     cr_assert(ag_is_nil(ag_diag(tape, x, 0)));
     cr_assert(ag_is_nil(ag_index(tape, x, 1, (int64_t[]){0})));
     cr_assert_not_null(strstr(ag_tape_errmsg(tape), "ag_index_select: index 9"));
+}
+
+/* The graph export replays each op's vjp for its edges: every new op must
+** draw, named, with its gradients. */
+Test(ops_index, graphs_draw_every_new_op)
+{
+    ag_tensor *x = ag_requires_grad(counting(AG_F64, 2, (int64_t[]){3, 3}));
+    ag_tensor *parts[2] = {ag_tril(tape, x, 0), ag_triu(tape, x, 1)};
+    ag_tensor *s = ag_stack(tape, 2, parts, 0);
+    ag_tensor *p = ag_pad(tape, ag_index(tape, s, 1, (int64_t[]){0}), (int64_t[]){1, 0, 0, 1}, 0);
+    ag_tensor *e = ag_index_select(tape, p, 0, 2, (int64_t[]){3, 3});
+    ag_tensor *g = ag_gather(tape, e, 1, 2, (int64_t[]){2, 1}, (int64_t[]){0, 2});
+    ag_tensor *d = ag_diag(tape, ag_diag(tape, ag_reshape(tape, g, 1, (int64_t[]){2}), 0), 0);
+    ag_tensor *y = ag_add(tape, ag_trace(tape, x), ag_sum(tape, d));
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    cr_assert_eq(ag_dot_write(tape, y, NULL, f), AG_OK, "%s", ag_tape_errmsg(tape));
+    long n = ftell(f);
+    cr_assert_gt(n, 0);
+    char *text = calloc(1, (size_t)n + 1);
+    rewind(f);
+    cr_assert_eq(fread(text, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    const char *names[] = {"tril", "triu", "stack", "pad", "index", "index_select", "gather",
+                           "diag_embed", "diagonal"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        cr_expect_not_null(strstr(text, names[i]), "the graph does not name '%s'", names[i]);
+    free(text);
+    /* Row 3 of the padded tril(x) is x's row 2; gather picks columns 0 and
+    ** 2 of it, so y = trace(x) + x[2][0] + x[2][2]. */
+    cr_assert_eq(ag_item(y), 0 + 4 + 8 + 6 + 8);
+    ag_backward(tape, y);
+    expect_tensor(ag_grad(x), 2, (int64_t[]){3, 3}, (double[]){1, 0, 0, 0, 1, 0, 1, 0, 2},
+                  "dy/dx");
 }
