@@ -516,3 +516,38 @@ Test(ops_index, graphs_draw_every_new_op)
     expect_tensor(ag_grad(x), 2, (int64_t[]){3, 3}, (double[]){1, 0, 0, 0, 1, 0, 1, 0, 2},
                   "dy/dx");
 }
+
+Test(ops_index, null_tensors_and_tapes_are_refused)
+{
+    ag_tensor *x = counting(AG_F64, 2, (int64_t[]){2, 2});
+    expect_error(ag_index_select(tape, NULL, 0, 1, (int64_t[]){0}), AG_EINVAL, "select NULL",
+                 "ag_index_select: input 0 is NULL", NULL);
+    x = counting(AG_F64, 2, (int64_t[]){2, 2});
+    expect_error(ag_index_add(tape, x, 0, 1, (int64_t[]){0}, NULL), AG_EINVAL, "add NULL",
+                 "ag_index_add: input 1 is NULL", NULL);
+    expect_error(ag_gather(tape, NULL, 0, 0, NULL, NULL), AG_EINVAL, "gather NULL",
+                 "ag_gather: input 0 is NULL", NULL);
+    x = counting(AG_F64, 2, (int64_t[]){2, 2});
+    expect_error(ag_scatter_add(tape, NULL, 0, NULL, x), AG_EINVAL, "scatter NULL",
+                 "ag_scatter_add: input 0 is NULL", NULL);
+    x = counting(AG_F64, 2, (int64_t[]){2, 2});
+    expect_error(ag_gather(tape, x, 0, 2, NULL, (int64_t[]){0}), AG_EINVAL, "gather shape NULL",
+                 "ag_gather: the index array's shape is NULL for rank 2", NULL);
+    expect_error(ag_index(tape, NULL, 0, NULL), AG_EINVAL, "index NULL",
+                 "ag_index: input 0 is NULL", NULL);
+    x = counting(AG_F64, 2, (int64_t[]){2, 2});
+    expect_error(ag_index(tape, x, 1, NULL), AG_EINVAL, "index idx NULL",
+                 "ag_index: 1 indices at NULL for [2,2] (rank 2)", NULL);
+    x = counting(AG_F64, 2, (int64_t[]){2, 2});
+    expect_error(ag_stack(tape, 2, (ag_tensor *[]){x, NULL}, 0), AG_EINVAL, "stack NULL",
+                 "ag_stack: input 1 is NULL", NULL);
+    expect_error(ag_pad(tape, NULL, NULL, 0), AG_EINVAL, "pad NULL", "ag_pad: input 0 is NULL",
+                 NULL);
+    expect_error(ag_tril(tape, NULL, 0), AG_EINVAL, "tril NULL", "ag_tril: input 0 is NULL", NULL);
+    expect_error(ag_diag(tape, NULL, 0), AG_EINVAL, "diag NULL", "ag_diag: input 0 is NULL", NULL);
+    expect_error(ag_trace(tape, NULL), AG_EINVAL, "trace NULL", "ag_trace: input 0 is NULL", NULL);
+    /* Without a tape there is nowhere to record: nil, no crash. */
+    cr_assert(ag_is_nil(ag_index_select(NULL, NULL, 0, 0, NULL)));
+    cr_assert(ag_is_nil(ag_stack(NULL, 1, &x, 0)));
+    cr_assert(ag_is_nil(ag_trace(NULL, x)));
+}
