@@ -86,6 +86,37 @@ static inline void walk_next(walk *w)
 
 /* --------------------------------------------------- index_select, index_add */
 
+/* d[i] += s[i] for i < n, in the dtype's own arithmetic. */
+static void add_into(ag_dtype dt, void *d, const void *s, int64_t n)
+{
+    if (dt == AG_F32) {
+        float *df = d;
+        const float *sf = s;
+        for (int64_t i = 0; i < n; i++)
+            df[i] += sf[i];
+    } else {
+        double *dd = d;
+        const double *sd = s;
+        for (int64_t i = 0; i < n; i++)
+            dd[i] += sd[i];
+    }
+}
+
+/* Adds src's slices along 'axis' at the indices into 'dst', a tensor of
+** src's shape but for 'dim' along the axis: src's block (o, i) into dst's
+** block (o, idx[i]), in src's order, so repeated indices add in a fixed order. */
+static void add_slices(const ag_tensor *src, int axis, const int64_t *idx, int64_t dim, void *dst)
+{
+    size_t es = ag_dtype_size((ag_dtype)src->dtype);
+    int64_t n = src->shape[axis];
+    int64_t outer = span(src->shape, 0, axis), inner = span(src->shape, axis + 1, src->rank);
+    const char *from = src->value;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < n; i++, from += (size_t)inner * es)
+            add_into((ag_dtype)src->dtype, (char *)dst + (size_t)((o * dim + idx[i]) * inner) * es,
+                     from, inner);
+}
+
 /* out = base + src's slices along 'axis' added at the indices, in index
 ** order (one that repeats adds twice); indices already checked and kept. */
 static ag_tensor *index_add_raw(ag_tape *t, ag_tensor *base, int axis, const int64_t *idx,
@@ -99,7 +130,29 @@ static void vjp_index_select(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor
     ag_tensor *zeros = ag_zeros(t, (ag_dtype)g->dtype, x->rank, x->shape);
     gin[0] = index_add_raw(t, zeros, out->attr.index.axis, out->attr.index.idx, g);
 }
-static const ag_op op_index_select = {.name = "index_select", .vjp = vjp_index_select};
+
+/* The raw path, for an embedding's backward: when x has no gradient yet in
+** this pass, g's slices are added straight into a zeroed buffer of x's own,
+** the bits of the index_add into zeros above without the zeros tensor and
+** the copy of it. Otherwise it declines: the vjp's sum is then added to x's
+** gradient as one term, which adding slice by slice would round apart. */
+static int raw_index_select(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    (void)gin;
+    ag_tensor *x = out->in[0];
+    if (x->gacc)
+        return 0;
+    bool fresh;
+    void *dst = agi_grad_slot(t, x, &fresh);
+    if (!dst)
+        return 1;   /* out of memory, recorded */
+    if (x->numel)
+        memset(dst, 0, (size_t)x->numel * ag_dtype_size((ag_dtype)x->dtype));
+    add_slices(g, out->attr.index.axis, out->attr.index.idx, x->shape[out->attr.index.axis], dst);
+    return 1;
+}
+static const ag_op op_index_select = {
+    .name = "index_select", .vjp = vjp_index_select, .raw_vjp = raw_index_select};
 
 /* index_select with indices already checked and kept on the tape. */
 static ag_tensor *index_select_raw(ag_tape *t, ag_tensor *x, int axis, int64_t n,
@@ -150,22 +203,6 @@ static void vjp_index_add(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **
 }
 static const ag_op op_index_add = {.name = "index_add", .vjp = vjp_index_add};
 
-/* d[i] += s[i] for i < n, in the dtype's own arithmetic. */
-static void add_into(ag_dtype dt, void *d, const void *s, int64_t n)
-{
-    if (dt == AG_F32) {
-        float *df = d;
-        const float *sf = s;
-        for (int64_t i = 0; i < n; i++)
-            df[i] += sf[i];
-    } else {
-        double *dd = d;
-        const double *sd = s;
-        for (int64_t i = 0; i < n; i++)
-            dd[i] += sd[i];
-    }
-}
-
 static ag_tensor *index_add_raw(ag_tape *t, ag_tensor *base, int axis, const int64_t *idx,
                                 ag_tensor *src)
 {
@@ -179,15 +216,7 @@ static ag_tensor *index_add_raw(ag_tape *t, ag_tensor *base, int axis, const int
     size_t es = ag_dtype_size((ag_dtype)base->dtype);
     if (base->numel)
         memcpy(out->value, base->value, (size_t)base->numel * es);
-    /* src's block (o, i) adds into out's block (o, idx[i]), in src's order. */
-    int64_t n = src->shape[axis], dim = base->shape[axis];
-    int64_t outer = span(src->shape, 0, axis), inner = span(src->shape, axis + 1, src->rank);
-    char *dst = out->value;
-    const char *from = src->value;
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t i = 0; i < n; i++, from += (size_t)inner * es)
-            add_into((ag_dtype)base->dtype, dst + (size_t)((o * dim + idx[i]) * inner) * es, from,
-                     inner);
+    add_slices(src, axis, idx, base->shape[axis], out->value);
     return out;
 }
 
