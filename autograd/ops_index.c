@@ -39,6 +39,11 @@ static const int64_t *copy_indices(ag_tape *t, const char *who, int64_t n, const
         agi_error(t, AG_EINVAL, "%s: idx is NULL for %lld indices", who, (long long)n);
         return NULL;
     }
+    /* As agi_new bounds element counts: the copy's size cannot overflow. */
+    if (n > INT64_MAX / 8 / (int64_t)sizeof *idx) {
+        agi_error(t, AG_EINVAL, "%s: %lld indices are too many", who, (long long)n);
+        return NULL;
+    }
     for (int64_t i = 0; i < n; i++)
         if (idx[i] < 0 || idx[i] >= dim) {
             agi_error(t, AG_EINVAL, "%s: index %lld (entry %lld) is outside [0, %lld), the size "
@@ -306,7 +311,8 @@ static const int64_t *check_index_array(ag_tape *t, const char *who, const ag_te
     }
     int64_t n = 1;
     for (int d = 0; d < rank; d++) {
-        if (shape[d] < 0 || (d != axis && shape[d] > x->shape[d])) {
+        if (shape[d] < 0 || (d != axis && shape[d] > x->shape[d]) ||
+            (shape[d] > 0 && n > INT64_MAX / 8 / shape[d])) {
             agi_error(t, AG_ESHAPE, "%s: the index array %s does not fit in %s %s outside axis %d",
                       who, s, xname, agi_shp(x, 0), axis);
             return NULL;

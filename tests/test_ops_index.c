@@ -551,3 +551,14 @@ Test(ops_index, null_tensors_and_tapes_are_refused)
     cr_assert(ag_is_nil(ag_stack(NULL, 1, &x, 0)));
     cr_assert(ag_is_nil(ag_trace(NULL, x)));
 }
+
+/* Counts that no array could hold are refused before anything is read. */
+Test(ops_index, impossible_index_counts_are_refused)
+{
+    ag_tensor *x = counting(AG_F64, 2, (int64_t[]){2, 3});
+    expect_error(ag_index_select(tape, x, 0, INT64_MAX, (int64_t[]){0}), AG_EINVAL, "huge n",
+                 "ag_index_select: 9223372036854775807 indices are too many", NULL);
+    x = counting(AG_F64, 2, (int64_t[]){2, 3});
+    expect_error(ag_gather(tape, x, 0, 2, (int64_t[]){INT64_MAX / 2, 3}, (int64_t[]){0}),
+                 AG_ESHAPE, "huge index array", "ag_gather: the index array", "does not fit");
+}
