@@ -24,12 +24,12 @@ typedef union agi_attr {
     struct { int axis; int64_t start, step; } slice;
     struct { int ta, tb; } mm;
     struct { int act; } dense;   /* an ag_activation */
-    double s[2];
-    uint8_t perm[AG_MAX_DIMS];
-    const int64_t *labels;
     /* ops_index.c, ops_struct.c: an axis, an offset or diagonal, and the
     ** indices (or pad widths) copied into the arena */
     struct { int axis; int64_t k; const int64_t *idx; } index;
+    double s[2];
+    uint8_t perm[AG_MAX_DIMS];
+    const int64_t *labels;
 } agi_attr;
 
 enum {
