@@ -382,6 +382,72 @@ AG_API ag_tensor *ag_concat(ag_tape *t, int n, ag_tensor *const *xs, int axis);
 AG_API ag_tensor *ag_broadcast_to(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape);
 /* x converted to dtype dt; the gradient converts back. */
 AG_API ag_tensor *ag_cast(ag_tape *t, ag_tensor *x, ag_dtype dt);
+/* n tensors of one shape and dtype along a new axis, which is axis 'axis'
+** of the result (-1 appends it): four [2,3] give [4,2,3] at axis 0 and
+** [2,3,4] at axis -1. Input i gets slice i of the gradient. */
+AG_API ag_tensor *ag_stack(ag_tape *t, int n, ag_tensor *const *xs, int axis);
+/* x inside a border of 'value' (NaN and infinities too): 'widths' holds
+** 2 * rank(x) entries, (before, after) for axis 0, then axis 1, ... (NumPy's
+** pad_width order; torch.nn.functional.pad lists the last axis first).
+** Result dim d is before_d + shape[d] + after_d. A negative width is
+** AG_EINVAL. x's gradient is the middle of g; 'value' gets none. */
+AG_API ag_tensor *ag_pad(ag_tape *t, ag_tensor *x, const int64_t *widths, double value);
+/* The lower (tril) or upper (triu) triangle of the matrices in x's last two
+** axes, batched over the others (rank >= 2): out[.., i, j] is x[.., i, j]
+** where j - i <= k (tril) or j - i >= k (triu), and 0 elsewhere. k = 0 is
+** the main diagonal, k > 0 above it, k < 0 below. The zeros are stored,
+** not multiplied in: a NaN outside the triangle does not show. The
+** gradient is the same triangle of g. */
+AG_API ag_tensor *ag_tril(ag_tape *t, ag_tensor *x, int64_t k);
+AG_API ag_tensor *ag_triu(ag_tape *t, ag_tensor *x, int64_t k);
+/* torch.diag. A vector v [n] gives the square matrix [n+|k|, n+|k|] with v
+** on diagonal k and zeros elsewhere; a matrix x [r,c] gives its diagonal k
+** as a vector, out[i] = x[i][i+k] (k >= 0) or x[i-k][i] (k < 0), of length
+** min(r, c-k) or min(r+k, c), 0 when the diagonal lies outside. k = 0 is
+** the main diagonal, k > 0 above it. Other ranks are AG_ESHAPE. Each
+** direction's gradient is the other direction applied to g. */
+AG_API ag_tensor *ag_diag(ag_tape *t, ag_tensor *x, int64_t k);
+/* sum_i x[i][i] of a matrix [r,c] (rank 0 result); gradient g * eye [r,c]. */
+AG_API ag_tensor *ag_trace(ag_tape *t, ag_tensor *x);
+
+/* Indexing by integer positions. Indices are int64 arrays that the op
+** copies (onto the tape, for its backward pass). An index outside its axis
+** is AG_EINVAL naming the function, the index, where it was and the axis's
+** size; nothing is read out of bounds. Axes may be negative (-1 the last). */
+
+/* x[idx[0]][idx[1]]...[idx[n-1]]: the sub-tensor of shape x.shape[n:] at
+** those positions of x's first n axes, or with n == rank(x) the element
+** (rank 0). Indices may be negative as in Python (-1 is the last). */
+AG_API ag_tensor *ag_index(ag_tape *t, ag_tensor *x, int n, const int64_t *idx);
+/* Slices of x along 'axis' picked by n indices in [0, dim): out has x's
+** shape with dim 'axis' replaced by n, and out[.., i, ..] = x[.., idx[i], ..]
+** (torch.index_select). An embedding lookup: ag_index_select(t, weight
+** [V,D], 0, n, tokens) gives [n,D]. The gradient is ag_index_add of g into
+** zeros, so a row picked twice gets both rows of g, summed. */
+AG_API ag_tensor *ag_index_select(ag_tape *t, ag_tensor *x, int axis, int64_t n,
+                                  const int64_t *idx);
+/* base plus src's slices added at the indices (torch.index_add): out =
+** base, then out[.., idx[i], ..] += src[.., i, ..] for i = 0..n-1 in turn
+** (an index given twice adds twice). src has base's shape with dim 'axis'
+** replaced by n, and base's dtype. Gradients: base gets g, src gets
+** ag_index_select(g, axis, n, idx). */
+AG_API ag_tensor *ag_index_add(ag_tape *t, ag_tensor *base, int axis, int64_t n,
+                               const int64_t *idx, ag_tensor *src);
+/* torch.gather: idx is an array of shape (rank, shape) (rank(x) dims, each
+** at most x's except along 'axis', row-major), and out, of that shape, is
+**     out[i][j] = x[idx[i][j]][j]  (axis 0),  out[i][j] = x[i][idx[i][j]]  (axis 1)
+** and so on in higher ranks. Each row's entry at its label: ag_gather(t,
+** logp [N,C], 1, 2, (int64_t[]){N, 1}, labels) gives [N,1]. The gradient
+** is ag_scatter_add of g into zeros. */
+AG_API ag_tensor *ag_gather(ag_tape *t, ag_tensor *x, int axis, int rank, const int64_t *shape,
+                            const int64_t *idx);
+/* torch.scatter_add, the adjoint of ag_gather: out = base, then
+**     out[idx[i][j]][j] += src[i][j]  (axis 0; likewise for other axes)
+** in src's order, where idx holds one index per element of src, laid out
+** in src's shape (rank(base) dims, each at most base's except along
+** 'axis'). Gradients: base gets g, src gets g gathered at idx. */
+AG_API ag_tensor *ag_scatter_add(ag_tape *t, ag_tensor *base, int axis, const int64_t *idx,
+                                 ag_tensor *src);
 
 /* Matrix product. 2-D x 2-D; a vector on either side as NumPy treats it (a
 ** 1-D left operand is a row, a 1-D right operand a column, and that axis is

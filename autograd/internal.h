@@ -26,6 +26,9 @@ typedef union agi_attr {
     struct { int ta, tb; } mm;
     struct { int act; } dense;   /* an ag_activation */
     struct { int upper, left; } tri;   /* solve_triangular's flags, 0 or 1 */
+    /* ops_index.c, ops_struct.c: an axis, an offset or diagonal, and the
+    ** indices (or pad widths) copied into the arena */
+    struct { int axis; int64_t k; const int64_t *idx; } index;
     double s[2];
     uint8_t perm[AG_MAX_DIMS];
     const int64_t *labels;

@@ -62,6 +62,7 @@ struct op_case {
     double p[2];         /* slope, clamp bounds, exponent */
     input_spec to;       /* target shape of reshape, sum_to, broadcast_to, slice_grad */
     int64_t labels[4];   /* cross_entropy */
+    const int64_t *idx;  /* indices (iv[0] of them, or 'to' gives their shape), pad widths */
 };
 
 /* ------------------------------------------------------- case functions */
@@ -318,6 +319,114 @@ static ag_tensor *c_cumsum_reused(ag_tape *t, ag_tensor *const *x, const op_case
 static ag_tensor *c_cumsum_reverse(ag_tape *t, ag_tensor *const *x, const op_case *c)
 {
     return agi_cumsum_reverse(t, x[0], c->axis);
+}
+
+/* Indexing: iv[0] indices in idx; gather and scatter_add's index array has
+** the shape 'to' (scatter_add: src's shape). */
+static ag_tensor *c_index_select(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_index_select(t, x[0], c->axis, c->iv[0], c->idx);
+}
+
+/* x's rows picked, times x: a reused input whose gradients add up. */
+static ag_tensor *c_index_select_reused(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_mul(t, ag_index_select(t, x[0], c->axis, c->iv[0], c->idx), x[0]);
+}
+
+static ag_tensor *c_index_add(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_index_add(t, x[0], c->axis, c->iv[0], c->idx, x[c->n - 1]);
+}
+
+static ag_tensor *c_gather(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_gather(t, x[0], c->axis, c->to.rank, c->to.shape, c->idx);
+}
+
+static ag_tensor *c_gather_reused(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_add(t, ag_gather(t, x[0], c->axis, c->to.rank, c->to.shape, c->idx), x[0]);
+}
+
+static ag_tensor *c_scatter_add(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_scatter_add(t, x[0], c->axis, c->idx, x[c->n - 1]);
+}
+
+static ag_tensor *c_index(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_index(t, x[0], c->iv[0], c->idx);
+}
+
+/* x[idx[0]] * x[idx[1]]: two rows of one input. */
+static ag_tensor *c_index_two_rows(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_mul(t, ag_index(t, x[0], 1, c->idx), ag_index(t, x[0], 1, c->idx + 1));
+}
+
+/* index's adjoint, met as the gradient of sum(index(x)^2) taken with
+** create_graph, so that it is recorded with an input that depends on x. */
+static ag_tensor *c_index_grad(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_tensor *y = ag_index(t, x[0], c->iv[0], c->idx), *g;
+    ag_gradients(t, ag_sum(t, ag_square(t, y)), NULL, 1, x, &g, 1);
+    return g;
+}
+
+static ag_tensor *c_stack(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_stack(t, c->n, x, c->axis);
+}
+
+static ag_tensor *c_stack_reused(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_tensor *parts[3] = {x[0], x[1], x[0]};
+    return ag_stack(t, 3, parts, c->axis);
+}
+
+static ag_tensor *c_pad(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_pad(t, x[0], c->idx, c->p[0]);
+}
+
+/* x padded at the end times x padded at the start (widths idx, idx + 2). */
+static ag_tensor *c_pad_shifted(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_mul(t, ag_pad(t, x[0], c->idx, c->p[0]), ag_pad(t, x[0], c->idx + 2, c->p[0]));
+}
+
+static ag_tensor *c_tril(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_tril(t, x[0], c->iv[0]);
+}
+
+static ag_tensor *c_triu(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_triu(t, x[0], c->iv[0]);
+}
+
+/* tril(x, k) + triu(x, k + 1) puts x back together from its two parts. */
+static ag_tensor *c_tril_plus_triu(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_add(t, ag_tril(t, x[0], c->iv[0]), ag_triu(t, x[0], c->iv[0] + 1));
+}
+
+static ag_tensor *c_diag(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_diag(t, x[0], c->iv[0]);
+}
+
+/* diag(diag(x)) + x: x's diagonal as a matrix, plus x. */
+static ag_tensor *c_diag_twice_plus_x(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_add(t, ag_diag(t, ag_diag(t, x[0], c->iv[0]), c->iv[0]), x[0]);
+}
+
+static ag_tensor *c_trace(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    (void)c;
+    return ag_trace(t, x[0]);
 }
 
 static ag_tensor *case_apply(ag_tape *t, ag_tensor *const *x, const op_case *c)
@@ -710,6 +819,91 @@ static const op_case op_cases[] = {
      .f = c_cumsum_reverse, .axis = -1},
     {"cumsum_reverse", "reverse cumsum [5] axis 0", 1, {{1, {5}, UNIFORM}},
      .f = c_cumsum_reverse, .axis = 0},
+    /* indexing: each index array repeats an index, so the adjoints add */
+#define IDX(...) .idx = (const int64_t[]){__VA_ARGS__}
+    {"index_select", "embedding [5,3] rows (1,3,1,0)", 1, {{2, {5, 3}, UNIFORM}},
+     .f = c_index_select, .axis = 0, .iv = {4}, IDX(1, 3, 1, 0)},
+    {"index_select", "[2,4,3] axis 1 (3,0,3)", 1, {{3, {2, 4, 3}, UNIFORM}}, .f = c_index_select,
+     .axis = 1, .iv = {3}, IDX(3, 0, 3)},
+    {"index_select", "[2,3] axis -1 (2,2)", 1, ONE(UNIFORM), .f = c_index_select, .axis = -1,
+     .iv = {2}, IDX(2, 2)},
+    {"index_select", "x[(2,0,2)] * x, x [3,3]", 1, {{2, {3, 3}, UNIFORM}},
+     .f = c_index_select_reused, .axis = 0, .iv = {3}, IDX(2, 0, 2)},
+    {"index_add", "[4,3] + [3,3] at rows (1,3,1)", 2, {{2, {4, 3}, UNIFORM}, {2, {3, 3}, UNIFORM}},
+     .f = c_index_add, .axis = 0, .iv = {3}, IDX(1, 3, 1)},
+    {"index_add", "[2,3,2] + [2,4,2] axis 1 at (0,2,0,1)", 2,
+     {{3, {2, 3, 2}, UNIFORM}, {3, {2, 4, 2}, UNIFORM}}, .f = c_index_add, .axis = 1, .iv = {4},
+     IDX(0, 2, 0, 1)},
+    {"index_add", "x + x at rows (2,0,2), x [3,2]", 1, {{2, {3, 2}, UNIFORM}}, .f = c_index_add,
+     .axis = 0, .iv = {3}, IDX(2, 0, 2)},
+    {"gather", "[3,4] axis 1 by [3,2]", 1, {{2, {3, 4}, UNIFORM}}, .f = c_gather, .axis = 1,
+     .to = {2, {3, 2}}, IDX(0, 3, 2, 2, 1, 0)},
+    {"gather", "[3,4] axis 0 by [2,4]", 1, {{2, {3, 4}, UNIFORM}}, .f = c_gather, .axis = 0,
+     .to = {2, {2, 4}}, IDX(2, 0, 1, 2, 0, 0, 2, 1)},
+    {"gather", "[2,3,2] axis 1 by [2,4,1]", 1, {{3, {2, 3, 2}, UNIFORM}}, .f = c_gather,
+     .axis = 1, .to = {3, {2, 4, 1}}, IDX(2, 0, 0, 1, 1, 1, 2, 0)},
+    {"gather", "gather(x, -1) + x, x [2,3]", 1, ONE(UNIFORM), .f = c_gather_reused, .axis = -1,
+     .to = {2, {2, 3}}, IDX(2, 2, 0, 1, 0, 1)},
+    {"scatter_add", "[3,4] + [3,2] axis 1", 2, {{2, {3, 4}, UNIFORM}, {2, {3, 2}, UNIFORM}},
+     .f = c_scatter_add, .axis = 1, IDX(0, 3, 2, 2, 1, 0)},
+    {"scatter_add", "[4,3] + [2,3] axis 0", 2, {{2, {4, 3}, UNIFORM}, {2, {2, 3}, UNIFORM}},
+     .f = c_scatter_add, .axis = 0, IDX(3, 0, 3, 1, 1, 2)},
+    {"scatter_add", "[2,3,2] + [2,4,1] axis -2", 2,
+     {{3, {2, 3, 2}, UNIFORM}, {3, {2, 4, 1}, UNIFORM}}, .f = c_scatter_add, .axis = -2,
+     IDX(2, 0, 0, 1, 1, 1, 2, 0)},
+    {"scatter_add", "x + x scattered, x [3,2]", 1, {{2, {3, 2}, UNIFORM}}, .f = c_scatter_add,
+     .axis = 0, IDX(2, 0, 2, 1, 0, 0)},
+    {"index", "[3,4,2][-1]", 1, {{3, {3, 4, 2}, UNIFORM}}, .f = c_index, .iv = {1}, IDX(-1)},
+    {"index", "[3,4,2][1][-2]", 1, {{3, {3, 4, 2}, UNIFORM}}, .f = c_index, .iv = {2}, IDX(1, -2)},
+    {"index", "[3,4,2][0][3][-1], an element", 1, {{3, {3, 4, 2}, UNIFORM}}, .f = c_index,
+     .iv = {3}, IDX(0, 3, -1)},
+    {"index", "[2,3] with no index", 1, ONE(UNIFORM), .f = c_index, .iv = {0}},
+    {"index", "x[0] * x[-1], x [2,3]", 1, ONE(UNIFORM), .f = c_index_two_rows, IDX(0, -1)},
+    {"index_grad", "d/dx sum(x[1][-2]^2), x [3,4,2]", 1, {{3, {3, 4, 2}, UNIFORM}},
+     .f = c_index_grad, .iv = {2}, IDX(1, -2)},
+    {"index_grad", "d/dx sum(x[2]^2), x [3,2]", 1, {{2, {3, 2}, UNIFORM}}, .f = c_index_grad,
+     .iv = {1}, IDX(2)},
+    /* stack, pad */
+    {"stack", "three [2,3] at axis 0", 3, {{2, {2, 3}, UNIFORM}, {2, {2, 3}, UNIFORM},
+     {2, {2, 3}, UNIFORM}}, .f = c_stack, .axis = 0},
+    {"stack", "three [2,3] at axis -1", 3, {{2, {2, 3}, UNIFORM}, {2, {2, 3}, UNIFORM},
+     {2, {2, 3}, UNIFORM}}, .f = c_stack, .axis = -1},
+    {"stack", "two [2,3] at axis 1", 2, {{2, {2, 3}, UNIFORM}, {2, {2, 3}, UNIFORM}},
+     .f = c_stack, .axis = 1},
+    {"stack", "three scalars", 3, {{0, {0}, UNIFORM}, {0, {0}, UNIFORM}, {0, {0}, UNIFORM}},
+     .f = c_stack, .axis = 0},
+    {"stack", "(x, y, x) at axis 1", 2, {{2, {2, 3}, UNIFORM}, {2, {2, 3}, UNIFORM}},
+     .f = c_stack_reused, .axis = 1},
+    {"pad", "[2,3] by (1,0),(2,1) with 0.5", 1, ONE(UNIFORM), .f = c_pad, .p = {0.5},
+     IDX(1, 0, 2, 1)},
+    {"pad", "[2,3,2] by (0,0),(1,1),(0,2) with -1", 1, {{3, {2, 3, 2}, UNIFORM}}, .f = c_pad,
+     .p = {-1.0}, IDX(0, 0, 1, 1, 0, 2)},
+    {"pad", "[3] by (0,0): unchanged", 1, {{1, {3}, UNIFORM}}, .f = c_pad, IDX(0, 0)},
+    {"pad", "a scalar", 1, {{0, {0}, UNIFORM}}, .f = c_pad, .p = {2.0}},
+    {"pad", "pad(x, (0,1)) * pad(x, (1,0)), x [3]", 1, {{1, {3}, UNIFORM}}, .f = c_pad_shifted,
+     IDX(0, 1, 1, 0)},
+    /* triangles and diagonals */
+    {"tril", "tril [3,4]", 1, {{2, {3, 4}, UNIFORM}}, .f = c_tril},
+    {"tril", "tril [3,4] k 1", 1, {{2, {3, 4}, UNIFORM}}, .f = c_tril, .iv = {1}},
+    {"tril", "tril [2,3,3] k -1", 1, {{3, {2, 3, 3}, UNIFORM}}, .f = c_tril, .iv = {-1}},
+    {"tril", "tril [4,3] k 5: all of it", 1, {{2, {4, 3}, UNIFORM}}, .f = c_tril, .iv = {5}},
+    {"triu", "triu [3,4]", 1, {{2, {3, 4}, UNIFORM}}, .f = c_triu},
+    {"triu", "triu [4,3] k -1", 1, {{2, {4, 3}, UNIFORM}}, .f = c_triu, .iv = {-1}},
+    {"triu", "triu [2,1,3,3] k 2", 1, {{4, {2, 1, 3, 3}, UNIFORM}}, .f = c_triu, .iv = {2}},
+    {"triu", "tril(x) + triu(x, 1), x [3,3]", 1, {{2, {3, 3}, UNIFORM}}, .f = c_tril_plus_triu},
+    {"diag_embed", "diag [3]", 1, {{1, {3}, UNIFORM}}, .f = c_diag},
+    {"diag_embed", "diag [3] k 1", 1, {{1, {3}, UNIFORM}}, .f = c_diag, .iv = {1}},
+    {"diag_embed", "diag [2] k -2", 1, {{1, {2}, UNIFORM}}, .f = c_diag, .iv = {-2}},
+    {"diag_embed", "diag(diag(x)) + x, x [3,3]", 1, {{2, {3, 3}, UNIFORM}},
+     .f = c_diag_twice_plus_x},
+    {"diagonal", "diag [3,3]", 1, {{2, {3, 3}, UNIFORM}}, .f = c_diag},
+    {"diagonal", "diag [3,4] k 1", 1, {{2, {3, 4}, UNIFORM}}, .f = c_diag, .iv = {1}},
+    {"diagonal", "diag [4,3] k -1", 1, {{2, {4, 3}, UNIFORM}}, .f = c_diag, .iv = {-1}},
+    {"diagonal", "diag(diag(x, 1), 1) + x, x [3,3]", 1, {{2, {3, 3}, UNIFORM}},
+     .f = c_diag_twice_plus_x, .iv = {1}},
+    {"diagonal", "trace [3,3]", 1, {{2, {3, 3}, UNIFORM}}, .f = c_trace},
+    {"diagonal", "trace [2,4]", 1, {{2, {2, 4}, UNIFORM}}, .f = c_trace},
+#undef IDX
 };
 
 #undef ONE
