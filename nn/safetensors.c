@@ -346,14 +346,13 @@ void nn_safetensors_close(nn_safetensors *f)
 /* Reads the length and the header text; checks them against the file size. */
 static ag_status read_header(nn_safetensors *f, const char *who, char *err, size_t errlen)
 {
-    f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    ag_status s = AG_OK;
+    f->fd = nni_io_open_regular(who, f->path, &s, err, errlen);
     if (f->fd < 0)
-        return nni_io_fail(err, errlen, AG_EIO, "%s: %s: cannot open: %s", who, f->path, strerror(errno));
+        return s;
     struct stat st;
     if (fstat(f->fd, &st) != 0)
         return nni_io_fail(err, errlen, AG_EIO, "%s: %s: cannot stat: %s", who, f->path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return nni_io_fail(err, errlen, AG_EIO, "%s: %s: not a regular file", who, f->path);
     uint64_t size = (uint64_t)st.st_size;
     unsigned char len8[8];
     if (size < 8 || nni_io_pread_full(f->fd, len8, 8, 0) != 8)
