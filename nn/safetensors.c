@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "io_util.h"
 #include "json.h"
+#include "safetensors_limits.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -15,9 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* The official implementation's limit; a larger header is surely corrupt. */
-#define MAX_HEADER_BYTES 100000000u
 
 typedef struct dtype_desc {
     const char *name;
@@ -367,9 +365,9 @@ static ag_status read_header(nn_safetensors *f, const char *who, char *err, size
         return nni_io_fail(err, errlen, AG_EIO,
                            "%s: %s: truncated: the header length is %llu bytes but only %llu bytes follow it",
                            who, f->path, (unsigned long long)n, (unsigned long long)(size - 8));
-    if (n > MAX_HEADER_BYTES)
+    if (n > NNI_ST_MAX_HEADER_BYTES)
         return nni_io_fail(err, errlen, AG_EIO, "%s: %s: header length %llu is above the limit of %u bytes",
-                           who, f->path, (unsigned long long)n, MAX_HEADER_BYTES);
+                           who, f->path, (unsigned long long)n, NNI_ST_MAX_HEADER_BYTES);
     if (n == 0)
         return nni_io_fail(err, errlen, AG_EIO, "%s: %s: the header is empty", who, f->path);
     f->header = ag_realloc(f->fn, f->ud, NULL, 0, (size_t)n + 1);
