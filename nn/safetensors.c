@@ -125,8 +125,11 @@ static ag_status parse_tensor(nn_safetensors *f, nni_json *j, char *name, size_t
                 if (!nni_json_string(j, &dt, &dt_len))
                     return AG_EIO;
                 const dtype_desc *d = find_dtype(dt);
-                if (!d || strlen(dt) != dt_len)
-                    return bad(j, "tensor " NAME_FMT ": unknown dtype '%.16s'", NAME_ARG(name), dt);
+                if (!d || strlen(dt) != dt_len) {
+                    char shown[4 * 16 + 1]; /* escaped: a \u0000 would end the message */
+                    nni_io_escape(shown, sizeof shown, dt, dt_len < 16 ? dt_len : 16);
+                    return bad(j, "tensor " NAME_FMT ": unknown dtype '%s'", NAME_ARG(name), shown);
+                }
                 e.dtype = d->name;
                 have_dtype = true;
             } else if (strcmp(key, "shape") == 0 && key_len == 5) {
@@ -156,7 +159,9 @@ static ag_status parse_tensor(nn_safetensors *f, nni_json *j, char *name, size_t
                     return AG_EIO;
                 have_offsets = true;
             } else {
-                return bad(j, "tensor " NAME_FMT ": unknown field '%.32s'", NAME_ARG(name), key);
+                char shown[4 * 32 + 1];
+                nni_io_escape(shown, sizeof shown, key, key_len < 32 ? key_len : 32);
+                return bad(j, "tensor " NAME_FMT ": unknown field '%s'", NAME_ARG(name), shown);
             }
         } while (nni_json_eat(j, ','));
         if (!nni_json_expect(j, '}'))

@@ -369,6 +369,9 @@ static const bad_case bad_cases[] = {
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", 4, "too large"},
     {"{\"a\":{\"dtype\":\"F17\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype 'F17'"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", 4, "unknown field 'x'"},
+    /* issue 21: a \u0000 in the text ended the message there */
+    {"{\"a\":{\"dtype\":\"F\\u00003\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype 'F\\03'"},
+    {"{\"a\":{\"x\\u0000y\":1}}", 0, "unknown field 'x\\0y'"},
     {"{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
      "\"dtype\" given twice"},
     {"{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "lacks \"shape\""},
