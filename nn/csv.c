@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <locale.h>
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,8 +312,10 @@ static ag_status fill(scan sc, const nn_csv_options *opt, const layout *lay, nn_
                                  err, errlen);
             if (kind != NUMBER_OK)
                 return bad_field(&sc, line, c + 1, &f, "is not a number", err, errlen);
-            /* strtod's double may overflow f32: it would turn into an infinity. */
-            if (f32 && fabs(v) > FLT_MAX && !(c == lay->y_col && opt->ykind == NN_Y_LABELS))
+            /* strtod's double may overflow f32: it would turn into an infinity.
+            ** Up to half an ulp past FLT_MAX rounds to FLT_MAX, as the %.9g
+            ** text of FLT_MAX itself (3.40282347e+38) does. */
+            if (f32 && isinf((float)v) && !(c == lay->y_col && opt->ykind == NN_Y_LABELS))
                 return bad_field(&sc, line, c + 1, &f, "is out of range for f32", err, errlen);
             if (c == lay->y_col && opt->ykind == NN_Y_LABELS) {
                 if (v != floor(v) || v < 0 || v > 9007199254740992.0)

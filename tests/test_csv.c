@@ -8,6 +8,7 @@
 #include "nn_io.h"
 
 #include <criterion/criterion.h>
+#include <float.h>
 
 static char dir[512], path[600], err[512];
 
@@ -135,6 +136,17 @@ Test(csv, numbers_are_decimal_of_any_length, .init = make_dir, .fini = drop_dir)
     x = nn_dataset_x(ds);
     cr_expect(x[0] == 1.5 && x[1] == -0.25 && x[2] == 2000 && x[3] == 0 && x[4] == 7);
     nn_dataset_free(ds);
+}
+
+/* FLT_MAX printed with 9 digits is a hair above it, and reads back as it. */
+Test(csv, f32_range_ends_half_an_ulp_past_flt_max, .init = make_dir, .fini = drop_dir)
+{
+    nn_dataset *ds = load("3.40282347e+38,-3.40282347e+38\n", NULL, AG_F32, AG_OK);
+    const float *x = nn_dataset_x(ds);
+    cr_expect(x[0] == FLT_MAX && x[1] == -FLT_MAX);
+    nn_dataset_free(ds);
+    load("3.4028236e38\n", NULL, AG_F32, AG_EIO);
+    cr_expect(strstr(err, "'3.4028236e38' is out of range for f32"), "%s", err);
 }
 
 Test(csv, messages_show_nul_bytes_escaped, .init = make_dir, .fini = drop_dir)
