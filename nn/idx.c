@@ -113,7 +113,9 @@ static ag_status source_open(source *s, const char *path, ag_alloc_fn fn, void *
     s->path = path;
     s->fd = -1;
     s->gz = s->cut_short = false;
-#ifndef NN_HAVE_ZLIB
+#ifdef NN_HAVE_ZLIB
+    s->ended = s->z_ready = false;
+#else
     (void)fn;
     (void)ud;
     if (named_gz(path))
@@ -126,7 +128,6 @@ static ag_status source_open(source *s, const char *path, ag_alloc_fn fn, void *
     unsigned char magic[2];
     s->gz = nni_io_pread_full(s->fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
 #ifdef NN_HAVE_ZLIB
-    s->ended = s->z_ready = false;
     if (s->gz) {
         memset(&s->z, 0, sizeof s->z);
         s->fn = fn;
