@@ -29,16 +29,21 @@
 
 enum { MAX_LOADED = 64, MAX_STRINGS = 24 };
 
-/* A scratch directory for saved files, made once per process. */
+/* A scratch directory for saved files, made once per process and removed
+** at exit (every file in it is removed after use). */
+static char scratch[64];
+
+static void drop_scratch(void) { rmdir(scratch); }
+
 static const char *scratch_dir(void)
 {
-    static char dir[64];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/fuzz_st_XXXXXX");
-        if (!mkdtemp(dir))
+    if (!scratch[0]) {
+        snprintf(scratch, sizeof scratch, "/tmp/fuzz_st_XXXXXX");
+        if (!mkdtemp(scratch))
             abort();
+        atexit(drop_scratch);
     }
-    return dir;
+    return scratch;
 }
 
 static bool same_entries(const nn_safetensors *a, const nn_safetensors *b)
