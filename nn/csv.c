@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <locale.h>
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,10 +90,12 @@ static ag_status next_field(scan *sc, int col, field *f, bool *last, char *err, 
         sc->p++;
         while (sc->p < sc->end && blank(*sc->p))
             sc->p++;
-        if (sc->p < sc->end && *sc->p != ',' && *sc->p != '\n' && *sc->p != '\r')
+        if (sc->p < sc->end && *sc->p != ',' && *sc->p != '\n' && *sc->p != '\r') {
+            char shown[8];
             return nni_io_fail(err, errlen, AG_EIO,
-                               WHO ": %s: line %lld, column %d: '%c' after a closing quote", sc->path,
-                               (long long)sc->line, col, *sc->p);
+                               WHO ": %s: line %lld, column %d: '%s' after a closing quote", sc->path,
+                               (long long)sc->line, col, nni_io_escape(shown, sizeof shown, sc->p, 1));
+        }
     } else {
         f->s = sc->p;
         while (sc->p < sc->end && *sc->p != ',' && *sc->p != '\n' && *sc->p != '\r')
@@ -130,20 +131,58 @@ static ag_status count_fields(scan *sc, int *count, char *err, size_t errlen)
     return AG_OK;
 }
 
-/* A finite number filling the whole field, by strtod. */
-static bool parse_number(const field *f, double *out)
+/* What parse_number found. */
+typedef enum number_kind { NUMBER_OK, NUMBER_BAD, NUMBER_RANGE } number_kind;
+
+/* Length of the decimal number at s[0..n) (an optional sign, digits with
+** an optional '.', at least one digit, an optional exponent), or 0 when the
+** field does not start with one. strtod alone would also take hex
+** ("0x10"), "inf", "nan" and "infinity", which are not CSV numbers. */
+static size_t decimal_length(const char *s, size_t n)
 {
-    char buf[96];
-    if (f->n == 0 || f->n >= sizeof buf)
-        return false;
-    memcpy(buf, f->s, f->n);
-    buf[f->n] = '\0';
+    size_t i = 0, digits = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        i++;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+        digits++;
+    if (i < n && s[i] == '.')
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            digits++;
+    if (digits == 0)
+        return 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        size_t e = i + 1;
+        if (e < n && (s[e] == '+' || s[e] == '-'))
+            e++;
+        size_t first = e;
+        while (e < n && s[e] >= '0' && s[e] <= '9')
+            e++;
+        if (e == first)
+            return 0;   /* "1e" or "1e+": no exponent digits */
+        i = e;
+    }
+    return i;
+}
+
+/* A finite decimal number filling the whole field. The text buffer ends in
+** a NUL and every field is followed by a byte no number can continue with
+** (a separator, a line end, a blank or a quote), so strtod reads the field in
+** place, whatever its length, and stops exactly at its end. */
+static number_kind parse_number(const field *f, double *out)
+{
+    if (f->n == 0 || decimal_length(f->s, f->n) != f->n)
+        return NUMBER_BAD;
     char *stop;
-    double v = strtod(buf, &stop);
-    if (stop != buf + f->n || !isfinite(v))
-        return false;
+    errno = 0;
+    double v = strtod(f->s, &stop);
+    if (stop != f->s + f->n)
+        return NUMBER_BAD;
+    /* ERANGE also marks an underflow, whose result (0 or a subnormal) is the
+    ** correctly rounded value: only an infinity is out of range. */
+    if (!isfinite(v))
+        return NUMBER_RANGE;
     *out = v;
-    return true;
+    return NUMBER_OK;
 }
 
 static ag_status bad_field(const scan *sc, int64_t line, int col, const field *f, const char *why, char *err,
@@ -152,23 +191,24 @@ static ag_status bad_field(const scan *sc, int64_t line, int col, const field *f
     if (f->n == 0)
         return nni_io_fail(err, errlen, AG_EIO, WHO ": %s: line %lld, column %d: empty field", sc->path,
                            (long long)line, col);
-    return nni_io_fail(err, errlen, AG_EIO, WHO ": %s: line %lld, column %d: '%.*s%s' %s", sc->path,
-                       (long long)line, col, f->n > 40 ? 40 : (int)f->n, f->s, f->n > 40 ? "..." : "", why);
+    /* Shown escaped: a NUL would end the message, a newline break it. */
+    char shown[4 * 40 + 1];
+    nni_io_escape(shown, sizeof shown, f->s, f->n > 40 ? 40 : f->n);
+    return nni_io_fail(err, errlen, AG_EIO, WHO ": %s: line %lld, column %d: '%s%s' %s", sc->path,
+                       (long long)line, col, shown, f->n > 40 ? "..." : "", why);
 }
 
 /* Reads the whole file into memory through the hook. */
 static ag_status read_file(const char *path, ag_alloc_fn fn, void *ud, char **text, size_t *len, size_t *cap,
                            char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return nni_io_fail(err, errlen, AG_EIO, WHO ": %s: cannot open: %s", path, strerror(errno));
-    struct stat st;
     ag_status s = AG_OK;
+    int fd = nni_io_open_regular(WHO, path, &s, err, errlen);
+    if (fd < 0)
+        return s;
+    struct stat st;
     if (fstat(fd, &st) != 0)
         s = nni_io_fail(err, errlen, AG_EIO, WHO ": %s: cannot stat: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        s = nni_io_fail(err, errlen, AG_EIO, WHO ": %s: not a regular file", path);
     else if ((uint64_t)st.st_size >= SIZE_MAX / 2)
         s = nni_io_fail(err, errlen, AG_ENOMEM, WHO ": %s: too large to read", path);
     if (s == AG_OK) {
@@ -184,8 +224,10 @@ static ag_status read_file(const char *path, ag_alloc_fn fn, void *ud, char **te
         ssize_t got = nni_io_read_full(fd, *text, (size_t)st.st_size);
         if (got < 0)
             s = nni_io_fail(err, errlen, AG_EIO, WHO ": %s: reading failed: %s", path, strerror(errno));
-        else
+        else {
             *len = (size_t)got; /* a file that shrank meanwhile is read as it now is */
+            (*text)[*len] = '\0'; /* parse_number reads numbers in place */
+        }
     }
     close(fd);
     return s;
@@ -263,11 +305,17 @@ static ag_status fill(scan sc, const nn_csv_options *opt, const layout *lay, nn_
             ag_status fs = next_field(&sc, c + 1, &f, &last, err, errlen);
             if (fs != AG_OK)
                 return fs;
-            double v;
-            if (!parse_number(&f, &v))
+            double v = 0;
+            number_kind kind = parse_number(&f, &v);
+            if (kind == NUMBER_RANGE)
+                return bad_field(&sc, line, c + 1, &f, "is out of range (beyond +-1.8e308, the largest double)",
+                                 err, errlen);
+            if (kind != NUMBER_OK)
                 return bad_field(&sc, line, c + 1, &f, "is not a number", err, errlen);
-            /* strtod's double may overflow f32: it would turn into an infinity. */
-            if (f32 && fabs(v) > FLT_MAX && !(c == lay->y_col && opt->ykind == NN_Y_LABELS))
+            /* strtod's double may overflow f32: it would turn into an infinity.
+            ** Up to half an ulp past FLT_MAX rounds to FLT_MAX, as the %.9g
+            ** text of FLT_MAX itself (3.40282347e+38) does. */
+            if (f32 && isinf((float)v) && !(c == lay->y_col && opt->ykind == NN_Y_LABELS))
                 return bad_field(&sc, line, c + 1, &f, "is out of range for f32", err, errlen);
             if (c == lay->y_col && opt->ykind == NN_Y_LABELS) {
                 if (v != floor(v) || v < 0 || v > 9007199254740992.0)

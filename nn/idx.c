@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef NN_HAVE_ZLIB
 #include <zlib.h>
@@ -18,16 +19,24 @@
 
 #define WHO "nn_idx_load"
 #define IDX_U8 0x08u
+#define MAX_GZIP_RATIO 1032u
 
-/* A file read either through zlib (which also reads plain files as they
-** are) or, without zlib, through read(2). */
+/* A file read as it is, or inflated when it starts with the gzip magic.
+** Gzip streams are inflated here (not by gzread) so that what follows the
+** last member is seen: gzread skips trailing garbage silently, and a plain
+** IDX file with trailing bytes is refused, so a gzipped one must be too. */
 typedef struct source {
     const char *path;
+    int fd;
+    bool gz;        /* the file starts with the gzip magic */
     bool cut_short; /* the gzip stream ended before its end marker */
 #ifdef NN_HAVE_ZLIB
-    gzFile gz;
-#else
-    int fd;
+    bool ended;     /* the last gzip member is complete */
+    bool z_ready;   /* 'z' was initialised */
+    z_stream z;
+    ag_alloc_fn fn; /* zlib's memory goes through the library's hook */
+    void *ud;
+    unsigned char in[1 << 14];
 #endif
 } source;
 
@@ -55,73 +64,185 @@ static ag_status no_zlib(const char *path, char *err, size_t errlen)
                        "or gunzip the file)",
                        path);
 }
+#else
+/* zlib frees without a size, and the hook wants one: each block carries its
+** size in a 16-byte header (which keeps the payload aligned). */
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
+{
+    source *s = opaque;
+    size_t n = (size_t)items * size;
+    if (size != 0 && n / size != items)
+        return Z_NULL;
+    unsigned char *p = ag_realloc(s->fn, s->ud, NULL, 0, n + 16);
+    if (!p)
+        return Z_NULL;
+    memcpy(p, &n, sizeof n);
+    return p + 16;
+}
+
+static void z_free(voidpf opaque, voidpf q)
+{
+    source *s = opaque;
+    if (!q)
+        return;
+    unsigned char *p = (unsigned char *)q - 16;
+    size_t n;
+    memcpy(&n, p, sizeof n);
+    ag_realloc(s->fn, s->ud, p, n + 16, 0);
+}
 #endif
 
-static ag_status source_open(source *s, const char *path, char *err, size_t errlen)
+/* Refills the gzip input; returns the bytes read (0 at end of file) or -1
+** with the message written. */
+#ifdef NN_HAVE_ZLIB
+static ssize_t refill(source *s, char *err, size_t errlen)
+{
+    ssize_t r = nni_io_read_full(s->fd, s->in, sizeof s->in);
+    if (r < 0) {
+        nni_io_fail(err, errlen, AG_EIO, WHO ": %s: reading failed: %s", s->path, strerror(errno));
+        return -1;
+    }
+    s->z.next_in = s->in;
+    s->z.avail_in = (uInt)r;
+    return r;
+}
+#endif
+
+static ag_status source_open(source *s, const char *path, ag_alloc_fn fn, void *ud, char *err, size_t errlen)
 {
     s->path = path;
-    s->cut_short = false;
-#ifdef NN_HAVE_ZLIB
-    errno = 0;
-    s->gz = gzopen(path, "rb");
-    if (!s->gz)
-        return nni_io_fail(err, errlen, AG_EIO, WHO ": %s: cannot open: %s", path,
-                           errno ? strerror(errno) : "out of memory");
-    return AG_OK;
-#else
     s->fd = -1;
+    s->gz = s->cut_short = false;
+#ifdef NN_HAVE_ZLIB
+    s->ended = s->z_ready = false;
+#else
+    (void)fn;
+    (void)ud;
     if (named_gz(path))
         return no_zlib(path, err, errlen);
-    s->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (s->fd < 0)
-        return nni_io_fail(err, errlen, AG_EIO, WHO ": %s: cannot open: %s", path, strerror(errno));
-    return AG_OK;
 #endif
+    ag_status st = AG_OK;
+    s->fd = nni_io_open_regular(WHO, path, &st, err, errlen);
+    if (s->fd < 0)
+        return st;
+    unsigned char magic[2];
+    s->gz = nni_io_pread_full(s->fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+#ifdef NN_HAVE_ZLIB
+    if (s->gz) {
+        memset(&s->z, 0, sizeof s->z);
+        s->fn = fn;
+        s->ud = ud;
+        s->z.zalloc = z_alloc;
+        s->z.zfree = z_free;
+        s->z.opaque = s;
+        /* 16 + MAX_WBITS: a gzip wrapper, not zlib's own. */
+        if (inflateInit2(&s->z, 16 + MAX_WBITS) != Z_OK)
+            return nni_io_fail(err, errlen, AG_ENOMEM, WHO ": %s: out of memory for the gzip inflater", path);
+        s->z_ready = true;
+    }
+#else
+    if (s->gz)
+        return no_zlib(path, err, errlen);
+#endif
+    return AG_OK;
 }
 
 static void source_close(source *s)
 {
 #ifdef NN_HAVE_ZLIB
-    if (s->gz)
-        gzclose(s->gz);
-    s->gz = NULL;
-#else
+    if (s->z_ready)
+        inflateEnd(&s->z);
+    s->z_ready = false;
+#endif
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
-#endif
 }
+
+/* The size of the file (compressed, for a gzip file). */
+static uint64_t source_file_size(const source *s)
+{
+    struct stat st;
+    return fstat(s->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+#ifdef NN_HAVE_ZLIB
+/* After a member's end: another member (it starts with the magic), the end
+** of the file, or trailing bytes, which are refused. -1 with the message
+** written, 0 when done, 1 when another member follows. */
+static int after_member(source *s, char *err, size_t errlen)
+{
+    if (s->z.avail_in < 2) {
+        /* Keep a lone byte, then top the buffer up behind it. */
+        unsigned char first = s->z.avail_in ? s->z.next_in[0] : 0;
+        size_t had = s->z.avail_in;
+        s->in[0] = first;
+        ssize_t r = nni_io_read_full(s->fd, s->in + had, sizeof s->in - had);
+        if (r < 0) {
+            nni_io_fail(err, errlen, AG_EIO, WHO ": %s: reading failed: %s", s->path, strerror(errno));
+            return -1;
+        }
+        s->z.next_in = s->in;
+        s->z.avail_in = (uInt)(had + (size_t)r);
+    }
+    if (s->z.avail_in == 0)
+        return 0;
+    if (s->z.avail_in >= 2 && s->z.next_in[0] == 0x1f && s->z.next_in[1] == 0x8b)
+        return 1;
+    off_t pos = lseek(s->fd, 0, SEEK_CUR);
+    unsigned long long at = pos >= 0 ? (unsigned long long)pos - s->z.avail_in : 0;
+    nni_io_fail(err, errlen, AG_EIO,
+                WHO ": %s: trailing bytes after the gzip stream (from byte %llu of the file): not gzip data",
+                s->path, at);
+    return -1;
+}
+#endif
 
 /* Reads up to n bytes; fewer only at the end of the data (a gzip stream cut
 ** short sets 'cut_short'). -1 on an error, with the message written. */
 static ssize_t source_read(source *s, void *buf, size_t n, char *err, size_t errlen)
 {
 #ifdef NN_HAVE_ZLIB
-    size_t done = 0;
-    while (done < n && !s->cut_short) {
-        unsigned want = n - done > (size_t)INT_MAX / 2 ? (unsigned)(INT_MAX / 2) : (unsigned)(n - done);
-        int got = gzread(s->gz, (char *)buf + done, want);
-        int code = Z_OK;
-        const char *why = gzerror(s->gz, &code);
-        if (got < 0 || (code != Z_OK && code != Z_BUF_ERROR)) {
-            nni_io_fail(err, errlen, AG_EIO, WHO ": %s: reading failed: %s", s->path,
-                        code == Z_ERRNO ? strerror(errno) : why);
-            return -1;
+    if (s->gz) {
+        size_t done = 0;
+        while (done < n && !s->ended && !s->cut_short) {
+            if (s->z.avail_in == 0) {
+                ssize_t r = refill(s, err, errlen);
+                if (r < 0)
+                    return -1;
+                if (r == 0) {
+                    s->cut_short = true;
+                    break;
+                }
+            }
+            size_t want = n - done > (size_t)UINT_MAX ? (size_t)UINT_MAX : n - done;
+            s->z.next_out = (Bytef *)buf + done;
+            s->z.avail_out = (uInt)want;
+            int rc = inflate(&s->z, Z_NO_FLUSH);
+            done += want - s->z.avail_out;
+            if (rc == Z_STREAM_END) {
+                int next = after_member(s, err, errlen);
+                if (next < 0)
+                    return -1;
+                if (next == 0)
+                    s->ended = true;
+                else if (inflateReset(&s->z) != Z_OK) {
+                    nni_io_fail(err, errlen, AG_EIO, WHO ": %s: cannot restart the inflater", s->path);
+                    return -1;
+                }
+            } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+                nni_io_fail(err, errlen, AG_EIO, WHO ": %s: not a valid gzip stream: %s", s->path,
+                            rc == Z_MEM_ERROR ? "out of memory" : s->z.msg ? s->z.msg : "inflate failed");
+                return -1;
+            }
         }
-        if (got > 0)
-            done += (size_t)got;
-        if (code == Z_BUF_ERROR)
-            s->cut_short = true;
-        else if (got == 0)
-            break;
+        return (ssize_t)done;
     }
-    return (ssize_t)done;
-#else
+#endif
     ssize_t got = nni_io_read_full(s->fd, buf, n);
     if (got < 0)
         nni_io_fail(err, errlen, AG_EIO, WHO ": %s: reading failed: %s", s->path, strerror(errno));
     return got;
-#endif
 }
 
 /* One IDX file of u8 values, its dims and data. */
@@ -189,9 +310,11 @@ static ag_status read_idx(const char *path, int ndims, const char *what, ag_allo
     memset(f, 0, sizeof *f);
     f->ndims = ndims;
     source s;
-    ag_status st = source_open(&s, path, err, errlen);
-    if (st != AG_OK)
+    ag_status st = source_open(&s, path, fn, ud, err, errlen);
+    if (st != AG_OK) {
+        source_close(&s);
         return st;
+    }
     unsigned char head[16];
     size_t head_len = 4 + 4 * (size_t)ndims;
     ssize_t got = source_read(&s, head, head_len, err, errlen);
@@ -201,10 +324,6 @@ static ag_status read_idx(const char *path, int ndims, const char *what, ag_allo
     uint32_t want = IDX_U8 << 8 | (uint32_t)ndims;
     if (got < 0)
         st = AG_EIO;
-#ifndef NN_HAVE_ZLIB
-    else if (got >= 2 && head[0] == 0x1f && head[1] == 0x8b)
-        st = no_zlib(path, err, errlen);
-#endif
     else if (got < 4)
         st = nni_io_fail(err, errlen, AG_EIO,
                          WHO ": %s: truncated: %zd bytes, too short for an IDX magic number%s", path, got,
@@ -234,6 +353,20 @@ static ag_status read_idx(const char *path, int ndims, const char *what, ag_allo
             return nni_io_fail(err, errlen, AG_ESHAPE, WHO ": %s: dims %s are too large", path, dims);
         }
         expected *= f->dims[d];
+    }
+    /* Deflate codes at most 258 bytes in 2 bits: no gzip file inflates to
+    ** more than 1032 times its size. A header that promises more is a lie,
+    ** refused before any of it is inflated. */
+    uint64_t packed = s.gz ? source_file_size(&s) : 0;
+    if (s.gz && packed <= UINT64_MAX / MAX_GZIP_RATIO && head_len + expected > MAX_GZIP_RATIO * packed) {
+        char dims[64];
+        dims_str(dims, sizeof dims, f);
+        source_close(&s);
+        return nni_io_fail(err, errlen, AG_EIO,
+                           WHO ": %s: header says %s (%llu bytes in all) but a gzip file of %llu bytes "
+                           "inflates to at most %llu",
+                           path, dims, (unsigned long long)(head_len + expected), (unsigned long long)packed,
+                           (unsigned long long)(MAX_GZIP_RATIO * packed));
     }
     st = read_data(&s, f, (size_t)expected, fn, ud, err, errlen);
     source_close(&s);

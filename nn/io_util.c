@@ -7,10 +7,12 @@
 #include "io_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 ag_status nni_io_fail(char *err, size_t errlen, ag_status s, const char *fmt, ...)
@@ -107,4 +109,70 @@ ssize_t nni_io_write_full(int fd, const void *buf, size_t n)
         done += (size_t)w;
     }
     return (ssize_t)done;
+}
+
+int nni_io_open_regular(const char *who, const char *path, ag_status *s, char *err, size_t errlen)
+{
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    ** writer, forever. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        *s = nni_io_fail(err, errlen, AG_EIO, "%s: %s: cannot open: %s", who, path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    const char *kind = NULL;
+    if (fstat(fd, &st) != 0)
+        *s = nni_io_fail(err, errlen, AG_EIO, "%s: %s: cannot stat: %s", who, path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        kind = S_ISFIFO(st.st_mode)  ? "a FIFO"
+               : S_ISDIR(st.st_mode) ? "a directory"
+               : S_ISCHR(st.st_mode) ? "a character device"
+               : S_ISBLK(st.st_mode) ? "a block device"
+               : S_ISSOCK(st.st_mode) ? "a socket"
+                                      : "not a regular file";
+    else {
+        /* A regular file reads the same either way; clear the flag so that
+        ** no read of a file system that honours it returns EAGAIN. */
+        int flags = fcntl(fd, F_GETFL);
+        if (flags >= 0 && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0)
+            return fd;
+        *s = nni_io_fail(err, errlen, AG_EIO, "%s: %s: cannot set blocking mode: %s", who, path,
+                         strerror(errno));
+    }
+    if (kind)
+        *s = nni_io_fail(err, errlen, AG_EIO, "%s: %s: is %s, not a regular file; refused before reading",
+                         who, path, kind);
+    close(fd);
+    return -1;
+}
+
+const char *nni_io_escape(char *out, size_t cap, const char *s, size_t n)
+{
+    size_t w = 0;
+    if (cap == 0)
+        return out;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char piece[8];
+        if (c == 0)
+            snprintf(piece, sizeof piece, "\\0");
+        else if (c == '\\')
+            snprintf(piece, sizeof piece, "\\\\");
+        else if (c == '\n')
+            snprintf(piece, sizeof piece, "\\n");
+        else if (c < 0x20 || c == 0x7f)
+            snprintf(piece, sizeof piece, "\\x%02x", c);
+        else {
+            piece[0] = (char)c;
+            piece[1] = '\0';
+        }
+        size_t k = strlen(piece);
+        if (w + k >= cap)
+            break;
+        memcpy(out + w, piece, k);
+        w += k;
+    }
+    out[w] = '\0';
+    return out;
 }

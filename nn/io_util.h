@@ -36,4 +36,18 @@ ssize_t nni_io_read_full(int fd, void *buf, size_t n);
 ssize_t nni_io_pread_full(int fd, void *buf, size_t n, off_t offset);
 ssize_t nni_io_write_full(int fd, const void *buf, size_t n);
 
+/* Opens 'path' for reading and checks, on the opened descriptor, that it is
+** a regular file: a FIFO, a device or a directory is refused before a byte
+** is read. The open itself never blocks (O_NONBLOCK, cleared once the file
+** is known to be regular), and fstat on the descriptor leaves no window for
+** the name to change between the check and the read. Returns the fd, or -1
+** with the message ("<who>: <path>: ...") written and '*s' set (AG_EIO). */
+int nni_io_open_regular(const char *who, const char *path, ag_status *s, char *err, size_t errlen);
+
+/* Writes 'n' bytes of 's' into 'out' (size 'cap', always NUL-terminated) with
+** NUL, control bytes and backslashes escaped (\0, \n, \xHH, \\), so a
+** message shows what a file holds instead of stopping at its first NUL.
+** Returns 'out'. */
+const char *nni_io_escape(char *out, size_t cap, const char *s, size_t n);
+
 #endif

@@ -101,17 +101,21 @@ bool nni_join_name(nn_model *m, const char *who, char *buf, const char *prefix, 
 /* -------------------------------------------------------------- parameters */
 
 /* Makes room for 'more' elements. New buffers are made and filled before the
-** old ones are let go, so a failure leaves every parameter where it was. */
+** old ones are let go, so a failure leaves every parameter where it was.
+** Growth is by a quarter, or exactly to what is asked when that is more: a
+** model of one large layer gets buffers of its size (doubling to a power of
+** two once made a 600 MB model ask for 2 GiB), and one built a layer at a
+** time still copies each element only a few times in all. */
 static bool reserve(nn_model *m, int64_t more)
 {
     if (m->numel + more <= m->cap && m->value)
         return true;
-    int64_t cap = m->cap ? m->cap : 64;
-    while (cap < m->numel + more) {
-        if (cap > INT64_MAX / 2)
-            return false;
-        cap *= 2;
-    }
+    if (more > INT64_MAX - m->numel)
+        return false;
+    int64_t need = m->numel + more;
+    int64_t cap = m->cap ? m->cap + m->cap / 4 : 64;
+    if (cap < need)
+        cap = need;
     size_t es = ag_dtype_size(m->dtype);
     if ((uint64_t)cap > SIZE_MAX / es)
         return false;

@@ -55,11 +55,22 @@ extern "C" {
 ** to a temporary file in the same directory, which is flushed, fsynced and
 ** renamed over 'path' (then the directory is fsynced). On any failure the
 ** temporary file is removed and a previous file at 'path' is left untouched.
-** Names must be non-empty, valid UTF-8, unique and not "__metadata__"; they
-** are escaped as JSON needs. Tensors are written in the order given, with
-** their own dtype (F32 or F64) and shape; the header is padded with spaces so
-** the data starts 8-byte aligned. Errors: AG_EINVAL (NULL or bad name, nil
-** tensor), AG_ENOMEM, AG_EIO (with the system's reason). */
+** Where the system allows (Linux O_TMPFILE) the file has no name until it is
+** complete, so a writer killed midway leaves nothing; otherwise it is
+** '<path>.tmp.<pid>.<k>', and the next save of 'path' removes those of
+** writers that are gone (never one whose writer is alive or holds its lock).
+** A symlink at 'path' is followed: its target gets the new bytes and the link
+** stays. An existing file keeps its permission bits; a new one gets 0666
+** less the umask. A 'path' that is (or links to) a directory, FIFO or device
+** is refused. Names must be non-empty, valid UTF-8, unique and not
+** "__metadata__"; they are escaped as JSON needs. Tensors are written in the
+** order given, with their own dtype (F32 or F64) and shape; the header is
+** padded with spaces so the data starts 8-byte aligned. The header may take
+** at most 100,000,000 bytes, nn_safetensors_open's limit: a longer one (many
+** tensors, huge names or metadata) is refused before any file is touched, so
+** whatever is saved can be opened. Errors: AG_EINVAL (NULL or bad name, nil
+** tensor, header over the limit), AG_ENOMEM, AG_EIO (with the system's
+** reason). */
 NN_API ag_status nn_safetensors_save(const char *path, int n, const char *const *names,
                                      ag_tensor *const *tensors, ag_alloc_fn fn, void *ud,
                                      char *err, size_t errlen);
@@ -97,8 +108,9 @@ typedef struct nn_safetensors_info {
     uint64_t begin, end;     /* byte range within the data section */
 } nn_safetensors_info;
 
-/* Opens 'path' and validates its whole header: the length against the file
-** size, JSON syntax (strict: RFC 8259, UTF-8), known dtypes, shapes whose
+/* Opens 'path' and validates its whole header: the file must be a regular
+** file (a FIFO or device is refused before anything is read, so nothing
+** blocks), the length against the file size (at most 100,000,000 bytes), JSON syntax (strict: RFC 8259, UTF-8), known dtypes, shapes whose
 ** byte size matches the offsets, offsets that tile the data section exactly
 ** (no gap, no overlap, nothing left over), unique names. Any safetensors dtype
 ** is listed; only F32 and F64 entries can be read into tensors. Ranks above
@@ -225,9 +237,12 @@ NN_API void nn_loader_rewind(nn_loader *ld);
 ** NN_Y_LABELS dataset whose samples are [rows, cols] in dtype dt, pixel
 ** values scaled to [0, 1] (v / 255). Files ending in .gz (or starting with the
 ** gzip magic) are decompressed when the library was built with zlib, and are
-** AG_EUNSUPPORTED otherwise. A bad magic, a truncated file, trailing bytes,
-** or image and label counts that differ are errors naming the file and the
-** numbers (AG_EIO, AG_ESHAPE). */
+** AG_EUNSUPPORTED otherwise. A bad magic, a truncated file, trailing bytes
+** (after the data, or after the gzip stream), a gzip file too small to hold
+** what its header promises (deflate inflates at most 1032-fold), or image and
+** label counts that differ are errors naming the file and the numbers
+** (AG_EIO, AG_ESHAPE). Only regular files are read: a FIFO is refused before
+** reading. */
 NN_API ag_status nn_idx_load(const char *images_path, const char *labels_path, ag_dtype dt,
                              ag_alloc_fn fn, void *ud, nn_dataset **out, char *err,
                              size_t errlen);
@@ -251,10 +266,13 @@ typedef struct nn_csv_options {
 
 /* Reads a numeric CSV file (comma-separated, optional RFC 4180 quotes, blank
 ** lines skipped, CRLF or LF) into a new dataset whose samples are the
-** [columns] feature vector (all columns but y_column) in dtype dt. Numbers
-** are parsed by strtod in the C locale; NaN and infinities are rejected. A bad
-** number or a row of the wrong length is an AG_EIO error naming the file, the
-** line and the column. 'opt' may be NULL. */
+** [columns] feature vector (all columns but y_column) in dtype dt. A number
+** is decimal: an optional sign, digits with an optional '.', an optional
+** exponent (e.g. -1.5e-3), of any length, correctly rounded (strtod in the C
+** locale); hex, NaN and infinities are refused, and a number beyond the
+** dtype's range is "out of range". A bad number or a row of the wrong length
+** is an AG_EIO error naming the file, the line and the column (the field
+** shown with NUL and control bytes escaped). 'opt' may be NULL. */
 NN_API ag_status nn_csv_load(const char *path, const nn_csv_options *opt, ag_dtype dt,
                              ag_alloc_fn fn, void *ud, nn_dataset **out, char *err,
                              size_t errlen);

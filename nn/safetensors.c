@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "io_util.h"
 #include "json.h"
+#include "safetensors_limits.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -15,9 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* The official implementation's limit; a larger header is surely corrupt. */
-#define MAX_HEADER_BYTES 100000000u
 
 typedef struct dtype_desc {
     const char *name;
@@ -127,8 +125,11 @@ static ag_status parse_tensor(nn_safetensors *f, nni_json *j, char *name, size_t
                 if (!nni_json_string(j, &dt, &dt_len))
                     return AG_EIO;
                 const dtype_desc *d = find_dtype(dt);
-                if (!d || strlen(dt) != dt_len)
-                    return bad(j, "tensor " NAME_FMT ": unknown dtype '%.16s'", NAME_ARG(name), dt);
+                if (!d || strlen(dt) != dt_len) {
+                    char shown[4 * 16 + 1]; /* escaped: a \u0000 would end the message */
+                    nni_io_escape(shown, sizeof shown, dt, dt_len < 16 ? dt_len : 16);
+                    return bad(j, "tensor " NAME_FMT ": unknown dtype '%s'", NAME_ARG(name), shown);
+                }
                 e.dtype = d->name;
                 have_dtype = true;
             } else if (strcmp(key, "shape") == 0 && key_len == 5) {
@@ -158,7 +159,9 @@ static ag_status parse_tensor(nn_safetensors *f, nni_json *j, char *name, size_t
                     return AG_EIO;
                 have_offsets = true;
             } else {
-                return bad(j, "tensor " NAME_FMT ": unknown field '%.32s'", NAME_ARG(name), key);
+                char shown[4 * 32 + 1];
+                nni_io_escape(shown, sizeof shown, key, key_len < 32 ? key_len : 32);
+                return bad(j, "tensor " NAME_FMT ": unknown field '%s'", NAME_ARG(name), shown);
             }
         } while (nni_json_eat(j, ','));
         if (!nni_json_expect(j, '}'))
@@ -346,14 +349,13 @@ void nn_safetensors_close(nn_safetensors *f)
 /* Reads the length and the header text; checks them against the file size. */
 static ag_status read_header(nn_safetensors *f, const char *who, char *err, size_t errlen)
 {
-    f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    ag_status s = AG_OK;
+    f->fd = nni_io_open_regular(who, f->path, &s, err, errlen);
     if (f->fd < 0)
-        return nni_io_fail(err, errlen, AG_EIO, "%s: %s: cannot open: %s", who, f->path, strerror(errno));
+        return s;
     struct stat st;
     if (fstat(f->fd, &st) != 0)
         return nni_io_fail(err, errlen, AG_EIO, "%s: %s: cannot stat: %s", who, f->path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return nni_io_fail(err, errlen, AG_EIO, "%s: %s: not a regular file", who, f->path);
     uint64_t size = (uint64_t)st.st_size;
     unsigned char len8[8];
     if (size < 8 || nni_io_pread_full(f->fd, len8, 8, 0) != 8)
@@ -368,9 +370,9 @@ static ag_status read_header(nn_safetensors *f, const char *who, char *err, size
         return nni_io_fail(err, errlen, AG_EIO,
                            "%s: %s: truncated: the header length is %llu bytes but only %llu bytes follow it",
                            who, f->path, (unsigned long long)n, (unsigned long long)(size - 8));
-    if (n > MAX_HEADER_BYTES)
+    if (n > NNI_ST_MAX_HEADER_BYTES)
         return nni_io_fail(err, errlen, AG_EIO, "%s: %s: header length %llu is above the limit of %u bytes",
-                           who, f->path, (unsigned long long)n, MAX_HEADER_BYTES);
+                           who, f->path, (unsigned long long)n, NNI_ST_MAX_HEADER_BYTES);
     if (n == 0)
         return nni_io_fail(err, errlen, AG_EIO, "%s: %s: the header is empty", who, f->path);
     f->header = ag_realloc(f->fn, f->ud, NULL, 0, (size_t)n + 1);

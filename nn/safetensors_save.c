@@ -1,15 +1,16 @@
 /*
-** safetensors_save.c: writing safetensors checkpoints atomically. The file is
-** built under a temporary name in the target's directory, fsynced, and
-** renamed over the target, so a crash or an error at any point leaves either
-** the old checkpoint or the new one, never a torn file.
+** safetensors_save.c: writing safetensors checkpoints atomically (through
+** atomic_file.c: a crash or an error at any point leaves either the old
+** checkpoint or the new one, never a torn file), and never one the reader
+** would refuse (safetensors_limits.h).
 */
 #define _POSIX_C_SOURCE 200809L
+#include "atomic_file.h"
 #include "io_util.h"
 #include "json.h"
+#include "safetensors_limits.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,23 +18,31 @@
 
 #define WHO "nn_safetensors_save"
 
-/* A growing byte buffer through the hook; 'oom' sticks after a failure. */
+/* A growing byte buffer through the hook; 'oom' sticks after a failure.
+** It never grows past 'limit' bytes: beyond it 'len' goes on counting what
+** would have been written (so the message can say how much), but nothing is
+** stored, and 'over' is set. */
 typedef struct text {
     ag_alloc_fn fn;
     void *ud;
     char *p;
-    size_t len, cap;
-    bool oom;
+    size_t len, cap, limit;
+    bool oom, over;
 } text;
 
 static void put(text *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
+    if (b->over || n > b->limit - b->len) {
+        b->over = true;
+        b->len += n;
+        return;
+    }
     if (b->len + n > b->cap) {
         size_t ncap = b->cap ? b->cap : 256;
         while (ncap < b->len + n)
-            ncap *= 2;
+            ncap = ncap > b->limit / 2 ? b->limit : 2 * ncap;
         char *q = ag_realloc(b->fn, b->ud, b->p, b->cap, ncap);
         if (!q) {
             b->oom = true;
@@ -56,11 +65,19 @@ static void put_u64(text *b, uint64_t v)
 }
 
 /* A JSON string: quotes, backslashes and control characters escaped; other
-** bytes (valid UTF-8, checked before) are written as they are. */
+** bytes (valid UTF-8, checked before) are written as they are, in runs. */
 static void put_json_string(text *b, const char *s)
 {
     put(b, "\"", 1);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    const unsigned char *c = (const unsigned char *)s;
+    while (*c) {
+        size_t run = 0;
+        while (c[run] >= 0x20 && c[run] != '"' && c[run] != '\\')
+            run++;
+        put(b, (const char *)c, run);
+        c += run;
+        if (!*c)
+            break;
         char esc[8];
         if (*c == '"' || *c == '\\') {
             esc[0] = '\\';
@@ -72,12 +89,11 @@ static void put_json_string(text *b, const char *s)
             put(b, "\\t", 2);
         } else if (*c == '\r') {
             put(b, "\\r", 2);
-        } else if (*c < 0x20) {
+        } else {
             snprintf(esc, sizeof esc, "\\u%04x", *c);
             put(b, esc, 6);
-        } else {
-            put(b, (const char *)c, 1);
         }
+        c++;
     }
     put(b, "\"", 1);
 }
@@ -228,78 +244,28 @@ static bool write_tensor(int fd, ag_tensor *x)
     return true;
 }
 
-/* Creates '<path>.tmp.<pid>.<k>' exclusively, trying a few k; returns the fd
-** or -1 with errno set. 'tmp' has room for the longest name. */
-static int create_temp(const char *path, char *tmp, size_t tmp_size)
+static ag_status write_file(const char *path, const text *header, int n, ag_tensor *const *tensors,
+                            ag_alloc_fn fn, void *ud, char *err, size_t errlen)
 {
-    int fd = -1;
-    for (int k = 0; k < 100 && fd < 0; k++) {
-        snprintf(tmp, tmp_size, "%s.tmp.%ld.%d", path, (long)getpid(), k);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST)
-            return -1;
-    }
-    return fd;
-}
-
-/* Makes the rename durable. Some file systems cannot fsync a directory
-** (EINVAL); only a real I/O error counts. */
-static bool sync_directory(const char *path, char *dir, size_t dir_size)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, dir_size, ".");
-    else if (slash == path)
-        snprintf(dir, dir_size, "/");
-    else
-        snprintf(dir, dir_size, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return true;
-    bool ok = fsync(fd) == 0 || errno != EIO;
-    close(fd);
-    return ok;
-}
-
-static ag_status write_file(const char *path, const text *header, int n, ag_tensor *const *tensors, char *tmp,
-                            size_t tmp_size, char *err, size_t errlen)
-{
-    int fd = create_temp(path, tmp, tmp_size);
-    if (fd < 0)
-        return nni_io_fail(err, errlen, AG_EIO, WHO ": %s: cannot create a temporary file beside it: %s",
-                           path, strerror(errno));
+    nni_atomic a;
+    ag_status s = nni_atomic_begin(&a, WHO, path, fn, ud, err, errlen);
+    if (s != AG_OK)
+        return s;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)header->len >> (8 * i));
-    bool ok = nni_io_write_full(fd, len8, 8) == 8 &&
-              nni_io_write_full(fd, header->p, header->len) == (ssize_t)header->len;
+    bool ok = nni_io_write_full(a.fd, len8, 8) == 8 &&
+              nni_io_write_full(a.fd, header->p, header->len) == (ssize_t)header->len;
     for (int i = 0; ok && i < n; i++)
-        ok = write_tensor(fd, tensors[i]);
-    const char *step = "writing";
-    if (ok && fsync(fd) != 0) {
-        ok = false;
-        step = "fsync of";
-    }
-    int saved = errno;
-    if (close(fd) != 0 && ok) {
-        ok = false;
-        step = "closing";
-        saved = errno;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = false;
-        step = "renaming";
-        saved = errno;
-    }
+        ok = write_tensor(a.fd, tensors[i]);
     if (!ok) {
-        unlink(tmp);
-        return nni_io_fail(err, errlen, AG_EIO, WHO ": %s: %s %s failed: %s; the previous file is unchanged",
-                           path, step, tmp, strerror(saved));
+        int saved = errno;
+        s = nni_io_fail(err, errlen, AG_EIO, WHO ": %s: writing failed: %s; the previous file is unchanged",
+                        path, strerror(saved));
+        nni_atomic_abort(&a);
+        return s;
     }
-    if (!sync_directory(path, tmp, tmp_size))
-        return nni_io_fail(err, errlen, AG_EIO, WHO ": %s: fsync of its directory failed: %s", path,
-                           strerror(errno));
-    return AG_OK;
+    return nni_atomic_commit(&a, err, errlen);
 }
 
 ag_status nn_safetensors_save_meta(const char *path, int n, const char *const *names,
@@ -310,15 +276,18 @@ ag_status nn_safetensors_save_meta(const char *path, int n, const char *const *n
     ag_status s = check_args(path, n, names, tensors, nmeta, meta_keys, meta_values, fn, ud, err, errlen);
     if (s != AG_OK)
         return s;
-    text header = {.fn = fn, .ud = ud};
+    text header = {.fn = fn, .ud = ud, .limit = NNI_ST_MAX_HEADER_BYTES};
     build_header(&header, n, names, tensors, nmeta, meta_keys, meta_values);
-    size_t tmp_size = strlen(path) + 48;
-    char *tmp = header.oom ? NULL : ag_realloc(fn, ud, NULL, 0, tmp_size);
-    if (!tmp)
+    if (header.oom)
         s = nni_io_fail(err, errlen, AG_ENOMEM, WHO ": %s: out of memory", path);
+    else if (header.over)
+        /* Checked before any file is touched: the previous one stays. */
+        s = nni_io_fail(err, errlen, AG_EINVAL,
+                        WHO ": %s: the header of %d tensors and %d metadata pairs would take %zu bytes, above "
+                        "the limit of %u that nn_safetensors_open reads; nothing was written",
+                        path, n, nmeta, header.len, NNI_ST_MAX_HEADER_BYTES);
     else
-        s = write_file(path, &header, n, tensors, tmp, tmp_size, err, errlen);
-    ag_realloc(fn, ud, tmp, tmp ? tmp_size : 0, 0);
+        s = write_file(path, &header, n, tensors, fn, ud, err, errlen);
     ag_realloc(fn, ud, header.p, header.cap, 0);
     return s == AG_OK ? nni_io_ok(err, errlen) : s;
 }

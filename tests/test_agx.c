@@ -10,6 +10,7 @@
 #include "parse.h"
 
 #include <criterion/criterion.h>
+#include <sys/stat.h>
 #include <criterion/parameterized.h>
 #include <dirent.h>
 #include <math.h>
@@ -357,6 +358,48 @@ Test(agx, html_writes_the_step_through_page)
     rmdir(dir);
 }
 
+/* Issue 21: --steps on a 12 KB expression wrote 3,000 files and 5.3 GB. */
+Test(agx, steps_are_capped_and_say_so)
+{
+    char dir[] = "/tmp/agx_cap_XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char steps[128], cmd[256];
+    snprintf(steps, sizeof steps, "%s/frames", dir);
+    /* 600 products: 1,199 frames. */
+    char *expr = malloc(600 * 4 + 1);
+    expr[0] = '\0';
+    for (int i = 0; i < 600; i++)
+        strcat(expr, i ? "+x*x" : "x*x");
+    run_result r = agx((const char *[]){"--steps", steps, expr, "x=1", NULL});
+    cr_expect_eq(r.status, 3, "%s", r.err);
+    cr_expect(strstr(r.err, "1199 frames pass the cap of 1000; nothing was written"), "%s", r.err);
+    cr_expect(strstr(r.out, "value = 600"), "the value is still printed: %s", r.out);
+    run_free(&r);
+    /* 300 products: 599 frames of about 380 KB, over 64 MB in all. */
+    expr[300 * 4 - 1] = '\0';
+    r = agx((const char *[]){"--steps", steps, expr, "x=1", NULL});
+    cr_expect_eq(r.status, 3, "%s", r.err);
+    cr_expect(strstr(r.err, "599 frames of up to") && strstr(r.err, "pass the cap of 64 MB"), "%s", r.err);
+    run_free(&r);
+    struct stat st;
+    cr_expect_neq(stat(steps, &st), 0, "the frames directory was made");
+    free(expr);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+/* Issue 21: a valid number of 100 characters was refused. */
+Test(agx, long_numbers_are_read_in_full)
+{
+    char arg[120], expr[120];
+    snprintf(arg, sizeof arg, "x=1.%097d1", 0);
+    snprintf(expr, sizeof expr, "x + 2.%097d", 0);
+    run_result r = agx((const char *[]){"--json", expr, arg, NULL});
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "{\"value\": 3, \"grad\": {\"x\": 1}}"), "%s", r.out);
+    run_free(&r);
+}
+
 Test(agx, rendering_needs_graphviz_and_says_so)
 {
     run_result r = agx((const char *[]){"--dot", "/tmp/agx_render_test.svg", "x*2", "x=1", NULL});
@@ -470,6 +513,15 @@ static error_case error_cases[] = {
      "column 1: the name 'aaaaaaaaaaaaaaaa...' is longer than 63 characters"},
     {{"x*y", "x=1"}, "column 3: the variable 'y' has no value: add y=NUMBER"},
     {{"x*2", "x=abc"}, "argument 'x=abc', column 3: 'abc' is not a number"},
+    /* issue 21: strtod took hex, infinities and NaN, and 1e999 as inf */
+    {{"x*2", "x=0x10"}, "argument 'x=0x10', column 4: '0x10' is not a number"},
+    {{"x*2", "x=inf"}, "argument 'x=inf', column 3: 'inf' is not a number"},
+    {{"x*2", "x=nan"}, "argument 'x=nan', column 3: 'nan' is not a number"},
+    {{"x*2", "x= 5"}, "argument 'x= 5', column 3: ' 5' is not a number"},
+    {{"x*2", "x=1e"}, "argument 'x=1e', column 5: '1e' is not a number"},
+    {{"x*2", "x=1e999"}, "argument 'x=1e999', column 3: '1e999' is out of range for a double"},
+    {{"x*2", "x=-1e999"}, "argument 'x=-1e999', column 3: '-1e999' is out of range for a double"},
+    {{"0x10"}, "column 1: hex numbers are not read: write the number in decimal"},
     {{"x*2", "x=1.5q"}, "argument 'x=1.5q', column 6: '1.5q' is not a number"},
     {{"x*2", "x="}, "argument 'x=', column 3: no value after '='"},
     {{"x*2", "x=1", "y=2"}, "argument 'y=2', column 1: the expression has no variable 'y'"},

@@ -8,6 +8,7 @@
 #include "nn_io.h"
 
 #include <criterion/criterion.h>
+#include <float.h>
 
 static char dir[512], path[600], err[512];
 
@@ -104,10 +105,71 @@ Test(csv, bad_numbers_name_line_and_column, .init = make_dir, .fini = drop_dir)
     expect_error("a,b\n\n1,\n", &(nn_csv_options){.header = 1}, AG_EIO, "line 3, column 2: ", "empty field");
     expect_error("1,nan\n", NULL, AG_EIO, "line 1, column 2: ", "'nan' is not a number");
     expect_error("1,inf\n", NULL, AG_EIO, "line 1, column 2: ", "'inf' is not a number");
-    expect_error("1,1e999\n", NULL, AG_EIO, "line 1, column 2: ", "'1e999' is not a number");
+    expect_error("1,1e999\n", NULL, AG_EIO, "line 1, column 2: ", "'1e999' is out of range");
     /* Line numbers count the lines inside quoted fields and blank lines. */
     expect_error("\"a\nb\",c\n\n1,2\n3,?\n", &(nn_csv_options){.header = 1}, AG_EIO,
                  "line 5, column 2: ", "'?' is not a number");
+}
+
+/* Issue 21: strtod alone took hex and refused long numbers and overflows
+** alike as "not a number". */
+Test(csv, numbers_are_decimal_of_any_length, .init = make_dir, .fini = drop_dir)
+{
+    expect_error("1,0x10\n", NULL, AG_EIO, "line 1, column 2: ", "'0x10' is not a number");
+    expect_error("0X1p3\n", NULL, AG_EIO, "line 1, column 1: ", "'0X1p3' is not a number");
+    expect_error("infinity\n", NULL, AG_EIO, "line 1, column 1: ", "'infinity' is not a number");
+    expect_error("1e\n", NULL, AG_EIO, "line 1, column 1: ", "'1e' is not a number");
+    expect_error(".\n", NULL, AG_EIO, "line 1, column 1: ", "'.' is not a number");
+    expect_error("1,-1e400\n", NULL, AG_EIO, "line 1, column 2: ", "'-1e400' is out of range");
+    /* 100 characters: 1.000...0001 rounds to 1; then a long integer. */
+    char text[400];
+    snprintf(text, sizeof text, "1.%097d1,%s\n", 0, "123456789012345678901234567890123456789012345678901234567890"
+                                                  "1234567890123456789012345678901234567890");
+    nn_dataset *ds = load(text, NULL, AG_F64, AG_OK);
+    const double *x = nn_dataset_x(ds);
+    cr_expect_eq(x[0], 1.0);
+    cr_expect_eq(x[1], 1.2345678901234568e99);
+    nn_dataset_free(ds);
+    /* Signs, a bare fraction, an exponent, an underflow to the nearest
+    ** double (zero), quoted numbers. */
+    ds = load("+1.5,-.25,2E+3,1e-400,\"7\"\n", NULL, AG_F64, AG_OK);
+    x = nn_dataset_x(ds);
+    cr_expect(x[0] == 1.5 && x[1] == -0.25 && x[2] == 2000 && x[3] == 0 && x[4] == 7);
+    nn_dataset_free(ds);
+}
+
+/* FLT_MAX printed with 9 digits is a hair above it, and reads back as it. */
+Test(csv, f32_range_ends_half_an_ulp_past_flt_max, .init = make_dir, .fini = drop_dir)
+{
+    nn_dataset *ds = load("3.40282347e+38,-3.40282347e+38\n", NULL, AG_F32, AG_OK);
+    const float *x = nn_dataset_x(ds);
+    cr_expect(x[0] == FLT_MAX && x[1] == -FLT_MAX);
+    nn_dataset_free(ds);
+    load("3.4028236e38\n", NULL, AG_F32, AG_EIO);
+    cr_expect(strstr(err, "'3.4028236e38' is out of range for f32"), "%s", err);
+}
+
+Test(csv, messages_show_nul_bytes_escaped, .init = make_dir, .fini = drop_dir)
+{
+    cr_assert(write_bytes(path, "1,2\0x9\n", 7));
+    nn_dataset *ds = NULL;
+    cr_expect_eq(nn_csv_load(path, NULL, AG_F64, NULL, NULL, &ds, err, sizeof err), AG_EIO);
+    cr_expect(strstr(err, "'2\\0x9' is not a number"), "%s", err);
+    cr_assert(write_bytes(path, "1,\"2\"\0\n", 7));
+    cr_expect_eq(nn_csv_load(path, NULL, AG_F64, NULL, NULL, &ds, err, sizeof err), AG_EIO);
+    cr_expect(strstr(err, "'\\0' after a closing quote"), "%s", err);
+}
+
+/* Issue 21: opening a FIFO for reading waited for a writer, forever. */
+Test(csv, a_fifo_is_refused_before_reading, .init = make_dir, .fini = drop_dir, .timeout = 10)
+{
+    char fifo[700];
+    fixture_path(fifo, sizeof fifo, dir, "pipe.csv");
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    nn_dataset *ds = NULL;
+    cr_expect_eq(nn_csv_load(fifo, NULL, AG_F64, NULL, NULL, &ds, err, sizeof err), AG_EIO);
+    cr_expect(strstr(err, "nn_csv_load: ") && strstr(err, "is a FIFO, not a regular file"), "%s", err);
+    cr_expect_null(ds);
 }
 
 Test(csv, ragged_rows_name_both_lines, .init = make_dir, .fini = drop_dir)

@@ -445,3 +445,169 @@ Test(idx, u8_errors_name_the_function, .init = make_dir, .fini = drop_dir)
     cr_expect_eq(nn_idx_load_u8(images, labels, (ag_dtype)7, NULL, NULL, &ds, err, sizeof err), AG_EDTYPE);
     cr_expect(strstr(err, "nn_idx_load_u8: dtype 7"), "%s", err);
 }
+
+/* ------------------------------------------------------- hostile inputs */
+
+/* Issue 21: opening a FIFO for reading waited for a writer, forever. */
+Test(idx, a_fifo_is_refused_before_reading, .init = make_dir, .fini = drop_dir, .timeout = 10)
+{
+    write_fixtures(images, labels);
+    char fifo[700], err[512];
+    fixture_path(fifo, sizeof fifo, dir, "pipe-idx3-ubyte");
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    nn_dataset *ds = NULL;
+    cr_expect_eq(nn_idx_load(fifo, labels, AG_F32, NULL, NULL, &ds, err, sizeof err), AG_EIO);
+    cr_expect(strstr(err, "nn_idx_load: ") && strstr(err, "is a FIFO, not a regular file"), "%s", err);
+    cr_expect_eq(nn_idx_load_u8(images, fifo, AG_F32, NULL, NULL, &ds, err, sizeof err), AG_EIO);
+    cr_expect(strstr(err, "nn_idx_load_u8: ") && strstr(err, "is a FIFO"), "%s", err);
+    cr_expect_eq(nn_idx_load(dir, labels, AG_F32, NULL, NULL, &ds, err, sizeof err), AG_EIO);
+    cr_expect(strstr(err, "is a directory, not a regular file"), "%s", err);
+    cr_expect_null(ds);
+}
+
+/* Issue 21: gzread skips whatever follows a gzip stream, so a gzipped file
+** with trailing bytes loaded while the same plain file was refused. */
+Test(idx, trailing_bytes_after_a_gzip_stream_are_refused, .init = make_dir, .fini = drop_dir)
+{
+    if (!nn_idx_has_gzip()) {
+        cr_skip_test("built without zlib");
+        return;
+    }
+    write_fixtures(images, labels);
+    size_t n, glen, glen2;
+    unsigned char *raw = read_bytes(images, &n);
+    unsigned char *g = gzip_bytes(raw, n, &glen);
+    char gz[700], err[512];
+    snprintf(gz, sizeof gz, "%s.gz", images);
+    g = realloc(g, glen + 5);
+    memcpy(g + glen, "junk!", 5);
+    cr_assert(write_bytes(gz, g, glen + 5));
+    nn_dataset *ds = NULL;
+    cr_expect_eq(nn_idx_load(gz, labels, AG_F32, NULL, NULL, &ds, err, sizeof err), AG_EIO);
+    char want[200];
+    snprintf(want, sizeof want, "trailing bytes after the gzip stream (from byte %zu of the file)", glen);
+    cr_expect(strstr(err, want), "%s", err);
+    /* One zero byte, as some tools pad with, is refused the same way. */
+    g[glen] = 0;
+    cr_assert(write_bytes(gz, g, glen + 1));
+    cr_expect_eq(nn_idx_load(gz, labels, AG_F32, NULL, NULL, &ds, err, sizeof err), AG_EIO);
+    cr_expect(strstr(err, "trailing bytes after the gzip stream"), "%s", err);
+    /* Two members one after the other are one gzip file (gzip -c a b). */
+    unsigned char *g1 = gzip_bytes(raw, 20, &glen), *g2 = gzip_bytes(raw + 20, n - 20, &glen2);
+    g1 = realloc(g1, glen + glen2);
+    memcpy(g1 + glen, g2, glen2);
+    cr_assert(write_bytes(gz, g1, glen + glen2));
+    cr_expect_eq(nn_idx_load(gz, labels, AG_F64, NULL, NULL, &ds, err, sizeof err), AG_OK, "%s", err);
+    expect_fixture_values(ds, AG_F64);
+    nn_dataset_free(ds);
+    free(raw);
+    free(g);
+    free(g1);
+    free(g2);
+}
+
+/* A deflate writer just big enough for a bomb: one block with the fixed
+** Huffman codes, the IDX header as literals, then a zero and 'matches'
+** copies of 258 zeros (13 bits each: 159 bytes out per byte in). The gzip
+** trailer is left out: no reader gets that far. */
+typedef struct bit_writer {
+    unsigned char *p;
+    size_t n;
+    unsigned acc;
+    int nacc;
+} bit_writer;
+
+static void put_bit(bit_writer *w, unsigned bit)
+{
+    w->acc |= (bit & 1u) << w->nacc;
+    if (++w->nacc == 8) {
+        w->p[w->n++] = (unsigned char)w->acc;
+        w->acc = 0;
+        w->nacc = 0;
+    }
+}
+
+/* Huffman codes go most significant bit first. */
+static void put_code(bit_writer *w, unsigned code, int len)
+{
+    for (int i = len - 1; i >= 0; i--)
+        put_bit(w, code >> i);
+}
+
+static void put_literal(bit_writer *w, unsigned char c)
+{
+    if (c < 144)
+        put_code(w, 0x30u + c, 8);
+    else
+        put_code(w, 0x190u + (c - 144u), 9);
+}
+
+static unsigned char *gzip_bomb(uint32_t n, uint32_t rows, uint32_t cols, size_t matches, size_t *len)
+{
+    bit_writer w = {malloc(32 + 16 * 2 + matches * 2), 0, 0, 0};
+    static const unsigned char head[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff};
+    memcpy(w.p, head, 10);
+    w.n = 10;
+    put_bit(&w, 1);         /* BFINAL */
+    put_bit(&w, 1);         /* BTYPE 01, fixed codes, low bit first */
+    put_bit(&w, 0);
+    unsigned char idx[16];
+    put_be32(idx, 0x00000803);
+    put_be32(idx + 4, n);
+    put_be32(idx + 8, rows);
+    put_be32(idx + 12, cols);
+    for (int i = 0; i < 16; i++)
+        put_literal(&w, idx[i]);
+    put_literal(&w, 0);
+    for (size_t i = 0; i < matches; i++) {
+        put_code(&w, 0xc5, 8); /* length 258: code 285, no extra bits */
+        put_code(&w, 0, 5);    /* distance 1: code 0 */
+    }
+    put_code(&w, 0, 7);        /* end of block */
+    if (w.nacc)
+        w.p[w.n++] = (unsigned char)w.acc;
+    *len = w.n;
+    return w.p;
+}
+
+/* Issue 21: a header that promises more than its gzip stream can hold was
+** believed: the stream was inflated to the end (1 GiB in the report)
+** before the file was refused as truncated. */
+Test(idx, a_gzip_bomb_is_refused_without_inflating_it, .init = make_dir, .fini = drop_dir)
+{
+    if (!nn_idx_has_gzip()) {
+        cr_skip_test("built without zlib");
+        return;
+    }
+    write_fixtures(images, labels);
+    char gz[700], err[512];
+    snprintf(gz, sizeof gz, "%s.gz", images);
+    size_t glen;
+    /* 100,000 copies: 25.8 MB of zeros from 163 KB; the header promises
+    ** 4 GB, more than 1032 times the file. */
+    unsigned char *g = gzip_bomb(4000, 1000, 1000, 100000, &glen);
+    cr_assert(write_bytes(gz, g, glen));
+    free(g);
+    alloc_hooks h = hooks_counting();
+    nn_dataset *ds = NULL;
+    largest = 0;
+    cr_expect_eq(nn_idx_load(gz, labels, AG_F32, spy_alloc, &h, &ds, err, sizeof err), AG_EIO);
+    char want[200];
+    snprintf(want, sizeof want, "header says 4000x1000x1000 (4000000016 bytes in all) but a gzip file of %zu "
+             "bytes inflates to at most %zu", glen, glen * 1032);
+    cr_expect(strstr(err, want), "%s", err);
+    cr_expect_leq(largest, (size_t)1 << 16, "largest request %zu", largest);
+    cr_expect_eq(h.live, 0);
+
+    /* A header that promises less than the stream holds: the reader stops
+    ** one byte past the promise. */
+    g = gzip_bomb(1, 1, 1, 100000, &glen);
+    cr_assert(write_bytes(gz, g, glen));
+    free(g);
+    largest = 0;
+    cr_expect_eq(nn_idx_load(gz, labels, AG_F32, spy_alloc, &h, &ds, err, sizeof err), AG_EIO);
+    cr_expect(strstr(err, "header says 1x1x1 (1 bytes) but more data follows"), "%s", err);
+    cr_expect_leq(largest, (size_t)1 << 16, "largest request %zu", largest);
+    cr_expect_eq(h.live, 0);
+    cr_expect_eq(h.bad_osize, 0);
+}

@@ -337,3 +337,45 @@ Test(model, ag_param_rebind_moves_a_parameter_and_rejects_the_rest)
     ag_tape_free(t);
     ag_param_free(p);
 }
+
+/* The largest single request the model made, through the hook. */
+static size_t largest_request;
+static void *spy_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    if (nsize > largest_request)
+        largest_request = nsize;
+    return hook_alloc(ud, ptr, osize, nsize);
+}
+
+/* Issue 21: the buffers doubled to the next power of two, so a 600 MB model
+** asked for 2 GiB. One large parameter now gets buffers of its size; a model
+** built a parameter at a time gets at most a quarter more. */
+Test(model, buffers_grow_by_a_quarter_not_to_a_power_of_two)
+{
+    alloc_hooks h = hooks_counting();
+    nn_model *m = nn_model_new(spy_alloc, &h);
+    const int64_t n = ((int64_t)1 << 20) + 1;
+    largest_request = 0;
+    cr_assert(nn_param(m, "w", AG_F32, 1, &n));
+    size_t need = 2 * (size_t)n * 4;   /* values and gradients */
+    cr_expect_leq(largest_request, need + 3 * 4096, "asked %zu bytes for %zu", largest_request, need);
+    nn_model_free(m);
+
+    m = nn_model_new(spy_alloc, &h);
+    largest_request = 0;
+    for (int i = 0; i < 100; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        cr_assert(nn_param(m, name, AG_F64, 1, (int64_t[]){10007}));
+    }
+    need = 2 * (size_t)(100 * 10007) * 8;
+    cr_expect_leq(largest_request, need + need / 4 + 3 * 4096, "asked %zu bytes for %zu", largest_request,
+                  need);
+    for (int i = 0; i < 100; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        cr_expect_eq(ag_numel(nn_model_find(m, name)), 10007);
+    }
+    nn_model_free(m);
+    cr_expect_eq(h.live, 0);
+}

@@ -369,6 +369,9 @@ static const bad_case bad_cases[] = {
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", 4, "too large"},
     {"{\"a\":{\"dtype\":\"F17\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype 'F17'"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", 4, "unknown field 'x'"},
+    /* issue 21: a \u0000 in the text ended the message there */
+    {"{\"a\":{\"dtype\":\"F\\u00003\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype 'F\\03'"},
+    {"{\"a\":{\"x\\u0000y\":1}}", 0, "unknown field 'x\\0y'"},
     {"{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
      "\"dtype\" given twice"},
     {"{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "lacks \"shape\""},
@@ -665,13 +668,14 @@ Test(safetensors, failing_write_keeps_the_old_file, .init = make_dir, .fini = dr
 
 Test(safetensors, failing_rename_keeps_the_target, .init = make_dir, .fini = drop_dir)
 {
-    /* The target is a directory, so the final rename fails after the whole
-    ** file was written: the temporary must go. */
+    /* The target is a directory: refused before anything is written, and
+    ** no temporary file is left. */
     char path[600];
     fixture_path(path, sizeof path, dir, "ckpt.safetensors");
     cr_assert_eq(mkdir(path, 0755), 0);
     cr_expect_eq(save_new(path, NULL), AG_EIO);
-    cr_expect(strstr(attempt_err, "renaming"), "%s", attempt_err);
+    cr_expect(strstr(attempt_err, "it is a directory, not a regular file: it is not replaced"), "%s",
+              attempt_err);
     cr_expect_eq(dir_entries(dir), 1);
     struct stat st;
     cr_expect(stat(path, &st) == 0 && S_ISDIR(st.st_mode));

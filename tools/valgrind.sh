@@ -20,7 +20,7 @@ build=${VALGRIND_BUILD:-build-valgrind}
 # every op, spinning thread pools, large products, a program started per
 # case), which valgrind slows down fifty-fold. Their code paths are covered
 # by the rest, and all of them run under ASan in CI.
-slow="install safetensors examples ops_gradcheck second_order f32_agreement gemm pool agx determinism"
+slow="install safetensors safetensors_save examples ops_gradcheck second_order f32_agreement gemm pool agx determinism"
 
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed" >&2; exit 2; }
 # (meson 1.0 refuses --reconfigure on a directory it has not set up yet)

@@ -36,6 +36,11 @@ seeds = {
   b"\x02\x00\x00\x00\x00\x00\x00\x00{}",
   b"\xff\xff\xff\xff\xff\xff\xff\xff{}",
   b"\x03\x00\x00",
+  # issue 21: a \u0000 inside a dtype and a field name must show escaped
+  st([("w", "F32", [1], f32(1))], raw_header=b'{"w":{"dtype":"F\\u00003","shape":[1],"data_offsets":[0,4]}}'),
+  st([("w", "F32", [1], f32(1))], raw_header=b'{"w":{"x\\u0000y":1}}'),
+  # names and metadata the writer half of the target reuses (cut at NULs)
+  b"w\0b\0fc1.weight\0k\0v\0\xc3\xa9\0\0__metadata__\0",
  ],
 }
 def idx3(n, r, c, px): return struct.pack(">IIII", 0x803, n, r, c) + bytes(px)
@@ -58,6 +63,11 @@ seeds["idx"] = [
   pair(good_lab, idx3(1, 0xffffffff, 0xffffffff, [])),
   pair(good_lab[:5], good_img[:10]),
   pair(idx1(1, [7]), idx3(1, 1, 1, [255]), f64=True),
+  # issue 21: bytes after a gzip stream; two members; a header promising
+  # more than 1032 times the gzip file
+  pair(good_lab, gzip.compress(good_img, mtime=0) + b"junk"),
+  pair(good_lab, gzip.compress(good_img[:20], mtime=0) + gzip.compress(good_img[20:], mtime=0)),
+  pair(good_lab, gzip.compress(idx3(4000, 1000, 1000, []) + bytes(4096), mtime=0)),
 ]
 def csv(flags, ycol, text): return bytes([flags, ycol & 0xff]) + text.encode()
 seeds["csv"] = [
@@ -77,6 +87,13 @@ seeds["csv"] = [
   csv(4, -1, "0x1p3,1e308\n-0,4\n"),
   csv(2, 0, "-1,2\n"),
   csv(0, 0, "\"a\"\"b\",1\n"),
+  # issue 21: hex, a number of 100 characters, an overflow, a NUL, the
+  # f32 range's end
+  csv(0, 0, "0x10,1\n"),
+  csv(8, 0, "1." + "0" * 97 + "1,2\n"),
+  csv(8, 0, "1e999,2\n"),
+  csv(0, 0, "1,2\x00\n"),
+  csv(0, 0, "3.40282347e+38,3.4028236e38\n"),
 ]
 for target, items in seeds.items():
     d = os.path.join(root, target)

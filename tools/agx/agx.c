@@ -20,6 +20,12 @@
 
 enum { EXIT_NONFINITE = 1, EXIT_BAD_INPUT = 2, EXIT_OUTPUT = 3 };
 
+/* --steps writes one frame of the whole graph per backward step, so its
+** output grows as the square of the expression: a 12 KB expression once
+** wrote 3,000 files and 5.3 GB. Beyond either cap nothing is written. */
+enum { MAX_FRAMES = 1000 };
+#define MAX_FRAME_BYTES (64ll << 20)
+
 typedef struct options {
     const char *expr;
     const char *dot;        /* --dot FILE */
@@ -51,7 +57,8 @@ static void usage(FILE *f)
           "                  for .dot or .gv; .svg, .png, .pdf rendered (needs Graphviz)\n"
           "  --html FILE     write one self-contained web page that steps through the\n"
           "                  forward and backward pass (arrow keys; no Graphviz needed)\n"
-          "  --steps DIR     write one frame per backward step into DIR (made if missing)\n"
+          "  --steps DIR     write one frame per backward step into DIR (made if missing);\n"
+          "                  refused beyond 1000 frames or 64 MB of DOT text\n"
           "  --format FMT    frames as dot (default), svg, png or pdf (needs Graphviz)\n"
           "  --tb            draw graphs top to bottom (left to right by default)\n"
           "  --check         print finite-difference gradients beside the tape's\n"
@@ -266,16 +273,21 @@ static int read_values(const options *o, const agx_program *p, double *values, i
         memcpy(name, arg, len);
         name[len] = '\0';
         const char *text = eq + 1;
-        char *end = NULL;
-        errno = 0;
-        double v = *text && !strchr(" \t\n\r\f\v", *text) ? strtod(text, &end) : 0;
+        double v = 0;
+        size_t at = 0;
         if (!*text) {
             status = bad_argument(arg, (int)len + 2, "no value after '='");
             break;
         }
-        if (!end || *end) {
-            int col = (int)((end && end != text ? end : text) - arg) + 1;
-            status = bad_argument(arg, col, "'%s' is not a number", text);
+        agx_number_status ns = agx_read_number(text, &v, &at);
+        if (ns == AGX_NUMBER_RANGE) {
+            status = bad_argument(arg, (int)len + 2, "'%s' is out of range for a double", text);
+            break;
+        }
+        if (ns != AGX_NUMBER_OK) {
+            status = bad_argument(arg, agx_column(arg, (size_t)(text - arg) + at),
+                                  "'%s' is not a number (decimal digits, an optional '.' and exponent)",
+                                  text);
             break;
         }
         int i = agx_find_name(p, name);
@@ -442,6 +454,36 @@ static void finite_differences(const agx_program *p, double *values, double *num
     ag_tape_free(t);
 }
 
+/* Whether --steps would pass MAX_FRAMES or MAX_FRAME_BYTES (said on stderr).
+** The last frame, which shows every gradient, is the largest: frames times
+** its DOT text bounds what would be written. */
+static bool steps_too_large(const options *o, ag_tape *t, ag_tensor *y, const ag_dot_options *d)
+{
+    int64_t frames = ag_dot_steps(t, y);
+    long long bytes = 0;
+    if (frames > 0 && frames <= MAX_FRAMES) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (f) {
+            ag_dot_write_step(t, y, frames - 1, d, f);
+            fclose(f);
+        }
+        free(text);
+        bytes = (long long)len * frames;
+    }
+    if (frames <= MAX_FRAMES && bytes <= MAX_FRAME_BYTES)
+        return false;
+    if (frames > MAX_FRAMES)
+        fprintf(stderr, "agx: --steps %s: %lld frames pass the cap of %d; nothing was written (--dot FILE "
+                        "draws the whole graph once)\n", o->steps, (long long)frames, MAX_FRAMES);
+    else
+        fprintf(stderr, "agx: --steps %s: %lld frames of up to %lld KB of DOT text (%lld MB in all) pass the "
+                        "cap of %lld MB; nothing was written (--dot FILE draws the whole graph once)\n",
+                o->steps, (long long)frames, bytes / frames >> 10, bytes >> 20, MAX_FRAME_BYTES >> 20);
+    return true;
+}
+
 /* Writes --dot, --html and --steps; 0 or EXIT_OUTPUT. */
 static int write_graphs(const options *o, ag_tape *t, ag_tensor *y)
 {
@@ -461,6 +503,8 @@ static int write_graphs(const options *o, ag_tape *t, ag_tensor *y)
             printf("\nwrote %s (open it in a browser; arrow keys step)\n", o->html);
     }
     if (o->steps) {
+        if (steps_too_large(o, t, y, &d))
+            return EXIT_OUTPUT;
         if (mkdir(o->steps, 0777) != 0 && errno != EEXIST) {
             fprintf(stderr, "agx: --steps %s: cannot make the directory: %s\n", o->steps,
                     strerror(errno));

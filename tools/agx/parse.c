@@ -118,6 +118,8 @@ static int lex_number(parser *ps, size_t start)
 {
     const char *s = ps->src;
     size_t i = start;
+    if (s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X'))
+        return fail(ps, start, "hex numbers are not read: write the number in decimal");
     while (is_digit(s[i]))
         i++;
     if (s[i] == '.') {
@@ -146,6 +148,44 @@ static int lex_number(parser *ps, size_t start)
     ps->tok = (token){T_NUM, start, len, v};
     ps->pos = i;
     return 0;
+}
+
+agx_number_status agx_read_number(const char *text, double *out, size_t *bad)
+{
+    size_t i = 0, digits = 0;
+    if (text[i] == '+' || text[i] == '-')
+        i++;
+    for (; is_digit(text[i]); i++)
+        digits++;
+    if (text[i] == '.')
+        for (i++; is_digit(text[i]); i++)
+            digits++;
+    if (digits == 0) {
+        *bad = text[0] == '+' || text[0] == '-' ? 1 : 0;
+        return AGX_NUMBER_BAD;
+    }
+    if (text[i] == 'e' || text[i] == 'E') {
+        size_t e = i + 1;
+        if (text[e] == '+' || text[e] == '-')
+            e++;
+        if (!is_digit(text[e])) {
+            *bad = e;
+            return AGX_NUMBER_BAD;
+        }
+        while (is_digit(text[e]))
+            e++;
+        i = e;
+    }
+    if (text[i] != '\0') {
+        *bad = i;
+        return AGX_NUMBER_BAD;
+    }
+    /* The grammar above is strtod's decimal form, so it stops where we did. */
+    double v = strtod(text, NULL);
+    if (v > 1.7976931348623157e308 || v < -1.7976931348623157e308)
+        return AGX_NUMBER_RANGE;
+    *out = v;
+    return AGX_NUMBER_OK;
 }
 
 /* Reads the next token into ps->tok. */

@@ -100,4 +100,17 @@ int agx_find_name(const agx_program *p, const char *text);
 /* The 1-based column of byte 'offset' of 'src', counting UTF-8 characters. */
 int agx_column(const char *src, size_t offset);
 
+typedef enum agx_number_status {
+    AGX_NUMBER_OK,
+    AGX_NUMBER_BAD,     /* not a decimal number: '*bad' is the first byte that does not fit */
+    AGX_NUMBER_RANGE,   /* a decimal number beyond the largest double */
+} agx_number_status;
+
+/* Reads all of the NUL-terminated 'text' as a decimal number: an optional
+** sign, digits with an optional '.' (at least one digit), an optional
+** exponent; any length, correctly rounded. Hex ("0x10"), "inf" and "nan",
+** which strtod would take, are AGX_NUMBER_BAD. An underflow gives the
+** nearest double (0 or a subnormal). */
+agx_number_status agx_read_number(const char *text, double *out, size_t *bad);
+
 #endif
