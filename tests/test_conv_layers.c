@@ -2,7 +2,8 @@
 ** test_conv_layers.c: nn_conv2d. Its parameters (names, PyTorch's weight
 ** layout, Kaiming-uniform by fan-in, zero bias), its forward (exactly
 ** ag_conv2d on those parameters), a training step that lowers a loss, and
-** its errors on the model and on the tape.
+** its errors on the model and on the tape. nn_batchnorm2d: its parameters,
+** training and evaluation following the model, and its running statistics.
 */
 #include "nn.h"
 
@@ -105,6 +106,47 @@ Test(conv_layers, errors)
     cr_expect_eq(ag_tape_status(t), AG_ESHAPE);
     cr_expect(strstr(ag_tape_errmsg(t), "nn_conv2d_forward") && strstr(ag_tape_errmsg(t), "[1,3,5,5]") &&
               strstr(ag_tape_errmsg(t), "ok.weight"), "%s", ag_tape_errmsg(t));
+    ag_tape_free(t);
+    nn_model_free(m);
+}
+
+Test(batchnorm_layers, training_updates_running_statistics_evaluation_uses_them)
+{
+    nn_model *m = nn_model_new(NULL, NULL);
+    nn_batchnorm2d *bn = nn_batchnorm2d_new(m, "bn1", AG_F64, 2, 0.1, 1e-5, 1);
+    cr_assert_eq(nn_model_status(m), AG_OK, "%s", nn_model_errmsg(m));
+    cr_assert_eq(nn_model_num_params(m), 2);
+    ag_tape *t = ag_tape_new();
+    /* x [2, 2, 1, 2]: channel 0 holds 1, 2, 3, 4; channel 1 holds 10, 20, 30, 40 */
+    ag_tensor *x = ag_tensor_from(t, AG_F64, 4, (int64_t[]){2, 2, 1, 2},
+                                  (double[]){1, 2, 10, 20, 3, 4, 30, 40});
+    ag_tensor *y = nn_batchnorm2d_forward(t, bn, x);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect_float_eq(ag_get(y, 0), -1.5 / sqrt(1.25 + 1e-5), 1e-12);
+    const double *rm = nn_batchnorm2d_running_mean(bn), *rv = nn_batchnorm2d_running_var(bn);
+    cr_expect_float_eq(rm[0], 0.25, 1e-15);
+    cr_expect_float_eq(rm[1], 2.5, 1e-14);
+    cr_expect_float_eq(rv[0], 0.9 + 0.1 * 5.0 / 3.0, 1e-14);
+    cr_expect_float_eq(rv[1], 0.9 + 0.1 * 500.0 / 3.0, 1e-12);
+    /* The scale and shift get gradients; evaluation leaves the statistics. */
+    ag_backward(t, ag_sum(t, ag_mul(t, y, y)));
+    cr_expect_float_eq(ag_get(ag_grad(nn_model_param(m, 0)), 0), 2 * 4 * 1.25 / (1.25 + 1e-5),
+                       1e-9);
+    nn_model_set_training(m, 0);
+    ag_tape_reset(t);
+    x = ag_tensor_from(t, AG_F64, 4, (int64_t[]){2, 2, 1, 2}, (double[]){1, 2, 10, 20, 3, 4, 30, 40});
+    y = nn_batchnorm2d_forward(t, bn, x);
+    cr_expect_float_eq(ag_get(y, 0), (1 - 0.25) / sqrt(rv[0] + 1e-5), 1e-12);
+    cr_expect_float_eq(rm[0], 0.25, 1e-15);
+    /* errors */
+    nn_batchnorm2d_forward(t, bn, ag_zeros(t, AG_F64, 4, (int64_t[]){1, 3, 2, 2}));
+    cr_expect_eq(ag_tape_status(t), AG_ESHAPE);
+    cr_expect(strstr(ag_tape_errmsg(t), "nn_batchnorm2d_forward") &&
+              strstr(ag_tape_errmsg(t), "[1,3,2,2]"), "%s", ag_tape_errmsg(t));
+    nn_batchnorm2d *bad = nn_batchnorm2d_new(m, "bad", AG_F64, 2, 1.5, 1e-5, 1);
+    cr_expect(nn_batchnorm2d_is_nil(bad));
+    cr_expect(strstr(nn_model_errmsg(m), "nn_batchnorm2d_new") &&
+              strstr(nn_model_errmsg(m), "momentum 1.5"), "%s", nn_model_errmsg(m));
     ag_tape_free(t);
     nn_model_free(m);
 }
