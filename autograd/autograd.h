@@ -528,6 +528,61 @@ AG_API ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis);
 ** shape [N, C] and N labels in [0, C). Fused and stable. The labels are copied. */
 AG_API ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels);
 
+/* Convolutional networks, NCHW, with PyTorch's semantics and argument order.
+** Bad settings record AG_EINVAL and shapes that do not fit AG_ESHAPE, with
+** a message naming the function and the values. */
+/* 2-D convolution (cross-correlation, as in every framework): x [N, C, H, W],
+** w [O, C / groups, KH, KW], b [O] or NULL, giving [N, O, OH, OW] with
+** OH = (H + 2 pad_h - dil_h (KH - 1) - 1) / stride_h + 1 (OW likewise).
+** Strides and dilations >= 1, paddings >= 0 (zeros), groups >= 1 dividing C
+** and O; a dilated kernel larger than the padded input is an error. Through
+** the packed gemm (im2col per image and group, scratch in the tape's arena)
+** on the tape's pool. Differentiable to any order in x, w and b. */
+AG_API ag_tensor *ag_conv2d(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b, int stride_h,
+                            int stride_w, int pad_h, int pad_w, int dil_h, int dil_w, int groups);
+/* Max over kh x kw windows of x [N, C, H, W]: [N, C, OH, OW] with
+** OH = (H + 2 pad_h - kh) / stride_h + 1 (no ceil mode). Padding is never
+** chosen; 0 <= pad <= kernel / 2, as PyTorch requires. A NaN in a window
+** wins it (the first NaN); on ties the first maximum in row-major window
+** order wins and alone gets the gradient, as in PyTorch. */
+AG_API ag_tensor *ag_max_pool2d(ag_tape *t, ag_tensor *x, int kh, int kw, int stride_h,
+                                int stride_w, int pad_h, int pad_w);
+/* Mean over kh x kw windows, same shapes and bounds as ag_max_pool2d. Padded
+** zeros count in the divisor (always kh kw: PyTorch's default
+** count_include_pad = true). */
+AG_API ag_tensor *ag_avg_pool2d(ag_tape *t, ag_tensor *x, int kh, int kw, int stride_h,
+                                int stride_w, int pad_h, int pad_w);
+/* Mean over each channel's plane: x [N, C, H, W] gives [N, C, 1, 1]
+** (PyTorch's adaptive_avg_pool2d(x, 1)). */
+AG_API ag_tensor *ag_global_avg_pool2d(ag_tape *t, ag_tensor *x);
+/* x with the axes from start_axis on merged into one (a reshape):
+** [N, C, H, W] from axis 1 gives [N, C H W]. start_axis may be negative. */
+AG_API ag_tensor *ag_flatten(ag_tape *t, ag_tensor *x, int start_axis);
+
+/* Normalisations, written with the ops above (so differentiable to any
+** order). The variance is the biased one (divide by the count), and
+** (x - mean) / sqrt(var + eps) is scaled by gamma and shifted by beta, either
+** of which may be NULL (no affine part). */
+/* Batch normalisation over x [N, C, ...] (rank >= 2) per channel C; gamma,
+** beta, running_mean and running_var are [C] (the running pair both given or
+** both NULL). Training: statistics over every axis but 1 (at least two
+** values per channel), and when given, the running buffers are updated in
+** place, r = (1 - momentum) r + momentum s, with the unbiased variance for
+** running_var (as PyTorch; PyTorch's default momentum is 0.1). Evaluation
+** (training = 0): the running statistics, which must be given. */
+AG_API ag_tensor *ag_batch_norm(ag_tape *t, ag_tensor *x, ag_tensor *gamma, ag_tensor *beta,
+                                ag_tensor *running_mean, ag_tensor *running_var, int training,
+                                double momentum, double eps);
+/* Layer normalisation over the last normalized_ndims axes of x (1 to its
+** rank); gamma and beta have exactly those axes' shape. */
+AG_API ag_tensor *ag_layer_norm(ag_tape *t, ag_tensor *x, int normalized_ndims, ag_tensor *gamma,
+                                ag_tensor *beta, double eps);
+/* Group normalisation: x [N, C, ...] with its C channels split into 'groups'
+** consecutive groups (groups divides C), each image's group normalised over
+** its channels and positions; gamma and beta are [C]. */
+AG_API ag_tensor *ag_group_norm(ag_tape *t, ag_tensor *x, int groups, ag_tensor *gamma,
+                                ag_tensor *beta, double eps);
+
 /* ------------------------------------------------------ user-defined ops */
 /* An op is one descriptor, an ag_op. The library's own ops are built from it
 ** (each autograd/ops_*.c defines its ops' descriptors beside their

@@ -32,6 +32,7 @@ typedef union agi_attr {
     double s[2];
     uint8_t perm[AG_MAX_DIMS];
     const int64_t *labels;
+    const void *ext;         /* constants too large for the union, in the arena (conv, pooling) */
     struct {                 /* a user-defined op (custom_op.c) */
         void *ctx;
         ag_tensor **saved;   /* nsaved tensors, in the arena; room for cap */
@@ -326,5 +327,20 @@ ag_tensor *agi_slice_grad(ag_tape *t, ag_tensor *g, const ag_tensor *x, int axis
 ag_tensor *agi_cumsum_reverse(ag_tape *t, ag_tensor *x, int axis);
 /* op(a) @ op(b) where op transposes the last two axes when its flag is set. */
 ag_tensor *agi_matmul_t(ag_tape *t, ag_tensor *a, ag_tensor *b, int ta, int tb);
+/* The adjoints of ag_conv2d (ops_conv.c), for its vjps and the tests. p holds
+** AGI_CONV_PARAMS ints: stride h, w; padding h, w; dilation h, w; groups.
+** input_grad(g, w) is the gradient of <g, conv2d(x, w)> in an x of height h
+** and width wd; weight_grad(x, g) its gradient in a w of kh x kw. */
+enum { AGI_CONV_PARAMS = 7 };
+ag_tensor *agi_conv2d_input_grad(ag_tape *t, ag_tensor *g, ag_tensor *w, int64_t h, int64_t wd,
+                                 const int *p);
+ag_tensor *agi_conv2d_weight_grad(ag_tape *t, ag_tensor *x, ag_tensor *g, int64_t kh, int64_t kw,
+                                  const int *p);
+/* The adjoints of a max pooling (ops_pool.c), given its result 'pooled'
+** (whose windows' argmaxes they route through): scatter sends g (pooled's
+** shape) to the argmaxes in zeros of the pooled input's shape; gather reads
+** u (the input's shape) at the argmaxes. Each is the other's vjp. */
+ag_tensor *agi_max_pool2d_scatter(ag_tape *t, ag_tensor *g, const ag_tensor *pooled);
+ag_tensor *agi_max_pool2d_gather(ag_tape *t, ag_tensor *u, const ag_tensor *pooled);
 
 #endif

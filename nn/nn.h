@@ -209,6 +209,54 @@ NN_API ag_tensor *nn_dense_weight(const nn_dense *d);   /* [in, out]; NULL for n
 NN_API ag_tensor *nn_dense_bias(const nn_dense *d);     /* [out]; NULL if none or nil */
 NN_API int nn_dense_is_nil(const nn_dense *d);
 
+/* ----------------------------------------------------- convolution layers */
+/* y = conv2d(x, W) + b over x [N, in, H, W] (ag_conv2d), with a square
+** kernel and the same stride, padding (zeros) and dilation on both axes.
+** The weight is stored [out, in / groups, kernel, kernel], PyTorch's
+** layout; the bias [out] is optional. Parameters are "<name>.weight" and
+** "<name>.bias". */
+
+typedef struct nn_conv2d nn_conv2d;
+
+/* A convolution layer registered in m: Kaiming-uniform weight by fan-in
+** (in / groups * kernel^2) with ReLU's gain sqrt(2), drawn from the model's
+** generator, zero bias. Sizes and kernel, stride, dilation >= 1, padding
+** >= 0, groups dividing in and out; otherwise (or with the model in error)
+** returns a nil layer, never NULL, and the model records why. */
+NN_API nn_conv2d *nn_conv2d_new(nn_model *m, const char *name, ag_dtype dt, int64_t in,
+                                int64_t out, int kernel, int stride, int pad, int dilation,
+                                int groups, int bias);
+/* Records the layer on t. A nil layer, or x not [N, in, H, W], records an
+** error on t and returns its nil tensor. */
+NN_API ag_tensor *nn_conv2d_forward(ag_tape *t, const nn_conv2d *c, ag_tensor *x);
+NN_API ag_tensor *nn_conv2d_weight(const nn_conv2d *c);   /* NULL for nil */
+NN_API ag_tensor *nn_conv2d_bias(const nn_conv2d *c);     /* NULL if none or nil */
+NN_API int nn_conv2d_is_nil(const nn_conv2d *c);
+
+/* Batch normalisation of x [N, channels, H, W] (ag_batch_norm) following
+** the model's training flag: in training, batch statistics, and the running
+** mean and variance (kept by the layer in double, starting at 0 and 1) move
+** by 'momentum' (PyTorch's default 0.1) toward the batch's, the variance
+** unbiased; in evaluation, the running statistics. With 'affine', a scale
+** "<name>.weight" (ones) and a shift "<name>.bias" (zeros), both [channels],
+** as PyTorch names them. The running statistics are not parameters: the
+** optimizers never touch them, and checkpoints do not save them yet. */
+
+typedef struct nn_batchnorm2d nn_batchnorm2d;
+
+/* channels >= 1, momentum in [0, 1], eps >= 0 (PyTorch's default 1e-5);
+** otherwise a nil layer, never NULL, and the model records why. */
+NN_API nn_batchnorm2d *nn_batchnorm2d_new(nn_model *m, const char *name, ag_dtype dt,
+                                          int64_t channels, double momentum, double eps,
+                                          int affine);
+/* Records the layer on t (and in training updates its running statistics).
+** A nil layer, or x not [N, channels, H, W], records an error on t and
+** returns its nil tensor. */
+NN_API ag_tensor *nn_batchnorm2d_forward(ag_tape *t, nn_batchnorm2d *bn, ag_tensor *x);
+NN_API const double *nn_batchnorm2d_running_mean(const nn_batchnorm2d *bn);  /* NULL for nil */
+NN_API const double *nn_batchnorm2d_running_var(const nn_batchnorm2d *bn);
+NN_API int nn_batchnorm2d_is_nil(const nn_batchnorm2d *bn);
+
 /* -------------------------------------------------------------------- MLPs */
 /* A sequential stack of dense layers sizes[0] -> sizes[1] -> ... ->
 ** sizes[n-1], with 'act' after every layer but the last (which gives raw

@@ -429,6 +429,110 @@ static ag_tensor *c_trace(ag_tape *t, ag_tensor *const *x, const op_case *c)
     return ag_trace(t, x[0]);
 }
 
+/* conv2d family: iv = {stride h, stride w, pad h, pad w, dil h, dil w, groups};
+** the bias is the third input when n is 3. */
+static ag_tensor *c_conv2d(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    const int *p = c->iv;
+    return ag_conv2d(t, x[0], x[1], c->n == 3 ? x[2] : NULL, p[0], p[1], p[2], p[3], p[4], p[5],
+                     p[6]);
+}
+
+/* One input as both image and kernel: the gradients add up. */
+static ag_tensor *c_conv2d_self(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    const int *p = c->iv;
+    return ag_conv2d(t, x[0], x[0], NULL, p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
+}
+
+/* The adjoints, on g = x[0] (input_grad: of an input of to.shape's H x W)
+** or x = x[0] and g = x[1] (weight_grad: a kernel of to.shape's KH x KW). */
+static ag_tensor *c_conv2d_input_grad(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return agi_conv2d_input_grad(t, x[0], x[1], c->to.shape[0], c->to.shape[1], c->iv);
+}
+
+static ag_tensor *c_conv2d_weight_grad(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return agi_conv2d_weight_grad(t, x[0], x[1], c->to.shape[0], c->to.shape[1], c->iv);
+}
+
+/* pooling: iv = {kh, kw, stride h, stride w, pad h, pad w} */
+static ag_tensor *c_max_pool2d(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    const int *p = c->iv;
+    return ag_max_pool2d(t, x[0], p[0], p[1], p[2], p[3], p[4], p[5]);
+}
+
+static ag_tensor *c_avg_pool2d(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    const int *p = c->iv;
+    return ag_avg_pool2d(t, x[0], p[0], p[1], p[2], p[3], p[4], p[5]);
+}
+
+/* The max pooling's adjoints, routed through the winners of a pooling of a
+** constant copy of x[1] (distinct values: no tie flips under the finite
+** differences, and x[1]'s gradient is zero both ways). */
+static ag_tensor *c_max_pool2d_scatter(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    const int *p = c->iv;
+    ag_tensor *pooled = ag_max_pool2d(t, ag_detach(t, x[1]), p[0], p[1], p[2], p[3], p[4], p[5]);
+    return agi_max_pool2d_scatter(t, x[0], pooled);
+}
+
+static ag_tensor *c_max_pool2d_gather(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    const int *p = c->iv;
+    ag_tensor *pooled = ag_max_pool2d(t, ag_detach(t, x[1]), p[0], p[1], p[2], p[3], p[4], p[5]);
+    return agi_max_pool2d_gather(t, x[0], pooled);
+}
+
+static ag_tensor *c_global_avg_pool2d(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    (void)c;
+    return ag_global_avg_pool2d(t, x[0]);
+}
+
+static ag_tensor *c_flatten(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_flatten(t, x[0], c->axis);
+}
+
+/* Normalisations (compositions): gamma and beta are inputs 1 and 2 when n
+** is 3; p[0] is eps. */
+static ag_tensor *c_batch_norm(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_tensor *gamma = c->n == 3 ? x[1] : NULL, *beta = c->n == 3 ? x[2] : NULL;
+    return ag_batch_norm(t, x[0], gamma, beta, NULL, NULL, 1, 0.1, c->p[0]);
+}
+
+/* Training that also updates running buffers (which carry no gradient),
+** plus evaluation with other, fixed running statistics: the buffers the
+** training call updates hold x's statistics, so evaluating with them would
+** depend on x in a way no gradient follows (as in PyTorch). */
+static ag_tensor *c_batch_norm_running(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_dtype dt = dtype_of_inputs(x);
+    int64_t ch = ag_shape(x[0])[1];
+    ag_tensor *rm = ag_zeros(t, dt, 1, &ch), *rv = ag_ones(t, dt, 1, &ch);
+    ag_tensor *y = ag_batch_norm(t, x[0], x[1], x[2], rm, rv, 1, 0.5, c->p[0]);
+    ag_tensor *fm = ag_full(t, dt, 1, &ch, 0.25), *fv = ag_full(t, dt, 1, &ch, 2.0);
+    ag_tensor *z = ag_batch_norm(t, x[0], x[1], x[2], fm, fv, 0, 0.5, c->p[0]);
+    return ag_add(t, y, z);
+}
+
+static ag_tensor *c_layer_norm(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_tensor *gamma = c->n == 3 ? x[1] : NULL, *beta = c->n == 3 ? x[2] : NULL;
+    return ag_layer_norm(t, x[0], c->axis, gamma, beta, c->p[0]);
+}
+
+static ag_tensor *c_group_norm(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_tensor *gamma = c->n == 3 ? x[1] : NULL, *beta = c->n == 3 ? x[2] : NULL;
+    return ag_group_norm(t, x[0], c->axis, gamma, beta, c->p[0]);
+}
+
 static ag_tensor *case_apply(ag_tape *t, ag_tensor *const *x, const op_case *c)
 {
     if (c->f)
@@ -904,6 +1008,92 @@ static const op_case op_cases[] = {
     {"diagonal", "trace [3,3]", 1, {{2, {3, 3}, UNIFORM}}, .f = c_trace},
     {"diagonal", "trace [2,4]", 1, {{2, {2, 4}, UNIFORM}}, .f = c_trace},
 #undef IDX
+    /* conv2d: iv = {stride h, w, pad h, w, dilation h, w, groups} */
+    {"conv2d", "x[2,3,5,4] w[4,3,3,2] + b[4]", 3,
+     {{4, {2, 3, 5, 4}, UNIFORM}, {4, {4, 3, 3, 2}, UNIFORM}, {1, {4}, UNIFORM}}, .f = c_conv2d,
+     .iv = {1, 1, 0, 0, 1, 1, 1}},
+    {"conv2d", "batch 1, stride 2, pad 1, + b", 3,
+     {{4, {1, 2, 5, 5}, UNIFORM}, {4, {3, 2, 3, 3}, UNIFORM}, {1, {3}, UNIFORM}}, .f = c_conv2d,
+     .iv = {2, 2, 1, 1, 1, 1, 1}},
+    {"conv2d", "dilation 2, pad (1,2), no bias", 2,
+     {{4, {2, 2, 6, 5}, UNIFORM}, {4, {2, 2, 2, 2}, UNIFORM}}, .f = c_conv2d,
+     .iv = {1, 1, 1, 2, 2, 2, 1}},
+    {"conv2d", "groups 2, stride (1,2), pad (1,0), + b", 3,
+     {{4, {2, 4, 4, 3}, UNIFORM}, {4, {6, 2, 3, 2}, UNIFORM}, {1, {6}, UNIFORM}}, .f = c_conv2d,
+     .iv = {1, 2, 1, 0, 1, 1, 2}},
+    {"conv2d", "depthwise (groups 3), stride (2,1), dilation (1,2)", 2,
+     {{4, {1, 3, 4, 4}, UNIFORM}, {4, {3, 1, 2, 2}, UNIFORM}}, .f = c_conv2d,
+     .iv = {2, 1, 0, 1, 1, 2, 3}},
+    {"conv2d", "odd sizes, stride (3,2), pad (2,1)", 2,
+     {{4, {2, 1, 7, 5}, UNIFORM}, {4, {2, 1, 3, 3}, UNIFORM}}, .f = c_conv2d,
+     .iv = {3, 2, 2, 1, 1, 1, 1}},
+    {"conv2d", "conv2d(x, x), x [1,1,3,3] reused, pad 1", 1, {{4, {1, 1, 3, 3}, UNIFORM}},
+     .f = c_conv2d_self, .iv = {1, 1, 1, 1, 1, 1, 1}},
+    /* avg_pool2d is a depthwise conv2d with a constant kernel */
+    {"conv2d", "avg_pool2d [2,2,5,4] k 2x3 stride (2,1) pad 1", 1, {{4, {2, 2, 5, 4}, UNIFORM}},
+     .f = c_avg_pool2d, .iv = {2, 3, 2, 1, 1, 1}},
+    {"conv2d", "avg_pool2d [1,3,4,4] k 2 stride 2", 1, {{4, {1, 3, 4, 4}, UNIFORM}},
+     .f = c_avg_pool2d, .iv = {2, 2, 2, 2, 0, 0}},
+    {"conv2d_input_grad", "g[2,4,3,4] w[4,1,3,2] into 5x6, groups 2, stride (2,1)", 2,
+     {{4, {2, 4, 3, 4}, UNIFORM}, {4, {4, 1, 3, 2}, UNIFORM}}, .f = c_conv2d_input_grad,
+     .iv = {2, 1, 1, 0, 1, 2, 2}, .to = {2, {5, 6}}},
+    {"conv2d_input_grad", "g[1,2,2,3] w[2,3,2,2] into 3x4", 2,
+     {{4, {1, 2, 2, 3}, UNIFORM}, {4, {2, 3, 2, 2}, UNIFORM}}, .f = c_conv2d_input_grad,
+     .iv = {1, 1, 0, 0, 1, 1, 1}, .to = {2, {3, 4}}},
+    {"conv2d_weight_grad", "x[2,2,5,6] g[2,4,3,4] to 3x2, groups 2, stride (2,1)", 2,
+     {{4, {2, 2, 5, 6}, UNIFORM}, {4, {2, 4, 3, 4}, UNIFORM}}, .f = c_conv2d_weight_grad,
+     .iv = {2, 1, 1, 0, 1, 2, 2}, .to = {2, {3, 2}}},
+    {"conv2d_weight_grad", "x[1,2,3,3] g[1,3,4,4] to 2x2, pad 1", 2,
+     {{4, {1, 2, 3, 3}, UNIFORM}, {4, {1, 3, 4, 4}, UNIFORM}}, .f = c_conv2d_weight_grad,
+     .iv = {1, 1, 1, 1, 1, 1, 1}, .to = {2, {2, 2}}},
+    /* max pooling: distinct values, so no ties; iv = {kh, kw, stride h, w, pad h, w} */
+    {"max_pool2d", "[2,2,4,4] k 2 stride 2", 1, {{4, {2, 2, 4, 4}, DISTINCT}}, .f = c_max_pool2d,
+     .iv = {2, 2, 2, 2, 0, 0}},
+    {"max_pool2d", "[1,3,5,5] k 3 stride 2 pad 1", 1, {{4, {1, 3, 5, 5}, DISTINCT}},
+     .f = c_max_pool2d, .iv = {3, 3, 2, 2, 1, 1}},
+    {"max_pool2d", "[2,1,5,4] k 2x3 stride (1,2) pad 1", 1, {{4, {2, 1, 5, 4}, DISTINCT}},
+     .f = c_max_pool2d, .iv = {2, 3, 1, 2, 1, 1}},
+    {"max_pool2d", "[1,1,4,3] k 3 stride 1, overlapping", 1, {{4, {1, 1, 4, 3}, DISTINCT}},
+     .f = c_max_pool2d, .iv = {3, 3, 1, 1, 0, 0}},
+    {"max_pool2d_scatter", "g[1,2,2,2] to [1,2,4,4] k 2 stride 2", 2,
+     {{4, {1, 2, 2, 2}, UNIFORM}, {4, {1, 2, 4, 4}, DISTINCT}}, .f = c_max_pool2d_scatter,
+     .iv = {2, 2, 2, 2, 0, 0}},
+    {"max_pool2d_scatter", "g[1,1,3,3] to [1,1,3,3] k 3 stride 1 pad 1, shared winners", 2,
+     {{4, {1, 1, 3, 3}, UNIFORM}, {4, {1, 1, 3, 3}, DISTINCT}}, .f = c_max_pool2d_scatter,
+     .iv = {3, 3, 1, 1, 1, 1}},
+    {"max_pool2d_gather", "u[1,2,4,4] at the winners of k 2 stride 2", 2,
+     {{4, {1, 2, 4, 4}, UNIFORM}, {4, {1, 2, 4, 4}, DISTINCT}}, .f = c_max_pool2d_gather,
+     .iv = {2, 2, 2, 2, 0, 0}},
+    {"max_pool2d_gather", "u[1,1,3,3] at the winners of k 3 stride 1 pad 1", 2,
+     {{4, {1, 1, 3, 3}, UNIFORM}, {4, {1, 1, 3, 3}, DISTINCT}}, .f = c_max_pool2d_gather,
+     .iv = {3, 3, 1, 1, 1, 1}},
+    /* compositions, filed under an op each records */
+    {"sum", "global_avg_pool2d [2,3,3,2]", 1, {{4, {2, 3, 3, 2}, UNIFORM}},
+     .f = c_global_avg_pool2d},
+    {"reshape", "flatten [2,3,2,2] from 1", 1, {{4, {2, 3, 2, 2}, UNIFORM}}, .f = c_flatten,
+     .axis = 1},
+    {"reshape", "flatten [2,3,2,2] from -2", 1, {{4, {2, 3, 2, 2}, UNIFORM}}, .f = c_flatten,
+     .axis = -2},
+    {"sqrt", "batch_norm [4,3] * gamma + beta", 3,
+     {{2, {4, 3}, WIDE}, {1, {3}, UNIFORM}, {1, {3}, UNIFORM}}, .f = c_batch_norm, .p = {1e-5}},
+    {"sqrt", "batch_norm [2,3,2,2] * gamma + beta", 3,
+     {{4, {2, 3, 2, 2}, WIDE}, {1, {3}, UNIFORM}, {1, {3}, UNIFORM}}, .f = c_batch_norm,
+     .p = {1e-5}},
+    {"sqrt", "batch_norm [3,2,3,1], no affine", 1, {{4, {3, 2, 3, 1}, WIDE}}, .f = c_batch_norm,
+     .p = {1e-3}},
+    {"sqrt", "batch_norm [2,2,3] training (running update) + evaluation", 3,
+     {{3, {2, 2, 3}, WIDE}, {1, {2}, UNIFORM}, {1, {2}, UNIFORM}}, .f = c_batch_norm_running,
+     .p = {1e-5}},
+    {"sqrt", "layer_norm [2,3,4] over 2 dims * gamma + beta", 3,
+     {{3, {2, 3, 4}, WIDE}, {2, {3, 4}, UNIFORM}, {2, {3, 4}, UNIFORM}}, .f = c_layer_norm,
+     .axis = 2, .p = {1e-5}},
+    {"sqrt", "layer_norm [3,5] over 1 dim, no affine", 1, {{2, {3, 5}, WIDE}}, .f = c_layer_norm,
+     .axis = 1, .p = {1e-5}},
+    {"sqrt", "group_norm [2,4,3] 2 groups * gamma + beta", 3,
+     {{3, {2, 4, 3}, WIDE}, {1, {4}, UNIFORM}, {1, {4}, UNIFORM}}, .f = c_group_norm, .axis = 2,
+     .p = {1e-5}},
+    {"sqrt", "group_norm [1,6,2,2] 3 groups, no affine", 1, {{4, {1, 6, 2, 2}, WIDE}},
+     .f = c_group_norm, .axis = 3, .p = {1e-5}},
 };
 
 #undef ONE

@@ -1,0 +1,195 @@
+/*
+** ops_norm.c: batch, layer and group normalisation. Each is a composition
+** of the library's differentiable ops (means over axes, sub, mul, div,
+** sqrt, broadcasting), so gradients of every order are right by
+** construction and the file has no descriptors of its own: its table is
+** empty. The variance is the biased one (divide by the count), in two
+** passes (the mean first, then the mean of squared deviations), which stays
+** accurate when the mean is large against the spread.
+*/
+#include "internal.h"
+
+#include <string.h>
+
+/* Normalises x over the axes listed in 'axes' (kept with size 1 for the
+** broadcast): (x - mean) / sqrt(var + eps). The batch mean and biased
+** variance are returned through *mean and *var when wanted. */
+static ag_tensor *standardise(ag_tape *t, ag_tensor *x, int naxes, const int *axes, double eps,
+                              ag_tensor **mean, ag_tensor **var)
+{
+    ag_tensor *mu = x;
+    for (int i = 0; i < naxes; i++)
+        mu = ag_mean_axis(t, mu, axes[i], 1);
+    ag_tensor *d = ag_sub(t, x, mu);
+    ag_tensor *v = ag_mul(t, d, d);
+    for (int i = 0; i < naxes; i++)
+        v = ag_mean_axis(t, v, axes[i], 1);
+    if (mean)
+        *mean = mu;
+    if (var)
+        *var = v;
+    return ag_div(t, d, ag_sqrt(t, ag_add_scalar(t, v, eps)));
+}
+
+/* A per-channel vector p [C] viewed as [1, C, 1, ...] to broadcast over x. */
+static ag_tensor *per_channel(ag_tape *t, ag_tensor *p, const ag_tensor *x)
+{
+    int64_t shape[AG_MAX_DIMS];
+    for (int d = 0; d < x->rank; d++)
+        shape[d] = d == 1 ? x->shape[1] : 1;
+    return ag_reshape(t, p, x->rank, shape);
+}
+
+/* Is p NULL or a [n] vector? */
+static bool vector_of(const ag_tensor *p, int64_t n)
+{
+    return !p || (p->rank == 1 && p->shape[0] == n);
+}
+
+/* y * gamma + beta, either optional; both already shaped to broadcast. */
+static ag_tensor *affine(ag_tape *t, ag_tensor *y, ag_tensor *gamma, ag_tensor *beta)
+{
+    if (gamma)
+        y = ag_mul(t, y, gamma);
+    if (beta)
+        y = ag_add(t, y, beta);
+    return y;
+}
+
+/* Checks x and the optional tensors together (tape, dtypes). */
+static bool check_all(ag_tape *t, const char *who, ag_tensor *x, ag_tensor *const *opt, int nopt)
+{
+    ag_tensor *in[5] = {x};
+    int n = 1;
+    for (int i = 0; i < nopt; i++)
+        if (opt[i])
+            in[n++] = opt[i];
+    return agi_check_inputs(t, who, n, in, true);
+}
+
+ag_tensor *ag_batch_norm(ag_tape *t, ag_tensor *x, ag_tensor *gamma, ag_tensor *beta,
+                         ag_tensor *running_mean, ag_tensor *running_var, int training,
+                         double momentum, double eps)
+{
+    ag_tensor *opt[4] = {gamma, beta, running_mean, running_var};
+    if (!check_all(t, "ag_batch_norm", x, opt, 4))
+        return agi_nil(t);
+    if (x->rank < 2)
+        return agi_error(t, AG_ESHAPE, "ag_batch_norm: x %s needs rank 2 or more (N, C, ...)",
+                         agi_shp(x, 0));
+    int64_t c = x->shape[1];
+    for (int i = 0; i < 4; i++)
+        if (!vector_of(opt[i], c))
+            return agi_error(t, AG_ESHAPE, "ag_batch_norm: %s %s must be [%lld] for x %s",
+                             (const char *[]){"gamma", "beta", "running_mean", "running_var"}[i],
+                             agi_shp(opt[i], 0), (long long)c, agi_shp(x, 1));
+    if (!(eps >= 0) || !(momentum >= 0 && momentum <= 1))
+        return agi_error(t, AG_EINVAL,
+                         "ag_batch_norm: eps %g must be >= 0 and momentum %g in [0, 1]", eps,
+                         momentum);
+    if ((running_mean == NULL) != (running_var == NULL))
+        return agi_error(t, AG_EINVAL,
+                         "ag_batch_norm: give both running_mean and running_var, or neither");
+    ag_tensor *g = gamma ? per_channel(t, gamma, x) : NULL;
+    ag_tensor *b = beta ? per_channel(t, beta, x) : NULL;
+    if (!training) {
+        if (!running_mean)
+            return agi_error(t, AG_EINVAL,
+                             "ag_batch_norm: evaluation mode needs running_mean and running_var");
+        ag_tensor *mu = per_channel(t, running_mean, x);
+        ag_tensor *sd = ag_sqrt(t, ag_add_scalar(t, per_channel(t, running_var, x), eps));
+        return affine(t, ag_div(t, ag_sub(t, x, mu), sd), g, b);
+    }
+    int64_t count = x->numel / (c ? c : 1);
+    if (count < 2)
+        return agi_error(t, AG_ESHAPE,
+                         "ag_batch_norm: x %s has %lld value(s) per channel; training needs 2 "
+                         "or more",
+                         agi_shp(x, 0), (long long)count);
+    int axes[AG_MAX_DIMS], naxes = 0;
+    for (int d = x->rank - 1; d >= 0; d--)
+        if (d != 1)
+            axes[naxes++] = d;
+    ag_tensor *mean, *var;
+    ag_tensor *y = standardise(t, x, naxes, axes, eps, &mean, &var);
+    if (t->status != AG_OK)
+        return agi_nil(t);
+    if (running_mean) {
+        /* PyTorch's update: the running variance takes the unbiased one. */
+        double unbias = (double)count / (double)(count - 1);
+        for (int64_t i = 0; i < c; i++) {
+            agi_set(running_mean, i,
+                    (1 - momentum) * agi_get(running_mean, i) + momentum * agi_get(mean, i));
+            agi_set(running_var, i,
+                    (1 - momentum) * agi_get(running_var, i) + momentum * agi_get(var, i) * unbias);
+        }
+    }
+    return affine(t, y, g, b);
+}
+
+ag_tensor *ag_layer_norm(ag_tape *t, ag_tensor *x, int normalized_ndims, ag_tensor *gamma,
+                         ag_tensor *beta, double eps)
+{
+    ag_tensor *opt[2] = {gamma, beta};
+    if (!check_all(t, "ag_layer_norm", x, opt, 2))
+        return agi_nil(t);
+    if (normalized_ndims < 1 || normalized_ndims > x->rank)
+        return agi_error(t, AG_EINVAL,
+                         "ag_layer_norm: normalized_ndims %d must be between 1 and the rank of %s",
+                         normalized_ndims, agi_shp(x, 0));
+    if (!(eps >= 0))
+        return agi_error(t, AG_EINVAL, "ag_layer_norm: eps %g must be >= 0", eps);
+    int lead = x->rank - normalized_ndims;
+    int64_t m = 1, k = 1;
+    for (int d = 0; d < x->rank; d++)
+        *(d < lead ? &m : &k) *= x->shape[d];
+    for (int i = 0; i < 2; i++) {
+        const ag_tensor *p = opt[i];
+        if (p && (p->rank != normalized_ndims ||
+                  memcmp(p->shape, x->shape + lead, (size_t)normalized_ndims * sizeof *p->shape)))
+            return agi_error(t, AG_ESHAPE, "ag_layer_norm: %s %s must be the last %d dims of x %s",
+                             i ? "beta" : "gamma", agi_shp(p, 0), normalized_ndims,
+                             agi_shp(x, 1));
+    }
+    if (k == 0)
+        return agi_error(t, AG_ESHAPE, "ag_layer_norm: x %s normalises over no values",
+                         agi_shp(x, 0));
+    ag_tensor *rows = ag_reshape(t, x, 2, (int64_t[]){m, k});
+    ag_tensor *y = standardise(t, rows, 1, (int[]){1}, eps, NULL, NULL);
+    return affine(t, ag_reshape(t, y, x->rank, x->shape), gamma, beta);
+}
+
+ag_tensor *ag_group_norm(ag_tape *t, ag_tensor *x, int groups, ag_tensor *gamma, ag_tensor *beta,
+                         double eps)
+{
+    ag_tensor *opt[2] = {gamma, beta};
+    if (!check_all(t, "ag_group_norm", x, opt, 2))
+        return agi_nil(t);
+    if (x->rank < 2)
+        return agi_error(t, AG_ESHAPE, "ag_group_norm: x %s needs rank 2 or more (N, C, ...)",
+                         agi_shp(x, 0));
+    int64_t n = x->shape[0], c = x->shape[1];
+    if (groups < 1 || c % groups)
+        return agi_error(t, AG_EINVAL, "ag_group_norm: groups %d must be positive and divide %lld "
+                         "channels of x %s", groups, (long long)c, agi_shp(x, 0));
+    for (int i = 0; i < 2; i++)
+        if (!vector_of(opt[i], c))
+            return agi_error(t, AG_ESHAPE, "ag_group_norm: %s %s must be [%lld] for x %s",
+                             i ? "beta" : "gamma", agi_shp(opt[i], 0), (long long)c,
+                             agi_shp(x, 1));
+    if (!(eps >= 0))
+        return agi_error(t, AG_EINVAL, "ag_group_norm: eps %g must be >= 0", eps);
+    int64_t per = n && groups ? x->numel / (n * groups) : 0;
+    if (per == 0)
+        return agi_error(t, AG_ESHAPE, "ag_group_norm: x %s normalises over no values",
+                         agi_shp(x, 0));
+    ag_tensor *grouped = ag_reshape(t, x, 3, (int64_t[]){n, groups, per});
+    ag_tensor *y = standardise(t, grouped, 1, (int[]){2}, eps, NULL, NULL);
+    y = ag_reshape(t, y, x->rank, x->shape);
+    return affine(t, y, gamma ? per_channel(t, gamma, x) : NULL,
+                  beta ? per_channel(t, beta, x) : NULL);
+}
+
+/* Compositions only: no descriptors of this file's own. Their cases in
+** tests/op_cases.h are filed under "sqrt", which each of them records. */
+const ag_op *const agi_ops_norm[] = {NULL};

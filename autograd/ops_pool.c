@@ -1,0 +1,209 @@
+/*
+** ops_pool.c: 2-D pooling over NCHW tensors, and flatten (the glue between
+** a convolution stack and a dense head).
+**
+** Max pooling records, per output element, the flat index of its window's
+** winner in x. Its VJP scatters g to those indices (max_pool2d_scatter),
+** whose own VJP gathers at them (max_pool2d_gather), and the gather's VJP
+** scatters again: both are linear maps fixed by the indices, each the
+** other's adjoint, so every order of derivative routes through the same
+** winners. Average pooling is a depthwise convolution with a constant
+** kernel of 1 / (kh kw) (ops_conv.c), so its gradients are conv2d's.
+*/
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* A max pooling's windows and winners, kept in the arena (attr.ext) and
+** shared by the result and the scatter and gather ops made from it. */
+typedef struct pool_geom {
+    int64_t n, c, h, w, oh, ow;
+    int64_t *argmax;   /* n c oh ow flat indices into x */
+} pool_geom;
+
+/* Checks a pooling's settings against x (rank 4); errors name 'who'. */
+static bool pool_check(ag_tape *t, const char *who, const ag_tensor *x, int kh, int kw,
+                       int stride_h, int stride_w, int pad_h, int pad_w)
+{
+    if (x->rank != 4)
+        return agi_error(t, AG_ESHAPE, "%s: x %s must have rank 4 (N, C, H, W)", who,
+                         agi_shp(x, 0)),
+               false;
+    if (kh < 1 || kw < 1)
+        return agi_error(t, AG_EINVAL, "%s: kernel %dx%d must be positive", who, kh, kw), false;
+    if (stride_h < 1 || stride_w < 1)
+        return agi_error(t, AG_EINVAL, "%s: stride (%d, %d) must be positive", who, stride_h,
+                         stride_w),
+               false;
+    /* PyTorch's bound: with more padding a window could hold padding only. */
+    if (pad_h < 0 || pad_w < 0 || pad_h > kh / 2 || pad_w > kw / 2)
+        return agi_error(t, AG_EINVAL,
+                         "%s: padding (%d, %d) must be between 0 and half the kernel %dx%d", who,
+                         pad_h, pad_w, kh, kw),
+               false;
+    if (kh > x->shape[2] + 2 * (int64_t)pad_h || kw > x->shape[3] + 2 * (int64_t)pad_w)
+        return agi_error(t, AG_ESHAPE, "%s: kernel %dx%d is larger than the padded input %lldx%lld",
+                         who, kh, kw, (long long)(x->shape[2] + 2 * (int64_t)pad_h),
+                         (long long)(x->shape[3] + 2 * (int64_t)pad_w)),
+               false;
+    return true;
+}
+
+static void vjp_max_pool2d(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    gin[0] = agi_max_pool2d_scatter(t, g, out);
+}
+static const ag_op op_max_pool2d = {.name = "max_pool2d", .vjp = vjp_max_pool2d};
+
+/* scatter and gather are each other's adjoints; 'out' carries the geometry */
+static void vjp_max_pool2d_scatter(ag_tape *t, ag_tensor *out, ag_tensor *u, ag_tensor **gin)
+{
+    gin[0] = agi_max_pool2d_gather(t, u, out);
+}
+static const ag_op op_max_pool2d_scatter = {.name = "max_pool2d_scatter",
+                                            .vjp = vjp_max_pool2d_scatter};
+
+static void vjp_max_pool2d_gather(ag_tape *t, ag_tensor *out, ag_tensor *u, ag_tensor **gin)
+{
+    gin[0] = agi_max_pool2d_scatter(t, u, out);
+}
+static const ag_op op_max_pool2d_gather = {.name = "max_pool2d_gather",
+                                           .vjp = vjp_max_pool2d_gather};
+
+ag_tensor *ag_max_pool2d(ag_tape *t, ag_tensor *x, int kh, int kw, int stride_h, int stride_w,
+                         int pad_h, int pad_w)
+{
+    if (!agi_check_inputs(t, "ag_max_pool2d", 1, &x, false))
+        return agi_nil(t);
+    if (!pool_check(t, "ag_max_pool2d", x, kh, kw, stride_h, stride_w, pad_h, pad_w))
+        return agi_nil(t);
+    int64_t n = x->shape[0], c = x->shape[1], h = x->shape[2], w = x->shape[3];
+    int64_t oh = (h + 2 * pad_h - kh) / stride_h + 1, ow = (w + 2 * pad_w - kw) / stride_w + 1;
+    ag_tensor *out = agi_new(t, &op_max_pool2d, 1, &x, (ag_dtype)x->dtype, 4,
+                             (int64_t[]){n, c, oh, ow});
+    if (out->flags & AGI_NIL)
+        return out;
+    pool_geom *pg = agi_arena_alloc(t, sizeof *pg, _Alignof(pool_geom));
+    int64_t *argmax = out->numel ? agi_arena_alloc(t, (size_t)out->numel * sizeof *argmax, 64)
+                                 : NULL;
+    if (!pg || (out->numel && !argmax))
+        return agi_nil(t);
+    *pg = (pool_geom){.n = n, .c = c, .h = h, .w = w, .oh = oh, .ow = ow, .argmax = argmax};
+    out->attr.ext = pg;
+    int64_t o = 0;
+    for (int64_t plane = 0; plane < n * c; plane++)
+        for (int64_t oy = 0; oy < oh; oy++)
+            for (int64_t ox = 0; ox < ow; ox++, o++) {
+                /* The first maximum in row-major window order wins a tie, as
+                ** in PyTorch; the first NaN wins over everything. Padding
+                ** is never a candidate (pad <= k/2 leaves a real element). */
+                int64_t best = -1;
+                double bv = 0;
+                for (int64_t i = 0; i < kh; i++) {
+                    int64_t y = oy * stride_h - pad_h + i;
+                    if (y < 0 || y >= h)
+                        continue;
+                    for (int64_t j = 0; j < kw; j++) {
+                        int64_t xx = ox * stride_w - pad_w + j;
+                        if (xx < 0 || xx >= w)
+                            continue;
+                        int64_t at = (plane * h + y) * w + xx;
+                        double v = agi_get(x, at);
+                        if (best < 0 || (!isnan(bv) && (v > bv || isnan(v))))
+                            best = at, bv = v;
+                    }
+                }
+                argmax[o] = best;
+                agi_set(out, o, bv);
+            }
+    return out;
+}
+
+ag_tensor *agi_max_pool2d_scatter(ag_tape *t, ag_tensor *g, const ag_tensor *pooled)
+{
+    if (!agi_check_inputs(t, "max_pool2d_scatter", 1, &g, false))
+        return agi_nil(t);
+    const pool_geom *pg = pooled->attr.ext;
+    ag_tensor *out = agi_new(t, &op_max_pool2d_scatter, 1, &g, (ag_dtype)g->dtype, 4,
+                             (int64_t[]){pg->n, pg->c, pg->h, pg->w});
+    if (out->flags & AGI_NIL)
+        return out;
+    out->attr.ext = pg;
+    int64_t m = pg->n * pg->c * pg->oh * pg->ow;
+    if (out->numel)
+        memset(out->value, 0, (size_t)out->numel * ag_dtype_size((ag_dtype)g->dtype));
+    for (int64_t i = 0; i < m; i++)
+        agi_set(out, pg->argmax[i], agi_get(out, pg->argmax[i]) + agi_get(g, i));
+    return out;
+}
+
+ag_tensor *agi_max_pool2d_gather(ag_tape *t, ag_tensor *u, const ag_tensor *pooled)
+{
+    if (!agi_check_inputs(t, "max_pool2d_gather", 1, &u, false))
+        return agi_nil(t);
+    const pool_geom *pg = pooled->attr.ext;
+    ag_tensor *out = agi_new(t, &op_max_pool2d_gather, 1, &u, (ag_dtype)u->dtype, 4,
+                             (int64_t[]){pg->n, pg->c, pg->oh, pg->ow});
+    if (out->flags & AGI_NIL)
+        return out;
+    out->attr.ext = pg;
+    for (int64_t i = 0; i < out->numel; i++)
+        agi_set(out, i, agi_get(u, pg->argmax[i]));
+    return out;
+}
+
+ag_tensor *ag_avg_pool2d(ag_tape *t, ag_tensor *x, int kh, int kw, int stride_h, int stride_w,
+                         int pad_h, int pad_w)
+{
+    if (!agi_check_inputs(t, "ag_avg_pool2d", 1, &x, false))
+        return agi_nil(t);
+    if (!pool_check(t, "ag_avg_pool2d", x, kh, kw, stride_h, stride_w, pad_h, pad_w))
+        return agi_nil(t);
+    /* Every channel on its own: a one-channel convolution over N*C images. */
+    int64_t n = x->shape[0], c = x->shape[1];
+    ag_tensor *planes = ag_reshape(t, x, 4, (int64_t[]){n * c, 1, x->shape[2], x->shape[3]});
+    ag_tensor *k = ag_full(t, (ag_dtype)x->dtype, 4, (int64_t[]){1, 1, kh, kw},
+                           1.0 / ((double)kh * (double)kw));
+    ag_tensor *y = ag_conv2d(t, planes, k, NULL, stride_h, stride_w, pad_h, pad_w, 1, 1, 1);
+    if (y->flags & AGI_NIL)
+        return y;
+    return ag_reshape(t, y, 4, (int64_t[]){n, c, y->shape[2], y->shape[3]});
+}
+
+ag_tensor *ag_global_avg_pool2d(ag_tape *t, ag_tensor *x)
+{
+    if (!agi_check_inputs(t, "ag_global_avg_pool2d", 1, &x, false))
+        return agi_nil(t);
+    if (x->rank != 4 || x->shape[2] * x->shape[3] == 0)
+        return agi_error(t, AG_ESHAPE,
+                         "ag_global_avg_pool2d: x %s must have rank 4 (N, C, H, W) and a "
+                         "non-empty plane",
+                         agi_shp(x, 0));
+    int64_t n = x->shape[0], c = x->shape[1];
+    ag_tensor *rows = ag_reshape(t, x, 3, (int64_t[]){n, c, x->shape[2] * x->shape[3]});
+    return ag_reshape(t, ag_mean_axis(t, rows, 2, 0), 4, (int64_t[]){n, c, 1, 1});
+}
+
+ag_tensor *ag_flatten(ag_tape *t, ag_tensor *x, int start_axis)
+{
+    if (!agi_check_inputs(t, "ag_flatten", 1, &x, false))
+        return agi_nil(t);
+    int ax = x->rank == 0 && (start_axis == 0 || start_axis == -1) ? 0
+                                                                   : agi_norm_axis(start_axis, x->rank);
+    if (ax < 0)
+        return agi_error(t, AG_EINVAL, "ag_flatten: start axis %d is out of range for %s",
+                         start_axis, agi_shp(x, 0));
+    int64_t shape[AG_MAX_DIMS], tail = 1;
+    memcpy(shape, x->shape, (size_t)ax * sizeof *shape);
+    for (int d = ax; d < x->rank; d++)
+        tail *= x->shape[d];
+    shape[ax] = tail;
+    return ag_reshape(t, x, ax + 1, shape);
+}
+
+/* This file's differentiable ops, for the tests that walk every op
+** (internal.h, agi_op_tables). */
+const ag_op *const agi_ops_pool[] = {
+    &op_max_pool2d, &op_max_pool2d_scatter, &op_max_pool2d_gather, NULL
+};
