@@ -25,16 +25,29 @@ AGK_AVX2_INLINE __m256i lane_mask64(int n)
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
+/* The first n (< 1: none) of 8 floats or 4 doubles at c, the rest zero:
+** the start of a chain continued from C. */
+AGK_AVX2_INLINE __m256 load_c_ps(const float *c, int n)
+{
+    return n >= 8 ? _mm256_loadu_ps(c) : _mm256_maskload_ps(c, lane_mask32(n));
+}
+AGK_AVX2_INLINE __m256d load_c_pd(const double *c, int n)
+{
+    return n >= 4 ? _mm256_loadu_pd(c) : _mm256_maskload_pd(c, lane_mask64(n));
+}
+
 /* R rows and H vectors of 8 columns, constants at each call; 'cols' of the
 ** 8 H columns are stored. */
 AGK_AVX2_INLINE void rows_f32(const int R, const int H, int64_t kc, const float *restrict a,
                               int64_t ars, int64_t acs, const float *restrict b, int64_t brs,
-                              float *restrict c, int64_t ldc, bool add, int cols)
+                              float *restrict c, int64_t ldc, agk_c_mode mode, int cols)
 {
     __m256 acc[MR][2];
 #pragma GCC unroll 6
     for (int i = 0; i < R; i++)
-        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        for (int h = 0; h < 2; h++)
+            acc[i][h] = h < H && mode == AGK_C_CONTINUE ? load_c_ps(c + i * ldc + 8 * h, cols - 8 * h)
+                                                        : _mm256_setzero_ps();
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
             __m256 b0 = _mm256_loadu_ps(b), b1 = H > 1 ? _mm256_loadu_ps(b + 8) : b0;
@@ -60,9 +73,9 @@ AGK_AVX2_INLINE void rows_f32(const int R, const int H, int64_t kc, const float 
             }
         }
     }
-    /* With 'add', all of the tile's C is read before any of it is written
+    /* With AGK_C_ADD, all of the tile's C is read before any of it is written
     ** (see gemm_avx512.c: a masked store would hold up the next row's load). */
-    if (add) {
+    if (mode == AGK_C_ADD) {
 #pragma GCC unroll 6
         for (int i = 0; i < R; i++)
             for (int h = 0; h < H; h++) {
@@ -85,26 +98,26 @@ AGK_AVX2_INLINE void rows_f32(const int R, const int H, int64_t kc, const float 
 }
 
 AGK_TARGET_AVX2 static void tile_f32(int64_t kc, const float *a, int64_t ars, int64_t acs,
-                                     const float *b, int64_t brs, float *c, int64_t ldc, bool add,
-                                     int rows, int cols)
+                                     const float *b, int64_t brs, float *c, int64_t ldc,
+                                     agk_c_mode mode, int rows, int cols)
 {
     if (cols > 8) {
         switch (rows) {
-        case 1: rows_f32(1, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 2: rows_f32(2, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 3: rows_f32(3, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 4: rows_f32(4, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 5: rows_f32(5, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        default: rows_f32(6, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 1: rows_f32(1, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 2: rows_f32(2, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 3: rows_f32(3, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 4: rows_f32(4, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 5: rows_f32(5, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        default: rows_f32(6, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
         }
     } else {
         switch (rows) {
-        case 1: rows_f32(1, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 2: rows_f32(2, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 3: rows_f32(3, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 4: rows_f32(4, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 5: rows_f32(5, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        default: rows_f32(6, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 1: rows_f32(1, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 2: rows_f32(2, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 3: rows_f32(3, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 4: rows_f32(4, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 5: rows_f32(5, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        default: rows_f32(6, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
         }
     }
 }
@@ -112,12 +125,14 @@ AGK_TARGET_AVX2 static void tile_f32(int64_t kc, const float *a, int64_t ars, in
 /* The f64 twin: H vectors of 4 columns. */
 AGK_AVX2_INLINE void rows_f64(const int R, const int H, int64_t kc, const double *restrict a,
                               int64_t ars, int64_t acs, const double *restrict b, int64_t brs,
-                              double *restrict c, int64_t ldc, bool add, int cols)
+                              double *restrict c, int64_t ldc, agk_c_mode mode, int cols)
 {
     __m256d acc[MR][2];
 #pragma GCC unroll 6
     for (int i = 0; i < R; i++)
-        acc[i][0] = acc[i][1] = _mm256_setzero_pd();
+        for (int h = 0; h < 2; h++)
+            acc[i][h] = h < H && mode == AGK_C_CONTINUE ? load_c_pd(c + i * ldc + 4 * h, cols - 4 * h)
+                                                        : _mm256_setzero_pd();
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
             __m256d b0 = _mm256_loadu_pd(b), b1 = H > 1 ? _mm256_loadu_pd(b + 4) : b0;
@@ -143,9 +158,9 @@ AGK_AVX2_INLINE void rows_f64(const int R, const int H, int64_t kc, const double
             }
         }
     }
-    /* With 'add', all of the tile's C is read before any of it is written
+    /* With AGK_C_ADD, all of the tile's C is read before any of it is written
     ** (see gemm_avx512.c: a masked store would hold up the next row's load). */
-    if (add) {
+    if (mode == AGK_C_ADD) {
 #pragma GCC unroll 6
         for (int i = 0; i < R; i++)
             for (int h = 0; h < H; h++) {
@@ -169,25 +184,25 @@ AGK_AVX2_INLINE void rows_f64(const int R, const int H, int64_t kc, const double
 
 AGK_TARGET_AVX2 static void tile_f64(int64_t kc, const double *a, int64_t ars, int64_t acs,
                                      const double *b, int64_t brs, double *c, int64_t ldc,
-                                     bool add, int rows, int cols)
+                                     agk_c_mode mode, int rows, int cols)
 {
     if (cols > 4) {
         switch (rows) {
-        case 1: rows_f64(1, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 2: rows_f64(2, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 3: rows_f64(3, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 4: rows_f64(4, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 5: rows_f64(5, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        default: rows_f64(6, 2, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 1: rows_f64(1, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 2: rows_f64(2, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 3: rows_f64(3, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 4: rows_f64(4, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 5: rows_f64(5, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        default: rows_f64(6, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
         }
     } else {
         switch (rows) {
-        case 1: rows_f64(1, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 2: rows_f64(2, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 3: rows_f64(3, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 4: rows_f64(4, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        case 5: rows_f64(5, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
-        default: rows_f64(6, 1, kc, a, ars, acs, b, brs, c, ldc, add, cols); break;
+        case 1: rows_f64(1, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 2: rows_f64(2, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 3: rows_f64(3, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 4: rows_f64(4, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        case 5: rows_f64(5, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
+        default: rows_f64(6, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
         }
     }
 }
