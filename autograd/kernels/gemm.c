@@ -361,12 +361,16 @@ typedef struct plan {
     bool swap, a_direct, b_direct;
     int pm, pn;
     int64_t part_m, part_n;
+    int slices;       /* a part's rows are cut in this many slices of slice_m, taken dynamically */
+    int64_t slice_m;
     size_t a_bytes, b_bytes, part_bytes;   /* a part's packed A and B, and all its buffers */
 } plan;
 
 /* Below this many multiply-adds per thread, waking a thread costs more
 ** than it saves. */
 static const double MIN_MACS_PER_THREAD = 1 << 20;
+/* The most slices a thread's part is cut into (see make_plan). */
+enum { MAX_SLICES = 8 };
 /* Operands up to this size together are read in place: packing them costs
 ** more than the cache misses it saves. Up to the larger size, the operands
 ** whose rows the kernel reads as they lie (op(A) not transposed, op(B) not
@@ -479,6 +483,21 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
             }
         }
     }
+    /* With threads, each part's rows are cut into slices that the pool
+    ** hands out as ag_pool_for does its ranges: a thread done with its own
+    ** takes those left in another's, so a worker that wakes late or is
+    ** descheduled (common on VMs) does not hold the caller up by a whole
+    ** part. Each slice packs its own B when B is packed: slices of 256 rows
+    ** or more keep that under 2% of the multiply-adds. */
+    p->slices = 1;
+    p->slice_m = p->part_m;
+    if (p->pm * p->pn > 1) {
+        bool b_packed = !p->b_direct || tb;
+        int64_t min_rows = b_packed ? 256 : 4 * p->blk.mr;
+        int64_t s = p->part_m / min_rows;
+        p->slices = (int)(s < 1 ? 1 : s > MAX_SLICES ? MAX_SLICES : s);
+        p->slice_m = round_up(ceil_div(p->part_m, p->slices), p->blk.mr);
+    }
     /* Packed panels round rows up to mr and columns to nr: mr - 1 and nr - 1
     ** more are enough, without dividing. */
     int64_t a_rows = (p->part_m < p->blk.mc ? p->part_m : p->blk.mc) + p->blk.mr - 1;
@@ -556,8 +575,7 @@ typedef struct gemm_job {
     agk_gemm_kernel kernel;
     ag_dtype dt;
     agk_part whole;       /* the product as computed (swapped if the plan says) */
-    char *scratch;        /* 64-aligned, part_bytes per part */
-    bool shared_scratch;  /* parts run one after another in part 0's buffers */
+    char *scratch;        /* 64-aligned, part_bytes per part (per task) */
 } gemm_job;
 
 static void run_kernel(agk_gemm_kernel id, ag_dtype dt, const agk_part *part)
@@ -576,27 +594,39 @@ static void set_buffers(agk_part *part, const plan *p, char *base)
     part->pc = base + p->a_bytes + p->b_bytes;
 }
 
-static void run_part(void *ctx, int index)
+/* Slice 'slice' of part 'index' (its rows cut in p->slices), in the
+** buffers at 'buf'. */
+static void run_slice(const gemm_job *j, int index, int slice, char *buf)
 {
-    const gemm_job *j = ctx;
     const plan *p = j->p;
     const agk_part *w = &j->whole;
-    int64_t i0 = 0, j0 = 0;
-    if (index > 0) {
-        i0 = (index / p->pn) * p->part_m;
-        j0 = (index % p->pn) * p->part_n;
-        if (i0 >= w->m || j0 >= w->n)
-            return;
-    }
+    int64_t i0 = (index / p->pn) * p->part_m + slice * p->slice_m;
+    int64_t j0 = (index % p->pn) * p->part_n;
+    int64_t i1 = (index / p->pn) * p->part_m + p->part_m;
+    int64_t rows = (i1 < w->m ? i1 : w->m) - i0;
+    if (rows > p->slice_m)
+        rows = p->slice_m;
+    if (rows <= 0 || j0 >= w->n)
+        return;
     size_t es = elem_size(j->dt);
     agk_part part = *w;
-    part.m = w->m - i0 < p->part_m ? w->m - i0 : p->part_m;
+    part.m = rows;
     part.n = w->n - j0 < p->part_n ? w->n - j0 : p->part_n;
     part.a = (const char *)w->a + (size_t)(w->ta ? i0 : i0 * w->lda) * es;
     part.b = (const char *)w->b + (size_t)(w->tb ? j0 * w->ldb : j0) * es;
     part.c = (char *)w->c + (size_t)(w->ct ? j0 * w->ldc + i0 : i0 * w->ldc + j0) * es;
-    set_buffers(&part, p, j->scratch + (j->shared_scratch ? 0 : (size_t)index * p->part_bytes));
+    set_buffers(&part, p, buf);
     run_kernel(j->kernel, j->dt, &part);
+}
+
+/* Items begin..end - 1 (part * slices + slice), run by 'task', in its
+** buffers. */
+static void run_items(void *ctx, int task, int64_t begin, int64_t end)
+{
+    const gemm_job *j = ctx;
+    char *buf = j->scratch + (size_t)task * j->p->part_bytes;
+    for (int64_t item = begin; item < end; item++)
+        run_slice(j, (int)(item / j->p->slices), (int)(item % j->p->slices), buf);
 }
 
 static void gemm_run(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, int64_t k,
@@ -642,12 +672,11 @@ static void gemm_run(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, 
         run_kernel(r.kernel, dt, &job.whole);
         return;
     }
-    if (!agk_pool_try_run(pool, parts, run_part, &job)) {
+    int64_t items = (int64_t)parts * p.slices;
+    if (!agk_pool_try_ranges(pool, parts, items, run_items, &job)) {
         /* No pool, or it is busy (another tape, or a nested call): the same
-        ** parts, one after another, give the same bits. */
-        job.shared_scratch = true;
-        for (int i = 0; i < parts; i++)
-            run_part(&job, i);
+        ** slices, one after another, give the same bits. */
+        run_items(&job, 0, 0, items);
     }
 }
 

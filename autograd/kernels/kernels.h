@@ -252,6 +252,14 @@ typedef void (*agk_task_fn)(void *ctx, int task);
 ** tape's, or the caller is itself one of its tasks): the caller then runs
 ** the tasks itself. Tasks must not depend on which thread runs them. */
 bool agk_pool_try_run(ag_pool *pool, int ntasks, agk_task_fn fn, void *ctx);
+/* ag_pool_for's scheme on exactly 'tasks' tasks (at most the pool's
+** threads): each is dealt an equal share of [0, n) as a few ranges, and one
+** done with its share takes ranges left in another's. fn(ctx, task, begin,
+** end) is told the task running the range (for per-thread buffers: no two
+** run at once with the same task). False, having run nothing, as
+** agk_pool_try_run. */
+typedef void (*agk_range_task_fn)(void *ctx, int task, int64_t begin, int64_t end);
+bool agk_pool_try_ranges(ag_pool *pool, int tasks, int64_t n, agk_range_task_fn fn, void *ctx);
 
 /* -------------------------------------------------------- matrix product */
 /* Instruction sets the kernels need. */
