@@ -217,11 +217,12 @@ Test(gemm, avx512_intel_f32_matches_naive) { against_reference(AG_F32, AGK_GEMM_
 Test(gemm, avx512_intel_f64_matches_naive) { against_reference(AG_F64, AGK_GEMM_AVX512_INTEL); }
 
 /* The cache blocks each bit-for-bit run tries, beside the kernel's own:
-** k blocks of several lengths (and so several counts of blocks, with or
-** without a short last one being impossible: blocks are equal), A blocks
-** of one tile row and B blocks of a few panels. */
+** k blocks of several lengths (and so several counts of blocks: blocks are
+** equal), A blocks of one tile row and B blocks of one panel, and both
+** operands packed where they would be read in place. */
 static const agk_gemm_opts block_variants[] = {
     {.kc = 64}, {.kc = 96}, {.kc = 257}, {.kc = 1024}, {.kc = 80, .mc = 1, .nc = 1},
+    {.pack = true}, {.kc = 64, .pack = true},
 };
 
 /* C, or C + C0 with 'add', for one case with 'opts'; C0 is the same seeded

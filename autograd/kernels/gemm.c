@@ -161,6 +161,10 @@ typedef struct gemm_kernel_desc {
     const agk_kernel_f32 *f32;
     const agk_kernel_f64 *f64;
     blocking_rule blocking;
+    /* Packs an operand B it would read in place when its rows fall into a
+    ** few sets of the L1 (see make_plan). Not Zen 4's kernel: its plans
+    ** were measured as they are, on Zen 4. */
+    bool avoid_set_conflicts;
 } gemm_kernel_desc;
 
 #if AGK_HAVE_X86
@@ -171,20 +175,21 @@ typedef struct gemm_kernel_desc {
 
 static const gemm_kernel_desc kernel_table[AGK_GEMM_KERNELS] = {
     [AGK_GEMM_PORTABLE] = {"portable", AGK_ISA_PORTABLE, "scalar, in C", &kernel_portable_f32,
-                           &kernel_portable_f64, blocking_fixed},
+                           &kernel_portable_f64, blocking_fixed, false},
     /* 6 x 16 (f64 6 x 8): 12 accumulators of the 16 ymm registers. */
     [AGK_GEMM_AVX2] = {"avx2", AGK_ISA_AVX2, "vbroadcastss/sd into a register per row",
-                       X86_KERNELS(avx2, avx2), blocking_l1_panel},
+                       X86_KERNELS(avx2, avx2), blocking_l1_panel, true},
     /* 8 x 32 (f64 8 x 16), up to 12 rows at an edge read in place. */
     [AGK_GEMM_AVX512_ZEN4] = {"avx512-zen4", AGK_ISA_AVX512,
                               "{1to16} memory operand of each FMA",
-                              X86_KERNELS(avx512, avx512), blocking_l2_stream},
+                              X86_KERNELS(avx512, avx512), blocking_l2_stream, false},
     /* 12 x 32 (f64 12 x 16): 24 accumulators, two B vectors, one broadcast
     ** register per row: 14 loads per 24 FMAs, where the memory-operand
     ** broadcasts of Zen 4's kernel load 18 per 16. */
     [AGK_GEMM_AVX512_INTEL] = {"avx512-intel", AGK_ISA_AVX512,
                                "vbroadcastss/sd into a register per row",
-                               X86_KERNELS(avx512_intel, avx512_intel), blocking_l1_panel},
+                               X86_KERNELS(avx512_intel, avx512_intel), blocking_l1_panel,
+                               true},
 };
 
 const char *agk_gemm_kernel_name(agk_gemm_kernel id)
@@ -417,8 +422,30 @@ static double cost(int64_t m, int64_t n, int64_t k, bool tb, bool a_direct, bool
 /* Fills *p in place: a plan built in a local and returned by value was
 ** copied with wide loads of fields just written by narrow stores, which the
 ** CPU cannot forward; the stalls cost a tiny product a third of its time. */
+/* Whether the rows of an operand read in place, 'ld' elements apart, fall
+** into so few sets of the L1 that a k block of them cannot stay there: a
+** panel of B is read once per tile of A, and with a leading dimension of
+** 1 KB (256 floats) its rows share 4 of Zen 3's 64 sets, 32 lines for a
+** k block of 300; the panel then came from the L2 for every tile, and the
+** b256 784x256 product ran at 0.85x OpenBLAS read in place, 1.04x packed.
+** Rows not 64-byte multiples apart spread over the sets. 0: unknown. */
+static bool set_conflicts(int64_t ld, size_t es, int64_t kc)
+{
+    size_t stride = (size_t)ld * es, line = 64, ways = 8;
+    if (ld <= 0 || stride % line)
+        return false;
+    size_t sets = host.cpu.l1d / (line * ways), step = (stride / line) % sets, g = sets;
+    for (size_t r = step; r;) {   /* gcd(step, sets) */
+        size_t t = g % r;
+        g = r;
+        r = t;
+    }
+    size_t lines = sets / g * ways;
+    return (int64_t)lines < 2 * kc;
+}
+
 static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, int64_t n,
-                      int64_t k, bool ta, bool tb, ag_pool *pool)
+                      int64_t k, bool ta, bool tb, int64_t lda, int64_t ldb, ag_pool *pool)
 {
     *p = (plan){.blk = blocking(dt, o->kernel), .pm = 1, .pn = 1};
     if (o->kc > 0)
@@ -429,7 +456,8 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
         p->blk.nc = (int)round_up(o->nc, p->blk.nr);
     size_t es = elem_size(dt);
     double bytes = ((double)m * (double)k + (double)k * (double)n) * (double)es;
-    bool small = bytes <= DIRECT_MAX_BYTES, medium = bytes <= ROWS_IN_PLACE_MAX_BYTES;
+    bool small = !o->pack && bytes <= DIRECT_MAX_BYTES;
+    bool medium = !o->pack && bytes <= ROWS_IN_PLACE_MAX_BYTES;
     bool half_lines = (size_t)p->blk.mr * es % 32 == 0;
     /* A narrow C (a few columns) wastes most of each column vector; its
     ** transpose (op(A)' = op(B)^T, transposed unless tb) may fill them better. */
@@ -445,9 +473,15 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
         bool f = ta;
         ta = !tb;
         tb = !f;
+        t = lda;
+        lda = ldb;
+        ldb = t;
     }
     p->a_direct = a_in_place(small, medium, ta, half_lines);
     p->b_direct = medium;
+    if (medium && !small && !tb && kernel_table[o->kernel].avoid_set_conflicts &&
+        set_conflicts(ldb, es, p->blk.kc < k ? p->blk.kc : k))
+        p->b_direct = false;
     p->part_m = m;
     p->part_n = n;
     /* Equal k blocks no larger than kc, so no short last block. (Divisions
@@ -528,7 +562,7 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
 static bool trivial_plan(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, int64_t k,
                          bool tb)
 {
-    if (tb || k < 1)
+    if (tb || k < 1 || o->pack)
         return false;
     const agk_blocking *blk = dt == AG_F32 ? &kernel_f32(o->kernel)->blk : &kernel_f64(o->kernel)->blk;
     bool masked_b = dt == AG_F32 ? kernel_f32(o->kernel)->masked_b : kernel_f64(o->kernel)->masked_b;
@@ -556,7 +590,7 @@ size_t agk_gemm_scratch_with(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int
         return 0;
     agk_gemm_opts r = resolve(o);
     plan p;
-    make_plan(&p, dt, &r, m, n, k, ta, tb, pool);
+    make_plan(&p, dt, &r, m, n, k, ta, tb, 0, 0, pool);
     /* 64 more so the caller's block need not be aligned. */
     return (size_t)(p.pm * p.pn) * p.part_bytes + 64;
 }
@@ -647,7 +681,7 @@ static void gemm_run(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, 
         return;
     }
     plan p;
-    make_plan(&p, dt, &r, m, n, k, ta, tb, pool);
+    make_plan(&p, dt, &r, m, n, k, ta, tb, lda, ldb, pool);
     gemm_job job = {
         .p = &p, .kernel = r.kernel, .dt = dt,
         .scratch = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63),

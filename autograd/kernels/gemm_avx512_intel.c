@@ -34,11 +34,15 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
     __m512 acc[MR][2];
 #pragma GCC unroll 12
     for (int i = 0; i < R; i++)
-        for (int h = 0; h < 2; h++) {
-            const float *ci = c + i * ldc + 16 * h;
-            acc[i][h] = h >= H || mode != AGK_C_CONTINUE ? _mm512_setzero_ps()
-                        : FULL ? _mm512_loadu_ps(ci) : _mm512_maskz_loadu_ps(mask[h], ci);
-        }
+    {
+        /* No loop over h: GCC then kept the accumulators in memory. */
+        const float *ci = c + i * ldc;
+        bool cont = mode == AGK_C_CONTINUE;
+        acc[i][0] = !cont ? _mm512_setzero_ps()
+                    : FULL ? _mm512_loadu_ps(ci) : _mm512_maskz_loadu_ps(mask[0], ci);
+        acc[i][1] = H < 2 || !cont ? _mm512_setzero_ps()
+                    : FULL ? _mm512_loadu_ps(ci + 16) : _mm512_maskz_loadu_ps(mask[1], ci + 16);
+    }
     for (int64_t p = 0; p < kc; p++, b += brs) {
         __m512 b0 = FULL ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(mask[0], b);
         __m512 b1 = H < 2 ? b0
@@ -84,11 +88,15 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
     __m512d acc[MR][2];
 #pragma GCC unroll 12
     for (int i = 0; i < R; i++)
-        for (int h = 0; h < 2; h++) {
-            const double *ci = c + i * ldc + 8 * h;
-            acc[i][h] = h >= H || mode != AGK_C_CONTINUE ? _mm512_setzero_pd()
-                        : FULL ? _mm512_loadu_pd(ci) : _mm512_maskz_loadu_pd(mask[h], ci);
-        }
+    {
+        /* No loop over h: GCC then kept the accumulators in memory. */
+        const double *ci = c + i * ldc;
+        bool cont = mode == AGK_C_CONTINUE;
+        acc[i][0] = !cont ? _mm512_setzero_pd()
+                    : FULL ? _mm512_loadu_pd(ci) : _mm512_maskz_loadu_pd(mask[0], ci);
+        acc[i][1] = H < 2 || !cont ? _mm512_setzero_pd()
+                    : FULL ? _mm512_loadu_pd(ci + 8) : _mm512_maskz_loadu_pd(mask[1], ci + 8);
+    }
     for (int64_t p = 0; p < kc; p++, b += brs) {
         __m512d b0 = FULL ? _mm512_loadu_pd(b) : _mm512_maskz_loadu_pd(mask[0], b);
         __m512d b1 = H < 2 ? b0

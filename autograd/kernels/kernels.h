@@ -316,6 +316,7 @@ int64_t agk_gemm_one_block_k(ag_dtype dt);
 typedef struct agk_gemm_opts {
     agk_gemm_kernel kernel;
     int64_t kc, mc, nc;
+    bool pack;   /* pack both operands, whatever their size */
 } agk_gemm_opts;
 size_t agk_gemm_scratch_with(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, int64_t k,
                              bool ta, bool tb, ag_pool *pool);
