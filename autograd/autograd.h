@@ -759,6 +759,15 @@ AG_API ag_pool *ag_tape_pool(const ag_tape *t);    /* NULL when none */
 typedef void (*ag_range_fn)(void *ctx, int64_t begin, int64_t end);
 AG_API void ag_pool_for(ag_pool *pool, int64_t n, int64_t grain, ag_range_fn fn, void *ctx);
 
+/* The matrix product's micro-kernel in this process, chosen at first use
+** from cpuid (vendor, family and model; a short timing probe where cpuid
+** cannot tell): "avx512-intel" (Intel cores with AVX-512), "avx512-zen4"
+** (AMD Zen 4 and later), "avx2" (AVX2 and FMA) or "portable" (plain C).
+** The environment variable AG_GEMM_KERNEL=<name> forces any of these the
+** CPU can run; another value is reported once on stderr and ignored. Every
+** kernel but the portable one gives the same bits (docs/PERFORMANCE.md). */
+AG_API const char *ag_gemm_kernel(void);
+
 /* ------------------------------------------------------ graphs (Graphviz DOT) */
 /* Pictures of a tape to see backpropagation. A node per tensor (its name,
 ** shape, and for tensors of at most 16 elements their values and gradients;

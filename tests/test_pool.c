@@ -466,3 +466,62 @@ Test(pool, pool_for_idle_thread_takes_waiting_ranges)
     cr_expect_gt(atomic_load(&u.taken), 0, "no thread ran a range of the other's share");
     ag_pool_free(p2);
 }
+
+/* agk_pool_try_ranges (the matrix product's slices): every item once, each
+** range told a task below 'tasks' that no other range is running at the
+** same moment (its buffers are that task's), and a thread done with its
+** share takes ranges waiting in the other's. */
+typedef struct task_ranges {
+    cover c;
+    atomic_int running[4];   /* ranges now running per task */
+    atomic_int clashes, bad_task, taken;
+    pthread_t caller;
+} task_ranges;
+
+static void mark_task(void *ctx, int task, int64_t begin, int64_t end)
+{
+    task_ranges *r = ctx;
+    if (task < 0 || task >= 4) {
+        atomic_fetch_add(&r->bad_task, 1);
+        return;
+    }
+    if (atomic_fetch_add(&r->running[task], 1) != 0)
+        atomic_fetch_add(&r->clashes, 1);
+    bool on_caller = pthread_equal(pthread_self(), r->caller);
+    if (begin >= 500)
+        nanosleep(&(struct timespec){0, 2000000}, NULL);
+    if ((begin >= 500) == on_caller)
+        atomic_fetch_add(&r->taken, 1);
+    mark(&r->c, begin, end);
+    atomic_fetch_sub(&r->running[task], 1);
+}
+
+Test(pool, try_ranges_tells_each_range_its_task)
+{
+    ag_pool *p2 = ag_pool_new(2), *p3 = ag_pool_new(3);
+    cr_assert(p2 && p3);
+    static task_ranges r;
+    memset(&r, 0, sizeof r);
+    r.caller = pthread_self();
+    cr_assert(agk_pool_try_ranges(p2, 2, 1000, mark_task, &r));
+    expect_covered_once(&r.c, 1000);
+    cr_expect_eq(atomic_load(&r.clashes), 0);
+    cr_expect_eq(atomic_load(&r.bad_task), 0);
+    cr_expect_gt(atomic_load(&r.taken), 0, "no thread ran a range of the other's share");
+    for (int64_t n = 1; n <= 40; n += 13) {
+        memset(&r, 0, sizeof r);
+        r.caller = pthread_self();
+        cr_assert(agk_pool_try_ranges(p3, 3, n, mark_task, &r));
+        expect_covered_once(&r.c, n);
+        cr_expect_eq(atomic_load(&r.clashes), 0);
+        cr_expect_eq(atomic_load(&r.bad_task), 0);
+    }
+    /* No pool, nothing to do, no tasks: refused, nothing run. */
+    memset(&r, 0, sizeof r);
+    cr_expect_not(agk_pool_try_ranges(NULL, 2, 10, mark_task, &r));
+    cr_expect_not(agk_pool_try_ranges(p2, 2, 0, mark_task, &r));
+    cr_expect_not(agk_pool_try_ranges(p2, 0, 10, mark_task, &r));
+    cr_expect_eq(atomic_load(&r.c.calls), 0);
+    ag_pool_free(p2);
+    ag_pool_free(p3);
+}

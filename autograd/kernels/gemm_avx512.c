@@ -38,12 +38,21 @@ enum { MR = 8, MAX_ROWS = 12 };
 AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64_t kc,
                                 const float *restrict a,
                                 int64_t ars, int64_t acs, const float *restrict b, int64_t brs,
-                                float *restrict c, int64_t ldc, bool add, const __mmask16 *mask)
+                                float *restrict c, int64_t ldc, agk_c_mode mode,
+                                const __mmask16 *mask)
 {
     __m512 acc[MAX_ROWS][2];
 #pragma GCC unroll 12
     for (int i = 0; i < R; i++)
-        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    {
+        /* No loop over h: GCC then kept the accumulators in memory. */
+        const float *ci = c + i * ldc;
+        bool cont = mode == AGK_C_CONTINUE;
+        acc[i][0] = !cont ? _mm512_setzero_ps()
+                    : FULL ? _mm512_loadu_ps(ci) : _mm512_maskz_loadu_ps(mask[0], ci);
+        acc[i][1] = H < 2 || !cont ? _mm512_setzero_ps()
+                    : FULL ? _mm512_loadu_ps(ci + 16) : _mm512_maskz_loadu_ps(mask[1], ci + 16);
+    }
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
             __m512 b0 = FULL ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(mask[0], b);
@@ -71,11 +80,11 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
             }
         }
     }
-    /* With 'add', all of the tile's C is read before any of it is written:
+    /* With AGK_C_ADD, all of the tile's C is read before any of it is written:
     ** rows of C that are not whole vectors overlap, so a row's masked store
     ** covers the start of the next row, whose load would then wait for the
     ** store to retire (masked stores do not forward). */
-    if (add) {
+    if (mode == AGK_C_ADD) {
 #pragma GCC unroll 12
         for (int i = 0; i < R; i++)
             for (int h = 0; h < H; h++) {
@@ -99,28 +108,28 @@ AGK_AVX512_INLINE void rows_f32(const int R, const int H, const bool FULL, int64
 /* One call of rows_f32 for R rows, for each R up to MAX_ROWS. */
 #define ROWS_CASES(fn, H, FULL, mask)                                                   \
     switch (rows) {                                                                  \
-    case 1: fn(1, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
-    case 2: fn(2, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
-    case 3: fn(3, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
-    case 4: fn(4, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
-    case 5: fn(5, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
-    case 6: fn(6, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
-    case 7: fn(7, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
-    case 8: fn(8, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
-    case 9: fn(9, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;        \
-    case 10: fn(10, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;      \
-    case 11: fn(11, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;      \
-    default: fn(12, H, FULL, kc, a, ars, acs, b, brs, c, ldc, add, mask); break;      \
+    case 1: fn(1, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;        \
+    case 2: fn(2, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;        \
+    case 3: fn(3, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;        \
+    case 4: fn(4, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;        \
+    case 5: fn(5, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;        \
+    case 6: fn(6, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;        \
+    case 7: fn(7, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;        \
+    case 8: fn(8, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;        \
+    case 9: fn(9, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;        \
+    case 10: fn(10, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;      \
+    case 11: fn(11, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;      \
+    default: fn(12, H, FULL, kc, a, ars, acs, b, brs, c, ldc, mode, mask); break;      \
     }
 
 AGK_TARGET_AVX512 static void tile_f32(int64_t kc, const float *a, int64_t ars, int64_t acs,
                                        const float *b, int64_t brs, float *c, int64_t ldc,
-                                       bool add, int rows, int cols)
+                                       agk_c_mode mode, int rows, int cols)
 {
     /* Whole tiles, the common case, without masks: a mask register
     ** reloaded in the loop costs a few percent. */
     if (rows == MR && cols == 32) {
-        rows_f32(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, add, NULL);
+        rows_f32(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, mode, NULL);
         return;
     }
     if (cols == 32 && rows > MR) {
@@ -142,22 +151,31 @@ AGK_TARGET_AVX512 static void tile_f32(int64_t kc, const float *a, int64_t ars, 
 ** percent. */
 AGK_TARGET_AVX512 static void full_f32(int64_t kc, const float *a, int64_t ars, int64_t acs,
                                        const float *b, int64_t brs, float *c, int64_t ldc,
-                                       bool add, int rows, int cols)
+                                       agk_c_mode mode, int rows, int cols)
 {
     (void)rows, (void)cols;
-    rows_f32(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, add, NULL);
+    rows_f32(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, mode, NULL);
 }
 
 /* The f64 twin: H vectors of 8 columns. */
 AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64_t kc,
                                 const double *restrict a,
                                 int64_t ars, int64_t acs, const double *restrict b, int64_t brs,
-                                double *restrict c, int64_t ldc, bool add, const __mmask8 *mask)
+                                double *restrict c, int64_t ldc, agk_c_mode mode,
+                                const __mmask8 *mask)
 {
     __m512d acc[MAX_ROWS][2];
 #pragma GCC unroll 12
     for (int i = 0; i < R; i++)
-        acc[i][0] = acc[i][1] = _mm512_setzero_pd();
+    {
+        /* No loop over h: GCC then kept the accumulators in memory. */
+        const double *ci = c + i * ldc;
+        bool cont = mode == AGK_C_CONTINUE;
+        acc[i][0] = !cont ? _mm512_setzero_pd()
+                    : FULL ? _mm512_loadu_pd(ci) : _mm512_maskz_loadu_pd(mask[0], ci);
+        acc[i][1] = H < 2 || !cont ? _mm512_setzero_pd()
+                    : FULL ? _mm512_loadu_pd(ci + 8) : _mm512_maskz_loadu_pd(mask[1], ci + 8);
+    }
     if (ars == 1) {
         for (int64_t p = 0; p < kc; p++, a += acs, b += brs) {
             __m512d b0 = FULL ? _mm512_loadu_pd(b) : _mm512_maskz_loadu_pd(mask[0], b);
@@ -185,11 +203,11 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
             }
         }
     }
-    /* With 'add', all of the tile's C is read before any of it is written:
+    /* With AGK_C_ADD, all of the tile's C is read before any of it is written:
     ** rows of C that are not whole vectors overlap, so a row's masked store
     ** covers the start of the next row, whose load would then wait for the
     ** store to retire (masked stores do not forward). */
-    if (add) {
+    if (mode == AGK_C_ADD) {
 #pragma GCC unroll 12
         for (int i = 0; i < R; i++)
             for (int h = 0; h < H; h++) {
@@ -212,10 +230,10 @@ AGK_AVX512_INLINE void rows_f64(const int R, const int H, const bool FULL, int64
 
 AGK_TARGET_AVX512 static void tile_f64(int64_t kc, const double *a, int64_t ars, int64_t acs,
                                        const double *b, int64_t brs, double *c, int64_t ldc,
-                                       bool add, int rows, int cols)
+                                       agk_c_mode mode, int rows, int cols)
 {
     if (rows == MR && cols == 16) {
-        rows_f64(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, add, NULL);
+        rows_f64(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, mode, NULL);
         return;
     }
     if (cols == 16 && rows > MR) {
@@ -234,10 +252,10 @@ AGK_TARGET_AVX512 static void tile_f64(int64_t kc, const double *a, int64_t ars,
 
 AGK_TARGET_AVX512 static void full_f64(int64_t kc, const double *a, int64_t ars, int64_t acs,
                                        const double *b, int64_t brs, double *c, int64_t ldc,
-                                       bool add, int rows, int cols)
+                                       agk_c_mode mode, int rows, int cols)
 {
     (void)rows, (void)cols;
-    rows_f64(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, add, NULL);
+    rows_f64(MR, 2, true, kc, a, ars, acs, b, brs, c, ldc, mode, NULL);
 }
 
 /* Blocks, measured on Zen 4 (docs/PERFORMANCE.md): a long k block keeps C

@@ -24,21 +24,28 @@
 #define AGK_HAVE_X86 0
 #endif
 
-/* One tile: c[i*ldc + j] (+)= sum_p A(i, p) * B(p, j) for i < rows (at
-** most mr, or the kernel's max_rows when A is read in place) and j < cols
-** <= nr, where 'add' keeps what c held; nothing else of c is touched.
+/* What a tile does with the part of C it covers. SET: C = the sum, a chain
+** of multiply-adds over p that starts from zero. ADD: C = C + that sum,
+** one addition at the end (agk_gemm_add: the bits of a separate add).
+** CONTINUE: the chain starts from C's values, which hold the same chain
+** through the earlier k blocks, so cutting k into blocks changes no bit. */
+typedef enum agk_c_mode { AGK_C_SET, AGK_C_ADD, AGK_C_CONTINUE } agk_c_mode;
+
+/* One tile: c[i*ldc + j] = chain over p of A(i, p) * B(p, j), started as
+** 'mode' says, for i < rows (at most mr, or the kernel's max_rows when A is
+** read in place) and j < cols <= nr; nothing else of c is touched.
 ** A(i, p) is a[i*ars + p*acs] with ars == 1 (a packed panel, acs = mr, or a
 ** transposed operand read in place) or acs == 1 (rows read in place), read
 ** for i < rows only; B(p, j) is b[p*brs + j], read for j < nr (for j < cols
 ** only by a kernel with 'masked_b' set). Every kernel but the portable one
 ** uses one fused multiply-add per term, in order of p, so all of them give
-** the same bits for the same k blocks, whatever the tile. */
+** the same bits, whatever the tile and the k blocks. */
 typedef void (*agk_tile_f32)(int64_t kc, const float *a, int64_t ars, int64_t acs,
-                             const float *b, int64_t brs, float *c, int64_t ldc, bool add,
+                             const float *b, int64_t brs, float *c, int64_t ldc, agk_c_mode mode,
                              int rows, int cols);
 typedef void (*agk_tile_f64)(int64_t kc, const double *a, int64_t ars, int64_t acs,
-                             const double *b, int64_t brs, double *c, int64_t ldc, bool add,
-                             int rows, int cols);
+                             const double *b, int64_t brs, double *c, int64_t ldc,
+                             agk_c_mode mode, int rows, int cols);
 
 /* Packs a transposed block: dst[p*w + i] = src[i*ld + p] for i < rows and
 ** p < kc, zero for rows <= i < w. Row-major A into mr-row panels, B^T into
@@ -82,6 +89,21 @@ typedef struct agk_kernel_f64 {
     agk_store_t_f64 store_t;
 } agk_kernel_f64;
 
+/* What gemm_cpu.c learns from cpuid. Cache sizes in bytes, each within
+** what real cores have (otherwise a common size): a core's L1 data cache,
+** its L2, and its share of the L3. */
+typedef enum agk_vendor { AGK_VENDOR_OTHER, AGK_VENDOR_INTEL, AGK_VENDOR_AMD } agk_vendor;
+typedef struct agk_cpu {
+    agk_vendor vendor;
+    int family, model;
+    size_t l1d, l2, l3_per_core;
+    char brand[49];   /* "" when cpuid has none */
+} agk_cpu;
+void agk_cpu_read(agk_cpu *cpu);
+/* agk_gemm_blocking for the caches of 'cpu' (tests: the rules on CPUs
+** that are not at hand). */
+void agk_gemm_blocking_cpu(agk_gemm_kernel id, ag_dtype dt, const agk_cpu *cpu, int64_t out[5]);
+
 /* The largest register tile of any kernel: edge tiles go through a buffer
 ** of this size on the stack. */
 enum { AGK_MAX_MR = 16, AGK_MAX_NR = 32 };
@@ -96,8 +118,8 @@ void agk_store_t_f32_avx2(const float *tile, int nr, int rows, int cols, float *
                           bool add);
 void agk_store_t_f64_avx2(const double *tile, int nr, int rows, int cols, double *c,
                           int64_t ldc, bool add);
-extern const agk_kernel_f32 agk_kernel_f32_avx2, agk_kernel_f32_avx512;
-extern const agk_kernel_f64 agk_kernel_f64_avx2, agk_kernel_f64_avx512;
+extern const agk_kernel_f32 agk_kernel_f32_avx2, agk_kernel_f32_avx512, agk_kernel_f32_avx512_intel;
+extern const agk_kernel_f64 agk_kernel_f64_avx2, agk_kernel_f64_avx512, agk_kernel_f64_avx512_intel;
 /* For the micro-kernels. Left to themselves, GCC folds the load of a B
 ** row into each of the R multiply-adds that use it, as a memory operand: R
 ** loads of the same vector per step instead of one. A 512-bit load takes a

@@ -263,40 +263,78 @@ typedef void (*agk_task_fn)(void *ctx, int task);
 ** tape's, or the caller is itself one of its tasks): the caller then runs
 ** the tasks itself. Tasks must not depend on which thread runs them. */
 bool agk_pool_try_run(ag_pool *pool, int ntasks, agk_task_fn fn, void *ctx);
+/* ag_pool_for's scheme on exactly 'tasks' tasks (at most the pool's
+** threads): each is dealt an equal share of [0, n) as a few ranges, and one
+** done with its share takes ranges left in another's. fn(ctx, task, begin,
+** end) is told the task running the range (for per-thread buffers: no two
+** run at once with the same task). False, having run nothing, as
+** agk_pool_try_run. */
+typedef void (*agk_range_task_fn)(void *ctx, int task, int64_t begin, int64_t end);
+bool agk_pool_try_ranges(ag_pool *pool, int tasks, int64_t n, agk_range_task_fn fn, void *ctx);
 
 /* -------------------------------------------------------- matrix product */
-/* Instruction sets with a micro-kernel, in order of preference. */
+/* Instruction sets the kernels need. */
 typedef enum agk_isa { AGK_ISA_PORTABLE, AGK_ISA_AVX2, AGK_ISA_AVX512, AGK_ISA_COUNT } agk_isa;
 const char *agk_isa_name(agk_isa isa);
 bool agk_isa_supported(agk_isa isa);   /* by this build and this CPU */
 agk_isa agk_isa_best(void);
+
+/* The product's micro-kernels, one per family of cores (gemm.c's table
+** says what each is): one is chosen per process (agk_gemm_kernel_chosen,
+** the public ag_gemm_kernel), or forced by AG_GEMM_KERNEL=<name>. */
+typedef enum agk_gemm_kernel {
+    AGK_GEMM_PORTABLE,
+    AGK_GEMM_AVX2,           /* Haswell to Alder Lake, Zen 1 to 3 */
+    AGK_GEMM_AVX512_ZEN4,    /* AMD Zen 4 and later: one 512-bit FMA per cycle */
+    AGK_GEMM_AVX512_INTEL,   /* Skylake-SP to Sapphire Rapids: two FMA ports */
+    AGK_GEMM_KERNELS
+} agk_gemm_kernel;
+const char *agk_gemm_kernel_name(agk_gemm_kernel id);   /* "?" past the table */
+bool agk_gemm_kernel_runs(agk_gemm_kernel id);          /* on this build and CPU */
+agk_gemm_kernel agk_gemm_kernel_chosen(void);
+/* The one of 'n' candidates (all of which run here) that did the most
+** multiply-adds per second on a few L1-resident tiles: the first-use probe
+** for what cpuid cannot tell. Well under a millisecond. */
+agk_gemm_kernel agk_gemm_kernel_probe(const agk_gemm_kernel *cand, int n);
 
 /* C[m,n] = op(A)[m,k] @ op(B)[k,n], where op(A) is A[m,k] (row stride lda)
 ** or, with 'ta', the transpose of A[k,m]; likewise op(B) with 'tb'.
 ** Transposes are read in place while packing. C has row stride ldc and is
 ** overwritten (zeros when k == 0). 'scratch' holds agk_gemm_scratch bytes,
 ** any alignment; the same arguments give the same size. With a pool the
-** work is shared among its threads; the bits of C never depend on it. */
+** work is shared among its threads. Each element of C is one chain of
+** fused multiply-adds in order of k, so its bits depend neither on the
+** threads, nor on the kernel (the portable one aside, which rounds each
+** product), nor on the cache blocks. */
 size_t agk_gemm_scratch(ag_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
                         ag_pool *pool);
 void agk_gemm(ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda, bool ta,
               const void *b, int64_t ldb, bool tb, void *c, int64_t ldc, void *scratch,
               ag_pool *pool);
-/* C += op(A) op(B), the product's tiles added into C as they are stored.
-** With k <= agk_gemm_one_block_k(dt) the product is one k block, summed in
-** registers and added once: C's bits are those of agk_gemm into a buffer
-** followed by adding the buffer into C. Longer k adds each block's partial
-** sum in turn (other bits). Same scratch as agk_gemm. */
+/* C += op(A) op(B), with the bits of agk_gemm into a buffer followed by
+** adding the buffer into C, for any k. With k <= agk_gemm_one_block_k(dt)
+** the product is one k block, summed in registers and added as each tile
+** is stored; longer k chains each block of C in a buffer of the scratch
+** and packs B again per block of A (slower). Same scratch as agk_gemm. */
 void agk_gemm_add(ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
                   bool ta, const void *b, int64_t ldb, bool tb, void *c, int64_t ldc,
                   void *scratch, ag_pool *pool);
 int64_t agk_gemm_one_block_k(ag_dtype dt);
-/* The same on a chosen instruction set (tests, benchmarks); one the CPU
-** lacks falls back to the portable kernel. The scratch size depends on it. */
-size_t agk_gemm_scratch_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k,
-                            bool ta, bool tb, ag_pool *pool);
-void agk_gemm_isa(agk_isa isa, ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a,
-                  int64_t lda, bool ta, const void *b, int64_t ldb, bool tb, void *c,
-                  int64_t ldc, void *scratch, ag_pool *pool);
+
+/* The same with a chosen kernel (one the CPU cannot run: the portable one)
+** and, for tests and tuning, cache blocks other than the kernel's (0: the
+** kernel's, derived from the caches). The scratch size depends on them. */
+typedef struct agk_gemm_opts {
+    agk_gemm_kernel kernel;
+    int64_t kc, mc, nc;
+    bool pack;   /* pack both operands, whatever their size */
+} agk_gemm_opts;
+size_t agk_gemm_scratch_with(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, int64_t k,
+                             bool ta, bool tb, ag_pool *pool);
+void agk_gemm_with(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, int64_t k,
+                   const void *a, int64_t lda, bool ta, const void *b, int64_t ldb, bool tb,
+                   void *c, int64_t ldc, bool accumulate, void *scratch, ag_pool *pool);
+/* The cache blocks a kernel uses for a dtype here: {mr, nr, mc, kc, nc}. */
+void agk_gemm_blocking(agk_gemm_kernel id, ag_dtype dt, int64_t out[5]);
 
 #endif

@@ -10,8 +10,10 @@
 ** found none, went back to sleep before the next job, and the pool stayed
 ** at one thread's speed from then on (seen on the VM: 2-thread products at
 ** half speed after any pause longer than the spin). ag_pool_for's jobs,
-** whose work can be uneven, let a thread that is done take ranges left in
-** another's share (see range_job).
+** whose work can be uneven, and the matrix product's
+** (agk_pool_try_ranges), let a thread that is done take ranges left in
+** another's share (see range_job): a worker that wakes late, or is
+** descheduled, costs no more than its unstarted ranges run by the others.
 */
 #define _POSIX_C_SOURCE 200809L
 
@@ -235,6 +237,7 @@ enum { CHUNKS = 8, STEAL_MAX_THREADS = 16 };
 
 typedef struct range_job {
     ag_range_fn fn;
+    agk_range_task_fn task_fn;   /* instead of fn: told which task runs the range */
     void *ctx;
     int64_t n, per_task, per_chunk;
     int tasks;
@@ -244,13 +247,17 @@ typedef struct range_job {
     } owner[STEAL_MAX_THREADS];
 } range_job;
 
-/* Range c of task t's share, if not taken yet. */
-static void run_chunk(range_job *j, int t, int c)
+/* Range c of task t's share, run by task 'runner'. */
+static void run_chunk(range_job *j, int runner, int t, int c)
 {
     int64_t share_end = j->n - t * j->per_task < j->per_task ? j->n : (t + 1) * j->per_task;
     int64_t begin = t * j->per_task + c * j->per_chunk;
     int64_t end = share_end - begin < j->per_chunk ? share_end : begin + j->per_chunk;
-    if (begin < end)
+    if (begin >= end)
+        return;
+    if (j->task_fn)
+        j->task_fn(j->ctx, runner, begin, end);
+    else
         j->fn(j->ctx, begin, end);
 }
 
@@ -263,11 +270,11 @@ static void run_range(void *ctx, int task)
 {
     range_job *j = ctx;
     for (int c = 0; c < CHUNKS && claim(j, task, c); c++)
-        run_chunk(j, task, c);
+        run_chunk(j, task, task, c);
     for (int v = 1; v < j->tasks; v++) {
         int victim = (task + v) % j->tasks;
         for (int c = CHUNKS - 1; c >= 0 && claim(j, victim, c); c--)
-            run_chunk(j, victim, c);
+            run_chunk(j, task, victim, c);
     }
 }
 
@@ -277,8 +284,33 @@ static void run_share(void *ctx, int task)
     range_job *j = ctx;
     int64_t begin = task * j->per_task;
     int64_t end = j->n - begin < j->per_task ? j->n : begin + j->per_task;
-    if (begin < end)
+    if (begin < end && j->task_fn)
+        j->task_fn(j->ctx, task, begin, end);
+    else if (begin < end)
         j->fn(j->ctx, begin, end);
+}
+
+/* Starts a range job of 'tasks' tasks over [0, n) (with fn or task_fn in
+** *j set); false when the pool would not run it. */
+static bool try_ranges(ag_pool *pool, range_job *j, int64_t n, int tasks)
+{
+    j->n = n;
+    j->per_task = (n + tasks - 1) / tasks;
+    j->tasks = tasks;
+    j->per_chunk = (j->per_task + CHUNKS - 1) / CHUNKS;
+    bool steal = tasks <= STEAL_MAX_THREADS;
+    for (int t = 0; steal && t < tasks; t++)
+        for (int c = 0; c < CHUNKS; c++)
+            atomic_init(&j->owner[t].taken[c], false);
+    return agk_pool_try_run(pool, tasks, steal ? run_range : run_share, j);
+}
+
+bool agk_pool_try_ranges(ag_pool *pool, int tasks, int64_t n, agk_range_task_fn fn, void *ctx)
+{
+    if (n <= 0 || tasks < 1)
+        return false;
+    range_job j = {.task_fn = fn, .ctx = ctx};
+    return try_ranges(pool, &j, n, tasks);
 }
 
 void ag_pool_for(ag_pool *pool, int64_t n, int64_t grain, ag_range_fn fn, void *ctx)
@@ -294,14 +326,8 @@ void ag_pool_for(ag_pool *pool, int64_t n, int64_t grain, ag_range_fn fn, void *
         fn(ctx, 0, n);
         return;
     }
-    range_job j = {.fn = fn, .ctx = ctx, .n = n, .per_task = (n + tasks - 1) / tasks,
-                   .tasks = (int)tasks};
-    j.per_chunk = (j.per_task + CHUNKS - 1) / CHUNKS;
-    bool steal = tasks <= STEAL_MAX_THREADS;
-    for (int t = 0; steal && t < (int)tasks; t++)
-        for (int c = 0; c < CHUNKS; c++)
-            atomic_init(&j.owner[t].taken[c], false);
-    if (!agk_pool_try_run(pool, (int)tasks, steal ? run_range : run_share, &j))
+    range_job j = {.fn = fn, .ctx = ctx};
+    if (!try_ranges(pool, &j, n, (int)tasks))
         fn(ctx, 0, n);
 }
 
