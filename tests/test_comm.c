@@ -234,7 +234,7 @@ Test(comm, collectives_sum_in_rank_order_and_check_arguments)
     cr_assert_eq(nn_comm_local_new(1, 1.0, c, err, sizeof err), AG_OK, "%s", err);
     cr_assert_eq(nn_comm_rank(c[0]), 0);
     cr_assert_eq(nn_comm_size(c[0]), 1);
-    cr_assert_str_eq(nn_comm_backend(c[0]), "local");
+    cr_assert(strcmp(nn_comm_backend(c[0]), "local") == 0);
     float v[3] = {1, 2, 3};
     cr_assert_eq(nn_comm_allreduce_sum(c[0], v, 3, AG_F32), AG_OK);
     cr_assert(v[0] == 1 && v[1] == 2 && v[2] == 3);
@@ -256,7 +256,7 @@ Test(comm, mpi_new_says_whether_the_build_has_mpi)
     cr_assert_null(c);
     cr_assert(strstr(err, "nn_comm_mpi_new") && strstr(err, "no MPI"), "%s", err);
 #else
-    cr_skip_test("this build has MPI: tests/mpi_train.c runs under mpirun");
+    /* this build has MPI: tests/mpi_train.c runs under mpirun (suite mpi) */
 #endif
 }
 

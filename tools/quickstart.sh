@@ -13,7 +13,7 @@ as_root() {
 base="gcc meson ninja-build pkg-config zlib1g-dev graphviz"
 case "$what" in
     demo) pkgs="$base" ;;
-    test) pkgs="$base libcriterion-dev python3-numpy dataset-fashion-mnist" ;;
+    test) pkgs="$base libcriterion-dev python3-numpy dataset-fashion-mnist libopenmpi-dev openmpi-bin" ;;
     *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 
