@@ -133,7 +133,8 @@ static ag_status local_allreduce(void *ctx, void *buf, int64_t n, ag_dtype dt, c
     nni_comm_sum_ranks(g->scratch, (const void *const *)g->bufs, g->size, begin, end, dt);
     if ((s = barrier(ctx, err, errlen)) != AG_OK)
         return s;
-    memcpy(buf, g->scratch, bytes);
+    if (bytes > 0)
+        memcpy(buf, g->scratch, bytes);
     /* Nobody may grow or refill the scratch until all have copied. */
     return barrier(ctx, err, errlen);
 }

@@ -238,6 +238,7 @@ Test(comm, collectives_sum_in_rank_order_and_check_arguments)
     float v[3] = {1, 2, 3};
     cr_assert_eq(nn_comm_allreduce_sum(c[0], v, 3, AG_F32), AG_OK);
     cr_assert(v[0] == 1 && v[1] == 2 && v[2] == 3);
+    cr_assert_eq(nn_comm_allreduce_sum(c[0], NULL, 0, AG_F64), AG_OK);   /* nothing to add */
     cr_assert_eq(nn_comm_broadcast(c[0], v, sizeof v, 1), AG_EINVAL);
     cr_assert(strstr(nn_comm_errmsg(c[0]), "nn_comm_broadcast: root 1"), "%s", nn_comm_errmsg(c[0]));
     nn_comm_free(c[0]);
