@@ -9,6 +9,14 @@
 **     fashion_mnist                            10 epochs on all the data
 **     fashion_mnist --resume fashion_mnist.safetensors --epochs 15
 **     fashion_mnist --train-limit 2000 --test-limit 500 --epochs 1
+**     mpirun -np 2 fashion_mnist               data-parallel on 2 ranks
+**
+** Started by mpirun with more than one rank (and built with MPI), it trains
+** data-parallel (nn_comm.h): --batch stays the whole step's batch, split
+** evenly over the ranks, each rank takes its shard of every epoch's order,
+** the gradients are averaged by one allreduce a step, and all ranks hold the
+** same weights; rank 0 alone prints, logs and writes the checkpoint and the
+** curves (the train loss and accuracy it prints are those of its shard).
 **
 ** The checkpoint is a safetensors file written by nn_checkpoint_save: the
 ** model's parameters and Adam's moments by name (PyTorch can read them), with
@@ -21,6 +29,7 @@
 #include "cli.h"
 #include "fashion_data.h"
 #include "nn.h"
+#include "nn_comm.h"
 #include "svg.h"
 
 #include <math.h>
@@ -282,6 +291,8 @@ typedef struct trainer {
     nn_schedule schedule;   /* the learning rate of each step */
     int64_t step;           /* steps taken, counting resumed epochs */
     ag_rng shuffle;         /* draws each epoch's order; kept in checkpoints */
+    nn_comm *comm;          /* under mpirun with more than one rank; else NULL */
+    int rank;
 } trainer;
 
 /* Test loss and accuracy; with 'confusion' (10 x 10, zeroed here) also the
@@ -357,6 +368,10 @@ static int train_epoch(trainer *tr, nn_loader *ld, const char *label, history *h
         ag_tensor *loss = nn_cross_entropy_loss(t, logits, b.labels, 0, NN_REDUCE_MEAN);
         nn_model_zero_grad(tr->model);
         ag_backward(t, loss);
+        if (tr->comm && ag_tape_status(t) == AG_OK && nn_comm_average_grads(tr->comm, tr->model) != AG_OK) {
+            snprintf(err, sizeof err, "%s", nn_comm_errmsg(tr->comm));
+            break;
+        }
         int64_t right = 0;
         if (ag_tape_status(t) != AG_OK ||
             nn_count_correct(logits, b.labels, &right, err, sizeof err) != AG_OK)
@@ -408,6 +423,40 @@ static void print_per_class(const int64_t *confusion)
     }
 }
 
+/* Under mpirun with more than one rank: the communicator, the same model on
+** every rank (checked), rank 0's weights and Adam state everywhere, and
+** output from rank 0 only. Returns 0, or -1 after a message. */
+static int start_ranks(trainer *tr, const options *o)
+{
+    const char *ranks = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!ranks)
+        ranks = getenv("PMI_SIZE");   /* MPICH's launcher */
+    if (!ranks || atoi(ranks) <= 1)
+        return 0;
+    char err[512];
+    if (nn_comm_mpi_new(&tr->comm, err, sizeof err) != AG_OK) {
+        fprintf(stderr, "fashion_mnist: %s\n", err);
+        return -1;
+    }
+    tr->rank = nn_comm_rank(tr->comm);
+    int size = nn_comm_size(tr->comm);
+    if (o->batch % size != 0) {
+        fprintf(stderr, "fashion_mnist: --batch %ld does not split evenly over %d ranks\n", o->batch,
+                size);
+        return -1;
+    }
+    if (nn_comm_check_model(tr->comm, tr->model) != AG_OK ||
+        nn_comm_broadcast_model(tr->comm, tr->model, tr->adam) != AG_OK) {
+        fprintf(stderr, "fashion_mnist: %s\n", nn_comm_errmsg(tr->comm));
+        return -1;
+    }
+    if (tr->rank != 0 && !freopen("/dev/null", "w", stdout)) {
+        perror("fashion_mnist: /dev/null");
+        return -1;
+    }
+    return 0;
+}
+
 /* Builds the model, optimizer, tape and pool; loads the checkpoint when
 ** resuming. Returns 0, or -1 after a message. */
 static int setup(trainer *tr, ag_pool **pool, const options *o, history *h)
@@ -433,7 +482,9 @@ static int setup(trainer *tr, ag_pool **pool, const options *o, history *h)
     /* Each epoch's order comes from this one generator, saved with each
     ** checkpoint: a resumed run draws the orders the whole run would. */
     ag_rng_seed(&tr->shuffle, (uint64_t)o->seed * 1000003u);
-    return o->resume ? load_checkpoint(tr->model, tr->adam, &tr->shuffle, o->resume, h) : 0;
+    if (o->resume && load_checkpoint(tr->model, tr->adam, &tr->shuffle, o->resume, h) != 0)
+        return -1;
+    return start_ranks(tr, o);
 }
 
 static void teardown(trainer *tr, ag_pool *pool)
@@ -442,6 +493,7 @@ static void teardown(trainer *tr, ag_pool *pool)
     ag_tape_free(tr->tape);
     ag_pool_free(pool);
     nn_model_free(tr->model);
+    nn_comm_free(tr->comm);
 }
 
 static int run(const options *o, const nn_dataset *train, const nn_dataset *test, history *h)
@@ -459,6 +511,9 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
            (long long)nn_model_numel(tr.model), o->lr, o->cosine ? "cosine decay" : "constant",
            o->batch, ag_pool_size(pool),
            ag_pool_size(pool) == 1 ? "" : "s");
+    if (tr.comm)
+        printf("data-parallel: %d ranks (%s) of batch %ld each\n", nn_comm_size(tr.comm),
+               nn_comm_backend(tr.comm), o->batch / nn_comm_size(tr.comm));
     printf("%lld training images, %lld test images\n", (long long)nn_dataset_len(train),
            (long long)nn_dataset_len(test));
     double test_loss, test_acc;
@@ -472,8 +527,10 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
             printf("nothing to train: the checkpoint has reached --epochs %ld\n", o->epochs);
     }
     char err[512];
-    if (status == 0 && nn_loader_new(train, o->batch, 1, 0, &tr.shuffle, NULL, NULL, &ld, err,
-                                     sizeof err) != AG_OK) {
+    int ranks = tr.comm ? nn_comm_size(tr.comm) : 1;
+    if (status == 0 && (nn_loader_new(train, o->batch / ranks, 1, 0, &tr.shuffle, NULL, NULL, &ld, err,
+                                      sizeof err) != AG_OK ||
+                        nn_loader_set_shard(ld, tr.rank, ranks, err, sizeof err) != AG_OK)) {
         fprintf(stderr, "fashion_mnist: %s\n", err);
         status = -1;
     }
@@ -485,7 +542,7 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
     }
     /* A resumed run continues the log it was started with. */
     nn_metrics_log *log = NULL;
-    if (status == 0 && o->log &&
+    if (status == 0 && o->log && tr.rank == 0 &&
         nn_metrics_log_open(o->log, NN_LOG_JSONL, o->resume != NULL, NULL, NULL, &log, err,
                             sizeof err) != AG_OK) {
         fprintf(stderr, "fashion_mnist: --log: %s\n", err);
@@ -519,6 +576,8 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
             status = -1;
             break;
         }
+        if (tr.rank != 0)
+            continue;   /* one writer: every rank holds the same weights */
         status = save_checkpoint(tr.model, tr.adam, &tr.shuffle, o->checkpoint, h);
         if (status == 0 && write_curves(o->svg, h) != 0) {
             perror(o->svg);

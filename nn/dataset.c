@@ -336,7 +336,10 @@ struct nn_loader {
     bool shuffle, drop_last;
     bool in_epoch;
     int64_t pos, index; /* next sample of 'order', next batch number */
-    int64_t *order;     /* n sample indices, in this epoch's order */
+    int64_t *order;     /* ds->n sample indices, in this epoch's order; the
+                           first 'n' are this rank's (all of them unsharded) */
+    int64_t n;          /* samples per epoch: ds->n / shard_size */
+    int shard_rank, shard_size;
     int64_t *labels;    /* one batch of labels, handed out in nn_batch */
     size_t labels_bytes;
 };
@@ -375,6 +378,8 @@ ag_status nn_loader_new(const nn_dataset *ds, int64_t batch_size, int shuffle_ea
     ld->batch = batch_size;
     ld->shuffle = shuffle_each_epoch != 0;
     ld->drop_last = drop_last != 0;
+    ld->n = ds->n;
+    ld->shard_size = 1;
     int64_t rows = batch_size < ds->n ? batch_size : ds->n; /* most samples a batch holds */
     ld->labels_bytes = ds->labels ? (size_t)rows * sizeof(int64_t) : 0;
     bool ok = true;
@@ -393,8 +398,25 @@ int64_t nn_loader_num_batches(const nn_loader *ld)
 {
     if (!ld)
         return 0;
-    int64_t n = ld->ds->n;
+    int64_t n = ld->n;
     return n / ld->batch + (!ld->drop_last && n % ld->batch != 0);   /* no n + batch: it may overflow */
+}
+
+ag_status nn_loader_set_shard(nn_loader *ld, int rank, int size, char *err, size_t errlen)
+{
+    const char *who = "nn_loader_set_shard";
+    if (!ld)
+        return nni_io_fail(err, errlen, AG_EINVAL, "%s: loader is NULL", who);
+    if (size < 1 || rank < 0 || rank >= size)
+        return nni_io_fail(err, errlen, AG_EINVAL, "%s: rank %d of %d ranks", who, rank, size);
+    if (ld->ds->n / size == 0)
+        return nni_io_fail(err, errlen, AG_EINVAL, "%s: %lld samples leave nothing for %d ranks", who,
+                           (long long)ld->ds->n, size);
+    ld->shard_rank = rank;
+    ld->shard_size = size;
+    ld->n = ld->ds->n / size;
+    ld->in_epoch = false;
+    return nni_io_ok(err, errlen);
 }
 
 void nn_loader_rewind(nn_loader *ld)
@@ -509,7 +531,7 @@ static void prefetch_next_batch(const nn_loader *ld, int64_t size)
 {
     const nn_dataset *ds = ld->ds;
     size_t row = (size_t)ds->x_numel * (ds->x_u8 ? 1 : ag_dtype_size(ds->dtype));
-    int64_t next = ld->pos + size, stop = ds->n - next < ld->batch ? ds->n : next + ld->batch;
+    int64_t next = ld->pos + size, stop = ld->n - next < ld->batch ? ld->n : next + ld->batch;
     if (next >= stop || (size_t)(stop - next) * row > MAX_PREFETCH_BYTES)
         return;
     for (int64_t i = next; i < stop; i++)
@@ -528,11 +550,15 @@ int nn_loader_next(nn_loader *ld, ag_tape *t, nn_batch *b)
         else
             for (int64_t i = 0; i < ds->n; i++)
                 ld->order[i] = i;
+        /* This rank's positions rank, rank + size, ... of the epoch's order,
+        ** moved to its front (each moves down or stays: in place). */
+        for (int64_t i = 0; ld->shard_size > 1 && i < ld->n; i++)
+            ld->order[i] = ld->order[ld->shard_rank + i * ld->shard_size];
         ld->in_epoch = true;
         ld->pos = 0;
         ld->index = 0;
     }
-    int64_t left = ds->n - ld->pos;
+    int64_t left = ld->n - ld->pos;
     if (left == 0 || (ld->drop_last && left < ld->batch)) {
         ld->in_epoch = false;
         return 0;

@@ -227,6 +227,15 @@ NN_API int64_t nn_loader_num_batches(const nn_loader *ld);
 ** rewinds, so the next call starts a new (reshuffled) epoch. Returns 0 too
 ** when 't' is in error or making a tensor fails: check ag_tape_status. */
 NN_API int nn_loader_next(nn_loader *ld, ag_tape *t, nn_batch *b);
+/* Data-parallel sharding: from the next epoch on, the loader serves only
+** positions rank, rank + size, rank + 2*size, ... of each epoch's order,
+** ds->n / size of them (the remainder is left out so every rank takes the
+** same number of steps). Give every rank a generator seeded alike: the
+** ranks then draw the same permutation and their shards are disjoint, and
+** batch k of N ranks at batch b holds the samples of batch k of one process
+** at batch N*b. size 1 undoes it. AG_EINVAL for a rank outside [0, size)
+** or fewer samples than ranks. */
+NN_API ag_status nn_loader_set_shard(nn_loader *ld, int rank, int size, char *err, size_t errlen);
 /* Abandons the current epoch: the next call starts a new one. */
 NN_API void nn_loader_rewind(nn_loader *ld);
 

@@ -15,7 +15,8 @@ case "$what" in
     demo) pkgs="$base" ;;
     # chromium and its driver: the step-through page's test drives a real
     # browser (suite 'browser'; it is skipped, not failed, without them).
-    test) pkgs="$base libcriterion-dev python3-numpy dataset-fashion-mnist chromium chromium-driver" ;;
+    # Open MPI: the data-parallel test runs two ranks under mpirun.
+    test) pkgs="$base libcriterion-dev python3-numpy dataset-fashion-mnist chromium chromium-driver libopenmpi-dev openmpi-bin" ;;
     *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 
