@@ -311,6 +311,9 @@ extern const ag_op *const *const agi_op_tables[];
 /* Zeros of x's shape with g written into the slice (the adjoint of ag_slice). */
 ag_tensor *agi_slice_grad(ag_tape *t, ag_tensor *g, const ag_tensor *x, int axis, int64_t start,
                           int64_t step);
+/* The derivative of relu (below = 0) or leaky relu (below = its slope) at
+** x: 1 where x > 0, 'below' where x <= 0, NaN where x is NaN. A constant. */
+ag_tensor *agi_step(ag_tape *t, ag_tensor *x, double below);
 /* op(a) @ op(b) where op transposes the last two axes when its flag is set. */
 ag_tensor *agi_matmul_t(ag_tape *t, ag_tensor *a, ag_tensor *b, int ta, int tb);
 

@@ -54,7 +54,7 @@ AGK_INLINE void bias_act_rows(const rows_job *j, ag_activation act, int64_t r0, 
             float *y = (float *)j->y + r * cols;
             for (int64_t c = 0; c < cols; c++) {
                 float z = b ? y[c] + b[c] : y[c];
-                y[c] = flat ? z : act == AG_ACT_RELU ? (z > 0 ? z : 0.0f) : (float)agk_act(act, z);
+                y[c] = flat ? z : act == AG_ACT_RELU ? agk_relu_f(z) : (float)agk_act(act, z);
             }
         }
         float *y = j->y;
@@ -97,13 +97,13 @@ AGK_INLINE void act_grad_rows(const grad_job *gj, ag_activation act, int64_t r0,
     const rows_job *j = &gj->rows;
     int64_t i0 = r0 * j->cols, i1 = r1 * j->cols;
     /* dz is a fresh buffer: it overlaps neither y nor g. The relu case is a
-    ** multiply by the 0/1 mask, not a branch on it (a mispredicted branch per
-    ** element made this pass as slow as a product). */
+    ** multiply by the 0/1 mask (NaN where y is), not a branch on it (a
+    ** mispredicted branch per element made this pass as slow as a product). */
     if (j->dt == AG_F32) {
         const float *restrict y = j->y, *restrict g = j->g;
         float *restrict dz = gj->dz;
         for (int64_t i = i0; i < i1; i++)
-            dz[i] = act == AG_ACT_RELU ? g[i] * (float)(y[i] > 0)
+            dz[i] = act == AG_ACT_RELU ? g[i] * agk_step_f(y[i])
                                        : (float)agk_act_grad(act, g[i], y[i], true);
     } else {
         const double *restrict y = j->y, *restrict g = j->g;
@@ -129,7 +129,7 @@ static ag_tensor *act_grad_ops(ag_tape *t, ag_activation act, ag_tensor *y, ag_t
 {
     switch (act) {
     case AG_ACT_RELU:
-        return ag_mul(t, g, ag_gt(t, y, agi_const_like(t, y, 0.0)));
+        return ag_mul(t, g, agi_step(t, y, 0.0));
     case AG_ACT_SIGMOID:
         return ag_mul(t, g, ag_mul(t, y, ag_sub(t, agi_const_like(t, y, 1.0), y)));
     case AG_ACT_TANH:
