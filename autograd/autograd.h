@@ -26,6 +26,13 @@
 ** crashing; later ops on that tape return nil and record nothing. Check
 ** ag_tape_status once, where convenient. ag_tape_reset clears the error.
 **
+** NaN. A NaN propagates through every op, as in IEEE arithmetic, NumPy and
+** PyTorch: an element of a result that a NaN input takes part in is NaN
+** (relu(NaN), maximum(NaN, 0), clamp, a max or min over a lane holding a
+** NaN, a softmax row holding one), and so is the gradient sent back
+** through it to every input of that element. A mask is nonzero for NaN
+** (ag_where picks a); comparisons (ag_gt...) are false for NaN.
+**
 ** Threads. A tape and the tensors on it belong to one thread at a time. Two
 ** tapes may run on two threads if they share no parameter that both
 ** differentiate. Nothing in the library is global.
@@ -138,8 +145,18 @@ AG_API void ag_no_grad_end(ag_tape *t);
 ** A tensor made here is a constant: it gets a gradient only after
 ** ag_requires_grad. */
 
+/* A constant holding a copy of 'data', numel elements of the dtype. Prefer
+** the typed pair, for which the compiler checks that data holds floats
+** (doubles): passing a double array to ag_tensor_from(t, AG_F32, ...) read
+** its bytes as floats. */
+AG_API ag_tensor *ag_tensor_from_f32(ag_tape *t, int rank, const int64_t *shape,
+                                     const float *data);
+AG_API ag_tensor *ag_tensor_from_f64(ag_tape *t, int rank, const int64_t *shape,
+                                     const double *data);
+/* The untyped form, data in dtype dt (for buffers whose dtype is known at
+** run time only). */
 AG_API ag_tensor *ag_tensor_from(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape,
-                                 const void *data);   /* copies; data in dtype dt */
+                                 const void *data);
 AG_API ag_tensor *ag_zeros(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape);
 /* Values left unset, for a caller that fills every element before any op
 ** reads it (ag_data, then a copy): saves the pass that ag_zeros makes. */
@@ -289,7 +306,7 @@ AG_API ag_tensor *ag_exp(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_log(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_abs(ag_tape *t, ag_tensor *x);     /* d/dx at 0 is 0 */
-AG_API ag_tensor *ag_sign(ag_tape *t, ag_tensor *x);    /* no gradient */
+AG_API ag_tensor *ag_sign(ag_tape *t, ag_tensor *x);    /* -1, 0, 1 (NaN for NaN); no gradient */
 AG_API ag_tensor *ag_sin(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_cos(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x);
@@ -308,7 +325,7 @@ AG_API ag_tensor *ag_sum(ag_tape *t, ag_tensor *x);     /* over all elements: ra
 AG_API ag_tensor *ag_mean(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_max(ag_tape *t, ag_tensor *x);     /* ties share the gradient */
 AG_API ag_tensor *ag_min(ag_tape *t, ag_tensor *x);
-AG_API ag_tensor *ag_logsumexp(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_logsumexp(ag_tape *t, ag_tensor *x);   /* d/dx = softmax x */
 AG_API ag_tensor *ag_sum_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
 AG_API ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
 AG_API ag_tensor *ag_max_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
@@ -352,7 +369,11 @@ typedef enum ag_activation {
 AG_API ag_tensor *ag_dense(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b,
                            ag_activation act);
 
-/* Softmax family along an axis; stable for any finite logits. */
+/* Softmax family along an axis, for any finite logits: each is computed
+** from z = x - max and the sum of e^z, kept apart (log-softmax is
+** z - log sum e^z, not x - logsumexp x), so adding a constant to the logits
+** changes no result and no gradient beyond a few ulps (logsumexp moves by
+** the constant), at 1e16 in f64 as at 0. */
 AG_API ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x, int axis);
 AG_API ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis);
 /* Mean over the batch of -log softmax(logits)[i, labels[i]], for logits of

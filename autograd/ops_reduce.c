@@ -194,12 +194,19 @@ static void vjp_extremum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **g
 static const ag_op op_max = {.name = "max", .vjp = vjp_extremum};
 static const ag_op op_min = {.name = "min", .vjp = vjp_extremum};
 
-/* logsumexp: d/dx = softmax x = e^(x - out) */
+/* logsumexp: d/dx = softmax x, taken from ag_softmax, which divides
+** e^(x - max) by its sum: e^(x - out) would carry out's rounding, as large as
+** an ulp of the largest logit (the gradient at [1e7, 1e7] in f32 was e^-1,
+** not 1/2). Over all elements, the softmax of x as one row. */
 static void vjp_logsumexp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     ag_tensor *x = out->in[0];
     int axis = out->attr.red.axis;
-    ag_tensor *p = ag_exp(t, ag_sub(t, x, expand_back(t, out, x, axis)));
+    ag_tensor *p;
+    if (axis == AXIS_ALL)
+        p = ag_reshape(t, ag_softmax(t, ag_reshape(t, x, 1, &x->numel), 0), x->rank, x->shape);
+    else
+        p = ag_softmax(t, x, axis);
     gin[0] = ag_mul(t, expand_back(t, g, x, axis), p);
 }
 static const ag_op op_logsumexp = {.name = "logsumexp", .vjp = vjp_logsumexp};

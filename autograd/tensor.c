@@ -89,18 +89,35 @@ ag_tensor *ag_scalar(ag_tape *t, ag_dtype dt, double v)
     return make_full(t, "ag_scalar", dt, 0, NULL, v);
 }
 
-ag_tensor *ag_tensor_from(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, const void *data)
+/* Copies numel elements of dt from data, naming 'who' in errors. */
+static ag_tensor *tensor_from(ag_tape *t, const char *who, ag_dtype dt, int rank,
+                              const int64_t *shape, const void *data)
 {
-    if (!agi_check_make(t, "ag_tensor_from", dt, rank, shape))
+    if (!agi_check_make(t, who, dt, rank, shape))
         return agi_nil(t);
     ag_tensor *x = agi_new(t, NULL, 0, NULL, dt, rank, shape);
     if (x->flags & AGI_NIL)
         return x;
     if (!data && x->numel > 0)
-        return agi_error(t, AG_EINVAL, "ag_tensor_from: data is NULL for shape %s", agi_shp(x, 0));
+        return agi_error(t, AG_EINVAL, "%s: data is NULL for shape %s", who, agi_shp(x, 0));
     if (x->numel > 0)
         memcpy(x->value, data, (size_t)x->numel * ag_dtype_size(dt));
     return x;
+}
+
+ag_tensor *ag_tensor_from(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, const void *data)
+{
+    return tensor_from(t, "ag_tensor_from", dt, rank, shape, data);
+}
+
+ag_tensor *ag_tensor_from_f32(ag_tape *t, int rank, const int64_t *shape, const float *data)
+{
+    return tensor_from(t, "ag_tensor_from_f32", AG_F32, rank, shape, data);
+}
+
+ag_tensor *ag_tensor_from_f64(ag_tape *t, int rank, const int64_t *shape, const double *data)
+{
+    return tensor_from(t, "ag_tensor_from_f64", AG_F64, rank, shape, data);
 }
 
 ag_tensor *ag_arange(ag_tape *t, ag_dtype dt, double start, double stop, double step)
