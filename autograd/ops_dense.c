@@ -184,7 +184,13 @@ static void dense_grads(ag_tape *t, ag_tensor *out, ag_tensor *dz, ag_tensor **g
         ag_tensor *gx = agi_matmul_t(t, dz2, w, 0, 1);
         gin[0] = x->rank == 2 ? gx : ag_reshape(t, gx, x->rank, x->shape);
     }
-    if (agi_needs_grad(out, 1) && !(raw && add_weight_grad(t, w, x, dz, rows))) {
+    if (agi_needs_grad(out, 1) && x->rank > 2) {
+        /* matmul's order: one product per matrix of the batch, then their
+        ** sum. One product over the flattened rows sums in another order,
+        ** and its bits differ from the composed ops' (x [2,2,1] holding 1
+        ** and three 2^-53 gave 1 where matmul gives 1 + 2^-52). */
+        gin[1] = ag_sum_to(t, agi_matmul_t(t, x, dz, 1, 0), 2, w->shape);
+    } else if (agi_needs_grad(out, 1) && !(raw && add_weight_grad(t, w, x, dz, rows))) {
         ag_tensor *x2 = x->rank == 2 ? x : ag_reshape(t, x, 2, (int64_t[]){rows, n_in});
         gin[1] = agi_matmul_t(t, x2, dz2, 1, 0);
     }
