@@ -218,7 +218,22 @@ AG_API ag_tensor *ag_param_view(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank,
 ** while a tape that uses p is waiting for backward. Returns AG_EINVAL (and
 ** changes nothing) when p is not a parameter or a buffer is NULL. */
 AG_API ag_status ag_param_rebind(ag_tensor *p, void *value, void *grad);
-AG_API void ag_param_free(ag_tensor *p);
+/* Frees a parameter made by ag_param_new, _scalar or _view (a view's
+** buffers stay the caller's). NULL is a no-op (AG_OK). Returns AG_EINVAL and
+** frees nothing when p is not a parameter (a tape tensor, a parameter's
+** gradient) or when an owner has claimed it (below: an nn_model's
+** parameters are freed by nn_model_free, and freeing one here as well was a
+** double free). */
+AG_API ag_status ag_param_free(ag_tensor *p);
+/* For code that keeps parameters on behalf of its users, as nn_model does:
+** makes 'owner' (any non-NULL address, such as the model) the only one that
+** may free p, with ag_param_free_claimed(p, owner); ag_param_free(p) then
+** refuses. AG_EINVAL when p is not a parameter, owner is NULL or p is
+** claimed already. ag_param_free_claimed returns AG_EINVAL, freeing
+** nothing, unless p is claimed by 'owner' (NULL p: AG_OK). */
+AG_API ag_status ag_param_claim(ag_tensor *p, const void *owner);
+AG_API ag_status ag_param_free_claimed(ag_tensor *p, const void *owner);
+AG_API int ag_param_claimed(const ag_tensor *p);   /* 1 when an owner claimed p */
 AG_API int ag_is_param(const ag_tensor *x);
 
 /* --------------------------------------------------------------- accessors */

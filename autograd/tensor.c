@@ -184,6 +184,7 @@ typedef struct param_owner {
     ag_alloc_fn alloc;
     void *alloc_ud;
     size_t size;
+    const void *claimed_by;   /* ag_param_claim's owner, or NULL */
 } param_owner;
 
 /* Each header is full-size and followed by 64 bytes for its name. */
@@ -237,7 +238,7 @@ static ag_tensor *param_make(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank, co
         g->flags |= AGI_COUNTED;
     }
     p->grad = g;
-    *owner_of(p) = (param_owner){fn, ud, total};
+    *owner_of(p) = (param_owner){fn, ud, total, NULL};
     return p;
 }
 
@@ -276,12 +277,51 @@ ag_status ag_param_rebind(ag_tensor *p, void *value, void *grad)
     return AG_OK;
 }
 
-void ag_param_free(ag_tensor *p)
+/* A parameter's own header (not its gradient's, not a tape tensor). */
+static bool is_param_block(const ag_tensor *p)
 {
-    if (!p || !(p->flags & AGI_PARAM) || !(p->flags & AGI_OWNS_MEMORY))
-        return;
+    return p && (p->flags & AGI_PARAM) && (p->flags & AGI_OWNS_MEMORY);
+}
+
+static void param_release(ag_tensor *p)
+{
     param_owner o = *owner_of(p);
     agi_realloc(o.alloc, o.alloc_ud, p, o.size, 0);
+}
+
+ag_status ag_param_free(ag_tensor *p)
+{
+    if (!p)
+        return AG_OK;
+    /* A claimed parameter (an nn_model's) is freed by its owner: freeing it
+    ** here too was a double free when the owner let go of it. */
+    if (!is_param_block(p) || owner_of(p)->claimed_by)
+        return AG_EINVAL;
+    param_release(p);
+    return AG_OK;
+}
+
+ag_status ag_param_claim(ag_tensor *p, const void *owner)
+{
+    if (!is_param_block(p) || !owner || owner_of(p)->claimed_by)
+        return AG_EINVAL;
+    owner_of(p)->claimed_by = owner;
+    return AG_OK;
+}
+
+ag_status ag_param_free_claimed(ag_tensor *p, const void *owner)
+{
+    if (!p)
+        return AG_OK;
+    if (!is_param_block(p) || !owner || owner_of(p)->claimed_by != owner)
+        return AG_EINVAL;
+    param_release(p);
+    return AG_OK;
+}
+
+int ag_param_claimed(const ag_tensor *p)
+{
+    return is_param_block(p) && owner_of((ag_tensor *)p)->claimed_by != NULL;
 }
 
 int ag_is_param(const ag_tensor *x) { return x && (x->flags & AGI_PARAM) && x->grad; }
