@@ -100,8 +100,13 @@ AG_API ag_tape *ag_tape_new_alloc(ag_alloc_fn fn, void *ud);
 AG_API void ag_tape_free(ag_tape *t);
 /* Forgets every entry and tensor of the tape in O(1), keeping the memory for
 ** the next pass, clears the error status and closes any open no-grad scope.
-** Tensors made on the tape before the reset must not be used again (ops
-** report AG_ESTATE when they notice). */
+** Tensors made on the tape before the reset must not be used again. A
+** tensor made in the pass just ended is always caught, in every build:
+** ops and accessors (ag_get, ag_item, ag_data, ag_grad, shapes...) record
+** AG_ESTATE and answer as for nil, and never read the current pass's
+** tensors in its place (headers alternate between two arenas by pass, so
+** the last pass's are still whole). One kept across two resets or more is
+** a dangling pointer, like memory after free: it may read a current tensor. */
 AG_API void ag_tape_reset(ag_tape *t);
 AG_API ag_status ag_tape_status(const ag_tape *t);
 AG_API const char *ag_tape_errmsg(const ag_tape *t);  /* "" when AG_OK */

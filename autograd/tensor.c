@@ -153,7 +153,7 @@ ag_tensor *ag_eye(ag_tape *t, ag_dtype dt, int64_t n)
 
 ag_tensor *ag_requires_grad(ag_tensor *x)
 {
-    if (!x || (x->flags & AGI_NIL))
+    if (!agi_usable(x, "ag_requires_grad"))
         return x;
     if ((x->flags & AGI_PARAM) && !x->grad) {
         /* It would need a gradient of its own, which it cannot hold. */
@@ -328,22 +328,22 @@ int ag_is_param(const ag_tensor *x) { return x && (x->flags & AGI_PARAM) && x->g
 
 /* ------------------------------------------------------------- accessors */
 
-static bool usable(const ag_tensor *x) { return x && !(x->flags & AGI_NIL); }
-
-ag_dtype ag_dtype_of(const ag_tensor *x) { return usable(x) ? (ag_dtype)x->dtype : AG_F64; }
-int ag_rank(const ag_tensor *x) { return usable(x) ? x->rank : 0; }
-const int64_t *ag_shape(const ag_tensor *x) { return usable(x) ? x->shape : NULL; }
-int64_t ag_numel(const ag_tensor *x) { return usable(x) ? x->numel : 0; }
-void *ag_data(ag_tensor *x) { return usable(x) ? x->value : NULL; }
-int ag_is_nil(const ag_tensor *x) { return !usable(x); }
+/* Each accessor checks x with agi_usable (internal.h): a tensor from
+** before its tape's last reset is reported there, never read. */
+ag_dtype ag_dtype_of(const ag_tensor *x) { return agi_usable(x, "ag_dtype_of") ? (ag_dtype)x->dtype : AG_F64; }
+int ag_rank(const ag_tensor *x) { return agi_usable(x, "ag_rank") ? x->rank : 0; }
+const int64_t *ag_shape(const ag_tensor *x) { return agi_usable(x, "ag_shape") ? x->shape : NULL; }
+int64_t ag_numel(const ag_tensor *x) { return agi_usable(x, "ag_numel") ? x->numel : 0; }
+void *ag_data(ag_tensor *x) { return agi_usable(x, "ag_data") ? x->value : NULL; }
+int ag_is_nil(const ag_tensor *x) { return !agi_usable(x, "ag_is_nil"); }
 int ag_requires_grad_of(const ag_tensor *x)
 {
-    return usable(x) && (x->flags & AGI_REQUIRES_GRAD) != 0;
+    return agi_usable(x, "ag_requires_grad_of") && (x->flags & AGI_REQUIRES_GRAD) != 0;
 }
 
 int64_t ag_dim(const ag_tensor *x, int axis)
 {
-    if (!usable(x))
+    if (!agi_usable(x, "ag_dim"))
         return 0;
     int a = agi_norm_axis(axis, x->rank);
     return a < 0 ? 0 : x->shape[a];
@@ -351,36 +351,36 @@ int64_t ag_dim(const ag_tensor *x, int axis)
 
 double ag_get(const ag_tensor *x, int64_t i)
 {
-    if (!usable(x) || i < 0 || i >= x->numel)
+    if (!agi_usable(x, "ag_get") || i < 0 || i >= x->numel)
         return NAN;
     return agi_get(x, i);
 }
 
 void ag_set(ag_tensor *x, int64_t i, double v)
 {
-    if (usable(x) && i >= 0 && i < x->numel)
+    if (agi_usable(x, "ag_set") && i >= 0 && i < x->numel)
         agi_set(x, i, v);
 }
 
 double ag_item(const ag_tensor *x)
 {
-    if (!usable(x) || x->numel != 1)
+    if (!agi_usable(x, "ag_item") || x->numel != 1)
         return NAN;
     return agi_get(x, 0);
 }
 
-ag_tensor *ag_grad(const ag_tensor *x) { return usable(x) ? x->grad : NULL; }
+ag_tensor *ag_grad(const ag_tensor *x) { return agi_usable(x, "ag_grad") ? x->grad : NULL; }
 
 double ag_grad_item(const ag_tensor *x)
 {
-    if (!usable(x) || !x->grad || x->grad->numel != 1)
+    if (!agi_usable(x, "ag_grad_item") || !x->grad || x->grad->numel != 1)
         return 0.0;
     return agi_get(x->grad, 0);
 }
 
 void ag_set_name(ag_tensor *x, const char *name)
 {
-    if (!usable(x) || !name)
+    if (!agi_usable(x, "ag_set_name") || !name)
         return;
     size_t n = strlen(name);
     if (n > 63)
@@ -398,17 +398,17 @@ void ag_set_name(ag_tensor *x, const char *name)
     x->name = copy;
 }
 
-const char *ag_name(const ag_tensor *x) { return usable(x) && x->name ? x->name : ""; }
-const char *ag_op_name(const ag_tensor *x) { return usable(x) && x->op ? x->op->name : ""; }
-int ag_num_inputs(const ag_tensor *x) { return usable(x) ? x->nin : 0; }
+const char *ag_name(const ag_tensor *x) { return agi_usable(x, "ag_name") && x->name ? x->name : ""; }
+const char *ag_op_name(const ag_tensor *x) { return agi_usable(x, "ag_op_name") && x->op ? x->op->name : ""; }
+int ag_num_inputs(const ag_tensor *x) { return agi_usable(x, "ag_num_inputs") ? x->nin : 0; }
 ag_tensor *ag_input(const ag_tensor *x, int i)
 {
-    return usable(x) && i >= 0 && i < x->nin ? x->in[i] : NULL;
+    return agi_usable(x, "ag_input") && i >= 0 && i < x->nin ? x->in[i] : NULL;
 }
 
 void ag_fill(ag_tensor *x, double v)
 {
-    if (!usable(x))
+    if (!agi_usable(x, "ag_fill"))
         return;
     if (v == 0.0 && !signbit(v)) {   /* +0.0 is all-zero bits in both dtypes */
         memset(x->value, 0, (size_t)x->numel * ag_dtype_size((ag_dtype)x->dtype));
