@@ -49,16 +49,24 @@ static double r_min(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
 }
 
 /* log sum e^x, shifted by the maximum so that it neither overflows nor
-** underflows to -inf for very negative inputs. */
+** underflows to -inf for very negative inputs: m + log1p(the sum of the
+** other terms), the maximum's own being e^0 = 1 (log of 1 + a small sum
+** would drop its digits below an ulp of 1). */
 static double r_logsumexp(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
 {
     double m = r_max(x, base, n, stride);
     if (isinf(m) || isnan(m))
         return m;
-    double s = 0;
-    for (int64_t k = 0; k < n; k++)
-        s += exp(agi_get(x, base + k * stride) - m);
-    return m + log(s);
+    double rest = 0;
+    bool seen = false;
+    for (int64_t k = 0; k < n; k++) {
+        double v = agi_get(x, base + k * stride);
+        if (v == m && !seen)
+            seen = true;
+        else
+            rest += exp(v - m);
+    }
+    return m + log1p(rest);
 }
 
 /* Below this many elements per thread, a reduction stays on one thread. */

@@ -49,30 +49,38 @@ AGK_SIMD_CLONES static void exp_nonpos_all(int64_t n, double *v)
 static inline double max_step(double m, double v) { return v > m || v != v ? v : m; }
 
 /* The statistics of one lane: its maximum, s = sum e^(x - max) and log s.
-** An infinite maximum leaves nothing to scale: s = 1 and log s = 0, so
-** softmax is e^(x - max) (NaN for +inf, 0 for the rest) as before. */
+** The maximum's own term is e^0 = 1 exactly, so the others are summed
+** apart ('rest') and log s = log1p(rest): log(1 + rest) would lose rest's
+** digits below an ulp of 1 (log-softmax's largest element, -log s, came out
+** 0 for -2.6e-18). An infinite maximum leaves nothing to scale: s = 1 and
+** log s = 0, so softmax is e^(x - max) (NaN for +inf, 0 for the rest). */
 typedef struct lane_stats {
     double max, sum, logsum;
+    int64_t at;   /* the first element equal to the maximum (or the first NaN) */
 } lane_stats;
 
-static void finish_stats(lane_stats *st, double sum)
+static void finish_stats(lane_stats *st, double rest)
 {
     bool inf = isinf(st->max);
-    st->sum = inf ? 1.0 : sum;
-    st->logsum = inf ? 0.0 : log(sum);
+    st->sum = inf ? 1.0 : 1.0 + rest;
+    st->logsum = inf ? 0.0 : log1p(rest);
 }
 
 /* For lanes with a stride; rows use block_stats, with the same bits: the
 ** same z, the same exps, summed in the same order. */
 static lane_stats lane_stats_of(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
 {
-    lane_stats st = {-INFINITY, 0, 0};
+    lane_stats st = {-INFINITY, 0, 0, 0};
+    for (int64_t k = 0; k < n; k++) {
+        double v = agi_get(x, base + k * stride);
+        st.at = v > st.max || (v != v && st.max == st.max) ? k : st.at;
+        st.max = max_step(st.max, v);
+    }
+    double rest = 0;
     for (int64_t k = 0; k < n; k++)
-        st.max = max_step(st.max, agi_get(x, base + k * stride));
-    double s = 0;
-    for (int64_t k = 0; k < n; k++)
-        s += agk_exp_nonpos(agi_get(x, base + k * stride) - st.max);
-    finish_stats(&st, s);
+        if (k != st.at)
+            rest += agk_exp_nonpos(agi_get(x, base + k * stride) - st.max);
+    finish_stats(&st, rest);
     return st;
 }
 
@@ -123,19 +131,27 @@ static void block_stats(const ag_tensor *x, row_block *b)
     int64_t c = b->c;
     for (int64_t i = 0; i < b->rows; i++) {
         double *z = b->tmp + i * c, m = -INFINITY;
+        int64_t at = 0;
         row_values(x, (b->first + i) * c, c, z);
-        for (int64_t k = 0; k < c; k++)
+        for (int64_t k = 0; k < c; k++) {
+            at = z[k] > m || (z[k] != z[k] && m == m) ? k : at;
             m = max_step(m, z[k]);
+        }
         b->st[i].max = m;
+        b->st[i].at = at;
         for (int64_t k = 0; k < c; k++)
             z[k] -= m;
     }
     exp_nonpos_all(b->rows * c, b->tmp);
     for (int64_t i = 0; i < b->rows; i++) {
-        double sum = 0;
-        for (int64_t k = 0; k < c; k++)
-            sum += b->tmp[i * c + k];
-        finish_stats(&b->st[i], sum);
+        /* Every term but the maximum's, in order: two loops, not a test per term. */
+        const double *e = b->tmp + i * c;
+        double rest = 0;
+        for (int64_t k = 0; k < b->st[i].at; k++)
+            rest += e[k];
+        for (int64_t k = b->st[i].at + 1; k < c; k++)
+            rest += e[k];
+        finish_stats(&b->st[i], rest);
     }
 }
 

@@ -85,17 +85,32 @@ typedef struct lane_ref {
     long double z[MAX_COLS], p[MAX_COLS], logp[MAX_COLS];
 } lane_ref;
 
+/* log sum e^z over a lane whose maximum's z is 0: log1p of the other
+** terms, as log(1 + small) would round the small sum away even in long
+** double (a reference must not be the less accurate side). */
+static long double log_sum_exp_z(const long double *z, int n, long double *sum)
+{
+    long double rest = 0;
+    int at = -1;
+    for (int k = 0; k < n; k++) {
+        if (at < 0 && z[k] == 0)
+            at = k;
+        else
+            rest += expl(z[k]);
+    }
+    *sum = 1 + rest;
+    return log1pl(rest);
+}
+
 static void lane_reference(const double *x, int n, int stride, lane_ref *r)
 {
     r->max = -INFINITY;
     for (int k = 0; k < n; k++)
         r->max = fmaxl(r->max, x[k * stride]);
-    long double s = 0;
-    for (int k = 0; k < n; k++) {
+    long double s;
+    for (int k = 0; k < n; k++)
         r->z[k] = (long double)x[k * stride] - r->max;
-        s += expl(r->z[k]);
-    }
-    r->logsum = logl(s);
+    r->logsum = log_sum_exp_z(r->z, n, &s);
     for (int k = 0; k < n; k++) {
         r->p[k] = expl(r->z[k]) / s;
         r->logp[k] = r->z[k] - r->logsum;
@@ -194,16 +209,15 @@ static void check_logsumexp(const problem *p)
         int lanes = all ? 1 : p->rows, n = all ? p->rows * p->cols : p->cols;
         for (int l = 0; l < lanes; l++) {
             /* The whole tensor is one lane of rows * cols <= MAX_N elements. */
-            long double max = -INFINITY, s = 0;
+            long double max = -INFINITY, s, z[MAX_N];
             for (int k = 0; k < n; k++)
                 max = fmaxl(max, p->x[l * n + k]);
             for (int k = 0; k < n; k++)
-                s += expl((long double)p->x[l * n + k] - max);
-            expect(p, ag_get(y, l), max + logl(s), 0, fabsl(max) + fabsl(logl(s)));
-            for (int k = 0; k < n; k++) {
-                long double z = (long double)p->x[l * n + k] - max;
-                expect(p, ag_get(ag_grad(x), l * n + k), expl(z) / s, z, 0);
-            }
+                z[k] = (long double)p->x[l * n + k] - max;
+            long double logsum = log_sum_exp_z(z, n, &s);
+            expect(p, ag_get(y, l), max + logsum, 0, fabsl(max) + fabsl(logsum));
+            for (int k = 0; k < n; k++)
+                expect(p, ag_get(ag_grad(x), l * n + k), expl(z[k]) / s, z[k], 0);
         }
         ag_tape_free(t);
     }
