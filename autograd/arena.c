@@ -44,9 +44,34 @@ static size_t fit(const agi_chunk *c, size_t size, size_t align)
     return off;
 }
 
-void *agi_arena_grow(ag_tape *t, size_t size, size_t align)
+/* The two arenas of tensor headers (agi_heads) grow in step: a chunk made
+** for one is made, of the same size, at the same place in the other's list.
+** The next pass, which repeats this one's requests in the other arena,
+** finds its chunks made, so that no pass after the first allocates (pages
+** of the twin that are never written are never touched). */
+static bool mirror_chunk(ag_tape *t, agi_arena *twin, const agi_arena *a, const agi_chunk *c)
 {
-    agi_arena *a = &t->arena;
+    size_t at = 0;
+    for (const agi_chunk *k = a->first; k != c; k = k->next)
+        at++;
+    agi_chunk *m = agi_realloc(t->alloc, t->alloc_ud, NULL, 0, chunk_header() + c->size);
+    if (!m) {
+        agi_error(t, AG_ENOMEM, "arena: out of memory allocating %zu bytes",
+                  chunk_header() + c->size);
+        return false;
+    }
+    m->size = c->size;
+    m->used = 0;
+    agi_chunk **link = &twin->first;
+    for (size_t i = 0; i < at && *link; i++)
+        link = &(*link)->next;
+    m->next = *link;
+    *link = m;
+    return true;
+}
+
+void *agi_arena_grow(ag_tape *t, agi_arena *a, size_t size, size_t align)
+{
     if (size == 0)
         size = 1;
     /* Walk forward through chunks kept from earlier passes: a repeated pass
@@ -92,6 +117,9 @@ void *agi_arena_grow(ag_tape *t, size_t size, size_t align)
         a->first = c;
     }
     a->cur = c;
+    if ((a == &t->heads[0] || a == &t->heads[1]) &&
+        !mirror_chunk(t, a == &t->heads[0] ? &t->heads[1] : &t->heads[0], a, c))
+        return NULL;
     size_t off = fit(c, size, align);
     c->used = off + size;
     a->in_use += size;
@@ -106,14 +134,14 @@ void agi_arena_reset(agi_arena *a)
     a->in_use = 0;
 }
 
-void agi_arena_free(ag_tape *t)
+void agi_arena_free(ag_tape *t, agi_arena *a)
 {
-    agi_chunk *c = t->arena.first;
+    agi_chunk *c = a->first;
     while (c) {
         agi_chunk *next = c->next;
         agi_realloc(t->alloc, t->alloc_ud, c, chunk_header() + c->size, 0);
         c = next;
     }
-    t->arena.first = t->arena.cur = NULL;
-    t->arena.in_use = 0;
+    a->first = a->cur = NULL;
+    a->in_use = 0;
 }

@@ -26,6 +26,13 @@
 ** crashing; later ops on that tape return nil and record nothing. Check
 ** ag_tape_status once, where convenient. ag_tape_reset clears the error.
 **
+** NaN. A NaN propagates through every op, as in IEEE arithmetic, NumPy and
+** PyTorch: an element of a result that a NaN input takes part in is NaN
+** (relu(NaN), maximum(NaN, 0), clamp, a max or min over a lane holding a
+** NaN, a softmax row holding one), and so is the gradient sent back
+** through it to every input of that element. A mask is nonzero for NaN
+** (ag_where picks a); comparisons (ag_gt...) are false for NaN.
+**
 ** Threads. A tape and the tensors on it belong to one thread at a time. Two
 ** tapes may run on two threads if they share no parameter that both
 ** differentiate. Nothing in the library is global.
@@ -106,8 +113,13 @@ AG_API ag_tape *ag_tape_new_alloc(ag_alloc_fn fn, void *ud);
 AG_API void ag_tape_free(ag_tape *t);
 /* Forgets every entry and tensor of the tape in O(1), keeping the memory for
 ** the next pass, clears the error status and closes any open no-grad scope.
-** Tensors made on the tape before the reset must not be used again (ops
-** report AG_ESTATE when they notice). */
+** Tensors made on the tape before the reset must not be used again. A
+** tensor made in the pass just ended is always caught, in every build:
+** ops and accessors (ag_get, ag_item, ag_data, ag_grad, shapes...) record
+** AG_ESTATE and answer as for nil, and never read the current pass's
+** tensors in its place (headers alternate between two arenas by pass, so
+** the last pass's are still whole). One kept across two resets or more is
+** a dangling pointer, like memory after free: it may read a current tensor. */
 AG_API void ag_tape_reset(ag_tape *t);
 AG_API ag_status ag_tape_status(const ag_tape *t);
 AG_API const char *ag_tape_errmsg(const ag_tape *t);  /* "" when AG_OK */
@@ -151,8 +163,18 @@ AG_API void ag_no_grad_end(ag_tape *t);
 ** A tensor made here is a constant: it gets a gradient only after
 ** ag_requires_grad. */
 
+/* A constant holding a copy of 'data', numel elements of the dtype. Prefer
+** the typed pair, for which the compiler checks that data holds floats
+** (doubles): passing a double array to ag_tensor_from(t, AG_F32, ...) read
+** its bytes as floats. */
+AG_API ag_tensor *ag_tensor_from_f32(ag_tape *t, int rank, const int64_t *shape,
+                                     const float *data);
+AG_API ag_tensor *ag_tensor_from_f64(ag_tape *t, int rank, const int64_t *shape,
+                                     const double *data);
+/* The untyped form, data in dtype dt (for buffers whose dtype is known at
+** run time only). */
 AG_API ag_tensor *ag_tensor_from(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape,
-                                 const void *data);   /* copies; data in dtype dt */
+                                 const void *data);
 AG_API ag_tensor *ag_zeros(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape);
 /* Values left unset, for a caller that fills every element before any op
 ** reads it (ag_data, then a copy): saves the pass that ag_zeros makes. */
@@ -214,7 +236,22 @@ AG_API ag_tensor *ag_param_view(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank,
 ** while a tape that uses p is waiting for backward. Returns AG_EINVAL (and
 ** changes nothing) when p is not a parameter or a buffer is NULL. */
 AG_API ag_status ag_param_rebind(ag_tensor *p, void *value, void *grad);
-AG_API void ag_param_free(ag_tensor *p);
+/* Frees a parameter made by ag_param_new, _scalar or _view (a view's
+** buffers stay the caller's). NULL is a no-op (AG_OK). Returns AG_EINVAL and
+** frees nothing when p is not a parameter (a tape tensor, a parameter's
+** gradient) or when an owner has claimed it (below: an nn_model's
+** parameters are freed by nn_model_free, and freeing one here as well was a
+** double free). */
+AG_API ag_status ag_param_free(ag_tensor *p);
+/* For code that keeps parameters on behalf of its users, as nn_model does:
+** makes 'owner' (any non-NULL address, such as the model) the only one that
+** may free p, with ag_param_free_claimed(p, owner); ag_param_free(p) then
+** refuses. AG_EINVAL when p is not a parameter, owner is NULL or p is
+** claimed already. ag_param_free_claimed returns AG_EINVAL, freeing
+** nothing, unless p is claimed by 'owner' (NULL p: AG_OK). */
+AG_API ag_status ag_param_claim(ag_tensor *p, const void *owner);
+AG_API ag_status ag_param_free_claimed(ag_tensor *p, const void *owner);
+AG_API int ag_param_claimed(const ag_tensor *p);   /* 1 when an owner claimed p */
 AG_API int ag_is_param(const ag_tensor *x);
 
 /* --------------------------------------------------------------- accessors */
@@ -304,7 +341,7 @@ AG_API ag_tensor *ag_exp(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_log(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_abs(ag_tape *t, ag_tensor *x);     /* d/dx at 0 is 0 */
-AG_API ag_tensor *ag_sign(ag_tape *t, ag_tensor *x);    /* no gradient */
+AG_API ag_tensor *ag_sign(ag_tape *t, ag_tensor *x);    /* -1, 0, 1 (NaN for NaN); no gradient */
 AG_API ag_tensor *ag_sin(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_cos(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x);
@@ -338,7 +375,7 @@ AG_API ag_tensor *ag_sum(ag_tape *t, ag_tensor *x);     /* over all elements: ra
 AG_API ag_tensor *ag_mean(ag_tape *t, ag_tensor *x);
 AG_API ag_tensor *ag_max(ag_tape *t, ag_tensor *x);     /* ties share the gradient */
 AG_API ag_tensor *ag_min(ag_tape *t, ag_tensor *x);
-AG_API ag_tensor *ag_logsumexp(ag_tape *t, ag_tensor *x);
+AG_API ag_tensor *ag_logsumexp(ag_tape *t, ag_tensor *x);   /* d/dx = softmax x */
 AG_API ag_tensor *ag_sum_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
 AG_API ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
 AG_API ag_tensor *ag_max_axis(ag_tape *t, ag_tensor *x, int axis, int keepdim);
@@ -521,7 +558,11 @@ typedef enum ag_activation {
 AG_API ag_tensor *ag_dense(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b,
                            ag_activation act);
 
-/* Softmax family along an axis; stable for any finite logits. */
+/* Softmax family along an axis, for any finite logits: each is computed
+** from z = x - max and the sum of e^z, kept apart (log-softmax is
+** z - log sum e^z, not x - logsumexp x), so adding a constant to the logits
+** changes no result and no gradient beyond a few ulps (logsumexp moves by
+** the constant), at 1e16 in f64 as at 0. */
 AG_API ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x, int axis);
 AG_API ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis);
 /* Mean over the batch of -log softmax(logits)[i, labels[i]], for logits of

@@ -344,7 +344,7 @@ void ag_gradients(ag_tape *t, ag_tensor *y, ag_tensor *seed, int n, ag_tensor *c
 
 void ag_zero_grad(ag_tensor *x)
 {
-    if (!x || (x->flags & AGI_NIL))
+    if (!agi_usable(x, "ag_zero_grad"))
         return;
     if (x->flags & AGI_PARAM) {
         if (x->grad)

@@ -117,6 +117,7 @@ struct ag_tape {
     ag_alloc_fn alloc;
     void *alloc_ud;
     agi_arena arena;
+    agi_arena heads[2];    /* tensor headers, by epoch parity (agi_heads) */
     ag_tensor **entries;
     size_t n_entries, cap_entries;
     ag_status status;
@@ -145,28 +146,39 @@ struct ag_tape {
 
 /* memory: all through the hook */
 void *agi_realloc(ag_alloc_fn fn, void *ud, void *p, size_t osize, size_t nsize);
-/* The slow path of agi_arena_alloc: moves on to the next chunk, or makes one. */
-void *agi_arena_grow(ag_tape *t, size_t size, size_t align);
-/* 'size' bytes of the tape's arena aligned to 'align' (a power of two), or
-** NULL with AG_ENOMEM recorded. Inline because a scalar op makes one or two
-** requests and the bump itself is a few instructions. */
-static inline void *agi_arena_alloc(ag_tape *t, size_t size, size_t align)
+/* The slow path of agi_arena_take: moves on to the next chunk, or makes one. */
+void *agi_arena_grow(ag_tape *t, agi_arena *a, size_t size, size_t align);
+/* 'size' bytes of arena 'a' of tape t aligned to 'align' (a power of two),
+** or NULL with AG_ENOMEM recorded. Inline because a scalar op makes one or
+** two requests and the bump itself is a few instructions. */
+static inline void *agi_arena_take(ag_tape *t, agi_arena *a, size_t size, size_t align)
 {
-    agi_chunk *c = t->arena.cur;
+    agi_chunk *c = a->cur;
     if (c && size) {
         uintptr_t base = (uintptr_t)c + AGI_CHUNK_HEADER;
         size_t off = (size_t)(((base + c->used + align - 1) & ~(uintptr_t)(align - 1)) - base);
         if (off <= c->size && c->size - off >= size) {
             c->used = off + size;
-            t->arena.in_use += size;
+            a->in_use += size;
             return (void *)(base + off);
         }
     }
-    return agi_arena_grow(t, size, align);
+    return agi_arena_grow(t, a, size, align);
 }
+/* From the tape's arena: everything but tensor headers (see agi_heads). */
+static inline void *agi_arena_alloc(ag_tape *t, size_t size, size_t align)
+{
+    return agi_arena_take(t, &t->arena, size, align);
+}
+/* Tensor headers (with their input pointers and small values) come from one
+** of two arenas, by the parity of the tape's epoch: a reset rewinds the one
+** the next pass uses, and leaves the last pass's headers as they were. So a
+** tensor from the last pass is never overwritten by a current one at its
+** address, and its epoch still tells that it is stale (agi_stale). */
+static inline agi_arena *agi_heads(ag_tape *t) { return &t->heads[t->epoch & 1]; }
 
 void agi_arena_reset(agi_arena *a);
-void agi_arena_free(ag_tape *t);
+void agi_arena_free(ag_tape *t, agi_arena *a);
 
 /* errors: the one funnel. Returns the nil tensor for convenience. */
 ag_tensor *agi_error(ag_tape *t, ag_status s, const char *fmt, ...)
@@ -217,6 +229,19 @@ static inline bool agi_check_inputs(ag_tape *t, const char *opname, int n, ag_te
             return true;
     }
     return agi_check_inputs_slow(t, opname, n, xs, same_dtype);
+}
+/* For accessors, which take no tape: is x a tensor to read (not NULL, not
+** nil, not stale)? A tape tensor made before its tape's last reset is stale:
+** agi_stale records AG_ESTATE on its tape, naming 'who', and the accessor
+** answers as for nil. Its header is intact (agi_heads), so its epoch says so. */
+bool agi_stale(const ag_tensor *x, const char *who);
+static inline bool agi_usable(const ag_tensor *x, const char *who)
+{
+    if (!x || (x->flags & AGI_NIL))
+        return false;
+    if (!(x->flags & AGI_PARAM) && x->tape && x->epoch != x->tape->epoch)
+        return agi_stale(x, who);
+    return true;
 }
 /* A new tensor on the tape with uninitialised values. If 'op' is given and
 ** recording is on and an input requires grad, it becomes an entry of the tape
@@ -325,6 +350,9 @@ ag_tensor *agi_slice_grad(ag_tape *t, ag_tensor *g, const ag_tensor *x, int axis
 /* The running sum of x along 'axis' from its end: out[k] = x[k] + ... +
 ** x[n-1], the adjoint of ag_cumsum (ops_stats.c). */
 ag_tensor *agi_cumsum_reverse(ag_tape *t, ag_tensor *x, int axis);
+/* The derivative of relu (below = 0) or leaky relu (below = its slope) at
+** x: 1 where x > 0, 'below' where x <= 0, NaN where x is NaN. A constant. */
+ag_tensor *agi_step(ag_tape *t, ag_tensor *x, double below);
 /* op(a) @ op(b) where op transposes the last two axes when its flag is set. */
 ag_tensor *agi_matmul_t(ag_tape *t, ag_tensor *a, ag_tensor *b, int ta, int tb);
 /* The adjoints of ag_conv2d (ops_conv.c), for its vjps and the tests. p holds

@@ -278,12 +278,18 @@ ag_tensor *ag_le(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_
 AGK_ROW2_SLICE(f_eq);
 ag_tensor *ag_eq(ag_tape *t, ag_tensor *a, ag_tensor *b) { return binary(t, &op_eq, "ag_eq", a, b, f_eq); }
 
-/* The share of the gradient that flows to the first input of maximum
-** (first_wins = gt) or minimum (lt): 1 where it wins, 1/2 on ties. */
+/* The share of the gradient that flows to the first input of maximum or
+** minimum: 1 where it wins, 1/2 on ties, NaN where either is NaN (the
+** result is NaN: so is its derivative). A constant, without gradient. */
+static double f_share_max(double a, double b) { return a > b ? 1.0 : a < b ? 0.0 : a == b ? 0.5 : a + b; }
+static double f_share_min(double a, double b) { return a < b ? 1.0 : a > b ? 0.0 : a == b ? 0.5 : a + b; }
+static const ag_op op_share = {.name = "share"};
+AGK_ROW2_SLICE(f_share_max);
+AGK_ROW2_SLICE(f_share_min);
 static ag_tensor *winner_share(ag_tape *t, ag_tensor *a, ag_tensor *b, bool maximum)
 {
-    ag_tensor *wins = maximum ? ag_gt(t, a, b) : ag_lt(t, a, b);
-    return ag_add(t, wins, ag_mul(t, ag_eq(t, a, b), agi_const_like(t, a, 0.5)));
+    return maximum ? binary(t, &op_share, "share", a, b, f_share_max)
+                   : binary(t, &op_share, "share", a, b, f_share_min);
 }
 
 static void vjp_extremum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin, bool maximum)
@@ -295,8 +301,8 @@ static void vjp_extremum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **g
         gin[1] = agi_unbroadcast(t, ag_mul(t, g, winner_share(t, b, a, maximum)), b);
 }
 
-/* max(a, b) elementwise */
-static double f_maximum(double a, double b) { return a >= b ? a : b; }
+/* max(a, b) elementwise, NaN where either is (a NaN a fails the compare) */
+static double f_maximum(double a, double b) { return a >= b || a != a ? a : b; }
 static void vjp_maximum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     vjp_extremum(t, out, g, gin, true);
@@ -308,8 +314,8 @@ ag_tensor *ag_maximum(ag_tape *t, ag_tensor *a, ag_tensor *b)
     return binary(t, &op_maximum, "ag_maximum", a, b, f_maximum);
 }
 
-/* min(a, b) elementwise */
-static double f_minimum(double a, double b) { return a <= b ? a : b; }
+/* min(a, b) elementwise, NaN where either is */
+static double f_minimum(double a, double b) { return a <= b || a != a ? a : b; }
 static void vjp_minimum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     vjp_extremum(t, out, g, gin, false);

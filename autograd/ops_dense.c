@@ -54,7 +54,7 @@ AGK_INLINE void bias_act_rows(const rows_job *j, ag_activation act, int64_t r0, 
             float *y = (float *)j->y + r * cols;
             for (int64_t c = 0; c < cols; c++) {
                 float z = b ? y[c] + b[c] : y[c];
-                y[c] = flat ? z : act == AG_ACT_RELU ? (z > 0 ? z : 0.0f) : (float)agk_act(act, z);
+                y[c] = flat ? z : act == AG_ACT_RELU ? agk_relu_f(z) : (float)agk_act(act, z);
             }
         }
         float *y = j->y;
@@ -97,13 +97,13 @@ AGK_INLINE void act_grad_rows(const grad_job *gj, ag_activation act, int64_t r0,
     const rows_job *j = &gj->rows;
     int64_t i0 = r0 * j->cols, i1 = r1 * j->cols;
     /* dz is a fresh buffer: it overlaps neither y nor g. The relu case is a
-    ** multiply by the 0/1 mask, not a branch on it (a mispredicted branch per
-    ** element made this pass as slow as a product). */
+    ** multiply by the 0/1 mask (NaN where y is), not a branch on it (a
+    ** mispredicted branch per element made this pass as slow as a product). */
     if (j->dt == AG_F32) {
         const float *restrict y = j->y, *restrict g = j->g;
         float *restrict dz = gj->dz;
         for (int64_t i = i0; i < i1; i++)
-            dz[i] = act == AG_ACT_RELU ? g[i] * (float)(y[i] > 0)
+            dz[i] = act == AG_ACT_RELU ? g[i] * agk_step_f(y[i])
                                        : (float)agk_act_grad(act, g[i], y[i], true);
     } else {
         const double *restrict y = j->y, *restrict g = j->g;
@@ -129,7 +129,7 @@ static ag_tensor *act_grad_ops(ag_tape *t, ag_activation act, ag_tensor *y, ag_t
 {
     switch (act) {
     case AG_ACT_RELU:
-        return ag_mul(t, g, ag_gt(t, y, agi_const_like(t, y, 0.0)));
+        return ag_mul(t, g, agi_step(t, y, 0.0));
     case AG_ACT_SIGMOID:
         return ag_mul(t, g, ag_mul(t, y, ag_sub(t, agi_const_like(t, y, 1.0), y)));
     case AG_ACT_TANH:
@@ -184,7 +184,13 @@ static void dense_grads(ag_tape *t, ag_tensor *out, ag_tensor *dz, ag_tensor **g
         ag_tensor *gx = agi_matmul_t(t, dz2, w, 0, 1);
         gin[0] = x->rank == 2 ? gx : ag_reshape(t, gx, x->rank, x->shape);
     }
-    if (agi_needs_grad(out, 1) && !(raw && add_weight_grad(t, w, x, dz, rows))) {
+    if (agi_needs_grad(out, 1) && x->rank > 2) {
+        /* matmul's order: one product per matrix of the batch, then their
+        ** sum. One product over the flattened rows sums in another order,
+        ** and its bits differ from the composed ops' (x [2,2,1] holding 1
+        ** and three 2^-53 gave 1 where matmul gives 1 + 2^-52). */
+        gin[1] = ag_sum_to(t, agi_matmul_t(t, x, dz, 1, 0), 2, w->shape);
+    } else if (agi_needs_grad(out, 1) && !(raw && add_weight_grad(t, w, x, dz, rows))) {
         ag_tensor *x2 = x->rank == 2 ? x : ag_reshape(t, x, 2, (int64_t[]){rows, n_in});
         gin[1] = agi_matmul_t(t, x2, dz2, 1, 0);
     }

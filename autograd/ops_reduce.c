@@ -49,16 +49,24 @@ static double r_min(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
 }
 
 /* log sum e^x, shifted by the maximum so that it neither overflows nor
-** underflows to -inf for very negative inputs. */
+** underflows to -inf for very negative inputs: m + log1p(the sum of the
+** other terms), the maximum's own being e^0 = 1 (log of 1 + a small sum
+** would drop its digits below an ulp of 1). */
 static double r_logsumexp(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
 {
     double m = r_max(x, base, n, stride);
     if (isinf(m) || isnan(m))
         return m;
-    double s = 0;
-    for (int64_t k = 0; k < n; k++)
-        s += exp(agi_get(x, base + k * stride) - m);
-    return m + log(s);
+    double rest = 0;
+    bool seen = false;
+    for (int64_t k = 0; k < n; k++) {
+        double v = agi_get(x, base + k * stride);
+        if (v == m && !seen)
+            seen = true;
+        else
+            rest += exp(v - m);
+    }
+    return m + log1p(rest);
 }
 
 /* Below this many elements per thread, a reduction stays on one thread. */
@@ -194,12 +202,19 @@ static void vjp_extremum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **g
 static const ag_op op_max = {.name = "max", .vjp = vjp_extremum};
 static const ag_op op_min = {.name = "min", .vjp = vjp_extremum};
 
-/* logsumexp: d/dx = softmax x = e^(x - out) */
+/* logsumexp: d/dx = softmax x, taken from ag_softmax, which divides
+** e^(x - max) by its sum: e^(x - out) would carry out's rounding, as large as
+** an ulp of the largest logit (the gradient at [1e7, 1e7] in f32 was e^-1,
+** not 1/2). Over all elements, the softmax of x as one row. */
 static void vjp_logsumexp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     ag_tensor *x = out->in[0];
     int axis = out->attr.red.axis;
-    ag_tensor *p = ag_exp(t, ag_sub(t, x, expand_back(t, out, x, axis)));
+    ag_tensor *p;
+    if (axis == AXIS_ALL)
+        p = ag_reshape(t, ag_softmax(t, ag_reshape(t, x, 1, &x->numel), 0), x->rank, x->shape);
+    else
+        p = ag_softmax(t, x, axis);
     gin[0] = ag_mul(t, expand_back(t, g, x, axis), p);
 }
 static const ag_op op_logsumexp = {.name = "logsumexp", .vjp = vjp_logsumexp};

@@ -1,7 +1,9 @@
 /*
 ** ops_softmax.c: softmax and log-softmax along an axis, and the fused
 ** cross-entropy of logits with integer labels. All subtract the maximum
-** before exponentiating, so logits of any finite size stay finite.
+** before exponentiating, so logits of any finite size stay finite, and
+** keep x - max apart from the log of the sum (below), so results do not
+** move when a constant is added to the logits.
 */
 #include "internal.h"
 #include "kernels/activation.h"
@@ -33,21 +35,53 @@ AGK_SIMD_CLONES static void exp_nonpos_all(int64_t n, double *v)
         v[i] = agk_exp_nonpos(v[i]);
 }
 
-/* The maximum and log-sum-exp of one lane: log sum e^x = m + log sum e^(x-m),
-** the terms added in order. For lanes with a stride; rows use block_lse. */
-static double lane_logsumexp(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
+/* Every result is computed from z = x - max and the sum s of e^z, kept
+** apart: softmax e^z / s, log-softmax z - log s, logsumexp max + log s,
+** cross-entropy log s - z[label]. Subtracting a rounded logsumexp from x
+** instead, as we once did, loses the digits of log s that the rounding to
+** x's magnitude drops: at logits of 1e16 that is all of them, and the loss
+** of [1e16, 1e16] came out 0. z is exact wherever it matters (Sterbenz:
+** the elements near the maximum), so results do not change when a constant
+** is added to the logits. */
+
+/* The maximum of a lane, NaN if any element is: once m is NaN, neither
+** comparison holds again. */
+static inline double max_step(double m, double v) { return v > m || v != v ? v : m; }
+
+/* The statistics of one lane: its maximum, s = sum e^(x - max) and log s.
+** The maximum's own term is e^0 = 1 exactly, so the others are summed
+** apart ('rest') and log s = log1p(rest): log(1 + rest) would lose rest's
+** digits below an ulp of 1 (log-softmax's largest element, -log s, came out
+** 0 for -2.6e-18). An infinite maximum leaves nothing to scale: s = 1 and
+** log s = 0, so softmax is e^(x - max) (NaN for +inf, 0 for the rest). */
+typedef struct lane_stats {
+    double max, sum, logsum;
+    int64_t at;   /* the first element equal to the maximum (or the first NaN) */
+} lane_stats;
+
+static void finish_stats(lane_stats *st, double rest)
 {
-    double m = -INFINITY;
+    bool inf = isinf(st->max);
+    st->sum = inf ? 1.0 : 1.0 + rest;
+    st->logsum = inf ? 0.0 : log1p(rest);
+}
+
+/* For lanes with a stride; rows use block_stats, with the same bits: the
+** same z, the same exps, summed in the same order. */
+static lane_stats lane_stats_of(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
+{
+    lane_stats st = {-INFINITY, 0, 0, 0};
     for (int64_t k = 0; k < n; k++) {
         double v = agi_get(x, base + k * stride);
-        m = v > m ? v : m;
+        st.at = v > st.max || (v != v && st.max == st.max) ? k : st.at;
+        st.max = max_step(st.max, v);
     }
-    if (isinf(m))
-        return m;
-    double s = 0;
+    double rest = 0;
     for (int64_t k = 0; k < n; k++)
-        s += agk_exp_nonpos(agi_get(x, base + k * stride) - m);
-    return m + log(s);
+        if (k != st.at)
+            rest += agk_exp_nonpos(agi_get(x, base + k * stride) - st.max);
+    finish_stats(&st, rest);
+    return st;
 }
 
 /* Row i of a [rows, c] tensor as doubles, from element 'base'. */
@@ -63,12 +97,12 @@ static void row_values(const ag_tensor *x, int64_t base, int64_t c, double *out)
 }
 
 /* Rows [first, first + rows) of x's last axis (c elements each, contiguous)
-** go through scratch a block at a time: their lane_logsumexp into lse (the
-** same bits: the exps of the whole block taken in one pass, each row's sum
-** then taken in order), and, with 'softmax', e^(x - lse) left in tmp. */
+** go through scratch a block at a time: each row's lane_stats into st, and
+** e^(x - max) left in tmp (the exps of the whole block taken in one pass). */
 typedef struct row_block {
     int64_t first, rows, c;
-    double *lse, *tmp;   /* rows, and rows * c, doubles */
+    lane_stats *st;   /* rows of them */
+    double *tmp;      /* rows * c */
 } row_block;
 
 /* About 64 KB of doubles a block, at least one row: the scratch stays in
@@ -87,41 +121,45 @@ static int64_t block_rows(int64_t rows, int64_t c)
 static bool block_scratch(ag_tape *t, int64_t rows, int64_t c, row_block *b)
 {
     b->c = c;
-    b->lse = agi_arena_alloc(t, (size_t)rows * sizeof *b->lse, 64);
-    b->tmp = b->lse ? agi_arena_alloc(t, (size_t)(rows * c) * sizeof *b->tmp, 64) : NULL;
+    b->st = agi_arena_alloc(t, (size_t)rows * sizeof *b->st, 64);
+    b->tmp = b->st ? agi_arena_alloc(t, (size_t)(rows * c) * sizeof *b->tmp, 64) : NULL;
     return b->tmp != NULL;
 }
 
-static void block_lse(const ag_tensor *x, row_block *b, bool softmax)
+static void block_stats(const ag_tensor *x, row_block *b)
 {
     int64_t c = b->c;
     for (int64_t i = 0; i < b->rows; i++) {
         double *z = b->tmp + i * c, m = -INFINITY;
+        int64_t at = 0;
         row_values(x, (b->first + i) * c, c, z);
+        for (int64_t k = 0; k < c; k++) {
+            at = z[k] > m || (z[k] != z[k] && m == m) ? k : at;
+            m = max_step(m, z[k]);
+        }
+        b->st[i].max = m;
+        b->st[i].at = at;
         for (int64_t k = 0; k < c; k++)
-            m = z[k] > m ? z[k] : m;
-        b->lse[i] = m;
-        for (int64_t k = 0; k < c; k++)
-            z[k] = isinf(m) ? 0 : z[k] - m;
+            z[k] -= m;
     }
     exp_nonpos_all(b->rows * c, b->tmp);
     for (int64_t i = 0; i < b->rows; i++) {
-        if (isinf(b->lse[i]))
-            continue;
-        double sum = 0;
-        for (int64_t k = 0; k < c; k++)
-            sum += b->tmp[i * c + k];
-        b->lse[i] += log(sum);
+        /* Every term but the maximum's, in order: two loops, not a test per term. */
+        const double *e = b->tmp + i * c;
+        double rest = 0;
+        for (int64_t k = 0; k < b->st[i].at; k++)
+            rest += e[k];
+        for (int64_t k = b->st[i].at + 1; k < c; k++)
+            rest += e[k];
+        finish_stats(&b->st[i], rest);
     }
-    if (!softmax)
-        return;
-    for (int64_t i = 0; i < b->rows; i++) {
-        double *z = b->tmp + i * c;
-        row_values(x, (b->first + i) * c, c, z);
-        for (int64_t k = 0; k < c; k++)
-            z[k] -= b->lse[i];
-    }
-    exp_nonpos_all(b->rows * c, b->tmp);
+}
+
+/* Element k of a row or lane: softmax from its exp, log-softmax from x. */
+static inline double softmax_of(double e, const lane_stats *st) { return e / st->sum; }
+static inline double log_softmax_of(double x, const lane_stats *st)
+{
+    return (x - st->max) - st->logsum;
 }
 
 static ag_tensor *softmax_like(ag_tape *t, const ag_op *op, const char *who, ag_tensor *x,
@@ -146,11 +184,12 @@ static ag_tensor *softmax_like(ag_tape *t, const ag_op *op, const char *who, ag_
             return agi_nil(t);
         for (b.first = 0; b.first < rows; b.first += b.rows) {
             b.rows = block_rows(rows - b.first, c);
-            block_lse(x, &b, !log_space);
+            block_stats(x, &b);
             for (int64_t i = 0; i < b.rows; i++)
                 for (int64_t k = 0; k < c; k++) {
                     int64_t at = (b.first + i) * c + k;
-                    agi_set(out, at, log_space ? agi_get(x, at) - b.lse[i] : b.tmp[i * c + k]);
+                    agi_set(out, at, log_space ? log_softmax_of(agi_get(x, at), &b.st[i])
+                                               : softmax_of(b.tmp[i * c + k], &b.st[i]));
                 }
         }
         return out;
@@ -158,11 +197,12 @@ static ag_tensor *softmax_like(ag_tape *t, const ag_op *op, const char *who, ag_
     for (int64_t o = 0; o < l.outer; o++)
         for (int64_t i = 0; i < l.inner; i++) {
             int64_t base = o * l.n * l.inner + i;
-            double lse = lane_logsumexp(x, base, l.n, l.inner);
+            lane_stats st = lane_stats_of(x, base, l.n, l.inner);
             for (int64_t k = 0; k < l.n; k++) {
                 int64_t at = base + k * l.inner;
-                double z = agi_get(x, at) - lse;
-                agi_set(out, at, log_space ? z : agk_exp_nonpos(z));
+                double v = agi_get(x, at);
+                agi_set(out, at, log_space ? log_softmax_of(v, &st)
+                                           : softmax_of(agk_exp_nonpos(v - st.max), &st));
             }
         }
     return out;
@@ -192,7 +232,7 @@ ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis)
     return softmax_like(t, &op_log_softmax, "ag_log_softmax", x, axis, true);
 }
 
-/* cross_entropy: mean_i (logsumexp(x_i) - x_i[y_i]); d/dx = (softmax x - onehot y) / N */
+/* cross_entropy: mean_i -log_softmax(x_i)[y_i]; d/dx = (softmax x - onehot y) / N */
 /* The raw path: (softmax x - onehot) * (g / N) straight into x's gradient,
 ** one row pass, rounding where the ops below do. */
 static int raw_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
@@ -210,11 +250,11 @@ static int raw_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor
     double scale = agk_round(agi_get(g, 0) * agk_round(1.0 / (double)n, f32), f32);
     for (b.first = 0; b.first < n; b.first += b.rows) {
         b.rows = block_rows(n - b.first, c);
-        block_lse(x, &b, true);
+        block_stats(x, &b);
         for (int64_t i = 0; i < b.rows; i++)
             for (int64_t k = 0; k < c; k++) {
                 int64_t row = b.first + i, at = row * c + k;
-                double p = agk_round(b.tmp[i * c + k], f32);
+                double p = agk_round(softmax_of(b.tmp[i * c + k], &b.st[i]), f32);
                 double d = agk_round(p - (k == out->attr.labels[row]), f32);
                 double v = agk_round(d * scale, f32);
                 if (f32)
@@ -269,9 +309,10 @@ ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels
     double total = 0;
     for (b.first = 0; b.first < n; b.first += b.rows) {
         b.rows = block_rows(n - b.first, c);
-        block_lse(logits, &b, false);
+        block_stats(logits, &b);
         for (int64_t i = 0; i < b.rows; i++)
-            total += b.lse[i] - agi_get(logits, (b.first + i) * c + copy[b.first + i]);
+            total -= log_softmax_of(agi_get(logits, (b.first + i) * c + copy[b.first + i]),
+                                    &b.st[i]);
     }
     agi_set(out, 0, total / (double)n);
     return out;

@@ -61,7 +61,6 @@ AGK_INLINE bool raw_unary_with(ag_tape *t, ag_tensor *out, const ag_tensor *g,
 #define raw_unary(t, out, g, a, f) raw_unary_with(t, out, g, a, f, f##_slice_grad)
 
 static ag_tensor *one_like(ag_tape *t, const ag_tensor *x) { return agi_const_like(t, x, 1.0); }
-static ag_tensor *zero_like(ag_tape *t, const ag_tensor *x) { return agi_const_like(t, x, 0.0); }
 
 /* -x */
 static double f_neg(double x, const double *p) { (void)p; return -x; }
@@ -132,8 +131,12 @@ static const ag_op op_sqrt = {.name = "sqrt", .vjp = vjp_sqrt};
 AGK_MAP1_SLICE(f_sqrt);
 ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return unary(t, &op_sqrt, "ag_sqrt", x, f_sqrt, 0, 0); }
 
-/* sign x, without gradient */
-static double f_sign(double x, const double *p) { (void)p; return (x > 0) - (x < 0); }
+/* sign x, without gradient; NaN stays NaN (as NumPy's), so |x|'s gradient does too */
+static double f_sign(double x, const double *p)
+{
+    (void)p;
+    return x > 0 ? 1.0 : x < 0 ? -1.0 : x == x ? 0.0 : x;
+}
 static const ag_op op_sign = {.name = "sign"};
 AGK_MAP1_SLICE(f_sign);
 ag_tensor *ag_sign(ag_tape *t, ag_tensor *x) { return unary(t, &op_sign, "ag_sign", x, f_sign, 0, 0); }
@@ -217,12 +220,21 @@ ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x)
     return unary(t, &op_sigmoid, "ag_sigmoid", x, f_sigmoid, 0, 0);
 }
 
-/* max(x, 0): d/dx = [x > 0] */
-static double f_relu(double x, const double *p) { (void)p; return x > 0 ? x : 0.0; }
+/* agi_step (internal.h): relu's and leaky relu's derivative, a constant. */
+static double f_step(double x, const double *p) { return agk_step(x, p[0]); }
+static const ag_op op_step = {.name = "step"};
+AGK_MAP1_SLICE(f_step);
+ag_tensor *agi_step(ag_tape *t, ag_tensor *x, double below)
+{
+    return unary(t, &op_step, "step", x, f_step, below, 0);
+}
+
+/* max(x, 0), NaN for NaN: d/dx = [x > 0] (NaN for NaN) */
+static double f_relu(double x, const double *p) { (void)p; return agk_relu(x); }
 static double d_relu(double g, double x, double b, const double *p, bool f32)
 {
     (void)b, (void)p;
-    return agk_round(g * (x > 0.0 ? 1.0 : 0.0), f32);
+    return agk_round(g * agk_step(x, 0.0), f32);
 }
 AGK_GRAD_SLICE(d_relu);
 static int raw_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
@@ -232,8 +244,7 @@ static int raw_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 }
 static void vjp_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    ag_tensor *x = out->in[0];
-    gin[0] = ag_mul(t, g, ag_gt(t, x, zero_like(t, x)));
+    gin[0] = ag_mul(t, g, agi_step(t, out->in[0], 0.0));
 }
 static const ag_op op_relu = {.name = "relu", .vjp = vjp_relu, .raw_vjp = raw_relu};
 AGK_MAP1_SLICE(f_relu);
@@ -243,10 +254,7 @@ ag_tensor *ag_relu(ag_tape *t, ag_tensor *x) { return unary(t, &op_relu, "ag_rel
 static double f_leaky(double x, const double *p) { return x > 0 ? x : p[0] * x; }
 static void vjp_leaky(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    ag_tensor *x = out->in[0];
-    ag_tensor *slope = ag_where(t, ag_gt(t, x, zero_like(t, x)), one_like(t, x),
-                                agi_const_like(t, x, out->attr.s[0]));
-    gin[0] = ag_mul(t, g, slope);
+    gin[0] = ag_mul(t, g, agi_step(t, out->in[0], out->attr.s[0]));
 }
 static const ag_op op_leaky_relu = {.name = "leaky_relu", .vjp = vjp_leaky};
 AGK_MAP1_SLICE(f_leaky);
@@ -296,14 +304,23 @@ ag_tensor *ag_softplus(ag_tape *t, ag_tensor *x)
     return unary(t, &op_softplus, "ag_softplus", x, f_softplus, 0, 0);
 }
 
-/* min(max(x, lo), hi): d/dx = [lo <= x <= hi] */
+/* clamp's derivative, a constant: 1 on [p0, p1], 0 outside, NaN for NaN */
+static double f_inside(double x, const double *p)
+{
+    return x < p[0] || x > p[1] ? 0.0 : x == x ? 1.0 : x;
+}
+static const ag_op op_inside = {.name = "inside"};
+AGK_MAP1_SLICE(f_inside);
+
+/* min(max(x, lo), hi), NaN for NaN: d/dx = [lo <= x <= hi] (NaN for NaN) */
 static double f_clamp(double x, const double *p) { return x < p[0] ? p[0] : x > p[1] ? p[1] : x; }
 static void vjp_clamp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     ag_tensor *x = out->in[0];
-    ag_tensor *inside = ag_mul(t, ag_ge(t, x, agi_const_like(t, x, out->attr.s[0])),
-                               ag_le(t, x, agi_const_like(t, x, out->attr.s[1])));
-    gin[0] = ag_mul(t, g, inside);
+    /* The bounds as the dtype holds them, as constants of x's dtype compare. */
+    bool f32 = x->dtype == AG_F32;
+    double lo = agk_round(out->attr.s[0], f32), hi = agk_round(out->attr.s[1], f32);
+    gin[0] = ag_mul(t, g, unary(t, &op_inside, "inside", x, f_inside, lo, hi));
 }
 static const ag_op op_clamp = {.name = "clamp", .vjp = vjp_clamp};
 AGK_MAP1_SLICE(f_clamp);

@@ -62,7 +62,7 @@ static void put_axis(sink *s, const ag_tensor *x, int axis, int64_t offset, bool
 
 static void put_tensor(sink *s, const ag_tensor *x)
 {
-    if (!x || (x->flags & AGI_NIL)) {
+    if (!agi_usable(x, "ag_snprint")) {
         put(s, "tensor(nil)");
         return;
     }

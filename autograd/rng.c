@@ -81,7 +81,7 @@ double ag_rng_normal(ag_rng *r)
 
 void ag_fill_uniform(ag_tensor *x, ag_rng *r, double lo, double hi)
 {
-    if (!x || !r || (x->flags & AGI_NIL))
+    if (!r || !agi_usable(x, "ag_fill_uniform"))
         return;
     for (int64_t i = 0; i < x->numel; i++)
         agi_set(x, i, lo + (hi - lo) * ag_rng_uniform(r));
@@ -89,7 +89,7 @@ void ag_fill_uniform(ag_tensor *x, ag_rng *r, double lo, double hi)
 
 void ag_fill_normal(ag_tensor *x, ag_rng *r, double mean, double std)
 {
-    if (!x || !r || (x->flags & AGI_NIL))
+    if (!r || !agi_usable(x, "ag_fill_normal"))
         return;
     for (int64_t i = 0; i < x->numel; i++)
         agi_set(x, i, mean + std * ag_rng_normal(r));

@@ -25,7 +25,9 @@ void ag_tape_free(ag_tape *t)
 {
     if (!t)
         return;
-    agi_arena_free(t);
+    agi_arena_free(t, &t->arena);
+    agi_arena_free(t, &t->heads[0]);
+    agi_arena_free(t, &t->heads[1]);
     agi_anomaly_free(t);
     agi_realloc(t->alloc, t->alloc_ud, t->entries, t->cap_entries * sizeof *t->entries, 0);
     agi_realloc(t->alloc, t->alloc_ud, t, sizeof *t, 0);
@@ -40,6 +42,8 @@ void ag_tape_reset(ag_tape *t)
     t->anomaly.pending = NULL;
     t->grad_dirty = 0;
     t->epoch++;
+    /* The headers of the pass that ends stay where they are (agi_heads). */
+    agi_arena_reset(agi_heads(t));
     t->status = AG_OK;
     t->errmsg[0] = '\0';
     t->no_grad = 0;
@@ -50,7 +54,10 @@ void ag_tape_reset(ag_tape *t)
 }
 
 size_t ag_tape_entries(const ag_tape *t) { return t ? t->n_entries : 0; }
-size_t ag_tape_bytes(const ag_tape *t) { return t ? t->arena.in_use : 0; }
+size_t ag_tape_bytes(const ag_tape *t)
+{
+    return t ? t->arena.in_use + t->heads[t->epoch & 1].in_use : 0;
+}
 
 void ag_no_grad_begin(ag_tape *t)
 {
@@ -123,6 +130,15 @@ bool agi_check_inputs_slow(ag_tape *t, const char *opname, int n, ag_tensor *con
     return true;
 }
 
+bool agi_stale(const ag_tensor *x, const char *who)
+{
+    agi_error(x->tape, AG_ESTATE, "%s: tensor%s%s%s was made before the last ag_tape_reset "
+              "(pass %u; the tape is at pass %u)", who, x->name ? " '" : "",
+              x->name ? x->name : "", x->name ? "'" : "", (unsigned)x->epoch,
+              (unsigned)x->tape->epoch);
+    return false;
+}
+
 static bool grow_entries(ag_tape *t)
 {
     size_t cap = t->cap_entries ? t->cap_entries * 2 : 1024;
@@ -182,12 +198,12 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
     ag_tensor *x;
     if (bytes <= 64) {
         /* Small tensors (scalars above all) in one block with their header. */
-        x = agi_arena_alloc(t, head + bytes, 16);
+        x = agi_arena_take(t, agi_heads(t), head + bytes, 16);
         if (!x)
             return agi_nil(t);
         x->value = (char *)x + head;
     } else {
-        x = agi_arena_alloc(t, head, 16);
+        x = agi_arena_take(t, agi_heads(t), head, 16);
         void *v = x ? agi_arena_alloc(t, bytes, 64) : NULL;
         if (!v)
             return agi_nil(t);

@@ -89,18 +89,35 @@ ag_tensor *ag_scalar(ag_tape *t, ag_dtype dt, double v)
     return make_full(t, "ag_scalar", dt, 0, NULL, v);
 }
 
-ag_tensor *ag_tensor_from(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, const void *data)
+/* Copies numel elements of dt from data, naming 'who' in errors. */
+static ag_tensor *tensor_from(ag_tape *t, const char *who, ag_dtype dt, int rank,
+                              const int64_t *shape, const void *data)
 {
-    if (!agi_check_make(t, "ag_tensor_from", dt, rank, shape))
+    if (!agi_check_make(t, who, dt, rank, shape))
         return agi_nil(t);
     ag_tensor *x = agi_new(t, NULL, 0, NULL, dt, rank, shape);
     if (x->flags & AGI_NIL)
         return x;
     if (!data && x->numel > 0)
-        return agi_error(t, AG_EINVAL, "ag_tensor_from: data is NULL for shape %s", agi_shp(x, 0));
+        return agi_error(t, AG_EINVAL, "%s: data is NULL for shape %s", who, agi_shp(x, 0));
     if (x->numel > 0)
         memcpy(x->value, data, (size_t)x->numel * ag_dtype_size(dt));
     return x;
+}
+
+ag_tensor *ag_tensor_from(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape, const void *data)
+{
+    return tensor_from(t, "ag_tensor_from", dt, rank, shape, data);
+}
+
+ag_tensor *ag_tensor_from_f32(ag_tape *t, int rank, const int64_t *shape, const float *data)
+{
+    return tensor_from(t, "ag_tensor_from_f32", AG_F32, rank, shape, data);
+}
+
+ag_tensor *ag_tensor_from_f64(ag_tape *t, int rank, const int64_t *shape, const double *data)
+{
+    return tensor_from(t, "ag_tensor_from_f64", AG_F64, rank, shape, data);
 }
 
 ag_tensor *ag_arange(ag_tape *t, ag_dtype dt, double start, double stop, double step)
@@ -136,7 +153,7 @@ ag_tensor *ag_eye(ag_tape *t, ag_dtype dt, int64_t n)
 
 ag_tensor *ag_requires_grad(ag_tensor *x)
 {
-    if (!x || (x->flags & AGI_NIL))
+    if (!agi_usable(x, "ag_requires_grad"))
         return x;
     if ((x->flags & AGI_PARAM) && !x->grad) {
         /* It would need a gradient of its own, which it cannot hold. */
@@ -167,6 +184,7 @@ typedef struct param_owner {
     ag_alloc_fn alloc;
     void *alloc_ud;
     size_t size;
+    const void *claimed_by;   /* ag_param_claim's owner, or NULL */
 } param_owner;
 
 /* Each header is full-size and followed by 64 bytes for its name. */
@@ -220,7 +238,7 @@ static ag_tensor *param_make(ag_alloc_fn fn, void *ud, ag_dtype dt, int rank, co
         g->flags |= AGI_COUNTED;
     }
     p->grad = g;
-    *owner_of(p) = (param_owner){fn, ud, total};
+    *owner_of(p) = (param_owner){fn, ud, total, NULL};
     return p;
 }
 
@@ -259,34 +277,73 @@ ag_status ag_param_rebind(ag_tensor *p, void *value, void *grad)
     return AG_OK;
 }
 
-void ag_param_free(ag_tensor *p)
+/* A parameter's own header (not its gradient's, not a tape tensor). */
+static bool is_param_block(const ag_tensor *p)
 {
-    if (!p || !(p->flags & AGI_PARAM) || !(p->flags & AGI_OWNS_MEMORY))
-        return;
+    return p && (p->flags & AGI_PARAM) && (p->flags & AGI_OWNS_MEMORY);
+}
+
+static void param_release(ag_tensor *p)
+{
     param_owner o = *owner_of(p);
     agi_realloc(o.alloc, o.alloc_ud, p, o.size, 0);
+}
+
+ag_status ag_param_free(ag_tensor *p)
+{
+    if (!p)
+        return AG_OK;
+    /* A claimed parameter (an nn_model's) is freed by its owner: freeing it
+    ** here too was a double free when the owner let go of it. */
+    if (!is_param_block(p) || owner_of(p)->claimed_by)
+        return AG_EINVAL;
+    param_release(p);
+    return AG_OK;
+}
+
+ag_status ag_param_claim(ag_tensor *p, const void *owner)
+{
+    if (!is_param_block(p) || !owner || owner_of(p)->claimed_by)
+        return AG_EINVAL;
+    owner_of(p)->claimed_by = owner;
+    return AG_OK;
+}
+
+ag_status ag_param_free_claimed(ag_tensor *p, const void *owner)
+{
+    if (!p)
+        return AG_OK;
+    if (!is_param_block(p) || !owner || owner_of(p)->claimed_by != owner)
+        return AG_EINVAL;
+    param_release(p);
+    return AG_OK;
+}
+
+int ag_param_claimed(const ag_tensor *p)
+{
+    return is_param_block(p) && owner_of((ag_tensor *)p)->claimed_by != NULL;
 }
 
 int ag_is_param(const ag_tensor *x) { return x && (x->flags & AGI_PARAM) && x->grad; }
 
 /* ------------------------------------------------------------- accessors */
 
-static bool usable(const ag_tensor *x) { return x && !(x->flags & AGI_NIL); }
-
-ag_dtype ag_dtype_of(const ag_tensor *x) { return usable(x) ? (ag_dtype)x->dtype : AG_F64; }
-int ag_rank(const ag_tensor *x) { return usable(x) ? x->rank : 0; }
-const int64_t *ag_shape(const ag_tensor *x) { return usable(x) ? x->shape : NULL; }
-int64_t ag_numel(const ag_tensor *x) { return usable(x) ? x->numel : 0; }
-void *ag_data(ag_tensor *x) { return usable(x) ? x->value : NULL; }
-int ag_is_nil(const ag_tensor *x) { return !usable(x); }
+/* Each accessor checks x with agi_usable (internal.h): a tensor from
+** before its tape's last reset is reported there, never read. */
+ag_dtype ag_dtype_of(const ag_tensor *x) { return agi_usable(x, "ag_dtype_of") ? (ag_dtype)x->dtype : AG_F64; }
+int ag_rank(const ag_tensor *x) { return agi_usable(x, "ag_rank") ? x->rank : 0; }
+const int64_t *ag_shape(const ag_tensor *x) { return agi_usable(x, "ag_shape") ? x->shape : NULL; }
+int64_t ag_numel(const ag_tensor *x) { return agi_usable(x, "ag_numel") ? x->numel : 0; }
+void *ag_data(ag_tensor *x) { return agi_usable(x, "ag_data") ? x->value : NULL; }
+int ag_is_nil(const ag_tensor *x) { return !agi_usable(x, "ag_is_nil"); }
 int ag_requires_grad_of(const ag_tensor *x)
 {
-    return usable(x) && (x->flags & AGI_REQUIRES_GRAD) != 0;
+    return agi_usable(x, "ag_requires_grad_of") && (x->flags & AGI_REQUIRES_GRAD) != 0;
 }
 
 int64_t ag_dim(const ag_tensor *x, int axis)
 {
-    if (!usable(x))
+    if (!agi_usable(x, "ag_dim"))
         return 0;
     int a = agi_norm_axis(axis, x->rank);
     return a < 0 ? 0 : x->shape[a];
@@ -294,36 +351,36 @@ int64_t ag_dim(const ag_tensor *x, int axis)
 
 double ag_get(const ag_tensor *x, int64_t i)
 {
-    if (!usable(x) || i < 0 || i >= x->numel)
+    if (!agi_usable(x, "ag_get") || i < 0 || i >= x->numel)
         return NAN;
     return agi_get(x, i);
 }
 
 void ag_set(ag_tensor *x, int64_t i, double v)
 {
-    if (usable(x) && i >= 0 && i < x->numel)
+    if (agi_usable(x, "ag_set") && i >= 0 && i < x->numel)
         agi_set(x, i, v);
 }
 
 double ag_item(const ag_tensor *x)
 {
-    if (!usable(x) || x->numel != 1)
+    if (!agi_usable(x, "ag_item") || x->numel != 1)
         return NAN;
     return agi_get(x, 0);
 }
 
-ag_tensor *ag_grad(const ag_tensor *x) { return usable(x) ? x->grad : NULL; }
+ag_tensor *ag_grad(const ag_tensor *x) { return agi_usable(x, "ag_grad") ? x->grad : NULL; }
 
 double ag_grad_item(const ag_tensor *x)
 {
-    if (!usable(x) || !x->grad || x->grad->numel != 1)
+    if (!agi_usable(x, "ag_grad_item") || !x->grad || x->grad->numel != 1)
         return 0.0;
     return agi_get(x->grad, 0);
 }
 
 void ag_set_name(ag_tensor *x, const char *name)
 {
-    if (!usable(x) || !name)
+    if (!agi_usable(x, "ag_set_name") || !name)
         return;
     size_t n = strlen(name);
     if (n > 63)
@@ -341,19 +398,19 @@ void ag_set_name(ag_tensor *x, const char *name)
     x->name = copy;
 }
 
-const char *ag_name(const ag_tensor *x) { return usable(x) && x->name ? x->name : ""; }
-const char *ag_op_name(const ag_tensor *x) { return usable(x) && x->op ? x->op->name : ""; }
-int ag_num_inputs(const ag_tensor *x) { return usable(x) ? x->nin : 0; }
+const char *ag_name(const ag_tensor *x) { return agi_usable(x, "ag_name") && x->name ? x->name : ""; }
+const char *ag_op_name(const ag_tensor *x) { return agi_usable(x, "ag_op_name") && x->op ? x->op->name : ""; }
+int ag_num_inputs(const ag_tensor *x) { return agi_usable(x, "ag_num_inputs") ? x->nin : 0; }
 ag_tensor *ag_input(const ag_tensor *x, int i)
 {
-    return usable(x) && i >= 0 && i < x->nin ? x->in[i] : NULL;
+    return agi_usable(x, "ag_input") && i >= 0 && i < x->nin ? x->in[i] : NULL;
 }
 
 ag_tape *ag_tape_of(const ag_tensor *x) { return x && !(x->flags & AGI_PARAM) ? x->tape : NULL; }
 
 void ag_fill(ag_tensor *x, double v)
 {
-    if (!usable(x))
+    if (!agi_usable(x, "ag_fill"))
         return;
     if (v == 0.0 && !signbit(v)) {   /* +0.0 is all-zero bits in both dtypes */
         memset(x->value, 0, (size_t)x->numel * ag_dtype_size((ag_dtype)x->dtype));

@@ -95,7 +95,7 @@ static void weight_name(int k, char name[3])
 /* Records the chain for all pairs at once; nodes[k] receives node k. */
 static ag_tensor *record_loss(ag_tape *t, int n_weights, ag_tensor **w, ag_tensor **nodes)
 {
-    ag_tensor *x = ag_tensor_from(t, AG_F64, 1, (int64_t[]){PAIRS}, A_VALUES);
+    ag_tensor *x = ag_tensor_from_f64(t, 1, (int64_t[]){PAIRS}, A_VALUES);
     ag_set_name(x, "A");
     ag_requires_grad(x);   /* so that dL/dA shows in the gradient table */
     nodes[0] = x;
@@ -104,7 +104,7 @@ static ag_tensor *record_loss(ag_tape *t, int n_weights, ag_tensor **w, ag_tenso
         ag_set_name(x, (char[]){(char)('B' + k), '\0'});
         nodes[k + 1] = x;
     }
-    ag_tensor *target = ag_tensor_from(t, AG_F64, 1, (int64_t[]){PAIRS}, D_TARGETS);
+    ag_tensor *target = ag_tensor_from_f64(t, 1, (int64_t[]){PAIRS}, D_TARGETS);
     ag_tensor *loss = ag_mean(t, ag_square(t, ag_sub(t, x, target)));
     ag_set_name(loss, "L");
     return loss;

@@ -251,8 +251,8 @@ int main(int argc, char **argv)
     double acc = 0, loss = NAN;
     for (long k = 0; k <= o.steps; k++) {
         ag_tape_reset(t);
-        ag_tensor *x = ag_tensor_from(t, AG_F64, 2, (int64_t[]){n, 2}, xy);
-        ag_tensor *y = ag_tensor_from(t, AG_F64, 2, (int64_t[]){n, 1}, label);
+        ag_tensor *x = ag_tensor_from_f64(t, 2, (int64_t[]){n, 2}, xy);
+        ag_tensor *y = ag_tensor_from_f64(t, 2, (int64_t[]){n, 1}, label);
         ag_tensor *scores_t = nn_mlp_forward(t, net, x);
         ag_tensor *data_loss = nn_hinge_loss(t, scores_t, y, NN_REDUCE_MEAN);
         ag_tensor *total = ag_add(t, data_loss, l2_penalty(t, m));

@@ -435,7 +435,7 @@ int main(int argc, char **argv)
             one_hot(b.labels, b.size, y);
             ag_tensor *x = ag_cast(t, b.x, AG_F64);
             ag_tensor *target =
-                ag_tensor_from(t, AG_F64, 2, (int64_t[]){b.size, FASHION_CLASSES}, y);
+                ag_tensor_from_f64(t, 2, (int64_t[]){b.size, FASHION_CLASSES}, y);
             ag_tensor *cost = quadratic_cost(t, feedforward(t, &net, x), target);
             nn_model_zero_grad(m);
             ag_backward(t, cost);

@@ -20,8 +20,8 @@ int main(int argc, char **argv)
     nn_schedule sched = nn_schedule_cosine(1e-2, 1e-4, 50, 2000);
     ag_tape *t = ag_tape_new();
     for (int step = 0; step < 2000; step++) {
-        ag_tensor *x = ag_tensor_from(t, AG_F64, 2, (int64_t[]){64, 1}, xs);
-        ag_tensor *y = ag_tensor_from(t, AG_F64, 2, (int64_t[]){64, 1}, ys);
+        ag_tensor *x = ag_tensor_from_f64(t, 2, (int64_t[]){64, 1}, xs);
+        ag_tensor *y = ag_tensor_from_f64(t, 2, (int64_t[]){64, 1}, ys);
         ag_tensor *loss = nn_mse_loss(t, nn_mlp_forward(t, net, x), y, NN_REDUCE_MEAN);
         nn_model_zero_grad(m);
         ag_backward(t, loss);

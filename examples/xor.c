@@ -30,8 +30,8 @@ int main(int argc, char **argv)
 
     for (int step = 0; step <= 500; step++) {
         ag_tape_reset(tape);                            /* forget the last step */
-        ag_tensor *x = ag_tensor_from(tape, AG_F32, 2, (int64_t[]){4, 2}, inputs);
-        ag_tensor *y = ag_tensor_from(tape, AG_F32, 2, (int64_t[]){4, 1}, targets);
+        ag_tensor *x = ag_tensor_from_f32(tape, 2, (int64_t[]){4, 2}, inputs[0]);
+        ag_tensor *y = ag_tensor_from_f32(tape, 2, (int64_t[]){4, 1}, targets);
         ag_tensor *logits = nn_mlp_forward(tape, net, x);
         ag_tensor *loss = nn_bce_with_logits_loss(tape, logits, y, NN_REDUCE_MEAN);
         nn_model_zero_grad(model);

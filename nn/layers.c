@@ -59,18 +59,20 @@ ag_tensor *nn_activate(ag_tape *t, nn_activation act, ag_tensor *x)
 
 /* ----------------------------------------------------------------- dropout */
 
-ag_tensor *nn_dropout_with(ag_tape *t, ag_rng *r, ag_tensor *x, double p, int training)
+/* Inverted dropout, its errors naming 'who': the function the caller called. */
+static ag_tensor *dropout(ag_tape *t, const char *who, ag_rng *r, ag_tensor *x, double p,
+                          int training)
 {
-    if (!nni_check_input(t, "nn_dropout", "the input", x))
+    if (!nni_check_input(t, who, "the input", x))
         return ag_tape_nil(t);
     if (!(p >= 0.0 && p <= 1.0)) {
-        ag_tape_fail(t, AG_EINVAL, "nn_dropout: probability %g is outside [0, 1]", p);
+        ag_tape_fail(t, AG_EINVAL, "%s: probability %g is outside [0, 1]", who, p);
         return ag_tape_nil(t);
     }
     if (!training || p == 0.0)
         return x;
     if (!r) {
-        ag_tape_fail(t, AG_EINVAL, "nn_dropout: generator is NULL");
+        ag_tape_fail(t, AG_EINVAL, "%s: generator is NULL", who);
         return ag_tape_nil(t);
     }
     if (p == 1.0)
@@ -82,13 +84,18 @@ ag_tensor *nn_dropout_with(ag_tape *t, ag_rng *r, ag_tensor *x, double p, int tr
     return ag_mul(t, x, ag_mul_scalar(t, keep, 1.0 / (1.0 - p)));
 }
 
+ag_tensor *nn_dropout_with(ag_tape *t, ag_rng *r, ag_tensor *x, double p, int training)
+{
+    return dropout(t, "nn_dropout_with", r, x, p, training);
+}
+
 ag_tensor *nn_dropout(ag_tape *t, nn_model *m, ag_tensor *x, double p)
 {
     if (!m) {
         ag_tape_fail(t, AG_EINVAL, "nn_dropout: model is NULL");
         return ag_tape_nil(t);
     }
-    return nn_dropout_with(t, &m->rng, x, p, m->training);
+    return dropout(t, "nn_dropout", &m->rng, x, p, m->training);
 }
 
 /* ------------------------------------------------------------ dense layers */

@@ -95,7 +95,8 @@ ag_tensor *nn_bce_with_logits_loss(ag_tape *t, ag_tensor *logits, ag_tensor *tar
 /* (1 - s) CE(onehot) + s CE(uniform), where CE(uniform) for a row is the mean
 ** of -log_softmax over its C classes: so the smoothing term is the mean of
 ** -log_softmax over all N C elements. ag_cross_entropy and ag_log_softmax
-** both subtract the row maximum, which keeps logits of 1e4 finite. */
+** both subtract the row maximum and keep it apart from the log of the sum,
+** so a shift of the logits (1e4, or 1e16) changes neither loss. */
 ag_tensor *nn_cross_entropy_loss(ag_tape *t, ag_tensor *logits, const int64_t *labels,
                                  double smoothing, nn_reduction r)
 {

@@ -33,7 +33,7 @@ void nn_model_free(nn_model *m)
     if (!m)
         return;
     for (int i = 0; i < m->n_params; i++)
-        ag_param_free(m->params[i].tensor);
+        ag_param_free_claimed(m->params[i].tensor, m);
     nni_realloc(m, m->params, (size_t)m->cap_params * sizeof *m->params, 0);
     nni_realloc(m, m->block, m->block_bytes, 0);
     for (nni_block *b = m->blocks; b;) {
@@ -227,6 +227,7 @@ ag_tensor *nn_param(nn_model *m, const char *name, ag_dtype dt, int rank, const 
         nn_model_fail(m, AG_ENOMEM, "nn_param: out of memory making '%s'", name);
         return NULL;
     }
+    ag_param_claim(p, m);   /* ag_param_free(p) now refuses: nn_model_free frees it */
     ag_set_name(p, name);
     m->params[m->n_params++] = (nni_param){p, m->numel};
     m->numel += n;

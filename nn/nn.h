@@ -73,8 +73,9 @@ NN_API void nn_model_fail(nn_model *m, ag_status s, const char *fmt, ...)
 
 /* A new parameter called 'name' (at most 63 bytes, unique in the model),
 ** zero-filled, living in the model's flat buffers. Use it in ops on any tape;
-** backward adds into its slot of the gradient buffer. The model owns it: do
-** not ag_param_free it. Registering grows the flat buffers, which may move
+** backward adds into its slot of the gradient buffer. The model owns it
+** (ag_param_claim): nn_model_free frees it, and ag_param_free refuses it with
+** AG_EINVAL. Registering grows the flat buffers, which may move
 ** them: earlier parameters keep their handles (they are re-pointed with
 ** ag_param_rebind), but pointers from ag_data / nn_model_values go stale, and
 ** parameters must not be added while a tape that uses them awaits backward.

@@ -294,6 +294,88 @@ Test(dense, leading_dims_are_rows)
     ag_tape_free(t);
 }
 
+/* x of rank 3 or more: the weight's gradient is summed as matmul sums it,
+** a product per batch matrix and then their sum, not one product over the
+** flattened rows. The issue's case: x [2,2,1] = {1, 2^-53, 2^-53, 2^-53},
+** w = [[1]]: per batch 1 + 2^-53 = 1 and 2^-52, then 1 + 2^-52; flattened,
+** each 2^-53 is lost against 1. */
+Test(dense, leading_dims_give_matmuls_weight_gradient_exactly)
+{
+    double tiny = ldexp(1.0, -53);
+    for (int fused = 0; fused < 2; fused++) {
+        ag_tape *t = ag_tape_new();
+        ag_tensor *w2 = ag_param_new(AG_F64, 2, (int64_t[]){1, 1});
+        ag_set(w2, 0, 1.0);
+        ag_tensor *x = ag_tensor_from_f64(t, 3, (int64_t[]){2, 2, 1},
+                                          (const double[]){1.0, tiny, tiny, tiny});
+        ag_tensor *y = fused ? ag_dense(t, x, w2, NULL, AG_ACT_IDENTITY) : ag_matmul(t, x, w2);
+        ag_backward(t, ag_sum(t, y));
+        cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+        cr_expect_eq(ag_get(ag_grad(w2), 0), 1.0 + 2 * tiny, "%s: %.17g",
+                     fused ? "dense" : "matmul", ag_get(ag_grad(w2), 0));
+        ag_param_free(w2);
+        ag_tape_free(t);
+    }
+}
+
+/* Random rank-3 and rank-4 inputs: output and every gradient with the
+** composed ops' bits, through ag_backward (parameters' own gradients) and
+** through create-graph ag_gradients. */
+static void check_leading_dims(ag_dtype dt, ag_activation act, int rank, const int64_t *lead,
+                               int64_t in, int64_t out, bool create_graph)
+{
+    layer l[2] = {make_layer(dt, in, out, true, 9), make_layer(dt, in, out, true, 9)};
+    ag_tensor *g[2][3], *y[2];
+    ag_tape *tapes[2];
+    int64_t shape[4];
+    memcpy(shape, lead, (size_t)(rank - 1) * sizeof *shape);
+    shape[rank - 1] = in;
+    int64_t yshape[4];
+    memcpy(yshape, lead, (size_t)(rank - 1) * sizeof *yshape);
+    yshape[rank - 1] = out;
+    for (int k = 0; k < 2; k++) {
+        ag_tape *t = tapes[k] = ag_tape_new();
+        ag_rng r;
+        ag_rng_seed(&r, 21);
+        ag_tensor *x = ag_zeros(t, dt, rank, shape);
+        ag_fill_uniform(x, &r, -2, 2);
+        ag_requires_grad(x);
+        ag_tensor *weights = ag_zeros(t, dt, rank, yshape);
+        ag_fill_uniform(weights, &r, -1, 1);
+        y[k] = k == 0 ? ag_dense(t, x, l[k].w, l[k].b, act) : composed(t, x, l[k].w, l[k].b, act);
+        ag_tensor *loss = ag_sum(t, ag_mul(t, y[k], weights));
+        ag_tensor *inputs[3] = {x, l[k].w, l[k].b};
+        if (create_graph) {
+            ag_gradients(t, loss, NULL, 3, inputs, g[k], 1);
+        } else {
+            ag_backward(t, loss);
+            for (int i = 0; i < 3; i++)
+                g[k][i] = ag_grad(inputs[i]);
+        }
+        cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    }
+    cr_expect(same_bits(y[0], y[1]), "%s act %d rank %d: outputs differ", ag_dtype_name(dt),
+              (int)act, rank);
+    for (int i = 0; i < 3; i++)
+        cr_expect(same_bits(g[0][i], g[1][i]), "%s act %d rank %d%s: gradient %d differs",
+                  ag_dtype_name(dt), (int)act, rank, create_graph ? " create_graph" : "", i);
+    for (int k = 0; k < 2; k++) {
+        ag_tape_free(tapes[k]);
+        free_layer(&l[k]);
+    }
+}
+
+Test(dense, leading_dims_same_bits_as_composed)
+{
+    for (int d = 0; d < 2; d++)
+        for (size_t a = 0; a < 4; a++)
+            for (int cg = 0; cg < 2; cg++) {
+                ag_dtype dt = d ? AG_F64 : AG_F32;
+                check_leading_dims(dt, acts[a], 3, (int64_t[]){3, 17}, 13, 5, cg);
+                check_leading_dims(dt, acts[a], 4, (int64_t[]){2, 3, 7}, 9, 4, cg);
+            }
+}
+
 Test(dense, empty_batch_and_empty_input)
 {
     ag_tape *t = ag_tape_new();

@@ -230,9 +230,24 @@ Test(dropout, identity_in_evaluation_mode_and_edge_probabilities)
     ag_tape_reset(t);
     x = ag_ones(t, AG_F64, 1, (int64_t[]){5});
     nn_dropout_with(t, NULL, x, 0.5, 1);
-    cr_assert_str_eq(ag_tape_errmsg(t), "nn_dropout: generator is NULL");
+    cr_assert_str_eq(ag_tape_errmsg(t), "nn_dropout_with: generator is NULL");
     ag_tape_free(t);
     nn_model_free(m);
+}
+
+/* Each entry point names itself in its errors (nn_dropout_with said nn_dropout). */
+Test(dropout, errors_name_the_function_called)
+{
+    ag_rng r;
+    ag_rng_seed(&r, 1);
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_ones(t, AG_F64, 1, (int64_t[]){3});
+    cr_assert(ag_is_nil(nn_dropout_with(t, &r, x, -0.5, 1)));
+    cr_assert_str_eq(ag_tape_errmsg(t), "nn_dropout_with: probability -0.5 is outside [0, 1]");
+    ag_tape_reset(t);
+    nn_dropout_with(t, &r, NULL, 0.5, 1);
+    cr_assert(strncmp(ag_tape_errmsg(t), "nn_dropout_with: ", 17) == 0, "%s", ag_tape_errmsg(t));
+    ag_tape_free(t);
 }
 
 /* -------------------------------------------------------------------- MLPs */

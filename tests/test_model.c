@@ -379,3 +379,40 @@ Test(model, buffers_grow_by_a_quarter_not_to_a_power_of_two)
     nn_model_free(m);
     cr_expect_eq(h.live, 0);
 }
+
+/* A model's parameter is claimed by the model: ag_param_free refuses it
+** (it was a double free once nn_model_free ran), and nn_model_free frees it. */
+Test(model, ag_param_free_refuses_a_models_parameter)
+{
+    nn_model *m = nn_model_new(NULL, NULL);
+    ag_tensor *p = nn_param(m, "w", AG_F64, 2, (int64_t[]){2, 3});
+    cr_assert_not_null(p);
+    cr_assert(ag_param_claimed(p));
+    cr_assert_eq(ag_param_free(p), AG_EINVAL);
+    cr_assert_eq(ag_param_free_claimed(p, NULL), AG_EINVAL);
+    cr_assert_eq(ag_param_free_claimed(p, p), AG_EINVAL, "only the model may free it");
+    cr_assert_eq(ag_param_claim(p, p), AG_EINVAL, "claimed already");
+    ag_set(p, 0, 4.0);
+    cr_assert_eq(ag_get(p, 0), 4.0, "a refused free leaves it usable");
+    nn_model_free(m);   /* frees p once: ASan and glibc catch a second free */
+}
+
+Test(model, param_free_and_claim_refuse_what_is_no_parameter)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_ones(t, AG_F64, 1, (int64_t[]){2});
+    cr_assert_eq(ag_param_free(x), AG_EINVAL, "a tape tensor");
+    cr_assert_eq(ag_param_claim(x, t), AG_EINVAL);
+    ag_tensor *p = ag_param_new(AG_F32, 1, (int64_t[]){2});
+    cr_assert_eq(ag_param_free(ag_grad(p)), AG_EINVAL, "a parameter's gradient");
+    cr_assert_eq(ag_param_claim(p, NULL), AG_EINVAL);
+    cr_assert_not(ag_param_claimed(p));
+    cr_assert_eq(ag_param_claim(p, t), AG_OK);
+    cr_assert_eq(ag_param_free(p), AG_EINVAL);
+    cr_assert_eq(ag_param_free_claimed(p, t), AG_OK);
+    cr_assert_eq(ag_param_free(NULL), AG_OK);
+    cr_assert_eq(ag_param_free_claimed(NULL, t), AG_OK);
+    ag_tensor *q = ag_param_scalar(AG_F64, 1.0);
+    cr_assert_eq(ag_param_free(q), AG_OK);
+    ag_tape_free(t);
+}

@@ -287,3 +287,76 @@ Test(tape, long_messages_are_truncated)
     ag_tape_fail(tape, AG_EINVAL, "%s%s", name, name);
     cr_assert_eq(strlen(ag_tape_errmsg(tape)), sizeof tape->errmsg - 1);
 }
+
+/* A tensor kept across a reset, once the next pass has made its own, used
+** to read the new tensor at its address with status AG_OK: the arena gives
+** the same addresses to the same requests. Headers now alternate between
+** two arenas by pass, so the old header is intact, and every accessor and
+** op reports it (AG_ESTATE) instead of reading another's values. Nothing
+** here depends on NDEBUG: the checks are not assertions. */
+typedef enum { USE_GET, USE_ITEM, USE_DATA, USE_NUMEL, USE_SHAPE, USE_GRAD, USE_SET, USE_OP,
+               USE_BACKWARD, USE_COUNT } stale_use;
+
+static void use_stale(ag_tape *t, stale_use u, ag_tensor *old, ag_tensor *old_sum)
+{
+    switch (u) {
+    case USE_GET: cr_assert(isnan(ag_get(old, 0))); break;
+    case USE_ITEM: cr_assert(isnan(ag_item(old_sum))); break;
+    case USE_DATA: cr_assert_null(ag_data(old)); break;
+    case USE_NUMEL: cr_assert_eq(ag_numel(old), 0); break;
+    case USE_SHAPE: cr_assert_null(ag_shape(old)); cr_assert_eq(ag_rank(old), 0); break;
+    case USE_GRAD: cr_assert_null(ag_grad(old)); break;
+    case USE_SET: ag_set(old, 0, 99.0); break;
+    case USE_OP: cr_assert(ag_is_nil(ag_add(t, old, old))); break;
+    case USE_BACKWARD: ag_backward(t, old_sum); break;
+    case USE_COUNT: break;
+    }
+}
+
+Test(tape, a_tensor_from_the_last_pass_is_reported_never_read)
+{
+    ag_tape *t = ag_tape_new();
+    for (int u = 0; u < USE_COUNT; u++) {
+        /* The same requests in both passes: the same addresses, before. */
+        ag_tensor *old = ag_requires_grad(
+            ag_tensor_from_f64(t, 1, (int64_t[]){3}, (const double[]){1, 2, 3}));
+        ag_tensor *old_sum = ag_sum(t, old);
+        ag_tape_reset(t);
+        ag_tensor *x = ag_requires_grad(
+            ag_tensor_from_f64(t, 1, (int64_t[]){3}, (const double[]){4, 5, 6}));
+        ag_tensor *x_sum = ag_sum(t, x);
+        cr_assert_neq(x, old, "consecutive passes never share a header's address");
+        cr_assert_eq(ag_tape_status(t), AG_OK);
+        use_stale(t, (stale_use)u, old, old_sum);
+        cr_assert_eq(ag_tape_status(t), AG_ESTATE, "use %d: %s", u, ag_tape_errmsg(t));
+        cr_assert(strstr(ag_tape_errmsg(t), "made before the last ag_tape_reset"), "use %d: %s",
+                  u, ag_tape_errmsg(t));
+        /* The current pass's tensors are untouched. */
+        double v[3];
+        memcpy(v, ((ag_tensor *)x)->value, sizeof v);
+        cr_assert(v[0] == 4 && v[1] == 5 && v[2] == 6, "use %d", u);
+        cr_assert_eq(((double *)x_sum->value)[0], 15.0);
+        ag_tape_reset(t);
+    }
+    ag_tape_free(t);
+}
+
+/* The issue's scenario, pass after pass: x from pass k read in pass k + 1
+** through ag_item, after pass k + 1 made the tensors at the same places. */
+Test(tape, every_pass_reports_the_last_ones_tensor)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *kept = NULL;
+    for (int pass = 0; pass < 50; pass++) {
+        ag_tensor *x = ag_scalar(t, AG_F64, pass);
+        ag_tensor *y = ag_mul(t, x, x);
+        if (kept) {
+            cr_assert(isnan(ag_item(kept)), "pass %d read %g", pass, ag_item(kept));
+            cr_assert_eq(ag_tape_status(t), AG_ESTATE, "pass %d", pass);
+        }
+        (void)y;
+        kept = x;
+        ag_tape_reset(t);
+    }
+    ag_tape_free(t);
+}

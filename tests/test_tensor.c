@@ -78,6 +78,29 @@ Test(tensor, from_copies_f32_data)
     cr_assert_eq(ag_get(x, 3), (double)1e-3f, "ag_get widens the f32 value exactly");
 }
 
+/* The typed constructors: the compiler checks that the data's type is the
+** dtype's (a double array passed to ag_tensor_from(t, AG_F32, ...) was read
+** as floats, with status OK). */
+Test(tensor, from_typed_constructors)
+{
+    const float f[3] = {0.5f, -1.25f, 1e-3f};
+    const double d[3] = {0.1, -2.5, 1e300};
+    ag_tensor *x = ag_tensor_from_f32(tape, 1, (int64_t[]){3}, f);
+    ag_tensor *y = ag_tensor_from_f64(tape, 1, (int64_t[]){3}, d);
+    assert_ok();
+    cr_assert_eq(ag_dtype_of(x), AG_F32);
+    cr_assert_eq(ag_dtype_of(y), AG_F64);
+    assert_values(x, 3, (double[]){0.5, -1.25, (double)1e-3f});
+    assert_values(y, 3, d);
+    cr_assert(ag_is_nil(ag_tensor_from_f64(tape, 1, (int64_t[]){3}, NULL)));
+    cr_assert_str_eq(ag_tape_errmsg(tape), "ag_tensor_from_f64: data is NULL for shape [3]");
+    ag_tape_reset(tape);
+    cr_assert(ag_is_nil(ag_tensor_from_f32(tape, 1, (int64_t[]){-1}, f)));
+    cr_assert(strncmp(ag_tape_errmsg(tape), "ag_tensor_from_f32: ", 20) == 0, "%s",
+              ag_tape_errmsg(tape));
+    ag_tape_reset(tape);
+}
+
 Test(tensor, every_rank_up_to_max)
 {
     int64_t shape[AG_MAX_DIMS];

@@ -65,12 +65,24 @@ static inline double agk_sigmoid(double x)
     return x >= 0 ? 1.0 / d : e / d;
 }
 
+/* NaN propagates through every op, as in IEEE arithmetic, NumPy and
+** PyTorch: relu(NaN) is NaN, and so is its derivative there, so that a
+** diverged model never looks healthy. Both are selects written so that a
+** NaN fails the first comparison and falls through to x itself (the
+** obvious 'x > 0 ? x : 0' gives 0), with no branch or call: loops over
+** them vectorise. The derivative is a factor: 1 above 0, 'below' at or
+** below 0 (0 for relu, the slope for leaky relu), x where x is NaN. */
+static inline double agk_relu(double x) { return x <= 0 ? 0.0 : x; }
+static inline float agk_relu_f(float x) { return x <= 0 ? 0.0f : x; }
+static inline double agk_step(double x, double below) { return x > 0 ? 1.0 : x <= 0 ? below : x; }
+static inline float agk_step_f(float x) { return x > 0 ? 1.0f : x <= 0 ? 0.0f : x; }
+
 /* act(z), z already rounded to the dtype. */
 AGK_INLINE double agk_act(ag_activation act, double z)
 {
     switch (act) {
     case AG_ACT_RELU:
-        return z > 0 ? z : 0.0;
+        return agk_relu(z);
     case AG_ACT_SIGMOID:
         return agk_sigmoid(z);
     case AG_ACT_TANH:
@@ -81,12 +93,12 @@ AGK_INLINE double agk_act(ag_activation act, double z)
 }
 
 /* g * act'(z), from the output y = act(z): relu [y > 0] (y > 0 exactly when
-** z > 0), sigmoid y (1 - y), tanh 1 - y^2. */
+** z > 0, and y is z's NaN when z is NaN), sigmoid y (1 - y), tanh 1 - y^2. */
 AGK_INLINE double agk_act_grad(ag_activation act, double g, double y, bool f32)
 {
     switch (act) {
     case AG_ACT_RELU:
-        return g * (double)(y > 0);   /* g or a zero of g's sign: exact either way */
+        return g * agk_step(y, 0.0);   /* g, a zero of g's sign, or NaN: exact */
     case AG_ACT_SIGMOID:
         return agk_round(g * agk_round(y * agk_round(1.0 - y, f32), f32), f32);
     case AG_ACT_TANH:

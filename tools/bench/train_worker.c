@@ -37,7 +37,7 @@ static ag_tensor *nielsen_loss(ag_tape *t, const nn_mlp *net, nn_batch *b, float
     memset(onehot, 0, (size_t)b->size * FASHION_CLASSES * sizeof *onehot);
     for (int64_t i = 0; i < b->size; i++)
         onehot[i * FASHION_CLASSES + b->labels[i]] = 1.0f;
-    ag_tensor *y = ag_tensor_from(t, AG_F32, 2, (int64_t[]){b->size, FASHION_CLASSES}, onehot);
+    ag_tensor *y = ag_tensor_from_f32(t, 2, (int64_t[]){b->size, FASHION_CLASSES}, onehot);
     ag_tensor *a = ag_sigmoid(t, nn_mlp_forward(t, net, b->x));
     return ag_mul_scalar(t, nn_mse_loss(t, a, y, NN_REDUCE_SUM), 0.5 / (double)b->size);
 }
