@@ -415,7 +415,8 @@ static ag_status load(nn_model *m, nn_optim *o, const char *who, int flags, cons
             st = AG_EINVAL;
         }
     }
-    if (st == AG_OK) {
+    /* A model without parameters has no buffers (and nothing to back up). */
+    if (st == AG_OK && values) {
         char *backup = (char *)where + where_bytes;
         memcpy(backup, m->value, values);
         for (int k = 0; k < per; k++)
