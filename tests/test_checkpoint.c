@@ -240,7 +240,10 @@ Test(checkpoint, generators_round_trip_through_text)
     cr_expect_eq(nn_rng_parse(&b, "0123"), AG_EINVAL);
     text[3] = 'G';
     cr_expect_eq(nn_rng_parse(&b, text), AG_EINVAL);
-    cr_expect(memcmp(&before, &b, sizeof b) == 0, "a refused text changes nothing");
+    /* Field by field: the struct's padding is never written. */
+    cr_expect(memcmp(before.s, b.s, sizeof b.s) == 0 && before.has_spare == b.has_spare &&
+                  memcmp(&before.spare, &b.spare, sizeof b.spare) == 0,
+              "a refused text changes nothing");
     cr_expect_eq(nn_rng_parse(NULL, text), AG_EINVAL);
     cr_expect_eq(nn_rng_format(NULL, text, sizeof text), -1);
 }

@@ -22,7 +22,8 @@ build=${VALGRIND_BUILD:-build-valgrind}
 # by the rest, and all of them run under ASan in CI. mpi_train is left out
 # for another reason: valgrind would wrap mpirun itself, and Open MPI's own
 # allocations are not ours to judge (test_comm covers the same code on threads).
-slow="install safetensors safetensors_save examples ops_gradcheck second_order f32_agreement gemm pool agx determinism mpi_train"
+# ctags is a shell script: valgrind would judge the shell's own leaks.
+slow="install safetensors safetensors_save examples ops_gradcheck second_order f32_agreement gemm pool agx determinism mpi_train ctags"
 
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed" >&2; exit 2; }
 # (meson 1.0 refuses --reconfigure on a directory it has not set up yet)
