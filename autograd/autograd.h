@@ -306,6 +306,34 @@ AG_API void ag_backward_seed(ag_tape *t, ag_tensor *y, ag_tensor *seed);
 ** differentiated (second derivatives, Hessian-vector products). */
 AG_API void ag_gradients(ag_tape *t, ag_tensor *y, ag_tensor *seed, int n,
                          ag_tensor *const *xs, ag_tensor **out, int create_graph);
+/* ------------------------------------------------------------ forward mode */
+/* Forward mode computes J v, the derivative of everything downstream of
+** some inputs along a direction v, in the same pass as the values (PyTorch's
+** torch.autograd.forward_ad): give an input a tangent with ag_dual, compute
+** with it as usual, and read any result's tangent with ag_tangent.
+**
+**     ag_tensor *x = ag_dual(t, x0, v);     // x = x0, carrying tangent v
+**     ag_tensor *y = ag_sin(t, ag_mul(t, x, x));
+**     ag_tensor *dy = ag_tangent(y);        // 2 x0 cos(x0^2) v
+**
+** Every op of the library has a JVP rule; an op without one (a user's op
+** whose ag_op has no .jvp) records AG_EUNSUPPORTED, naming it, when a
+** tangent reaches it. Tangents are ordinary tensors of the tape: they may be
+** differentiated in reverse (reverse-over-forward). While tangents are live
+** on a tape, a backward pass computes gradients with ops, so the gradients
+** carry tangents too: the tangent of ag_grad(x) or of an ag_gradients
+** result is the Hessian-vector product H v (forward-over-reverse). A
+** parameter's own gradient (accumulated in place) carries none. Tangents
+** last until ag_tape_reset. */
+/* A copy of x carrying 'tangent' (x's shape and dtype, a tensor of t or a
+** parameter) in place of any tangent x carried; gradients through it reach
+** x. x may be a parameter. */
+AG_API ag_tensor *ag_dual(ag_tape *t, ag_tensor *x, ag_tensor *tangent);
+/* y's tangent, or NULL when no tangent reaches y (its tangent is zero), or
+** y is NULL, nil or stale. Runs any JVP rule still pending first: when one
+** fails, the tape's status says why. */
+AG_API ag_tensor *ag_tangent(const ag_tensor *y);
+
 /* Zeroes a parameter's gradient, or forgets a tape tensor's. */
 AG_API void ag_zero_grad(ag_tensor *x);
 AG_API void ag_zero_grads(int n, ag_tensor *const *xs);
@@ -682,9 +710,12 @@ AG_API ag_tensor *ag_group_norm(ag_tape *t, ag_tensor *x, int groups, ag_tensor 
 **          differentiated twice: create-graph mode through it records
 **          AG_EUNSUPPORTED naming the op. (The library's raw VJPs add into
 **          gradients directly and give vjp's bits exactly.)
-** jvp      forward mode, reserved (the engine does not call it yet): given
-**          the tangents of the inputs (tangents[i], NULL for a zero
-**          tangent), returns the tangent of 'out', written with library ops.
+** jvp      forward mode (ag_dual): given the tangents of the inputs
+**          (tangents[i], NULL for a zero tangent; at least one is not),
+**          returns the tangent of 'out', written with the library's ops:
+**          out's dtype, and out's shape or one that broadcasts to it; NULL
+**          for a zero tangent. Without it, a tangent reaching the op records
+**          AG_EUNSUPPORTED.
 **
 ** The engine alone chooses between raw_vjp and vjp; an op never does.
 ** Callbacks read what they need through the accessors below (ag_input,

@@ -51,11 +51,11 @@ static void accumulate(ag_tape *t, ag_tensor *x, ag_tensor *g)
     if (!x->gacc) {
         x->gacc = g;
         x->flags &= (uint8_t)~AGI_GACC_OWNED;
-    } else if (!t->create_graph && (x->flags & AGI_GACC_OWNED)) {
+    } else if (agi_raw_backward(t) && (x->flags & AGI_GACC_OWNED)) {
         agk_add_inplace(t->pool, (ag_dtype)x->dtype, x->numel, x->gacc->value, g->value);
     } else {
         x->gacc = ag_add(t, x->gacc, g);
-        if (!t->create_graph)
+        if (agi_raw_backward(t))
             x->flags |= AGI_GACC_OWNED;
     }
 }

@@ -63,6 +63,7 @@ struct ag_tensor {
     void *value;             /* numel elements of dtype */
     ag_tensor *grad;         /* the gradient backward stored, or NULL */
     ag_tensor *gacc;         /* gradient being accumulated during one backward */
+    ag_tensor *tangent;      /* forward mode: its tangent, NULL for zero (forward_mode.c) */
     ag_tape *tape;           /* owner, NULL for parameters */
     const char *name;        /* NULL when unnamed */
     int64_t numel;
@@ -140,6 +141,13 @@ struct ag_tape {
     agi_anomaly anomaly;
     size_t grad_dirty;     /* entries [0, grad_dirty) may hold an earlier backward's state */
     struct agi_leaf_block *leaves;  /* leaves the running backward reached (arena) */
+    /* Forward mode (forward_mode.c). A result whose inputs carry tangents
+    ** waits here until the next op checks its inputs: an op fills its
+    ** result after making it, so the tangent is computed once it is whole. */
+    bool tangents_live;    /* ag_dual was called since the last reset */
+    int in_jvp;            /* >0 while a JVP rule runs: its ops carry no tangents */
+    int n_jvp_pending;
+    ag_tensor *jvp_pending[4];
     ag_pool *pool;         /* borrowed; NULL runs ops on the calling thread */
     ag_tensor nil;
 };
@@ -216,7 +224,7 @@ bool agi_check_inputs_slow(ag_tape *t, const char *opname, int n, ag_tensor *con
 static inline bool agi_check_inputs(ag_tape *t, const char *opname, int n, ag_tensor *const *xs,
                                     bool same_dtype)
 {
-    if (t && !t->anomaly.pending && t->status == AG_OK) {
+    if (t && !t->anomaly.pending && !t->n_jvp_pending && t->status == AG_OK) {
         int i = 0;
         for (; i < n; i++) {
             const ag_tensor *x = xs[i];
@@ -270,7 +278,13 @@ void agi_anomaly_resume(ag_tape *t, bool was_on);
 ** the engine takes an op's raw_vjp, which may compute the same gradients,
 ** bit for bit, with raw loops straight into the inputs' accumulators
 ** (agi_grad_add, agi_grad_slot) and leave gin[] empty. */
-static inline bool agi_raw_backward(const ag_tape *t) { return t->in_backward && !t->create_graph; }
+/* Not while tangents are live either: forward-over-reverse needs the
+** gradients made by ops, so that they carry tangents (Hessian-vector
+** products). */
+static inline bool agi_raw_backward(const ag_tape *t)
+{
+    return t->in_backward && !t->create_graph && !t->tangents_live;
+}
 
 /* The engine's one choice of how a gradient flows back through entry e
 ** (backward.c, and the DOT export's replay in dot_graph.c): the op's raw
@@ -288,6 +302,18 @@ static inline void agi_pull_back(ag_tape *t, ag_tensor *e, ag_tensor *g, ag_tens
     else
         agi_pull_back_raw_only(t, e, g, gin);
 }
+
+/* Forward mode (forward_mode.c). agi_new notes a result with an input
+** that carries a tangent; agi_jvp_flush runs the pending results' JVP
+** rules (agi_check_inputs calls it before the next op, and so do
+** ag_tangent and ag_tape_status). */
+void agi_jvp_note(ag_tape *t, ag_tensor *x);
+void agi_jvp_flush(ag_tape *t);
+/* For JVP rules: acc + term, where either may be NULL (a zero tangent). */
+ag_tensor *agi_jvp_sum(ag_tape *t, ag_tensor *acc, ag_tensor *term);
+/* The JVP rule of an elementwise op of one input: its Jacobian is
+** diagonal, so its own transpose, and J v is its vjp applied to v. */
+ag_tensor *agi_jvp_diagonal(ag_tape *t, ag_tensor *out, ag_tensor *const *tangents);
 
 /* Counts a recorded op's use of x (AGI_COUNTED) on t, up to 2 ("more than
 ** one"). A tensor past the table's room stays uncounted: never written

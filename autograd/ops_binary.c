@@ -143,7 +143,12 @@ static void vjp_add(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     if (agi_needs_grad(out, 1))
         gin[1] = agi_unbroadcast(t, g, out->in[1]);
 }
-static const ag_op op_add = {.name = "add", .vjp = vjp_add, .raw_vjp = raw_add};
+static ag_tensor *jvp_add(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    (void)out;
+    return agi_jvp_sum(t, tan[0], tan[1]);
+}
+static const ag_op op_add = {.name = "add", .vjp = vjp_add, .raw_vjp = raw_add, .jvp = jvp_add};
 AGK_ROW2_SLICE(f_add);
 ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
@@ -171,7 +176,14 @@ static void vjp_sub(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     if (agi_needs_grad(out, 1))
         gin[1] = agi_unbroadcast(t, ag_neg(t, g), out->in[1]);
 }
-static const ag_op op_sub = {.name = "sub", .vjp = vjp_sub, .raw_vjp = raw_sub};
+static ag_tensor *jvp_sub(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    (void)out;
+    if (!tan[0])
+        return ag_neg(t, tan[1]);
+    return tan[1] ? ag_sub(t, tan[0], tan[1]) : tan[0];
+}
+static const ag_op op_sub = {.name = "sub", .vjp = vjp_sub, .raw_vjp = raw_sub, .jvp = jvp_sub};
 AGK_ROW2_SLICE(f_sub);
 ag_tensor *ag_sub(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
@@ -199,7 +211,12 @@ static void vjp_mul(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     if (agi_needs_grad(out, 1))
         gin[1] = agi_unbroadcast(t, ag_mul(t, g, a), b);
 }
-static const ag_op op_mul = {.name = "mul", .vjp = vjp_mul, .raw_vjp = raw_mul};
+static ag_tensor *jvp_mul(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    return agi_jvp_sum(t, tan[0] ? ag_mul(t, tan[0], b) : NULL, tan[1] ? ag_mul(t, a, tan[1]) : NULL);
+}
+static const ag_op op_mul = {.name = "mul", .vjp = vjp_mul, .raw_vjp = raw_mul, .jvp = jvp_mul};
 AGK_ROW2_SLICE(f_mul);
 ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
@@ -228,7 +245,16 @@ static void vjp_div(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     if (agi_needs_grad(out, 1))
         gin[1] = agi_unbroadcast(t, ag_neg(t, ag_mul(t, g, ag_div(t, out, b))), b);
 }
-static const ag_op op_div = {.name = "div", .vjp = vjp_div, .raw_vjp = raw_div};
+/* d(a / b) = da / b - (a / b) db / b */
+static ag_tensor *jvp_div(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *b = out->in[1];
+    ag_tensor *r = tan[0] ? ag_div(t, tan[0], b) : NULL;
+    if (tan[1])
+        r = agi_jvp_sum(t, r, ag_neg(t, ag_mul(t, tan[1], ag_div(t, out, b))));
+    return r;
+}
+static const ag_op op_div = {.name = "div", .vjp = vjp_div, .raw_vjp = raw_div, .jvp = jvp_div};
 AGK_ROW2_SLICE(f_div);
 ag_tensor *ag_div(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
@@ -252,7 +278,23 @@ static void vjp_pow(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
         gin[1] = agi_unbroadcast(t, ag_mul(t, g, ag_mul(t, out, loga)), b);
     }
 }
-static const ag_op op_pow = {.name = "pow", .vjp = vjp_pow};
+static ag_tensor *jvp_pow(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1], *r = NULL;
+    if (tan[0]) {
+        ag_tensor *bm1 = ag_sub(t, b, agi_const_like(t, b, 1.0));
+        r = ag_mul(t, tan[0], ag_mul(t, b, ag_pow(t, a, bm1)));
+    }
+    if (tan[1]) {
+        ag_tensor *zero = agi_const_like(t, a, 0.0);
+        ag_tensor *pos = ag_gt(t, a, zero);
+        ag_tensor *loga = ag_where(t, pos, ag_log(t, ag_where(t, pos, a, agi_const_like(t, a, 1.0))),
+                                   zero);
+        r = agi_jvp_sum(t, r, ag_mul(t, tan[1], ag_mul(t, out, loga)));
+    }
+    return r;
+}
+static const ag_op op_pow = {.name = "pow", .vjp = vjp_pow, .jvp = jvp_pow};
 AGK_ROW2_SLICE(f_pow);
 ag_tensor *ag_pow(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
@@ -292,6 +334,22 @@ static ag_tensor *winner_share(ag_tape *t, ag_tensor *a, ag_tensor *b, bool maxi
                    : binary(t, &op_share, "share", a, b, f_share_min);
 }
 
+/* Each input's tangent weighted by its share, as the vjp weights g. */
+static ag_tensor *jvp_extremum(ag_tape *t, ag_tensor *out, ag_tensor *const *tan, bool maximum)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    return agi_jvp_sum(t, tan[0] ? ag_mul(t, tan[0], winner_share(t, a, b, maximum)) : NULL,
+                       tan[1] ? ag_mul(t, tan[1], winner_share(t, b, a, maximum)) : NULL);
+}
+static ag_tensor *jvp_maximum(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return jvp_extremum(t, out, tan, true);
+}
+static ag_tensor *jvp_minimum(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return jvp_extremum(t, out, tan, false);
+}
+
 static void vjp_extremum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin, bool maximum)
 {
     ag_tensor *a = out->in[0], *b = out->in[1];
@@ -307,7 +365,7 @@ static void vjp_maximum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
 {
     vjp_extremum(t, out, g, gin, true);
 }
-static const ag_op op_maximum = {.name = "maximum", .vjp = vjp_maximum};
+static const ag_op op_maximum = {.name = "maximum", .vjp = vjp_maximum, .jvp = jvp_maximum};
 AGK_ROW2_SLICE(f_maximum);
 ag_tensor *ag_maximum(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
@@ -320,7 +378,7 @@ static void vjp_minimum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
 {
     vjp_extremum(t, out, g, gin, false);
 }
-static const ag_op op_minimum = {.name = "minimum", .vjp = vjp_minimum};
+static const ag_op op_minimum = {.name = "minimum", .vjp = vjp_minimum, .jvp = jvp_minimum};
 AGK_ROW2_SLICE(f_minimum);
 ag_tensor *ag_minimum(ag_tape *t, ag_tensor *a, ag_tensor *b)
 {
@@ -336,7 +394,15 @@ static void vjp_where(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     if (agi_needs_grad(out, 2))
         gin[2] = agi_unbroadcast(t, ag_where(t, mask, zero, g), out->in[2]);
 }
-static const ag_op op_where = {.name = "where", .vjp = vjp_where};
+/* The mask is a constant: its tangent, if any, is ignored. */
+static ag_tensor *jvp_where(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    if (!tan[1] && !tan[2])
+        return NULL;
+    ag_tensor *zero = agi_const_like(t, out, 0.0);
+    return ag_where(t, out->in[0], tan[1] ? tan[1] : zero, tan[2] ? tan[2] : zero);
+}
+static const ag_op op_where = {.name = "where", .vjp = vjp_where, .jvp = jvp_where};
 ag_tensor *ag_where(ag_tape *t, ag_tensor *mask, ag_tensor *a, ag_tensor *b)
 {
     ag_tensor *in[3] = {mask, a, b};

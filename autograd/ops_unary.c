@@ -75,7 +75,8 @@ static void vjp_neg(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     (void)out;
     gin[0] = ag_neg(t, g);
 }
-static const ag_op op_neg = {.name = "neg", .vjp = vjp_neg, .raw_vjp = raw_neg};
+static const ag_op op_neg = {
+    .name = "neg", .vjp = vjp_neg, .raw_vjp = raw_neg, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_neg);
 ag_tensor *ag_neg(ag_tape *t, ag_tensor *x) { return unary(t, &op_neg, "ag_neg", x, f_neg, 0, 0); }
 
@@ -96,7 +97,8 @@ static void vjp_exp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_mul(t, g, out);
 }
-static const ag_op op_exp = {.name = "exp", .vjp = vjp_exp, .raw_vjp = raw_exp};
+static const ag_op op_exp = {
+    .name = "exp", .vjp = vjp_exp, .raw_vjp = raw_exp, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_exp);
 ag_tensor *ag_exp(ag_tape *t, ag_tensor *x) { return unary(t, &op_exp, "ag_exp", x, f_exp, 0, 0); }
 
@@ -117,7 +119,8 @@ static void vjp_log(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_div(t, g, out->in[0]);
 }
-static const ag_op op_log = {.name = "log", .vjp = vjp_log, .raw_vjp = raw_log};
+static const ag_op op_log = {
+    .name = "log", .vjp = vjp_log, .raw_vjp = raw_log, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_log);
 ag_tensor *ag_log(ag_tape *t, ag_tensor *x) { return unary(t, &op_log, "ag_log", x, f_log, 0, 0); }
 
@@ -127,7 +130,7 @@ static void vjp_sqrt(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_div(t, g, ag_mul_scalar(t, out, 2.0));
 }
-static const ag_op op_sqrt = {.name = "sqrt", .vjp = vjp_sqrt};
+static const ag_op op_sqrt = {.name = "sqrt", .vjp = vjp_sqrt, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_sqrt);
 ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return unary(t, &op_sqrt, "ag_sqrt", x, f_sqrt, 0, 0); }
 
@@ -147,7 +150,7 @@ static void vjp_abs(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_mul(t, g, ag_sign(t, out->in[0]));
 }
-static const ag_op op_abs = {.name = "abs", .vjp = vjp_abs};
+static const ag_op op_abs = {.name = "abs", .vjp = vjp_abs, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_abs);
 ag_tensor *ag_abs(ag_tape *t, ag_tensor *x) { return unary(t, &op_abs, "ag_abs", x, f_abs, 0, 0); }
 
@@ -157,7 +160,7 @@ static void vjp_sin(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_mul(t, g, ag_cos(t, out->in[0]));
 }
-static const ag_op op_sin = {.name = "sin", .vjp = vjp_sin};
+static const ag_op op_sin = {.name = "sin", .vjp = vjp_sin, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_sin);
 ag_tensor *ag_sin(ag_tape *t, ag_tensor *x) { return unary(t, &op_sin, "ag_sin", x, f_sin, 0, 0); }
 
@@ -167,7 +170,7 @@ static void vjp_cos(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_neg(t, ag_mul(t, g, ag_sin(t, out->in[0])));
 }
-static const ag_op op_cos = {.name = "cos", .vjp = vjp_cos};
+static const ag_op op_cos = {.name = "cos", .vjp = vjp_cos, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_cos);
 ag_tensor *ag_cos(ag_tape *t, ag_tensor *x) { return unary(t, &op_cos, "ag_cos", x, f_cos, 0, 0); }
 
@@ -188,7 +191,8 @@ static void vjp_tanh(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_mul(t, g, ag_sub(t, one_like(t, out), ag_mul(t, out, out)));
 }
-static const ag_op op_tanh = {.name = "tanh", .vjp = vjp_tanh, .raw_vjp = raw_tanh};
+static const ag_op op_tanh = {
+    .name = "tanh", .vjp = vjp_tanh, .raw_vjp = raw_tanh, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_tanh);
 ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x) { return unary(t, &op_tanh, "ag_tanh", x, f_tanh, 0, 0); }
 
@@ -213,7 +217,8 @@ static void vjp_sigmoid(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
 {
     gin[0] = ag_mul(t, g, ag_mul(t, out, ag_sub(t, one_like(t, out), out)));
 }
-static const ag_op op_sigmoid = {.name = "sigmoid", .vjp = vjp_sigmoid, .raw_vjp = raw_sigmoid};
+static const ag_op op_sigmoid = {
+    .name = "sigmoid", .vjp = vjp_sigmoid, .raw_vjp = raw_sigmoid, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE_VEC(f_sigmoid);
 ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x)
 {
@@ -246,7 +251,8 @@ static void vjp_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_mul(t, g, agi_step(t, out->in[0], 0.0));
 }
-static const ag_op op_relu = {.name = "relu", .vjp = vjp_relu, .raw_vjp = raw_relu};
+static const ag_op op_relu = {
+    .name = "relu", .vjp = vjp_relu, .raw_vjp = raw_relu, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_relu);
 ag_tensor *ag_relu(ag_tape *t, ag_tensor *x) { return unary(t, &op_relu, "ag_relu", x, f_relu, 0, 0); }
 
@@ -256,7 +262,8 @@ static void vjp_leaky(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_mul(t, g, agi_step(t, out->in[0], out->attr.s[0]));
 }
-static const ag_op op_leaky_relu = {.name = "leaky_relu", .vjp = vjp_leaky};
+static const ag_op op_leaky_relu = {
+    .name = "leaky_relu", .vjp = vjp_leaky, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_leaky);
 ag_tensor *ag_leaky_relu(ag_tape *t, ag_tensor *x, double slope)
 {
@@ -283,7 +290,7 @@ static void vjp_gelu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
                               ag_mul(t, ag_sub(t, one, ag_mul(t, th, th)), du));
     gin[0] = ag_mul(t, g, ag_add(t, left, right));
 }
-static const ag_op op_gelu = {.name = "gelu", .vjp = vjp_gelu};
+static const ag_op op_gelu = {.name = "gelu", .vjp = vjp_gelu, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_gelu);
 ag_tensor *ag_gelu(ag_tape *t, ag_tensor *x) { return unary(t, &op_gelu, "ag_gelu", x, f_gelu, 0, 0); }
 
@@ -297,7 +304,8 @@ static void vjp_softplus(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **g
 {
     gin[0] = ag_mul(t, g, ag_sigmoid(t, out->in[0]));
 }
-static const ag_op op_softplus = {.name = "softplus", .vjp = vjp_softplus};
+static const ag_op op_softplus = {
+    .name = "softplus", .vjp = vjp_softplus, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_softplus);
 ag_tensor *ag_softplus(ag_tape *t, ag_tensor *x)
 {
@@ -322,7 +330,7 @@ static void vjp_clamp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     double lo = agk_round(out->attr.s[0], f32), hi = agk_round(out->attr.s[1], f32);
     gin[0] = ag_mul(t, g, unary(t, &op_inside, "inside", x, f_inside, lo, hi));
 }
-static const ag_op op_clamp = {.name = "clamp", .vjp = vjp_clamp};
+static const ag_op op_clamp = {.name = "clamp", .vjp = vjp_clamp, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_clamp);
 ag_tensor *ag_clamp(ag_tape *t, ag_tensor *x, double lo, double hi)
 {
@@ -378,7 +386,7 @@ static void vjp_pow_scalar(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor *
         gin[0] = ag_mul(t, g, ag_mul_scalar(t, ag_pow_scalar(t, x, p - 1.0), p));
 }
 static const ag_op op_pow_scalar = {
-    .name = "pow_scalar", .vjp = vjp_pow_scalar, .raw_vjp = raw_pow_scalar};
+    .name = "pow_scalar", .vjp = vjp_pow_scalar, .jvp = agi_jvp_diagonal, .raw_vjp = raw_pow_scalar};
 ag_tensor *ag_pow_scalar(ag_tape *t, ag_tensor *x, double p)
 {
     return unary(t, &op_pow_scalar, "ag_pow_scalar", x, f_pow_scalar, p, 0);

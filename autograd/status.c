@@ -56,19 +56,23 @@ void ag_tape_fail(ag_tape *t, ag_status s, const char *fmt, ...)
     va_end(ap);
 }
 
-/* In anomaly mode the last op's result is checked first. The tape is
-** never a const object (ag_tape_new makes it), so the cast is sound. */
-static void flush_anomaly(const ag_tape *t)
+/* Work deferred until the last op's result is whole comes first: in
+** anomaly mode its check, in forward mode its tangent; either may record
+** the error asked about. The tape is never a const object (ag_tape_new
+** makes it), so the cast is sound. */
+static void flush_pending(const ag_tape *t)
 {
     if (t->anomaly.pending)
         agi_anomaly_flush((ag_tape *)t);
+    if (t->n_jvp_pending)
+        agi_jvp_flush((ag_tape *)t);
 }
 
 ag_status ag_tape_status(const ag_tape *t)
 {
     if (!t)
         return AG_EINVAL;
-    flush_anomaly(t);
+    flush_pending(t);
     return t->status;
 }
 
@@ -76,7 +80,7 @@ const char *ag_tape_errmsg(const ag_tape *t)
 {
     if (!t)
         return "ag_tape_errmsg: tape is NULL";
-    flush_anomaly(t);
+    flush_pending(t);
     return t->errmsg;
 }
 

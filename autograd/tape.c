@@ -40,6 +40,9 @@ void ag_tape_reset(ag_tape *t)
     agi_arena_reset(&t->arena);
     t->n_entries = 0;
     t->anomaly.pending = NULL;
+    t->tangents_live = false;
+    t->in_jvp = 0;
+    t->n_jvp_pending = 0;
     t->grad_dirty = 0;
     t->epoch++;
     /* The headers of the pass that ends stay where they are (agi_heads). */
@@ -97,6 +100,8 @@ bool agi_check_inputs_slow(ag_tape *t, const char *opname, int n, ag_tensor *con
         return false;
     if (t->anomaly.pending)
         agi_anomaly_flush(t);
+    if (t->n_jvp_pending)
+        agi_jvp_flush(t);
     if (t->status != AG_OK)
         return false;
     for (int i = 0; i < n; i++) {
@@ -213,7 +218,7 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
     for (int i = 0; i < nin; i++)
         x->in[i] = in[i];
     x->op = op;
-    x->grad = x->gacc = NULL;
+    x->grad = x->gacc = x->tangent = NULL;
     x->tape = t;
     x->name = NULL;
     x->numel = numel;
@@ -246,6 +251,13 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
     }
     if (t->anomaly.on && !agi_anomaly_note(t, x))
         return agi_nil(t);
+    /* An op with no derivative at all (a comparison) gives a constant. */
+    if (t->tangents_live && op && (op->vjp || op->raw_vjp) && !t->in_jvp)
+        for (int i = 0; i < nin; i++)
+            if (in[i]->tangent) {
+                agi_jvp_note(t, x);
+                break;
+            }
     return x;
 }
 
