@@ -224,7 +224,19 @@ static void vjp_dense(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     ag_tensor *dz = act == AG_ACT_IDENTITY ? g : act_grad_ops(t, act, out, g);
     dense_grads(t, out, dz, gin, false);
 }
-static const ag_op op_dense = {.name = "dense", .vjp = vjp_dense, .raw_vjp = raw_dense};
+/* dz = dx W + x dW + db, then through the activation as g is. */
+static ag_tensor *jvp_dense(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *x = out->in[0], *w = out->in[1];
+    ag_tensor *dz = tan[0] ? ag_matmul(t, tan[0], w) : NULL;
+    if (tan[1])
+        dz = agi_jvp_sum(t, dz, ag_matmul(t, x, tan[1]));
+    if (out->nin == 3 && tan[2])
+        dz = agi_jvp_sum(t, dz, tan[2]);
+    return act_grad_ops(t, (ag_activation)out->attr.dense.act, out, dz);
+}
+static const ag_op op_dense = {
+    .name = "dense", .vjp = vjp_dense, .raw_vjp = raw_dense, .jvp = jvp_dense};
 
 ag_tensor *ag_dense(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b, ag_activation act)
 {

@@ -26,7 +26,15 @@ static void vjp_matmul(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin
         gin[1] = agi_unbroadcast(t, gb, b);
     }
 }
-static const ag_op op_matmul = {.name = "matmul", .vjp = vjp_matmul};
+/* d(op(A) op(B)) = op(dA) op(B) + op(A) op(dB) */
+static ag_tensor *jvp_matmul(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *a = out->in[0], *b = out->in[1];
+    int ta = out->attr.mm.ta, tb = out->attr.mm.tb;
+    return agi_jvp_sum(t, tan[0] ? agi_matmul_t(t, tan[0], b, ta, tb) : NULL,
+                       tan[1] ? agi_matmul_t(t, a, tan[1], ta, tb) : NULL);
+}
+static const ag_op op_matmul = {.name = "matmul", .vjp = vjp_matmul, .jvp = jvp_matmul};
 
 ag_tensor *agi_matmul_t(ag_tape *t, ag_tensor *a, ag_tensor *b, int ta, int tb)
 {

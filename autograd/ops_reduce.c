@@ -186,7 +186,17 @@ static void vjp_sum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = expand_back(t, g, out->in[0], out->attr.red.axis);
 }
-static const ag_op op_sum = {.name = "sum", .vjp = vjp_sum};
+/* A tangent reduced as x was, to out's shape. */
+static ag_tensor *reduce_like(ag_tape *t, const ag_tensor *out, ag_tensor *v)
+{
+    int axis = out->attr.red.axis;
+    return axis == AXIS_ALL ? ag_sum(t, v) : ag_sum_axis(t, v, axis, out->attr.red.keepdim);
+}
+static ag_tensor *jvp_sum(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return reduce_like(t, out, tan[0]);
+}
+static const ag_op op_sum = {.name = "sum", .vjp = vjp_sum, .jvp = jvp_sum};
 
 /* max and min: the gradient goes to the elements equal to the result, split
 ** evenly among ties */
@@ -199,8 +209,18 @@ static void vjp_extremum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **g
     gin[0] = ag_mul(t, expand_back(t, g, x, axis),
                     ag_div(t, hit, ag_broadcast_to(t, count, x->rank, x->shape)));
 }
-static const ag_op op_max = {.name = "max", .vjp = vjp_extremum};
-static const ag_op op_min = {.name = "min", .vjp = vjp_extremum};
+/* The tangent of the winner, averaged over ties as the vjp splits g. */
+static ag_tensor *jvp_extremum(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *x = out->in[0];
+    int axis = out->attr.red.axis;
+    ag_tensor *hit = ag_eq(t, x, expand_back(t, out, x, axis));
+    ag_tensor *count = axis == AXIS_ALL ? ag_sum(t, hit) : ag_sum_axis(t, hit, axis, 1);
+    ag_tensor *share = ag_div(t, hit, ag_broadcast_to(t, count, x->rank, x->shape));
+    return reduce_like(t, out, ag_mul(t, tan[0], share));
+}
+static const ag_op op_max = {.name = "max", .vjp = vjp_extremum, .jvp = jvp_extremum};
+static const ag_op op_min = {.name = "min", .vjp = vjp_extremum, .jvp = jvp_extremum};
 
 /* logsumexp: d/dx = softmax x, taken from ag_softmax, which divides
 ** e^(x - max) by its sum: e^(x - out) would carry out's rounding, as large as
@@ -217,7 +237,19 @@ static void vjp_logsumexp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **
         p = ag_softmax(t, x, axis);
     gin[0] = ag_mul(t, expand_back(t, g, x, axis), p);
 }
-static const ag_op op_logsumexp = {.name = "logsumexp", .vjp = vjp_logsumexp};
+/* d logsumexp = sum(softmax(x) dx): the vjp's softmax, applied to v. */
+static ag_tensor *jvp_logsumexp(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *x = out->in[0];
+    ag_tensor *p;
+    if (out->attr.red.axis == AXIS_ALL)
+        p = ag_reshape(t, ag_softmax(t, ag_reshape(t, x, 1, &x->numel), 0), x->rank, x->shape);
+    else
+        p = ag_softmax(t, x, out->attr.red.axis);
+    return reduce_like(t, out, ag_mul(t, tan[0], p));
+}
+static const ag_op op_logsumexp = {
+    .name = "logsumexp", .vjp = vjp_logsumexp, .jvp = jvp_logsumexp};
 
 ag_tensor *ag_sum(ag_tape *t, ag_tensor *x) { return reduce(t, &op_sum, "ag_sum", x, true, 0, 0, r_sum); }
 ag_tensor *ag_max(ag_tape *t, ag_tensor *x) { return reduce(t, &op_max, "ag_max", x, true, 0, 0, r_max); }
@@ -277,7 +309,12 @@ static void vjp_broadcast_to(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor
     (void)out;
     gin[0] = ag_sum_to(t, g, out->in[0]->rank, out->in[0]->shape);
 }
-static const ag_op op_broadcast_to = {.name = "broadcast_to", .vjp = vjp_broadcast_to};
+static ag_tensor *jvp_broadcast_to(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return ag_broadcast_to(t, tan[0], out->rank, out->shape);
+}
+static const ag_op op_broadcast_to = {
+    .name = "broadcast_to", .vjp = vjp_broadcast_to, .jvp = jvp_broadcast_to};
 
 /* Does 'from' broadcast to exactly 'to'? */
 static bool broadcasts_to(int rf, const int64_t *from, int rt, const int64_t *to)
@@ -330,7 +367,11 @@ static void vjp_sum_to(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin
 {
     gin[0] = ag_broadcast_to(t, g, out->in[0]->rank, out->in[0]->shape);
 }
-static const ag_op op_sum_to = {.name = "sum_to", .vjp = vjp_sum_to};
+static ag_tensor *jvp_sum_to(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return ag_sum_to(t, tan[0], out->rank, out->shape);
+}
+static const ag_op op_sum_to = {.name = "sum_to", .vjp = vjp_sum_to, .jvp = jvp_sum_to};
 
 /* Adds a row of n elements of x into out: element by element where out
 ** keeps the dim (step 1), all into out[0] where it sums it (step 0); one

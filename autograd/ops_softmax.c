@@ -214,7 +214,15 @@ static void vjp_softmax(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
     int ax = out->attr.red.axis;
     gin[0] = ag_mul(t, out, ag_sub(t, g, ag_sum_axis(t, ag_mul(t, g, out), ax, 1)));
 }
-static const ag_op op_softmax = {.name = "softmax", .vjp = vjp_softmax};
+/* Softmax's Jacobian, diag(s) - s s^T along the axis, is symmetric: its
+** JVP is its VJP. */
+static ag_tensor *jvp_softmax(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *gin[1] = {NULL};
+    vjp_softmax(t, out, tan[0], gin);
+    return gin[0];
+}
+static const ag_op op_softmax = {.name = "softmax", .vjp = vjp_softmax, .jvp = jvp_softmax};
 ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x, int axis)
 {
     return softmax_like(t, &op_softmax, "ag_softmax", x, axis, false);
@@ -226,7 +234,14 @@ static void vjp_log_softmax(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor 
     int ax = out->attr.red.axis;
     gin[0] = ag_sub(t, g, ag_mul(t, ag_exp(t, out), ag_sum_axis(t, g, ax, 1)));
 }
-static const ag_op op_log_softmax = {.name = "log_softmax", .vjp = vjp_log_softmax};
+/* d log_softmax = dx - sum(softmax(x) dx) */
+static ag_tensor *jvp_log_softmax(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    int ax = out->attr.red.axis;
+    return ag_sub(t, tan[0], ag_sum_axis(t, ag_mul(t, ag_exp(t, out), tan[0]), ax, 1));
+}
+static const ag_op op_log_softmax = {
+    .name = "log_softmax", .vjp = vjp_log_softmax, .jvp = jvp_log_softmax};
 ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x, int axis)
 {
     return softmax_like(t, &op_log_softmax, "ag_log_softmax", x, axis, true);
@@ -278,8 +293,21 @@ static void vjp_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tenso
     ag_tensor *d = ag_sub(t, ag_softmax(t, x, 1), onehot);
     gin[0] = ag_mul(t, d, ag_mul_scalar(t, g, 1.0 / (double)n));
 }
-static const ag_op op_cross_entropy = {
-    .name = "cross_entropy", .vjp = vjp_cross_entropy, .raw_vjp = raw_cross_entropy};
+/* d loss = sum((softmax x - onehot y) dx) / N */
+static ag_tensor *jvp_cross_entropy(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *x = out->in[0];
+    int64_t n = x->shape[0], c = x->shape[1];
+    ag_tensor *onehot = ag_zeros(t, (ag_dtype)x->dtype, 2, x->shape);
+    if (onehot->flags & AGI_NIL)
+        return onehot;
+    for (int64_t i = 0; i < n; i++)
+        agi_set(onehot, i * c + out->attr.labels[i], 1.0);
+    ag_tensor *d = ag_sub(t, ag_softmax(t, x, 1), onehot);
+    return ag_mul_scalar(t, ag_sum(t, ag_mul(t, d, tan[0])), 1.0 / (double)n);
+}
+static const ag_op op_cross_entropy = {.name = "cross_entropy", .vjp = vjp_cross_entropy,
+                                       .raw_vjp = raw_cross_entropy, .jvp = jvp_cross_entropy};
 
 ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t *labels)
 {
