@@ -252,12 +252,18 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
     if (t->anomaly.on && !agi_anomaly_note(t, x))
         return agi_nil(t);
     /* An op with no derivative at all (a comparison) gives a constant. */
-    if (t->tangents_live && op && (op->vjp || op->raw_vjp) && !t->in_jvp)
+    if (t->tangents_live && op && (op->vjp || op->raw_vjp) && !t->in_jvp) {
+        /* An input may still wait for its tangent: an op's internal
+        ** constructors make results without checking their inputs (which
+        ** would have flushed). The input is being read, so it is whole. */
+        if (t->n_jvp_pending)
+            agi_jvp_flush(t);
         for (int i = 0; i < nin; i++)
             if (in[i]->tangent) {
                 agi_jvp_note(t, x);
                 break;
             }
+    }
     return x;
 }
 
