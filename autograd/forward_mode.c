@@ -78,13 +78,13 @@ static void compute_tangent(ag_tape *t, ag_tensor *x)
             return;
     }
     for (int i = 0; i < x->nin; i++)
-        tan[i] = x->in[i]->tangent;
+        tan[i] = agi_tangent(x->in[i]);
     ag_tensor *r = op->jvp(t, x, tan);
     if (t->status != AG_OK || !r)
         return;
     r = fit_tangent(t, x, r);
     if (t->status == AG_OK)
-        x->tangent = r;
+        agi_set_tangent(x, r);
 }
 
 void agi_jvp_flush(ag_tape *t)
@@ -108,16 +108,16 @@ ag_tensor *ag_dual(ag_tape *t, ag_tensor *x, ag_tensor *tangent)
         return agi_error(t, AG_ESHAPE, "ag_dual: the tangent's shape %s differs from x's %s",
                          agi_shp(tangent, 0), agi_shp(x, 1));
     /* The identity, so that gradients reach x; its own tangent is the one
-    ** given, whatever x carried. */
+    ** given, whatever x carried. Live first: the copy needs a slot. */
+    t->tangents_live = true;
     t->in_jvp++;
     ag_tensor *y = ag_reshape(t, x, x->rank, x->shape);
     t->in_jvp--;
     if (t->status != AG_OK)
         return agi_nil(t);
-    if (y == x)
-        return agi_error(t, AG_ESTATE, "ag_dual: internal: reshape returned its input");
-    y->tangent = tangent;
-    t->tangents_live = true;
+    if (y == x || !(y->flags & AGI_TANGENT_SLOT))
+        return agi_error(t, AG_ESTATE, "ag_dual: internal: the copy of x has no tangent slot");
+    agi_set_tangent(y, tangent);
     return y;
 }
 
@@ -128,5 +128,5 @@ ag_tensor *ag_tangent(const ag_tensor *y)
     ag_tape *t = y->tape;
     if (t && t->n_jvp_pending)
         agi_jvp_flush(t);
-    return y->tangent;
+    return agi_tangent(y);
 }

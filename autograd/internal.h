@@ -45,6 +45,10 @@ enum {
     AGI_PARAM = 1 << 1,        /* lives outside a tape */
     AGI_RECORDED = 1 << 2,     /* an entry of its tape */
     AGI_OWNS_MEMORY = 1 << 3,  /* a param whose block is ours to free */
+    /* A tape tensor made while tangents were live, with room for one
+    ** before its header (agi_tangent). Tape tensors only: the bit is
+    ** AGI_OWNS_MEMORY's, which only parameters have. */
+    AGI_TANGENT_SLOT = 1 << 3,
     AGI_NIL = 1 << 4,
     AGI_GACC_OWNED = 1 << 5,   /* gacc is a fresh buffer no one else sees */
     AGI_COLLECTED = 1 << 6,    /* leaf already listed by the current backward */
@@ -63,7 +67,6 @@ struct ag_tensor {
     void *value;             /* numel elements of dtype */
     ag_tensor *grad;         /* the gradient backward stored, or NULL */
     ag_tensor *gacc;         /* gradient being accumulated during one backward */
-    ag_tensor *tangent;      /* forward mode: its tangent, NULL for zero (forward_mode.c) */
     ag_tape *tape;           /* owner, NULL for parameters */
     const char *name;        /* NULL when unnamed */
     int64_t numel;
@@ -72,6 +75,18 @@ struct ag_tensor {
     uint8_t dtype, rank, nin, flags;
     int64_t shape[AG_MAX_DIMS];   /* only [0, rank) exists on tape tensors */
 };
+
+/* Forward mode (forward_mode.c): a tensor's tangent, NULL for zero. It is
+** kept in a slot just before the header, carved only while tangents are
+** live, so that a scalar op stays one 128-byte block the rest of the time. */
+static inline ag_tensor *agi_tangent(const ag_tensor *x)
+{
+    return (x->flags & (AGI_TANGENT_SLOT | AGI_PARAM)) == AGI_TANGENT_SLOT
+               ? ((ag_tensor *const *)x)[-1]
+               : NULL;
+}
+/* x must have its slot (AGI_TANGENT_SLOT). */
+static inline void agi_set_tangent(ag_tensor *x, ag_tensor *v) { ((ag_tensor **)x)[-1] = v; }
 
 /* Bytes of a tape tensor's header with 'rank' dims: what agi_new carves. */
 static inline size_t agi_header_size(int rank)

@@ -200,25 +200,30 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
     size_t hsize = agi_header_size(rank);
     size_t head = (hsize + (size_t)nin * sizeof(ag_tensor *) + 15) & ~(size_t)15;
     size_t bytes = (size_t)numel * esize;
+    /* Room for a tangent before the header (agi_tangent), 16 to keep the
+    ** header's alignment, only while forward mode is in use. */
+    size_t slot = t->tangents_live ? 16 : 0;
     ag_tensor *x;
     if (bytes <= 64) {
         /* Small tensors (scalars above all) in one block with their header. */
-        x = agi_arena_take(t, agi_heads(t), head + bytes, 16);
-        if (!x)
+        char *block = agi_arena_take(t, agi_heads(t), slot + head + bytes, 16);
+        if (!block)
             return agi_nil(t);
+        x = (ag_tensor *)(block + slot);
         x->value = (char *)x + head;
     } else {
-        x = agi_arena_take(t, agi_heads(t), head, 16);
-        void *v = x ? agi_arena_alloc(t, bytes, 64) : NULL;
+        char *block = agi_arena_take(t, agi_heads(t), slot + head, 16);
+        void *v = block ? agi_arena_alloc(t, bytes, 64) : NULL;
         if (!v)
             return agi_nil(t);
+        x = (ag_tensor *)(block + slot);
         x->value = v;
     }
     x->in = nin ? (ag_tensor **)((char *)x + hsize) : NULL;
     for (int i = 0; i < nin; i++)
         x->in[i] = in[i];
     x->op = op;
-    x->grad = x->gacc = x->tangent = NULL;
+    x->grad = x->gacc = NULL;
     x->tape = t;
     x->name = NULL;
     x->numel = numel;
@@ -230,6 +235,10 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
     x->rank = (uint8_t)rank;
     x->nin = (uint8_t)nin;
     x->flags = 0;
+    if (slot) {
+        x->flags = AGI_TANGENT_SLOT;
+        agi_set_tangent(x, NULL);
+    }
     if (op && (op->vjp || op->raw_vjp) && agi_recording(t)) {
         /* Uses of matrix parameters are counted (agi_note_param_use): only
         ** a matrix can be a dense layer's weight. One load of each input's
@@ -259,7 +268,7 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
         if (t->n_jvp_pending)
             agi_jvp_flush(t);
         for (int i = 0; i < nin; i++)
-            if (in[i]->tangent) {
+            if (agi_tangent(in[i])) {
                 agi_jvp_note(t, x);
                 break;
             }
