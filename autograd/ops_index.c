@@ -5,6 +5,10 @@
 ** Indices are int64 arrays, checked against their axis and copied into the
 ** tape's arena, so that a vjp can still read them after the caller's array
 ** is gone; the vjps pass that copy on without copying or checking again.
+** The inner constructors (the _raw ones, index_block, index_grad) still
+** check their tensor inputs, cheaply: called from a vjp, an input may be the
+** result of the op just before, whose tangent (forward mode) is computed
+** only when the next op checks its inputs.
 */
 #include "internal.h"
 
@@ -175,6 +179,8 @@ static const ag_op op_index_select = {.name = "index_select", .vjp = vjp_index_s
 static ag_tensor *index_select_raw(ag_tape *t, ag_tensor *x, int axis, int64_t n,
                                    const int64_t *idx)
 {
+    if (!agi_check_inputs(t, "index_select", 1, &x, false))
+        return agi_nil(t);
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, x->shape, (size_t)x->rank * sizeof *shape);
     shape[axis] = n;
@@ -233,6 +239,8 @@ static ag_tensor *index_add_raw(ag_tape *t, ag_tensor *base, int axis, const int
                                 ag_tensor *src)
 {
     ag_tensor *in[2] = {base, src};
+    if (!agi_check_inputs(t, "index_add", 2, in, true))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_index_add, 2, in, (ag_dtype)base->dtype, base->rank,
                              base->shape);
     if (out->flags & AGI_NIL)
@@ -306,6 +314,8 @@ static const ag_op op_gather = {.name = "gather", .vjp = vjp_gather, .jvp = jvp_
 static ag_tensor *gather_raw(ag_tape *t, ag_tensor *x, int axis, const int64_t *shape,
                              const int64_t *idx)
 {
+    if (!agi_check_inputs(t, "gather", 1, &x, false))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_gather, 1, &x, (ag_dtype)x->dtype, x->rank, shape);
     if (out->flags & AGI_NIL)
         return out;
@@ -386,6 +396,8 @@ static ag_tensor *scatter_add_raw(ag_tape *t, ag_tensor *base, int axis, const i
                                   ag_tensor *src)
 {
     ag_tensor *in[2] = {base, src};
+    if (!agi_check_inputs(t, "scatter_add", 2, in, true))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_scatter_add, 2, in, (ag_dtype)base->dtype, base->rank,
                              base->shape);
     if (out->flags & AGI_NIL)
@@ -445,6 +457,8 @@ static const ag_op op_index = {.name = "index", .vjp = vjp_index, .jvp = jvp_ind
 static ag_tensor *index_block(ag_tape *t, ag_tensor *x, int64_t offset, int rank,
                               const int64_t *shape)
 {
+    if (!agi_check_inputs(t, "index", 1, &x, false))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_index, 1, &x, (ag_dtype)x->dtype, rank, shape);
     if (out->flags & AGI_NIL)
         return out;
@@ -470,6 +484,8 @@ static const ag_op op_index_grad = {
 
 static ag_tensor *index_grad(ag_tape *t, ag_tensor *g, const ag_tensor *like, int64_t offset)
 {
+    if (!agi_check_inputs(t, "index_grad", 1, &g, false))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_index_grad, 1, &g, (ag_dtype)g->dtype, like->rank,
                              like->shape);
     if (out->flags & AGI_NIL)

@@ -241,6 +241,9 @@ static diag_span diag_of(int64_t rows, int64_t cols, int64_t k)
     return s;
 }
 
+/* Both check their input although ag_diag did: called from a vjp, it may be
+** the result of the op just before, whose tangent (forward mode) is
+** computed only when the next op checks its inputs. */
 static ag_tensor *diag_embed(ag_tape *t, ag_tensor *v, int64_t k, int64_t rows, int64_t cols);
 static ag_tensor *diagonal(ag_tape *t, ag_tensor *x, int64_t k);
 
@@ -258,6 +261,8 @@ static const ag_op op_diag_embed = {
 
 static ag_tensor *diag_embed(ag_tape *t, ag_tensor *v, int64_t k, int64_t rows, int64_t cols)
 {
+    if (!agi_check_inputs(t, "diag_embed", 1, &v, false))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_diag_embed, 1, &v, (ag_dtype)v->dtype, 2,
                              (int64_t[]){rows, cols});
     if (out->flags & AGI_NIL)
@@ -284,6 +289,8 @@ static const ag_op op_diagonal = {.name = "diagonal", .vjp = vjp_diagonal, .jvp 
 
 static ag_tensor *diagonal(ag_tape *t, ag_tensor *x, int64_t k)
 {
+    if (!agi_check_inputs(t, "diagonal", 1, &x, false))
+        return agi_nil(t);
     int64_t cols = x->shape[1];
     diag_span s = diag_of(x->shape[0], cols, k);
     ag_tensor *out = agi_new(t, &op_diagonal, 1, &x, (ag_dtype)x->dtype, 1, &s.len);
