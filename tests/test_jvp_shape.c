@@ -1,10 +1,11 @@
 /*
 ** test_jvp_shape.c: the JVP rules of the shape, struct, index and factor
 ** ops (ops_shape.c, ops_struct.c, ops_index.c, ops_factor.c), beyond what
-** test_jvp checks for every op in f64: the same tangents in f32, and the
-** factorisations' derivatives against their closed forms, including
-** directions the op's input does not read (the other triangle, the
-** antisymmetric part).
+** test_jvp checks for every op in f64: the same tangents and Hessian-vector
+** products in f32, the factorisations' derivatives against their closed
+** forms (with directions the op does not read: the other triangle, the
+** antisymmetric part), zeros for inputs without tangents, and tangents of
+** gradients made by the ops' inner constructors.
 */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -103,6 +104,42 @@ ParameterizedTest(size_t *index, jvp_shape, f32_agrees_with_f64)
             cr_expect(fabs(a - b) <= 1e-4 * fmax(1.0, fabs(b)),
                       "%s, %s: tangent element %lld is %.9g in f32, %.9g in f64", c->op, c->what,
                       (long long)j, a, b);
+        }
+    }
+    ag_tape_free(t);
+}
+
+/* Forward-over-reverse in f32: the tangent of the gradient of sum(y^2) / 2
+** (H v), which runs the JVP rules of the ops the vjps record. */
+static void hessian_vector(ag_tape *t, const op_case *c, ag_dtype dt, ag_tensor **hv)
+{
+    ag_tensor *x[3], *dual[3], *g[3];
+    case_inputs(t, c, dt, x);
+    for (int i = 0; i < c->n; i++)
+        dual[i] = ag_requires_grad(ag_dual(t, x[i], direction(t, x[i], (uint64_t)i)));
+    ag_tensor *y = case_apply(t, dual, c);
+    ag_gradients(t, ag_mul_scalar(t, ag_sum(t, ag_square(t, y)), 0.5), NULL, c->n, dual, g, 0);
+    for (int i = 0; i < c->n; i++)
+        hv[i] = ag_tangent(g[i]);
+}
+
+ParameterizedTestParameters(jvp_shape, f32_hessian_vector_products_agree) { return family_cases(); }
+
+ParameterizedTest(size_t *index, jvp_shape, f32_hessian_vector_products_agree)
+{
+    const op_case *c = &op_cases[*index];
+    ag_tape *t = ag_tape_new();
+    ag_tensor *h32[3], *h64[3];
+    hessian_vector(t, c, AG_F32, h32);
+    hessian_vector(t, c, AG_F64, h64);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s, %s: %s", c->op, c->what, ag_tape_errmsg(t));
+    for (int i = 0; i < c->n; i++) {
+        cr_assert_eq(h32[i] == NULL, h64[i] == NULL, "%s, %s: input %d", c->op, c->what, i);
+        for (int64_t j = 0; h64[i] && j < ag_numel(h64[i]); j++) {
+            double a = ag_get(h32[i], j), b = ag_get(h64[i], j);
+            cr_expect(fabs(a - b) <= 1e-4 * fmax(1.0, fabs(b)),
+                      "%s, %s: H v %d element %lld is %.9g in f32, %.9g in f64", c->op, c->what,
+                      i, (long long)j, a, b);
         }
     }
     ag_tape_free(t);
