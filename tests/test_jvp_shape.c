@@ -109,8 +109,9 @@ ParameterizedTest(size_t *index, jvp_shape, f32_agrees_with_f64)
     ag_tape_free(t);
 }
 
-/* Forward-over-reverse in f32: the tangent of the gradient of sum(y^2) / 2
-** (H v), which runs the JVP rules of the ops the vjps record. */
+/* Forward-over-reverse in f32: the tangent of the gradient of |y|^2 / 2
+** (H v), which runs the JVP rules of the ops the vjps record. That gradient
+** is J^T y, y itself the seed: no reduction op is needed. */
 static void hessian_vector(ag_tape *t, const op_case *c, ag_dtype dt, ag_tensor **hv)
 {
     ag_tensor *x[3], *dual[3], *g[3];
@@ -118,7 +119,7 @@ static void hessian_vector(ag_tape *t, const op_case *c, ag_dtype dt, ag_tensor 
     for (int i = 0; i < c->n; i++)
         dual[i] = ag_requires_grad(ag_dual(t, x[i], direction(t, x[i], (uint64_t)i)));
     ag_tensor *y = case_apply(t, dual, c);
-    ag_gradients(t, ag_mul_scalar(t, ag_sum(t, ag_square(t, y)), 0.5), NULL, c->n, dual, g, 0);
+    ag_gradients(t, y, y, c->n, dual, g, 0);
     for (int i = 0; i < c->n; i++)
         hv[i] = ag_tangent(g[i]);
 }
