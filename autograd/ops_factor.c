@@ -272,7 +272,18 @@ static void vjp_cholesky(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **g
     ag_tensor *p = ag_solve_triangular(t, l, left, 0, 0);                    /* ... L^{-1} */
     gin[0] = ag_mul_scalar(t, ag_add(t, p, transpose(t, p)), 0.5);
 }
-static const ag_op op_cholesky = {.name = "cholesky", .vjp = vjp_cholesky};
+/* The forward rule above, applied to the symmetric part of dA: the
+** derivative whose adjoint the vjp is (for a symmetric dA, the usual one). */
+static ag_tensor *jvp_cholesky(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *l = out;
+    int64_t n = l->shape[l->rank - 1];
+    ag_tensor *s = ag_mul_scalar(t, ag_add(t, tan[0], transpose(t, tan[0])), 0.5);
+    ag_tensor *left = ag_solve_triangular(t, l, s, 0, 1);              /* L^{-1} S */
+    ag_tensor *m = ag_solve_triangular(t, transpose(t, l), left, 1, 0); /* ... L^{-T} */
+    return agi_matmul_t(t, l, ag_mul(t, m, triangle_mask(t, l, n, 1, 0.5, 0)), 0, 0);
+}
+static const ag_op op_cholesky = {.name = "cholesky", .vjp = vjp_cholesky, .jvp = jvp_cholesky};
 
 ag_tensor *ag_cholesky(ag_tape *t, ag_tensor *a)
 {
@@ -320,8 +331,22 @@ static void vjp_solve_triangular(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_te
         gin[0] = agi_unbroadcast(t, ag_mul(t, ga, mask), a);
     }
 }
-static const ag_op op_solve_triangular = {.name = "solve_triangular",
-                                         .vjp = vjp_solve_triangular};
+/* dX = A^{-1} (dB - dA X) on the left, (dB - X dA) A^{-1} on the right,
+** with dA cut to the triangle that is read. dB keeps its own batch dims
+** until the solve broadcasts it. */
+static ag_tensor *jvp_solve_triangular(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    int upper = out->attr.tri.upper, left = out->attr.tri.left;
+    ag_tensor *r = tan[1];
+    if (tan[0]) {
+        ag_tensor *da = upper ? ag_triu(t, tan[0], 0) : ag_tril(t, tan[0], 0);
+        ag_tensor *dax = left ? agi_matmul_t(t, da, out, 0, 0) : agi_matmul_t(t, out, da, 0, 0);
+        r = r ? ag_sub(t, r, dax) : ag_neg(t, dax);
+    }
+    return ag_solve_triangular(t, out->in[0], r, upper, left);
+}
+static const ag_op op_solve_triangular = {
+    .name = "solve_triangular", .vjp = vjp_solve_triangular, .jvp = jvp_solve_triangular};
 
 ag_tensor *ag_solve_triangular(ag_tape *t, ag_tensor *a, ag_tensor *b, int upper, int left)
 {
@@ -392,7 +417,18 @@ static void vjp_solve(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     if (agi_needs_grad(out, 0))
         gin[0] = agi_unbroadcast(t, ag_neg(t, agi_matmul_t(t, gb, out, 0, 1)), a);
 }
-static const ag_op op_solve = {.name = "solve", .vjp = vjp_solve};
+/* dX = A^{-1} (dB - dA X); dB keeps its own batch dims until the solve
+** broadcasts it. */
+static ag_tensor *jvp_solve(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *r = tan[1];
+    if (tan[0]) {
+        ag_tensor *dax = agi_matmul_t(t, tan[0], out, 0, 0);
+        r = r ? ag_sub(t, r, dax) : ag_neg(t, dax);
+    }
+    return solve_matrix(t, out->in[0], r);
+}
+static const ag_op op_solve = {.name = "solve", .vjp = vjp_solve, .jvp = jvp_solve};
 
 static ag_tensor *singular(ag_tape *t, const char *who, const ag_tensor *a, int64_t b, int64_t k)
 {
@@ -492,7 +528,11 @@ static void vjp_inverse(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
 {
     gin[0] = ag_neg(t, agi_matmul_t(t, agi_matmul_t(t, out, g, 1, 0), out, 0, 1));
 }
-static const ag_op op_inverse = {.name = "inverse", .vjp = vjp_inverse};
+static ag_tensor *jvp_inverse(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return ag_neg(t, agi_matmul_t(t, agi_matmul_t(t, out, tan[0], 0, 0), out, 0, 0));
+}
+static const ag_op op_inverse = {.name = "inverse", .vjp = vjp_inverse, .jvp = jvp_inverse};
 
 ag_tensor *ag_inverse(ag_tape *t, ag_tensor *a)
 {
@@ -538,7 +578,14 @@ static void vjp_slogdet(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
     ag_tensor *gm = ag_reshape(t, g, out->rank + 2, shape);
     gin[0] = ag_mul(t, gm, transpose(t, ag_inverse(t, a)));
 }
-static const ag_op op_slogdet = {.name = "slogdet", .vjp = vjp_slogdet};
+/* tr(A^{-1} dA) = sum(A^{-T} * dA) over each matrix; the sign is constant
+** (where it changes, log|det| is -inf). */
+static ag_tensor *jvp_slogdet(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *p = ag_mul(t, transpose(t, ag_inverse(t, out->in[0])), tan[0]);
+    return ag_sum_axis(t, ag_sum_axis(t, p, -1, 0), -1, 0);
+}
+static const ag_op op_slogdet = {.name = "slogdet", .vjp = vjp_slogdet, .jvp = jvp_slogdet};
 
 ag_tensor *ag_slogdet(ag_tape *t, ag_tensor *a, ag_tensor **sign)
 {

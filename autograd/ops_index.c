@@ -5,6 +5,10 @@
 ** Indices are int64 arrays, checked against their axis and copied into the
 ** tape's arena, so that a vjp can still read them after the caller's array
 ** is gone; the vjps pass that copy on without copying or checking again.
+** The inner constructors (the _raw ones, index_block, index_grad) still
+** check their tensor inputs, cheaply: called from a vjp, an input may be the
+** result of the op just before, whose tangent (forward mode) is computed
+** only when the next op checks its inputs.
 */
 #include "internal.h"
 
@@ -127,6 +131,14 @@ static void add_slices(const ag_tensor *src, int axis, const int64_t *idx, int64
 static ag_tensor *index_add_raw(ag_tape *t, ag_tensor *base, int axis, const int64_t *idx,
                                 ag_tensor *src);
 
+/* index_select with indices already checked and kept on the tape. */
+static ag_tensor *index_select_raw(ag_tape *t, ag_tensor *x, int axis, int64_t n,
+                                   const int64_t *idx);
+
+/* Each op here is linear in its inputs (indices are constants), so its JVP
+** is the op applied to the tangents; for the two-input adds, a tangent
+** missing from src means the base's tangent alone. */
+
 /* index_select: out[.., i, ..] = x[.., idx[i], ..]; the gradient adds g's
 ** slices back at the indices (index_add into zeros) */
 static void vjp_index_select(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
@@ -156,13 +168,19 @@ static int raw_index_select(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor 
     add_slices(g, out->attr.index.axis, out->attr.index.idx, x->shape[out->attr.index.axis], dst);
     return 1;
 }
-static const ag_op op_index_select = {
-    .name = "index_select", .vjp = vjp_index_select, .raw_vjp = raw_index_select};
+static ag_tensor *jvp_index_select(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    int ax = out->attr.index.axis;
+    return index_select_raw(t, tan[0], ax, out->shape[ax], out->attr.index.idx);
+}
+static const ag_op op_index_select = {.name = "index_select", .vjp = vjp_index_select,
+                                      .raw_vjp = raw_index_select, .jvp = jvp_index_select};
 
-/* index_select with indices already checked and kept on the tape. */
 static ag_tensor *index_select_raw(ag_tape *t, ag_tensor *x, int axis, int64_t n,
                                    const int64_t *idx)
 {
+    if (!agi_check_inputs(t, "index_select", 1, &x, false))
+        return agi_nil(t);
     int64_t shape[AG_MAX_DIMS];
     memcpy(shape, x->shape, (size_t)x->rank * sizeof *shape);
     shape[axis] = n;
@@ -206,12 +224,23 @@ static void vjp_index_add(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **
     if (agi_needs_grad(out, 1))
         gin[1] = index_select_raw(t, g, ax, out->in[1]->shape[ax], out->attr.index.idx);
 }
-static const ag_op op_index_add = {.name = "index_add", .vjp = vjp_index_add};
+static ag_tensor *jvp_index_add(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    if (!tan[1])
+        return tan[0];
+    const ag_tensor *base = out->in[0];
+    ag_tensor *dbase = tan[0] ? tan[0]
+                              : ag_zeros(t, (ag_dtype)base->dtype, base->rank, base->shape);
+    return index_add_raw(t, dbase, out->attr.index.axis, out->attr.index.idx, tan[1]);
+}
+static const ag_op op_index_add = {.name = "index_add", .vjp = vjp_index_add, .jvp = jvp_index_add};
 
 static ag_tensor *index_add_raw(ag_tape *t, ag_tensor *base, int axis, const int64_t *idx,
                                 ag_tensor *src)
 {
     ag_tensor *in[2] = {base, src};
+    if (!agi_check_inputs(t, "index_add", 2, in, true))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_index_add, 2, in, (ag_dtype)base->dtype, base->rank,
                              base->shape);
     if (out->flags & AGI_NIL)
@@ -274,11 +303,19 @@ static void vjp_gather(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin
     ag_tensor *zeros = ag_zeros(t, (ag_dtype)g->dtype, x->rank, x->shape);
     gin[0] = scatter_add_raw(t, zeros, out->attr.index.axis, out->attr.index.idx, g);
 }
-static const ag_op op_gather = {.name = "gather", .vjp = vjp_gather};
+static ag_tensor *gather_raw(ag_tape *t, ag_tensor *x, int axis, const int64_t *shape,
+                             const int64_t *idx);
+static ag_tensor *jvp_gather(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return gather_raw(t, tan[0], out->attr.index.axis, out->shape, out->attr.index.idx);
+}
+static const ag_op op_gather = {.name = "gather", .vjp = vjp_gather, .jvp = jvp_gather};
 
 static ag_tensor *gather_raw(ag_tape *t, ag_tensor *x, int axis, const int64_t *shape,
                              const int64_t *idx)
 {
+    if (!agi_check_inputs(t, "gather", 1, &x, false))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_gather, 1, &x, (ag_dtype)x->dtype, x->rank, shape);
     if (out->flags & AGI_NIL)
         return out;
@@ -343,12 +380,24 @@ static void vjp_scatter_add(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor 
     if (agi_needs_grad(out, 1))
         gin[1] = gather_raw(t, g, out->attr.index.axis, out->in[1]->shape, out->attr.index.idx);
 }
-static const ag_op op_scatter_add = {.name = "scatter_add", .vjp = vjp_scatter_add};
+static ag_tensor *jvp_scatter_add(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    if (!tan[1])
+        return tan[0];
+    const ag_tensor *base = out->in[0];
+    ag_tensor *dbase = tan[0] ? tan[0]
+                              : ag_zeros(t, (ag_dtype)base->dtype, base->rank, base->shape);
+    return scatter_add_raw(t, dbase, out->attr.index.axis, out->attr.index.idx, tan[1]);
+}
+static const ag_op op_scatter_add = {
+    .name = "scatter_add", .vjp = vjp_scatter_add, .jvp = jvp_scatter_add};
 
 static ag_tensor *scatter_add_raw(ag_tape *t, ag_tensor *base, int axis, const int64_t *idx,
                                   ag_tensor *src)
 {
     ag_tensor *in[2] = {base, src};
+    if (!agi_check_inputs(t, "scatter_add", 2, in, true))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_scatter_add, 2, in, (ag_dtype)base->dtype, base->rank,
                              base->shape);
     if (out->flags & AGI_NIL)
@@ -397,11 +446,19 @@ static void vjp_index(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = index_grad(t, g, out->in[0], out->attr.index.k);
 }
-static const ag_op op_index = {.name = "index", .vjp = vjp_index};
+static ag_tensor *index_block(ag_tape *t, ag_tensor *x, int64_t offset, int rank,
+                              const int64_t *shape);
+static ag_tensor *jvp_index(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return index_block(t, tan[0], out->attr.index.k, out->rank, out->shape);
+}
+static const ag_op op_index = {.name = "index", .vjp = vjp_index, .jvp = jvp_index};
 
 static ag_tensor *index_block(ag_tape *t, ag_tensor *x, int64_t offset, int rank,
                               const int64_t *shape)
 {
+    if (!agi_check_inputs(t, "index", 1, &x, false))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_index, 1, &x, (ag_dtype)x->dtype, rank, shape);
     if (out->flags & AGI_NIL)
         return out;
@@ -418,10 +475,17 @@ static void vjp_index_grad(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor *
     const ag_tensor *block = out->in[0];
     gin[0] = index_block(t, g, out->attr.index.k, block->rank, block->shape);
 }
-static const ag_op op_index_grad = {.name = "index_grad", .vjp = vjp_index_grad};
+static ag_tensor *jvp_index_grad(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return index_grad(t, tan[0], out, out->attr.index.k);
+}
+static const ag_op op_index_grad = {
+    .name = "index_grad", .vjp = vjp_index_grad, .jvp = jvp_index_grad};
 
 static ag_tensor *index_grad(ag_tape *t, ag_tensor *g, const ag_tensor *like, int64_t offset)
 {
+    if (!agi_check_inputs(t, "index_grad", 1, &g, false))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_index_grad, 1, &g, (ag_dtype)g->dtype, like->rank,
                              like->shape);
     if (out->flags & AGI_NIL)

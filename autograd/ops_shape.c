@@ -42,7 +42,13 @@ static void vjp_reshape(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
 {
     gin[0] = ag_reshape(t, g, out->in[0]->rank, out->in[0]->shape);
 }
-static const ag_op op_reshape = {.name = "reshape", .vjp = vjp_reshape};
+/* Every op of this file moves elements without arithmetic, so each is
+** linear: its JVP is the op itself applied to the tangent. */
+static ag_tensor *jvp_reshape(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return ag_reshape(t, tan[0], out->rank, out->shape);
+}
+static const ag_op op_reshape = {.name = "reshape", .vjp = vjp_reshape, .jvp = jvp_reshape};
 
 ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int rank, const int64_t *shape)
 {
@@ -88,7 +94,14 @@ static void vjp_permute(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gi
         inverse[out->attr.perm[i]] = i;
     gin[0] = ag_permute(t, g, inverse);
 }
-static const ag_op op_permute = {.name = "permute", .vjp = vjp_permute};
+static ag_tensor *jvp_permute(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    int perm[AG_MAX_DIMS];
+    for (int i = 0; i < out->rank; i++)
+        perm[i] = out->attr.perm[i];
+    return ag_permute(t, tan[0], perm);
+}
+static const ag_op op_permute = {.name = "permute", .vjp = vjp_permute, .jvp = jvp_permute};
 
 ag_tensor *ag_permute(ag_tape *t, ag_tensor *x, const int *perm)
 {
@@ -140,7 +153,20 @@ static void vjp_slice(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = agi_slice_grad(t, g, out->in[0], out->attr.slice.axis, out->attr.slice.start,
                             out->attr.slice.step);
 }
-static const ag_op op_slice = {.name = "slice", .vjp = vjp_slice};
+/* The stop that picks out's elements again from 'start' by 'step': an empty
+** slice stops where it starts (the formula for n > 0 would put stop before
+** start, which ag_slice rejects). */
+static int64_t slice_stop(int64_t start, int64_t step, int64_t n)
+{
+    return n > 0 ? start + (n - 1) * step + 1 : start;
+}
+static ag_tensor *jvp_slice(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    int ax = out->attr.slice.axis;
+    int64_t start = out->attr.slice.start, step = out->attr.slice.step;
+    return ag_slice(t, tan[0], ax, start, slice_stop(start, step, out->shape[ax]), step);
+}
+static const ag_op op_slice = {.name = "slice", .vjp = vjp_slice, .jvp = jvp_slice};
 
 ag_tensor *ag_slice(ag_tape *t, ag_tensor *x, int axis, int64_t start, int64_t stop, int64_t step)
 {
@@ -181,12 +207,17 @@ static void vjp_slice_grad(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor *
 {
     const ag_tensor *sl = out->in[0];
     int ax = out->attr.slice.axis;
-    int64_t start = out->attr.slice.start, step = out->attr.slice.step, n = sl->shape[ax];
-    /* The slice that was scattered; an empty one stops where it starts (the
-    ** formula for n > 0 would put stop before start, which ag_slice rejects). */
-    gin[0] = ag_slice(t, g, ax, start, n > 0 ? start + (n - 1) * step + 1 : start, step);
+    int64_t start = out->attr.slice.start, step = out->attr.slice.step;
+    /* The slice that was scattered. */
+    gin[0] = ag_slice(t, g, ax, start, slice_stop(start, step, sl->shape[ax]), step);
 }
-static const ag_op op_slice_grad = {.name = "slice_grad", .vjp = vjp_slice_grad};
+static ag_tensor *jvp_slice_grad(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return agi_slice_grad(t, tan[0], out, out->attr.slice.axis, out->attr.slice.start,
+                          out->attr.slice.step);
+}
+static const ag_op op_slice_grad = {
+    .name = "slice_grad", .vjp = vjp_slice_grad, .jvp = jvp_slice_grad};
 
 ag_tensor *agi_slice_grad(ag_tape *t, ag_tensor *g, const ag_tensor *x, int axis, int64_t start,
                           int64_t step)
@@ -229,7 +260,19 @@ static void vjp_concat(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin
         off += len;
     }
 }
-static const ag_op op_concat = {.name = "concat", .vjp = vjp_concat};
+/* The inputs' tangents side by side, zeros standing in for those without. */
+static ag_tensor *jvp_concat(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor **parts = agi_arena_alloc(t, (size_t)out->nin * sizeof *parts, 16);
+    if (!parts)
+        return NULL;
+    for (int i = 0; i < out->nin; i++) {
+        const ag_tensor *x = out->in[i];
+        parts[i] = tan[i] ? tan[i] : ag_zeros(t, (ag_dtype)x->dtype, x->rank, x->shape);
+    }
+    return ag_concat(t, out->nin, parts, out->attr.red.axis);
+}
+static const ag_op op_concat = {.name = "concat", .vjp = vjp_concat, .jvp = jvp_concat};
 
 ag_tensor *ag_concat(ag_tape *t, int n, ag_tensor *const *xs, int axis)
 {
@@ -283,7 +326,11 @@ static void vjp_cast(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_cast(t, g, (ag_dtype)out->in[0]->dtype);
 }
-static const ag_op op_cast = {.name = "cast", .vjp = vjp_cast};
+static ag_tensor *jvp_cast(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return ag_cast(t, tan[0], (ag_dtype)out->dtype);
+}
+static const ag_op op_cast = {.name = "cast", .vjp = vjp_cast, .jvp = jvp_cast};
 
 ag_tensor *ag_cast(ag_tape *t, ag_tensor *x, ag_dtype dt)
 {

@@ -17,6 +17,9 @@ static int64_t span(const int64_t *shape, int from, int to)
     return n;
 }
 
+/* Every op here only places x's values, so each is linear: its JVP is the
+** op applied to the tangent (pad's border, a constant, has none). */
+
 /* ------------------------------------------------------------------ stack */
 
 /* stack: input i is out's slice i along the new axis; it gets that slice of
@@ -30,7 +33,19 @@ static void vjp_stack(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
             gin[i] = ag_reshape(t, ag_slice(t, g, ax, i, i + 1, 1), x->rank, x->shape);
         }
 }
-static const ag_op op_stack = {.name = "stack", .vjp = vjp_stack};
+/* The inputs' tangents stacked, zeros standing in for those without. */
+static ag_tensor *jvp_stack(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor **parts = agi_arena_alloc(t, (size_t)out->nin * sizeof *parts, 16);
+    if (!parts)
+        return NULL;
+    for (int i = 0; i < out->nin; i++) {
+        const ag_tensor *x = out->in[i];
+        parts[i] = tan[i] ? tan[i] : ag_zeros(t, (ag_dtype)x->dtype, x->rank, x->shape);
+    }
+    return ag_stack(t, out->nin, parts, out->attr.index.axis);
+}
+static const ag_op op_stack = {.name = "stack", .vjp = vjp_stack, .jvp = jvp_stack};
 
 ag_tensor *ag_stack(ag_tape *t, int n, ag_tensor *const *xs, int axis)
 {
@@ -82,7 +97,11 @@ static void vjp_pad(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
             g = ag_slice(t, g, d, w[2 * d], w[2 * d] + x->shape[d], 1);
     gin[0] = g;
 }
-static const ag_op op_pad = {.name = "pad", .vjp = vjp_pad};
+static ag_tensor *jvp_pad(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return ag_pad(t, tan[0], out->attr.index.idx, 0.0);
+}
+static const ag_op op_pad = {.name = "pad", .vjp = vjp_pad, .jvp = jvp_pad};
 
 ag_tensor *ag_pad(ag_tape *t, ag_tensor *x, const int64_t *widths, double value)
 {
@@ -178,7 +197,11 @@ static void vjp_tril(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_tril(t, g, out->attr.index.k);
 }
-static const ag_op op_tril = {.name = "tril", .vjp = vjp_tril};
+static ag_tensor *jvp_tril(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return ag_tril(t, tan[0], out->attr.index.k);
+}
+static const ag_op op_tril = {.name = "tril", .vjp = vjp_tril, .jvp = jvp_tril};
 
 ag_tensor *ag_tril(ag_tape *t, ag_tensor *x, int64_t k)
 {
@@ -189,7 +212,11 @@ static void vjp_triu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_triu(t, g, out->attr.index.k);
 }
-static const ag_op op_triu = {.name = "triu", .vjp = vjp_triu};
+static ag_tensor *jvp_triu(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return ag_triu(t, tan[0], out->attr.index.k);
+}
+static const ag_op op_triu = {.name = "triu", .vjp = vjp_triu, .jvp = jvp_triu};
 
 ag_tensor *ag_triu(ag_tape *t, ag_tensor *x, int64_t k)
 {
@@ -214,6 +241,9 @@ static diag_span diag_of(int64_t rows, int64_t cols, int64_t k)
     return s;
 }
 
+/* Both check their input although ag_diag did: called from a vjp, it may be
+** the result of the op just before, whose tangent (forward mode) is
+** computed only when the next op checks its inputs. */
 static ag_tensor *diag_embed(ag_tape *t, ag_tensor *v, int64_t k, int64_t rows, int64_t cols);
 static ag_tensor *diagonal(ag_tape *t, ag_tensor *x, int64_t k);
 
@@ -222,10 +252,17 @@ static void vjp_diag_embed(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor *
 {
     gin[0] = diagonal(t, g, out->attr.index.k);
 }
-static const ag_op op_diag_embed = {.name = "diag_embed", .vjp = vjp_diag_embed};
+static ag_tensor *jvp_diag_embed(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return diag_embed(t, tan[0], out->attr.index.k, out->shape[0], out->shape[1]);
+}
+static const ag_op op_diag_embed = {
+    .name = "diag_embed", .vjp = vjp_diag_embed, .jvp = jvp_diag_embed};
 
 static ag_tensor *diag_embed(ag_tape *t, ag_tensor *v, int64_t k, int64_t rows, int64_t cols)
 {
+    if (!agi_check_inputs(t, "diag_embed", 1, &v, false))
+        return agi_nil(t);
     ag_tensor *out = agi_new(t, &op_diag_embed, 1, &v, (ag_dtype)v->dtype, 2,
                              (int64_t[]){rows, cols});
     if (out->flags & AGI_NIL)
@@ -244,10 +281,16 @@ static void vjp_diagonal(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **g
     const ag_tensor *x = out->in[0];
     gin[0] = diag_embed(t, g, out->attr.index.k, x->shape[0], x->shape[1]);
 }
-static const ag_op op_diagonal = {.name = "diagonal", .vjp = vjp_diagonal};
+static ag_tensor *jvp_diagonal(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return diagonal(t, tan[0], out->attr.index.k);
+}
+static const ag_op op_diagonal = {.name = "diagonal", .vjp = vjp_diagonal, .jvp = jvp_diagonal};
 
 static ag_tensor *diagonal(ag_tape *t, ag_tensor *x, int64_t k)
 {
+    if (!agi_check_inputs(t, "diagonal", 1, &x, false))
+        return agi_nil(t);
     int64_t cols = x->shape[1];
     diag_span s = diag_of(x->shape[0], cols, k);
     ag_tensor *out = agi_new(t, &op_diagonal, 1, &x, (ag_dtype)x->dtype, 1, &s.len);

@@ -366,9 +366,12 @@ static ag_tensor *c_index_two_rows(ag_tape *t, ag_tensor *const *x, const op_cas
 }
 
 /* index's adjoint, met as the gradient of sum(index(x)^2) taken with
-** create_graph, so that it is recorded with an input that depends on x. */
+** create_graph, so that it is recorded with an input that depends on x.
+** x is marked as requiring grad here, since the gradient of an x that does
+** not is zero: forward mode passes in a dual that need not be marked. */
 static ag_tensor *c_index_grad(ag_tape *t, ag_tensor *const *x, const op_case *c)
 {
+    ag_requires_grad(x[0]);
     ag_tensor *y = ag_index(t, x[0], c->iv[0], c->idx), *g;
     ag_gradients(t, ag_sum(t, ag_square(t, y)), NULL, 1, x, &g, 1);
     return g;
