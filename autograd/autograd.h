@@ -656,9 +656,10 @@ AG_API ag_tensor *ag_group_norm(ag_tape *t, ag_tensor *x, int groups, ag_tensor 
 /* An op is one descriptor, an ag_op. The library's own ops are built from it
 ** (each autograd/ops_*.c defines its ops' descriptors beside their
 ** constructors), and so are yours: state a name, a forward on raw values
-** (any C code, with a context pointer) and a VJP, then apply the op with
-** ag_custom. A complete example, erf from libm with its VJP written with
-** library ops, so that it differentiates twice as the library's ops do:
+** (any C code, with a context pointer), a VJP and, for forward mode, a JVP;
+** then apply the op with ag_custom. A complete example, erf from libm with
+** its VJP and JVP written with library ops, so that it differentiates twice
+** and in either mode as the library's ops do:
 **
 **     static int erf_forward(ag_tensor *out, void *ctx)
 **     {
@@ -677,13 +678,24 @@ AG_API ag_tensor *ag_group_norm(ag_tape *t, ag_tensor *x, int groups, ag_tensor 
 **                                      1.1283791670955126);
 **         gin[0] = ag_mul(t, g, d);
 **     }
+**     // forward mode: the tangent of y is erf'(x) times x's tangent
+**     static ag_tensor *erf_jvp(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+**     {
+**         ag_tensor *x = ag_input(out, 0);
+**         ag_tensor *d = ag_mul_scalar(t, ag_exp(t, ag_neg(t, ag_mul(t, x, x))),
+**                                      1.1283791670955126);
+**         return ag_mul(t, tan[0], d);
+**     }
 **     static const ag_op erf_op = {.name = "erf", .forward = erf_forward,
-**                                  .vjp = erf_vjp};
+**                                  .vjp = erf_vjp, .jvp = erf_jvp};
 **     ...
 **     ag_tensor *x = ...;                                 // f64, requires grad
 **     ag_tensor *y = ag_custom(t, &erf_op, NULL, 1, &x, AG_F64,
 **                              ag_rank(x), ag_shape(x));
 **     ag_backward(t, ag_sum(t, y));                       // ag_grad(x) is set
+**     ag_tensor *xv = ag_dual(t, x, v);                   // x carrying tangent v
+**     ag_tensor *jv = ag_tangent(ag_custom(t, &erf_op, NULL, 1, &xv, AG_F64,
+**                                          ag_rank(x), ag_shape(x)));  // erf'(x) v
 **
 ** The fields (leave out what you do not need; it is NULL):
 **
@@ -715,7 +727,10 @@ AG_API ag_tensor *ag_group_norm(ag_tape *t, ag_tensor *x, int groups, ag_tensor 
 **          returns the tangent of 'out', written with the library's ops:
 **          out's dtype, and out's shape or one that broadcasts to it; NULL
 **          for a zero tangent. Without it, a tangent reaching the op records
-**          AG_EUNSUPPORTED.
+**          AG_EUNSUPPORTED. It runs once the forward has returned; a
+**          tangent of another dtype, or of a shape that does not broadcast
+**          to out's, records AG_EDTYPE or AG_ESHAPE naming the op, and it
+**          may fail with ag_op_fail as the other callbacks do.
 **
 ** The engine alone chooses between raw_vjp and vjp; an op never does.
 ** Callbacks read what they need through the accessors below (ag_input,

@@ -2,7 +2,8 @@
 ** custom_op.c: user-defined ops. A user's op is an ag_op like the
 ** library's own, with a forward on raw values; ag_custom makes the result,
 ** runs the forward and records it, and backward treats the entry as any
-** other (agi_pull_back). Here too are the accessors its callbacks use,
+** other (agi_pull_back), and forward mode runs its jvp (forward_mode.c)
+** once the forward has returned. Here too are the accessors its callbacks use,
 ** since users cannot see struct ag_tensor.
 */
 #include "internal.h"
@@ -59,11 +60,20 @@ ag_tensor *ag_custom(ag_tape *t, const ag_op *op, void *ctx, int nin, ag_tensor 
     /* A forward that leaves some element unwritten gives 0 there, never
     ** whatever the arena held. */
     memset(out->value, 0, (size_t)out->numel * ag_dtype_size(dt));
+    /* out's tangent waits until the forward is done: a forward that saves
+    ** a tensor (ag_op_save checks its input, which runs pending rules)
+    ** before writing out would otherwise have the JVP rule read zeros.
+    ** ag_custom's own check ran every earlier rule, so out is the last. */
+    bool tangent_due = t->n_jvp_pending && t->jvp_pending[t->n_jvp_pending - 1] == out;
+    if (tangent_due)
+        t->n_jvp_pending--;
     int rc = op->forward(out, ctx);
     if (t->status != AG_OK)
         return agi_nil(t);
     if (rc != 0)
         return agi_error(t, AG_EINVAL, "%s: forward failed (returned %d)", op->name, rc);
+    if (tangent_due)
+        agi_jvp_note(t, out);
     return out;
 }
 

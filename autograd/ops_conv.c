@@ -180,7 +180,20 @@ static void vjp_conv2d(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin
         gin[2] = ag_reshape(t, s, 1, &geom->o);
     }
 }
-static const ag_op op_conv2d = {.name = "conv2d", .vjp = vjp_conv2d};
+/* Bilinear: d conv(x, w) + b = conv(dx, w) + conv(x, dw) + db over [1, O, 1, 1] */
+static ag_tensor *jvp_conv2d(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    const conv_geom *geom = out->attr.ext;
+    ag_tensor *x = out->in[0], *w = out->in[1], *r = NULL;
+    if (tan[0])
+        r = conv_forward(t, tan[0], w, NULL, geom);
+    if (tan[1])
+        r = agi_jvp_sum(t, r, conv_forward(t, x, tan[1], NULL, geom));
+    if (out->nin == 3 && tan[2])
+        r = agi_jvp_sum(t, r, ag_reshape(t, tan[2], 4, (int64_t[]){1, geom->o, 1, 1}));
+    return r;
+}
+static const ag_op op_conv2d = {.name = "conv2d", .vjp = vjp_conv2d, .jvp = jvp_conv2d};
 
 /* input_grad(g, w) is linear in each: in g its adjoint is conv2d(., w); in w,
 ** <u, input_grad(g, w)> = <conv2d(u, w), g>, whose w-gradient is weight_grad(u, g) */
@@ -192,8 +205,16 @@ static void vjp_conv2d_input_grad(ag_tape *t, ag_tensor *out, ag_tensor *u, ag_t
     if (agi_needs_grad(out, 1))
         gin[1] = conv_weight_grad(t, u, out->in[0], geom);
 }
-static const ag_op op_conv2d_input_grad = {.name = "conv2d_input_grad",
-                                           .vjp = vjp_conv2d_input_grad};
+static ag_tensor *jvp_conv2d_input_grad(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    const conv_geom *geom = out->attr.ext;
+    ag_tensor *r = tan[0] ? conv_input_grad(t, tan[0], out->in[1], geom) : NULL;
+    if (tan[1])
+        r = agi_jvp_sum(t, r, conv_input_grad(t, out->in[0], tan[1], geom));
+    return r;
+}
+static const ag_op op_conv2d_input_grad = {
+    .name = "conv2d_input_grad", .vjp = vjp_conv2d_input_grad, .jvp = jvp_conv2d_input_grad};
 
 /* weight_grad(x, g): <u, weight_grad(x, g)> = <g, conv2d(x, u)>, so the
 ** x-gradient is input_grad(g, u) and the g-gradient conv2d(x, u) */
@@ -205,8 +226,16 @@ static void vjp_conv2d_weight_grad(ag_tape *t, ag_tensor *out, ag_tensor *u, ag_
     if (agi_needs_grad(out, 1))
         gin[1] = conv_forward(t, out->in[0], u, NULL, geom);
 }
-static const ag_op op_conv2d_weight_grad = {.name = "conv2d_weight_grad",
-                                            .vjp = vjp_conv2d_weight_grad};
+static ag_tensor *jvp_conv2d_weight_grad(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    const conv_geom *geom = out->attr.ext;
+    ag_tensor *r = tan[0] ? conv_weight_grad(t, tan[0], out->in[1], geom) : NULL;
+    if (tan[1])
+        r = agi_jvp_sum(t, r, conv_weight_grad(t, out->in[0], tan[1], geom));
+    return r;
+}
+static const ag_op op_conv2d_weight_grad = {
+    .name = "conv2d_weight_grad", .vjp = vjp_conv2d_weight_grad, .jvp = jvp_conv2d_weight_grad};
 
 static ag_tensor *conv_forward(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b,
                                const conv_geom *g)

@@ -54,22 +54,38 @@ static void vjp_max_pool2d(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor *
 {
     gin[0] = agi_max_pool2d_scatter(t, g, out);
 }
-static const ag_op op_max_pool2d = {.name = "max_pool2d", .vjp = vjp_max_pool2d};
+/* Each output moves with its window's winner: the tangent gathered at the
+** argmax, the same winners (ties and NaN included) as the vjp routes to. */
+static ag_tensor *jvp_max_pool2d(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return agi_max_pool2d_gather(t, tan[0], out);
+}
+static const ag_op op_max_pool2d = {.name = "max_pool2d", .vjp = vjp_max_pool2d,
+                                    .jvp = jvp_max_pool2d};
 
 /* scatter and gather are each other's adjoints; 'out' carries the geometry */
 static void vjp_max_pool2d_scatter(ag_tape *t, ag_tensor *out, ag_tensor *u, ag_tensor **gin)
 {
     gin[0] = agi_max_pool2d_gather(t, u, out);
 }
-static const ag_op op_max_pool2d_scatter = {.name = "max_pool2d_scatter",
-                                            .vjp = vjp_max_pool2d_scatter};
+/* scatter and gather are linear: each one's JVP is itself applied to the tangent */
+static ag_tensor *jvp_max_pool2d_scatter(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return agi_max_pool2d_scatter(t, tan[0], out);
+}
+static const ag_op op_max_pool2d_scatter = {
+    .name = "max_pool2d_scatter", .vjp = vjp_max_pool2d_scatter, .jvp = jvp_max_pool2d_scatter};
 
 static void vjp_max_pool2d_gather(ag_tape *t, ag_tensor *out, ag_tensor *u, ag_tensor **gin)
 {
     gin[0] = agi_max_pool2d_scatter(t, u, out);
 }
-static const ag_op op_max_pool2d_gather = {.name = "max_pool2d_gather",
-                                           .vjp = vjp_max_pool2d_gather};
+static ag_tensor *jvp_max_pool2d_gather(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return agi_max_pool2d_gather(t, tan[0], out);
+}
+static const ag_op op_max_pool2d_gather = {
+    .name = "max_pool2d_gather", .vjp = vjp_max_pool2d_gather, .jvp = jvp_max_pool2d_gather};
 
 ag_tensor *ag_max_pool2d(ag_tape *t, ag_tensor *x, int kh, int kw, int stride_h, int stride_w,
                          int pad_h, int pad_w)

@@ -39,7 +39,7 @@ static void vjp_erf(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     ag_tensor *bell = ag_exp(t, ag_neg(t, ag_square(t, x)));
     gin[0] = ag_mul(t, g, ag_mul_scalar(t, bell, 1.12837916709551257390));   /* 2/sqrt(pi) */
 }
-static const ag_op op_erf = {.name = "erf", .vjp = vjp_erf};
+static const ag_op op_erf = {.name = "erf", .vjp = vjp_erf, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_erf);
 ag_tensor *ag_erf(ag_tape *t, ag_tensor *x) { return special_unary(t, &op_erf, "ag_erf", x, f_erf); }
 
@@ -49,7 +49,7 @@ static void vjp_atan(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_div(t, g, ag_add_scalar(t, ag_square(t, out->in[0]), 1.0));
 }
-static const ag_op op_atan = {.name = "atan", .vjp = vjp_atan};
+static const ag_op op_atan = {.name = "atan", .vjp = vjp_atan, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_atan);
 ag_tensor *ag_atan(ag_tape *t, ag_tensor *x)
 {
@@ -62,7 +62,7 @@ static void vjp_log1p(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_div(t, g, ag_add_scalar(t, out->in[0], 1.0));
 }
-static const ag_op op_log1p = {.name = "log1p", .vjp = vjp_log1p};
+static const ag_op op_log1p = {.name = "log1p", .vjp = vjp_log1p, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_log1p);
 ag_tensor *ag_log1p(ag_tape *t, ag_tensor *x)
 {
@@ -76,7 +76,7 @@ static void vjp_expm1(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_mul(t, g, ag_exp(t, out->in[0]));
 }
-static const ag_op op_expm1 = {.name = "expm1", .vjp = vjp_expm1};
+static const ag_op op_expm1 = {.name = "expm1", .vjp = vjp_expm1, .jvp = agi_jvp_diagonal};
 AGK_MAP1_SLICE(f_expm1);
 ag_tensor *ag_expm1(ag_tape *t, ag_tensor *x)
 {
@@ -96,7 +96,16 @@ static void vjp_atan2(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     if (agi_needs_grad(out, 1))
         gin[1] = agi_unbroadcast(t, ag_neg(t, ag_mul(t, g_r2, y)), x);
 }
-static const ag_op op_atan2 = {.name = "atan2", .vjp = vjp_atan2};
+/* d atan2(y, x) = (x dy - y dx) / (x^2 + y^2), broadcast as the result */
+static ag_tensor *jvp_atan2(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *y = out->in[0], *x = out->in[1];
+    ag_tensor *num = tan[0] ? ag_mul(t, tan[0], x) : NULL;
+    if (tan[1])
+        num = num ? ag_sub(t, num, ag_mul(t, tan[1], y)) : ag_neg(t, ag_mul(t, tan[1], y));
+    return ag_div(t, num, ag_add(t, ag_square(t, x), ag_square(t, y)));
+}
+static const ag_op op_atan2 = {.name = "atan2", .vjp = vjp_atan2, .jvp = jvp_atan2};
 AGK_ROW2_SLICE(f_atan2);
 ag_tensor *ag_atan2(ag_tape *t, ag_tensor *y, ag_tensor *x)
 {

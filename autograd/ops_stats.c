@@ -102,7 +102,28 @@ static void vjp_var(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = var_input_grad(t, out, g);
 }
-static const ag_op op_var = {.name = "var", .vjp = vjp_var};
+/* d var = sum over the axis of 2 (x - mean) dx / (n - correction): the
+** vjp's factor, reduced against the tangent instead of broadcast from g. */
+static ag_tensor *var_tangent(ag_tape *t, ag_tensor *out, ag_tensor *dx)
+{
+    ag_tensor *x = out->in[0];
+    int axis = out->attr.stat.axis;
+    int64_t kept[AG_MAX_DIMS], n, inner;
+    axis_geometry(x, axis, kept, &n, &inner);
+    ag_tensor *sum = axis == ALL_AXES ? ag_sum(t, x) : ag_sum_axis(t, x, axis, 1);
+    ag_tensor *dev = ag_sub(t, x, ag_mul_scalar(t, sum, 1.0 / (double)n));
+    ag_tensor *prod = ag_mul(t, dev, dx);
+    ag_tensor *s = axis == ALL_AXES ? ag_sum(t, prod)
+                                    : ag_sum_axis(t, prod, axis, out->attr.stat.keepdim);
+    double divisor = fmax(0.0, (double)n - out->attr.stat.correction);
+    return ag_mul_scalar(t, s, 2.0 / divisor);
+}
+
+static ag_tensor *jvp_var(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return var_tangent(t, out, tan[0]);
+}
+static const ag_op op_var = {.name = "var", .vjp = vjp_var, .jvp = jvp_var};
 
 /* std = sqrt var: d std = d var / (2 std). Where std is 0 (all the values
 ** equal) the gradient is 0, as PyTorch's, rather than 0/0. */
@@ -113,7 +134,14 @@ static void vjp_std(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
                                ag_div(t, g, ag_mul_scalar(t, out, 2.0)));
     gin[0] = var_input_grad(t, out, gvar);
 }
-static const ag_op op_std = {.name = "std", .vjp = vjp_std};
+/* d std = d var / (2 std), 0 where std is 0 as in the vjp */
+static ag_tensor *jvp_std(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *zero = agi_const_like(t, out, 0.0);
+    ag_tensor *dvar = var_tangent(t, out, tan[0]);
+    return ag_where(t, ag_eq(t, out, zero), zero, ag_div(t, dvar, ag_mul_scalar(t, out, 2.0)));
+}
+static const ag_op op_std = {.name = "std", .vjp = vjp_std, .jvp = jvp_std};
 
 static ag_tensor *var_or_std(ag_tape *t, const ag_op *op, const char *who, ag_tensor *x,
                              bool all, int axis, int keepdim, double correction)
@@ -220,14 +248,24 @@ static void vjp_cumsum(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin
 {
     gin[0] = agi_cumsum_reverse(t, g, out->attr.stat.axis);
 }
-static const ag_op op_cumsum = {.name = "cumsum", .vjp = vjp_cumsum};
+/* Both running sums are linear: each one's JVP is itself applied to the tangent. */
+static ag_tensor *jvp_cumsum(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return ag_cumsum(t, tan[0], out->attr.stat.axis);
+}
+static const ag_op op_cumsum = {.name = "cumsum", .vjp = vjp_cumsum, .jvp = jvp_cumsum};
 
 /* The reverse running sum's adjoint is the forward one. */
 static void vjp_cumsum_reverse(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     gin[0] = ag_cumsum(t, g, out->attr.stat.axis);
 }
-static const ag_op op_cumsum_reverse = {.name = "cumsum_reverse", .vjp = vjp_cumsum_reverse};
+static ag_tensor *jvp_cumsum_reverse(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return agi_cumsum_reverse(t, tan[0], out->attr.stat.axis);
+}
+static const ag_op op_cumsum_reverse = {
+    .name = "cumsum_reverse", .vjp = vjp_cumsum_reverse, .jvp = jvp_cumsum_reverse};
 
 ag_tensor *ag_cumsum(ag_tape *t, ag_tensor *x, int axis)
 {

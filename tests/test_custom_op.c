@@ -3,7 +3,9 @@
 ** user would, with the public API only: values and gradients in f32 and
 ** f64, broadcasting inputs, an op used twice, second derivatives through a
 ** VJP written with ops, raw VJPs (first order only), saved tensors and the
-** context, callbacks that fail, allocation failures, and bad descriptors.
+** context, callbacks that fail, allocation failures, and bad descriptors;
+** and forward mode (ag_dual) through a user's JVP rule: its tangents in
+** f32 and f64, zero tangents, forward-over-reverse, and rules that fail.
 */
 #include "autograd.h"
 #include "alloc_hooks.h"
@@ -37,7 +39,18 @@ static void erf_vjp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
     gin[0] = ag_mul(t, g, slope);
 }
 
-static const ag_op erf_op = {.name = "erf", .forward = erf_forward, .vjp = erf_vjp};
+/* d erf x = 2/sqrt(pi) e^(-x^2) dx: the tangent, with ops as the VJP is. */
+static int erf_jvp_calls;
+static ag_tensor *erf_jvp(ag_tape *t, ag_tensor *out, ag_tensor *const *tangents)
+{
+    erf_jvp_calls++;
+    ag_tensor *x = ag_input(out, 0);
+    ag_tensor *slope = ag_mul_scalar(t, ag_exp(t, ag_neg(t, ag_mul(t, x, x))), TWO_OVER_SQRT_PI);
+    return ag_mul(t, tangents[0], slope);
+}
+
+static const ag_op erf_op = {.name = "erf", .forward = erf_forward, .vjp = erf_vjp,
+                             .jvp = erf_jvp};
 
 static ag_tensor *my_erf(ag_tape *t, ag_tensor *x)
 {
@@ -621,4 +634,189 @@ Test(custom_op, anomaly_mode_checks_the_forward_result)
     cr_assert_eq(ag_tape_status(t), AG_ENUMERIC);
     expect_in(ag_tape_errmsg(t), "anomaly: makes_nan");
     ag_tape_free(t);
+}
+
+/* ------------------------------------------------------- forward mode */
+
+/* y = erf(x) with x carrying v: the user's rule gives erf'(x) v, of x's
+** dtype, and the library's ops downstream carry it on (d y^2 = 2 y dy). */
+static void erf_tangents(ag_dtype dt, double tol)
+{
+    static const double xs[4] = {-1.2, -0.1, 0.4, 1.7}, vs[4] = {1.0, -2.0, 0.5, 3.0};
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x0 = ag_zeros(t, dt, 1, (int64_t[]){4}), *v = ag_zeros(t, dt, 1, (int64_t[]){4});
+    for (int i = 0; i < 4; i++) {
+        ag_set(x0, i, xs[i]);
+        ag_set(v, i, vs[i]);
+    }
+    erf_jvp_calls = 0;
+    ag_tensor *y = my_erf(t, ag_dual(t, x0, v));
+    ag_tensor *dy = ag_tangent(y), *dsq = ag_tangent(ag_square(t, y));
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect_eq(erf_jvp_calls, 1, "the rule runs once per result");
+    cr_assert_not_null(dy);
+    cr_assert_eq(ag_dtype_of(dy), dt);
+    for (int i = 0; i < 4; i++) {
+        double want = erf_slope(xs[i]) * vs[i];
+        cr_expect_float_eq(ag_get(dy, i), want, tol * (1 + fabs(want)), "erf'(%g) v", xs[i]);
+        cr_expect_float_eq(ag_get(dsq, i), 2 * erf(xs[i]) * want, tol * (1 + fabs(want)),
+                           "d erf(x)^2 at %g", xs[i]);
+    }
+    /* Without a dual the rule never runs. */
+    my_erf(t, x0);
+    cr_expect_eq(ag_tape_status(t), AG_OK);
+    cr_expect_eq(erf_jvp_calls, 1);
+    ag_tape_free(t);
+}
+
+Test(custom_op, a_user_jvp_gives_forward_mode_f64) { erf_tangents(AG_F64, 1e-15); }
+Test(custom_op, a_user_jvp_gives_forward_mode_f32) { erf_tangents(AG_F32, 1e-6); }
+
+/* Forward-over-reverse through the user's VJP (written with ops): the
+** tangent of the gradient of sum erf(x) is erf''(x) v = -2 x erf'(x) v. */
+Test(custom_op, forward_over_reverse_through_a_user_op)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x0 = ag_requires_grad(ag_tensor_from(t, AG_F64, 1, (int64_t[]){2},
+                                                    (const double[]){0.3, -0.8}));
+    ag_tensor *v = ag_tensor_from(t, AG_F64, 1, (int64_t[]){2}, (const double[]){2.0, 1.0});
+    ag_backward_seed(t, my_erf(t, ag_dual(t, x0, v)), ag_ones(t, AG_F64, 1, (int64_t[]){2}));
+    ag_tensor *hv = ag_tangent(ag_grad(x0));
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_assert_not_null(hv);
+    cr_expect_float_eq(ag_get(hv, 0), -2 * 0.3 * erf_slope(0.3) * 2.0, 1e-14);
+    cr_expect_float_eq(ag_get(hv, 1), -2 * -0.8 * erf_slope(-0.8) * 1.0, 1e-14);
+    ag_tape_free(t);
+}
+
+/* a * b^2 with a's tangent NULL: the rule sees NULL for a zero tangent and
+** may return one that broadcasts to the result (b's row). */
+static ag_tensor *scale_jvp(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    ag_tensor *a = ag_input(out, 0), *b = ag_input(out, 1), *r = NULL;
+    if (tan[0])
+        r = ag_mul(t, tan[0], ag_mul(t, b, b));
+    if (tan[1]) {
+        ag_tensor *db = ag_mul(t, tan[1], ag_mul_scalar(t, b, 2.0));
+        r = r ? ag_add(t, r, ag_mul(t, a, db)) : ag_mul(t, a, db);
+    }
+    return r;
+}
+
+static const ag_op scale_fwd_op = {.name = "scale_by_square", .forward = scale_forward,
+                                   .vjp = scale_vjp, .jvp = scale_jvp};
+
+Test(custom_op, a_user_jvp_sees_zero_tangents_as_null)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *a = ag_tensor_from(t, AG_F64, 2, (int64_t[]){2, 3}, (const double[]){1, -2, 3, 0.5, 4, -1});
+    ag_tensor *b0 = ag_tensor_from(t, AG_F64, 1, (int64_t[]){3}, (const double[]){0.5, -1.5, 2});
+    ag_tensor *db = ag_tensor_from(t, AG_F64, 1, (int64_t[]){3}, (const double[]){1, 0, -1});
+    ag_tensor *in[2] = {a, ag_dual(t, b0, db)};
+    ag_tensor *y = ag_custom(t, &scale_fwd_op, NULL, 2, in, AG_F64, 2, (int64_t[]){2, 3});
+    ag_tensor *dy = ag_tangent(y);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_assert_not_null(dy);
+    for (int i = 0; i < 6; i++)
+        cr_expect_float_eq(ag_get(dy, i), ag_get(a, i) * 2 * ag_get(b0, i % 3) * ag_get(db, i % 3),
+                           1e-15, "element %d", i);
+    ag_tape_free(t);
+}
+
+/* out = k e^x whose forward saves a tensor before it writes out: the rule,
+** which reads out, must still see the finished result. */
+static int kexp_save_first_forward(ag_tensor *out, void *ctx)
+{
+    const scale_ctx *c = ctx;
+    ag_tensor *x = ag_input(out, 0);
+    if (ag_op_save(out, x) != AG_OK)
+        return 1;
+    for (int64_t i = 0; i < ag_numel(x); i++)
+        ag_set(out, i, c->k * exp(ag_get(x, i)));
+    return 0;
+}
+
+static ag_tensor *kexp_jvp(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    return ag_mul(t, tan[0], out);
+}
+
+static const ag_op kexp_save_first_op = {.name = "kexp", .forward = kexp_save_first_forward,
+                                         .vjp = kexp_vjp, .jvp = kexp_jvp};
+
+Test(custom_op, a_user_jvp_sees_the_whole_result)
+{
+    ag_tape *t = ag_tape_new();
+    scale_ctx c = {.k = 3.0};
+    ag_tensor *x = ag_dual(t, ag_scalar(t, AG_F64, 0.5), ag_scalar(t, AG_F64, 2.0));
+    ag_tensor *y = ag_custom(t, &kexp_save_first_op, &c, 1, &x, AG_F64, 0, NULL);
+    ag_tensor *dy = ag_tangent(y);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_assert_not_null(dy);
+    cr_expect_float_eq(ag_item(dy), 3 * exp(0.5) * 2.0, 1e-14);
+    ag_tape_free(t);
+}
+
+/* Rules that go wrong: a tangent of another dtype or a shape that does not
+** broadcast to the result, and one that fails through ag_op_fail. Each is
+** the tape's error, naming the op; later ops give nil. */
+static ag_tensor *f32_jvp(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    (void)out;
+    return ag_cast(t, tan[0], AG_F32);
+}
+static ag_tensor *row_jvp(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    (void)out, (void)tan;
+    return ag_zeros(t, AG_F64, 1, (int64_t[]){2});
+}
+static ag_tensor *failing_jvp(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    (void)t, (void)tan;
+    ag_op_fail(out, AG_ENUMERIC, "no tangent at %g", ag_get(ag_input(out, 0), 0));
+    return NULL;
+}
+static ag_tensor *zero_jvp(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    (void)t, (void)out, (void)tan;
+    return NULL;
+}
+static const ag_op f32_jvp_op = {.name = "wrong_dtype", .forward = copy_forward,
+                                 .vjp = identity_vjp, .jvp = f32_jvp};
+static const ag_op row_jvp_op = {.name = "wrong_shape", .forward = copy_forward,
+                                 .vjp = identity_vjp, .jvp = row_jvp};
+static const ag_op failing_jvp_op = {.name = "kinked", .forward = copy_forward,
+                                     .vjp = identity_vjp, .jvp = failing_jvp};
+static const ag_op zero_jvp_op = {.name = "flat", .forward = copy_forward,
+                                  .vjp = identity_vjp, .jvp = zero_jvp};
+
+/* The status after applying 'op' to a [3] input carrying a tangent, and then
+** an op of the library to its result; the message in 'msg'. */
+static ag_status jvp_status(const ag_op *op, char *msg)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_dual(t, ag_full(t, AG_F64, 1, (int64_t[]){3}, 0.25),
+                           ag_ones(t, AG_F64, 1, (int64_t[]){3}));
+    ag_tensor *y = ag_custom(t, op, NULL, 1, &x, AG_F64, 1, (int64_t[]){3});
+    ag_tensor *z = ag_exp(t, y);
+    ag_status s = ag_tape_status(t);
+    snprintf(msg, 256, "%s", ag_tape_errmsg(t));
+    if (s != AG_OK) {
+        cr_expect(ag_is_nil(z), "%s: the op after the failed rule gives nil", op->name);
+        cr_expect_null(ag_tangent(y));
+    }
+    ag_tape_free(t);
+    return s;
+}
+
+Test(custom_op, a_user_jvp_that_goes_wrong_names_the_op)
+{
+    char msg[256];
+    cr_expect_eq(jvp_status(&f32_jvp_op, msg), AG_EDTYPE);
+    expect_in(msg, "wrong_dtype: its JVP rule returned a f32 tangent for a f64 result");
+    cr_expect_eq(jvp_status(&row_jvp_op, msg), AG_ESHAPE);
+    expect_in(msg, "wrong_shape: its JVP rule returned shape [2] for a result of shape [3]");
+    cr_expect_eq(jvp_status(&failing_jvp_op, msg), AG_ENUMERIC);
+    cr_expect_str_eq(msg, "kinked: no tangent at 0.25");
+    cr_expect_eq(jvp_status(&zero_jvp_op, msg), AG_OK, "NULL is a zero tangent: %s", msg);
 }

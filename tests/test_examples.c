@@ -52,7 +52,7 @@ Test(examples, hello_prints_the_chain_gradients)
 }
 
 /* The user-defined ops of custom_op.c: erf and its two derivatives at 0.5,
-** both gradient checks, and the implicit function y = cos(a y) at a = 0.8
+** both gradient checks, a directional derivative by forward mode, and the implicit function y = cos(a y) at a = 0.8
 ** with its derivative by the implicit function theorem. */
 Test(examples, custom_op_derivatives_match)
 {
@@ -67,6 +67,19 @@ Test(examples, custom_op_derivatives_match)
     cr_assert_leq(number_after(out, "second order: max relative error "), 1e-6, "%s", out);
     cr_assert(strstr(out, "first order: max relative error") && strstr(out, "over 7 elements"),
               "%s", out);
+    /* Forward mode through the op's JVP rule: J v = erf'(x_i) v_i. */
+    const double x0[3] = {0.5, -1.0, 2.0}, v0[3] = {1.0, 2.0, -0.5};
+    const char *jv = strstr(out, "along v = (1, 2, -0.5): J v =");
+    cr_assert(jv, "%s", out);
+    jv += strlen("along v = (1, 2, -0.5): J v =");
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        double got = strtod(jv, &end);
+        cr_assert(end != jv, "%s", out);
+        cr_assert_float_eq(got, 2.0 / sqrt(acos(-1.0)) * exp(-x0[i] * x0[i]) * v0[i], 1e-14,
+                           "J v element %d: %s", i, out);
+        jv = end;
+    }
     /* y = cos(0.8 y) and dy/da = -y sin(ay) / (1 + a sin(ay)), from Python. */
     double y = number_after(out, "at a = 0.8: y = ");
     cr_assert_float_eq(y, 0.8014178535169362, 1e-14, "%s", out);
