@@ -123,7 +123,11 @@ Test(batchnorm_layers, training_updates_running_statistics_evaluation_uses_them)
     ag_tensor *y = nn_batchnorm2d_forward(t, bn, x);
     cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
     cr_expect_float_eq(ag_get(y, 0), -1.5 / sqrt(1.25 + 1e-5), 1e-12);
-    const double *rm = nn_batchnorm2d_running_mean(bn), *rv = nn_batchnorm2d_running_var(bn);
+    const double *rm = ag_data(nn_batchnorm2d_running_mean(bn));
+    const double *rv = ag_data(nn_batchnorm2d_running_var(bn));
+    cr_expect_str_eq(ag_name(nn_batchnorm2d_running_mean(bn)), "bn1.running_mean");
+    cr_expect_str_eq(ag_name(nn_batchnorm2d_running_var(bn)), "bn1.running_var");
+    cr_expect_eq(nn_batchnorm2d_num_batches_tracked(bn), 1);
     cr_expect_float_eq(rm[0], 0.25, 1e-15);
     cr_expect_float_eq(rm[1], 2.5, 1e-14);
     cr_expect_float_eq(rv[0], 0.9 + 0.1 * 5.0 / 3.0, 1e-14);
