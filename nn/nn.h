@@ -22,8 +22,8 @@
 **     }
 **     nn_optim_free(opt); ag_tape_free(t); nn_model_free(m);
 **
-** Ownership. A model owns its parameters, its layers and its random
-** generator; everything is freed by nn_model_free. Optimizers are owned by
+** Ownership. A model owns its parameters, its buffers (nn_buffer), its
+** layers and its random generator; everything is freed by nn_model_free. Optimizers are owned by
 ** the caller (nn_optim_free, before or after the model). A model must
 ** outlive every tape that uses its parameters and every optimizer step.
 **
