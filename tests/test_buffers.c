@@ -10,6 +10,8 @@
 
 #include "nn.h"
 
+#include "alloc_hooks.h"
+
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
@@ -414,4 +416,39 @@ Test(buffers, a_file_without_them)
     expect_same_bits(nn_conv2d_weight(a.conv), nn_conv2d_weight(b.conv));
     nn_model_free(a.m);
     nn_model_free(b.m);
+}
+
+/* Building a model with buffers when memory runs out at any request: the
+** model records AG_ENOMEM naming the function, nothing leaks, and a model
+** built with every request granted has its statistics in place. */
+Test(buffers, out_of_memory_while_building)
+{
+    long total = 0;
+    for (long k = 1;; k++) {
+        alloc_hooks h = hooks_failing_at(k);
+        nn_model *m = nn_model_new(hook_alloc, &h);
+        if (m) {
+            nn_conv2d_new(m, "conv", AG_F32, 1, 2, 3, 1, 1, 1, 1, 1);
+            nn_batchnorm2d *bn = nn_batchnorm2d_new(m, "bn", AG_F32, 40, 0.1, 1e-5, 1);
+            nn_batchnorm2d *bn2 = nn_batchnorm2d_new(m, "bn2", AG_F32, 40, 0.1, 1e-5, 0);
+            if (h.refused) {
+                cr_expect_eq(nn_model_status(m), AG_ENOMEM, "request %ld: %s", k,
+                             nn_model_errmsg(m));
+                cr_expect(strstr(nn_model_errmsg(m), "out of memory"), "%s", nn_model_errmsg(m));
+            } else {
+                cr_assert_eq(nn_model_status(m), AG_OK, "%s", nn_model_errmsg(m));
+                cr_expect_eq(ag_get(nn_batchnorm2d_running_var(bn), 39), 1.0);
+                cr_expect_eq(ag_get(nn_batchnorm2d_running_var(bn2), 39), 1.0);
+                cr_expect_eq(ag_get(nn_batchnorm2d_running_mean(bn2), 0), 0.0);
+            }
+            nn_model_free(m);
+        }
+        cr_assert_eq(h.live, 0, "request %ld refused: %ld blocks leaked", k, h.live);
+        cr_assert_eq(h.bad_osize, 0);
+        if (!h.refused) {
+            total = k;
+            break;
+        }
+    }
+    cr_expect_gt(total, 8, "the sweep reached every request");
 }
