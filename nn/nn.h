@@ -149,8 +149,9 @@ NN_API ag_status nn_model_load_flags(nn_model *m, const char *path, int flags, c
 ** (they read it as a constant of the tape). Checkpoints save and load it
 ** beside the parameters, under its name. nn_buffer registers one, zero-
 ** filled, and returns its handle (a parameter view the model owns, like
-** nn_param's: write it with ag_data / ag_set, never use it as an op's
-** input where a gradient could reach it); NULL, recording the error on the
+** nn_param's: read and write it with ag_get / ag_set / ag_data; passed to
+** an op, it is recorded as a parameter, and whatever gradient reaches it
+** goes to a scratch block nothing reads); NULL, recording the error on the
 ** model, as nn_param. Registering may move earlier buffers' values (their
 ** handles stay valid, ag_data pointers go stale). */
 NN_API ag_tensor *nn_buffer(nn_model *m, const char *name, ag_dtype dt, int rank,
