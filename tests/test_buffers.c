@@ -100,6 +100,14 @@ Test(buffers, registration)
     cr_expect_eq(ag_get(b, 5), 2.5);
     cr_expect_eq(ag_get(big, 99), -1.0);
     cr_expect_eq(nn_model_status(m), AG_OK, "%s", nn_model_errmsg(m));
+    /* a buffer passed to an op: its gradient goes elsewhere, its values stay */
+    ag_tape *t = ag_tape_new();
+    ag_backward(t, ag_sum(t, ag_mul(t, ag_reshape(t, b, 1, (int64_t[]){6}),
+                                    ag_full(t, AG_F64, 1, (int64_t[]){6}, 3.0))));
+    cr_expect_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect_eq(ag_get(b, 5), 2.5);
+    cr_expect_eq(ag_get(b, 0), 0.0);
+    ag_tape_free(t);
     (void)w;
     /* names are shared with the parameters */
     cr_expect_null(nn_buffer(m, "w", AG_F64, 0, NULL));
