@@ -5,6 +5,7 @@
 **
 ** Layout of a training checkpoint, readable by any safetensors reader:
 **   "<param>"                     each parameter, as nn_model_save writes it
+**   "<buffer>"                    each buffer ("bn1.running_mean"), likewise
 **   "optim.<param>.<state>"       the optimizer's state for that parameter,
 **                                 under PyTorch's names (exp_avg, exp_avg_sq,
 **                                 momentum_buffer, square_avg, sum)
@@ -75,11 +76,12 @@ ag_status nn_rng_parse(ag_rng *r, const char *text)
 /* --------------------------------------------------------------- the list */
 
 /* What a checkpoint holds for one model and optimizer: entries[0..n) of
-** names and tensors, parameters first, then the optimizer's state as views
-** over its buffers (made here, freed by list_free). */
+** names and tensors, parameters first, then the model's buffers (n_model
+** entries in all), then the optimizer's state as views over its buffers
+** (made here, freed by list_free). */
 typedef struct list {
     nn_model *m;
-    int n, n_params, n_views;
+    int n, n_params, n_model, n_views;
     const char **names;
     ag_tensor **tensors;
     char *name_buf;   /* NAME_MAX_BYTES per optimizer entry */
@@ -88,7 +90,7 @@ typedef struct list {
 
 static void list_free(list *l)
 {
-    for (int i = l->n_params; i < l->n_params + l->n_views; i++)
+    for (int i = l->n_model; i < l->n_model + l->n_views; i++)
         ag_param_free(l->tensors[i]);
     nni_realloc(l->m, l->tensors, l->bytes, 0);
 }
@@ -98,7 +100,8 @@ static ag_status list_make(list *l, nn_model *m, nn_optim *o, const char *who, c
 {
     *l = (list){.m = m};
     int per = nni_optim_n_state(o);
-    size_t n = (size_t)m->n_params * (size_t)(1 + per), slots = n ? n : 1;
+    size_t n = (size_t)m->n_params * (size_t)(1 + per) + (size_t)m->n_buffers;
+    size_t slots = n ? n : 1;
     size_t views = (size_t)m->n_params * (size_t)per;
     l->bytes = slots * (sizeof(const char *) + sizeof(ag_tensor *)) + views * NAME_MAX_BYTES;
     l->tensors = nni_realloc(m, NULL, 0, l->bytes);
@@ -110,8 +113,9 @@ static ag_status list_make(list *l, nn_model *m, nn_optim *o, const char *who, c
     l->names = (const char **)(l->tensors + slots);
     l->name_buf = (char *)(l->names + slots);
     l->n_params = m->n_params;
-    for (int i = 0; i < m->n_params; i++) {
-        l->tensors[i] = m->params[i].tensor;
+    l->n_model = m->n_params + m->n_buffers;
+    for (int i = 0; i < l->n_model; i++) {
+        l->tensors[i] = i < m->n_params ? m->params[i].tensor : m->buffers[i - m->n_params].tensor;
         l->names[i] = ag_name(l->tensors[i]);
     }
     size_t es = ag_dtype_size(m->dtype);
@@ -132,12 +136,12 @@ static ag_status list_make(list *l, nn_model *m, nn_optim *o, const char *who, c
             char *name = l->name_buf + (size_t)l->n_views * NAME_MAX_BYTES;
             snprintf(name, NAME_MAX_BYTES, "%s%s.%s", OPTIM_PREFIX, ag_name(p),
                      nni_optim_state_name(o, k));
-            l->tensors[l->n_params + l->n_views] = v;
-            l->names[l->n_params + l->n_views] = name;
+            l->tensors[l->n_model + l->n_views] = v;
+            l->names[l->n_model + l->n_views] = name;
             l->n_views++;
         }
     }
-    l->n = l->n_params + l->n_views;
+    l->n = l->n_model + l->n_views;
     return AG_OK;
 }
 
@@ -281,6 +285,21 @@ static void and_more(char *buf, size_t n, int count)
     }
 }
 
+/* Is 'name' "<bn>.num_batches_tracked" of a batch norm layer "<bn>" of m
+** (one with a buffer "<bn>.running_mean")? PyTorch writes that count; we
+** keep it out of files (nn.h says why), so loads pass over it. */
+static bool batch_count(const nn_model *m, const char *name)
+{
+    static const char count[] = "num_batches_tracked", mean[] = "running_mean";
+    size_t len = strlen(name), tail = sizeof count - 1;
+    if (len <= tail || len - tail + sizeof mean > 64 || strcmp(name + len - tail, count))
+        return false;
+    char buf[64];
+    memcpy(buf, name, len - tail);
+    memcpy(buf + len - tail, mean, sizeof mean);
+    return nn_model_find_buffer(m, buf) != NULL;
+}
+
 /* Matches the file's entries with the list: where[i] is entry i's index in
 ** the file, or -1 when absent (allowed with NN_LOAD_ALLOW_MISSING). Checks
 ** dtypes and shapes, and entries nobody asked for (allowed with
@@ -305,14 +324,14 @@ static ag_status match(const list *l, nn_safetensors *f, bool with_optim, int fl
                 snprintf(err, errlen, "%s: %s: tensor '%.64s' is %s %s in the file, %s %s in the %s",
                          who, path, l->names[i], e->dtype, got, dtype_code(ag_dtype_of(l->tensors[i])),
                          nni_shape_str(l->tensors[i], want, sizeof want),
-                         i < l->n_params ? "model" : "optimizer");
+                         i < l->n_model ? "model" : "optimizer");
             return strcmp(e->dtype, dtype_code(ag_dtype_of(l->tensors[i]))) ? AG_EDTYPE : AG_ESHAPE;
         }
     }
     for (int j = 0; j < nn_safetensors_count(f); j++) {
         const char *name = nn_safetensors_entry(f, j)->name;
         bool optim_entry = !strncmp(name, OPTIM_PREFIX, 6);
-        if (optim_entry && !with_optim)
+        if ((optim_entry && !with_optim) || batch_count(l->m, name))
             continue;
         bool wanted = false;
         for (int i = 0; i < l->n && !wanted; i++)
@@ -394,9 +413,10 @@ static ag_status load(nn_model *m, nn_optim *o, const char *who, int flags, cons
     /* where[] and a copy of everything a read may change, to put back if
     ** the disk fails midway: a failed load changes nothing. */
     size_t es = ag_dtype_size(m->dtype), values = (size_t)m->numel * es;
+    size_t buffers = (size_t)m->buf_numel * es;
     int per = nni_optim_n_state(o);
     size_t where_bytes = (size_t)(l.n ? l.n : 1) * sizeof(int);
-    size_t backup_bytes = where_bytes + values * (size_t)(1 + per);
+    size_t backup_bytes = where_bytes + values * (size_t)(1 + per) + buffers;
     int *where = nni_realloc(m, NULL, 0, backup_bytes);
     int64_t steps = -1;
     ag_rng rng = m->rng;
@@ -415,19 +435,29 @@ static ag_status load(nn_model *m, nn_optim *o, const char *who, int flags, cons
             st = AG_EINVAL;
         }
     }
-    /* A model without parameters has no buffers (and nothing to back up). */
-    if (st == AG_OK && values) {
+    /* A model without parameters has no value buffers, and one without
+    ** buffers no buffer block (memcpy from NULL is undefined even for 0). */
+    if (st == AG_OK && (values || buffers)) {
         char *backup = (char *)where + where_bytes;
-        memcpy(backup, m->value, values);
-        for (int k = 0; k < per; k++)
-            memcpy(backup + values * (size_t)(1 + k), nni_optim_state(o, k), values);
+        char *buffers_backup = backup + values * (size_t)(1 + per);
+        if (values) {
+            memcpy(backup, m->value, values);
+            for (int k = 0; k < per; k++)
+                memcpy(backup + values * (size_t)(1 + k), nni_optim_state(o, k), values);
+        }
+        if (buffers)
+            memcpy(buffers_backup, m->buf_value, buffers);
         for (int i = 0; i < l.n && st == AG_OK; i++)
             if (where[i] >= 0)
                 st = nn_safetensors_read(f, where[i], l.tensors[i], err, errlen);
         if (st != AG_OK) {
-            memcpy(m->value, backup, values);
-            for (int k = 0; k < per; k++)
-                memcpy(nni_optim_state(o, k), backup + values * (size_t)(1 + k), values);
+            if (values) {
+                memcpy(m->value, backup, values);
+                for (int k = 0; k < per; k++)
+                    memcpy(nni_optim_state(o, k), backup + values * (size_t)(1 + k), values);
+            }
+            if (buffers)
+                memcpy(m->buf_value, buffers_backup, buffers);
         } else if (o) {
             if (steps >= 0)
                 nni_optim_set_steps(o, steps);

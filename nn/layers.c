@@ -148,9 +148,8 @@ nn_dense *nn_dense_new(nn_model *m, const char *name, ag_dtype dt, int64_t in, i
     return d;
 }
 
-/* Reports why a layer cannot run: a nil layer, or a model in error. */
-static bool layer_usable(ag_tape *t, const char *who, const void *layer, bool nil,
-                         const nn_model *m)
+bool nni_layer_usable(ag_tape *t, const char *who, const void *layer, bool nil,
+                      const nn_model *m)
 {
     if (ag_tape_status(t) != AG_OK)
         return false;
@@ -171,7 +170,7 @@ static bool layer_usable(ag_tape *t, const char *who, const void *layer, bool ni
 static ag_tensor *dense_act(ag_tape *t, const char *who, const nn_dense *d, ag_tensor *x,
                             nn_activation act)
 {
-    if (!layer_usable(t, who, d, d == &nil_dense, d ? d->model : NULL) ||
+    if (!nni_layer_usable(t, who, d, d == &nil_dense, d ? d->model : NULL) ||
         !nni_check_input(t, who, "the input", x))
         return ag_tape_nil(t);
     if (ag_rank(x) < 1 || ag_dim(x, -1) != d->in) {
@@ -274,7 +273,7 @@ void nn_mlp_set_dropout(nn_mlp *mlp, double p)
 
 ag_tensor *nn_mlp_forward(ag_tape *t, const nn_mlp *mlp, ag_tensor *x)
 {
-    if (!layer_usable(t, "nn_mlp_forward", mlp, mlp == &nil_mlp, mlp ? mlp->model : NULL))
+    if (!nni_layer_usable(t, "nn_mlp_forward", mlp, mlp == &nil_mlp, mlp ? mlp->model : NULL))
         return ag_tape_nil(t);
     for (int i = 0; i < mlp->depth; i++) {
         bool hidden = i + 1 < mlp->depth;

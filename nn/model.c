@@ -34,8 +34,12 @@ void nn_model_free(nn_model *m)
         return;
     for (int i = 0; i < m->n_params; i++)
         ag_param_free_claimed(m->params[i].tensor, m);
+    for (int i = 0; i < m->n_buffers; i++)
+        ag_param_free_claimed(m->buffers[i].tensor, m);
     nni_realloc(m, m->params, (size_t)m->cap_params * sizeof *m->params, 0);
+    nni_realloc(m, m->buffers, (size_t)m->cap_buffers * sizeof *m->buffers, 0);
     nni_realloc(m, m->block, m->block_bytes, 0);
+    nni_realloc(m, m->buf_value, 2 * (size_t)m->buf_cap * ag_dtype_size(m->dtype), 0);
     for (nni_block *b = m->blocks; b;) {
         nni_block *next = b->next;
         nni_realloc(m, b, b->size, 0);
@@ -162,21 +166,23 @@ static bool reserve_entry(nn_model *m)
 }
 
 /* The element count of a shape, or -1 (with the error recorded) if invalid. */
-static int64_t checked_numel(nn_model *m, const char *name, int rank, const int64_t *shape)
+static int64_t checked_numel(nn_model *m, const char *who, const char *name, int rank,
+                             const int64_t *shape)
 {
     if (rank < 0 || rank > AG_MAX_DIMS) {
-        nn_model_fail(m, AG_ESHAPE, "nn_param: '%s' has rank %d, outside 0..%d", name, rank,
-                      AG_MAX_DIMS);
+        nn_model_fail(m, AG_ESHAPE, "%s: '%s' has rank %d, outside 0..%d", who, name,
+                      rank, AG_MAX_DIMS);
         return -1;
     }
     if (rank > 0 && !shape) {
-        nn_model_fail(m, AG_EINVAL, "nn_param: '%s' has rank %d but shape is NULL", name, rank);
+        nn_model_fail(m, AG_EINVAL, "%s: '%s' has rank %d but shape is NULL", who, name,
+                      rank);
         return -1;
     }
     int64_t n = 1;
     for (int i = 0; i < rank; i++) {
         if (shape[i] < 0 || (shape[i] > 0 && n > (INT64_MAX / 16) / shape[i])) {
-            nn_model_fail(m, AG_ESHAPE, "nn_param: '%s' has invalid dimension %d (%lld)", name,
+            nn_model_fail(m, AG_ESHAPE, "%s: '%s' has invalid dimension %d (%lld)", who, name,
                           i, (long long)shape[i]);
             return -1;
         }
@@ -185,36 +191,47 @@ static int64_t checked_numel(nn_model *m, const char *name, int rank, const int6
     return n;
 }
 
-ag_tensor *nn_param(nn_model *m, const char *name, ag_dtype dt, int rank, const int64_t *shape)
+/* The checks nn_param and nn_buffer share: a usable model, a free name of
+** 1 to 63 bytes, the model's dtype, a valid shape. The element count, or -1
+** with the error recorded on m naming 'who'. Fixes the model's dtype. */
+static int64_t check_new(nn_model *m, const char *who, const char *name, ag_dtype dt, int rank,
+                         const int64_t *shape)
 {
     if (!m || m->status != AG_OK)
-        return NULL;
+        return -1;
     if (!name || !name[0] || strlen(name) > 63) {
-        nn_model_fail(m, AG_EINVAL, "nn_param: name %s%s%s must have 1 to 63 bytes",
+        nn_model_fail(m, AG_EINVAL, "%s: name %s%s%s must have 1 to 63 bytes", who,
                       name ? "'" : "", name ? name : "NULL", name ? "'" : "");
-        return NULL;
+        return -1;
     }
     if (dt != AG_F32 && dt != AG_F64) {
-        nn_model_fail(m, AG_EDTYPE, "nn_param: '%s' has dtype %d, neither AG_F32 nor AG_F64",
+        nn_model_fail(m, AG_EDTYPE, "%s: '%s' has dtype %d, neither AG_F32 nor AG_F64", who,
                       name, (int)dt);
-        return NULL;
+        return -1;
     }
     if (m->has_dtype && dt != m->dtype) {
-        nn_model_fail(m, AG_EDTYPE, "nn_param: '%s' is %s but the model's parameters are %s",
-                      name, ag_dtype_name(dt), ag_dtype_name(m->dtype));
-        return NULL;
+        nn_model_fail(m, AG_EDTYPE, "%s: '%s' is %s but the model's parameters are %s", who, name,
+                      ag_dtype_name(dt), ag_dtype_name(m->dtype));
+        return -1;
     }
-    if (nn_model_find(m, name)) {
-        nn_model_fail(m, AG_EINVAL, "nn_param: the model already has a parameter '%s'", name);
-        return NULL;
+    if (nn_model_find(m, name) || nn_model_find_buffer(m, name)) {
+        nn_model_fail(m, AG_EINVAL, "%s: the model already has a %s '%s'", who,
+                      nn_model_find(m, name) ? "parameter" : "buffer", name);
+        return -1;
     }
-    int64_t n = checked_numel(m, name, rank, shape);
-    if (n < 0)
-        return NULL;
-    if (!m->has_dtype) {
+    int64_t n = checked_numel(m, who, name, rank, shape);
+    if (n >= 0 && !m->has_dtype) {
         m->dtype = dt;
         m->has_dtype = true;
     }
+    return n;
+}
+
+ag_tensor *nn_param(nn_model *m, const char *name, ag_dtype dt, int rank, const int64_t *shape)
+{
+    int64_t n = check_new(m, "nn_param", name, dt, rank, shape);
+    if (n < 0)
+        return NULL;
     if (!reserve(m, n) || !reserve_entry(m)) {
         nn_model_fail(m, AG_ENOMEM, "nn_param: out of memory adding '%s' (%lld elements) to %lld",
                       name, (long long)n, (long long)m->numel);
@@ -248,6 +265,92 @@ ag_tensor *nn_model_find(const nn_model *m, const char *name)
     for (int i = 0; i < m->n_params; i++)
         if (strcmp(ag_name(m->params[i].tensor), name) == 0)
             return m->params[i].tensor;
+    return NULL;
+}
+
+/* ----------------------------------------------------------------- buffers */
+
+/* Room for 'more' buffer elements. Buffers are few and small (a batch norm
+** layer's statistics), so the block grows by doubling; values and scratch
+** gradients share it, values first. */
+static bool reserve_buffer(nn_model *m, int64_t more)
+{
+    if (more > INT64_MAX / 4 - m->buf_numel)
+        return false;
+    int64_t need = m->buf_numel + more;
+    if (m->n_buffers == m->cap_buffers) {
+        int cap = m->cap_buffers ? m->cap_buffers * 2 : 8;
+        nni_param *b = nni_realloc(m, m->buffers, (size_t)m->cap_buffers * sizeof *b,
+                                   (size_t)cap * sizeof *b);
+        if (!b)
+            return false;
+        m->buffers = b;
+        m->cap_buffers = cap;
+    }
+    if (need <= m->buf_cap && m->buf_value)
+        return true;
+    int64_t cap = m->buf_cap ? 2 * m->buf_cap : 64;
+    if (cap < need)
+        cap = need;
+    size_t es = ag_dtype_size(m->dtype);
+    if ((uint64_t)cap > SIZE_MAX / 2 / es)
+        return false;
+    size_t bytes = (size_t)cap * es, used = (size_t)m->buf_numel * es;
+    char *value = nni_realloc(m, NULL, 0, 2 * bytes);
+    if (!value)
+        return false;
+    memset(value, 0, 2 * bytes);
+    if (used)
+        memcpy(value, m->buf_value, used);
+    for (int i = 0; i < m->n_buffers; i++) {
+        size_t at = (size_t)m->buffers[i].offset * es;
+        ag_param_rebind(m->buffers[i].tensor, value + at, value + bytes + at);
+    }
+    nni_realloc(m, m->buf_value, 2 * (size_t)m->buf_cap * es, 0);
+    m->buf_value = value;
+    m->buf_grad = value + bytes;
+    m->buf_cap = cap;
+    return true;
+}
+
+ag_tensor *nn_buffer(nn_model *m, const char *name, ag_dtype dt, int rank, const int64_t *shape)
+{
+    int64_t n = check_new(m, "nn_buffer", name, dt, rank, shape);
+    if (n < 0)
+        return NULL;
+    if (!reserve_buffer(m, n)) {
+        nn_model_fail(m, AG_ENOMEM, "nn_buffer: out of memory adding '%s' (%lld elements) to "
+                      "%lld", name, (long long)n, (long long)m->buf_numel);
+        return NULL;
+    }
+    size_t at = (size_t)m->buf_numel * ag_dtype_size(dt);
+    ag_tensor *b = ag_param_view(m->alloc, m->alloc_ud, dt, rank, shape, (char *)m->buf_value + at,
+                                 (char *)m->buf_grad + at);
+    if (!b) {
+        nn_model_fail(m, AG_ENOMEM, "nn_buffer: out of memory making '%s'", name);
+        return NULL;
+    }
+    ag_param_claim(b, m);
+    ag_set_name(b, name);
+    m->buffers[m->n_buffers++] = (nni_param){b, m->buf_numel};
+    m->buf_numel += n;
+    return b;
+}
+
+int nn_model_num_buffers(const nn_model *m) { return m ? m->n_buffers : 0; }
+
+ag_tensor *nn_model_buffer(const nn_model *m, int i)
+{
+    return m && i >= 0 && i < m->n_buffers ? m->buffers[i].tensor : NULL;
+}
+
+ag_tensor *nn_model_find_buffer(const nn_model *m, const char *name)
+{
+    if (!m || !name)
+        return NULL;
+    for (int i = 0; i < m->n_buffers; i++)
+        if (strcmp(ag_name(m->buffers[i].tensor), name) == 0)
+            return m->buffers[i].tensor;
     return NULL;
 }
 

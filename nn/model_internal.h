@@ -39,6 +39,14 @@ struct nn_model {
     nni_param *params;
     int n_params, cap_params;
     nni_block *blocks;
+    /* Buffers (nn_buffer): like parameters but in a block of their own,
+    ** 'buf_value' (buf_cap elements, the first buf_numel in use) and
+    ** 'buf_grad', a scratch gradient nothing reads, there only so that a
+    ** buffer passed to an op by mistake cannot write into its values. */
+    void *buf_value, *buf_grad;
+    int64_t buf_numel, buf_cap;
+    nni_param *buffers;
+    int n_buffers, cap_buffers;
     ag_rng rng;
     bool training;
     ag_pool *pool;   /* borrowed; NULL: whole-buffer passes on the caller's thread */
@@ -62,6 +70,11 @@ int nni_optim_n_state(const nn_optim *o);
 const char *nni_optim_state_name(const nn_optim *o, int k);
 void *nni_optim_state(nn_optim *o, int k);
 void nni_optim_set_steps(nn_optim *o, int64_t steps);
+
+/* Why a layer cannot run, recorded on t naming 'who': t in error, a NULL or
+** nil layer, or its model in error. True when it can. */
+bool nni_layer_usable(ag_tape *t, const char *who, const void *layer, bool nil,
+                      const nn_model *m);
 
 /* For nn functions that record on a tape: false when t is in error (or NULL),
 ** or, after recording AG_EINVAL on t naming 'who' and 'what', when x is NULL or

@@ -22,8 +22,8 @@
 **     }
 **     nn_optim_free(opt); ag_tape_free(t); nn_model_free(m);
 **
-** Ownership. A model owns its parameters, its layers and its random
-** generator; everything is freed by nn_model_free. Optimizers are owned by
+** Ownership. A model owns its parameters, its buffers (nn_buffer), its
+** layers and its random generator; everything is freed by nn_model_free. Optimizers are owned by
 ** the caller (nn_optim_free, before or after the model). A model must
 ** outlive every tape that uses its parameters and every optimizer step.
 **
@@ -104,21 +104,31 @@ NN_API void nn_model_zero_grad(nn_model *m);
 ** ag_tape_set_pool. */
 NN_API void nn_model_set_pool(nn_model *m, ag_pool *pool);
 
-/* Training mode (the default) makes dropout drop; evaluation mode makes it
-** the identity. */
+/* The model's mode, which every layer that behaves differently in training
+** follows (as PyTorch's module.train() / .eval()). Training mode (the
+** default): dropout drops, and batch norm normalises by the batch's
+** statistics and moves its running statistics toward them. Evaluation mode:
+** dropout is the identity, and batch norm normalises by its running
+** statistics and changes nothing. nn_model_training returns 1 or 0 (0 for
+** NULL). */
 NN_API void nn_model_set_training(nn_model *m, int on);
 NN_API int nn_model_training(const nn_model *m);
 /* The model's generator, used by layer initialisation and dropout. */
 NN_API void nn_model_seed(nn_model *m, uint64_t seed);
 NN_API ag_rng *nn_model_rng(nn_model *m);   /* NULL for NULL */
 
-/* Checkpoints. nn_model_save writes every parameter under its name
-** ("fc1.weight") to a safetensors file, atomically (nn_safetensors_save), so
-** PyTorch or NumPy can read it. nn_model_load fills every parameter from such
-** a file: it must hold every one of the model's names and no other (tensors
-** named "optim.*", an optimizer's state, are passed over), with the same
-** dtypes and shapes; on any mismatch nothing is changed, and the message
-** names what is missing, extra or different. Both return AG_OK or the
+/* Checkpoints. nn_model_save writes every parameter and then every buffer
+** under its name ("fc1.weight", "bn1.running_mean") to a safetensors file,
+** atomically (nn_safetensors_save), so PyTorch or NumPy can read it.
+** nn_model_load fills every parameter and buffer from such a file: it must
+** hold every one of the model's names and no other (tensors named "optim.*",
+** an optimizer's state, are passed over, and so is "<bn>.num_batches_tracked"
+** of a batch norm layer "<bn>", which PyTorch writes and we do not keep in
+** the file), with the same dtypes and shapes; on any mismatch nothing is
+** changed, and the message names what is missing, extra or different. A
+** file saved before the model had buffers lacks them: the strict load
+** refuses it, naming them, and NN_LOAD_ALLOW_MISSING loads it, leaving the
+** buffers as they are (a fresh batch norm's: mean 0, variance 1). Both return AG_OK or the
 ** error, its message in 'err' (errlen bytes, may be NULL); a failed save or
 ** load leaves the model's own status alone. A model in error returns its
 ** status and message. */
@@ -129,6 +139,26 @@ NN_API ag_status nn_model_load(nn_model *m, const char *path, char *err, size_t 
 enum { NN_LOAD_ALLOW_MISSING = 1, NN_LOAD_ALLOW_EXTRA = 2 };
 NN_API ag_status nn_model_load_flags(nn_model *m, const char *path, int flags, char *err,
                                      size_t errlen);
+
+/* Buffers: state a layer keeps in the model that is not a parameter, such
+** as batch norm's running mean and variance (PyTorch's register_buffer). A
+** buffer has a name unique among the model's parameters and buffers (at
+** most 63 bytes), the model's dtype, and values of its own, outside the
+** flat parameter buffers: optimizers, nn_model_zero_grad, nn_clip_grad_norm
+** and nn_model_numel never see it, and it gets no gradient from layers
+** (they read it as a constant of the tape). Checkpoints save and load it
+** beside the parameters, under its name. nn_buffer registers one, zero-
+** filled, and returns its handle (a parameter view the model owns, like
+** nn_param's: read and write it with ag_get / ag_set / ag_data; passed to
+** an op, it is recorded as a parameter, and whatever gradient reaches it
+** goes to a scratch block nothing reads); NULL, recording the error on the
+** model, as nn_param. Registering may move earlier buffers' values (their
+** handles stay valid, ag_data pointers go stale). */
+NN_API ag_tensor *nn_buffer(nn_model *m, const char *name, ag_dtype dt, int rank,
+                            const int64_t *shape);
+NN_API int nn_model_num_buffers(const nn_model *m);
+NN_API ag_tensor *nn_model_buffer(const nn_model *m, int i);   /* NULL out of range */
+NN_API ag_tensor *nn_model_find_buffer(const nn_model *m, const char *name);   /* NULL if absent */
 
 typedef struct nn_optim nn_optim;   /* see "optimizers" below */
 
@@ -143,7 +173,8 @@ typedef struct nn_optim nn_optim;   /* see "optimizers" below */
 ** readers in Python. nn_checkpoint_load restores all of it into a model and
 ** an optimizer of the same kind, made as before the save (the learning rate
 ** is the caller's, set by its schedule); flags as for nn_model_load_flags.
-** Nothing changes on failure. The caller keeps its own generators (a
+** Buffers are saved and restored with the parameters (not as optimizer
+** state). Nothing changes on failure. The caller keeps its own generators (a
 ** loader's shuffling) in its metadata with nn_rng_format. */
 NN_API ag_status nn_checkpoint_save(nn_model *m, nn_optim *o, const char *path, int nmeta,
                                     const char *const *keys, const char *const *values, char *err,
@@ -235,13 +266,18 @@ NN_API ag_tensor *nn_conv2d_bias(const nn_conv2d *c);     /* NULL if none or nil
 NN_API int nn_conv2d_is_nil(const nn_conv2d *c);
 
 /* Batch normalisation of x [N, channels, H, W] (ag_batch_norm) following
-** the model's training flag: in training, batch statistics, and the running
-** mean and variance (kept by the layer in double, starting at 0 and 1) move
-** by 'momentum' (PyTorch's default 0.1) toward the batch's, the variance
-** unbiased; in evaluation, the running statistics. With 'affine', a scale
-** "<name>.weight" (ones) and a shift "<name>.bias" (zeros), both [channels],
-** as PyTorch names them. The running statistics are not parameters: the
-** optimizers never touch them, and checkpoints do not save them yet. */
+** the model's mode: in training, batch statistics, and the running mean
+** and variance move by 'momentum' (PyTorch's default 0.1) toward the
+** batch's, the variance unbiased, and num_batches_tracked counts the pass;
+** in evaluation, the running statistics, and nothing changes. With
+** 'affine', a scale "<name>.weight" (ones) and a shift "<name>.bias"
+** (zeros), both [channels], as PyTorch names them. The running statistics
+** are buffers of the model (nn_buffer) in its dtype, "<name>.running_mean"
+** (zeros) and "<name>.running_var" (ones), as PyTorch names them: saved and
+** loaded by checkpoints, never touched by optimizers. num_batches_tracked
+** is kept by the layer only (PyTorch's momentum = None, the one user of it,
+** is not offered): a file's "<name>.num_batches_tracked" is passed over on
+** load, and PyTorch's load_state_dict fills in its own when absent. */
 
 typedef struct nn_batchnorm2d nn_batchnorm2d;
 
@@ -251,12 +287,82 @@ NN_API nn_batchnorm2d *nn_batchnorm2d_new(nn_model *m, const char *name, ag_dtyp
                                           int64_t channels, double momentum, double eps,
                                           int affine);
 /* Records the layer on t (and in training updates its running statistics).
-** A nil layer, or x not [N, channels, H, W], records an error on t and
-** returns its nil tensor. */
+** A nil layer, or x not [N, channels, H, W] of the model's dtype, records
+** an error on t and returns its nil tensor; so does training on one value
+** per channel (N H W = 1). */
 NN_API ag_tensor *nn_batchnorm2d_forward(ag_tape *t, nn_batchnorm2d *bn, ag_tensor *x);
-NN_API const double *nn_batchnorm2d_running_mean(const nn_batchnorm2d *bn);  /* NULL for nil */
-NN_API const double *nn_batchnorm2d_running_var(const nn_batchnorm2d *bn);
+/* The buffers [channels] (NULL for nil): read them, or set them before
+** evaluation, through ag_get / ag_set / ag_data. */
+NN_API ag_tensor *nn_batchnorm2d_running_mean(const nn_batchnorm2d *bn);
+NN_API ag_tensor *nn_batchnorm2d_running_var(const nn_batchnorm2d *bn);
+NN_API ag_tensor *nn_batchnorm2d_weight(const nn_batchnorm2d *bn);   /* NULL if none or nil */
+NN_API ag_tensor *nn_batchnorm2d_bias(const nn_batchnorm2d *bn);     /* NULL if none or nil */
+/* Training passes so far (0 for nil); not saved in checkpoints. */
+NN_API int64_t nn_batchnorm2d_num_batches_tracked(const nn_batchnorm2d *bn);
 NN_API int nn_batchnorm2d_is_nil(const nn_batchnorm2d *bn);
+
+/* ---------------------------------------------------------------- pooling */
+/* Pooling layers over x [N, C, H, W], with no parameters: max pooling
+** (ag_max_pool2d), average pooling (ag_avg_pool2d, padded zeros counted)
+** with a square kernel and the same stride and padding on both axes, and
+** global average pooling (ag_global_avg_pool2d: [N, C, 1, 1]; follow it
+** with ag_flatten(t, y, 1) for [N, C]). 'stride' 0 means the kernel size
+** (PyTorch's default); padding 0 <= pad <= kernel / 2. Otherwise (or with
+** the model in error) the constructors return a nil layer, never NULL, and
+** the model records why. The model owns the layers. There is no flatten
+** layer: ag_flatten(t, x, 1) is the whole of it. */
+
+typedef struct nn_pool2d nn_pool2d;
+
+NN_API nn_pool2d *nn_maxpool2d_new(nn_model *m, int kernel, int stride, int pad);
+NN_API nn_pool2d *nn_avgpool2d_new(nn_model *m, int kernel, int stride, int pad);
+NN_API nn_pool2d *nn_global_avgpool2d_new(nn_model *m);
+/* Records the pooling on t. A nil layer, or x not of rank 4 or smaller
+** than the kernel, records an error on t naming nn_pool2d_forward and
+** returns its nil tensor. */
+NN_API ag_tensor *nn_pool2d_forward(ag_tape *t, const nn_pool2d *p, ag_tensor *x);
+NN_API int nn_pool2d_is_nil(const nn_pool2d *p);
+
+/* ------------------------------------------------------ layer normalisation */
+/* Layer normalisation (ag_layer_norm) of x over its last 'ndims' axes,
+** whose sizes are shape[0..ndims) (PyTorch's normalized_shape), eps >= 0
+** (PyTorch's default 1e-5). With 'affine', a scale "<name>.weight" (ones)
+** and a shift "<name>.bias" (zeros) of that shape, PyTorch's names. The
+** same in training and evaluation. Bad sizes give a nil layer, never NULL,
+** and the model records why. */
+
+typedef struct nn_layernorm nn_layernorm;
+
+NN_API nn_layernorm *nn_layernorm_new(nn_model *m, const char *name, ag_dtype dt, int ndims,
+                                      const int64_t *shape, double eps, int affine);
+/* Records the layer on t. A nil layer, or x whose last axes are not the
+** layer's shape, records an error on t and returns its nil tensor. */
+NN_API ag_tensor *nn_layernorm_forward(ag_tape *t, const nn_layernorm *ln, ag_tensor *x);
+NN_API ag_tensor *nn_layernorm_weight(const nn_layernorm *ln);   /* NULL if none or nil */
+NN_API ag_tensor *nn_layernorm_bias(const nn_layernorm *ln);     /* NULL if none or nil */
+NN_API int nn_layernorm_is_nil(const nn_layernorm *ln);
+
+/* ------------------------------------------------------------- embeddings */
+/* A lookup table of 'num' vectors of size 'dim': the weight "<name>.weight"
+** [num, dim], drawn N(0, 1) from the model's generator (PyTorch's
+** nn.Embedding). The forward picks rows by token (ag_index_select), so
+** only the rows used get a gradient, a token used twice its rows' sum. */
+
+typedef struct nn_embedding nn_embedding;
+
+/* num, dim >= 1; otherwise a nil layer, never NULL, and the model records why. */
+NN_API nn_embedding *nn_embedding_new(nn_model *m, const char *name, ag_dtype dt, int64_t num,
+                                      int64_t dim);
+/* The vectors of tokens laid out in (rank, shape), row-major: a result of
+** shape (shape..., dim), e.g. tokens [N, L] give [N, L, dim]; rank 0 (one
+** token) gives [dim]. rank < AG_MAX_DIMS. Tokens are copied. A token
+** outside [0, num), a bad shape or a nil layer records an error on t naming
+** nn_embedding_forward (and the token and its position) and returns its
+** nil tensor. */
+NN_API ag_tensor *nn_embedding_forward(ag_tape *t, const nn_embedding *e, int rank,
+                                       const int64_t *shape, const int64_t *tokens);
+NN_API ag_tensor *nn_embedding_weight(const nn_embedding *e);   /* [num, dim]; NULL for nil */
+NN_API int nn_embedding_is_nil(const nn_embedding *e);
 
 /* -------------------------------------------------------------------- MLPs */
 /* A sequential stack of dense layers sizes[0] -> sizes[1] -> ... ->
