@@ -141,6 +141,10 @@ struct ag_tape {
     size_t grad_dirty;     /* entries [0, grad_dirty) may hold an earlier backward's state */
     struct agi_leaf_block *leaves;  /* leaves the running backward reached (arena) */
     ag_pool *pool;         /* borrowed; NULL runs ops on the calling thread */
+    /* checkpoint.c's tape for segments, made on first use with this tape's
+    ** hook, reset after each use, freed with the tape; busy while in use. */
+    ag_tape *scratch;
+    bool scratch_busy;
     ag_tensor nil;
 };
 
