@@ -477,3 +477,22 @@ Test(checkpoint_segment, out_of_memory_is_reported_at_every_allocation)
             break;   /* the whole run needs fewer than n requests */
     }
 }
+
+Test(checkpoint_segment, the_graph_export_replays_through_a_checkpoint)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x[2];
+    gradcheck_inputs(t, x);
+    ag_tensor *y = through_checkpoint(t, x, NULL);
+    FILE *f = tmpfile();
+    cr_assert(f);
+    cr_expect_eq(ag_dot_write(t, y, NULL, f), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect_eq(ag_html_write(t, y, NULL, f), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect_gt(ftell(f), 0);
+    fclose(f);
+    /* The replays stored nothing: backward still gives the gradient once. */
+    ag_backward(t, y);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect(ag_grad(x[1]) != NULL);
+    ag_tape_free(t);
+}
