@@ -760,7 +760,7 @@ AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *con
 ** ag_gradcheck_fn's shape: it builds its result on the tape it is given
 ** from the inputs it is given.
 **
-**     // one step of a simulation: state [2] and parameter k in, state out
+**     // 100 steps of a simulation: the state and a parameter k in, the state out
 **     static ag_tensor *hundred_steps(ag_tape *t, ag_tensor *const *in, void *ud)
 **     {
 **         ag_tensor *x = in[0];
@@ -771,6 +771,7 @@ AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *con
 **     ...
 **     for (int s = 0; s < 100; s++)        // 10,000 steps, 100 entries kept
 **         x = ag_checkpoint(t, hundred_steps, NULL, 2, (ag_tensor *[]){x, k});
+**     // k: a parameter (ag_param_scalar); its gradient arrives as usual
 **     ag_backward(t, ag_sum(t, ag_square(t, x)));
 **
 ** The segment runs on a scratch tape of t's (made on first use with t's
