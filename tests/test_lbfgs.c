@@ -368,6 +368,9 @@ typedef struct config {
 TWINS(sgd, nn_sgd_new(m, 0.1, 0, 0.01, 0), nn_sgd_new_params(NULL, NULL, n, ps, 0.1, 0, 0.01, 0))
 TWINS(nesterov, nn_sgd_new(m, 0.1, 0.9, 0.01, 1),
       nn_sgd_new_params(NULL, NULL, n, ps, 0.1, 0.9, 0.01, 1))
+TWINS(momentum, nn_sgd_new(m, 0.1, 0.9, 0, 0), nn_sgd_new_params(NULL, NULL, n, ps, 0.1, 0.9, 0, 0))
+TWINS(rmsprop_plain, nn_rmsprop_new(m, 0.01, 0.99, 1e-8, 0, 0),
+      nn_rmsprop_new_params(NULL, NULL, n, ps, 0.01, 0.99, 1e-8, 0, 0))
 TWINS(adam, nn_adam_new(m, 0.01, 0.9, 0.999, 1e-8, 0.01),
       nn_adam_new_params(NULL, NULL, n, ps, 0.01, 0.9, 0.999, 1e-8, 0.01))
 TWINS(adamw, nn_adamw_new(m, 0.01, 0.9, 0.999, 1e-8, 0.01),
@@ -381,6 +384,8 @@ static const config configs[] = {
     {"sgd", sgd_model, sgd_list},         {"nesterov", nesterov_model, nesterov_list},
     {"adam", adam_model, adam_list},      {"adamw", adamw_model, adamw_list},
     {"rmsprop", rmsprop_model, rmsprop_list}, {"adagrad", adagrad_model, adagrad_list},
+    {"momentum", momentum_model, momentum_list},
+    {"rmsprop_plain", rmsprop_plain_model, rmsprop_plain_list},
 };
 
 static void fill_pattern(ag_tensor *x, double scale, double shift)
