@@ -799,6 +799,59 @@ typedef struct ag_gradcheck_report {
 AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *const *inputs,
                               double eps, ag_gradcheck_report *report, char *err, size_t errlen);
 
+/* ----------------------------------------------------------- checkpointing */
+/* Gradient checkpointing (torch.utils.checkpoint, jax.checkpoint): a
+** segment of the computation whose intermediates are not kept for backward
+** but computed again when backward needs them. A segment is a function in
+** ag_gradcheck_fn's shape: it builds its result on the tape it is given
+** from the inputs it is given.
+**
+**     // 100 steps of a simulation: the state and a parameter k in, the state out
+**     static ag_tensor *hundred_steps(ag_tape *t, ag_tensor *const *in, void *ud)
+**     {
+**         ag_tensor *x = in[0];
+**         for (int i = 0; i < 100; i++)
+**             x = step(t, x, in[1]);
+**         return x;
+**     }
+**     ...
+**     for (int s = 0; s < 100; s++)        // 10,000 steps, 100 entries kept
+**         x = ag_checkpoint(t, hundred_steps, NULL, 2, (ag_tensor *[]){x, k});
+**     // k: a parameter (ag_param_scalar); its gradient arrives as usual
+**     ag_backward(t, ag_sum(t, ag_square(t, x)));
+**
+** The segment runs on a scratch tape of t's (made on first use with t's
+** allocator hook, kept until t is freed, and reset after every use), over
+** copies of the inputs' values; its result is copied onto t as the output
+** of one "checkpoint" entry, which keeps only its inputs. Backward runs the
+** segment again on the scratch tape, backpropagates the output's gradient
+** through it and hands the inputs their gradients: the tape then holds one
+** entry per segment and the scratch tape one segment at a time, for a
+** second forward pass. In create-graph mode (ag_gradients with
+** create_graph) the VJP is itself recorded on t as a checkpoint of the
+** segment's gradient, so gradients through a checkpoint differentiate again
+** (second derivatives, Hessian-vector products) and still keep no
+** intermediate on t.
+**
+** The rules. f must be a pure function of its inputs: it is run twice (or
+** more) and must give the same bits; a recomputation that differs records
+** AG_ESTATE. Every tensor that requires grad and that f uses must be an
+** input (parameters too: pass them in 'in'); a result that depends on one it
+** reached otherwise, through 'ud', records AG_EINVAL, since its gradient
+** would be lost. Tensors of t cannot be used inside f (another tape's: an
+** error): pass them as inputs. f and ud must stay valid until backward.
+** Segments nest (f may call ag_checkpoint on the tape it is given).
+**
+** 1 to 254 inputs of one dtype (tensors of t or parameters); the result may
+** have any shape and dtype. Returns the result, or the tape's nil tensor
+** after recording an error: AG_EINVAL for a NULL f, a bad count or inputs;
+** and any error of the segment, on the scratch tape, passed on to t with
+** its message after "ag_checkpoint: the segment failed: " (anomaly mode and
+** the trap of t apply inside the segment too). NaN propagates as in any op. */
+typedef ag_tensor *(*ag_segment_fn)(ag_tape *t, ag_tensor *const *in, void *ud);
+AG_API ag_tensor *ag_checkpoint(ag_tape *t, ag_segment_fn f, void *ud, int nin,
+                                ag_tensor *const *in);
+
 /* ------------------------------------------------------------------ threads */
 /* A pool of persistent worker threads that large ops (matrix products) share
 ** their work with. A tape uses one only when given it; results are the same

@@ -164,6 +164,10 @@ struct ag_tape {
     int n_jvp_pending;
     ag_tensor *jvp_pending[4];
     ag_pool *pool;         /* borrowed; NULL runs ops on the calling thread */
+    /* checkpoint.c's tape for segments, made on first use with this tape's
+    ** hook, reset after each use, freed with the tape; busy while in use. */
+    ag_tape *scratch;
+    bool scratch_busy;
     ag_tensor nil;
 };
 

@@ -29,6 +29,7 @@ void ag_tape_free(ag_tape *t)
     agi_arena_free(t, &t->heads[0]);
     agi_arena_free(t, &t->heads[1]);
     agi_anomaly_free(t);
+    ag_tape_free(t->scratch);
     agi_realloc(t->alloc, t->alloc_ud, t->entries, t->cap_entries * sizeof *t->entries, 0);
     agi_realloc(t->alloc, t->alloc_ud, t, sizeof *t, 0);
 }

@@ -447,7 +447,8 @@ NN_API ag_tensor *nn_cross_entropy_loss(ag_tape *t, ag_tensor *logits, const int
 NN_API ag_tensor *nn_hinge_loss(ag_tape *t, ag_tensor *score, ag_tensor *target, nn_reduction r);
 
 /* -------------------------------------------------------------- optimizers */
-/* An optimizer updates every parameter of one model. Its state (momentum,
+/* An optimizer updates every parameter of one model, or of a plain list of
+** parameters (the _params constructors below). Its state (momentum,
 ** moments) is allocated once, in the model's dtype (an f32 model is updated
 ** in f32 with f32 state, as PyTorch does), when it is made, sized to
 ** the model's parameters at that moment: make it after the model is built.
@@ -482,9 +483,132 @@ NN_API nn_optim *nn_rmsprop_new(nn_model *m, double lr, double alpha, double eps
 ** Usual values: lr 1e-2, eps 1e-10. No lr decay (use a schedule). */
 NN_API nn_optim *nn_adagrad_new(nn_model *m, double lr, double eps, double weight_decay);
 
+/* The same optimizers over a plain list of parameters instead of a model:
+** n distinct parameters of one dtype (ag_param_new, ag_param_view, or a
+** model's nn_param), borrowed: they must outlive the optimizer. The list
+** is copied. 'fn' is the allocator hook for the optimizer's state (NULL:
+** realloc/free). Updates are bit for bit those of the model's optimizer on
+** the same values and gradients. These record their errors on the
+** optimizer itself (nn_optim_status): a constructor given a bad list or
+** setting returns an optimizer in error (nil: its step does nothing),
+** whose message names the function and the value; free it as any other.
+**
+**     ag_tensor *x = ag_param_new(AG_F64, 1, (int64_t[]){100});
+**     nn_optim *o = nn_adam_new_params(NULL, NULL, 1, &x, 1e-3, 0.9, 0.999, 1e-8, 0);
+**     if (nn_optim_status(o) != AG_OK) fprintf(stderr, "%s\n", nn_optim_errmsg(o));
+*/
+NN_API nn_optim *nn_sgd_new_params(ag_alloc_fn fn, void *ud, int n, ag_tensor *const *params,
+                                   double lr, double momentum, double weight_decay, int nesterov);
+NN_API nn_optim *nn_adam_new_params(ag_alloc_fn fn, void *ud, int n, ag_tensor *const *params,
+                                    double lr, double beta1, double beta2, double eps,
+                                    double weight_decay);
+NN_API nn_optim *nn_adamw_new_params(ag_alloc_fn fn, void *ud, int n, ag_tensor *const *params,
+                                     double lr, double beta1, double beta2, double eps,
+                                     double weight_decay);
+NN_API nn_optim *nn_rmsprop_new_params(ag_alloc_fn fn, void *ud, int n,
+                                       ag_tensor *const *params, double lr, double alpha,
+                                       double eps, double momentum, double weight_decay);
+NN_API nn_optim *nn_adagrad_new_params(ag_alloc_fn fn, void *ud, int n,
+                                       ag_tensor *const *params, double lr, double eps,
+                                       double weight_decay);
+
+/* L-BFGS (PyTorch's torch.optim.LBFGS, with a strong-Wolfe line search):
+** a quasi-Newton method that keeps the last history_size steps and
+** gradient changes to approximate the inverse Hessian. It must evaluate the
+** function again and again, so it takes a closure: given the parameters'
+** current values, it computes the loss, stores it in *loss, and runs a
+** backward pass that fills the parameters' gradients (nn_lbfgs_step zeroes
+** them before each call); it returns AG_OK, or an error status to stop.
+**
+**     static ag_status rosenbrock(void *ud, double *loss)
+**     {
+**         struct problem *p = ud;              // a tape and the parameter x
+**         ag_tape_reset(p->t);
+**         ag_tensor *f = my_function(p->t, p->x);
+**         ag_backward(p->t, f);
+**         *loss = ag_item(f);
+**         return ag_tape_status(p->t);
+**     }
+**     ...
+**     nn_optim *o = nn_lbfgs_new_params(NULL, NULL, 1, &p.x, NULL);   // defaults
+**     for (int i = 0; i < 100 && !nn_lbfgs_converged(o); i++)
+**         nn_lbfgs_step(o, rosenbrock, &p);
+**     if (nn_optim_status(o) != AG_OK) fprintf(stderr, "%s\n", nn_optim_errmsg(o));
+**
+** Each nn_lbfgs_step evaluates the closure at the current point and then
+** runs up to max_iter iterations: a direction from the history (the
+** two-loop recursion, scaled by y's/y'y of the last pair), then a line
+** search along it for a step length t meeting the strong Wolfe conditions
+**     f(x + t d) <= f(x) + c1 t g'd   and   |g(x + t d)'d| <= c2 |g'd|
+** with c1 = 1e-4 and c2 = 0.9, by bracketing and cubic interpolation
+** (Nocedal and Wright, algorithms 3.5 and 3.6). The first iteration ever
+** tries t = lr min(1, 1 / |g|_1), later ones t = lr. A trial point where the
+** loss is not finite counts as too far. It stops early when the gradient's
+** largest element is at most tolerance_grad, when g'd > -tolerance_change
+** (no descent), or when the step (largest element of t d) or the change of
+** the loss falls below tolerance_change (these set nn_lbfgs_converged), or
+** after max_eval closure calls. The history, the direction and t carry over
+** to the next call, as PyTorch's do: do not change the parameters between
+** calls. Its state is in double (the parameters are rounded to f32 when
+** they are), made once: a step allocates nothing. nn_optim_steps counts
+** iterations; nn_optim_set_lr sets lr; nn_optim_step refuses (it needs the
+** closure). */
+typedef ag_status (*nn_closure_fn)(void *ud, double *loss);
+
+/* What one accepted iteration did, for on_iteration (logging, tests). */
+typedef struct nn_lbfgs_iteration {
+    int64_t iteration;       /* counted over the optimizer's life, from 1 */
+    double step;             /* the accepted step length t along the direction d */
+    double loss_before, loss;    /* f(x) and f(x + t d) */
+    double slope_before, slope;  /* g(x)'d and g(x + t d)'d */
+    int evaluations;         /* closure calls of this line search */
+    int wolfe;               /* 1 when both strong Wolfe conditions hold */
+} nn_lbfgs_iteration;
+
+/* Settings; a zero field takes the default (PyTorch's, but for the line
+** search, which is strong Wolfe here). NULL: all defaults. */
+typedef struct nn_lbfgs_options {
+    double lr;                /* step length scale; 1 */
+    int max_iter;             /* iterations per nn_lbfgs_step; 20 */
+    int max_eval;             /* closure calls per nn_lbfgs_step; max_iter * 5 / 4 */
+    double tolerance_grad;    /* stop when max |g_i| <= this; 1e-7 */
+    double tolerance_change;  /* stop when a step or loss change is below; 1e-9 */
+    int history_size;         /* pairs kept; 100 */
+    /* Called after every accepted iteration, when not NULL. */
+    void (*on_iteration)(void *ud, const nn_lbfgs_iteration *it);
+    void *on_iteration_ud;
+} nn_lbfgs_options;
+
+/* L-BFGS for a model's parameters (errors on the model, as the optimizers
+** above) or for a plain list (errors on the optimizer, as the _params
+** optimizers). Negative or non-finite settings are AG_EINVAL naming the
+** field. */
+NN_API nn_optim *nn_lbfgs_new(nn_model *m, const nn_lbfgs_options *opt);
+NN_API nn_optim *nn_lbfgs_new_params(ag_alloc_fn fn, void *ud, int n, ag_tensor *const *params,
+                                     const nn_lbfgs_options *opt);
+/* Runs L-BFGS iterations as described above; returns the loss at the
+** point it leaves the parameters at (their gradients are those of the
+** last closure call, which may be another trial point). NaN, doing
+** nothing more, when o is nil, NULL, not an L-BFGS optimizer, in error, or
+** closure is NULL (AG_EINVAL), when the closure fails (its status, with a
+** message naming nn_lbfgs_step and the evaluation) or gives a non-finite
+** loss or gradient at the starting point (AG_ENUMERIC). */
+NN_API double nn_lbfgs_step(nn_optim *o, nn_closure_fn closure, void *ud);
+/* 1 when the last nn_lbfgs_step stopped on a tolerance (the gradient, the
+** step or the change of the loss), not on max_iter or max_eval. */
+NN_API int nn_lbfgs_converged(const nn_optim *o);
+NN_API int64_t nn_lbfgs_evaluations(const nn_optim *o);   /* closure calls, over its life */
+
+/* An optimizer's status: a model optimizer's is its model's, a plain
+** list's its own; a nil one from a model constructor says AG_EINVAL (the
+** model's message says why). ag_status for NULL is AG_EINVAL. */
+NN_API ag_status nn_optim_status(const nn_optim *o);
+NN_API const char *nn_optim_errmsg(const nn_optim *o);   /* "" when AG_OK */
+
 /* One update of every parameter from its current gradient. Does nothing when
-** the model is in error; records AG_ESTATE on the model when parameters were
-** added after the optimizer was made. */
+** the model (the list's optimizer) is in error; records AG_ESTATE on the
+** model when parameters were added after the optimizer was made; an L-BFGS
+** optimizer refuses (AG_EINVAL: use nn_lbfgs_step). */
 NN_API void nn_optim_step(nn_optim *o);
 /* The learning rate of later steps (for schedules). A negative or non-finite
 ** lr is recorded as AG_EINVAL on the model and ignored. */

@@ -37,16 +37,19 @@ static void FN(sgd_momentum_loop)(int64_t n, T *restrict w, const T *restrict g,
     }
 }
 
-/* Elements [off, off + n) of a buffer of T: the model's or a state's. */
+/* Elements [off, off + n) of a state buffer of T; w and g point at the
+** first of the n values and gradients already. */
 #define AT(buf) ((T *)(buf) + off)
+#define W ((T *)w)
+#define G ((const T *)g)
 
 static void FN(update_sgd)(const nn_optim *o, int64_t off, int64_t n, void *w, const void *g)
 {
     if (o->state[0])
-        FN(sgd_momentum_loop)(n, AT(w), AT(g), AT(o->state[0]), (T)o->lr, (T)o->momentum,
+        FN(sgd_momentum_loop)(n, W, G, AT(o->state[0]), (T)o->lr, (T)o->momentum,
                               (T)o->weight_decay, o->nesterov);
     else
-        FN(sgd_loop)(n, AT(w), AT(g), (T)o->lr, (T)o->weight_decay);
+        FN(sgd_loop)(n, W, G, (T)o->lr, (T)o->weight_decay);
 }
 
 /* Adam and AdamW differ only in where weight decay enters: Adam adds wd * w
@@ -65,14 +68,14 @@ static void FN(adam_loop)(int64_t n, T *restrict w, const T *restrict g, T *rest
 
 static void FN(update_adam)(const nn_optim *o, int64_t off, int64_t n, void *w, const void *g)
 {
-    FN(adam_loop)(n, AT(w), AT(g), AT(o->state[0]), AT(o->state[1]), (T)o->beta1, (T)o->beta2,
+    FN(adam_loop)(n, W, G, AT(o->state[0]), AT(o->state[1]), (T)o->beta1, (T)o->beta2,
                   (T)(o->lr / o->correct1), (T)sqrt(o->correct2), (T)o->eps,
                   (T)o->weight_decay, 1);
 }
 
 static void FN(update_adamw)(const nn_optim *o, int64_t off, int64_t n, void *w, const void *g)
 {
-    FN(adam_loop)(n, AT(w), AT(g), AT(o->state[0]), AT(o->state[1]), (T)o->beta1, (T)o->beta2,
+    FN(adam_loop)(n, W, G, AT(o->state[0]), AT(o->state[1]), (T)o->beta1, (T)o->beta2,
                   (T)(o->lr / o->correct1), (T)sqrt(o->correct2), (T)o->eps, 0,
                   (T)(1.0 - o->lr * o->weight_decay));
 }
@@ -99,7 +102,7 @@ static void FN(rmsprop_loop)(int64_t n, T *restrict w, const T *restrict g, T *r
 
 static void FN(update_rmsprop)(const nn_optim *o, int64_t off, int64_t n, void *w, const void *g)
 {
-    FN(rmsprop_loop)(n, AT(w), AT(g), AT(o->state[0]), o->state[1] ? AT(o->state[1]) : NULL,
+    FN(rmsprop_loop)(n, W, G, AT(o->state[0]), o->state[1] ? AT(o->state[1]) : NULL,
                      (T)o->lr, (T)o->alpha,
                      (T)o->momentum, (T)o->eps, (T)o->weight_decay);
 }
@@ -117,7 +120,9 @@ static void FN(adagrad_loop)(int64_t n, T *restrict w, const T *restrict g, T *r
 
 static void FN(update_adagrad)(const nn_optim *o, int64_t off, int64_t n, void *w, const void *g)
 {
-    FN(adagrad_loop)(n, AT(w), AT(g), AT(o->state[0]), (T)o->lr, (T)o->eps, (T)o->weight_decay);
+    FN(adagrad_loop)(n, W, G, AT(o->state[0]), (T)o->lr, (T)o->eps, (T)o->weight_decay);
 }
 
 #undef AT
+#undef W
+#undef G
