@@ -535,16 +535,16 @@ Test(pool, try_ranges_tells_each_range_its_task)
 ** on a pipe until the test lets it go. The worker is found as the thread
 ** that ag_pool_new added to /proc/self/task. */
 static int freeze_pipe[2];
-static volatile sig_atomic_t frozen;
+static atomic_int frozen;   /* lock-free, so usable in the handler */
 
 static void freeze_handler(int sig)
 {
     (void)sig;
     char c;
-    frozen = 1;
+    atomic_store(&frozen, 1);
     while (read(freeze_pipe[0], &c, 1) < 0 && errno == EINTR)
         ;
-    frozen = 0;
+    atomic_store(&frozen, 0);
 }
 
 /* The thread ids of this process, as many as fit; returns the count. */
@@ -583,7 +583,7 @@ Test(pool, a_job_never_waits_for_a_worker_without_a_core)
     sigemptyset(&sa.sa_mask);
     cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
     cr_assert_eq(syscall(SYS_tgkill, getpid(), worker, SIGUSR1), 0);
-    while (!frozen)
+    while (!atomic_load(&frozen))
         nanosleep(&(struct timespec){0, 1000000}, NULL);
     for (int job = 0; job < 50; job++) {
         counts c;
@@ -593,7 +593,7 @@ Test(pool, a_job_never_waits_for_a_worker_without_a_core)
         for (int i = 0; i < 64; i++)
             cr_assert_eq(atomic_load(&c.hits[i]), i < 1 + job % 9 ? 1 : 0, "job %d, task %d", job, i);
     }
-    cr_assert_eq(frozen, 1);   /* the jobs ran without it */
+    cr_assert_eq(atomic_load(&frozen), 1);   /* the jobs ran without it */
     cr_assert_eq(write(freeze_pipe[1], "g", 1), 1);
     /* Let go, it takes part in jobs again (the caller may still take all). */
     for (int job = 0; job < 50; job++) {
