@@ -22,6 +22,7 @@
 #if defined(NN_HAVE_MPI)
 #include <limits.h>
 #include <mpi.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <time.h>
 
@@ -69,6 +70,7 @@ static ag_status wait_for(mpi_ctx *c, MPI_Request *req, const char *call, char *
 {
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool slow = false;   /* past 10 ms: the clock is read at every poll */
     for (long polls = 0;; polls++) {
         int done = 0;
         int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
@@ -76,7 +78,7 @@ static ag_status wait_for(mpi_ctx *c, MPI_Request *req, const char *call, char *
             return mpi_result(rc, call, err, errlen);
         if (done)
             return AG_OK;
-        if ((polls & 255) != 255)
+        if (!slow && (polls & 63) != 63)
             continue;
         double waited = seconds_since(&t0);
         if (c->timeout_s > 0 && waited > c->timeout_s) {
@@ -85,9 +87,10 @@ static ag_status wait_for(mpi_ctx *c, MPI_Request *req, const char *call, char *
                      "died); the job cannot go on", call, c->rank, c->size, c->timeout_s);
             return AG_EIO;
         }
+        slow = waited > 0.01;
         if (waited > 0.1)
             nanosleep(&(struct timespec){0, 1000000}, NULL);
-        else if (waited > 0.01)
+        else if (slow)
             sched_yield();
     }
 }

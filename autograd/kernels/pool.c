@@ -43,10 +43,10 @@
 ** With 0.1 ms a worker slept and was woken about twice per step of the
 ** 784-256-128-10 MLP at batch 256, and each wake-up cost up to half a
 ** millisecond on the VM: the two-thread step took 2.6 ms instead of 1.6.
-** After the first SPIN_PAUSE_NS of it, each poll yields the core
-** (sched_yield returns at once when no other thread wants it), so a
-** spinning thread does not keep a descheduled one, or another process,
-** from running when there are more threads than cores. */
+** After the first SPIN_PAUSE_NS of it, the thread yields the core every
+** 64 polls, some 2 us (sched_yield returns at once when no other thread
+** wants it), so a spinning thread does not keep a descheduled one, or
+** another process, from running when there are more threads than cores. */
 enum { MAX_THREADS = 256 };
 #define SPIN_NS 1700000L
 #define SPIN_PAUSE_NS 50000L
