@@ -487,8 +487,14 @@ static int setup(trainer *tr, ag_pool **pool, const options *o, history *h)
     return start_ranks(tr, o);
 }
 
-static void teardown(trainer *tr, ag_pool *pool)
+/* 'status' is the run's: a rank that stops on an error of its own (a
+** checkpoint it could not write, a tape in error) while the others would go
+** on waiting for its gradients ends them with nn_comm_abort; an error of
+** the communicator's own is every rank's already. */
+static void teardown(trainer *tr, ag_pool *pool, int status)
 {
+    if (status != 0 && tr->comm && nn_comm_status(tr->comm) == AG_OK)
+        nn_comm_abort(tr->comm, "fashion_mnist stopped on an error of this rank (above)");
     nn_optim_free(tr->adam);
     ag_tape_free(tr->tape);
     ag_pool_free(pool);
@@ -502,7 +508,7 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
     ag_pool *pool = NULL;
     nn_loader *ld = NULL;
     if (setup(&tr, &pool, o, h) != 0) {
-        teardown(&tr, pool);
+        teardown(&tr, pool, -1);
         return -1;
     }
     int status = 0, start = h->epochs;
@@ -596,7 +602,7 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
         status = -1;
     }
     nn_loader_free(ld);
-    teardown(&tr, pool);
+    teardown(&tr, pool, status);
     return status;
 }
 

@@ -96,6 +96,119 @@ void nni_comm_sum_ranks(void *dst, const void *const *src, int nsrc, int64_t beg
     }
 }
 
+/* ------------------------------------------------------------- agreement */
+
+/* The ranks learn whether any of them failed before a collective's data
+** moves: a rank that refuses its arguments, or whose model is in error,
+** still takes part, so that the others stop at the same call with an error
+** naming it instead of waiting for it forever. 'mine' is this rank's
+** verdict (AG_OK, or an error with 'why'). Returns AG_OK when every rank is
+** well; otherwise every rank records an error: the lowest failing rank's
+** status, and its message, named. With the backend's max_int this is one
+** small collective; without, a sum of one number (and, when some rank
+** failed, a vector of one number per rank). */
+static ag_status agree(nn_comm *c, const char *who, ag_status mine, const char *why)
+{
+    int size = nn_comm_size(c), rank = nn_comm_rank(c);
+    if (size == 1)
+        return mine == AG_OK ? AG_OK : fail(c, mine, "%s", why);
+    char msg[200] = "";
+    ag_status s;
+    int first = -1;
+    if (c->ops->max_int) {
+        int v = mine != AG_OK ? size - rank : 0;
+        s = c->ops->max_int(c->ctx, &v, msg, sizeof msg);
+        first = v > 0 ? size - v : -1;
+    } else {
+        double failed = mine != AG_OK;
+        s = c->ops->allreduce_sum(c->ctx, &failed, 1, AG_F64, msg, sizeof msg);
+        if (s == AG_OK && failed > 0) {
+            size_t bytes = (size_t)size * sizeof(double);
+            double *who_failed = ag_realloc(NULL, NULL, NULL, 0, bytes);
+            /* Every rank must make the same calls: one that has no memory
+            ** still sums (a vector of its own flag only would not do), so
+            ** without memory the failing rank is not named. */
+            if (who_failed) {
+                memset(who_failed, 0, bytes);
+                who_failed[rank] = mine != AG_OK;
+                s = c->ops->allreduce_sum(c->ctx, who_failed, size, AG_F64, msg, sizeof msg);
+                for (int r = 0; s == AG_OK && r < size && first < 0; r++)
+                    if (who_failed[r] != 0)
+                        first = r;
+                ag_realloc(NULL, NULL, who_failed, bytes, 0);
+            } else {
+                double none = 0;
+                s = c->ops->allreduce_sum(c->ctx, &none, 1, AG_F64, msg, sizeof msg);
+                return s != AG_OK ? fail(c, s, "%s: %s", who, msg)
+                                  : fail(c, AG_ENOMEM, "%s: a rank failed (out of memory to learn which)", who);
+            }
+        }
+    }
+    if (s != AG_OK)
+        return fail(c, s, "%s: %s", who, msg);
+    if (first < 0)
+        return AG_OK;
+    /* The failing rank's status and message, to every rank. */
+    struct {
+        int32_t status;
+        char text[sizeof c->errmsg - 64];
+    } told = {(int32_t)mine, ""};
+    if (rank == first)
+        snprintf(told.text, sizeof told.text, "%s", why);
+    s = c->ops->broadcast(c->ctx, &told, sizeof told, first, msg, sizeof msg);
+    if (s != AG_OK)
+        return fail(c, s, "%s: %s", who, msg);
+    if (rank == first)
+        return fail(c, mine, "%s", why);
+    told.text[sizeof told.text - 1] = '\0';
+    return fail(c, (ag_status)told.status, "%s: rank %d failed, so this rank stops too: %s", who,
+                first, told.text);
+}
+
+/* A rank's verdict on a call's arguments, written as fail() would. */
+typedef struct verdict {
+    ag_status status;
+    char why[200];
+} verdict;
+
+static void refuse(verdict *v, ag_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static void refuse(verdict *v, ag_status s, const char *fmt, ...)
+{
+    if (v->status != AG_OK)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->why, sizeof v->why, fmt, ap);
+    va_end(ap);
+    v->status = s;
+}
+
+static void check_allreduce(verdict *v, const char *who, const void *buf, int64_t n, ag_dtype dt)
+{
+    if (n < 0 || (n > 0 && !buf))
+        refuse(v, AG_EINVAL, "%s: buffer %s of %lld elements", who, buf ? "given" : "NULL",
+               (long long)n);
+    else if (dt != AG_F32 && dt != AG_F64)
+        refuse(v, AG_EDTYPE, "%s: dtype %d is neither f32 nor f64", who, (int)dt);
+}
+
+/* The collectives themselves, after agreement. */
+static ag_status do_allreduce(nn_comm *c, const char *who, void *buf, int64_t n, ag_dtype dt)
+{
+    char msg[200] = "";
+    return backend_result(c, who, c->ops->allreduce_sum(c->ctx, buf, n, dt, msg, sizeof msg), msg);
+}
+
+static ag_status do_broadcast(nn_comm *c, const char *who, void *buf, size_t bytes, int root)
+{
+    char msg[200] = "";
+    return backend_result(c, who, c->ops->broadcast(c->ctx, buf, bytes, root, msg, sizeof msg), msg);
+}
+
 ag_status nn_comm_allreduce_sum(nn_comm *c, void *buf, int64_t n, ag_dtype dt)
 {
     const char *who = "nn_comm_allreduce_sum";
@@ -103,13 +216,10 @@ ag_status nn_comm_allreduce_sum(nn_comm *c, void *buf, int64_t n, ag_dtype dt)
         return AG_EINVAL;
     if (c->status != AG_OK)
         return c->status;
-    if (n < 0 || (n > 0 && !buf))
-        return fail(c, AG_EINVAL, "%s: buffer %s of %lld elements", who, buf ? "given" : "NULL",
-                    (long long)n);
-    if (dt != AG_F32 && dt != AG_F64)
-        return fail(c, AG_EDTYPE, "%s: dtype %d is neither f32 nor f64", who, (int)dt);
-    char msg[200] = "";
-    return backend_result(c, who, c->ops->allreduce_sum(c->ctx, buf, n, dt, msg, sizeof msg), msg);
+    verdict v = {AG_OK, ""};
+    check_allreduce(&v, who, buf, n, dt);
+    ag_status s = agree(c, who, v.status, v.why);
+    return s != AG_OK ? s : do_allreduce(c, who, buf, n, dt);
 }
 
 ag_status nn_comm_broadcast(nn_comm *c, void *buf, size_t bytes, int root)
@@ -119,12 +229,13 @@ ag_status nn_comm_broadcast(nn_comm *c, void *buf, size_t bytes, int root)
         return AG_EINVAL;
     if (c->status != AG_OK)
         return c->status;
+    verdict v = {AG_OK, ""};
     if (bytes > 0 && !buf)
-        return fail(c, AG_EINVAL, "%s: buffer is NULL", who);
+        refuse(&v, AG_EINVAL, "%s: buffer is NULL", who);
     if (root < 0 || root >= nn_comm_size(c))
-        return fail(c, AG_EINVAL, "%s: root %d is not a rank of %d", who, root, nn_comm_size(c));
-    char msg[200] = "";
-    return backend_result(c, who, c->ops->broadcast(c->ctx, buf, bytes, root, msg, sizeof msg), msg);
+        refuse(&v, AG_EINVAL, "%s: root %d is not a rank of %d", who, root, nn_comm_size(c));
+    ag_status s = agree(c, who, v.status, v.why);
+    return s != AG_OK ? s : do_broadcast(c, who, buf, bytes, root);
 }
 
 ag_status nn_comm_barrier(nn_comm *c)
@@ -133,31 +244,62 @@ ag_status nn_comm_barrier(nn_comm *c)
         return AG_EINVAL;
     if (c->status != AG_OK)
         return c->status;
+    /* The agreement is itself a meeting of all ranks. */
+    ag_status s = agree(c, "nn_comm_barrier", AG_OK, "");
     char msg[200] = "";
-    return backend_result(c, "nn_comm_barrier", c->ops->barrier(c->ctx, msg, sizeof msg), msg);
+    return s != AG_OK ? s
+                      : backend_result(c, "nn_comm_barrier", c->ops->barrier(c->ctx, msg, sizeof msg), msg);
+}
+
+ag_status nn_comm_set_timeout(nn_comm *c, double seconds)
+{
+    if (!c)
+        return AG_EINVAL;
+    if (!(seconds >= 0) || seconds > 1e9)
+        return fail(c, AG_EINVAL, "nn_comm_set_timeout: %g s (need 0 <= seconds <= 1e9)", seconds);
+    if (!c->ops->set_timeout)
+        return fail(c, AG_EUNSUPPORTED, "nn_comm_set_timeout: the %s backend has no timeout to set",
+                    c->ops->name);
+    c->ops->set_timeout(c->ctx, seconds);
+    return AG_OK;
+}
+
+void nn_comm_abort(nn_comm *c, const char *why)
+{
+    if (!c)
+        return;
+    char text[sizeof c->errmsg];
+    snprintf(text, sizeof text, "%s", why ? why : "nn_comm_abort");
+    fail(c, AG_ESTATE, "nn_comm_abort: this rank left: %s", text);
+    if (c->ops->abort)
+        c->ops->abort(c->ctx, text);
 }
 
 /* ----------------------------------------------------------- data parallel */
 
-static ag_status check_model_arg(nn_comm *c, const char *who, nn_model *m)
+/* The model checks every helper makes, agreed between ranks: a model in
+** error on one rank stops them all. 'v' may carry a refusal already. */
+static ag_status check_model_arg(nn_comm *c, const char *who, nn_model *m, verdict *v)
 {
     if (!c)
         return AG_EINVAL;
     if (c->status != AG_OK)
         return c->status;
     if (!m)
-        return fail(c, AG_EINVAL, "%s: model is NULL", who);
-    if (m->status != AG_OK)
-        return fail(c, m->status, "%s: the model is in error: %s", who, m->errmsg);
-    return AG_OK;
+        refuse(v, AG_EINVAL, "%s: model is NULL", who);
+    else if (m->status != AG_OK)
+        refuse(v, m->status, "%s: the model is in error: %s", who, m->errmsg);
+    return agree(c, who, v->status, v->why);
 }
 
 ag_status nn_comm_average_grads(nn_comm *c, nn_model *m)
 {
-    ag_status s = check_model_arg(c, "nn_comm_average_grads", m);
+    const char *who = "nn_comm_average_grads";
+    verdict v = {AG_OK, ""};
+    ag_status s = check_model_arg(c, who, m, &v);
     if (s != AG_OK || m->numel == 0)
         return s;
-    s = nn_comm_allreduce_sum(c, m->grad, m->numel, m->dtype);
+    s = do_allreduce(c, who, m->grad, m->numel, m->dtype);
     if (s != AG_OK)
         return s;
     int size = nn_comm_size(c);
@@ -180,20 +322,22 @@ ag_status nn_comm_average_grads(nn_comm *c, nn_model *m)
 ag_status nn_comm_broadcast_model(nn_comm *c, nn_model *m, nn_optim *o)
 {
     const char *who = "nn_comm_broadcast_model";
-    ag_status s = check_model_arg(c, who, m);
+    verdict v = {AG_OK, ""};
+    bool with_optim = o && !nn_optim_is_nil(o);
+    if (m && with_optim && nni_optim_model(o) != m)
+        refuse(&v, AG_EINVAL, "%s: the optimizer updates another model", who);
+    ag_status s = check_model_arg(c, who, m, &v);
     if (s != AG_OK)
         return s;
     size_t esize = ag_dtype_size(m->dtype);
-    s = nn_comm_broadcast(c, m->value, (size_t)m->numel * esize, 0);
-    if (s != AG_OK || !o || nn_optim_is_nil(o))
+    s = do_broadcast(c, who, m->value, (size_t)m->numel * esize, 0);
+    if (s != AG_OK || !with_optim)
         return s;
-    if (nni_optim_model(o) != m)
-        return fail(c, AG_EINVAL, "%s: the optimizer updates another model", who);
     int64_t steps = nn_optim_steps(o);
-    s = nn_comm_broadcast(c, &steps, sizeof steps, 0);
+    s = do_broadcast(c, who, &steps, sizeof steps, 0);
     int64_t numel = nni_optim_numel(o);
     for (int k = 0; s == AG_OK && k < nni_optim_n_state(o); k++)
-        s = nn_comm_broadcast(c, nni_optim_state(o, k), (size_t)numel * esize, 0);
+        s = do_broadcast(c, who, nni_optim_state(o, k), (size_t)numel * esize, 0);
     if (s == AG_OK)
         nni_optim_set_steps(o, steps);
     return s;
@@ -231,28 +375,33 @@ static void describe(const nn_model *m, int64_t i, char *buf, size_t n)
 ag_status nn_comm_check_model(nn_comm *c, nn_model *m)
 {
     const char *who = "nn_comm_check_model";
-    ag_status s = check_model_arg(c, who, m);
+    verdict v = {AG_OK, ""};
+    ag_status s = check_model_arg(c, who, m, &v);
     if (s != AG_OK)
         return s;
     /* Rank 0's parameter count, then its fingerprints; each rank marks
     ** where it differs in a vector summed over ranks (slot n0: the count
     ** differs), so that every rank learns the first difference. */
     int64_t n0 = m->n_params;
-    if ((s = nn_comm_broadcast(c, &n0, sizeof n0, 0)) != AG_OK)
+    if ((s = do_broadcast(c, who, &n0, sizeof n0, 0)) != AG_OK)
         return s;
     size_t bytes = (size_t)(n0 + 1) * (sizeof(uint64_t) + sizeof(double));
     uint64_t *prints = ag_realloc(m->alloc, m->alloc_ud, NULL, 0, bytes);
     if (!prints)
-        return fail(c, AG_ENOMEM, "%s: out of memory for %lld parameters", who, (long long)n0);
+        refuse(&v, AG_ENOMEM, "%s: out of memory for %lld parameters", who, (long long)n0);
+    if ((s = agree(c, who, v.status, v.why)) != AG_OK) {
+        ag_realloc(m->alloc, m->alloc_ud, prints, prints ? bytes : 0, 0);
+        return s;
+    }
     double *differs = (double *)(prints + n0 + 1);
     for (int64_t i = 0; i < n0 && i < m->n_params; i++)
         prints[i] = param_fingerprint(m->params[i].tensor);
-    s = nn_comm_broadcast(c, prints, (size_t)n0 * sizeof *prints, 0);
+    s = do_broadcast(c, who, prints, (size_t)n0 * sizeof *prints, 0);
     for (int64_t i = 0; i <= n0; i++)
         differs[i] = i < n0 ? (i >= m->n_params || prints[i] != param_fingerprint(m->params[i].tensor))
                             : (m->n_params != n0);
     if (s == AG_OK)
-        s = nn_comm_allreduce_sum(c, differs, n0 + 1, AG_F64);
+        s = do_allreduce(c, who, differs, n0 + 1, AG_F64);
     int64_t first = -1;
     for (int64_t i = 0; s == AG_OK && i <= n0 && first < 0; i++)
         if (differs[i] != 0)
@@ -268,7 +417,7 @@ ag_status nn_comm_check_model(nn_comm *c, nn_model *m)
     char theirs[128], mine[128];
     describe(m, first, theirs, sizeof theirs);
     describe(m, first, mine, sizeof mine);
-    if ((s = nn_comm_broadcast(c, theirs, sizeof theirs, 0)) != AG_OK)
+    if ((s = do_broadcast(c, who, theirs, sizeof theirs, 0)) != AG_OK)
         return s;
     int rank = nn_comm_rank(c);
     if (rank == 0)

@@ -23,7 +23,8 @@ typedef struct group {
     double timeout_s;
     int waiting;
     uint64_t generation;   /* barriers completed */
-    int broken;            /* a wait timed out: every later call fails */
+    int broken;            /* a wait timed out, or a rank left: every later call fails */
+    char left[200];        /* why a rank left (nn_comm_abort), "" when none did */
     void **bufs;           /* size buffers posted for the current collective */
     void *scratch;         /* the sum, grown to the largest buffer seen */
     size_t scratch_bytes;
@@ -58,10 +59,14 @@ static void local_free(void *ctx)
     ag_realloc(NULL, NULL, lr, sizeof *lr, 0);
 }
 
+/* The group's failure as a message; under g->lock. */
 static ag_status broken(const group *g, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "a rank of the %d did not arrive within %g s; the group is broken", g->size,
-             g->timeout_s);
+    if (g->left[0])
+        snprintf(err, errlen, "%s; the group is broken", g->left);
+    else
+        snprintf(err, errlen, "a rank of the %d did not arrive within %g s; the group is broken",
+                 g->size, g->timeout_s);
     return AG_EIO;
 }
 
@@ -71,6 +76,7 @@ static ag_status barrier(void *ctx, char *err, size_t errlen)
     group *g = ((local_rank *)ctx)->g;
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
+    pthread_mutex_lock(&g->lock);
     double whole = (double)(long long)g->timeout_s;
     deadline.tv_sec += (time_t)whole;
     deadline.tv_nsec += (long)((g->timeout_s - whole) * 1e9);
@@ -78,10 +84,10 @@ static ag_status barrier(void *ctx, char *err, size_t errlen)
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
-    pthread_mutex_lock(&g->lock);
     if (g->broken) {
+        ag_status s = broken(g, err, errlen);
         pthread_mutex_unlock(&g->lock);
-        return broken(g, err, errlen);
+        return s;
     }
     uint64_t gen = g->generation;
     if (++g->waiting == g->size) {
@@ -97,9 +103,9 @@ static ag_status barrier(void *ctx, char *err, size_t errlen)
             }
         }
     }
-    int failed = g->generation == gen;
+    ag_status s = g->generation == gen ? broken(g, err, errlen) : AG_OK;
     pthread_mutex_unlock(&g->lock);
-    return failed ? broken(g, err, errlen) : AG_OK;
+    return s;
 }
 
 static ag_status local_allreduce(void *ctx, void *buf, int64_t n, ag_dtype dt, char *err, size_t errlen)
@@ -156,8 +162,30 @@ static ag_status local_broadcast(void *ctx, void *buf, size_t bytes, int root, c
     return barrier(ctx, err, errlen);
 }
 
+static void local_set_timeout(void *ctx, double seconds)
+{
+    group *g = ((local_rank *)ctx)->g;
+    pthread_mutex_lock(&g->lock);
+    g->timeout_s = seconds > 0 ? seconds : 1e9;   /* "for ever": about 30 years */
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* The group breaks at once: ranks waiting now, and every later call, fail. */
+static void local_abort(void *ctx, const char *why)
+{
+    local_rank *lr = ctx;
+    group *g = lr->g;
+    pthread_mutex_lock(&g->lock);
+    if (!g->left[0])
+        snprintf(g->left, sizeof g->left, "rank %d left: %s", lr->rank, why);
+    g->broken = 1;
+    pthread_cond_broadcast(&g->arrived);
+    pthread_mutex_unlock(&g->lock);
+}
+
 static const nn_comm_ops local_ops = {
     "local", local_rank_of, local_size, local_allreduce, local_broadcast, barrier, local_free,
+    NULL, local_set_timeout, local_abort,
 };
 
 ag_status nn_comm_local_new(int size, double timeout_s, nn_comm **out, char *err, size_t errlen)

@@ -28,11 +28,20 @@
 **
 ** Errors. A communicator has a sticky status (the first error wins, later
 ** calls return it at once) with a message naming the function. Every call
-** is collective: all ranks make the same calls in the same order.
-** A rank that never arrives: the in-process backend gives AG_EIO after its
-** timeout, on every rank that waits. Under MPI the communicator keeps MPI's
-** default error handler (MPI_ERRORS_ARE_FATAL), so a rank that dies makes
-** mpirun abort the whole job instead of leaving the others hanging.
+** is collective: all ranks make the same calls in the same order. Before a
+** collective moves data the ranks agree on whether each is well, so a rank
+** that refuses a call (bad arguments, its model in error) stops every rank
+** at that same call: the others get its status and a message naming it
+** ("rank 1 failed, so this rank stops too: ..."), and all can leave
+** cleanly. A rank that leaves on an error of its own (outside these calls)
+** should say so with nn_comm_abort, which ends the others at once.
+** A rank that never arrives (it stopped calling, or hangs): every rank that
+** waits gets AG_EIO after the timeout (nn_comm_set_timeout; under MPI 60 s
+** unless set, for the in-process backend the one given at creation). Under
+** MPI such a communicator cannot be finalized (a collective is left
+** half done), so nn_comm_free ends the job with MPI_Abort. A rank that dies
+** (a crash, exit without nn_comm_free) makes mpirun end the whole job: MPI's
+** default error handler (MPI_ERRORS_ARE_FATAL) stays.
 ** A build without MPI (meson -Dmpi=disabled, or no MPI found) still has
 ** every function; nn_comm_mpi_new then returns AG_EUNSUPPORTED saying so.
 */
@@ -60,6 +69,14 @@ typedef struct nn_comm_ops {
                            size_t errlen);
     ag_status (*barrier)(void *ctx, char *err, size_t errlen);
     void (*free)(void *ctx);
+    /* Optional (NULL: the front does without). *value becomes the largest
+    ** of the ranks' values: the agreement before each collective takes one
+    ** call of it instead of one or two allreduce_sum. */
+    ag_status (*max_int)(void *ctx, int *value, char *err, size_t errlen);
+    /* Optional: how long a rank waits for the others (0: for ever). */
+    void (*set_timeout)(void *ctx, double seconds);
+    /* Optional: this rank leaves; the others must stop waiting for it. */
+    void (*abort)(void *ctx, const char *why);
 } nn_comm_ops;
 
 /* A communicator over a backend of one's own; it calls ops->free(ctx) when
@@ -91,6 +108,18 @@ NN_API ag_status nn_comm_allreduce_sum(nn_comm *c, void *buf, int64_t n, ag_dtyp
 /* buf (bytes) becomes rank root's on every rank. */
 NN_API ag_status nn_comm_broadcast(nn_comm *c, void *buf, size_t bytes, int root);
 NN_API ag_status nn_comm_barrier(nn_comm *c);
+
+/* How long any rank waits in a collective for the others before it gets
+** AG_EIO (0: for ever). Not collective: each rank sets its own.
+** AG_EUNSUPPORTED for a backend without a timeout. */
+NN_API ag_status nn_comm_set_timeout(nn_comm *c, double seconds);
+/* For a rank that leaves the collectives on an error of its own (a failed
+** write, a tape in error): records AG_ESTATE with 'why' on c, and ends the
+** others' wait. Under MPI it prints 'why' on stderr and calls MPI_Abort,
+** which ends every process of the job, this one included; the in-process
+** backend breaks the group, so every other rank gets AG_EIO at its next
+** (or current) wait, 'why' in the message. NULL is a no-op. */
+NN_API void nn_comm_abort(nn_comm *c, const char *why);
 
 /* The model's whole gradient buffer summed over ranks and divided by the
 ** rank count: one allreduce per step. A model in error returns its status. */

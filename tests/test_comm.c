@@ -303,3 +303,88 @@ Test(comm, shards_are_disjoint_and_cover_the_batch_of_one_process)
     nn_loader_free(b);
     nn_dataset_free(ds);
 }
+
+/* Each rank of a group, on a thread: one refuses its call (a NULL buffer),
+** or leaves with nn_comm_abort; the others must stop at the same call. */
+typedef struct fault_rank {
+    nn_comm *c;
+    int failing;   /* the rank that fails */
+    int leave;     /* it leaves with nn_comm_abort instead of refusing */
+    ag_status status;
+    char msg[256];
+} fault_rank;
+
+static void *fault_thread(void *arg)
+{
+    fault_rank *f = arg;
+    double x[4] = {1, 2, 3, 4};
+    int me = nn_comm_rank(f->c) == f->failing;
+    for (int step = 0; step < 3 && f->status == AG_OK; step++) {
+        if (step == 2 && me && f->leave) {
+            nn_comm_abort(f->c, "its file could not be written");
+            f->status = nn_comm_status(f->c);
+        } else {
+            f->status = nn_comm_allreduce_sum(f->c, step == 2 && me ? NULL : x, 4, AG_F64);
+        }
+    }
+    snprintf(f->msg, sizeof f->msg, "%s", nn_comm_errmsg(f->c));
+    return NULL;
+}
+
+static void run_fault(fault_rank *f, int leave)
+{
+    nn_comm *c[3];
+    char err[200];
+    /* A long timeout: the others must learn of the failure, not time out. */
+    cr_assert_eq(nn_comm_local_new(3, 60.0, c, err, sizeof err), AG_OK, "%s", err);
+    pthread_t th[3];
+    for (int r = 0; r < 3; r++) {
+        f[r] = (fault_rank){.c = c[r], .failing = 1, .leave = leave};
+        cr_assert_eq(pthread_create(&th[r], NULL, fault_thread, &f[r]), 0);
+    }
+    for (int r = 0; r < 3; r++)
+        pthread_join(th[r], NULL);
+    for (int r = 0; r < 3; r++)
+        nn_comm_free(c[r]);
+}
+
+Test(comm, a_rank_that_refuses_a_call_stops_every_rank_naming_it)
+{
+    fault_rank f[3];
+    run_fault(f, 0);
+    cr_assert_eq(f[1].status, AG_EINVAL);
+    cr_assert(strstr(f[1].msg, "nn_comm_allreduce_sum: buffer NULL of 4 elements"), "%s", f[1].msg);
+    for (int r = 0; r < 3; r += 2) {
+        cr_assert_eq(f[r].status, AG_EINVAL, "rank %d: %s", r, f[r].msg);
+        cr_assert(strstr(f[r].msg, "nn_comm_allreduce_sum: rank 1 failed, so this rank stops too: "
+                                   "nn_comm_allreduce_sum: buffer NULL"), "rank %d: %s", r, f[r].msg);
+    }
+}
+
+Test(comm, a_rank_that_aborts_ends_the_others_wait)
+{
+    fault_rank f[3];
+    run_fault(f, 1);
+    cr_assert_eq(f[1].status, AG_ESTATE);
+    cr_assert(strstr(f[1].msg, "nn_comm_abort: this rank left: its file could not be written"), "%s",
+              f[1].msg);
+    for (int r = 0; r < 3; r += 2) {
+        cr_assert_eq(f[r].status, AG_EIO, "rank %d: %s", r, f[r].msg);
+        cr_assert(strstr(f[r].msg, "rank 1 left: its file could not be written"), "rank %d: %s", r,
+                  f[r].msg);
+    }
+}
+
+Test(comm, set_timeout_checks_its_argument)
+{
+    nn_comm *c[1];
+    char err[200];
+    cr_assert_eq(nn_comm_local_new(1, 1.0, c, err, sizeof err), AG_OK, "%s", err);
+    cr_assert_eq(nn_comm_set_timeout(NULL, 1), AG_EINVAL);
+    cr_assert_eq(nn_comm_set_timeout(c[0], 0), AG_OK);   /* for ever */
+    cr_assert_eq(nn_comm_set_timeout(c[0], 5), AG_OK);
+    cr_assert_eq(nn_comm_set_timeout(c[0], -1), AG_EINVAL);
+    cr_assert(strstr(nn_comm_errmsg(c[0]), "nn_comm_set_timeout: -1 s"), "%s", nn_comm_errmsg(c[0]));
+    nn_comm_abort(NULL, "nothing");
+    nn_comm_free(c[0]);
+}

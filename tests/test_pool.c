@@ -6,6 +6,7 @@
 ** on two threads sharing one pool.
 */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE   /* syscall, tgkill */
 
 #include "alloc_hooks.h"
 #include "kernels/kernels.h"
@@ -16,6 +17,10 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 Test(pool, sizes)
@@ -524,4 +529,119 @@ Test(pool, try_ranges_tells_each_range_its_task)
     cr_expect_eq(atomic_load(&r.c.calls), 0);
     ag_pool_free(p2);
     ag_pool_free(p3);
+}
+
+/* A worker that never gets a core, made so: a signal whose handler blocks
+** on a pipe until the test lets it go. The worker is found as the thread
+** that ag_pool_new added to /proc/self/task. */
+static int freeze_pipe[2];
+static atomic_int frozen;   /* lock-free, so usable in the handler */
+
+static void freeze_handler(int sig)
+{
+    (void)sig;
+    char c;
+    atomic_store(&frozen, 1);
+    while (read(freeze_pipe[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    atomic_store(&frozen, 0);
+}
+
+/* The thread ids of this process, as many as fit; returns the count. */
+static int thread_ids(pid_t *ids, int max)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d)) && n < max;)
+        if (e->d_name[0] != '.')
+            ids[n++] = (pid_t)atoi(e->d_name);
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Before the pool stopped waiting for workers that had not started a job,
+** this test hung: the caller waited for the frozen worker's tasks. Now the
+** caller runs them and returns, and the worker, let go, finds the job done. */
+Test(pool, a_job_never_waits_for_a_worker_without_a_core)
+{
+    pid_t before[64], after[64], worker = 0;
+    int nb = thread_ids(before, 64);
+    ag_pool *p = ag_pool_new(2);
+    cr_assert(p);
+    int na = thread_ids(after, 64);
+    for (int i = 0; i < na && !worker; i++) {
+        bool old = false;
+        for (int k = 0; k < nb; k++)
+            old = old || after[i] == before[k];
+        if (!old)
+            worker = after[i];
+    }
+    cr_assert_neq(worker, 0, "the pool's worker thread was not found");
+    cr_assert_eq(pipe(freeze_pipe), 0);
+    struct sigaction sa = {.sa_handler = freeze_handler};
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    cr_assert_eq(syscall(SYS_tgkill, getpid(), worker, SIGUSR1), 0);
+    while (!atomic_load(&frozen))
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    for (int job = 0; job < 50; job++) {
+        counts c;
+        for (int i = 0; i < 64; i++)
+            atomic_init(&c.hits[i], 0);
+        cr_assert(agk_pool_try_run(p, 1 + job % 9, count_task, &c));
+        for (int i = 0; i < 64; i++)
+            cr_assert_eq(atomic_load(&c.hits[i]), i < 1 + job % 9 ? 1 : 0, "job %d, task %d", job, i);
+    }
+    cr_assert_eq(atomic_load(&frozen), 1);   /* the jobs ran without it */
+    cr_assert_eq(write(freeze_pipe[1], "g", 1), 1);
+    /* Let go, it takes part in jobs again (the caller may still take all). */
+    for (int job = 0; job < 50; job++) {
+        counts c;
+        for (int i = 0; i < 64; i++)
+            atomic_init(&c.hits[i], 0);
+        cr_assert(agk_pool_try_run(p, 8, count_task, &c));
+        for (int i = 0; i < 8; i++)
+            cr_assert_eq(atomic_load(&c.hits[i]), 1);
+    }
+    ag_pool_free(p);
+    signal(SIGUSR1, SIG_DFL);
+    close(freeze_pipe[0]);
+    close(freeze_pipe[1]);
+}
+
+static void *spin_until(void *arg)
+{
+    atomic_bool *stop = arg;
+    while (!atomic_load_explicit(stop, memory_order_relaxed))
+        ;
+    return NULL;
+}
+
+/* More threads than cores (four per online core, and two threads spinning
+** beside them, as other processes would): the steps finish, with the bits
+** of one thread. No time is asserted; before the fix every job waited for
+** descheduled workers and this took minutes on two cores. */
+Test(pool, more_threads_than_cores_finish_with_the_same_bits)
+{
+    static step_out want, got;
+    cr_assert(step(NULL, &want));
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = cores < 1 ? 4 : cores > 8 ? 33 : 4 * (int)cores + 1;
+    ag_pool *p = ag_pool_new(threads);
+    cr_assert(p);
+    atomic_bool stop;
+    atomic_init(&stop, false);
+    pthread_t spinners[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&spinners[i], NULL, spin_until, &stop), 0);
+    int mismatches = 0;
+    for (int i = 0; i < 20; i++)
+        mismatches += !step(p, &got) || memcmp(&got, &want, sizeof got) != 0;
+    atomic_store(&stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(spinners[i], NULL);
+    ag_pool_free(p);
+    cr_assert_eq(mismatches, 0, "%d of 20 steps on %d threads differ from one thread's", mismatches,
+                 threads);
 }

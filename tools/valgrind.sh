@@ -19,11 +19,11 @@ build=${VALGRIND_BUILD:-build-valgrind}
 # times (every bit flip and truncation of a file, finite differences of
 # every op, spinning thread pools, large products, a program started per
 # case), which valgrind slows down fifty-fold. Their code paths are covered
-# by the rest, and all of them run under ASan in CI. mpi_train is left out
+# by the rest, and all of them run under ASan in CI. mpi_train and mpi_faults are left out
 # for another reason: valgrind would wrap mpirun itself, and Open MPI's own
 # allocations are not ours to judge (test_comm covers the same code on threads).
 # ctags is a shell script: valgrind would judge the shell's own leaks.
-slow="install safetensors safetensors_save examples ops_gradcheck second_order f32_agreement gemm pool agx determinism mpi_train ctags"
+slow="install safetensors safetensors_save examples ops_gradcheck second_order f32_agreement gemm pool agx determinism mpi_train mpi_faults ctags"
 
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed" >&2; exit 2; }
 # (meson 1.0 refuses --reconfigure on a directory it has not set up yet)

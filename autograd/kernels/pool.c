@@ -2,8 +2,9 @@
 ** pool.c: a small pool of persistent worker threads (pthreads) and the
 ** tape's link to it. A job is a number of tasks dealt out in turn: the
 ** calling thread runs tasks 0, n, 2n, ..., worker k tasks k, k + n, ... for
-** n threads; the caller returns when all are done. Workers spin briefly
-** between jobs, since ops come in bursts, then sleep on a condition variable.
+** n threads; the caller returns when all are done. Waiting threads spin
+** briefly, since ops come in bursts, yielding the core while they do, then
+** sleep on a condition variable.
 **
 ** The tasks are dealt, not taken from a shared counter: with a counter, a
 ** caller whose worker was slow to wake took every task itself, the worker
@@ -14,6 +15,17 @@
 ** (agk_pool_try_ranges), let a thread that is done take ranges left in
 ** another's share (see range_job): a worker that wakes late, or is
 ** descheduled, costs no more than its unstarted ranges run by the others.
+**
+** A job never waits for a worker that has not started it. Each worker's
+** dealt tasks are claimed one by one from a counter of its own, and the
+** caller, done with its share, claims what a worker has not: then it closes
+** the job and waits only for the workers inside it (counted in 'active'),
+** which are running. A worker that comes late finds the job closed and
+** goes back to waiting. Before this, with more threads than cores (two
+** busy processes beside a 2-thread training), every job waited for a
+** descheduled worker to be given a core again: fashion_mnist's epoch on
+** 4000 images took 22 s on 2 threads, 3 s on one (2.6 s on 2 threads now;
+** docs/PERFORMANCE.md, "Threads").
 */
 #define _POSIX_C_SOURCE 200809L
 
@@ -21,22 +33,33 @@
 #include "kernels.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 
-/* Polls of a flag before sleeping: about 1.7 ms here (a pause is some 26
-** ns), longer than the serial stretches of a training step, so workers
-** stay awake through one. With 4096 polls (0.1 ms) a worker slept and was
-** woken about twice per step of the 784-256-128-10 MLP at batch 256, and
-** each wake-up cost up to half a millisecond on the VM: the two-thread step
-** took 2.6 ms instead of 1.6. Idle, a worker burns at most this long after
-** the last job before it sleeps. */
-enum { SPIN_POLLS = 1 << 16, MAX_THREADS = 256 };
+/* How long a waiting thread polls before it sleeps: 1.7 ms, longer than the
+** serial stretches of a training step, so workers stay awake through one.
+** With 0.1 ms a worker slept and was woken about twice per step of the
+** 784-256-128-10 MLP at batch 256, and each wake-up cost up to half a
+** millisecond on the VM: the two-thread step took 2.6 ms instead of 1.6.
+** After the first SPIN_PAUSE_NS of it, the thread yields the core every
+** 64 polls, some 2 us (sched_yield returns at once when no other thread
+** wants it), so a spinning thread does not keep a descheduled one, or
+** another process, from running when there are more threads than cores. */
+enum { MAX_THREADS = 256 };
+#define SPIN_NS 1700000L
+#define SPIN_PAUSE_NS 50000L
 
 typedef struct agk_worker {
     pthread_t thread;
     ag_pool *pool;
     int index;               /* 1..started: its first task */
+    /* Its next dealt task, as a count of tasks taken from its sequence
+    ** index, index + threads, ...; the caller takes from it too. Alone on
+    ** its cache line so that workers do not share one. */
+    _Alignas(64) atomic_int taken;
+    char pad[64 - sizeof(atomic_int)];
 } agk_worker;
 
 struct ag_pool {
@@ -45,15 +68,18 @@ struct ag_pool {
     int nthreads;            /* counting the caller */
     int started;             /* workers running */
     agk_worker *workers;
+    void *workers_block;     /* as allocated: 'workers' is its first 64-byte boundary */
     pthread_mutex_t lock;
     pthread_cond_t wake;     /* workers sleep here between jobs */
     pthread_cond_t done;     /* the caller sleeps here until the last worker ends */
     int sleepers;            /* workers waiting on 'wake'; under 'lock' */
     atomic_bool busy;        /* a job is running: one at a time */
     atomic_bool stop;
-    atomic_uint generation;  /* bumped per job; workers compare with the last they ran */
-    atomic_int running;      /* workers not yet through the current job */
-    /* The current job, written before 'generation' is bumped. */
+    atomic_uint generation;  /* bumped per job; workers compare with the last they saw */
+    atomic_bool open;        /* the current job still takes workers */
+    atomic_int active;       /* workers inside the current job (or backing out of it) */
+    atomic_bool caller_sleeps; /* the caller waits on 'done'; under 'lock' when set */
+    /* The current job, written before 'open' is set. */
     agk_task_fn fn;
     void *ctx;
     int ntasks;
@@ -66,24 +92,57 @@ static void cpu_relax(void)
 #endif
 }
 
-/* The current job's tasks first, first + threads, ... */
-static void run_tasks(ag_pool *p, int first)
+static long elapsed_ns(const struct timespec *since)
 {
-    for (int i = first; i < p->ntasks; i += p->started + 1)
-        p->fn(p->ctx, i);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long)(now.tv_sec - since->tv_sec) * 1000000000L + (now.tv_nsec - since->tv_nsec);
+}
+
+/* One poll of a spin that began at 'start' (read lazily: the clock is read
+** every 64 polls); false once the spin has lasted SPIN_NS. */
+static bool spin_once(struct timespec *start, int *polls)
+{
+    if (*polls == 0)
+        clock_gettime(CLOCK_MONOTONIC, start);
+    if ((++*polls & 63) != 0) {
+        cpu_relax();
+        return true;
+    }
+    long ns = elapsed_ns(start);
+    if (ns >= SPIN_NS)
+        return false;
+    if (ns >= SPIN_PAUSE_NS)
+        sched_yield();
+    return true;
+}
+
+/* Worker w's dealt tasks not yet taken, run by whoever calls (the worker
+** itself, or the caller once done with its own). */
+static void run_dealt(ag_pool *p, agk_worker *w)
+{
+    int stride = p->started + 1;
+    for (;;) {
+        int k = atomic_fetch_add_explicit(&w->taken, 1, memory_order_relaxed);
+        int task = w->index + k * stride;
+        if (task >= p->ntasks)
+            return;
+        p->fn(p->ctx, task);
+    }
 }
 
 static void *worker_main(void *arg)
 {
-    const agk_worker *w = arg;
+    agk_worker *w = arg;
     ag_pool *p = w->pool;
     unsigned seen = 0;
     for (;;) {
         unsigned gen = atomic_load_explicit(&p->generation, memory_order_acquire);
-        for (int i = 0; i < SPIN_POLLS && gen == seen && !atomic_load(&p->stop); i++) {
-            cpu_relax();
+        struct timespec start;
+        int polls = 0;
+        while (gen == seen && !atomic_load_explicit(&p->stop, memory_order_relaxed) &&
+               spin_once(&start, &polls))
             gen = atomic_load_explicit(&p->generation, memory_order_acquire);
-        }
         if (gen == seen) {
             pthread_mutex_lock(&p->lock);
             p->sleepers++;
@@ -95,8 +154,14 @@ static void *worker_main(void *arg)
         if (atomic_load(&p->stop))
             return NULL;
         seen = gen;
-        run_tasks(p, w->index);
-        if (atomic_fetch_sub_explicit(&p->running, 1, memory_order_acq_rel) == 1) {
+        /* Enter, then look: the caller closes, then looks at 'active' (both
+        ** sequentially consistent), so either it sees this worker inside or
+        ** this worker sees the job closed. Seeing it open also makes the
+        ** job's fields visible (they are written before 'open' is set). */
+        atomic_fetch_add(&p->active, 1);
+        if (atomic_load(&p->open))
+            run_dealt(p, w);
+        if (atomic_fetch_sub(&p->active, 1) == 1 && atomic_load(&p->caller_sleeps)) {
             pthread_mutex_lock(&p->lock);
             pthread_cond_broadcast(&p->done);
             pthread_mutex_unlock(&p->lock);
@@ -123,6 +188,13 @@ static int online_cores(void)
 
 ag_pool *ag_pool_new(int nthreads) { return ag_pool_new_alloc(NULL, NULL, nthreads); }
 
+/* The workers' array, aligned to 64 bytes by hand: the allocator promises
+** less, and each worker's counter has a cache line of its own. */
+static size_t workers_block_size(int workers)
+{
+    return (size_t)workers * sizeof(agk_worker) + 63;
+}
+
 ag_pool *ag_pool_new_alloc(ag_alloc_fn fn, void *ud, int nthreads)
 {
     if (nthreads < 0)
@@ -138,14 +210,18 @@ ag_pool *ag_pool_new_alloc(ag_alloc_fn fn, void *ud, int nthreads)
     atomic_init(&p->busy, false);
     atomic_init(&p->stop, false);
     atomic_init(&p->generation, 0);
-    atomic_init(&p->running, 0);
+    atomic_init(&p->open, false);
+    atomic_init(&p->active, 0);
+    atomic_init(&p->caller_sleeps, false);
     int workers = nthreads - 1;
     if (workers > 0) {
-        p->workers = agi_realloc(fn, ud, NULL, 0, (size_t)workers * sizeof *p->workers);
-        if (!p->workers) {
+        p->workers_block = agi_realloc(fn, ud, NULL, 0, workers_block_size(workers));
+        if (!p->workers_block) {
             agi_realloc(fn, ud, p, sizeof *p, 0);
             return NULL;
         }
+        uintptr_t at = ((uintptr_t)p->workers_block + 63) & ~(uintptr_t)63;
+        p->workers = (agk_worker *)at;
     }
     if (pthread_mutex_init(&p->lock, NULL) != 0)
         goto fail_lock;
@@ -157,6 +233,7 @@ ag_pool *ag_pool_new_alloc(ag_alloc_fn fn, void *ud, int nthreads)
         agk_worker *w = &p->workers[p->started];
         w->pool = p;
         w->index = p->started + 1;
+        atomic_init(&w->taken, 0);
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             stop_workers(p);
             goto fail_threads;
@@ -171,8 +248,8 @@ fail_done:
 fail_wake:
     pthread_mutex_destroy(&p->lock);
 fail_lock:
-    if (p->workers)
-        agi_realloc(fn, ud, p->workers, (size_t)workers * sizeof *p->workers, 0);
+    if (p->workers_block)
+        agi_realloc(fn, ud, p->workers_block, workers_block_size(workers), 0);
     agi_realloc(fn, ud, p, sizeof *p, 0);
     return NULL;
 }
@@ -185,9 +262,8 @@ void ag_pool_free(ag_pool *p)
     pthread_cond_destroy(&p->done);
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->lock);
-    if (p->workers)
-        agi_realloc(p->alloc, p->alloc_ud, p->workers,
-                    (size_t)(p->nthreads - 1) * sizeof *p->workers, 0);
+    if (p->workers_block)
+        agi_realloc(p->alloc, p->alloc_ud, p->workers_block, workers_block_size(p->nthreads - 1), 0);
     agi_realloc(p->alloc, p->alloc_ud, p, sizeof *p, 0);
 }
 
@@ -205,19 +281,33 @@ bool agk_pool_try_run(ag_pool *p, int ntasks, agk_task_fn fn, void *ctx)
     p->fn = fn;
     p->ctx = ctx;
     p->ntasks = ntasks;
-    atomic_store_explicit(&p->running, p->started, memory_order_relaxed);
-    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < p->started; i++)
+        atomic_store_explicit(&p->workers[i].taken, 0, memory_order_relaxed);
+    atomic_store(&p->open, true);   /* publishes the fields above to who sees it */
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    /* A worker going to sleep holds the lock from its last look at
+    ** 'generation' until it waits, so a sleeper is either counted here or
+    ** sees the new generation. */
+    pthread_mutex_lock(&p->lock);
     if (p->sleepers)
         pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    run_tasks(p, 0);
-    for (int i = 0; i < SPIN_POLLS && atomic_load_explicit(&p->running, memory_order_acquire); i++)
-        cpu_relax();
-    if (atomic_load_explicit(&p->running, memory_order_acquire)) {
+    for (int i = 0; i < ntasks; i += p->started + 1)
+        fn(ctx, i);
+    /* The dealt tasks no worker has taken yet: the caller's now. */
+    for (int w = 0; w < p->started; w++)
+        run_dealt(p, &p->workers[w]);
+    atomic_store(&p->open, false);
+    struct timespec start;
+    int polls = 0;
+    while (atomic_load(&p->active) != 0 && spin_once(&start, &polls))
+        ;
+    if (atomic_load(&p->active) != 0) {
         pthread_mutex_lock(&p->lock);
-        while (atomic_load(&p->running))
+        atomic_store(&p->caller_sleeps, true);
+        while (atomic_load(&p->active) != 0)
             pthread_cond_wait(&p->done, &p->lock);
+        atomic_store(&p->caller_sleeps, false);
         pthread_mutex_unlock(&p->lock);
     }
     atomic_store(&p->busy, false);

@@ -198,7 +198,7 @@ bool bench_have_torch(const bench_options *o)
 
 static void usage(FILE *f)
 {
-    fputs("usage: bench [--json FILE] [--quick] [--repeat N] [--only matmul|scalar|train]\n"
+    fputs("usage: bench [--json FILE] [--quick] [--repeat N] [--only matmul|scalar|train|parallel]\n"
           "             [--python PATH]\n"
           "Prints one table: each row ours beside a reference measured in the same run.\n"
           "  --json FILE    also write the rows as a JSON list of\n"
@@ -247,6 +247,7 @@ int main(int argc, char **argv)
         {"matmul", bench_matmul},
         {"scalar", bench_scalar},
         {"train", bench_train},
+        {"parallel", bench_parallel},
     };
     bench_table t = {0};
     bool ran = false;

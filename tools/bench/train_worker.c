@@ -5,13 +5,20 @@
 ** "seconds-per-step steps last-loss". It uses only the public API, as a
 ** user's program would.
 **
-**     train_worker mlp|nielsen BATCH THREADS STEPS    (STEPS 0: one epoch)
+**     train_worker mlp|nielsen BATCH THREADS STEPS [mpi]   (STEPS 0: one epoch)
+**
+** With 'mpi', started by mpirun: data-parallel training (nn_comm.h), BATCH
+** being the step's whole batch split over the ranks, as fashion_mnist does;
+** rank 0 prints a fourth number, the seconds per step spent in
+** nn_comm_average_grads (the allreduce, waiting for the slower rank
+** included).
 */
 #define _POSIX_C_SOURCE 200809L
 
 #include "../../examples/fashion_data.h"
 #include "autograd.h"
 #include "nn.h"
+#include "nn_comm.h"
 #include "nn_io.h"
 
 #include <math.h>
@@ -43,8 +50,9 @@ static ag_tensor *nielsen_loss(ag_tape *t, const nn_mlp *net, nn_batch *b, float
 }
 
 /* Trains 'kind' at 'batch' on 'threads' threads for 'steps' steps after a
-** warm-up (0: one whole epoch) and prints "seconds-per-step steps loss". */
-static int train_worker(const char *kind, int64_t batch, int threads, long steps)
+** warm-up (0: one whole epoch) and prints "seconds-per-step steps loss"
+** (and, with a communicator, the allreduce's seconds per step). */
+static int train_worker(const char *kind, int64_t batch, int threads, long steps, nn_comm *comm)
 {
     bool mlp = !strcmp(kind, "mlp");
     nn_dataset *train = fashion_load("bench", NULL, 1, AG_F32, 0);
@@ -66,17 +74,27 @@ static int train_worker(const char *kind, int64_t batch, int threads, long steps
     nn_loader *ld = NULL;
     char err[256] = "";
     int rc = 1;
+    int ranks = comm ? nn_comm_size(comm) : 1, rank = comm ? nn_comm_rank(comm) : 0;
     if (!onehot || !pool || nn_model_status(m) != AG_OK ||
-        nn_loader_new(train, batch, 1, 0, &rng, NULL, NULL, &ld, err, sizeof err) != AG_OK) {
+        nn_loader_new(train, batch / ranks, 1, 0, &rng, NULL, NULL, &ld, err, sizeof err) != AG_OK ||
+        nn_loader_set_shard(ld, rank, ranks, err, sizeof err) != AG_OK) {
         fprintf(stderr, "bench: %s\n", err[0] ? err : nn_model_errmsg(m));
+        goto done;
+    }
+    if (comm && (batch % ranks != 0 || nn_comm_check_model(comm, m) != AG_OK ||
+                 nn_comm_broadcast_model(comm, m, opt) != AG_OK)) {
+        fprintf(stderr, "bench: %s\n", batch % ranks ? "the batch does not split over the ranks"
+                                                      : nn_comm_errmsg(comm));
         goto done;
     }
     if (steps <= 0)
         steps = (long)nn_loader_num_batches(ld);
-    double loss = NAN, start = 0;
+    double loss = NAN, start = 0, in_allreduce = 0;
     for (long s = -WARMUP_STEPS; s < steps; s++) {
-        if (s == 0)
+        if (s == 0) {
             start = now();
+            in_allreduce = 0;
+        }
         nn_batch b;
         ag_tape_reset(t);
         if (!nn_loader_next(ld, t, &b) && !nn_loader_next(ld, t, &b))
@@ -86,6 +104,14 @@ static int train_worker(const char *kind, int64_t batch, int threads, long steps
                            : nielsen_loss(t, net, &b, onehot);
         nn_model_zero_grad(m);
         ag_backward(t, l);
+        if (comm) {
+            double t0 = now();
+            if (nn_comm_average_grads(comm, m) != AG_OK) {
+                fprintf(stderr, "bench: %s\n", nn_comm_errmsg(comm));
+                goto done;
+            }
+            in_allreduce += now() - t0;
+        }
         nn_optim_step(opt);
         if (ag_tape_status(t) != AG_OK) {
             fprintf(stderr, "bench: %s\n", ag_tape_errmsg(t));
@@ -94,7 +120,11 @@ static int train_worker(const char *kind, int64_t batch, int threads, long steps
         loss = ag_item(l);
     }
     double seconds = now() - start;
-    printf("%.9g %ld %.9g\n", seconds / (double)steps, steps, loss);
+    if (comm && rank == 0)
+        printf("%.9g %ld %.9g %.9g\n", seconds / (double)steps, steps, loss,
+               in_allreduce / (double)steps);
+    else if (!comm)
+        printf("%.9g %ld %.9g\n", seconds / (double)steps, steps, loss);
     rc = 0;
 done:
     nn_loader_free(ld);
@@ -109,8 +139,8 @@ done:
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: train_worker mlp|nielsen BATCH THREADS STEPS\n");
+    if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "mpi"))) {
+        fprintf(stderr, "usage: train_worker mlp|nielsen BATCH THREADS STEPS [mpi]\n");
         return 2;
     }
     const char *kind = argv[1];
@@ -121,5 +151,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "train_worker: bad arguments\n");
         return 2;
     }
-    return train_worker(kind, (int64_t)batch, threads, steps);
+    nn_comm *comm = NULL;
+    char err[300];
+    if (argc == 6 && nn_comm_mpi_new(&comm, err, sizeof err) != AG_OK) {
+        fprintf(stderr, "train_worker: %s\n", err);
+        return 1;
+    }
+    int rc = train_worker(kind, (int64_t)batch, threads, steps, comm);
+    /* A rank that failed alone must not leave the other waiting. */
+    if (rc != 0 && comm && nn_comm_status(comm) == AG_OK)
+        nn_comm_abort(comm, "train_worker failed on this rank");
+    nn_comm_free(comm);
+    return rc;
 }
