@@ -15,6 +15,7 @@
 typedef struct ckpt {
     ag_segment_fn f;
     void *ud;
+    bool leaves;   /* as checkpoint_apply's */
 } ckpt;
 
 /* The segment that computes a checkpoint's VJP, for create-graph mode (see
@@ -27,8 +28,18 @@ typedef struct vjp_segment {
     const uint8_t *need;   /* nin flags, in the caller's arena */
 } vjp_segment;
 
+/* The segment that computes a checkpoint's JVP (forward mode): its inputs
+** are the checkpoint's nin inputs and then their nin tangents; it returns
+** the tangent of f's result. */
+typedef struct jvp_segment {
+    ckpt inner;
+    int nin;
+} jvp_segment;
+
 static void vjp_checkpoint(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin);
-static const ag_op op_checkpoint = {.name = "checkpoint", .vjp = vjp_checkpoint};
+static ag_tensor *jvp_checkpoint(ag_tape *t, ag_tensor *out, ag_tensor *const *tan);
+static const ag_op op_checkpoint = {
+    .name = "checkpoint", .vjp = vjp_checkpoint, .jvp = jvp_checkpoint};
 
 /* The scratch tape of t, made on first use with t's allocator hook and kept
 ** (its chunks reused) until t is freed; NULL after recording why. Each use
@@ -128,6 +139,7 @@ static ag_tensor *checkpoint_apply(ag_tape *t, const char *who, ag_segment_fn f,
         return agi_nil(t);
     c->f = f;
     c->ud = ud;
+    c->leaves = leaves;
     bool record = agi_recording(t);
     uint8_t grad[UINT8_MAX];
     for (int i = 0; i < nin; i++)
@@ -218,11 +230,49 @@ static void vjp_differentiable(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tens
     }
 }
 
+/* Forward mode: the segment again with its inputs given their tangents,
+** itself checkpointed, so that the tangent keeps no more of the segment on
+** t than the value does and differentiates in reverse in turn. */
+static ag_tensor *jvp_segment_fn(ag_tape *s, ag_tensor *const *in, void *ud)
+{
+    const jvp_segment *v = ud;
+    ag_tensor *duals[UINT8_MAX];
+    for (int i = 0; i < v->nin; i++)
+        duals[i] = ag_dual(s, in[i], in[v->nin + i]);
+    ag_tensor *y = v->inner.f(s, duals, v->inner.ud);
+    ag_tensor *dy = ag_tangent(y);
+    return dy ? dy : ag_mul_scalar(s, y, 0.0);
+}
+
+static ag_tensor *jvp_checkpoint(ag_tape *t, ag_tensor *out, ag_tensor *const *tan)
+{
+    const ckpt *c = out->attr.ext;
+    int nin = out->nin;
+    if (2 * nin > UINT8_MAX - 1)
+        return agi_error(t, AG_EUNSUPPORTED, "ag_checkpoint (forward mode): %d inputs with their "
+                         "tangents are more than %d", nin, UINT8_MAX - 1);
+    jvp_segment *v = agi_arena_alloc(t, sizeof *v, 16);
+    if (!v)
+        return agi_nil(t);
+    *v = (jvp_segment){*c, nin};
+    ag_tensor *ins[UINT8_MAX];
+    for (int i = 0; i < nin; i++) {
+        ins[i] = out->in[i];
+        ins[nin + i] = tan[i] ? tan[i] : agi_const_like(t, out->in[i], 0.0);
+        if (!tan[i] && out->in[i]->rank > 0)
+            ins[nin + i] = ag_broadcast_to(t, ins[nin + i], out->in[i]->rank, out->in[i]->shape);
+    }
+    return checkpoint_apply(t, "ag_checkpoint (forward mode)", jvp_segment_fn, v, 2 * nin, ins,
+                            c->leaves);
+}
+
 /* First order: run the segment again on the scratch tape from the saved
 ** inputs, backpropagate g through it, and copy the inputs' gradients to t. */
 static void vjp_checkpoint(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
-    if (t->create_graph) {
+    /* With tangents live, the gradients must be ops that carry them
+    ** (forward over reverse): the differentiable path. */
+    if (t->create_graph || t->tangents_live) {
         vjp_differentiable(t, out, g, gin);
         return;
     }
