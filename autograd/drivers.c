@@ -373,27 +373,22 @@ ag_tensor *ag_hessian(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x,
     nil_all(t, hess, n * n);
     if (!start(&d, t, "ag_hessian", f, ud, n, x))
         return agi_nil(t);
-    /* The gradient and the value from a plain pass; then one pass per
-    ** input element, each giving a column of every block beside it. */
     make_leaves(&d);
-    ag_tensor **g = take_slots(&d, n);
+    ag_tensor **g = take_slots(&d, n), **gk = take_slots(&d, n);
     ag_tensor **h = take_slots(&d, n * n);
-    if (!g || !h || !gradient_pass(&d, g))
-        return failed(&d);
-    ag_tensor *value = ag_detach(t, d.y);
-    for (int i = 0; i < n; i++)
-        g[i] = ag_detach(t, g[i]);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; h && i < n; i++)
         for (int k = 0; k < n && t->status == AG_OK; k++)
             h[i * n + k] = block(&d, (ag_dtype)x[i]->dtype, x[i], x[k]);
-    if (t->status != AG_OK)
+    if (!g || !gk || !h || t->status != AG_OK)
         return failed(&d);
-    ag_tensor **gk = take_slots(&d, n);
-    if (!gk)
-        return failed(&d);
+    /* One pass per input element, each giving a column of every block
+    ** beside it; the first also gives the value and the gradient (which
+    ** tangents do not change). Without elements, one plain pass gives them. */
+    bool first = true;
     for (int k = 0; k < n; k++) {
         ag_tensor *xk = d.base[k];
         ag_tensor *e = ag_zeros(t, (ag_dtype)xk->dtype, xk->rank, xk->shape);
+        /* A copy of xk that is not recorded, so that it can be a leaf. */
         ag_tensor *dual = ag_requires_grad(ag_dual(t, ag_detach(t, xk), e));
         if (t->status != AG_OK)
             return failed(&d);
@@ -408,10 +403,18 @@ ag_tensor *ag_hessian(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x,
                 ag_tensor *col = ag_tangent(gk[i]);
                 for (int64_t r = 0; r < gk[i]->numel; r++)
                     agi_set(h[i * n + k], r * xk->numel + c, col ? agi_get(col, r) : 0.0);
+                if (first)
+                    g[i] = ag_detach(t, gk[i]);
             }
+            first = false;
         }
         d.arg[k] = d.base[k];
     }
+    if (first && !gradient_pass(&d, g))
+        return failed(&d);
+    ag_tensor *value = ag_detach(t, d.y);
+    for (int i = 0; first && i < n; i++)
+        g[i] = ag_detach(t, g[i]);
     if (t->status != AG_OK)
         return failed(&d);
     if (grad)

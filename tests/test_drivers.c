@@ -644,3 +644,250 @@ Test(drivers, f32_agrees_with_f64)
     }
     ag_tape_free(t);
 }
+
+static ag_tensor *counted_square(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    ++*(int *)ud;
+    return ag_mul(t, ag_mul(t, x[0], x[0]), x[1]);
+}
+
+Test(drivers, hessian_calls_f_once_per_input_element)
+{
+    ag_tape *t = ag_tape_new();
+    int calls = 0;
+    ag_tensor *x[2] = {ag_scalar(t, AG_F64, 3.0), ag_scalar(t, AG_F64, 2.0)}, *h[4], *hv[2];
+    ag_hessian(t, counted_square, &calls, 2, x, NULL, h);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect_eq(calls, 2);
+    /* x0^2 x1: [[2 x1, 2 x0], [2 x0, 0]] */
+    double want[4] = {4, 6, 6, 0};
+    for (int i = 0; i < 4; i++)
+        cr_expect_eq(ag_item(h[i]), want[i], "H[%d]", i);
+    calls = 0;
+    ag_hvp(t, counted_square, &calls, 2, x, x, NULL, hv);
+    cr_expect_eq(calls, 1, "one pass");
+    cr_expect_eq(ag_item(hv[0]), 4 * 3.0 + 6 * 2.0);
+    cr_expect_eq(ag_item(hv[1]), 6 * 3.0);
+    ag_tape_free(t);
+}
+
+/* ------------------------------------------------------------ bad input */
+
+static ag_tensor *square_fn(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)ud;
+    return ag_mul(t, x[0], x[0]);
+}
+
+static ag_tensor *fails(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)ud;
+    return ag_add(t, x[0], ag_scalar(t, AG_F32, 1.0));
+}
+
+static ag_tensor *returns_null(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)t, (void)x, (void)ud;
+    return NULL;
+}
+
+static ag_tensor *returns_nil(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)x, (void)ud;
+    return ag_tape_nil(t);
+}
+
+static ag_tensor *uses_another_tape(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)t, (void)x;
+    return ag_scalar((ag_tape *)ud, AG_F64, 1.0);
+}
+
+/* x on the first call, x broadcast to [2, 2] on the next. */
+static ag_tensor *changes_shape(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    int *calls = ud;
+    if (++*calls == 1)
+        return ag_mul(t, x[0], x[0]);
+    return ag_mul(t, x[0], ag_ones(t, AG_F64, 2, (int64_t[]){2, 2}));
+}
+
+/* Runs 'call' (a statement on tape t with x, out...), then expects status
+** 'code' and every word of 'words' in the message. */
+static void expect_error(ag_tape *t, ag_status code, const char *const *words)
+{
+    cr_expect_eq(ag_tape_status(t), code, "status %s: %s", ag_status_str(ag_tape_status(t)),
+                 ag_tape_errmsg(t));
+    for (; *words; words++)
+        cr_expect(strstr(ag_tape_errmsg(t), *words), "'%s' not in: %s", *words, ag_tape_errmsg(t));
+    ag_tape_reset(t);
+}
+
+#define WORDS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+Test(drivers_errors, bad_arguments_name_the_driver)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_scalar(t, AG_F64, 2.0), *out[4], *one;
+
+    cr_expect(ag_is_nil(ag_jacobian(t, NULL, NULL, 1, &x, AG_JACOBIAN_AUTO, out)));
+    cr_expect(ag_is_nil(out[0]), "result slots are nil");
+    expect_error(t, AG_EINVAL, WORDS("ag_jacobian", "f NULL"));
+
+    x = ag_scalar(t, AG_F64, 2.0);
+    ag_hessian(t, square_fn, NULL, -1, &x, NULL, out);
+    expect_error(t, AG_EINVAL, WORDS("ag_hessian", "-1 inputs"));
+
+    ag_vjp(t, square_fn, NULL, 1, NULL, NULL, out);
+    expect_error(t, AG_EINVAL, WORDS("ag_vjp", "x NULL"));
+
+    x = ag_scalar(t, AG_F64, 2.0);
+    ag_vjp(t, square_fn, NULL, 1, &x, NULL, NULL);
+    expect_error(t, AG_EINVAL, WORDS("ag_vjp", "out is NULL"));
+
+    x = ag_scalar(t, AG_F64, 2.0);
+    ag_hessian(t, square_fn, NULL, 1, &x, NULL, NULL);
+    expect_error(t, AG_EINVAL, WORDS("ag_hessian", "hess is NULL"));
+
+    x = ag_scalar(t, AG_F64, 2.0);
+    ag_hvp(t, square_fn, NULL, 1, &x, NULL, NULL, out);
+    expect_error(t, AG_EINVAL, WORDS("ag_hvp", "v is NULL"));
+
+    x = ag_scalar(t, AG_F64, 2.0);
+    ag_jvp(t, square_fn, NULL, 1, &x, NULL, &one);
+    cr_expect(ag_is_nil(one));
+    expect_error(t, AG_EINVAL, WORDS("ag_jvp", "v is NULL"));
+
+    ag_tensor *null_input = NULL;
+    ag_jvp(t, square_fn, NULL, 1, &null_input, &null_input, &one);
+    expect_error(t, AG_EINVAL, WORDS("ag_jvp"));
+
+    x = ag_scalar(t, AG_F64, 2.0);
+    ag_jacobian(t, square_fn, NULL, 1, &x, (ag_jacobian_mode)7, out);
+    expect_error(t, AG_EINVAL, WORDS("ag_jacobian", "mode 7"));
+
+    /* A stale input, and one of another tape. */
+    ag_tensor *stale = ag_scalar(t, AG_F64, 2.0);
+    ag_tape_reset(t);
+    ag_hessian(t, square_fn, NULL, 1, &stale, NULL, out);
+    expect_error(t, AG_ESTATE, WORDS("ag_hessian"));
+    ag_tape *other = ag_tape_new();
+    ag_tensor *foreign = ag_scalar(other, AG_F64, 2.0);
+    ag_jvp(t, square_fn, NULL, 1, &foreign, &foreign, &one);
+    expect_error(t, AG_EINVAL, WORDS("ag_jvp"));
+
+    /* A NULL tape: nothing to record on, nil back. */
+    cr_expect(ag_is_nil(ag_hvp(NULL, square_fn, NULL, 1, &x, &x, NULL, out)));
+    ag_tape_free(other);
+    ag_tape_free(t);
+}
+
+Test(drivers_errors, directions_and_seeds_must_fit)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_zeros(t, AG_F64, 1, (int64_t[]){3}), *out[1];
+    ag_tensor *v = ag_zeros(t, AG_F64, 1, (int64_t[]){4});
+    ag_jvp(t, square_fn, NULL, 1, &x, &v, out);
+    expect_error(t, AG_ESHAPE, WORDS("ag_jvp", "v[0]", "[4]", "[3]"));
+
+    x = ag_zeros(t, AG_F64, 1, (int64_t[]){3});
+    v = ag_zeros(t, AG_F32, 1, (int64_t[]){3});
+    ag_hvp(t, square_fn, NULL, 1, &x, &v, NULL, out);
+    expect_error(t, AG_ESHAPE, WORDS("ag_hvp", "f32", "f64"));
+
+    x = ag_zeros(t, AG_F64, 1, (int64_t[]){3});
+    ag_vjp(t, square_fn, NULL, 1, &x, NULL, out);
+    expect_error(t, AG_ESHAPE, WORDS("ag_vjp", "[3]", "give u"));
+
+    x = ag_zeros(t, AG_F64, 1, (int64_t[]){3});
+    ag_tensor *u = ag_zeros(t, AG_F64, 1, (int64_t[]){2});
+    ag_vjp(t, square_fn, NULL, 1, &x, u, out);
+    expect_error(t, AG_ESHAPE, WORDS("ag_vjp", "u", "[2]", "f's output"));
+    ag_tape_free(t);
+}
+
+Test(drivers_errors, what_f_does_wrong_is_named)
+{
+    ag_tape *t = ag_tape_new(), *other = ag_tape_new();
+    ag_tensor *x = ag_scalar(t, AG_F64, 2.0), *out[1], *one;
+
+    ag_jacobian(t, fails, NULL, 1, &x, AG_JACOBIAN_REVERSE, out);
+    expect_error(t, AG_EDTYPE, WORDS("ag_jacobian: f failed: ag_add"));
+
+    x = ag_scalar(t, AG_F64, 2.0);
+    ag_jvp(t, returns_null, NULL, 1, &x, &x, &one);
+    expect_error(t, AG_EINVAL, WORDS("ag_jvp", "f returned NULL"));
+
+    x = ag_scalar(t, AG_F64, 2.0);
+    ag_hessian(t, returns_nil, NULL, 1, &x, NULL, out);
+    expect_error(t, AG_EINVAL, WORDS("ag_hessian", "nil tensor"));
+
+    x = ag_scalar(t, AG_F64, 2.0);
+    ag_vjp(t, uses_another_tape, other, 1, &x, NULL, out);
+    expect_error(t, AG_EINVAL, WORDS("ag_vjp", "another tape"));
+
+    int calls = 0;
+    x = ag_zeros(t, AG_F64, 1, (int64_t[]){2});
+    ag_jacobian(t, changes_shape, &calls, 1, &x, AG_JACOBIAN_FORWARD, out);
+    expect_error(t, AG_ESHAPE, WORDS("ag_jacobian", "f64 [2] on one call and f64 [2,2] on another"));
+
+    x = ag_zeros(t, AG_F64, 1, (int64_t[]){2});
+    ag_hessian(t, square_fn, NULL, 1, &x, NULL, out);
+    expect_error(t, AG_ESHAPE, WORDS("ag_hessian", "[2]", "one element"));
+
+    x = ag_zeros(t, AG_F64, 1, (int64_t[]){2});
+    ag_hvp(t, square_fn, NULL, 1, &x, &x, NULL, out);
+    expect_error(t, AG_ESHAPE, WORDS("ag_hvp", "one element"));
+
+    /* y.shape + x.shape of rank 10 */
+    int64_t five[5] = {1, 1, 1, 1, 1};
+    x = ag_zeros(t, AG_F64, 5, five);
+    ag_jacobian(t, square_fn, NULL, 1, &x, AG_JACOBIAN_AUTO, out);
+    expect_error(t, AG_ESHAPE, WORDS("ag_jacobian", "rank 10", "AG_MAX_DIMS"));
+
+    /* A tape already in error: its message stays. */
+    ag_tape_fail(t, AG_EIO, "earlier");
+    x = ag_tape_nil(t);
+    cr_expect(ag_is_nil(ag_hessian(t, square_fn, NULL, 1, &x, NULL, out)));
+    cr_expect(ag_is_nil(out[0]));
+    expect_error(t, AG_EIO, WORDS("earlier"));
+    ag_tape_free(other);
+    ag_tape_free(t);
+}
+
+/* An op without a JVP rule met in forward mode: the engine says so, after
+** the driver's name; reverse mode does not need one. */
+static int identity_forward(ag_tensor *out, void *ctx)
+{
+    (void)ctx;
+    memcpy(ag_data(out), ag_data(ag_input(out, 0)), (size_t)ag_numel(out) * sizeof(double));
+    return 0;
+}
+static void identity_vjp(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    (void)t, (void)out;
+    gin[0] = g;
+}
+static const ag_op no_rule = {.name = "no_rule", .forward = identity_forward, .vjp = identity_vjp};
+
+static ag_tensor *through_no_rule(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)ud;
+    ag_tensor *y = ag_custom(t, &no_rule, NULL, 1, x, AG_F64, 0, NULL);
+    return ag_mul(t, y, y);
+}
+
+Test(drivers_errors, an_op_without_a_jvp_rule_stops_forward_mode_only)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_scalar(t, AG_F64, 3.0), *out[1];
+    ag_jacobian(t, through_no_rule, NULL, 1, &x, AG_JACOBIAN_REVERSE, out);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect_eq(ag_item(out[0]), 6.0);
+    ag_jacobian(t, through_no_rule, NULL, 1, &x, AG_JACOBIAN_FORWARD, out);
+    expect_error(t, AG_EUNSUPPORTED, WORDS("ag_jacobian: f failed: no_rule", "JVP"));
+    x = ag_scalar(t, AG_F64, 3.0);
+    ag_hessian(t, through_no_rule, NULL, 1, &x, NULL, out);
+    expect_error(t, AG_EUNSUPPORTED, WORDS("ag_hessian: f failed: no_rule"));
+    ag_tape_free(t);
+}
