@@ -11,8 +11,9 @@
 ** tangents without touching x. A driver that needs many passes (a
 ** Jacobian's rows or columns, a Hessian's columns) makes those copies once
 ** and changes only the values of one basis tensor between passes: every op
-** computes its values and tangents at once, so what a pass has read is
-** copied out before the basis changes.
+** computes its values at once, and its tangent by the start of the next op,
+** so a pass has read all it needs once the last tangents are computed
+** (agi_jvp_flush) and its results copied out, before the basis changes.
 **
 ** Results are plain constants assembled element by element: a Jacobian is
 ** y.shape + x.shape, row-major, so element (r, c) of a flat row r of y and a
@@ -107,6 +108,8 @@ static ag_tensor *call(drive *d)
     ag_tape *t = d->t;
     d->in_f = true;
     ag_tensor *y = d->f(t, d->arg, d->ud);
+    /* Tangents are computed when the next op starts; there may be none
+    ** before the basis tensor changes. */
     if (t->n_jvp_pending)
         agi_jvp_flush(t);
     if (t->status != AG_OK) {
@@ -358,6 +361,10 @@ static bool gradient_pass(drive *d, ag_tensor **g)
         return false;
     }
     ag_gradients(t, y, NULL, d->n, d->arg, g, 0);
+    /* The last ops' tangents may still wait (forward_mode.c): they must be
+    ** computed now, before the caller changes the basis tensor. */
+    if (t->n_jvp_pending)
+        agi_jvp_flush(t);
     return t->status == AG_OK;
 }
 

@@ -671,6 +671,33 @@ Test(drivers, hessian_calls_f_once_per_input_element)
     ag_tape_free(t);
 }
 
+/* The product's Hessian is exact; its entry (y, x) comes from the last op
+** of the backward pass of the column of x, whose tangent is computed
+** only when asked for: the driver must ask before it moves to the next
+** column (it once read it after, and found 0). */
+static ag_tensor *product3(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)ud;
+    return ag_mul(t, ag_mul(t, x[0], x[1]), x[2]);
+}
+
+Test(drivers, hessian_of_a_product_is_exact)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x[3], *h[9], *jac[3];
+    scalars(t, AG_F64, 3, (double[]){2, 3, 4}, x);
+    ag_hessian(t, product3, NULL, 3, x, NULL, h);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    double want[9] = {0, 4, 3, 4, 0, 2, 3, 2, 0};
+    for (int i = 0; i < 9; i++)
+        cr_expect_eq(ag_item(h[i]), want[i], "H[%d][%d] = %g, want %g", i / 3, i % 3,
+                     ag_item(h[i]), want[i]);
+    ag_jacobian(t, product3, NULL, 3, x, AG_JACOBIAN_FORWARD, jac);
+    for (int i = 0; i < 3; i++)
+        cr_expect_eq(ag_item(jac[i]), 24 / ag_item(x[i]));
+    ag_tape_free(t);
+}
+
 /* ------------------------------------------------------------ bad input */
 
 static ag_tensor *square_fn(ag_tape *t, ag_tensor *const *x, void *ud)
