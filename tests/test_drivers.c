@@ -572,6 +572,13 @@ Test(drivers, jvp_of_rosenbrock_is_the_directional_derivative)
     cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
     cr_expect_eq(ag_item(y), 100.0);
     cr_expect_eq(ag_item(dy), -400.0, "the example in autograd.h");
+    ag_tensor *g[2], *h[4];
+    ag_hessian(t, rosenbrock, &n, 2, x, g, h);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect(ag_item(g[0]) == -400.0 && ag_item(g[1]) == 200.0, "autograd.h and README.md");
+    double want[4] = {402, -400, -400, 200};
+    for (int i = 0; i < 4; i++)
+        cr_expect_eq(ag_item(h[i]), want[i], "h[%d], as autograd.h and README.md say", i);
     /* no direction at all: zero */
     ag_tensor *none[2] = {NULL, NULL};
     ag_jvp(t, rosenbrock, &n, 2, x, none, &dy);
