@@ -44,6 +44,14 @@ static void nil_all(ag_tape *t, ag_tensor **out, int count)
         out[i] = agi_nil(t);
 }
 
+/* The results into the caller's slots (which may be NULL when there are
+** none, or for an optional gradient). */
+static void hand_over(ag_tensor **out, ag_tensor *const *results, int count)
+{
+    for (int i = 0; out && i < count; i++)
+        out[i] = results[i];
+}
+
 /* Once the tape is in error: a failure inside f, or in the engine's work
 ** for the driver, keeps its own message after the driver's name. */
 static ag_tensor *failed(drive *d)
@@ -205,7 +213,7 @@ ag_tensor *ag_vjp(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x, ag_
     ag_tensor *value = ag_detach(t, y);
     if (t->status != AG_OK)
         return failed(&d);
-    memcpy(out, g, (size_t)n * sizeof *out);
+    hand_over(out, g, n);
     return value;
 }
 
@@ -291,11 +299,12 @@ static bool jacobian_columns(drive *d, ag_tensor **jac)
             bool first = !d->y;
             ag_tensor *y = call(d);
             ag_tensor *col = y ? ag_tangent(y) : NULL;
-            agi_set(e, c, 0.0);
             if (t->status != AG_OK || (first && !jacobian_blocks(d, y, jac)))
                 return false;
+            /* Read before the basis moves: col may be e itself (f = x). */
             for (int64_t r = 0; r < y->numel; r++)
                 agi_set(jac[k], r * xk->numel + c, col ? agi_get(col, r) : 0.0);
+            agi_set(e, c, 0.0);
         }
     }
     return true;
@@ -339,7 +348,7 @@ ag_tensor *ag_jacobian(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x
     ag_tensor *value = ag_detach(t, d.y);
     if (t->status != AG_OK)
         return failed(&d);
-    memcpy(out, jac, (size_t)n * sizeof *out);
+    hand_over(out, jac, n);
     return value;
 }
 
@@ -402,9 +411,7 @@ ag_tensor *ag_hessian(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x,
         d.arg[k] = dual;
         for (int64_t c = 0; c < xk->numel; c++) {
             agi_set(e, c, 1.0);
-            bool ok = gradient_pass(&d, gk);
-            agi_set(e, c, 0.0);
-            if (!ok)
+            if (!gradient_pass(&d, gk))
                 return failed(&d);
             for (int i = 0; i < n; i++) {
                 ag_tensor *col = ag_tangent(gk[i]);
@@ -413,6 +420,7 @@ ag_tensor *ag_hessian(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x,
                 if (first)
                     g[i] = ag_detach(t, gk[i]);
             }
+            agi_set(e, c, 0.0);
             first = false;
         }
         d.arg[k] = d.base[k];
@@ -424,9 +432,8 @@ ag_tensor *ag_hessian(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x,
         g[i] = ag_detach(t, g[i]);
     if (t->status != AG_OK)
         return failed(&d);
-    if (grad)
-        memcpy(grad, g, (size_t)n * sizeof *grad);
-    memcpy(hess, h, (size_t)n * (size_t)n * sizeof *hess);
+    hand_over(grad, g, n);
+    hand_over(hess, h, n * n);
     return value;
 }
 
@@ -460,8 +467,7 @@ ag_tensor *ag_hvp(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x, ag_
     ag_tensor *value = ag_detach(t, d.y);
     if (!h || t->status != AG_OK)
         return failed(&d);
-    if (grad)
-        memcpy(grad, g, (size_t)n * sizeof *grad);
-    memcpy(hv, h, (size_t)n * sizeof *hv);
+    hand_over(grad, g, n);
+    hand_over(hv, h, n);
     return value;
 }

@@ -451,6 +451,12 @@ Test(drivers, hessian_of_one_element_tensors_keeps_their_shapes)
     ag_tape_free(t);
 }
 
+static ag_tensor *one_element_square(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)ud;
+    return ag_mul(t, ag_mul(t, x[0], x[0]), x[0]);
+}
+
 /* ------------------------------------------------------------ products */
 
 Test(drivers, hvp_is_the_hessian_times_v)
@@ -620,6 +626,87 @@ Test(drivers, results_are_constants_and_inputs_are_left_alone)
     cr_expect_null(ag_grad(x[0]), "no gradient is stored on x");
     cr_expect_not(ag_requires_grad_of(x[1]));
     ag_tape_free(t);
+}
+
+static ag_tensor *identity(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)t, (void)ud;
+    return x[0];
+}
+
+static ag_tensor *a_parameter(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)t, (void)x;
+    return ud;
+}
+
+static ag_tensor *constant(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)x, (void)ud;
+    return ag_scalar(t, AG_F64, 7.0);
+}
+
+/* Edge cases: f returns its input (J = I, H = 0), a parameter or a
+** constant (J = 0), there are no inputs at all, x is a parameter. */
+Test(drivers, identities_constants_parameters_and_no_inputs)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_tensor_from_f64(t, 1, (int64_t[]){2}, (double[]){1.5, -2.0});
+    ag_tensor *jr, *jf, *h, *g, *jv;
+    ag_jacobian(t, identity, NULL, 1, &x, AG_JACOBIAN_REVERSE, &jr);
+    ag_jacobian(t, identity, NULL, 1, &x, AG_JACOBIAN_FORWARD, &jf);
+    ag_jvp(t, identity, NULL, 1, &x, &x, &jv);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    for (int i = 0; i < 4; i++) {
+        cr_expect_eq(ag_get(jr, i), i == 0 || i == 3 ? 1.0 : 0.0);
+        cr_expect_eq(ag_get(jf, i), i == 0 || i == 3 ? 1.0 : 0.0);
+    }
+    cr_expect(ag_get(jv, 0) == 1.5 && ag_get(jv, 1) == -2.0);
+
+    ag_tensor *p = ag_param_new(AG_F64, 1, (int64_t[]){3});
+    ag_fill(p, 4.0);
+    ag_tensor *y = ag_jacobian(t, a_parameter, p, 1, &x, AG_JACOBIAN_REVERSE, &jr);
+    ag_jacobian(t, a_parameter, p, 1, &x, AG_JACOBIAN_FORWARD, &jf);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect_eq(ag_get(y, 2), 4.0);
+    cr_expect_not(ag_is_param(y), "the value is a copy");
+    for (int i = 0; i < 6; i++)
+        cr_expect(ag_get(jr, i) == 0.0 && ag_get(jf, i) == 0.0);
+
+    /* a parameter as x: its value is read, it is left alone */
+    ag_tensor *s = ag_param_scalar(AG_F64, 3.0), *hs;
+    ag_hessian(t, one_element_square, NULL, 1, &s, &g, &hs);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect(ag_item(g) == 27.0 && ag_item(hs) == 18.0, "x^3: %g, %g", ag_item(g), ag_item(hs));
+    cr_expect_eq(ag_grad_item(s), 0.0);
+
+    /* constants: zero derivatives of the right shapes */
+    ag_tensor *xs[2] = {x, ag_scalar(t, AG_F64, 1.0)}, *hh[4];
+    ag_hessian(t, constant, NULL, 2, xs, NULL, hh);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect_eq(ag_rank(hh[0]), 2);
+    cr_expect_eq(ag_rank(hh[1]), 1);
+    cr_expect_eq(ag_rank(hh[3]), 0);
+    for (int i = 0; i < 4; i++)
+        cr_expect_eq(ag_get(hh[0], i), 0.0);
+    cr_expect_eq(ag_item(hh[3]), 0.0);
+
+    /* no inputs: the value alone */
+    y = ag_jacobian(t, constant, NULL, 0, NULL, AG_JACOBIAN_FORWARD, NULL);
+    cr_expect_eq(ag_item(y), 7.0);
+    y = ag_hessian(t, constant, NULL, 0, NULL, NULL, NULL);
+    cr_expect_eq(ag_item(y), 7.0);
+    y = ag_jvp(t, constant, NULL, 0, NULL, NULL, &jv);
+    cr_expect(ag_item(y) == 7.0 && ag_item(jv) == 0.0);
+    y = ag_vjp(t, constant, NULL, 0, NULL, NULL, NULL);
+    cr_expect_eq(ag_item(y), 7.0);
+    y = ag_hvp(t, constant, NULL, 0, NULL, NULL, NULL, NULL);
+    cr_expect_eq(ag_item(y), 7.0);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    (void)h;
+    ag_tape_free(t);
+    ag_param_free(p);
+    ag_param_free(s);
 }
 
 /* ----------------------------------------------------------------- f32 */
