@@ -812,7 +812,7 @@ AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *con
 **   provides for the results.
 ** - f(t, xs, ud) gets the caller's tape and n tensors of it holding copies
 **   of x[0..n) (same shapes and dtypes; f never sees x itself) and returns
-**   its output, a tensor of t. f may use anything else of t, and
+**   its output y, a tensor of t. f may use anything else of t, and
 **   parameters. A driver may call f several times (once per row, column or
 **   direction): it must return the same shape each time.
 ** - x[i] are tensors of t or parameters, f32 or f64, left unchanged.
@@ -827,9 +827,10 @@ AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *con
 **   takes from elsewhere that carries a tangent of its own adds it in.
 ** - Errors go on t as ops' do, the message naming the driver, and every
 **   result slot is then the tape's nil tensor, as is the value returned:
-**   AG_EINVAL for a NULL f, x or result array, a negative n, an x[i] that
-**   is NULL, nil, stale or another tape's, f returning NULL or nil without
-**   an error, or a tensor of another tape; AG_ESHAPE for a direction or
+**   AG_EINVAL for a NULL f, x, v or result array, a negative n, an
+**   unknown mode, an x[i] that is NULL, nil or another tape's (AG_ESTATE
+**   when stale), f returning NULL or nil without an error, or a tensor of
+**   another tape or pass; AG_ESHAPE for a direction or
 **   seed unlike what it goes with, f's output changing shape between calls,
 **   a result beyond AG_MAX_DIMS, or (ag_hessian, ag_hvp) f's output not
 **   having one element. When f fails, its error stays, after "ag_hessian:
