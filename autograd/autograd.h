@@ -831,7 +831,9 @@ AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *con
 ** create_graph) the VJP is itself recorded on t as a checkpoint of the
 ** segment's gradient, so gradients through a checkpoint differentiate again
 ** (second derivatives, Hessian-vector products) and still keep no
-** intermediate on t.
+** intermediate on t. Forward mode passes through as well: a tangent that
+** reaches a checkpoint is carried by running the segment again with its
+** inputs' tangents, itself as a checkpoint (at most 127 inputs then).
 **
 ** The rules. f must be a pure function of its inputs: it is run twice (or
 ** more) and must give the same bits; a recomputation that differs records
@@ -851,6 +853,97 @@ AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *con
 typedef ag_tensor *(*ag_segment_fn)(ag_tape *t, ag_tensor *const *in, void *ud);
 AG_API ag_tensor *ag_checkpoint(ag_tape *t, ag_segment_fn f, void *ud, int nin,
                                 ag_tensor *const *in);
+
+/* ----------------------------------------------------------------- drivers */
+/* Derivatives of a whole function: vector-Jacobian and Jacobian-vector
+** products, Jacobians, Hessians and Hessian-vector products (torch.func's
+** vjp, jvp, jacrev/jacfwd, hessian; JAX's). The function is a callback, as
+** for ag_gradcheck, that builds its output on the tape it is given from the
+** inputs it is given:
+**
+**     // Rosenbrock's (1 - a)^2 + 100 (b - a^2)^2, of two scalars
+**     static ag_tensor *rosen(ag_tape *t, ag_tensor *const *x, void *ud)
+**     {
+**         ag_tensor *r = ag_add_scalar(t, ag_neg(t, x[0]), 1.0);
+**         ag_tensor *s = ag_sub(t, x[1], ag_square(t, x[0]));
+**         return ag_add(t, ag_square(t, r), ag_mul_scalar(t, ag_square(t, s), 100.0));
+**     }
+**     ...
+**     ag_tensor *x[2] = {ag_scalar(t, AG_F64, 1.0), ag_scalar(t, AG_F64, 2.0)};
+**     ag_tensor *g[2], *h[4];
+**     ag_tensor *y = ag_hessian(t, rosen, NULL, 2, x, g, h);
+**     // y = 100; g = {-400, 200}; h = {402, -400, -400, 200}: h[i*2 + k] = d2y/dx[i]dx[k]
+**     ag_tensor *v[2] = {ag_scalar(t, AG_F64, 1.0), NULL}, *dy;   // NULL: no move
+**     ag_jvp(t, rosen, NULL, 2, x, v, &dy);                       // dy = dy/da = -400
+**
+** For every driver:
+** - Arguments come in one order: the tape, f and its 'ud', the n inputs x,
+**   the driver's own (a direction, a seed, a mode), then arrays the caller
+**   provides for the results.
+** - f(t, xs, ud) gets the caller's tape and n tensors of it holding copies
+**   of x[0..n) (same shapes and dtypes; f never sees x itself) and returns
+**   its output y, a tensor of t. f may use anything else of t, and
+**   parameters. A driver may call f several times (once per row, column or
+**   direction): it must return the same shape each time.
+** - x[i] are tensors of t or parameters, f32 or f64, left unchanged.
+** - Every result, and f's output that each driver returns, is a new
+**   constant of t: no history, so differentiating it gives zero.
+** - Everything f and the driver make stays on t until ag_tape_reset: a
+**   Jacobian by columns or a Hessian records f once per input element.
+** - The forward-mode drivers (ag_jvp, a Jacobian by columns, ag_hessian,
+**   ag_hvp) give tangents to f's inputs, so every op f uses needs a JVP
+**   rule, and tangents stay live on t until the reset ("forward mode"
+**   above; later backward passes run the differentiable VJPs). A tensor f
+**   takes from elsewhere that carries a tangent of its own adds it in.
+** - Errors go on t as ops' do, the message naming the driver, and every
+**   result slot is then the tape's nil tensor, as is the value returned:
+**   AG_EINVAL for a NULL f, x, v or result array, a negative n, an
+**   unknown mode, an x[i] that is NULL, nil or another tape's (AG_ESTATE
+**   when stale), f returning NULL or nil without an error, or a tensor of
+**   another tape or pass; AG_ESHAPE for a direction or
+**   seed unlike what it goes with, f's output changing shape between calls,
+**   a result beyond AG_MAX_DIMS, or (ag_hessian, ag_hvp) f's output not
+**   having one element. When f fails, its error stays, after "ag_hessian:
+**   f failed: " (the driver's name). */
+typedef ag_tensor *(*ag_fn)(ag_tape *t, ag_tensor *const *x, void *ud); /* as ag_gradcheck_fn */
+
+/* Reverse mode, one backward: out[i] = u^T dy/dx[i], the gradient of
+** sum(u * y), of x[i]'s shape and dtype. u has y's shape and dtype, or is
+** NULL when y has one element (u = 1). Returns y. */
+AG_API ag_tensor *ag_vjp(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x, ag_tensor *u,
+                         ag_tensor **out);
+/* Forward mode, one pass: *out = J v = sum over i of dy/dx[i] v[i], of y's
+** shape and dtype: the directional derivative along v. v[i] has x[i]'s
+** shape and dtype, or is NULL for no move of x[i]. Returns y. */
+AG_API ag_tensor *ag_jvp(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x,
+                         ag_tensor *const *v, ag_tensor **out);
+
+typedef enum ag_jacobian_mode {
+    AG_JACOBIAN_AUTO,     /* reverse when y has no more elements than x together, else forward */
+    AG_JACOBIAN_REVERSE,  /* by rows: f recorded once, one backward per element of y */
+    AG_JACOBIAN_FORWARD,  /* by columns: one forward-mode call of f per element of x */
+} ag_jacobian_mode;
+
+/* out[i] = dy/dx[i], of shape y.shape + x[i].shape and y's dtype: with r
+** and c flat indices of y and x[i], element r * numel(x[i]) + c is
+** d y[r] / d x[i][c]. Both modes give the same numbers up to rounding; AUTO
+** picks the one with fewer passes. Returns y. */
+AG_API ag_tensor *ag_jacobian(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x,
+                              ag_jacobian_mode mode, ag_tensor **out);
+/* y must have one element. hess[i * n + k] = d2y / dx[i] dx[k], of shape
+** x[i].shape + x[k].shape and x[i]'s dtype: with one input, hess[0] is
+** the Hessian matrix (for x of shape [d], [d, d]). grad[i] = dy/dx[i] when
+** grad is not NULL (a Newton step needs both). Forward over reverse: one
+** call of f and its backward per input element, each giving a column of
+** H; the symmetry of H is not imposed (it holds up to rounding). Returns y. */
+AG_API ag_tensor *ag_hessian(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x,
+                             ag_tensor **grad, ag_tensor **hess);
+/* y must have one element. hv[i] = sum over k of d2y / dx[i] dx[k] v[k],
+** of x[i]'s shape and dtype, in one pass (forward over reverse), without
+** forming H; grad[i] = dy/dx[i] when grad is not NULL. v[i] as for ag_jvp.
+** Returns y. */
+AG_API ag_tensor *ag_hvp(ag_tape *t, ag_fn f, void *ud, int n, ag_tensor *const *x,
+                         ag_tensor *const *v, ag_tensor **grad, ag_tensor **hv);
 
 /* ------------------------------------------------------------------ threads */
 /* A pool of persistent worker threads that large ops (matrix products) share

@@ -448,6 +448,153 @@ Test(agx, version)
     cr_expect_str_eq(num, AG_VERSION_STRING);
 }
 
+/* ---------------------------------------- --hessian and --tangent (issue 15) */
+
+/* The entry (row, col) of the "hessian" object of agx's JSON; NaN with *ok
+** false when it is missing. */
+static double hessian_entry(const char *json, const char *row, const char *col, bool *ok)
+{
+    const char *h = strstr(json, "\"hessian\": {");
+    char pat[96];
+    snprintf(pat, sizeof pat, "\"%s\": {", row);
+    const char *r = h ? strstr(h + 12, pat) : NULL;
+    if (!r) {
+        *ok = false;
+        return NAN;
+    }
+    const char *end = strchr(r, '}');
+    double v = json_number(r + strlen(pat) - 1, col, ok);
+    const char *at = strstr(r + strlen(pat) - 1, col);
+    if (!at || at > end)
+        *ok = false;
+    return v;
+}
+
+Test(agx, hessian_and_tangent_json_is_exactly_the_documented_shape)
+{
+    /* Rosenbrock at (1, 2): the example of autograd.h's drivers */
+    run_result r = agx((const char *[]){"--json", "--hessian", "--tangent", "x=1",
+                                        "(1 - x)^2 + 100*(y - x^2)^2", "x=1", "y=2", NULL});
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "{\"value\": 100, \"grad\": {\"x\": -400, \"y\": 200}, \"hessian\": "
+                            "{\"x\": {\"x\": 402, \"y\": -400}, \"y\": {\"x\": -400, \"y\": 200}}, "
+                            "\"jvp\": -400}\n");
+    run_free(&r);
+    /* %.17g: 1/3 in full, the variables in the order given */
+    r = agx((const char *[]){"--json", "--tangent", "x=1", "--hessian", "x*y/3", "y=1", "x=1", NULL});
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "{\"value\": 0.33333333333333331, \"grad\": {\"y\": 0.33333333333333331, "
+                            "\"x\": 0.33333333333333331}, \"hessian\": {\"y\": {\"y\": 0, \"x\": "
+                            "0.33333333333333331}, \"x\": {\"y\": 0.33333333333333331, \"x\": 0}}, "
+                            "\"jvp\": 0.33333333333333331}\n");
+    run_free(&r);
+    r = agx((const char *[]){"--json", "--hessian", "2 + 3", NULL});
+    cr_expect_str_eq(r.out, "{\"value\": 5, \"grad\": {}, \"hessian\": {}}\n");
+    run_free(&r);
+    /* with --check, after the finite differences */
+    r = agx((const char *[]){"--json", "--check", "--tangent", "x=2", "x^2", "x=3", NULL});
+    cr_expect(strstr(r.out, "\"numeric\": {\"x\": ") && strstr(r.out, "}, \"jvp\": 12}\n"), "%s", r.out);
+    run_free(&r);
+}
+
+Test(agx, hessian_and_tangent_tables)
+{
+    run_result r = agx((const char *[]){"--hessian", "--tangent", "x=1", "(1 - x)^2 + 100*(y - x^2)^2",
+                                        "x=1", "y=2", NULL});
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "value = 100\n"
+                            "\n"
+                            "variable  value  gradient\n"
+                            "x         1      -400\n"
+                            "y         2      200\n"
+                            "\n"
+                            "hessian  x     y\n"
+                            "x        402   -400\n"
+                            "y        -400  200\n"
+                            "\n"
+                            "directional derivative (forward mode) along x=1: -400\n");
+    run_free(&r);
+}
+
+/* Second derivatives worked out by hand, in the JSON object. */
+Test(agx, hessian_entries_are_second_derivatives)
+{
+    static const struct {
+        const char *expr, *args[3];
+        const char *vars[3];
+        double h[9];
+    } cases[] = {
+        {"sin(x)", {"x=0.5"}, {"x"}, {-0.479425538604203}},
+        {"exp(2*x)", {"x=0.5"}, {"x"}, {4 * E}},
+        {"x^3", {"x=2"}, {"x"}, {12}},
+        /* d2/dx2 of 1/(1 + x^2) = (6x^2 - 2)/(1 + x^2)^3 */
+        {"1/(1 + x^2)", {"x=2"}, {"x"}, {22.0 / 125}},
+        {"x*y*z", {"x=2", "y=3", "z=4"}, {"x", "y", "z"}, {0, 4, 3, 4, 0, 2, 3, 2, 0}},
+        /* x^y: d2/dx2 = y (y-1) x^(y-2), d2/dy2 = x^y ln^2 x, d2/dxdy = x^(y-1) (1 + y ln x) */
+        {"x^y", {"x=2", "y=3"}, {"x", "y"}, {12, 4 * (1 + 3 * LN2), 4 * (1 + 3 * LN2), 8 * LN2 * LN2}},
+        {"k = x*y; tanh(k)", {"x=0.5", "y=1"}, {"x", "y"},
+         {-2 * 0.46211715726000974 * (1 - 0.46211715726000974 * 0.46211715726000974),
+          0.5 * -2 * 0.46211715726000974 * (1 - 0.46211715726000974 * 0.46211715726000974) +
+              (1 - 0.46211715726000974 * 0.46211715726000974),
+          0.5 * -2 * 0.46211715726000974 * (1 - 0.46211715726000974 * 0.46211715726000974) +
+              (1 - 0.46211715726000974 * 0.46211715726000974),
+          0.25 * -2 * 0.46211715726000974 * (1 - 0.46211715726000974 * 0.46211715726000974)}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const char *args[8] = {"--json", "--hessian", cases[c].expr};
+        int n = 3, nv = 0;
+        for (; nv < 3 && cases[c].args[nv]; nv++)
+            args[n++] = cases[c].args[nv];
+        args[n] = NULL;
+        run_result r = agx(args);
+        cr_expect_eq(r.status, 0, "%s: %s", cases[c].expr, r.err);
+        for (int i = 0; i < nv; i++)
+            for (int k = 0; k < nv; k++) {
+                bool ok = true;
+                double got = hessian_entry(r.out, cases[c].vars[i], cases[c].vars[k], &ok);
+                cr_expect(ok && close_to(got, cases[c].h[i * nv + k]), "%s: d2/d%s d%s = %.17g, "
+                          "want %.17g\n%s", cases[c].expr, cases[c].vars[i], cases[c].vars[k], got,
+                          cases[c].h[i * nv + k], r.out);
+            }
+        run_free(&r);
+    }
+}
+
+Test(agx, tangent_gives_the_directional_derivative_others_get_zero)
+{
+    /* d(x y z) along (1, 2, 0) = y z + 2 x z */
+    run_result r = agx((const char *[]){"--json", "--tangent", "x=1", "--tangent", "y=2", "x*y*z",
+                                        "x=2", "y=3", "z=4", NULL});
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    bool ok = true;
+    cr_expect(close_to(json_number(r.out, "jvp", &ok), 12 + 16), "%s", r.out);
+    cr_expect(ok);
+    run_free(&r);
+    r = agx((const char *[]){"--tangent", "z=-0.5", "x*y*z", "x=2", "y=3", "z=4", NULL});
+    cr_expect(strstr(r.out, "\ndirectional derivative (forward mode) along z=-0.5: -3\n"), "%s",
+              r.out);
+    run_free(&r);
+    /* a variable the output does not depend on */
+    r = agx((const char *[]){"--json", "--tangent", "y=1", "x*2 + 0*y", "x=2", "y=3", NULL});
+    cr_expect(strstr(r.out, "\"jvp\": 0}"), "%s", r.out);
+    run_free(&r);
+}
+
+Test(agx, non_finite_second_derivatives_are_reported)
+{
+    run_result r = agx((const char *[]){"--json", "--hessian", "--tangent", "x=1", "log(x)", "x=0",
+                                        NULL});
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    /* -1/x^2 at 0 is -inf, but the tangent of 1/x meets 0 * inf: the
+    ** library's arithmetic decides between -inf and NaN; either is reported. */
+    cr_expect(strstr(r.out, "\"hessian\": {\"x\": {\"x\": NaN}}, \"jvp\": Infinity") ||
+              strstr(r.out, "\"hessian\": {\"x\": {\"x\": -Infinity}}, \"jvp\": Infinity"), "%s",
+              r.out);
+    cr_expect(strstr(r.err, "the second derivative with respect to x and x is "), "%s", r.err);
+    cr_expect(strstr(r.err, "the directional derivative is inf"), "%s", r.err);
+    run_free(&r);
+}
+
 /* The manual page lists every option --help lists. */
 Test(agx, man_page_covers_every_option)
 {
@@ -536,6 +683,22 @@ static error_case error_cases[] = {
     {{"x", "x=1", "--html"}, "--html needs a value"},
     {{"--html", "/tmp/agx_never.html", "2 + 3"}, "--html /tmp/agx_never.html: the expression has "
                                                  "no variable, so there is no backward pass"},
+    /* --tangent NAME=V, read as name=value arguments are */
+    {{"x*y", "x=1", "y=2", "--tangent"}, "--tangent needs a value"},
+    {{"--tangent", "z=1", "x*y", "x=1", "y=2"}, "--tangent 'z=1', column 1: the expression has no "
+                                                "variable 'z'"},
+    {{"--tangent", "x=abc", "x*y", "x=1", "y=2"}, "--tangent 'x=abc', column 3: 'abc' is not a number"},
+    {{"--tangent", "x=1.5q", "x*2", "x=1"}, "--tangent 'x=1.5q', column 6: '1.5q' is not a number"},
+    {{"--tangent", "x=", "x*2", "x=1"}, "--tangent 'x=', column 3: no value after '='"},
+    {{"--tangent", "x", "x*2", "x=1"}, "--tangent 'x', column 1: expected name=value"},
+    {{"--tangent", "x=1e999", "x*2", "x=1"}, "--tangent 'x=1e999', column 3: '1e999' is out of range"},
+    {{"--tangent", "x=1", "--tangent", "x=2", "x*2", "x=1"}, "--tangent 'x=2', column 1: 'x' is "
+                                                             "given a tangent twice"},
+    {{"--tangent", "b=1", "b = 2*x; b", "x=1"}, "--tangent 'b=1', column 1: 'b' is bound by the "
+                                                "expression at column 1, so it cannot be given a tangent"},
+    {{"--tangent", "1x=2", "x*2", "x=1"}, "--tangent '1x=2', column 1: '1x' is not a name"},
+    {{"--hessian", "--tangent", "x=1", "2 + 3"}, "--tangent 'x=1', column 1: the expression has no "
+                                                 "variable 'x'"},
 };
 
 enum { N_ERROR_CASES = sizeof error_cases / sizeof error_cases[0] };

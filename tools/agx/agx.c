@@ -2,8 +2,10 @@
 ** agx.c: the expression explorer. Records an expression on a tape in f64 and
 ** prints its value and its gradient with respect to every variable; draws
 ** the graph with the chain rule on every edge, and the backward pass step by
-** step. Exit status: 0 done, 1 a value or gradient is NaN or infinite,
-** 2 bad input, 3 an output file could not be written.
+** step. With --hessian and --tangent it also prints second derivatives
+** and a directional derivative, through the library's drivers (ag_hessian,
+** ag_jvp). Exit status: 0 done, 1 a value or derivative is NaN or
+** infinite, 2 bad input, 3 an output file could not be written.
 */
 #define _POSIX_C_SOURCE 200809L
 #include "eval.h"
@@ -32,9 +34,11 @@ typedef struct options {
     const char *html;       /* --html FILE */
     const char *steps;      /* --steps DIR */
     const char *format;     /* --format FMT, for --steps */
-    int top_to_bottom, check, json;
+    int top_to_bottom, check, json, hessian;
     int n_args;             /* name=value arguments */
     char **args;
+    int n_tangents;         /* --tangent NAME=V, in the order given */
+    char **tangents;
 } options;
 
 static void usage(FILE *f)
@@ -62,12 +66,18 @@ static void usage(FILE *f)
           "  --format FMT    frames as dot (default), svg, png or pdf (needs Graphviz)\n"
           "  --tb            draw graphs top to bottom (left to right by default)\n"
           "  --check         print finite-difference gradients beside the tape's\n"
+          "  --hessian       print the Hessian, the matrix of second derivatives with\n"
+          "                  respect to the variables (forward over reverse mode)\n"
+          "  --tangent NAME=V\n"
+          "                  give variable NAME the tangent V (repeatable; the others get\n"
+          "                  0) and print the directional derivative (forward mode)\n"
           "  --json          print {\"value\": V, \"grad\": {\"x\": G, ...}} (%.17g numbers;\n"
-          "                  NaN, Infinity, -Infinity when not finite)\n"
+          "                  NaN, Infinity, -Infinity when not finite), with\n"
+          "                  \"hessian\": {\"x\": {\"x\": H, ...}, ...} and \"jvp\": D when asked\n"
           "  --version       print agx's and the library's version\n"
           "  -h, --help      this text\n"
           "\n"
-          "exit status: 0 done; 1 a value or gradient is NaN or infinite; 2 bad input;\n"
+          "exit status: 0 done; 1 a value or derivative is NaN or infinite; 2 bad input;\n"
           "3 an output file could not be written\n",
           f);
 }
@@ -106,15 +116,16 @@ static int bad_expression(const char *src, int col, const char *msg)
     return EXIT_BAD_INPUT;
 }
 
-static int bad_argument(const char *arg, int col, const char *fmt, ...)
+/* 'what' is "argument" for name=value, "--tangent" for a tangent. */
+static int bad_argument(const char *what, const char *arg, int col, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
+    __attribute__((format(printf, 4, 5)))
 #endif
     ;
 
-static int bad_argument(const char *arg, int col, const char *fmt, ...)
+static int bad_argument(const char *what, const char *arg, int col, const char *fmt, ...)
 {
-    fprintf(stderr, "agx: argument '%s', column %d: ", arg, col);
+    fprintf(stderr, "agx: %s '%s', column %d: ", what, arg, col);
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -170,9 +181,10 @@ static bool looks_like_option(const char *a)
 
 /* Options may come anywhere; after "--" everything is positional. The first
 ** positional argument is the expression, the others name=value. */
-static int parse_options(int argc, char **argv, options *o, char **positional)
+static int parse_options(int argc, char **argv, options *o, char **positional, char **tangents)
 {
     *o = (options){0};
+    o->tangents = tangents;
     o->format = "dot";
     int n = 0;
     bool options_end = false;
@@ -187,11 +199,13 @@ static int parse_options(int argc, char **argv, options *o, char **positional)
             }
             continue;
         }
-        const char **value = !strcmp(a, "--dot")      ? &o->dot
-                             : !strcmp(a, "--html")   ? &o->html
-                             : !strcmp(a, "--steps")  ? &o->steps
-                             : !strcmp(a, "--format") ? &o->format
-                                                      : NULL;
+        const char *tangent = NULL;
+        const char **value = !strcmp(a, "--dot")       ? &o->dot
+                             : !strcmp(a, "--html")    ? &o->html
+                             : !strcmp(a, "--steps")   ? &o->steps
+                             : !strcmp(a, "--format")  ? &o->format
+                             : !strcmp(a, "--tangent") ? &tangent
+                                                       : NULL;
         if (!strcmp(a, "--")) {
             options_end = true;
         } else if (!strcmp(a, "--help")) {
@@ -206,6 +220,10 @@ static int parse_options(int argc, char **argv, options *o, char **positional)
                 return EXIT_BAD_INPUT;
             }
             *value = argv[++i];
+            if (value == &tangent)
+                o->tangents[o->n_tangents++] = argv[i];
+        } else if (!strcmp(a, "--hessian")) {
+            o->hessian = 1;
         } else if (!strcmp(a, "--tb")) {
             o->top_to_bottom = 1;
         } else if (!strcmp(a, "--check")) {
@@ -243,31 +261,25 @@ static bool is_name(const char *s, size_t n, size_t *bad)
     return n > 0 && n <= AGX_NAME_MAX;
 }
 
-/* Reads name=value arguments into values[], checking them against the
-** program's names. */
-static int read_values(const options *o, const agx_program *p, double *values, int *order)
+/* Reads NAME=VALUE arguments (what: "argument") or --tangent values (what:
+** "--tangent") into values[], checking them against the program's names:
+** each a variable, given once. Lists the names read in *order; given[i]
+** is set for each. */
+static int read_assignments(const char *what, const char *noun, char **args, int n_args,
+                            const agx_program *p, double *values, int *order, int *given)
 {
-    int *given = calloc((size_t)p->n_names + 1, sizeof *given);
-    if (!given) {
-        fputs("agx: out of memory\n", stderr);
-        return EXIT_BAD_INPUT;
-    }
-    int status = 0;
-    for (int k = 0; k < o->n_args && !status; k++) {
-        const char *arg = o->args[k];
+    for (int k = 0; k < n_args; k++) {
+        const char *arg = args[k];
         const char *eq = strchr(arg, '=');
         size_t bad;
-        if (!eq) {
-            status = bad_argument(arg, 1, "expected name=value");
-            break;
-        }
+        if (!eq)
+            return bad_argument(what, arg, 1, "expected name=value");
         size_t len = (size_t)(eq - arg);
         if (!is_name(arg, len, &bad)) {
-            fprintf(stderr, "agx: argument '%s', column %d: '%.*s' is not a name (a letter or _, "
+            fprintf(stderr, "agx: %s '%s', column %d: '%.*s' is not a name (a letter or _, "
                             "then letters, digits or _, at most %d in all)\n",
-                    arg, (int)bad + 1, (int)len, arg, AGX_NAME_MAX);
-            status = EXIT_BAD_INPUT;
-            break;
+                    what, arg, (int)bad + 1, (int)len, arg, AGX_NAME_MAX);
+            return EXIT_BAD_INPUT;
         }
         char name[AGX_NAME_MAX + 1];
         memcpy(name, arg, len);
@@ -275,38 +287,48 @@ static int read_values(const options *o, const agx_program *p, double *values, i
         const char *text = eq + 1;
         double v = 0;
         size_t at = 0;
-        if (!*text) {
-            status = bad_argument(arg, (int)len + 2, "no value after '='");
-            break;
-        }
+        if (!*text)
+            return bad_argument(what, arg, (int)len + 2, "no value after '='");
         agx_number_status ns = agx_read_number(text, &v, &at);
-        if (ns == AGX_NUMBER_RANGE) {
-            status = bad_argument(arg, (int)len + 2, "'%s' is out of range for a double", text);
-            break;
-        }
-        if (ns != AGX_NUMBER_OK) {
-            status = bad_argument(arg, agx_column(arg, (size_t)(text - arg) + at),
-                                  "'%s' is not a number (decimal digits, an optional '.' and exponent)",
-                                  text);
-            break;
-        }
+        if (ns == AGX_NUMBER_RANGE)
+            return bad_argument(what, arg, (int)len + 2, "'%s' is out of range for a double", text);
+        if (ns != AGX_NUMBER_OK)
+            return bad_argument(what, arg, agx_column(arg, (size_t)(text - arg) + at),
+                                "'%s' is not a number (decimal digits, an optional '.' and exponent)",
+                                text);
         int i = agx_find_name(p, name);
-        if (i < 0) {
-            status = bad_argument(arg, 1, "the expression has no variable '%s'", name);
-        } else if (p->names[i].bound_by >= 0) {
-            fprintf(stderr, "agx: argument '%s', column 1: '%s' is bound by the expression at "
-                            "column %d, so it cannot be given a value\n",
-                    arg, name, p->names[i].bound_col);
-            status = EXIT_BAD_INPUT;
-        } else if (given[i]) {
-            status = bad_argument(arg, 1, "'%s' is given a value twice", name);
+        if (i < 0)
+            return bad_argument(what, arg, 1, "the expression has no variable '%s'", name);
+        if (p->names[i].bound_by >= 0) {
+            fprintf(stderr, "agx: %s '%s', column 1: '%s' is bound by the expression at "
+                            "column %d, so it cannot be given a %s\n",
+                    what, arg, name, p->names[i].bound_col, noun);
+            return EXIT_BAD_INPUT;
         }
-        if (!status) {
-            given[i] = 1;
-            values[i] = v;
-            *order++ = i;
-        }
+        if (given[i])
+            return bad_argument(what, arg, 1, "'%s' is given a %s twice", name, noun);
+        given[i] = 1;
+        values[i] = v;
+        *order++ = i;
     }
+    return 0;
+}
+
+/* Reads name=value arguments into values[], and --tangent ones into
+** tangents[] (0 for a variable without one), checking them against the
+** program's names: every variable needs a value. */
+static int read_values(const options *o, const agx_program *p, double *values, int *order,
+                       double *tangents)
+{
+    int *given = calloc(2 * ((size_t)p->n_names + 1), sizeof *given);
+    int *scratch = calloc((size_t)p->n_names + 1, sizeof *scratch);
+    if (!given || !scratch) {
+        free(given);
+        free(scratch);
+        fputs("agx: out of memory\n", stderr);
+        return EXIT_BAD_INPUT;
+    }
+    int status = read_assignments("argument", "value", o->args, o->n_args, p, values, order, given);
     for (int i = 0; i < p->n_names && !status; i++) {
         if (p->names[i].bound_by < 0 && !given[i]) {
             char msg[2 * AGX_NAME_MAX + 80];
@@ -315,7 +337,11 @@ static int read_values(const options *o, const agx_program *p, double *values, i
             status = bad_expression(o->expr, p->names[i].first_col, msg);
         }
     }
+    if (!status)
+        status = read_assignments("--tangent", "tangent", o->tangents, o->n_tangents, p, tangents,
+                                  scratch, given + p->n_names + 1);
     free(given);
+    free(scratch);
     return status;
 }
 
@@ -366,6 +392,8 @@ typedef struct result {
     bool *has_grad;
     const int *order;       /* names in the order of the table: variables as given */
     int n_order;
+    double *hess;           /* --hessian: n_order x n_order, in the order of the table */
+    double jvp;             /* --tangent: the directional derivative */
 } result;
 
 /* Lists the rows of a table: the variables in the order they were given,
@@ -416,6 +444,48 @@ static void print_table(const options *o, const agx_program *p, const result *r,
     }
 }
 
+/* --hessian's table: a row and a column per variable, as given. */
+static void print_hessian(const agx_program *p, const result *r)
+{
+    int n = r->n_order;
+    char b[32];
+    int w0 = 7;   /* "hessian" */
+    for (int k = 0; k < n; k++) {
+        int len = (int)strlen(p->names[r->order[k]].text);
+        w0 = len > w0 ? len : w0;
+    }
+    printf("\n%-*s", w0, "hessian");
+    int *w = calloc((size_t)n + 1, sizeof *w);
+    if (!w)
+        return;
+    for (int k = 0; k < n; k++) {
+        w[k] = (int)strlen(p->names[r->order[k]].text);
+        for (int i = 0; i < n; i++) {
+            int len = (int)strlen(num(b, r->hess[i * n + k]));
+            w[k] = len > w[k] ? len : w[k];
+        }
+        printf("  %-*s", k + 1 < n ? w[k] : 0, p->names[r->order[k]].text);
+    }
+    printf("\n");
+    for (int i = 0; i < n; i++) {
+        printf("%-*s", w0, p->names[r->order[i]].text);
+        for (int k = 0; k < n; k++)
+            printf("  %-*s", k + 1 < n ? w[k] : 0, num(b, r->hess[i * n + k]));
+        printf("\n");
+    }
+    free(w);
+}
+
+/* --tangent's line, naming the direction as the arguments gave it. */
+static void print_jvp(const options *o, const result *r)
+{
+    char b[32];
+    printf("\ndirectional derivative (forward mode) along ");
+    for (int k = 0; k < o->n_tangents; k++)
+        printf("%s%s", k ? ", " : "", o->tangents[k]);
+    printf(": %s\n", num(b, r->jvp));
+}
+
 static void print_json(const options *o, const agx_program *p, const result *r)
 {
     printf("{\"value\": ");
@@ -431,7 +501,84 @@ static void print_json(const options *o, const agx_program *p, const result *r)
         }
         printf("}");
     }
+    if (o->hessian) {
+        printf(", \"hessian\": {");
+        for (int i = 0; i < r->n_order; i++) {
+            printf("%s\"%s\": {", i ? ", " : "", p->names[r->order[i]].text);
+            for (int k = 0; k < r->n_order; k++) {
+                printf("%s\"%s\": ", k ? ", " : "", p->names[r->order[k]].text);
+                json_num(r->hess[i * r->n_order + k]);
+            }
+            printf("}");
+        }
+        printf("}");
+    }
+    if (o->n_tangents) {
+        printf(", \"jvp\": ");
+        json_num(r->jvp);
+    }
     printf("}\n");
+}
+
+/* The program as a drivers' callback (ag_fn): x[k] is the k-th variable
+** of the table, the order the command line gave them. */
+typedef struct program_call {
+    const agx_program *p;
+    const int *order;
+    int n_order;
+    ag_tensor **inputs;     /* per name of the program */
+} program_call;
+
+static ag_tensor *program_fn(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    program_call *c = ud;
+    for (int k = 0; k < c->n_order; k++)
+        c->inputs[c->order[k]] = x[k];
+    return agx_record_inputs(t, c->p, c->inputs);
+}
+
+/* --hessian (ag_hessian: forward over reverse) and --tangent (ag_jvp:
+** forward mode) on a tape of their own, so that the graphs drawn from the
+** main tape hold the expression alone. 0, or EXIT_OUTPUT when the library
+** fails (its message said). */
+static int drive(const options *o, const agx_program *p, const double *values,
+                 const double *tangents, result *r)
+{
+    int n = r->n_order, status = 0;
+    ag_tape *t = ag_tape_new();
+    ag_tensor **x = calloc((size_t)n + 1, sizeof *x), **v = calloc((size_t)n + 1, sizeof *v);
+    ag_tensor **h = calloc((size_t)n * (size_t)n + 1, sizeof *h);
+    program_call c = {p, r->order, n, calloc((size_t)p->n_names + 1, sizeof(ag_tensor *))};
+    if (!t || !x || !v || !h || !c.inputs) {
+        fputs("agx: out of memory\n", stderr);
+        status = EXIT_OUTPUT;
+        goto done;
+    }
+    for (int k = 0; k < n; k++) {
+        x[k] = ag_scalar(t, AG_F64, values[r->order[k]]);
+        v[k] = ag_scalar(t, AG_F64, tangents[r->order[k]]);
+    }
+    if (o->hessian) {
+        ag_hessian(t, program_fn, &c, n, x, NULL, h);
+        for (int i = 0; i < n * n; i++)
+            r->hess[i] = ag_item(h[i]);
+    }
+    if (o->n_tangents) {
+        ag_tensor *dy = NULL;
+        ag_jvp(t, program_fn, &c, n, x, v, &dy);
+        r->jvp = ag_item(dy);
+    }
+    if (ag_tape_status(t) != AG_OK) {
+        fprintf(stderr, "agx: %s\n", ag_tape_errmsg(t));
+        status = EXIT_OUTPUT;
+    }
+done:
+    ag_tape_free(t);
+    free(x);
+    free(v);
+    free(h);
+    free(c.inputs);
+    return status;
 }
 
 /* Central differences with a step scaled to each variable, re-recording the
@@ -522,7 +669,8 @@ static int write_graphs(const options *o, ag_tape *t, ag_tensor *y)
 }
 
 /* Warns about every value or gradient that is NaN or infinite. */
-static int report_nonfinite(const agx_program *p, const result *r, const ag_tensor *y)
+static int report_nonfinite(const options *o, const agx_program *p, const result *r,
+                            const ag_tensor *y)
 {
     int status = 0;
     char b[32];
@@ -538,11 +686,24 @@ static int report_nonfinite(const agx_program *p, const result *r, const ag_tens
             status = EXIT_NONFINITE;
         }
     }
+    for (int i = 0; o->hessian && i < r->n_order; i++)
+        for (int k = 0; k < r->n_order; k++) {
+            double h = r->hess[i * r->n_order + k];
+            if (!isfinite(h)) {
+                fprintf(stderr, "agx: the second derivative with respect to %s and %s is %s\n",
+                        p->names[r->order[i]].text, p->names[r->order[k]].text, num(b, h));
+                status = EXIT_NONFINITE;
+            }
+        }
+    if (o->n_tangents && !isfinite(r->jvp)) {
+        fprintf(stderr, "agx: the directional derivative is %s\n", num(b, r->jvp));
+        status = EXIT_NONFINITE;
+    }
     return status;
 }
 
-static int run(const options *o, const agx_program *p, double *values, const int *order,
-               int n_order)
+static int run(const options *o, const agx_program *p, double *values, const double *tangents,
+               const int *order, int n_order)
 {
     size_t n = (size_t)p->n_names + 1;
     int *row = calloc(n, sizeof *row);
@@ -554,10 +715,12 @@ static int run(const options *o, const agx_program *p, double *values, const int
     r.grad = calloc(n, sizeof(double));
     r.numeric = calloc(n, sizeof(double));
     r.has_grad = calloc(n, sizeof(bool));
+    r.hess = calloc((size_t)n_order * (size_t)n_order + 1, sizeof(double));
+    r.jvp = NAN;
     ag_tensor **named = calloc(n, sizeof *named);
     ag_tape *t = ag_tape_new();
     int status = 0;
-    if (!r.val || !r.grad || !r.numeric || !r.has_grad || !named || !t || !row) {
+    if (!r.val || !r.grad || !r.numeric || !r.has_grad || !r.hess || !named || !t || !row) {
         fputs("agx: out of memory\n", stderr);
         status = EXIT_OUTPUT;
         goto done;
@@ -578,6 +741,8 @@ static int run(const options *o, const agx_program *p, double *values, const int
     }
     if (o->check)
         finite_differences(p, values, r.numeric);
+    if ((o->hessian || o->n_tangents) && (status = drive(o, p, values, tangents, &r)) != 0)
+        goto done;
     if (o->json) {
         print_json(o, p, &r);
     } else {
@@ -586,10 +751,14 @@ static int run(const options *o, const agx_program *p, double *values, const int
         printf("%s = %s\n", name, num(b, r.value));
         print_table(o, p, &r, true, row);
         print_table(o, p, &r, false, row);
+        if (o->hessian && n_order > 0)
+            print_hessian(p, &r);
+        if (o->n_tangents)
+            print_jvp(o, &r);
     }
     status = write_graphs(o, t, y);
     if (!status)
-        status = report_nonfinite(p, &r, y);
+        status = report_nonfinite(o, p, &r, y);
 done:
     ag_tape_free(t);
     free(named);
@@ -598,6 +767,7 @@ done:
     free(r.grad);
     free(r.numeric);
     free(r.has_grad);
+    free(r.hess);
     return status;
 }
 
@@ -605,13 +775,17 @@ int main(int argc, char **argv)
 {
     options o;
     char **positional = calloc((size_t)argc + 1, sizeof *positional);
-    if (!positional) {
+    char **tangents = calloc((size_t)argc + 1, sizeof *tangents);
+    if (!positional || !tangents) {
+        free(positional);
+        free(tangents);
         fputs("agx: out of memory\n", stderr);
         return EXIT_BAD_INPUT;
     }
-    int status = parse_options(argc, argv, &o, positional);
+    int status = parse_options(argc, argv, &o, positional, tangents);
     if (status) {
         free(positional);
+        free(tangents);
         return status;
     }
     agx_program p;
@@ -619,19 +793,23 @@ int main(int argc, char **argv)
     if (agx_parse(o.expr, &p, &err) != 0) {
         agx_program_free(&p);
         free(positional);
+        free(tangents);
         return bad_expression(o.expr, err.col, err.msg);
     }
     double *values = calloc((size_t)p.n_names + 1, sizeof *values);
+    double *tangent_values = calloc((size_t)p.n_names + 1, sizeof *tangent_values);
     int *order = calloc((size_t)p.n_names + 1, sizeof *order);
-    if (!values || !order) {
+    if (!values || !tangent_values || !order) {
         free(values);
+        free(tangent_values);
         free(order);
         fputs("agx: out of memory\n", stderr);
         agx_program_free(&p);
         free(positional);
+        free(tangents);
         return EXIT_BAD_INPUT;
     }
-    status = read_values(&o, &p, values, order);
+    status = read_values(&o, &p, values, order, tangent_values);
     if (!status)
         status = check_outputs(&o);
     int n_order = 0;
@@ -643,10 +821,12 @@ int main(int argc, char **argv)
         status = EXIT_BAD_INPUT;
     }
     if (!status)
-        status = run(&o, &p, values, order, n_order);
+        status = run(&o, &p, values, tangent_values, order, n_order);
     free(values);
+    free(tangent_values);
     free(order);
     free(positional);
+    free(tangents);
     agx_program_free(&p);
     fflush(stdout);
     return status;

@@ -35,8 +35,10 @@ static binary_op binary_of(agx_kind k)
     }
 }
 
-ag_tensor *agx_record(ag_tape *t, const agx_program *p, const double *values, int grad,
-                      ag_tensor **named)
+/* agx_record and agx_record_inputs: variable i is inputs[i] when inputs
+** is given, else a new leaf holding values[i]. */
+static ag_tensor *record(ag_tape *t, const agx_program *p, const double *values,
+                         ag_tensor *const *inputs, int grad, ag_tensor **named)
 {
     size_t n_nodes = p->n_nodes > 0 ? (size_t)p->n_nodes : 1;
     size_t n_names = p->n_names > 0 ? (size_t)p->n_names : 1;
@@ -52,6 +54,10 @@ ag_tensor *agx_record(ag_tape *t, const agx_program *p, const double *values, in
     for (int i = 0; i < p->n_names; i++) {
         if (p->names[i].bound_by >= 0)
             continue;
+        if (inputs) {
+            name_val[i] = inputs[i];
+            continue;
+        }
         name_val[i] = ag_scalar(t, AG_F64, values[i]);
         if (grad)
             ag_requires_grad(name_val[i]);
@@ -84,6 +90,17 @@ ag_tensor *agx_record(ag_tape *t, const agx_program *p, const double *values, in
     free(val);
     free(name_val);
     return ag_tape_status(t) == AG_OK ? out : ag_tape_nil(t);
+}
+
+ag_tensor *agx_record(ag_tape *t, const agx_program *p, const double *values, int grad,
+                      ag_tensor **named)
+{
+    return record(t, p, values, NULL, grad, named);
+}
+
+ag_tensor *agx_record_inputs(ag_tape *t, const agx_program *p, ag_tensor *const *inputs)
+{
+    return record(t, p, NULL, inputs, 0, NULL);
 }
 
 double agx_value(ag_tape *t, const agx_program *p, const double *values)

@@ -17,6 +17,11 @@
 ag_tensor *agx_record(ag_tape *t, const agx_program *p, const double *values, int grad,
                       ag_tensor **named);
 
+/* Records 'p' on 't' with variable i taken from inputs[i], a tensor of t
+** (the entries of bound names are not read): for a driver's callback,
+** which gets its inputs made. Returns the output, or nil on error. */
+ag_tensor *agx_record_inputs(ag_tape *t, const agx_program *p, ag_tensor *const *inputs);
+
 /* The program's value for 'values', computed on 't' after a reset, without
 ** gradients; NaN when the tape fails. */
 double agx_value(ag_tape *t, const agx_program *p, const double *values);
