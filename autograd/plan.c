@@ -1,0 +1,954 @@
+/*
+** plan.c: freezing a recorded computation into a plan (ag_plan_new), the
+** run's checks of its arguments (ag_plan_run and its typed forms), and the
+** plan's accessors. The program it builds is described in plan_internal.h;
+** plan_run.c executes it.
+**
+** Freezing walks the tensors that y reaches, through every input (recorded
+** or not: a comparison is never recorded, yet its mask changes with the
+** leaves), stopping at the leaves. A tensor that no leaf reaches is a
+** constant: its values are copied into the plan. Every other one becomes an
+** instruction, in an order where inputs come first (a depth-first post-order
+** from y).
+*/
+#include "plan_internal.h"
+
+#include <math.h>
+#include <stdalign.h>
+#include <string.h>
+
+enum { AXIS_ALL = -1000 };   /* ops_reduce.c's mark for a reduction over every element */
+
+/* ------------------------------------------------------------ the builder */
+
+typedef struct node {
+    ag_tensor *x;
+    int64_t off;       /* value offset */
+    int32_t entry;     /* tape entry, -1 when not recorded */
+    int32_t leaf;      /* leaf index, -1 otherwise */
+    bool dep;          /* a leaf reaches it */
+} node;
+
+typedef struct builder {
+    ag_tape *t;
+    ag_plan *p;
+    node *nodes;
+    size_t nnodes, cap_nodes;
+    int32_t *slots;    /* hash of tensor addresses to node indices, -1 for empty */
+    size_t cap_slots;
+    size_t cap_code, cap_ext, cap_aux, cap_branch;
+    struct extra { int64_t off; double v; } *extras;   /* constants the instructions add */
+    size_t nextras, cap_extras;
+    ag_tape *scratch;  /* for index maps computed by the library's own ops */
+} builder;
+
+static void *grow(builder *b, void *p, size_t *cap, size_t need, size_t esize)
+{
+    size_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    void *q = agi_realloc(b->t->alloc, b->t->alloc_ud, p, *cap * esize, n * esize);
+    if (!q) {
+        agi_error(b->t, AG_ENOMEM, "ag_plan_new: out of memory (%zu bytes)", n * esize);
+        return p;   /* kept, and freed with the plan */
+    }
+    *cap = n;
+    return q;
+}
+/* Makes room for 'need' elements in arr (capacity 'cap'); false on error. */
+#define GROW(b, arr, cap, need)                                                             \
+    ((need) <= (cap) ||                                                                     \
+     ((arr) = grow((b), (arr), &(cap), (need), sizeof *(arr)), (b)->t->status == AG_OK))
+
+static size_t hash_ptr(const void *x, size_t cap)
+{
+    uint64_t h = (uint64_t)(uintptr_t)x * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 17) & (cap - 1);
+}
+
+static int32_t lookup(const builder *b, const ag_tensor *x)
+{
+    if (!b->cap_slots)
+        return -1;
+    for (size_t i = hash_ptr(x, b->cap_slots);; i = (i + 1) & (b->cap_slots - 1)) {
+        int32_t k = b->slots[i];
+        if (k < 0 || b->nodes[k].x == x)
+            return k;
+    }
+}
+
+static bool rehash(builder *b, size_t cap)
+{
+    int32_t *s = agi_realloc(b->t->alloc, b->t->alloc_ud, NULL, 0, cap * sizeof *s);
+    if (!s) {
+        agi_error(b->t, AG_ENOMEM, "ag_plan_new: out of memory");
+        return false;
+    }
+    memset(s, 0xff, cap * sizeof *s);
+    agi_realloc(b->t->alloc, b->t->alloc_ud, b->slots, b->cap_slots * sizeof *s, 0);
+    b->slots = s;
+    b->cap_slots = cap;
+    for (size_t k = 0; k < b->nnodes; k++) {
+        size_t i = hash_ptr(b->nodes[k].x, cap);
+        while (s[i] >= 0)
+            i = (i + 1) & (cap - 1);
+        s[i] = (int32_t)k;
+    }
+    return true;
+}
+
+/* Adds x as a node; returns its index, or -1 after recording an error. */
+static int32_t add_node(builder *b, ag_tensor *x)
+{
+    if (b->nnodes >= INT32_MAX / 2) {
+        agi_error(b->t, AG_EUNSUPPORTED, "ag_plan_new: more than %d tensors", INT32_MAX / 2);
+        return -1;
+    }
+    if (!GROW(b, b->nodes, b->cap_nodes, b->nnodes + 1))
+        return -1;
+    b->nodes[b->nnodes] = (node){.x = x, .entry = -1, .leaf = -1};
+    b->nnodes++;
+    if (2 * b->nnodes > b->cap_slots) {
+        if (!rehash(b, b->cap_slots ? 2 * b->cap_slots : 1024))
+            return -1;
+    } else {
+        size_t i = hash_ptr(x, b->cap_slots);
+        while (b->slots[i] >= 0)
+            i = (i + 1) & (b->cap_slots - 1);
+        b->slots[i] = (int32_t)(b->nnodes - 1);
+    }
+    return (int32_t)(b->nnodes - 1);
+}
+
+/* ---------------------------------------------------------- instructions */
+
+static int64_t aux_take(builder *b, size_t n)
+{
+    ag_plan *p = b->p;
+    if (!GROW(b, p->aux, b->cap_aux, p->naux + n))
+        return -1;
+    int64_t at = (int64_t)p->naux;
+    p->naux += n;
+    return at;
+}
+
+static int64_t branch_take(builder *b, size_t n)
+{
+    ag_plan *p = b->p;
+    if (!GROW(b, p->branch, b->cap_branch, p->nbranch + n))
+        return -1;
+    int64_t at = (int64_t)p->nbranch;
+    p->nbranch += n;
+    return at;
+}
+
+static bool emit(builder *b, agp_instr in)
+{
+    ag_plan *p = b->p;
+    if (!GROW(b, p->code, b->cap_code, p->ncode + 1))
+        return false;
+    p->code[p->ncode++] = in;
+    return true;
+}
+
+/* A new extended instruction for node k's tensor; NULL on error. */
+static agp_ext *emit_ext(builder *b, const node *nd, agp_code code)
+{
+    ag_plan *p = b->p;
+    ag_tensor *x = nd->x;
+    if (p->next >= UINT32_MAX || !GROW(b, p->ext, b->cap_ext, p->next + 1))
+        return NULL;
+    agp_ext *e = &p->ext[p->next];
+    *e = (agp_ext){.code = (uint8_t)code, .f32 = x->dtype == AG_F32, .nin = x->nin,
+                   .entry = nd->entry, .index = (int32_t)p->ncode, .name = x->op->name,
+                   .out = nd->off, .n = x->numel, .aux = -1, .chk = -1};
+    e->grad = (x->flags & AGI_RECORDED) ? AGP_GRAD_OUT : 0;
+    for (int i = 0; i < x->nin && i < 3; i++) {
+        const node *in = &b->nodes[lookup(b, x->in[i])];
+        e->in[i] = in->off;
+        e->in_n[i] = x->in[i]->numel;
+    }
+    if (!emit(b, (agp_instr){.code = (uint8_t)code, .out = (uint32_t)p->next}))
+        return NULL;
+    p->next++;
+    return e;
+}
+
+/* A constant the instruction reads from a value slot of its own. */
+static int64_t extra_const(builder *b, double v)
+{
+    if (!GROW(b, b->extras, b->cap_extras, b->nextras + 1))
+        return -1;
+    int64_t off = (int64_t)b->p->nval++;
+    b->extras[b->nextras++] = (struct extra){off, v};
+    return off;
+}
+
+/* The opcode an op's name maps to, for the ops whose plan instruction is
+** chosen by name alone. */
+static const struct named { const char *name; agp_code code, scalar; int nin; } named_ops[] = {
+    {"neg", AGP_NEG, AGP_S_NEG, 1}, {"exp", AGP_EXP, AGP_S_EXP, 1},
+    {"log", AGP_LOG, AGP_S_LOG, 1}, {"sqrt", AGP_SQRT, AGP_S_SQRT, 1},
+    {"abs", AGP_ABS, AGP_S_ABS, 1}, {"sign", AGP_SIGN, AGP_CODE_COUNT, 1},
+    {"sin", AGP_SIN, AGP_S_SIN, 1}, {"cos", AGP_COS, AGP_S_COS, 1},
+    {"tanh", AGP_TANH, AGP_S_TANH, 1}, {"sigmoid", AGP_SIGMOID, AGP_S_SIGMOID, 1},
+    {"relu", AGP_RELU, AGP_S_RELU, 1}, {"leaky_relu", AGP_LEAKY_RELU, AGP_CODE_COUNT, 1},
+    {"gelu", AGP_GELU, AGP_CODE_COUNT, 1}, {"softplus", AGP_SOFTPLUS, AGP_CODE_COUNT, 1},
+    {"clamp", AGP_CLAMP, AGP_CODE_COUNT, 1}, {"pow_scalar", AGP_POW_SCALAR, AGP_S_POWS, 1},
+    {"erf", AGP_ERF, AGP_CODE_COUNT, 1}, {"atan", AGP_ATAN, AGP_CODE_COUNT, 1},
+    {"log1p", AGP_LOG1P, AGP_CODE_COUNT, 1}, {"expm1", AGP_EXPM1, AGP_CODE_COUNT, 1},
+    {"reshape", AGP_COPY, AGP_CODE_COUNT, 1}, {"cast", AGP_COPY, AGP_CODE_COUNT, 1},
+    {"add", AGP_ADD, AGP_S_ADD, 2}, {"sub", AGP_SUB, AGP_S_SUB, 2},
+    {"mul", AGP_MUL, AGP_S_MUL, 2}, {"div", AGP_DIV, AGP_S_DIV, 2},
+    {"pow", AGP_POW, AGP_CODE_COUNT, 2}, {"maximum", AGP_MAXIMUM, AGP_CODE_COUNT, 2},
+    {"minimum", AGP_MINIMUM, AGP_CODE_COUNT, 2}, {"atan2", AGP_ATAN2, AGP_CODE_COUNT, 2},
+    {"gt", AGP_GT, AGP_CODE_COUNT, 2}, {"ge", AGP_GE, AGP_CODE_COUNT, 2},
+    {"lt", AGP_LT, AGP_CODE_COUNT, 2}, {"le", AGP_LE, AGP_CODE_COUNT, 2},
+    {"eq", AGP_EQ, AGP_CODE_COUNT, 2}, {"where", AGP_WHERE, AGP_CODE_COUNT, 3},
+    {"sum", AGP_SUM, AGP_CODE_COUNT, 1}, {"max", AGP_MAX, AGP_CODE_COUNT, 1},
+    {"min", AGP_MIN, AGP_CODE_COUNT, 1}, {"logsumexp", AGP_LOGSUMEXP, AGP_CODE_COUNT, 1},
+    {"matmul", AGP_MATMUL, AGP_CODE_COUNT, 2},
+    {"softmax", AGP_SOFTMAX, AGP_CODE_COUNT, 1}, {"log_softmax", AGP_LOG_SOFTMAX, AGP_CODE_COUNT, 1},
+    /* index maps (gather_map below) */
+    {"permute", AGP_GATHER, AGP_CODE_COUNT, 1}, {"slice", AGP_GATHER, AGP_CODE_COUNT, 1},
+    {"broadcast_to", AGP_GATHER, AGP_CODE_COUNT, 1}, {"index", AGP_GATHER, AGP_CODE_COUNT, 1},
+    {"index_select", AGP_GATHER, AGP_CODE_COUNT, 1}, {"gather", AGP_GATHER, AGP_CODE_COUNT, 1},
+    {"tril", AGP_GATHER, AGP_CODE_COUNT, 1}, {"triu", AGP_GATHER, AGP_CODE_COUNT, 1},
+    {"diagonal", AGP_GATHER, AGP_CODE_COUNT, 1}, {"diag_embed", AGP_GATHER, AGP_CODE_COUNT, 1},
+    {"concat", AGP_PLACE, AGP_CODE_COUNT, -1}, {"stack", AGP_PLACE, AGP_CODE_COUNT, -1},
+};
+
+/* The ops of the library a plan runs, as the messages list them. */
+static const char supported_list[] =
+    "neg exp log sqrt abs sign sin cos tanh sigmoid relu leaky_relu gelu softplus clamp "
+    "pow_scalar erf atan log1p expm1 add sub mul div pow maximum minimum atan2 gt ge lt le eq "
+    "where sum max min logsumexp matmul softmax log_softmax reshape cast permute slice "
+    "broadcast_to index index_select gather tril triu diagonal diag_embed concat stack, and "
+    "those built from them (mean, square, transpose, flatten, var, layer_norm...)";
+
+/* Library ops are told apart from user-defined ones (ag_custom) by their
+** lack of a forward callback, which ag_custom requires: a custom op may
+** well be called "add". */
+static const struct named *find_named(const ag_op *op)
+{
+    if (!op || op->forward || !op->name)
+        return NULL;
+    for (size_t i = 0; i < ARRAY_LEN(named_ops); i++)
+        if (!strcmp(named_ops[i].name, op->name))
+            return &named_ops[i];
+    return NULL;
+}
+
+/* Strides of x broadcast to 'rank' dims of 'shape', appended to aux. */
+static bool aux_strides(builder *b, const ag_tensor *x, int rank, const int64_t *shape, int64_t at)
+{
+    int64_t s[AG_MAX_DIMS];
+    agi_broadcast_strides(x, rank, shape, s);
+    memcpy(b->p->aux + at, s, (size_t)rank * sizeof *s);
+    return true;
+}
+
+/* ------------------------------------------------------------- index maps */
+
+/* out's elements as positions in its input, found by applying the same op
+** with the same settings to a tensor holding 1, 2, 3...: map[i] = value - 1
+** (-1 where the op wrote a zero of its own). So the plan copies exactly what
+** the op copies, without a second implementation of each op's indexing. */
+static ag_tensor *same_op_on(ag_tape *s, const ag_tensor *out, ag_tensor *v)
+{
+    const char *name = out->op->name;
+    const agi_attr *a = &out->attr;
+    if (!strcmp(name, "permute")) {
+        int perm[AG_MAX_DIMS];
+        for (int i = 0; i < out->rank; i++)
+            perm[i] = a->perm[i];
+        return ag_permute(s, v, perm);
+    }
+    if (!strcmp(name, "slice")) {
+        int ax = a->slice.axis;
+        int64_t len = out->shape[ax];
+        int64_t stop = len ? a->slice.start + (len - 1) * a->slice.step + 1 : a->slice.start;
+        return ag_slice(s, v, ax, a->slice.start, stop, a->slice.step);
+    }
+    if (!strcmp(name, "broadcast_to"))
+        return ag_broadcast_to(s, v, out->rank, out->shape);
+    if (!strcmp(name, "index_select"))
+        return ag_index_select(s, v, a->index.axis, out->shape[a->index.axis], a->index.idx);
+    if (!strcmp(name, "gather"))
+        return ag_gather(s, v, a->index.axis, out->rank, out->shape, a->index.idx);
+    if (!strcmp(name, "tril"))
+        return ag_tril(s, v, a->index.k);
+    if (!strcmp(name, "triu"))
+        return ag_triu(s, v, a->index.k);
+    if (!strcmp(name, "diagonal") || !strcmp(name, "diag_embed"))
+        return ag_diag(s, v, a->index.k);
+    return NULL;
+}
+
+static ag_tensor *counting(ag_tape *s, const ag_tensor *like)
+{
+    ag_tensor *v = ag_empty(s, AG_F64, like->rank, like->shape);
+    double *d = ag_data(v);
+    for (int64_t i = 0; d && i < like->numel; i++)
+        d[i] = (double)(i + 1);
+    return v;
+}
+
+static bool scratch_ready(builder *b)
+{
+    if (!b->scratch && !(b->scratch = ag_tape_new_alloc(b->t->alloc, b->t->alloc_ud))) {
+        agi_error(b->t, AG_ENOMEM, "ag_plan_new: out of memory");
+        return false;
+    }
+    ag_tape_reset(b->scratch);
+    return true;
+}
+
+static bool scratch_failed(builder *b, const ag_tensor *x, const ag_tensor *r)
+{
+    if (r && !ag_is_nil(r) && ag_numel(r) == x->numel)
+        return false;
+    agi_error(b->t, ag_tape_status(b->scratch) == AG_ENOMEM ? AG_ENOMEM : AG_EUNSUPPORTED,
+              "ag_plan_new: could not map op '%s' (%s)", x->op->name,
+              ag_tape_errmsg(b->scratch));
+    return true;
+}
+
+static bool gather_map(builder *b, agp_ext *e, const ag_tensor *x)
+{
+    int64_t at = aux_take(b, (size_t)x->numel);
+    if (at < 0)
+        return false;
+    e->aux = at;
+    int64_t *map = b->p->aux + at;
+    if (!strcmp(x->op->name, "index")) {
+        for (int64_t i = 0; i < x->numel; i++)
+            map[i] = x->attr.index.k + i;
+        return true;
+    }
+    if (!scratch_ready(b))
+        return false;
+    ag_tensor *r = same_op_on(b->scratch, x, counting(b->scratch, x->in[0]));
+    if (scratch_failed(b, x, r))
+        return false;
+    for (int64_t i = 0; i < x->numel; i++)
+        map[i] = (int64_t)ag_get(r, i) - 1;
+    return true;
+}
+
+/* concat and stack: one instruction per input, each placing its elements
+** where the op put them (found as gather_map finds them). */
+static bool place_maps(builder *b, const node *nd)
+{
+    ag_tensor *x = nd->x;
+    for (int j = 0; j < x->nin; j++) {
+        if (!scratch_ready(b))
+            return false;
+        ag_tensor *parts[256];
+        for (int i = 0; i < x->nin; i++)
+            parts[i] = i == j ? counting(b->scratch, x->in[i])
+                              : ag_zeros(b->scratch, AG_F64, x->in[i]->rank, x->in[i]->shape);
+        ag_tensor *r = !strcmp(x->op->name, "concat")
+                           ? ag_concat(b->scratch, x->nin, parts, x->attr.red.axis)
+                           : ag_stack(b->scratch, x->nin, parts, x->attr.index.axis);
+        if (scratch_failed(b, x, r))
+            return false;
+        agp_ext *e = emit_ext(b, nd, AGP_PLACE);
+        int64_t at = e ? aux_take(b, (size_t)x->in[j]->numel) : -1;
+        if (at < 0)
+            return false;
+        e = &b->p->ext[b->p->next - 1];
+        e->aux = at;
+        e->nin = 1;
+        e->in[0] = b->nodes[lookup(b, x->in[j])].off;
+        e->in_n[0] = x->in[j]->numel;
+        int64_t *map = b->p->aux + at;
+        for (int64_t i = 0; i < x->numel; i++) {
+            double v = ag_get(r, i);
+            if (v > 0)
+                map[(int64_t)v - 1] = i;
+        }
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ per op */
+
+static bool scalar_ok(const builder *b, const ag_tensor *x)
+{
+    if (x->dtype != AG_F64 || x->numel != 1)
+        return false;
+    for (int i = 0; i < x->nin; i++) {
+        const ag_tensor *in = x->in[i];
+        if (in->dtype != AG_F64 || in->numel != 1)
+            return false;
+    }
+    return b->p->nval + 1 < UINT32_MAX;
+}
+
+static bool emit_scalar(builder *b, const node *nd, agp_code code)
+{
+    ag_tensor *x = nd->x;
+    agp_instr in = {.code = (uint8_t)code, .out = (uint32_t)nd->off,
+                    .grad = (x->flags & AGI_RECORDED) ? AGP_GRAD_OUT : 0};
+    in.a = (uint32_t)b->nodes[lookup(b, x->in[0])].off;
+    if (x->nin > 1)
+        in.b = (uint32_t)b->nodes[lookup(b, x->in[1])].off;
+    if (code == AGP_S_POWS) {
+        int64_t off = extra_const(b, x->attr.s[0]);
+        if (off < 0)
+            return false;
+        in.b = (uint32_t)off;
+    } else if (code == AGP_S_RELU || code == AGP_S_ABS) {
+        /* aux[b]: the recorded side, and above it the entry + 1 for messages */
+        int64_t at = aux_take(b, 1);
+        if (at < 0 || at >= UINT32_MAX)
+            return false;
+        in.b = (uint32_t)at;
+        double v = ag_get(x->in[0], 0);
+        int64_t side = code == AGP_S_RELU ? agp_relu_code(v) : agp_sign_code(v);
+        b->p->aux[at] = side | ((int64_t)nd->entry + 1) << 8;
+    }
+    return emit(b, in);
+}
+
+static bool emit_op(builder *b, const node *nd)
+{
+    ag_tensor *x = nd->x;
+    const struct named *nm = find_named(x->op);
+    if (!nm) {
+        agi_error(b->t, AG_EUNSUPPORTED,
+                  "ag_plan_new: op '%s' (%s %s, tape entry %d) is not supported by plans; "
+                  "they run %s", x->op && x->op->name ? x->op->name : "?",
+                  x->op && x->op->forward ? "a user-defined op" : "result",
+                  agi_shp(x, 0), (int)nd->entry, supported_list);
+        return false;
+    }
+    if (nm->code == AGP_PLACE)
+        return place_maps(b, nd);
+    if (nm->scalar != AGP_CODE_COUNT && scalar_ok(b, x) &&
+        !(nm->scalar == AGP_S_POWS && x->attr.s[0] != 2.0 && (x->attr.s[0] == 0.0 || x->attr.s[0] == 1.0)))
+        return emit_scalar(b, nd, nm->scalar == AGP_S_POWS && x->attr.s[0] == 2.0 ? AGP_S_SQUARE
+                                                                                 : nm->scalar);
+    agp_ext *e = emit_ext(b, nd, nm->code);
+    if (!e)
+        return false;
+    e->s[0] = x->attr.s[0];
+    e->s[1] = x->attr.s[1];
+    ag_plan *p = b->p;
+    switch (nm->code) {
+    case AGP_CLAMP: {
+        /* the bounds as x's dtype holds them, as the op's derivative compares */
+        bool f32 = x->dtype == AG_F32;
+        e->s[0] = f32 ? (double)(float)e->s[0] : e->s[0];
+        e->s[1] = f32 ? (double)(float)e->s[1] : e->s[1];
+    }
+        /* fall through */
+    case AGP_RELU: case AGP_LEAKY_RELU: case AGP_ABS: {
+        int64_t at = branch_take(b, (size_t)x->numel);
+        if (at < 0)
+            return false;
+        e = &p->ext[p->next - 1];
+        e->chk = at;
+        const ag_tensor *in = x->in[0];
+        for (int64_t i = 0; i < x->numel; i++) {
+            double v = ag_get(in, i);
+            p->branch[at + i] = nm->code == AGP_ABS ? agp_sign_code(v)
+                              : nm->code == AGP_CLAMP ? agp_clamp_code(v, e->s[0], e->s[1])
+                                                      : agp_relu_code(v);
+        }
+        return true;
+    }
+    case AGP_ADD: case AGP_SUB: case AGP_MUL: case AGP_DIV: case AGP_POW: case AGP_MAXIMUM:
+    case AGP_MINIMUM: case AGP_ATAN2: case AGP_GT: case AGP_GE: case AGP_LT: case AGP_LE:
+    case AGP_EQ: case AGP_WHERE: {
+        int r = x->rank, nin = nm->nin;
+        e->rank = r;
+        int64_t at = aux_take(b, (size_t)(r * (nin + 1)));
+        if (at < 0)
+            return false;
+        e = &p->ext[p->next - 1];
+        e->aux = at;
+        memcpy(p->aux + at, x->shape, (size_t)r * sizeof(int64_t));
+        for (int i = 0; i < nin; i++)
+            aux_strides(b, x->in[i], r, x->shape, at + r * (i + 1));
+        bool cmp = nm->code == AGP_MAXIMUM || nm->code == AGP_MINIMUM || nm->code == AGP_WHERE ||
+                   (nm->code >= AGP_GT && nm->code <= AGP_EQ);
+        if (cmp) {
+            int64_t c = branch_take(b, (size_t)x->numel);
+            if (c < 0)
+                return false;
+            e = &p->ext[p->next - 1];
+            e->chk = c;
+            /* The recorded outcome, read back from the inputs as recorded. */
+            int64_t *shape = p->aux + at, *sa = shape + r, *sb = sa + r, idx[AG_MAX_DIMS] = {0};
+            int64_t oa = 0, ob = 0;
+            for (int64_t i = 0; i < x->numel; i++) {
+                p->branch[c + i] = nm->code == AGP_WHERE ? ag_get(x->in[0], oa) != 0
+                                                         : agp_cmp_code(ag_get(x->in[0], oa),
+                                                                        ag_get(x->in[1], ob));
+                for (int d = r - 1; d >= 0; d--) {
+                    oa += sa[d], ob += sb[d];
+                    if (++idx[d] < shape[d])
+                        break;
+                    oa -= sa[d] * shape[d], ob -= sb[d] * shape[d];
+                    idx[d] = 0;
+                }
+            }
+        }
+        return true;
+    }
+    case AGP_SUM: case AGP_MAX: case AGP_MIN: case AGP_LOGSUMEXP: case AGP_SOFTMAX:
+    case AGP_LOG_SOFTMAX: {
+        const ag_tensor *in = x->in[0];
+        int ax = x->attr.red.axis;
+        int64_t n = ax == AXIS_ALL ? in->numel : in->shape[ax], inner = 1, outer = 1;
+        if (ax != AXIS_ALL) {
+            for (int i = ax + 1; i < in->rank; i++)
+                inner *= in->shape[i];
+            for (int i = 0; i < ax; i++)
+                outer *= in->shape[i];
+        }
+        bool arg = nm->code == AGP_MAX || nm->code == AGP_MIN;
+        int64_t nout = outer * inner;
+        int64_t at = aux_take(b, 3 + (arg ? 2 * (size_t)nout : 0));
+        if (at < 0)
+            return false;
+        e = &p->ext[p->next - 1];
+        e->aux = at;
+        p->aux[at] = outer, p->aux[at + 1] = n, p->aux[at + 2] = inner;
+        if (arg) {
+            /* The recorded first extremum and the number of ties, per output. */
+            e->chk = at + 3;
+            for (int64_t o = 0; o < nout; o++) {
+                int64_t base = (o / inner) * n * inner + o % inner, first = -1, ties = 0;
+                double m = ag_get(x, o);
+                for (int64_t k = 0; k < n; k++) {
+                    double v = ag_get(in, base + k * inner);
+                    if (v == m || (v != v && m != m)) {
+                        if (first < 0)
+                            first = k;
+                        ties++;
+                    }
+                }
+                p->aux[at + 3 + 2 * o] = first;
+                p->aux[at + 4 + 2 * o] = ties;
+            }
+        }
+        return true;
+    }
+    case AGP_MATMUL: {
+        const ag_tensor *A = x->in[0], *B = x->in[1];
+        int ta = x->attr.mm.ta, tb = x->attr.mm.tb, r = x->rank - 2;
+        int64_t m = x->shape[r], nn = x->shape[r + 1];
+        int64_t k = A->shape[A->rank - (ta ? 2 : 1)], batches = 1;
+        for (int d = 0; d < r; d++)
+            batches *= x->shape[d];
+        int64_t at = aux_take(b, 8 + 2 * (size_t)batches);
+        if (at < 0)
+            return false;
+        e = &p->ext[p->next - 1];
+        e->aux = at;
+        int64_t *q = p->aux + at;
+        q[0] = m, q[1] = nn, q[2] = k, q[3] = ta, q[4] = tb;
+        q[5] = A->shape[A->rank - 1], q[6] = B->shape[B->rank - 1], q[7] = batches;
+        ag_tensor av = {.rank = (uint8_t)(A->rank - 2)}, bv = {.rank = (uint8_t)(B->rank - 2)};
+        memcpy(av.shape, A->shape, (size_t)av.rank * sizeof *av.shape);
+        memcpy(bv.shape, B->shape, (size_t)bv.rank * sizeof *bv.shape);
+        int64_t sa[AG_MAX_DIMS], sb[AG_MAX_DIMS], idx[AG_MAX_DIMS] = {0}, oa = 0, ob = 0;
+        agi_broadcast_strides(&av, r, x->shape, sa);
+        agi_broadcast_strides(&bv, r, x->shape, sb);
+        for (int64_t i = 0; i < batches; i++) {
+            q[8 + 2 * i] = oa * m * k;
+            q[9 + 2 * i] = ob * k * nn;
+            for (int d = r - 1; d >= 0; d--) {
+                oa += sa[d], ob += sb[d];
+                if (++idx[d] < x->shape[d])
+                    break;
+                oa -= sa[d] * x->shape[d], ob -= sb[d] * x->shape[d];
+                idx[d] = 0;
+            }
+        }
+        return true;
+    }
+    case AGP_GATHER:
+        return gather_map(b, e, x);
+    default:
+        return true;
+    }
+}
+
+/* ------------------------------------------------------------- freezing */
+
+static bool check_leaves(ag_tape *t, ag_tensor *y, int nleaves, ag_tensor *const *leaves)
+{
+    if (!agi_usable(y, "ag_plan_new") || ((y->flags & AGI_PARAM) == 0 && y->tape != t)) {
+        agi_error(t, AG_EINVAL, "ag_plan_new: y is %s", !y ? "NULL" : (y->flags & AGI_NIL)
+                  ? "the nil tensor of a failed tape" : "not a tensor of this tape");
+        return false;
+    }
+    if (nleaves < 0 || (nleaves > 0 && !leaves)) {
+        agi_error(t, AG_EINVAL, "ag_plan_new: %d leaves at %p", nleaves, (const void *)leaves);
+        return false;
+    }
+    for (int i = 0; i < nleaves; i++) {
+        ag_tensor *x = leaves[i];
+        if (!x || (x->flags & AGI_NIL)) {
+            agi_error(t, AG_EINVAL, "ag_plan_new: leaf %d is %s", i,
+                      x ? "the nil tensor of a failed tape" : "NULL");
+            return false;
+        }
+        if (!(x->flags & AGI_PARAM) && x->tape != t) {
+            agi_error(t, AG_EINVAL, "ag_plan_new: leaf %d belongs to another tape", i);
+            return false;
+        }
+        if (!agi_usable(x, "ag_plan_new"))
+            return false;
+        if (!(x->flags & AGI_REQUIRES_GRAD)) {
+            agi_error(t, AG_EINVAL, "ag_plan_new: leaf %d%s%s%s does not require grad (the ops "
+                      "on it were not recorded): make it with ag_requires_grad or a parameter",
+                      i, x->name ? " '" : "", x->name ? x->name : "", x->name ? "'" : "");
+            return false;
+        }
+        for (int j = 0; j < i; j++)
+            if (leaves[j] == x) {
+                agi_error(t, AG_EINVAL, "ag_plan_new: leaves %d and %d are the same tensor", j, i);
+                return false;
+            }
+    }
+    return true;
+}
+
+/* Depth-first from y, inputs before their users: nodes[] ends in that order. */
+static bool walk(builder *b, ag_tensor *y, int nleaves, ag_tensor *const *leaves)
+{
+    for (int i = 0; i < nleaves; i++) {
+        int32_t k = add_node(b, leaves[i]);
+        if (k < 0)
+            return false;
+        b->nodes[k].leaf = i;
+        b->nodes[k].dep = true;
+    }
+    /* The order is kept apart from nodes[], which lists tensors as found. */
+    size_t cap_stack = 0, nstack = 0, cap_order = 0, norder = 0;
+    struct frame { int32_t k; int next; } *stack = NULL;
+    int32_t *order = NULL;
+    bool ok = true;
+    int32_t ky = lookup(b, y);
+    if (ky < 0) {
+        ky = add_node(b, y);
+        if (ky < 0)
+            return false;
+        ok = GROW(b, stack, cap_stack, 1);
+        if (ok)
+            stack[nstack++] = (struct frame){ky, 0};
+    }
+    for (int i = 0; ok && i < nleaves; i++)
+        if ((ok = GROW(b, order, cap_order, norder + 1)))
+            order[norder++] = i;
+    while (ok && nstack) {
+        struct frame *f = &stack[nstack - 1];
+        ag_tensor *x = b->nodes[f->k].x;
+        if (x->op && f->next < x->nin) {
+            ag_tensor *c = x->in[f->next++];
+            if (lookup(b, c) < 0) {
+                int32_t kc = add_node(b, c);
+                if (kc < 0 || !GROW(b, stack, cap_stack, nstack + 1)) {
+                    ok = false;
+                    break;
+                }
+                stack[nstack++] = (struct frame){kc, 0};
+            }
+            continue;
+        }
+        bool dep = false;
+        for (int i = 0; x->op && i < x->nin; i++)
+            dep |= b->nodes[lookup(b, x->in[i])].dep;
+        b->nodes[f->k].dep = dep;
+        if (!(ok = GROW(b, order, cap_order, norder + 1)))
+            break;
+        order[norder++] = f->k;
+        nstack--;
+    }
+    agi_realloc(b->t->alloc, b->t->alloc_ud, stack, cap_stack * sizeof *stack, 0);
+    if (!ok) {
+        agi_realloc(b->t->alloc, b->t->alloc_ud, order, cap_order * sizeof *order, 0);
+        return false;
+    }
+    /* nodes[] in that order, the hash rebuilt to match */
+    node *sorted = agi_realloc(b->t->alloc, b->t->alloc_ud, NULL, 0, norder * sizeof *sorted);
+    if (sorted) {
+        for (size_t i = 0; i < norder; i++)
+            sorted[i] = b->nodes[order[i]];
+        agi_realloc(b->t->alloc, b->t->alloc_ud, b->nodes, b->cap_nodes * sizeof *b->nodes, 0);
+        b->nodes = sorted;
+        b->cap_nodes = b->nnodes = norder;
+    }
+    agi_realloc(b->t->alloc, b->t->alloc_ud, order, cap_order * sizeof *order, 0);
+    if (!sorted) {
+        agi_error(b->t, AG_ENOMEM, "ag_plan_new: out of memory");
+        return false;
+    }
+    return rehash(b, b->cap_slots);
+}
+
+static ag_plan *plan_alloc(ag_tape *t)
+{
+    ag_plan *p = agi_realloc(t->alloc, t->alloc_ud, NULL, 0, sizeof *p);
+    if (!p) {
+        agi_error(t, AG_ENOMEM, "ag_plan_new: out of memory");
+        return NULL;
+    }
+    memset(p, 0, sizeof *p);
+    p->alloc = t->alloc;
+    p->alloc_ud = t->alloc_ud;
+    return p;
+}
+
+static void builder_free(builder *b)
+{
+    ag_alloc_fn fn = b->t->alloc;
+    void *ud = b->t->alloc_ud;
+    agi_realloc(fn, ud, b->nodes, b->cap_nodes * sizeof *b->nodes, 0);
+    agi_realloc(fn, ud, b->slots, b->cap_slots * sizeof *b->slots, 0);
+    agi_realloc(fn, ud, b->extras, b->cap_extras * sizeof *b->extras, 0);
+    ag_tape_free(b->scratch);
+}
+
+/* The arrays grown by powers of two, cut to their size so that ag_plan_free
+** knows each block's size (the hook is told it). */
+static bool fit(builder *b, void **p, size_t cap, size_t n, size_t esize)
+{
+    if (cap == n)
+        return true;
+    void *q = agi_realloc(b->t->alloc, b->t->alloc_ud, *p, cap * esize, n * esize);
+    if (!q && n) {
+        agi_error(b->t, AG_ENOMEM, "ag_plan_new: out of memory");
+        return false;
+    }
+    *p = q;
+    return true;
+}
+
+ag_plan *ag_plan_new(ag_tape *t, ag_tensor *y, int nleaves, ag_tensor *const *leaves)
+{
+    if (!t || t->status != AG_OK)
+        return NULL;
+    if (t->anomaly.pending)
+        agi_anomaly_flush(t);
+    if (t->status != AG_OK || !check_leaves(t, y, nleaves, leaves))
+        return NULL;
+    ag_plan *p = plan_alloc(t);
+    if (!p)
+        return NULL;
+    builder b = {.t = t, .p = p};
+    bool ok = walk(&b, y, nleaves, leaves);
+    /* entry numbers, for messages */
+    for (size_t i = 0; ok && i < t->n_entries; i++) {
+        int32_t k = lookup(&b, t->entries[i]);
+        if (k >= 0)
+            b.nodes[k].entry = (int32_t)i;
+    }
+    for (size_t i = 0; ok && i < b.nnodes; i++) {
+        b.nodes[i].off = (int64_t)p->nval;
+        p->nval += (size_t)b.nodes[i].x->numel;
+    }
+    for (size_t i = 0; ok && i < b.nnodes; i++)
+        if (b.nodes[i].dep && b.nodes[i].leaf < 0)
+            ok = emit_op(&b, &b.nodes[i]);
+    size_t cap_leaves = 0;
+    ok = ok && GROW(&b, p->leaves, cap_leaves, (size_t)nleaves + 1);
+    if (ok) {
+        p->val = agi_realloc(t->alloc, t->alloc_ud, NULL, 0, (p->nval + 1) * sizeof(double));
+        p->adj = agi_realloc(t->alloc, t->alloc_ud, NULL, 0, (p->nval + 1) * sizeof(double));
+        if (!p->val || !p->adj) {
+            agi_error(t, AG_ENOMEM, "ag_plan_new: out of memory for %zu values", p->nval);
+            ok = false;
+        }
+    }
+    if (ok) {
+        /* constants by value; leaves and results are written by each run */
+        memset(p->val, 0, (p->nval + 1) * sizeof(double));
+        for (size_t i = 0; i < b.nnodes; i++) {
+            const node *nd = &b.nodes[i];
+            for (int64_t j = 0; !nd->dep && j < nd->x->numel; j++)
+                p->val[nd->off + j] = agi_get(nd->x, j);
+        }
+        for (size_t i = 0; i < b.nextras; i++)
+            p->val[b.extras[i].off] = b.extras[i].v;
+        p->nleaves = nleaves;
+        for (int i = 0; i < nleaves; i++) {
+            const ag_tensor *x = leaves[i];
+            struct agp_leaf *l = &p->leaves[i];
+            l->off = b.nodes[lookup(&b, x)].off;
+            l->n = x->numel;
+            l->dtype = x->dtype;
+            l->rank = x->rank;
+            memcpy(l->shape, x->shape, (size_t)x->rank * sizeof *x->shape);
+        }
+        p->y_off = b.nodes[lookup(&b, y)].off;
+        p->y_n = y->numel;
+        p->y_dtype = y->dtype;
+        p->y_rank = y->rank;
+        memcpy(p->y_shape, y->shape, (size_t)y->rank * sizeof *y->shape);
+        ok = fit(&b, (void **)&p->code, b.cap_code, p->ncode, sizeof *p->code) &&
+             fit(&b, (void **)&p->ext, b.cap_ext, p->next, sizeof *p->ext) &&
+             fit(&b, (void **)&p->aux, b.cap_aux, p->naux, sizeof *p->aux) &&
+             fit(&b, (void **)&p->branch, b.cap_branch, p->nbranch, 1) &&
+             fit(&b, (void **)&p->leaves, cap_leaves, (size_t)nleaves + 1, sizeof *p->leaves);
+        if (ok) {
+            b.cap_code = p->ncode, b.cap_ext = p->next, b.cap_aux = p->naux;
+            b.cap_branch = p->nbranch;
+        }
+    }
+    if (!ok) {
+        /* sizes as the builder knows them, for the hook */
+        p->ncode = b.cap_code, p->next = b.cap_ext, p->naux = b.cap_aux;
+        p->nbranch = b.cap_branch;
+        p->nleaves = (int)(cap_leaves ? cap_leaves - 1 : 0);
+        if (!cap_leaves)
+            p->leaves = NULL;
+        builder_free(&b);
+        ag_plan_free(p);
+        return NULL;
+    }
+    builder_free(&b);
+    return p;
+}
+
+void ag_plan_free(ag_plan *p)
+{
+    if (!p)
+        return;
+    ag_alloc_fn fn = p->alloc;
+    void *ud = p->alloc_ud;
+    agi_realloc(fn, ud, p->code, p->ncode * sizeof *p->code, 0);
+    agi_realloc(fn, ud, p->ext, p->next * sizeof *p->ext, 0);
+    agi_realloc(fn, ud, p->aux, p->naux * sizeof *p->aux, 0);
+    agi_realloc(fn, ud, p->branch, p->nbranch, 0);
+    agi_realloc(fn, ud, p->leaves, p->leaves ? ((size_t)p->nleaves + 1) * sizeof *p->leaves : 0, 0);
+    agi_realloc(fn, ud, p->val, p->val ? (p->nval + 1) * sizeof(double) : 0, 0);
+    agi_realloc(fn, ud, p->adj, p->adj ? (p->nval + 1) * sizeof(double) : 0, 0);
+    agi_realloc(fn, ud, p, sizeof *p, 0);
+}
+
+/* --------------------------------------------------------------- running */
+
+static ag_status plan_fail(ag_plan *p, ag_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static ag_status plan_fail(ag_plan *p, ag_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->errmsg, sizeof p->errmsg, fmt, ap);
+    va_end(ap);
+    p->status = s;
+    return s;
+}
+
+void agp_changed(ag_plan *p, const char *op, int32_t entry, int32_t index, int64_t element,
+                 int was, int now)
+{
+    if (p->changed)
+        return;
+    p->changed = true;
+    char where[48];
+    if (entry >= 0)
+        snprintf(where, sizeof where, "tape entry %d", (int)entry);
+    else
+        snprintf(where, sizeof where, "not recorded");
+    plan_fail(p, AG_ESTATE, "ag_plan_run: op '%s' (%s, plan instruction %d), element %lld, "
+              "compared otherwise than when recorded (branch %d, now %d): the values are "
+              "those of the new point, but record the tape again for a plan that holds",
+              op, where, (int)index, (long long)element, was, now);
+}
+
+/* dt: the dtype every buffer must have, or -1 for each tensor's own (ag_plan_run). */
+static ag_status run(ag_plan *p, int dt, const char *who, const void *const *leaves, void *y,
+                     void *const *grads)
+{
+    if (!p)
+        return AG_EINVAL;
+    p->status = AG_OK;
+    p->errmsg[0] = '\0';
+    p->changed = false;
+    if (p->nleaves > 0 && !leaves)
+        return plan_fail(p, AG_EINVAL, "%s: leaves is NULL (the plan has %d)", who, p->nleaves);
+    for (int i = 0; i < p->nleaves; i++) {
+        if (!leaves[i])
+            return plan_fail(p, AG_EINVAL, "%s: the values of leaf %d are NULL", who, i);
+        if (dt >= 0 && p->leaves[i].dtype != dt)
+            return plan_fail(p, AG_EDTYPE, "%s: leaf %d is %s, not %s", who, i,
+                             ag_dtype_name((ag_dtype)p->leaves[i].dtype), ag_dtype_name((ag_dtype)dt));
+        if (grads && grads[i] && dt >= 0 && p->leaves[i].dtype != dt)
+            return plan_fail(p, AG_EDTYPE, "%s: leaf %d is %s", who, i,
+                             ag_dtype_name((ag_dtype)p->leaves[i].dtype));
+    }
+    if (y && dt >= 0 && p->y_dtype != dt)
+        return plan_fail(p, AG_EDTYPE, "%s: y is %s, not %s", who,
+                         ag_dtype_name((ag_dtype)p->y_dtype), ag_dtype_name((ag_dtype)dt));
+    if (grads && p->y_n != 1) {
+        char s[96];
+        agi_shape_str(s, sizeof s, p->y_rank, p->y_shape);
+        return plan_fail(p, AG_ESHAPE, "%s: y %s has %lld elements; gradients need one "
+                         "(pass grads NULL for values only)", who, s, (long long)p->y_n);
+    }
+    for (int i = 0; i < p->nleaves; i++) {
+        const struct agp_leaf *l = &p->leaves[i];
+        double *v = p->val + l->off;
+        if (l->dtype == AG_F32)
+            for (int64_t j = 0; j < l->n; j++)
+                v[j] = ((const float *)leaves[i])[j];
+        else
+            memcpy(v, leaves[i], (size_t)l->n * sizeof *v);
+    }
+    agp_forward(p);
+    if (y) {
+        const double *v = p->val + p->y_off;
+        if (p->y_dtype == AG_F32)
+            for (int64_t j = 0; j < p->y_n; j++)
+                ((float *)y)[j] = (float)v[j];
+        else
+            memcpy(y, v, (size_t)p->y_n * sizeof *v);
+    }
+    if (grads) {
+        agp_backward(p);
+        for (int i = 0; i < p->nleaves; i++) {
+            const struct agp_leaf *l = &p->leaves[i];
+            const double *g = p->adj + l->off;
+            if (!grads[i])
+                continue;
+            if (l->dtype == AG_F32)
+                for (int64_t j = 0; j < l->n; j++)
+                    ((float *)grads[i])[j] = (float)g[j];
+            else
+                memcpy(grads[i], g, (size_t)l->n * sizeof *g);
+        }
+    }
+    return p->status;
+}
+
+ag_status ag_plan_run(ag_plan *p, const void *const *leaves, void *y, void *const *grads)
+{
+    return run(p, -1, "ag_plan_run", leaves, y, grads);
+}
+
+ag_status ag_plan_run_f64(ag_plan *p, const double *const *leaves, double *y, double *const *grads)
+{
+    return run(p, AG_F64, "ag_plan_run_f64", (const void *const *)leaves, y,
+               (void *const *)grads);
+}
+
+ag_status ag_plan_run_f32(ag_plan *p, const float *const *leaves, float *y, float *const *grads)
+{
+    return run(p, AG_F32, "ag_plan_run_f32", (const void *const *)leaves, y,
+               (void *const *)grads);
+}
+
+ag_status ag_plan_status(const ag_plan *p) { return p ? p->status : AG_EINVAL; }
+const char *ag_plan_errmsg(const ag_plan *p) { return p ? p->errmsg : "ag_plan: the plan is NULL"; }
+size_t ag_plan_ops(const ag_plan *p) { return p ? p->ncode : 0; }
+int ag_plan_num_leaves(const ag_plan *p) { return p ? p->nleaves : 0; }
