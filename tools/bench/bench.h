@@ -54,5 +54,6 @@ bool bench_have_torch(const bench_options *o);
 void bench_matmul(bench_table *t, const bench_options *o);
 void bench_scalar(bench_table *t, const bench_options *o);
 void bench_train(bench_table *t, const bench_options *o);
+void bench_replay(bench_table *t, const bench_options *o);
 
 #endif
