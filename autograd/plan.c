@@ -717,16 +717,17 @@ static void builder_free(builder *b)
 
 /* The arrays grown by powers of two, cut to their size so that ag_plan_free
 ** knows each block's size (the hook is told it). */
-static bool fit(builder *b, void **p, size_t cap, size_t n, size_t esize)
+static bool fit(builder *b, void **p, size_t *cap, size_t n, size_t esize)
 {
-    if (cap == n)
+    if (*cap == n)
         return true;
-    void *q = agi_realloc(b->t->alloc, b->t->alloc_ud, *p, cap * esize, n * esize);
+    void *q = agi_realloc(b->t->alloc, b->t->alloc_ud, *p, *cap * esize, n * esize);
     if (!q && n) {
         agi_error(b->t, AG_ENOMEM, "ag_plan_new: out of memory");
         return false;
     }
     *p = q;
+    *cap = n;
     return true;
 }
 
@@ -791,15 +792,11 @@ ag_plan *ag_plan_new(ag_tape *t, ag_tensor *y, int nleaves, ag_tensor *const *le
         p->y_dtype = y->dtype;
         p->y_rank = y->rank;
         memcpy(p->y_shape, y->shape, (size_t)y->rank * sizeof *y->shape);
-        ok = fit(&b, (void **)&p->code, b.cap_code, p->ncode, sizeof *p->code) &&
-             fit(&b, (void **)&p->ext, b.cap_ext, p->next, sizeof *p->ext) &&
-             fit(&b, (void **)&p->aux, b.cap_aux, p->naux, sizeof *p->aux) &&
-             fit(&b, (void **)&p->branch, b.cap_branch, p->nbranch, 1) &&
-             fit(&b, (void **)&p->leaves, cap_leaves, (size_t)nleaves + 1, sizeof *p->leaves);
-        if (ok) {
-            b.cap_code = p->ncode, b.cap_ext = p->next, b.cap_aux = p->naux;
-            b.cap_branch = p->nbranch;
-        }
+        ok = fit(&b, (void **)&p->code, &b.cap_code, p->ncode, sizeof *p->code) &&
+             fit(&b, (void **)&p->ext, &b.cap_ext, p->next, sizeof *p->ext) &&
+             fit(&b, (void **)&p->aux, &b.cap_aux, p->naux, sizeof *p->aux) &&
+             fit(&b, (void **)&p->branch, &b.cap_branch, p->nbranch, 1) &&
+             fit(&b, (void **)&p->leaves, &cap_leaves, (size_t)nleaves + 1, sizeof *p->leaves);
     }
     if (!ok) {
         /* sizes as the builder knows them, for the hook */

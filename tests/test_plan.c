@@ -177,3 +177,284 @@ static void every_case(ag_dtype dt, double tol)
 
 Test(plan, every_supported_op_case_f64) { every_case(AG_F64, 1e-12); }
 Test(plan, every_supported_op_case_f32) { every_case(AG_F32, 2e-5); }
+
+/* ------------------------------------------------------- the scalar graph */
+
+/* The benchmark's graph, small: per sample h = b + sum w_i x_i, loss +=
+** (tanh h - target)^2, with w and b parameters. */
+enum { W = 8, ROWS = 7 };
+static ag_tensor *scalar_graph(ag_tape *t, ag_tensor *const *w, int samples)
+{
+    ag_tensor *loss = ag_scalar(t, AG_F64, 0.0);
+    for (int s = 0; s < samples; s++) {
+        int r = s % ROWS;
+        ag_tensor *h = w[W];
+        for (int i = 0; i < W; i++)
+            h = ag_add(t, h, ag_mul(t, w[i], ag_scalar(t, AG_F64, (double)((r * 7 + i * 3) % 17) / 17.0 - 0.5)));
+        ag_tensor *d = ag_add(t, ag_tanh(t, h), ag_scalar(t, AG_F64, (double)r / 10 - 0.3));
+        loss = ag_add(t, loss, ag_pow_scalar(t, d, 2.0));
+    }
+    return loss;
+}
+
+/* Scalar f64 instructions give the tape's bits: the same formulas, and
+** gradients accumulated in the same (reverse) order. */
+Test(plan, scalar_graph_replays_bit_for_bit)
+{
+    ag_tensor *w[W + 1];
+    for (int i = 0; i <= W; i++)
+        w[i] = ag_param_scalar(AG_F64, 0.1 * i);
+    ag_tape *t = ag_tape_new();
+    ag_plan *p = ag_plan_new(t, scalar_graph(t, w, 50), W + 1, w);
+    cr_assert_not_null(p, "%s", ag_tape_errmsg(t));
+    cr_assert_eq(ag_plan_ops(p), ag_tape_entries(t));
+    double in[W + 1], g[W + 1], y;
+    const double *leaves[W + 1];
+    double *grads[W + 1];
+    for (int round = 0; round < 3; round++) {
+        ag_tape_reset(t);
+        ag_zero_grads(W + 1, w);
+        for (int i = 0; i <= W; i++) {
+            in[i] = 0.3 * sin(round + i);
+            ag_set(w[i], 0, in[i]);
+            leaves[i] = &in[i];
+            grads[i] = &g[i];
+        }
+        ag_tensor *l = scalar_graph(t, w, 50);
+        ag_backward(t, l);
+        cr_assert_eq(ag_plan_run_f64(p, leaves, &y, grads), AG_OK, "%s", ag_plan_errmsg(p));
+        cr_assert_eq(y, ag_item(l), "round %d: %.17g vs %.17g", round, y, ag_item(l));
+        for (int i = 0; i <= W; i++)
+            cr_assert_eq(g[i], ag_grad_item(w[i]), "round %d, leaf %d: %.17g vs %.17g", round, i,
+                         g[i], ag_grad_item(w[i]));
+    }
+    ag_plan_free(p);
+    ag_tape_free(t);
+    for (int i = 0; i <= W; i++)
+        ag_param_free(w[i]);
+}
+
+/* ------------------------------------------------------ comparisons */
+
+typedef ag_tensor *(*branchy_fn)(ag_tape *t, ag_tensor *x);
+static ag_tensor *b_relu(ag_tape *t, ag_tensor *x) { return ag_sum(t, ag_relu(t, x)); }
+static ag_tensor *b_abs(ag_tape *t, ag_tensor *x) { return ag_sum(t, ag_abs(t, x)); }
+static ag_tensor *b_clamp(ag_tape *t, ag_tensor *x) { return ag_sum(t, ag_clamp(t, x, -1, 1)); }
+static ag_tensor *b_leaky(ag_tape *t, ag_tensor *x) { return ag_sum(t, ag_leaky_relu(t, x, 0.1)); }
+static ag_tensor *b_max(ag_tape *t, ag_tensor *x) { return ag_max(t, x); }
+static ag_tensor *b_min_axis(ag_tape *t, ag_tensor *x) { return ag_sum(t, ag_min_axis(t, x, 0, 0)); }
+static ag_tensor *b_maximum(ag_tape *t, ag_tensor *x)
+{
+    return ag_sum(t, ag_maximum(t, x, ag_scalar(t, ag_dtype_of(x), 0.25)));
+}
+static ag_tensor *b_where_gt(ag_tape *t, ag_tensor *x)
+{
+    ag_tensor *zero = ag_scalar(t, ag_dtype_of(x), 0.0);
+    return ag_sum(t, ag_where(t, ag_gt(t, x, zero), ag_square(t, x), ag_neg(t, x)));
+}
+static ag_tensor *b_scalar_relu(ag_tape *t, ag_tensor *x)
+{
+    return ag_mul(t, ag_relu(t, ag_index(t, x, 1, (int64_t[]){0})), ag_scalar(t, AG_F64, 3.0));
+}
+
+/* Each function is recorded at x0 and replayed at x1, where the branch
+** named changes at element 'element' of the op. */
+static const struct branchy {
+    const char *op;
+    branchy_fn f;
+    double x0[4], x1[4];
+    int64_t element;
+} branchy[] = {
+    {"relu", b_relu, {0.5, -0.5, 1, 2}, {0.5, 0.5, 1, 2}, 1},
+    {"abs", b_abs, {0.5, -0.5, 1, 2}, {0.5, -0.5, 0, 2}, 2},
+    {"clamp", b_clamp, {0.5, -0.5, 1, 2}, {0.5, -0.5, 1, 0.5}, 3},
+    {"leaky_relu", b_leaky, {0.5, -0.5, 1, 2}, {-0.5, -0.5, 1, 2}, 0},
+    {"max", b_max, {0.5, -0.5, 1, 2}, {0.5, -0.5, 3, 2}, 0},
+    {"min", b_min_axis, {0.5, -0.5, 1, 2}, {0.5, -0.5, 1, -2}, 0},
+    {"maximum", b_maximum, {0.5, -0.5, 1, 2}, {0.5, 0.5, 1, 2}, 1},
+    {"gt", b_where_gt, {0.5, -0.5, 1, 2}, {0.5, -0.5, -1, 2}, 2},
+    {"relu", b_scalar_relu, {0.5, -0.5, 1, 2}, {-0.5, -0.5, 1, 2}, 0},
+};
+
+Test(plan, comparison_changes_are_reported)
+{
+    for (size_t k = 0; k < ARRAY_LEN(branchy); k++) {
+        const struct branchy *c = &branchy[k];
+        ag_tape *t = ag_tape_new();
+        ag_tensor *x = ag_requires_grad(ag_tensor_from_f64(t, 1, (int64_t[]){4}, c->x0));
+        ag_plan *p = ag_plan_new(t, c->f(t, x), 1, &x);
+        cr_assert_not_null(p, "%s: %s", c->op, ag_tape_errmsg(t));
+        double y, g[4];
+        /* at the recorded point, and at one that takes the same branches */
+        cr_assert_eq(ag_plan_run_f64(p, (const double *[]){c->x0}, &y, (double *[]){g}), AG_OK,
+                     "%s: %s", c->op, ag_plan_errmsg(p));
+        cr_assert_str_empty(ag_plan_errmsg(p));
+        /* then where one branch goes otherwise: reported, values still those of x1 */
+        ag_status s = ag_plan_run_f64(p, (const double *[]){c->x1}, &y, (double *[]){g});
+        cr_assert_eq(s, AG_ESTATE, "%s: %d %s", c->op, s, ag_plan_errmsg(p));
+        cr_assert_eq(ag_plan_status(p), AG_ESTATE);
+        char want[64];
+        snprintf(want, sizeof want, "op '%s' (", c->op);
+        cr_assert(strstr(ag_plan_errmsg(p), want), "%s: %s", c->op, ag_plan_errmsg(p));
+        cr_assert(strstr(ag_plan_errmsg(p), "ag_plan_run"), "%s", ag_plan_errmsg(p));
+        snprintf(want, sizeof want, "element %lld,", (long long)c->element);
+        cr_assert(strstr(ag_plan_errmsg(p), want), "%s: %s", c->op, ag_plan_errmsg(p));
+        cr_assert(strstr(ag_plan_errmsg(p), "record"), "%s", ag_plan_errmsg(p));
+        if (strcmp(c->op, "gt"))
+            cr_assert(strstr(ag_plan_errmsg(p), "tape entry"), "%s", ag_plan_errmsg(p));
+        ag_tape_reset(t);
+        ag_tensor *x1 = ag_requires_grad(ag_tensor_from_f64(t, 1, (int64_t[]){4}, c->x1));
+        ag_tensor *y1 = c->f(t, x1), *g1;
+        ag_gradients(t, y1, NULL, 1, &x1, &g1, 0);
+        cr_assert_eq(y, ag_item(y1), "%s: %.17g vs %.17g", c->op, y, ag_item(y1));
+        for (int i = 0; i < 4; i++)
+            cr_assert_eq(g[i], ag_get(g1, i), "%s, d/dx[%d]: %.17g vs %.17g", c->op, i, g[i],
+                         ag_get(g1, i));
+        /* each run starts clean */
+        cr_assert_eq(ag_plan_run_f64(p, (const double *[]){c->x0}, &y, NULL), AG_OK);
+        cr_assert_str_empty(ag_plan_errmsg(p));
+        ag_plan_free(p);
+        ag_tape_free(t);
+    }
+}
+
+/* ----------------------------------------------------------- memory */
+
+Test(plan, runs_allocate_nothing_and_the_plan_outlives_its_tape)
+{
+    alloc_hooks h = {0};
+    ag_tape *t = ag_tape_new_alloc(hook_alloc, &h);
+    ag_tensor *x = ag_requires_grad(ag_zeros(t, AG_F64, 2, (int64_t[]){3, 4}));
+    ag_tensor *w = ag_requires_grad(ag_ones(t, AG_F64, 2, (int64_t[]){4, 2}));
+    ag_tensor *z = ag_softmax(t, ag_tanh(t, ag_matmul(t, x, w)), 1);
+    ag_tensor *y = ag_sum(t, ag_mul(t, z, ag_relu(t, ag_matmul(t, x, w))));
+    ag_plan *p = ag_plan_new(t, y, 2, (ag_tensor *[]){x, w});
+    cr_assert_not_null(p, "%s", ag_tape_errmsg(t));
+    ag_tape_free(t);   /* everything the plan needs is its own */
+    long before = h.requests;
+    double xv[12], wv[8], gx[12], gw[8], yv;
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 12; i++)
+            xv[i] = sin(i + round);
+        for (int i = 0; i < 8; i++)
+            wv[i] = cos(i * round);
+        ag_status s = ag_plan_run_f64(p, (const double *[]){xv, wv}, &yv, (double *[]){gx, gw});
+        cr_assert(s == AG_OK || s == AG_ESTATE, "%s", ag_plan_errmsg(p));
+    }
+    cr_assert_eq(h.requests, before, "runs made %ld allocations", h.requests - before);
+    cr_assert(h.live > 0);
+    ag_plan_free(p);
+    cr_assert_eq(h.live, 0, "%ld blocks leaked", h.live);
+    cr_assert_eq(h.bad_osize, 0);
+}
+
+/* Every allocation ag_plan_new makes, refused in turn: NULL, AG_ENOMEM on the
+** tape, nothing leaked. */
+Test(plan, out_of_memory_while_freezing)
+{
+    for (long k = 1;; k++) {
+        alloc_hooks h = {0};
+        ag_tape *t = ag_tape_new_alloc(hook_alloc, &h);
+        ag_tensor *x = ag_requires_grad(ag_zeros(t, AG_F64, 1, (int64_t[]){5}));
+        ag_tensor *y = ag_sum(t, ag_concat(t, 2, (ag_tensor *[]){ag_exp(t, x),
+                                           ag_slice(t, x, 0, 1, 4, 2)}, 0));
+        h.fail_at = h.requests + k;
+        ag_plan *p = ag_plan_new(t, y, 1, &x);
+        if (p) {
+            cr_assert_eq(h.refused, 0);
+            ag_plan_free(p);
+            ag_tape_free(t);
+            cr_assert_eq(h.live, 0);
+            cr_assert_gt(k, 3, "only %ld allocations", k);
+            break;
+        }
+        cr_assert_eq(ag_tape_status(t), AG_ENOMEM, "refusing request %ld: %s", k,
+                     ag_tape_errmsg(t));
+        ag_tape_free(t);
+        cr_assert_eq(h.live, 0, "refusing request %ld leaked %ld blocks", k, h.live);
+        cr_assert_eq(h.bad_osize, 0, "refusing request %ld", k);
+    }
+}
+
+/* --------------------------------------------------------- bad input */
+
+static int fwd_twice(ag_tensor *out, void *ctx)
+{
+    (void)ctx;
+    for (int64_t i = 0; i < ag_numel(out); i++)
+        ag_set(out, i, 2 * ag_get(ag_input(out, 0), i));
+    return 0;
+}
+static void vjp_twice(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
+{
+    (void)out;
+    gin[0] = ag_mul_scalar(t, g, 2);
+}
+static const ag_op twice = {.name = "twice", .vjp = vjp_twice, .forward = fwd_twice};
+
+Test(plan, bad_input_is_refused_with_a_message)
+{
+    ag_tape *t = ag_tape_new(), *other = ag_tape_new();
+    ag_tensor *x = ag_requires_grad(ag_scalar(t, AG_F64, 2));
+    ag_tensor *c = ag_scalar(t, AG_F64, 3);
+    ag_tensor *y = ag_mul(t, x, x);
+    cr_assert_null(ag_plan_new(NULL, y, 1, &x));
+#define REFUSED(call, code, text)                                                             \
+    do {                                                                                      \
+        ag_tape_reset(t);                                                                     \
+        x = ag_requires_grad(ag_scalar(t, AG_F64, 2));                                        \
+        c = ag_scalar(t, AG_F64, 3);                                                          \
+        y = ag_mul(t, x, x);                                                                  \
+        cr_assert_null(call);                                                                 \
+        cr_assert_eq(ag_tape_status(t), code, "%s", ag_tape_errmsg(t));                       \
+        cr_assert(strstr(ag_tape_errmsg(t), "ag_plan_new") && strstr(ag_tape_errmsg(t), text), \
+                  "%s", ag_tape_errmsg(t));                                                   \
+    } while (0)
+    REFUSED(ag_plan_new(t, NULL, 1, &x), AG_EINVAL, "y is NULL");
+    REFUSED(ag_plan_new(t, y, 1, NULL), AG_EINVAL, "leaves");
+    REFUSED(ag_plan_new(t, y, -1, &x), AG_EINVAL, "-1 leaves");
+    REFUSED(ag_plan_new(t, y, 1, (ag_tensor *[]){NULL}), AG_EINVAL, "leaf 0 is NULL");
+    REFUSED(ag_plan_new(t, y, 1, &c), AG_EINVAL, "does not require grad");
+    REFUSED(ag_plan_new(t, y, 2, (ag_tensor *[]){x, x}), AG_EINVAL, "the same tensor");
+    ag_tensor *o = ag_requires_grad(ag_scalar(other, AG_F64, 1));
+    REFUSED(ag_plan_new(t, y, 1, &o), AG_EINVAL, "another tape");
+    REFUSED(ag_plan_new(t, ag_custom(t, &twice, NULL, 1, &x, AG_F64, 0, NULL), 1, &x),
+            AG_EUNSUPPORTED, "op 'twice'");
+    REFUSED(ag_plan_new(t, ag_sum(t, ag_cumsum(t, ag_reshape(t, x, 1, (int64_t[]){1}), 0)), 1, &x),
+            AG_EUNSUPPORTED, "op 'cumsum'");
+    /* a tape in error keeps its own error */
+    ag_tape_reset(t);
+    x = ag_requires_grad(ag_scalar(t, AG_F64, 2));
+    y = ag_mul(t, x, x);
+    ag_add(t, x, NULL);
+    cr_assert_null(ag_plan_new(t, y, 1, &x));
+    cr_assert(strstr(ag_tape_errmsg(t), "ag_add"), "%s", ag_tape_errmsg(t));
+
+    /* runs */
+    ag_tape_reset(t);
+    ag_tensor *v = ag_requires_grad(ag_zeros(t, AG_F32, 1, (int64_t[]){3}));
+    ag_tensor *yv = ag_exp(t, v);
+    ag_plan *p = ag_plan_new(t, yv, 1, &v);
+    cr_assert_not_null(p, "%s", ag_tape_errmsg(t));
+    float in[3] = {0, 1, 2}, out[3], g[3];
+    double d[3];
+    cr_assert_eq(ag_plan_run_f32(NULL, (const float *[]){in}, out, NULL), AG_EINVAL);
+    cr_assert_eq(ag_plan_status(NULL), AG_EINVAL);
+    cr_assert(strstr(ag_plan_errmsg(NULL), "NULL"));
+    cr_assert_eq(ag_plan_run_f32(p, NULL, out, NULL), AG_EINVAL);
+    cr_assert(strstr(ag_plan_errmsg(p), "ag_plan_run_f32: leaves is NULL"), "%s", ag_plan_errmsg(p));
+    cr_assert_eq(ag_plan_run_f32(p, (const float *[]){NULL}, out, NULL), AG_EINVAL);
+    cr_assert(strstr(ag_plan_errmsg(p), "leaf 0"), "%s", ag_plan_errmsg(p));
+    cr_assert_eq(ag_plan_run_f64(p, (const double *[]){d}, d, NULL), AG_EDTYPE);
+    cr_assert(strstr(ag_plan_errmsg(p), "ag_plan_run_f64: leaf 0 is f32"), "%s", ag_plan_errmsg(p));
+    cr_assert_eq(ag_plan_run_f32(p, (const float *[]){in}, out, (float *[]){g}), AG_ESHAPE);
+    cr_assert(strstr(ag_plan_errmsg(p), "y [3] has 3 elements"), "%s", ag_plan_errmsg(p));
+    cr_assert_eq(ag_plan_run_f32(p, (const float *[]){in}, out, NULL), AG_OK, "%s", ag_plan_errmsg(p));
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(out[i], (float)exp((double)in[i]));
+    cr_assert_eq(ag_plan_num_leaves(p), 1);
+    ag_plan_free(p);
+    ag_plan_free(NULL);
+    ag_tape_free(t);
+    ag_tape_free(other);
+}
