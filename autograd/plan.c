@@ -215,16 +215,27 @@ static const struct named { const char *name; agp_code code, scalar; int nin; } 
     {"index_select", AGP_GATHER, AGP_CODE_COUNT, 1}, {"gather", AGP_GATHER, AGP_CODE_COUNT, 1},
     {"tril", AGP_GATHER, AGP_CODE_COUNT, 1}, {"triu", AGP_GATHER, AGP_CODE_COUNT, 1},
     {"diagonal", AGP_GATHER, AGP_CODE_COUNT, 1}, {"diag_embed", AGP_GATHER, AGP_CODE_COUNT, 1},
+    {"pad", AGP_GATHER, AGP_CODE_COUNT, 1},
     {"concat", AGP_PLACE, AGP_CODE_COUNT, -1}, {"stack", AGP_PLACE, AGP_CODE_COUNT, -1},
+    {"sum_to", AGP_SCATTER, AGP_CODE_COUNT, 1}, {"slice_grad", AGP_SCATTER, AGP_CODE_COUNT, 1},
+    {"index_grad", AGP_SCATTER, AGP_CODE_COUNT, 1},
+    {"index_add", AGP_SCATTER_ADD, AGP_CODE_COUNT, 2},
+    {"scatter_add", AGP_SCATTER_ADD, AGP_CODE_COUNT, 2},
+    {"cumsum", AGP_CUMSUM, AGP_CODE_COUNT, 1},
+    {"cumsum_reverse", AGP_CUMSUM_REVERSE, AGP_CODE_COUNT, 1},
+    {"var", AGP_VAR, AGP_CODE_COUNT, 1}, {"std", AGP_STD, AGP_CODE_COUNT, 1},
+    {"cross_entropy", AGP_CROSS_ENTROPY, AGP_CODE_COUNT, 1},
+    {"dense", AGP_MATMUL, AGP_CODE_COUNT, -2},
 };
 
 /* The ops of the library a plan runs, as the messages list them. */
 static const char supported_list[] =
     "neg exp log sqrt abs sign sin cos tanh sigmoid relu leaky_relu gelu softplus clamp "
     "pow_scalar erf atan log1p expm1 add sub mul div pow maximum minimum atan2 gt ge lt le eq "
-    "where sum max min logsumexp matmul softmax log_softmax reshape cast permute slice "
-    "broadcast_to index index_select gather tril triu diagonal diag_embed concat stack, and "
-    "those built from them (mean, square, transpose, flatten, var, layer_norm...)";
+    "where sum max min logsumexp var std cumsum matmul dense softmax log_softmax cross_entropy "
+    "reshape cast permute slice broadcast_to sum_to index index_select gather index_add "
+    "scatter_add tril triu diagonal diag_embed pad concat stack, and those built from them "
+    "(mean, square, transpose, flatten, layer_norm, the losses...)";
 
 /* Library ops are told apart from user-defined ones (ag_custom) by their
 ** lack of a forward callback, which ag_custom requires: a custom op may
@@ -282,6 +293,8 @@ static ag_tensor *same_op_on(ag_tape *s, const ag_tensor *out, ag_tensor *v)
         return ag_triu(s, v, a->index.k);
     if (!strcmp(name, "diagonal") || !strcmp(name, "diag_embed"))
         return ag_diag(s, v, a->index.k);
+    if (!strcmp(name, "pad"))
+        return ag_pad(s, v, a->index.idx, 0.0);
     return NULL;
 }
 
@@ -331,8 +344,157 @@ static bool gather_map(builder *b, agp_ext *e, const ag_tensor *x)
     ag_tensor *r = same_op_on(b->scratch, x, counting(b->scratch, x->in[0]));
     if (scratch_failed(b, x, r))
         return false;
-    for (int64_t i = 0; i < x->numel; i++)
+    for (int64_t i = 0; i < x->numel; i++) {
         map[i] = (int64_t)ag_get(r, i) - 1;
+        /* a pad's value is not kept apart from its result: read it there */
+        if (map[i] < 0 && !strcmp(x->op->name, "pad"))
+            e->s[0] = ag_get(x, i);
+    }
+    return true;
+}
+
+/* sum_to, slice_grad, index_grad: where each input element adds into out. */
+static bool scatter_map(builder *b, agp_ext *e, const ag_tensor *x)
+{
+    const ag_tensor *in = x->in[0];
+    int64_t at = aux_take(b, (size_t)in->numel);
+    if (at < 0)
+        return false;
+    e->aux = at;
+    int64_t *map = b->p->aux + at;
+    const char *name = x->op->name;
+    if (!strcmp(name, "index_grad")) {
+        for (int64_t i = 0; i < in->numel; i++)
+            map[i] = x->attr.index.k + i;
+        return true;
+    }
+    if (!strcmp(name, "sum_to")) {
+        /* out's strides over in's shape (0 on the summed dims) */
+        int64_t st[AG_MAX_DIMS], idx[AG_MAX_DIMS] = {0}, o = 0;
+        agi_broadcast_strides(x, in->rank, in->shape, st);
+        for (int64_t i = 0; i < in->numel; i++) {
+            map[i] = o;
+            for (int d = in->rank - 1; d >= 0; d--) {
+                o += st[d];
+                if (++idx[d] < in->shape[d])
+                    break;
+                o -= st[d] * in->shape[d];
+                idx[d] = 0;
+            }
+        }
+        return true;
+    }
+    /* slice_grad: the slice of out's positions that in fills */
+    if (!scratch_ready(b))
+        return false;
+    int ax = x->attr.slice.axis;
+    int64_t len = in->shape[ax], step = x->attr.slice.step, start = x->attr.slice.start;
+    ag_tensor *r = ag_slice(b->scratch, counting(b->scratch, x), ax, start,
+                            len ? start + (len - 1) * step + 1 : start, step);
+    if (r && !ag_is_nil(r) && ag_numel(r) == in->numel) {
+        for (int64_t i = 0; i < in->numel; i++)
+            map[i] = (int64_t)ag_get(r, i) - 1;
+        return true;
+    }
+    return !scratch_failed(b, x, NULL);
+}
+
+/* index_add and scatter_add: a copy of the base, then src added at the
+** positions the same op's indices pick in it. */
+static bool emit_scatter_add(builder *b, const node *nd)
+{
+    ag_tensor *x = nd->x, *src = x->in[1];
+    if (!emit_ext(b, nd, AGP_COPY) || !scratch_ready(b))
+        return false;
+    ag_plan *p = b->p;
+    p->ext[p->next - 1].nin = 1;
+    ag_tensor *v = counting(b->scratch, x);
+    int ax = x->attr.index.axis;
+    ag_tensor *r = !strcmp(x->op->name, "index_add")
+                       ? ag_index_select(b->scratch, v, ax, src->shape[ax], x->attr.index.idx)
+                       : ag_gather(b->scratch, v, ax, src->rank, src->shape, x->attr.index.idx);
+    if (!r || ag_is_nil(r) || ag_numel(r) != src->numel)
+        return !scratch_failed(b, x, NULL);
+    agp_ext *e = emit_ext(b, nd, AGP_SCATTER_ADD);
+    int64_t at = e ? aux_take(b, (size_t)src->numel) : -1;
+    if (at < 0)
+        return false;
+    e = &p->ext[p->next - 1];
+    e->aux = at;
+    e->nin = 1;
+    e->in[0] = b->nodes[lookup(b, src)].off;
+    e->in_n[0] = src->numel;
+    for (int64_t i = 0; i < src->numel; i++)
+        p->aux[at + i] = (int64_t)ag_get(r, i) - 1;
+    return true;
+}
+
+/* Value slots of the plan's own, for a fused op's intermediates. */
+static int64_t extra_region(builder *b, int64_t n)
+{
+    int64_t off = (int64_t)b->p->nval;
+    b->p->nval += (size_t)n;
+    return off;
+}
+
+/* dense: act(x @ w + b) as the three instructions it fuses, through slots
+** of the plan's own. */
+static bool emit_dense(builder *b, const node *nd)
+{
+    ag_tensor *x = nd->x, *in = x->in[0], *w = x->in[1], *bias = x->nin > 2 ? x->in[2] : NULL;
+    ag_plan *p = b->p;
+    int64_t k = w->shape[0], n = w->shape[1], m = k ? in->numel / k : 0;
+    int act = x->attr.dense.act;
+    int64_t mm = act == AG_ACT_IDENTITY && !bias ? nd->off : extra_region(b, m * n);
+    agp_ext *e = emit_ext(b, nd, AGP_MATMUL);
+    int64_t at = e ? aux_take(b, 10) : -1;
+    if (at < 0)
+        return false;
+    e = &p->ext[p->next - 1];
+    e->aux = at;
+    e->out = mm;
+    e->n = m * n;
+    e->nin = 2;
+    int64_t *q = p->aux + at;
+    q[0] = m, q[1] = n, q[2] = k, q[3] = 0, q[4] = 0, q[5] = k, q[6] = n, q[7] = 1, q[8] = 0;
+    q[9] = 0;
+    int64_t last = mm;
+    if (bias) {
+        int64_t sum = act == AG_ACT_IDENTITY ? nd->off : extra_region(b, m * n);
+        if (!(e = emit_ext(b, nd, AGP_ADD)) || (at = aux_take(b, 6)) < 0)
+            return false;
+        e = &p->ext[p->next - 1];
+        e->aux = at;
+        e->out = sum;
+        e->n = m * n;
+        e->nin = 2;
+        e->rank = 2;
+        e->in[0] = mm;
+        e->in_n[0] = m * n;
+        e->in[1] = b->nodes[lookup(b, bias)].off;
+        e->in_n[1] = n;
+        q = p->aux + at;
+        q[0] = m, q[1] = n, q[2] = n, q[3] = 1, q[4] = 0, q[5] = 1;
+        last = sum;
+    }
+    if (act == AG_ACT_IDENTITY)
+        return true;
+    agp_code code = act == AG_ACT_RELU ? AGP_RELU : act == AG_ACT_SIGMOID ? AGP_SIGMOID : AGP_TANH;
+    if (!(e = emit_ext(b, nd, code)))
+        return false;
+    e->nin = 1;
+    e->in[0] = last;
+    e->in_n[0] = m * n;
+    if (code == AGP_RELU) {
+        int64_t c = branch_take(b, (size_t)(m * n));
+        if (c < 0)
+            return false;
+        e = &p->ext[p->next - 1];
+        e->chk = c;
+        /* the recorded pre-activation is not kept: the result's sign tells it */
+        for (int64_t i = 0; i < m * n; i++)
+            p->branch[c + i] = agp_relu_code(ag_get(x, i));
+    }
     return true;
 }
 
@@ -426,6 +588,10 @@ static bool emit_op(builder *b, const node *nd)
     }
     if (nm->code == AGP_PLACE)
         return place_maps(b, nd);
+    if (nm->code == AGP_SCATTER_ADD)
+        return emit_scatter_add(b, nd);
+    if (nm->nin == -2)
+        return emit_dense(b, nd);
     if (nm->scalar != AGP_CODE_COUNT && scalar_ok(b, x) &&
         !(nm->scalar == AGP_S_POWS && x->attr.s[0] != 2.0 && (x->attr.s[0] == 0.0 || x->attr.s[0] == 1.0)))
         return emit_scalar(b, nd, nm->scalar == AGP_S_POWS && x->attr.s[0] == 2.0 ? AGP_S_SQUARE
@@ -433,8 +599,10 @@ static bool emit_op(builder *b, const node *nd)
     agp_ext *e = emit_ext(b, nd, nm->code);
     if (!e)
         return false;
-    e->s[0] = x->attr.s[0];
-    e->s[1] = x->attr.s[1];
+    if (nm->code == AGP_LEAKY_RELU || nm->code == AGP_CLAMP || nm->code == AGP_POW_SCALAR) {
+        e->s[0] = x->attr.s[0];   /* attr is a union: s[] holds these ops' constants only */
+        e->s[1] = x->attr.s[1];
+    }
     ag_plan *p = b->p;
     switch (nm->code) {
     case AGP_CLAMP: {
@@ -573,6 +741,40 @@ static bool emit_op(builder *b, const node *nd)
     }
     case AGP_GATHER:
         return gather_map(b, e, x);
+    case AGP_SCATTER:
+        return scatter_map(b, e, x);
+    case AGP_CUMSUM: case AGP_CUMSUM_REVERSE: case AGP_VAR: case AGP_STD: {
+        const ag_tensor *in = x->in[0];
+        int ax = x->attr.stat.axis;   /* -1: every element (var, std) */
+        if (in->rank == 0)
+            ax = -1;   /* cumsum of a scalar: the scalar */
+        int64_t n = ax < 0 ? in->numel : in->shape[ax], inner = 1, outer = 1;
+        for (int i = ax + 1; ax >= 0 && i < in->rank; i++)
+            inner *= in->shape[i];
+        for (int i = 0; ax >= 0 && i < ax; i++)
+            outer *= in->shape[i];
+        int64_t at = aux_take(b, 3);
+        if (at < 0)
+            return false;
+        e = &p->ext[p->next - 1];
+        e->aux = at;
+        p->aux[at] = outer, p->aux[at + 1] = n, p->aux[at + 2] = inner;
+        if (nm->code == AGP_VAR || nm->code == AGP_STD)
+            e->s[0] = fmax(0.0, (double)n - x->attr.stat.correction);
+        return true;
+    }
+    case AGP_CROSS_ENTROPY: {
+        const ag_tensor *in = x->in[0];
+        int64_t rows = in->shape[0], at = aux_take(b, 2 + (size_t)rows);
+        if (at < 0)
+            return false;
+        e = &p->ext[p->next - 1];
+        e->aux = at;
+        p->aux[at] = rows;
+        p->aux[at + 1] = in->shape[1];
+        memcpy(p->aux + at + 2, x->attr.labels, (size_t)rows * sizeof(int64_t));
+        return true;
+    }
     default:
         return true;
     }

@@ -38,12 +38,19 @@ typedef enum agp_code {
     AGP_GT, AGP_GE, AGP_LT, AGP_LE, AGP_EQ, AGP_WHERE,
     /* reductions to [outer, inner] over n elements 'inner' apart */
     AGP_SUM, AGP_MAX, AGP_MIN, AGP_LOGSUMEXP,
-    /* out[i] = in[map[i]] (a map entry < 0 reads 0) */
+    /* out[i] = in[map[i]] (a map entry < 0 reads s[0], a pad's value) */
     AGP_GATHER,
     /* out[map[i]] = in[i]: one input of a concatenation */
     AGP_PLACE,
+    /* out = 0, then out[map[i]] += in[i] (sum_to, slice_grad, index_grad) */
+    AGP_SCATTER,
+    /* out[map[i]] += in[i] into what an AGP_COPY of the base wrote (index_add, scatter_add) */
+    AGP_SCATTER_ADD,
     AGP_MATMUL,
-    AGP_SOFTMAX, AGP_LOG_SOFTMAX,
+    /* along lanes as reductions': [outer, n, inner] in aux */
+    AGP_SOFTMAX, AGP_LOG_SOFTMAX, AGP_CUMSUM, AGP_CUMSUM_REVERSE, AGP_VAR, AGP_STD,
+    /* mean over N rows of C logits of -log softmax at the row's label: aux N, C, labels */
+    AGP_CROSS_ENTROPY,
     AGP_CODE_COUNT
 } agp_code;
 

@@ -436,12 +436,24 @@ static void map_forward(ag_plan *p, const agp_ext *e)
     const int64_t *map = p->aux + e->aux;
     const double *x = p->val + e->in[0];
     double *o = p->val + e->out;
-    if (e->code == AGP_GATHER)
+    switch (e->code) {
+    case AGP_GATHER:
         for (int64_t i = 0; i < e->n; i++)
-            o[i] = map[i] < 0 ? 0.0 : rnd(x[map[i]], e->f32);
-    else
+            o[i] = rnd(map[i] < 0 ? e->s[0] : x[map[i]], e->f32);
+        break;
+    case AGP_PLACE:
         for (int64_t i = 0; i < e->in_n[0]; i++)
             o[map[i]] = rnd(x[i], e->f32);
+        break;
+    default:   /* AGP_SCATTER, AGP_SCATTER_ADD */
+        if (e->code == AGP_SCATTER)
+            memset(o, 0, (size_t)e->n * sizeof *o);
+        for (int64_t i = 0; i < e->in_n[0]; i++)
+            o[map[i]] += x[i];
+        for (int64_t i = 0; e->f32 && i < e->n; i++)
+            o[i] = rnd(o[i], true);
+        break;
+    }
 }
 
 static void map_backward(ag_plan *p, const agp_ext *e)
@@ -459,40 +471,178 @@ static void map_backward(ag_plan *p, const agp_ext *e)
     }
 }
 
+/* ------------------------------------------------- lanes: cumsum, var, std */
+
+static void lanes_forward(ag_plan *p, const agp_ext *e)
+{
+    const int64_t *q = p->aux + e->aux;
+    int64_t outer = q[0], n = q[1], inner = q[2];
+    const double *x = p->val + e->in[0];
+    double *y = p->val + e->out;
+    for (int64_t o_ = 0; o_ < outer * inner; o_++) {
+        int64_t base = (o_ / inner) * n * inner + o_ % inner;
+        const double *l = x + base;
+        if (e->code == AGP_CUMSUM || e->code == AGP_CUMSUM_REVERSE) {
+            double s = 0;
+            for (int64_t k0 = 0; k0 < n; k0++) {
+                int64_t k = e->code == AGP_CUMSUM ? k0 : n - 1 - k0;
+                s += l[k * inner];
+                y[base + k * inner] = rnd(s, e->f32);
+            }
+            continue;
+        }
+        /* var, std: the corrected two-pass variance, as ops_stats.c */
+        double sum = 0;
+        for (int64_t k = 0; k < n; k++)
+            sum += l[k * inner];
+        double mean = sum / (double)n, squares = 0, deviations = 0;
+        for (int64_t k = 0; k < n; k++) {
+            double d = l[k * inner] - mean;
+            squares += d * d;
+            deviations += d;
+        }
+        double v = squares - deviations * deviations / (double)n;
+        v = (v < 0 ? 0 : v) / e->s[0];
+        y[o_] = rnd(e->code == AGP_STD ? sqrt(v) : v, e->f32);
+    }
+}
+
+static void lanes_backward(ag_plan *p, const agp_ext *e)
+{
+    const int64_t *q = p->aux + e->aux;
+    int64_t outer = q[0], n = q[1], inner = q[2];
+    const double *x = p->val + e->in[0], *y = p->val + e->out, *g = p->adj + e->out;
+    double *gx = p->adj + e->in[0];
+    for (int64_t o_ = 0; o_ < outer * inner; o_++) {
+        int64_t base = (o_ / inner) * n * inner + o_ % inner;
+        if (e->code == AGP_CUMSUM || e->code == AGP_CUMSUM_REVERSE) {
+            /* the adjoint runs the other way */
+            double s = 0;
+            for (int64_t k0 = 0; k0 < n; k0++) {
+                int64_t k = e->code == AGP_CUMSUM ? n - 1 - k0 : k0;
+                s += g[base + k * inner];
+                gx[base + k * inner] += s;
+            }
+            continue;
+        }
+        double go = g[o_];
+        if (e->code == AGP_STD)
+            go = y[o_] == 0 ? 0.0 : go / (y[o_] * 2.0);
+        double sum = 0;
+        for (int64_t k = 0; k < n; k++)
+            sum += x[base + k * inner];
+        double mean = sum * (1.0 / (double)n);
+        for (int64_t k = 0; k < n; k++)
+            gx[base + k * inner] += (x[base + k * inner] - mean) * (2.0 / e->s[0]) * go;
+    }
+}
+
+/* ------------------------------------------------------- cross entropy */
+
+static void cross_entropy_forward(ag_plan *p, const agp_ext *e)
+{
+    const int64_t *q = p->aux + e->aux;
+    int64_t rows = q[0], c = q[1];
+    const int64_t *labels = q + 2;
+    const double *x = p->val + e->in[0];
+    double total = 0;
+    for (int64_t i = 0; i < rows; i++) {
+        const double *l = x + i * c;
+        double m = -INFINITY, s = 0;
+        for (int64_t k = 0; k < c; k++)
+            m = l[k] > m || isnan(l[k]) ? l[k] : m;
+        for (int64_t k = 0; k < c; k++)
+            s += exp(l[k] - m);
+        total += log(s) - (l[labels[i]] - m);
+    }
+    p->val[e->out] = rnd(total / (double)rows, e->f32);
+}
+
+static void cross_entropy_backward(ag_plan *p, const agp_ext *e)
+{
+    const int64_t *q = p->aux + e->aux;
+    int64_t rows = q[0], c = q[1];
+    const int64_t *labels = q + 2;
+    const double *x = p->val + e->in[0];
+    double *gx = p->adj + e->in[0], go = p->adj[e->out] / (double)rows;
+    for (int64_t i = 0; i < rows; i++) {
+        const double *l = x + i * c;
+        double m = -INFINITY, s = 0;
+        for (int64_t k = 0; k < c; k++)
+            m = l[k] > m || isnan(l[k]) ? l[k] : m;
+        for (int64_t k = 0; k < c; k++)
+            s += exp(l[k] - m);
+        for (int64_t k = 0; k < c; k++)
+            gx[i * c + k] += go * (exp(l[k] - m) / s - (k == labels[i]));
+    }
+}
+
 /* ------------------------------------------------------------ the loops */
 
 static void ext_forward(ag_plan *p, const agp_ext *e)
 {
-    if (e->code < AGP_ADD)
-        unary_forward(p, e);
-    else if (e->code <= AGP_WHERE)
+    switch (e->code) {
+    case AGP_ADD: case AGP_SUB: case AGP_MUL: case AGP_DIV: case AGP_POW: case AGP_MAXIMUM:
+    case AGP_MINIMUM: case AGP_ATAN2: case AGP_GT: case AGP_GE: case AGP_LT: case AGP_LE:
+    case AGP_EQ: case AGP_WHERE:
         binary_forward(p, e);
-    else if (e->code <= AGP_LOGSUMEXP)
+        break;
+    case AGP_SUM: case AGP_MAX: case AGP_MIN: case AGP_LOGSUMEXP:
         reduce_forward(p, e);
-    else if (e->code <= AGP_PLACE)
+        break;
+    case AGP_GATHER: case AGP_PLACE: case AGP_SCATTER: case AGP_SCATTER_ADD:
         map_forward(p, e);
-    else if (e->code == AGP_MATMUL)
+        break;
+    case AGP_MATMUL:
         matmul_forward(p, e);
-    else
+        break;
+    case AGP_SOFTMAX: case AGP_LOG_SOFTMAX:
         softmax_forward(p, e);
+        break;
+    case AGP_CUMSUM: case AGP_CUMSUM_REVERSE: case AGP_VAR: case AGP_STD:
+        lanes_forward(p, e);
+        break;
+    case AGP_CROSS_ENTROPY:
+        cross_entropy_forward(p, e);
+        break;
+    default:
+        unary_forward(p, e);
+        break;
+    }
 }
 
 static void ext_backward(ag_plan *p, const agp_ext *e)
 {
     if (!(e->grad & AGP_GRAD_OUT))
         return;
-    if (e->code < AGP_ADD)
-        unary_backward(p, e);
-    else if (e->code <= AGP_WHERE)
+    switch (e->code) {
+    case AGP_ADD: case AGP_SUB: case AGP_MUL: case AGP_DIV: case AGP_POW: case AGP_MAXIMUM:
+    case AGP_MINIMUM: case AGP_ATAN2: case AGP_GT: case AGP_GE: case AGP_LT: case AGP_LE:
+    case AGP_EQ: case AGP_WHERE:
         binary_backward(p, e);
-    else if (e->code <= AGP_LOGSUMEXP)
+        break;
+    case AGP_SUM: case AGP_MAX: case AGP_MIN: case AGP_LOGSUMEXP:
         reduce_backward(p, e);
-    else if (e->code <= AGP_PLACE)
+        break;
+    case AGP_GATHER: case AGP_PLACE: case AGP_SCATTER: case AGP_SCATTER_ADD:
         map_backward(p, e);
-    else if (e->code == AGP_MATMUL)
+        break;
+    case AGP_MATMUL:
         matmul_backward(p, e);
-    else
+        break;
+    case AGP_SOFTMAX: case AGP_LOG_SOFTMAX:
         softmax_backward(p, e);
+        break;
+    case AGP_CUMSUM: case AGP_CUMSUM_REVERSE: case AGP_VAR: case AGP_STD:
+        lanes_backward(p, e);
+        break;
+    case AGP_CROSS_ENTROPY:
+        cross_entropy_backward(p, e);
+        break;
+    default:
+        unary_backward(p, e);
+        break;
+    }
 }
 
 /* A scalar relu or abs whose side changed (rare: out of the loop's line). */
