@@ -132,4 +132,49 @@ static inline uint8_t agp_clamp_code(double x, double lo, double hi)
     return x < lo ? 0 : x > hi ? 2 : x == x ? 1 : 3;
 }
 
+/* ------------------------------------------------------------ building
+** (plan.c walks the tape and owns the builder; plan_emit.c turns each op
+** into instructions.) */
+
+typedef struct node {
+    ag_tensor *x;
+    int64_t off;       /* value offset */
+    int32_t entry;     /* tape entry, -1 when not recorded */
+    int32_t leaf;      /* leaf index, -1 otherwise */
+    bool dep;          /* a leaf reaches it */
+} node;
+
+typedef struct builder {
+    ag_tape *t;
+    ag_plan *p;
+    node *nodes;
+    size_t nnodes, cap_nodes;
+    int32_t *slots;    /* hash of tensor addresses to node indices, -1 for empty */
+    size_t cap_slots;
+    size_t cap_code, cap_ext, cap_aux, cap_branch;
+    struct extra { int64_t off; double v; } *extras;   /* constants the instructions add */
+    size_t nextras, cap_extras;
+    ag_tape *scratch;  /* for index maps computed by the library's own ops */
+} builder;
+
+void *agp_grow(builder *b, void *p, size_t *cap, size_t need, size_t esize);
+/* Makes room for 'need' elements in arr (capacity 'cap'); false on error. */
+#define GROW(b, arr, cap, need)                                                             \
+    ((need) <= (cap) ||                                                                     \
+     ((arr) = agp_grow((b), (arr), &(cap), (need), sizeof *(arr)), (b)->t->status == AG_OK))
+
+/* The node of tensor x, or -1. */
+int32_t agp_lookup(const builder *b, const ag_tensor *x);
+/* n int64 of plan->aux, or n bytes of plan->branch: the offset, or -1 on error. */
+int64_t agp_aux_take(builder *b, size_t n);
+int64_t agp_branch_take(builder *b, size_t n);
+bool agp_emit(builder *b, agp_instr in);
+/* A new extended instruction for node nd's op, its inputs those of the
+** tensor; NULL on error. Valid until the next one. */
+agp_ext *agp_emit_ext(builder *b, const node *nd, agp_code code);
+/* A value slot holding v, for an instruction's constant: its offset, or -1. */
+int64_t agp_extra_const(builder *b, double v);
+/* Instructions for the op that made nd's tensor (plan_emit.c). */
+bool agp_emit_op(builder *b, const node *nd);
+
 #endif
