@@ -25,6 +25,7 @@ static const struct named { const char *name; agp_code code, scalar; int nin; } 
     {"erf", AGP_ERF, AGP_CODE_COUNT, 1}, {"atan", AGP_ATAN, AGP_CODE_COUNT, 1},
     {"log1p", AGP_LOG1P, AGP_CODE_COUNT, 1}, {"expm1", AGP_EXPM1, AGP_CODE_COUNT, 1},
     {"reshape", AGP_COPY, AGP_CODE_COUNT, 1}, {"cast", AGP_COPY, AGP_CODE_COUNT, 1},
+    {"step", AGP_STEP, AGP_CODE_COUNT, 1}, {"inside", AGP_INSIDE, AGP_CODE_COUNT, 1},
     {"add", AGP_ADD, AGP_S_ADD, 2}, {"sub", AGP_SUB, AGP_S_SUB, 2},
     {"mul", AGP_MUL, AGP_S_MUL, 2}, {"div", AGP_DIV, AGP_S_DIV, 2},
     {"pow", AGP_POW, AGP_CODE_COUNT, 2}, {"maximum", AGP_MAXIMUM, AGP_CODE_COUNT, 2},
@@ -62,7 +63,8 @@ static const char supported_list[] =
     "where sum max min logsumexp var std cumsum matmul dense softmax log_softmax cross_entropy "
     "reshape cast permute slice broadcast_to sum_to index index_select gather index_add "
     "scatter_add tril triu diagonal diag_embed pad concat stack, and those built from them "
-    "(mean, square, transpose, flatten, layer_norm, the losses...)";
+    "(mean, square, transpose, flatten, layer_norm, the losses...), with the gradients "
+    "recorded by create_graph through them but maximum's and minimum's";
 
 /* Library ops are told apart from user-defined ones (ag_custom) by their
 ** lack of a forward callback, which ag_custom requires: a custom op may
@@ -427,7 +429,8 @@ bool agp_emit_op(builder *b, const node *nd)
     agp_ext *e = agp_emit_ext(b, nd, nm->code);
     if (!e)
         return false;
-    if (nm->code == AGP_LEAKY_RELU || nm->code == AGP_CLAMP || nm->code == AGP_POW_SCALAR) {
+    if (nm->code == AGP_LEAKY_RELU || nm->code == AGP_CLAMP || nm->code == AGP_POW_SCALAR ||
+        nm->code == AGP_STEP || nm->code == AGP_INSIDE) {
         e->s[0] = x->attr.s[0];   /* attr is a union: s[] holds these ops' constants only */
         e->s[1] = x->attr.s[1];
     }

@@ -33,6 +33,8 @@ typedef enum agp_code {
     AGP_NEG = AGP_EXT_FIRST, AGP_EXP, AGP_LOG, AGP_SQRT, AGP_ABS, AGP_SIGN, AGP_SIN, AGP_COS,
     AGP_TANH, AGP_SIGMOID, AGP_RELU, AGP_LEAKY_RELU, AGP_GELU, AGP_SOFTPLUS, AGP_CLAMP,
     AGP_POW_SCALAR, AGP_ERF, AGP_ATAN, AGP_LOG1P, AGP_EXPM1, AGP_COPY,
+    /* the derivatives of relu/leaky_relu and clamp, which their VJPs record */
+    AGP_STEP, AGP_INSIDE,
     /* elementwise of two or three inputs, broadcast */
     AGP_ADD, AGP_SUB, AGP_MUL, AGP_DIV, AGP_POW, AGP_MAXIMUM, AGP_MINIMUM, AGP_ATAN2,
     AGP_GT, AGP_GE, AGP_LT, AGP_LE, AGP_EQ, AGP_WHERE,

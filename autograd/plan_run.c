@@ -64,6 +64,8 @@ static double unary_value(int code, double x, const double *s)
     case AGP_ATAN: return atan(x);
     case AGP_LOG1P: return log1p(x);
     case AGP_EXPM1: return expm1(x);
+    case AGP_STEP: return agk_step(x, s[0]);
+    case AGP_INSIDE: return inside(x, s[0], s[1]);
     default: return x;   /* AGP_COPY */
     }
 }
@@ -102,7 +104,7 @@ static double unary_adjoint(int code, double go, double x, double y, const doubl
     case AGP_ATAN: return go / (x * x + 1.0);
     case AGP_LOG1P: return go / (x + 1.0);
     case AGP_EXPM1: return go * exp(x);
-    case AGP_SIGN: return 0.0;
+    case AGP_SIGN: case AGP_STEP: case AGP_INSIDE: return 0.0;   /* never recorded */
     default: return go;   /* AGP_COPY */
     }
 }

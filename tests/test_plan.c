@@ -474,3 +474,98 @@ Test(plan, bad_input_is_refused_with_a_message)
     ag_tape_free(t);
     ag_tape_free(other);
 }
+
+/* ------------------------------------------------------- edge cases */
+
+static ag_tensor *rosenbrock(ag_tape *t, ag_tensor *x, int n)
+{
+    ag_tensor *f = ag_scalar(t, AG_F64, 0.0);
+    for (int i = 0; i + 1 < n; i++) {
+        ag_tensor *xi = ag_index(t, x, 1, (int64_t[]){i});
+        ag_tensor *xj = ag_index(t, x, 1, (int64_t[]){i + 1});
+        ag_tensor *a = ag_sub(t, xj, ag_square(t, xi));
+        ag_tensor *c = ag_sub(t, ag_scalar(t, AG_F64, 1.0), xi);
+        f = ag_add(t, f, ag_add(t, ag_mul_scalar(t, ag_square(t, a), 100.0), ag_square(t, c)));
+    }
+    return f;
+}
+
+/* A plan of a recorded gradient: its run's gradient is a Hessian-vector
+** product, equal to reverse over reverse on a tape. */
+Test(plan, plan_of_a_gradient_gives_hessian_vector_products)
+{
+    enum { N = 6 };
+    double x0[N] = {-1.2, 1, 0.5, -0.3, 0.8, 1.1}, v[N] = {1, -2, 0.5, 3, -1, 0.25};
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_requires_grad(ag_tensor_from_f64(t, 1, (int64_t[]){N}, x0)), *g;
+    ag_gradients(t, rosenbrock(t, x, N), NULL, 1, &x, &g, 1);
+    ag_tensor *gv = ag_sum(t, ag_mul(t, g, ag_tensor_from_f64(t, 1, (int64_t[]){N}, v)));
+    ag_plan *p = ag_plan_new(t, gv, 1, &x);
+    cr_assert_not_null(p, "%s", ag_tape_errmsg(t));
+    double x1[N], y, hv[N];
+    for (int i = 0; i < N; i++)
+        x1[i] = x0[i] + 0.1 * i;
+    cr_assert_eq(ag_plan_run_f64(p, (const double *[]){x1}, &y, (double *[]){hv}), AG_OK, "%s",
+                 ag_plan_errmsg(p));
+    ag_tape_reset(t);
+    x = ag_requires_grad(ag_tensor_from_f64(t, 1, (int64_t[]){N}, x1));
+    ag_gradients(t, rosenbrock(t, x, N), NULL, 1, &x, &g, 1);
+    gv = ag_sum(t, ag_mul(t, g, ag_tensor_from_f64(t, 1, (int64_t[]){N}, v)));
+    ag_tensor *want;
+    ag_gradients(t, gv, NULL, 1, &x, &want, 0);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_assert(close_rel(y, ag_item(gv), 1e-12), "%.17g vs %.17g", y, ag_item(gv));
+    for (int i = 0; i < N; i++)
+        cr_assert(close_rel(hv[i], ag_get(want, i), 1e-12), "(Hv)[%d] %.17g vs %.17g", i, hv[i],
+                  ag_get(want, i));
+    ag_plan_free(p);
+    ag_tape_free(t);
+}
+
+Test(plan, leaves_outputs_and_scopes)
+{
+    ag_tape *t = ag_tape_new();
+    /* y a leaf: dy/dy = 1 */
+    ag_tensor *x = ag_requires_grad(ag_scalar(t, AG_F64, 2));
+    ag_plan *p = ag_plan_new(t, x, 1, &x);
+    double xv = 5, y, g;
+    cr_assert_not_null(p, "%s", ag_tape_errmsg(t));
+    cr_assert_eq(ag_plan_run_f64(p, (const double *[]){&xv}, &y, (double *[]){&g}), AG_OK);
+    cr_assert(y == 5 && g == 1, "%g %g", y, g);
+    ag_plan_free(p);
+    /* y a constant: captured, gradient 0 */
+    ag_tensor *c = ag_exp(t, ag_scalar(t, AG_F64, 1));
+    p = ag_plan_new(t, c, 1, &x);
+    cr_assert_not_null(p, "%s", ag_tape_errmsg(t));
+    cr_assert_eq(ag_plan_ops(p), 0);
+    cr_assert_eq(ag_plan_run_f64(p, (const double *[]){&xv}, &y, (double *[]){&g}), AG_OK);
+    cr_assert(y == exp(1.0) && g == 0, "%g %g", y, g);
+    ag_plan_free(p);
+    /* a no-grad scope: values follow the leaf, no gradient flows through it,
+    ** as a backward through the tape would not */
+    ag_no_grad_begin(t);
+    ag_tensor *s = ag_mul(t, x, x);
+    ag_no_grad_end(t);
+    ag_tensor *z = ag_add(t, ag_mul(t, s, x), x);   /* s x + x: ds/dx not counted */
+    p = ag_plan_new(t, z, 1, &x);
+    cr_assert_not_null(p, "%s", ag_tape_errmsg(t));
+    cr_assert_eq(ag_plan_run_f64(p, (const double *[]){&xv}, &y, (double *[]){&g}), AG_OK);
+    cr_assert(y == 5 * 5 * 5 + 5 && g == 25 + 1, "%g %g", y, g);
+    ag_plan_free(p);
+    /* mixed dtypes through casts, a vector y: values only, untyped run */
+    ag_tensor *a = ag_requires_grad(ag_zeros(t, AG_F32, 1, (int64_t[]){3}));
+    ag_tensor *b = ag_requires_grad(ag_param_scalar(AG_F64, 0));
+    ag_tensor *v = ag_mul(t, ag_cast(t, a, AG_F64), b);
+    p = ag_plan_new(t, v, 2, (ag_tensor *[]){a, b});
+    cr_assert_not_null(p, "%s", ag_tape_errmsg(t));
+    float av[3] = {1, 2, 3};
+    double bv = 0.5, out[3];
+    cr_assert_eq(ag_plan_run(p, (const void *[]){av, &bv}, out, NULL), AG_OK, "%s",
+                 ag_plan_errmsg(p));
+    cr_assert(out[0] == 0.5 && out[1] == 1 && out[2] == 1.5);
+    cr_assert_eq(ag_plan_run_f32(p, (const float *[]){av, av}, NULL, NULL), AG_EDTYPE);
+    cr_assert(strstr(ag_plan_errmsg(p), "leaf 1 is f64"), "%s", ag_plan_errmsg(p));
+    ag_plan_free(p);
+    ag_param_free(b);
+    ag_tape_free(t);
+}
