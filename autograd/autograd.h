@@ -766,10 +766,11 @@ AG_API void ag_op_fail(ag_tensor *out, ag_status code, const char *fmt, ...)
 ** lt le eq, broadcasting; sum max min logsumexp over all elements or an axis
 ** (so mean); matmul; softmax log_softmax; reshape (flatten) cast permute
 ** (transpose) slice broadcast_to index index_select gather tril triu diag
-** concat stack; and whatever is written with them (var, std, layer_norm,
-** the losses made of these...). A tape holding any other op that y depends
-** on (convolutions, pooling, the fused dense layer, factorizations, a
-** user-defined op...) makes ag_plan_new record AG_EUNSUPPORTED naming it.
+** concat stack pad sum_to index_add scatter_add cumsum var std dense
+** cross_entropy; and whatever is written with them (layer_norm, mse...).
+** A tape holding any other op that y depends on (convolutions, pooling,
+** factorizations, a user-defined op...) makes ag_plan_new record
+** AG_EUNSUPPORTED naming it.
 **
 ** Values are the tape's: each op computes as its tape op does (in double,
 ** rounded once to the dtype), so elementwise results agree bit for bit, and
@@ -787,7 +788,15 @@ AG_API void ag_op_fail(ag_tensor *out, ag_status code, const char *fmt, ...)
 ** AG_ESTATE and its message names the op, its tape entry and the element
 ** (ADOL-C's drivers return -1, CppAD counts compare_change_number): a
 ** branch the caller's own C code took on a recorded value cannot be seen,
-** so record the tape again when it matters. */
+** so record the tape again when it matters.
+**
+** A plan of a gradient recorded with create_graph runs too: freezing
+** y = sum(g * v) for g = dy/dx gives, at each run, the Hessian-vector
+** product H v as the gradient of x (v a leaf or a constant), except through
+** maximum and minimum, whose recorded gradients a plan cannot run.
+**
+** Threads: a run writes the plan's buffers, so a plan belongs to one thread
+** at a time; two plans (freeze one per thread) run on two threads. */
 typedef struct ag_plan ag_plan;
 
 /* Freezes y (any shape) as a function of leaves[0..nleaves), tensors of t or
