@@ -458,9 +458,6 @@ static ag_status run(ag_plan *p, int dt, const char *who, const void *const *lea
         if (dt >= 0 && p->leaves[i].dtype != dt)
             return plan_fail(p, AG_EDTYPE, "%s: leaf %d is %s, not %s", who, i,
                              ag_dtype_name((ag_dtype)p->leaves[i].dtype), ag_dtype_name((ag_dtype)dt));
-        if (grads && grads[i] && dt >= 0 && p->leaves[i].dtype != dt)
-            return plan_fail(p, AG_EDTYPE, "%s: leaf %d is %s", who, i,
-                             ag_dtype_name((ag_dtype)p->leaves[i].dtype));
     }
     if (y && dt >= 0 && p->y_dtype != dt)
         return plan_fail(p, AG_EDTYPE, "%s: y is %s, not %s", who,

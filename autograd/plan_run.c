@@ -660,6 +660,8 @@ static void scalar_changed(ag_plan *p, const agp_instr *c, uint8_t now)
 
 void agp_forward(ag_plan *p)
 {
+    if (!p->ncode)
+        return;   /* code may be NULL */
     double *v = p->val;
     const agp_instr *c = p->code, *end = c + p->ncode;
     for (; c < end; c++) {
@@ -707,8 +709,8 @@ void agp_backward(ag_plan *p)
     double *g = p->adj;
     memset(g, 0, p->nval * sizeof *g);
     g[p->y_off] = 1.0;
-    const agp_instr *begin = p->code, *c = begin + p->ncode;
-    while (c-- > begin) {
+    for (size_t k = p->ncode; k-- > 0;) {
+        const agp_instr *c = &p->code[k];
         if (c->code >= AGP_EXT_FIRST) {
             ext_backward(p, &p->ext[c->out]);
             continue;
