@@ -778,6 +778,104 @@ AG_API void ag_op_fail(ag_tensor *out, ag_status code, const char *fmt, ...)
 #endif
     ;
 
+/* ------------------------------------------------------ record once, replay */
+/* A plan freezes the computation of y from some leaves, as recorded on a
+** tape, into a flat program that evaluates y and its gradient again at new
+** leaf values, recording nothing and allocating nothing (ADOL-C's and
+** CppAD's "record once, replay"): for the same gradient at many points,
+** such as an optimiser's iterations on a fixed graph.
+**
+**     ag_tensor *x = ag_requires_grad(ag_zeros(t, AG_F64, 1, (int64_t[]){10}));
+**     ag_tensor *y = rosenbrock(t, x);                  // any ops of the list below
+**     ag_plan *plan = ag_plan_new(t, y, 1, &x);         // NULL on error (on t)
+**     ag_tape_reset(t);                                 // the plan keeps no tensor
+**     double xv[10] = {...}, yv, gx[10];
+**     for (...) {
+**         ag_status s = ag_plan_run_f64(plan, (const double *[]){xv}, &yv,
+**                                       (double *[]){gx});
+**         if (s == AG_ESTATE) ...;                      // a comparison went otherwise:
+**         ...                                           // record again (see below)
+**     }
+**     ag_plan_free(plan);
+**
+** What is frozen: every tensor y depends on. Those the leaves reach are
+** recomputed by each run; every other one (data, parameters not among the
+** leaves, tensors read out with ag_item and put back, ag_detach's copies)
+** is a constant, its values copied at ag_plan_new. Gradients flow through
+** the ops that were recorded, as ag_gradients(t, y, NULL, n, leaves) would
+** compute them; each leaf must require grad. Shapes, dtypes and the
+** structure of the computation are fixed; leaves of any shape and dtype.
+**
+** The ops a plan runs: neg exp log sqrt abs sign sin cos tanh sigmoid relu
+** leaky_relu gelu softplus clamp pow_scalar (square) erf atan log1p expm1;
+** add sub mul div pow maximum minimum atan2 where and the comparisons gt ge
+** lt le eq, broadcasting; sum max min logsumexp over all elements or an axis
+** (so mean); matmul; softmax log_softmax; reshape (flatten) cast permute
+** (transpose) slice broadcast_to index index_select gather tril triu diag
+** concat stack pad sum_to index_add scatter_add cumsum var std dense
+** cross_entropy; and whatever is written with them (layer_norm, mse...).
+** A tape holding any other op that y depends on (convolutions, pooling,
+** factorizations, a user-defined op...) makes ag_plan_new record
+** AG_EUNSUPPORTED naming it.
+**
+** Values are the tape's: each op computes as its tape op does (in double,
+** rounded once to the dtype), so elementwise results agree bit for bit, and
+** sums, products and softmaxes to rounding (they may add in another
+** order). Gradients are accumulated in double, also for f32 leaves (an f32
+** tape rounds every intermediate gradient to float): they agree with the
+** tape's to rounding.
+**
+** Comparisons. The recorded pass took branches: masks of gt/ge/lt/le/eq,
+** where's condition, the side of the kink of relu, leaky_relu, abs and
+** clamp, which of maximum/minimum's inputs won, the position and ties of a
+** max/min reduction's extremum. Each run checks every one of them again.
+** When one comes out otherwise, the run still completes, with the values
+** and gradients of the new point computed by the same ops, but returns
+** AG_ESTATE and its message names the op, its tape entry and the element
+** (ADOL-C's drivers return -1, CppAD counts compare_change_number): a
+** branch the caller's own C code took on a recorded value cannot be seen,
+** so record the tape again when it matters.
+**
+** A plan of a gradient recorded with create_graph runs too: freezing
+** y = sum(g * v) for g = dy/dx gives, at each run, the Hessian-vector
+** product H v as the gradient of x (v a leaf or a constant), except through
+** maximum and minimum, whose recorded gradients a plan cannot run.
+**
+** Threads: a run writes the plan's buffers, so a plan belongs to one thread
+** at a time; two plans (freeze one per thread) run on two threads. */
+typedef struct ag_plan ag_plan;
+
+/* Freezes y (any shape) as a function of leaves[0..nleaves), tensors of t or
+** parameters that require grad, distinct. Memory comes from t's allocator
+** hook; the plan is independent of t afterwards (reset or free it). Returns
+** NULL with the error recorded on t (AG_EINVAL for NULL or nil tensors, a
+** leaf from another tape or without requires_grad, repeated leaves;
+** AG_EUNSUPPORTED for an op the plan cannot run; AG_ENOMEM), or NULL
+** without recording when t is NULL or already in error. */
+AG_API ag_plan *ag_plan_new(ag_tape *t, ag_tensor *y, int nleaves, ag_tensor *const *leaves);
+/* Runs the plan at new leaf values: leaves[i] points to leaf i's elements
+** (row-major, numel of them, in leaf i's dtype). y (may be NULL) receives
+** y's elements in its dtype. With grads not NULL, the backward pass runs
+** too (y must have one element) and grads[i], when not NULL, receives dy/d
+** leaf i in leaf i's shape and dtype; grads NULL computes values only.
+** Returns AG_OK, AG_ESTATE when a recorded comparison went otherwise (all
+** outputs written, see above), or an error before anything runs (NULL
+** buffers, a dtype that differs in the typed forms, gradients of a y of
+** several elements). The status and message are those of the last run
+** (ag_plan_status, ag_plan_errmsg), not sticky: each run starts clean. */
+AG_API ag_status ag_plan_run(ag_plan *p, const void *const *leaves, void *y, void *const *grads);
+/* The same where every leaf and y are f64 (f32): AG_EDTYPE otherwise. */
+AG_API ag_status ag_plan_run_f64(ag_plan *p, const double *const *leaves, double *y,
+                                 double *const *grads);
+AG_API ag_status ag_plan_run_f32(ag_plan *p, const float *const *leaves, float *y,
+                                 float *const *grads);
+AG_API ag_status ag_plan_status(const ag_plan *p);      /* AG_EINVAL for NULL */
+AG_API const char *ag_plan_errmsg(const ag_plan *p);    /* "" after a clean run */
+AG_API size_t ag_plan_ops(const ag_plan *p);            /* instructions; 0 for NULL */
+AG_API int ag_plan_num_leaves(const ag_plan *p);
+/* Frees the plan; NULL is a no-op. */
+AG_API void ag_plan_free(ag_plan *p);
+
 /* --------------------------------------------------------------- gradcheck */
 /* The function under test: builds its output on 't' from the given inputs
 ** (leaves of 't' that require grad, f64, in the order given). */

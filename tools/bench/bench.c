@@ -198,8 +198,8 @@ bool bench_have_torch(const bench_options *o)
 
 static void usage(FILE *f)
 {
-    fputs("usage: bench [--json FILE] [--quick] [--repeat N] [--only matmul|scalar|train|parallel]\n"
-          "             [--python PATH]\n"
+    fputs("usage: bench [--json FILE] [--quick] [--repeat N]\n"
+          "             [--only matmul|scalar|replay|train|parallel] [--python PATH]\n"
           "Prints one table: each row ours beside a reference measured in the same run.\n"
           "  --json FILE    also write the rows as a JSON list of\n"
           "                 {name, ours, reference, unit, ratio, note}\n"
@@ -246,6 +246,7 @@ int main(int argc, char **argv)
     } sections[] = {
         {"matmul", bench_matmul},
         {"scalar", bench_scalar},
+        {"replay", bench_replay},
         {"train", bench_train},
         {"parallel", bench_parallel},
     };

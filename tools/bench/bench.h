@@ -55,5 +55,6 @@ void bench_matmul(bench_table *t, const bench_options *o);
 void bench_scalar(bench_table *t, const bench_options *o);
 void bench_train(bench_table *t, const bench_options *o);
 void bench_parallel(bench_table *t, const bench_options *o);
+void bench_replay(bench_table *t, const bench_options *o);
 
 #endif
