@@ -41,7 +41,7 @@ static inline double share_min(double a, double b)
 
 /* ---------------------------------------------------- elementwise, unary */
 
-static double unary_value(int code, double x, const double *s)
+AGK_INLINE double unary_value(int code, double x, const double *s)
 {
     switch (code) {
     case AGP_NEG: return -x;
@@ -71,7 +71,7 @@ static double unary_value(int code, double x, const double *s)
 }
 
 /* d out / d x times go, given x and out = f(x) */
-static double unary_adjoint(int code, double go, double x, double y, const double *s)
+AGK_INLINE double unary_adjoint(int code, double go, double x, double y, const double *s)
 {
     switch (code) {
     case AGP_NEG: return -go;
@@ -115,12 +115,37 @@ static uint8_t unary_side(int code, double x, const double *s)
          : code == AGP_CLAMP ? agp_clamp_code(x, s[0], s[1]) : agp_relu_code(x);
 }
 
+/* Each op code of one input, for loops specialised by code: the switch on
+** the code then runs once per op, not once per element. */
+#define UNARY_CODES(X)                                                                        \
+    X(AGP_NEG) X(AGP_EXP) X(AGP_LOG) X(AGP_SQRT) X(AGP_ABS) X(AGP_SIGN) X(AGP_SIN) X(AGP_COS) \
+    X(AGP_TANH) X(AGP_SIGMOID) X(AGP_RELU) X(AGP_LEAKY_RELU) X(AGP_GELU) X(AGP_SOFTPLUS)      \
+    X(AGP_CLAMP) X(AGP_POW_SCALAR) X(AGP_ERF) X(AGP_ATAN) X(AGP_LOG1P) X(AGP_EXPM1)          \
+    X(AGP_STEP) X(AGP_INSIDE)
+
 static void unary_forward(ag_plan *p, const agp_ext *e)
 {
-    const double *a = p->val + e->in[0];
+    const double *a = p->val + e->in[0], *s = e->s;
     double *o = p->val + e->out;
-    for (int64_t i = 0; i < e->n; i++)
-        o[i] = rnd(unary_value(e->code, a[i], e->s), e->f32);
+    int64_t n = e->n;
+    bool f32 = e->f32;
+    if (e->code == AGP_POW_SCALAR && s[0] == 2.0) {   /* square: no call per element */
+        for (int64_t i = 0; i < n; i++)
+            o[i] = rnd(a[i] * a[i], f32);
+        return;
+    }
+    switch (e->code) {
+#define UNARY_FORWARD(C)                                                                      \
+    case C:                                                                                   \
+        for (int64_t i = 0; i < n; i++)                                                       \
+            o[i] = rnd(unary_value(C, a[i], s), f32);                                         \
+        break;
+    UNARY_CODES(UNARY_FORWARD)
+#undef UNARY_FORWARD
+    default:
+        for (int64_t i = 0; i < n; i++)
+            o[i] = rnd(unary_value(e->code, a[i], s), f32);
+    }
     if (e->chk >= 0)
         for (int64_t i = 0; i < e->n; i++) {
             uint8_t now = unary_side(e->code, a[i], e->s), was = p->branch[e->chk + i];
@@ -133,16 +158,71 @@ static void unary_backward(ag_plan *p, const agp_ext *e)
 {
     const double *a = p->val + e->in[0], *y = p->val + e->out, *g = p->adj + e->out;
     double *ga = p->adj + e->in[0];
-    for (int64_t i = 0; i < e->n; i++)
-        ga[i] += unary_adjoint(e->code, g[i], a[i], y[i], e->s);
+    const double *s = e->s;
+    int64_t n = e->n;
+    if (e->code == AGP_POW_SCALAR && s[0] == 2.0) {
+        for (int64_t i = 0; i < n; i++)
+            ga[i] += g[i] * (a[i] * 2.0);
+        return;
+    }
+    switch (e->code) {
+#define UNARY_BACKWARD(C)                                                                     \
+    case C:                                                                                   \
+        for (int64_t i = 0; i < n; i++)                                                       \
+            ga[i] += unary_adjoint(C, g[i], a[i], y[i], s);                                   \
+        break;
+    UNARY_CODES(UNARY_BACKWARD)
+#undef UNARY_BACKWARD
+    default:
+        for (int64_t i = 0; i < n; i++)
+            ga[i] += unary_adjoint(e->code, g[i], a[i], y[i], s);
+    }
 }
 
 /* -------------------------------------------- elementwise, broadcast */
 
+/* The step of input k's offset per element of the result when it is
+** constant: 1 for an input of the result's size, 0 for one element; -1
+** when the input broadcasts otherwise. */
+static inline int64_t flat_step(const agp_ext *e, int k)
+{
+    if (k >= e->nin || e->in_n[k] == 1)
+        return 0;
+    return e->in_n[k] == e->n ? 1 : -1;
+}
+
 /* Runs BODY for each element i of the result with ia, ib, ic the offsets
-** of the inputs' elements (strides from aux: shape, then one set per input). */
+** of the inputs' elements (strides from aux: shape, then one set per input).
+** Inputs of the result's size or of one element (most ops) take one add
+** per element instead of the walk over dims. */
 #define BROADCAST(p, e, ...)                                                           \
     do {                                                                                \
+        int64_t fa_ = flat_step(e, 0), fb_ = flat_step(e, 1), fc_ = flat_step(e, 2);    \
+        if (fa_ == 1 && fb_ == 1 && fc_ != -1) {                                        \
+            /* constant offsets: loops the compiler vectorises */                      \
+            for (int64_t i = 0; i < (e)->n; i++) {                                      \
+                const int64_t ia = i, ib = i, ic = fc_ ? i : 0;                         \
+                (void)ic;                                                               \
+                __VA_ARGS__;                                                            \
+            }                                                                           \
+            break;                                                                      \
+        }                                                                               \
+        if (fa_ == 1 && fb_ == 0 && fc_ == 0) {                                         \
+            for (int64_t i = 0; i < (e)->n; i++) {                                      \
+                const int64_t ia = i, ib = 0, ic = 0;                                   \
+                (void)ic;                                                               \
+                __VA_ARGS__;                                                            \
+            }                                                                           \
+            break;                                                                      \
+        }                                                                               \
+        if (fa_ >= 0 && fb_ >= 0 && fc_ >= 0) {                                         \
+            int64_t ia = 0, ib = 0, ic = 0;                                             \
+            for (int64_t i = 0; i < (e)->n; i++, ia += fa_, ib += fb_, ic += fc_) {     \
+                (void)ic;                                                               \
+                __VA_ARGS__;                                                            \
+            }                                                                           \
+            break;                                                                      \
+        }                                                                               \
         int r_ = (e)->rank;                                                             \
         const int64_t *sh_ = (p)->aux + (e)->aux, *sa_ = sh_ + r_, *sb_ = sa_ + r_;     \
         const int64_t *sc_ = (e)->nin > 2 ? sb_ + r_ : sb_;                             \
@@ -159,7 +239,7 @@ static void unary_backward(ag_plan *p, const agp_ext *e)
         }                                                                               \
     } while (0)
 
-static double binary_value(int code, double a, double b)
+AGK_INLINE double binary_value(int code, double a, double b)
 {
     switch (code) {
     case AGP_ADD: return a + b;
@@ -192,8 +272,22 @@ static void binary_forward(ag_plan *p, const agp_ext *e)
         });
         return;
     }
-    int code = e->code;
-    BROADCAST(p, e, { o[i] = rnd(binary_value(code, a[ia], b[ib]), e->f32); });
+    bool f32 = e->f32;
+    switch (e->code) {
+#define BINARY_FORWARD(C)                                                                     \
+    case C:                                                                                   \
+        BROADCAST(p, e, { o[i] = rnd(binary_value(C, a[ia], b[ib]), f32); });                  \
+        break;
+    BINARY_FORWARD(AGP_ADD) BINARY_FORWARD(AGP_SUB) BINARY_FORWARD(AGP_MUL)
+    BINARY_FORWARD(AGP_DIV) BINARY_FORWARD(AGP_POW) BINARY_FORWARD(AGP_MAXIMUM)
+    BINARY_FORWARD(AGP_MINIMUM) BINARY_FORWARD(AGP_ATAN2) BINARY_FORWARD(AGP_GT)
+    BINARY_FORWARD(AGP_GE) BINARY_FORWARD(AGP_LT) BINARY_FORWARD(AGP_LE)
+#undef BINARY_FORWARD
+    default: {
+        int code = e->code;
+        BROADCAST(p, e, { o[i] = rnd(binary_value(code, a[ia], b[ib]), f32); });
+    }
+    }
     if (e->chk >= 0)
         BROADCAST(p, e, {
             uint8_t now = agp_cmp_code(a[ia], b[ib]), was = p->branch[e->chk + i];

@@ -98,6 +98,49 @@ Test(examples, custom_op_rejects_arguments)
     cr_assert(strstr(out, "usage: custom_op"));
 }
 
+/* newton.c on the 100-dimensional Rosenbrock function: Newton's method
+** with ag_hessian reaches the minimum; L-BFGS recording each gradient and
+** L-BFGS replaying a plan take the same path, to the same point. */
+Test(examples, newton_three_ways_reach_the_minimum)
+{
+    int st;
+    const char *out = run("EXAMPLE_NEWTON", "--evals 20", &st);
+    cr_assert_eq(st, 0, "%s", out);
+    const char *newton = strstr(out, "(1) Newton"), *rec = strstr(out, "(2) L-BFGS"),
+               *rep = strstr(out, "(3) L-BFGS");
+    cr_assert(newton && rec && rep, "%s", out);
+    double iters = number_after(newton, "(ag_hessian, ag_solve): ");
+    cr_assert(iters >= 10 && iters <= 200, "%s", out);
+    cr_assert_leq(number_after(newton, "f = "), 1e-15, "%s", out);
+    cr_assert_leq(number_after(newton, "max |g| = "), 1e-9, "%s", out);
+    cr_assert_leq(number_after(newton, "max |x - 1| = "), 1e-8, "%s", out);
+    /* The replay computes the recorded ops' values bit for bit here, so
+    ** both runs take the same iterations to the same point. */
+    cr_assert_eq(number_after(rec, "recording each gradient: "),
+                 number_after(rep, "replaying one plan: "), "%s", out);
+    cr_assert_eq(number_after(rec, "iterations, "), number_after(rep, "iterations, "), "%s", out);
+    cr_assert_leq(number_after(rec, "max |x - 1| = "), 1e-6, "%s", out);
+    cr_assert_leq(number_after(out, "end at points "), 1e-12, "%s", out);
+    cr_assert(strstr(out, "time per gradient, n = 100: recording ") &&
+              strstr(out, "us, replaying the plan "), "%s", out);
+}
+
+Test(examples, newton_in_two_dimensions_and_bad_arguments)
+{
+    int st;
+    const char *out = run("EXAMPLE_NEWTON", "--dim 2 --evals 10", &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_assert_leq(number_after(out, "max |x - 1| = "), 1e-8, "%s", out);
+    cr_assert(strstr(out, "n = 2:"), "%s", out);
+    run("EXAMPLE_NEWTON", "--dim 1", &st);
+    cr_assert_eq(st, 2);
+    run("EXAMPLE_NEWTON", "--evals x", &st);
+    cr_assert_eq(st, 2);
+    out = run("EXAMPLE_NEWTON", "--help", &st);
+    cr_assert_eq(st, 0);
+    cr_assert(strstr(out, "usage: newton"), "%s", out);
+}
+
 Test(examples, chain_tape_matches_hand_and_reaches_the_optimum)
 {
     int st;
