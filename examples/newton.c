@@ -19,7 +19,10 @@
 ** (3) The same L-BFGS, with a closure that replays a plan (ag_plan) frozen
 **     once from one recording: nothing recorded, nothing allocated.
 **
-** Then the time per gradient of recording again against replaying.
+** Then the time per gradient of recording again against replaying. A plan
+** saves what recording costs per op (about 20 ns a scalar op); on this
+** function's 100-element vectors the arithmetic is most of the time, so
+** the two are close there, and replaying wins by far at small --dim.
 **
 **     usage: newton [--dim N] [--evals K]
 */
@@ -241,7 +244,7 @@ static int time_gradients(problem *p, int evals)
     if (ag_tape_status(p->t) != AG_OK)
         return fail(p->t, "recording");
     printf("time per gradient, n = %d: recording %.2f us, replaying the plan %.2f us "
-           "(%zu instructions): %.1fx faster\n",
+           "(%zu instructions): recording / replaying = %.2f\n",
            p->n, best_record * 1e6, best_replay * 1e6, ag_plan_ops(p->plan),
            best_record / best_replay);
     return 0;
