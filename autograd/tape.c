@@ -6,6 +6,12 @@
 
 #include <string.h>
 
+#if defined(__GNUC__)
+#define AGI_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define AGI_ALWAYS_INLINE static inline
+#endif
+
 ag_tape *ag_tape_new(void) { return ag_tape_new_alloc(NULL, NULL); }
 
 ag_tape *ag_tape_new_alloc(ag_alloc_fn fn, void *ud)
@@ -192,18 +198,18 @@ uint32_t agi_uses(const ag_tape *t, const ag_tensor *x)
 }
 
 /* Carves a tensor of 'numel' elements (checked by the caller) with its
-** header, inputs and small values in one block, and records it. Inline so
-** that agi_new_scalar gets its own copy with rank 0 folded in. */
-static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in,
-                               ag_dtype dt, int rank, const int64_t *shape, int64_t numel)
+** header, inputs and small values in one block (after a tangent's slot of
+** 'slot' bytes), and records it. Always inline, so that agi_new_scalar gets
+** its own copy with rank 0 folded in and the usual path its copy with no
+** slot. */
+AGI_ALWAYS_INLINE ag_tensor *carve_with(ag_tape *t, const ag_op *op, int nin,
+                                         ag_tensor *const *in, ag_dtype dt, int rank,
+                                         const int64_t *shape, int64_t numel, size_t slot)
 {
     size_t esize = dt == AG_F32 ? sizeof(float) : sizeof(double);   /* inline: ag_dtype_size is a call */
     size_t hsize = agi_header_size(rank);
     size_t head = (hsize + (size_t)nin * sizeof(ag_tensor *) + 15) & ~(size_t)15;
     size_t bytes = (size_t)numel * esize;
-    /* Room for a tangent before the header (agi_tangent), 16 to keep the
-    ** header's alignment, only while forward mode is in use. */
-    size_t slot = t->tangents_live ? 16 : 0;
     ag_tensor *x;
     if (bytes <= 64) {
         /* Small tensors (scalars above all) in one block with their header. */
@@ -262,7 +268,7 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
     if (t->anomaly.on && !agi_anomaly_note(t, x))
         return agi_nil(t);
     /* An op with no derivative at all (a comparison) gives a constant. */
-    if (t->tangents_live && op && (op->vjp || op->raw_vjp) && !t->in_jvp) {
+    if (slot && op && (op->vjp || op->raw_vjp) && !t->in_jvp) {
         /* An input may still wait for its tangent: an op's internal
         ** constructors make results without checking their inputs (which
         ** would have flushed). The input is being read, so it is whole. */
@@ -275,6 +281,23 @@ static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *
             }
     }
     return x;
+}
+
+/* While forward mode is in use (tangents_live), every tensor gets room for
+** a tangent before its header (agi_tangent), 16 bytes to keep the header's
+** alignment. Out of line, so that the usual path pays one test for it. */
+static ag_tensor *carve_with_slot(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in,
+                                  ag_dtype dt, int rank, const int64_t *shape, int64_t numel)
+{
+    return carve_with(t, op, nin, in, dt, rank, shape, numel, 16);
+}
+
+static inline ag_tensor *carve(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in,
+                               ag_dtype dt, int rank, const int64_t *shape, int64_t numel)
+{
+    if (t->tangents_live)
+        return carve_with_slot(t, op, nin, in, dt, rank, shape, numel);
+    return carve_with(t, op, nin, in, dt, rank, shape, numel, 0);
 }
 
 ag_tensor *agi_new(ag_tape *t, const ag_op *op, int nin, ag_tensor *const *in, ag_dtype dt,
