@@ -23,7 +23,13 @@ typedef struct agi_leaf_block {
 ** an earlier pass reached. */
 static void reach(ag_tape *t, ag_tensor *x)
 {
-    if (x->flags & (AGI_RECORDED | AGI_COLLECTED))
+    if (x->flags & AGI_RECORDED) {
+        /* Counted, so that the walk stops once every gradient is used. */
+        if (!x->gacc)
+            t->grad_pending++;
+        return;
+    }
+    if (x->flags & AGI_COLLECTED)
         return;
     /* Forgotten before anything can fail: the old gradient may live in a
     ** tape already freed, and the caller goes on to use x->gacc. */
@@ -142,7 +148,7 @@ static void clear_stale(ag_tape *t, size_t end)
 {
     if (end > t->grad_dirty)
         end = t->grad_dirty;
-    for (size_t i = 0; i < end; i++) {
+    for (size_t i = t->grad_dirty_lo; i < end; i++) {
         ag_tensor *e = t->entries[i];
         e->gacc = NULL;
         e->flags &= (uint8_t)~(AGI_GACC_OWNED | AGI_COLLECTED);
@@ -205,6 +211,7 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
     }
     size_t end = t->n_entries;
     clear_stale(t, end);
+    t->grad_pending = 0;
     y->gacc = NULL;
     y->flags &= (uint8_t)~AGI_GACC_OWNED;
     t->leaves = NULL;
@@ -227,12 +234,17 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
     /* The mode is fixed for the pass (a nested backward is refused above). */
     const bool raw = agi_raw_backward(t);
     ag_tensor *small[8];
-    for (size_t i = end; i-- > 0 && t->status == AG_OK;) {
+    /* The lowest entry this pass reached: below it, nothing it did needs
+    ** clearing by the next pass. */
+    size_t lowest = end;
+    for (size_t i = end; i-- > 0 && t->status == AG_OK && t->grad_pending;) {
         ag_tensor *e = t->entries[i];
         if (i >= PREFETCH_AHEAD)
             prefetch_entry(t->entries[i - PREFETCH_AHEAD]);
         if (!e->gacc)
             continue;
+        t->grad_pending--;
+        lowest = i;
         if (store)
             store_grad(t, e);
         ag_tensor **gin = small;
@@ -264,6 +276,7 @@ static void run(ag_tape *t, const char *who, ag_tensor *y, ag_tensor *seed, bool
     t->leaves = NULL;
     /* Entries made in create-graph mode were reached by nothing yet, but
     ** counting them keeps the rule simple. */
+    t->grad_dirty_lo = t->status == AG_OK ? lowest : 0;
     t->grad_dirty = t->n_entries;
     t->in_backward--;
     t->create_graph = 0;

@@ -154,7 +154,11 @@ struct ag_tape {
     } counted[AGI_MAX_COUNTED];
     int trap;
     agi_anomaly anomaly;
-    size_t grad_dirty;     /* entries [0, grad_dirty) may hold an earlier backward's state */
+    /* Entries [grad_dirty_lo, grad_dirty) may hold an earlier backward's
+    ** state: what that pass reached, so that a tape backpropagated many
+    ** times (a Jacobian by rows, a Hessian) clears only that. */
+    size_t grad_dirty_lo, grad_dirty;
+    size_t grad_pending;   /* entries holding a gradient the running pass has not used yet */
     struct agi_leaf_block *leaves;  /* leaves the running backward reached (arena) */
     /* Forward mode (forward_mode.c). A result whose inputs carry tangents
     ** waits here until the next op checks its inputs: an op fills its

@@ -50,7 +50,7 @@ void ag_tape_reset(ag_tape *t)
     t->tangents_live = false;
     t->in_jvp = 0;
     t->n_jvp_pending = 0;
-    t->grad_dirty = 0;
+    t->grad_dirty_lo = t->grad_dirty = 0;
     t->epoch++;
     /* The headers of the pass that ends stay where they are (agi_heads). */
     agi_arena_reset(agi_heads(t));
