@@ -30,7 +30,7 @@
 enum {
     MAX_EPOCHS = 1000,
     LOSS_POINTS_PER_EPOCH = 10,   /* the curve's resolution */
-    EVAL_BATCH = 500,
+    EVAL_BATCH = 100,   /* small enough that testing needs no more memory than training */
     HISTORY_CHARS = 16 * MAX_EPOCHS * LOSS_POINTS_PER_EPOCH,
     SIDE = 28,                    /* images are SIDE x SIDE, one channel */
 };
