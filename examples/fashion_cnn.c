@@ -14,10 +14,12 @@
 **
 ** Batch normalisation follows the model's mode: batch statistics while
 ** training, the running ones (nn_model_set_training(m, 0)) when testing.
-** The network is built and run by cnn_new and cnn_forward alone, so a
+** The network is built and run by cnn_new and cnn_forward alone
+** (fashion_cnn_net.h, shared with its tests and the benchmark), so a
 ** different architecture is a change to those two functions.
 */
 #include "cli.h"
+#include "fashion_cnn_net.h"
 #include "fashion_data.h"
 #include "nn.h"
 #include "svg.h"
@@ -32,7 +34,6 @@ enum {
     LOSS_POINTS_PER_EPOCH = 10,   /* the curve's resolution */
     EVAL_BATCH = 100,   /* small enough that testing needs no more memory than training */
     HISTORY_CHARS = 16 * MAX_EPOCHS * LOSS_POINTS_PER_EPOCH,
-    SIDE = 28,                    /* images are SIDE x SIDE, one channel */
 };
 
 typedef struct options {
@@ -50,49 +51,6 @@ typedef struct history {
     double loss[MAX_EPOCHS * LOSS_POINTS_PER_EPOCH];     /* mean loss of each tenth of an epoch */
     double train_acc[MAX_EPOCHS], test_acc[MAX_EPOCHS];  /* per epoch, in [0, 1] */
 } history;
-
-/* ----------------------------------------------------------------- the net */
-
-#define CNN_DESCRIPTION                                                                           \
-    "conv3x3(16)-bn-relu-maxpool2, conv3x3(32)-bn-relu-maxpool2, dense 1568-128-10 with "      \
-    "dropout 0.25"
-
-typedef struct cnn {
-    nn_model *model;
-    nn_conv2d *conv1, *conv2;
-    nn_batchnorm2d *bn1, *bn2;
-    nn_mlp *head;
-} cnn;
-
-enum { C1 = 16, C2 = 32, HIDDEN = 128 };
-#define DROPOUT 0.25
-
-/* Registers the layers in m (the convolutions have no bias: the batch norm
-** after each shifts it away). Returns 0, or -1 with the model in error. */
-static int cnn_new(nn_model *m, cnn *net)
-{
-    *net = (cnn){.model = m};
-    net->conv1 = nn_conv2d_new(m, "conv1", AG_F32, 1, C1, 3, 1, 1, 1, 1, 0);
-    net->bn1 = nn_batchnorm2d_new(m, "bn1", AG_F32, C1, 0.1, 1e-5, 1);
-    net->conv2 = nn_conv2d_new(m, "conv2", AG_F32, C1, C2, 3, 1, 1, 1, 1, 0);
-    net->bn2 = nn_batchnorm2d_new(m, "bn2", AG_F32, C2, 0.1, 1e-5, 1);
-    int64_t flat = C2 * (SIDE / 4) * (SIDE / 4);
-    net->head = nn_mlp_new(m, "fc", AG_F32, 3, (int64_t[]){flat, HIDDEN, FASHION_CLASSES},
-                           NN_RELU);
-    nn_mlp_set_dropout(net->head, DROPOUT);
-    return nn_model_status(m) == AG_OK ? 0 : -1;
-}
-
-/* Logits [N, 10] of a batch of images x [N, 784]. */
-static ag_tensor *cnn_forward(ag_tape *t, cnn *net, ag_tensor *x)
-{
-    ag_tensor *h = ag_reshape(t, x, 4, (int64_t[]){ag_dim(x, 0), 1, SIDE, SIDE});
-    h = ag_relu(t, nn_batchnorm2d_forward(t, net->bn1, nn_conv2d_forward(t, net->conv1, h)));
-    h = ag_max_pool2d(t, h, 2, 2, 2, 2, 0, 0);
-    h = ag_relu(t, nn_batchnorm2d_forward(t, net->bn2, nn_conv2d_forward(t, net->conv2, h)));
-    h = ag_max_pool2d(t, h, 2, 2, 2, 2, 0, 0);
-    return nn_mlp_forward(t, net->head, ag_flatten(t, h, 1));
-}
 
 /* ----------------------------------------------------------------- options */
 
@@ -314,7 +272,7 @@ static int write_curves(const char *path, const history *h)
 
 typedef struct trainer {
     nn_model *model;
-    cnn net;
+    cnn net;   /* fashion_cnn_net.h */
     nn_optim *adam;
     ag_tape *tape;
     nn_schedule schedule;   /* the learning rate of each step */
@@ -459,7 +417,7 @@ static int setup(trainer *tr, ag_pool **pool, const options *o, history *h)
     ag_tape_set_pool(tr->tape, *pool);
     nn_model_set_pool(tr->model, *pool);
     nn_model_seed(tr->model, (uint64_t)o->seed);
-    cnn_new(tr->model, &tr->net);
+    cnn_new(tr->model, AG_F32, &tr->net);
     tr->adam = nn_adam_new(tr->model, o->lr, 0.9, 0.999, 1e-8, 0.0);
     if (nn_model_status(tr->model) != AG_OK) {
         fprintf(stderr, "fashion_cnn: %s\n", nn_model_errmsg(tr->model));
