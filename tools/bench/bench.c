@@ -198,7 +198,7 @@ bool bench_have_torch(const bench_options *o)
 
 static void usage(FILE *f)
 {
-    fputs("usage: bench [--json FILE] [--quick] [--repeat N] [--only matmul|scalar|train]\n"
+    fputs("usage: bench [--json FILE] [--quick] [--repeat N] [--only matmul|scalar|conv|train]\n"
           "             [--python PATH]\n"
           "Prints one table: each row ours beside a reference measured in the same run.\n"
           "  --json FILE    also write the rows as a JSON list of\n"
@@ -246,6 +246,7 @@ int main(int argc, char **argv)
     } sections[] = {
         {"matmul", bench_matmul},
         {"scalar", bench_scalar},
+        {"conv", bench_conv},
         {"train", bench_train},
     };
     bench_table t = {0};

@@ -53,6 +53,7 @@ bool bench_have_torch(const bench_options *o);
 /* The sections, in the order the table shows them. */
 void bench_matmul(bench_table *t, const bench_options *o);
 void bench_scalar(bench_table *t, const bench_options *o);
+void bench_conv(bench_table *t, const bench_options *o);
 void bench_train(bench_table *t, const bench_options *o);
 
 #endif

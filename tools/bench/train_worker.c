@@ -5,10 +5,11 @@
 ** "seconds-per-step steps last-loss". It uses only the public API, as a
 ** user's program would.
 **
-**     train_worker mlp|nielsen BATCH THREADS STEPS    (STEPS 0: one epoch)
+**     train_worker mlp|nielsen|cnn BATCH THREADS STEPS    (STEPS 0: one epoch)
 */
 #define _POSIX_C_SOURCE 200809L
 
+#include "../../examples/fashion_cnn_net.h"
 #include "../../examples/fashion_data.h"
 #include "autograd.h"
 #include "nn.h"
@@ -46,7 +47,7 @@ static ag_tensor *nielsen_loss(ag_tape *t, const nn_mlp *net, nn_batch *b, float
 ** warm-up (0: one whole epoch) and prints "seconds-per-step steps loss". */
 static int train_worker(const char *kind, int64_t batch, int threads, long steps)
 {
-    bool mlp = !strcmp(kind, "mlp");
+    bool mlp = !strcmp(kind, "mlp"), conv = !strcmp(kind, "cnn");
     nn_dataset *train = fashion_load("bench", NULL, 1, AG_F32, 0);
     if (!train)
         return 1;
@@ -57,9 +58,15 @@ static int train_worker(const char *kind, int64_t batch, int threads, long steps
     nn_model_set_pool(m, pool);
     nn_model_seed(m, 1);
     int64_t mlp_sizes[] = {784, 256, 128, 10}, nielsen_sizes[] = {784, 30, 10};
-    nn_mlp *net = mlp ? nn_mlp_new(m, "mlp", AG_F32, 4, mlp_sizes, NN_RELU)
-                      : nn_mlp_new(m, "net", AG_F32, 3, nielsen_sizes, NN_SIGMOID);
-    nn_optim *opt = mlp ? nn_adam_new(m, 1e-3, 0.9, 0.999, 1e-8, 0.0) : nn_sgd_new(m, 3.0, 0, 0, 0);
+    cnn cnet;
+    nn_mlp *net = conv  ? NULL
+                  : mlp ? nn_mlp_new(m, "mlp", AG_F32, 4, mlp_sizes, NN_RELU)
+                        : nn_mlp_new(m, "net", AG_F32, 3, nielsen_sizes, NN_SIGMOID);
+    if (conv)
+        cnn_new(m, AG_F32, &cnet);
+    nn_optim *opt = conv  ? nn_adam_new(m, 2e-3, 0.9, 0.999, 1e-8, 0.0)   /* fashion_cnn's */
+                    : mlp ? nn_adam_new(m, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+                          : nn_sgd_new(m, 3.0, 0, 0, 0);
     float *onehot = malloc((size_t)batch * FASHION_CLASSES * sizeof *onehot);
     ag_rng rng;
     ag_rng_seed(&rng, 1);
@@ -81,9 +88,11 @@ static int train_worker(const char *kind, int64_t batch, int threads, long steps
         ag_tape_reset(t);
         if (!nn_loader_next(ld, t, &b) && !nn_loader_next(ld, t, &b))
             break;
-        ag_tensor *l = mlp ? nn_cross_entropy_loss(t, nn_mlp_forward(t, net, b.x), b.labels, 0,
-                                                   NN_REDUCE_MEAN)
-                           : nielsen_loss(t, net, &b, onehot);
+        ag_tensor *l = conv  ? nn_cross_entropy_loss(t, cnn_forward(t, &cnet, b.x), b.labels, 0,
+                                                     NN_REDUCE_MEAN)
+                       : mlp ? nn_cross_entropy_loss(t, nn_mlp_forward(t, net, b.x), b.labels, 0,
+                                                     NN_REDUCE_MEAN)
+                             : nielsen_loss(t, net, &b, onehot);
         nn_model_zero_grad(m);
         ag_backward(t, l);
         nn_optim_step(opt);
@@ -110,14 +119,15 @@ done:
 int main(int argc, char **argv)
 {
     if (argc != 5) {
-        fprintf(stderr, "usage: train_worker mlp|nielsen BATCH THREADS STEPS\n");
+        fprintf(stderr, "usage: train_worker mlp|nielsen|cnn BATCH THREADS STEPS\n");
         return 2;
     }
     const char *kind = argv[1];
     long long batch = atoll(argv[2]);
     int threads = atoi(argv[3]);
     long steps = atol(argv[4]);
-    if ((strcmp(kind, "mlp") && strcmp(kind, "nielsen")) || batch < 1 || threads < 0) {
+    if ((strcmp(kind, "mlp") && strcmp(kind, "nielsen") && strcmp(kind, "cnn")) || batch < 1 ||
+        threads < 0) {
         fprintf(stderr, "train_worker: bad arguments\n");
         return 2;
     }
