@@ -116,8 +116,9 @@ static conv_geom *geom_make(ag_tape *t, const char *who, int64_t n, int64_t c, i
                     if (unit) {                                                                    \
                         for (int64_t ox = 0; ox < lo; ox++)                                        \
                             dst[ox] = 0;                                                           \
-                        if (hi > lo)                                                               \
-                            memcpy(dst + lo, src + lo + x0, (size_t)(hi - lo) * sizeof(T));        \
+                        /* a short run: a loop the compiler vectorises beats a call */         \
+                        for (int64_t ox = lo; ox < hi; ox++)                                       \
+                            dst[ox] = src[ox + x0];                                                \
                         for (int64_t ox = hi; ox < g->ow; ox++)                                    \
                             dst[ox] = 0;                                                           \
                         continue;                                                                  \

@@ -42,6 +42,24 @@ enum { POOL_MAX, POOL_SCATTER, POOL_GATHER };
     static void max_plane_##SUFFIX(const pool_geom *pg, const T *x, T *y, int64_t plane)           \
     {                                                                                              \
         int64_t o = plane * pg->oh * pg->ow;                                                       \
+        if (pg->ph == 0 && pg->pw == 0) {                                                          \
+            /* every window lies inside the plane: no bounds to test */                           \
+            for (int64_t oy = 0; oy < pg->oh; oy++)                                                \
+                for (int64_t ox = 0; ox < pg->ow; ox++, o++) {                                     \
+                    int64_t best = (plane * pg->h + oy * pg->sh) * pg->w + ox * pg->sw;            \
+                    T bv = x[best];                                                                \
+                    for (int64_t i = 0; i < pg->kh; i++)                                           \
+                        for (int64_t j = 0; j < pg->kw; j++) {                                     \
+                            int64_t at = (plane * pg->h + oy * pg->sh + i) * pg->w + ox * pg->sw + j; \
+                            T v = x[at];                                                           \
+                            if (!isnan(bv) && (v > bv || isnan(v)))                                \
+                                best = at, bv = v;                                                 \
+                        }                                                                          \
+                    pg->argmax[o] = best;                                                          \
+                    y[o] = bv;                                                                     \
+                }                                                                                  \
+            return;                                                                                \
+        }                                                                                          \
         for (int64_t oy = 0; oy < pg->oh; oy++)                                                    \
             for (int64_t ox = 0; ox < pg->ow; ox++, o++) {                                         \
                 int64_t best = -1;                                                                 \
