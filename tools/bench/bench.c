@@ -198,14 +198,15 @@ bool bench_have_torch(const bench_options *o)
 
 static void usage(FILE *f)
 {
-    fputs("usage: bench [--json FILE] [--quick] [--repeat N] [--only matmul|scalar|conv|train]\n"
+    fputs("usage: bench [--json FILE] [--quick] [--repeat N] [--only matmul|scalar|conv|train|cnn]\n"
           "             [--python PATH]\n"
           "Prints one table: each row ours beside a reference measured in the same run.\n"
           "  --json FILE    also write the rows as a JSON list of\n"
           "                 {name, ours, reference, unit, ratio, note}\n"
           "  --quick        fewer sizes and repetitions (a smoke run)\n"
           "  --repeat N     rounds per measurement, the best kept (default 5)\n"
-          "  --only NAME    run one section\n"
+          "  --only NAME    run one section (cnn: the conv section and the CNN's training\n"
+          "                 rows alone)\n"
           "  --python PATH  interpreter for the PyTorch rows (default /usr/bin/python3)\n",
           f);
 }
@@ -249,8 +250,15 @@ int main(int argc, char **argv)
         {"conv", bench_conv},
         {"train", bench_train},
     };
+    /* Not a section of the whole run: a part of two of them. */
+    bool cnn_only = only && !strcmp(only, "cnn");
     bench_table t = {0};
     bool ran = false;
+    if (cnn_only) {
+        fprintf(stderr, "bench: cnn\n");
+        bench_cnn(&t, &o);
+        ran = true;
+    }
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
         if (only && strcmp(only, sections[i].name))
             continue;

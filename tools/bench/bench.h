@@ -55,5 +55,7 @@ void bench_matmul(bench_table *t, const bench_options *o);
 void bench_scalar(bench_table *t, const bench_options *o);
 void bench_conv(bench_table *t, const bench_options *o);
 void bench_train(bench_table *t, const bench_options *o);
+/* The conv section and the CNN's training rows (examples/fashion_cnn's network) alone. */
+void bench_cnn(bench_table *t, const bench_options *o);
 
 #endif

@@ -215,7 +215,19 @@ static bool find_worker(char *path, size_t size)
     return access(path, X_OK) == 0;
 }
 
-void bench_train(bench_table *t, const bench_options *o)
+static void train_rows(bench_table *t, const bench_options *o, const char *only_kind);
+
+void bench_train(bench_table *t, const bench_options *o) { train_rows(t, o, NULL); }
+
+/* The CNN's rows alone, with the products of its layers (bench_conv.c). */
+void bench_cnn(bench_table *t, const bench_options *o)
+{
+    bench_conv(t, o);
+    train_rows(t, o, "cnn");
+}
+
+/* The rows of every case, or of those of 'only_kind'. */
+static void train_rows(bench_table *t, const bench_options *o, const char *only_kind)
 {
     char worker[4096];
     if (!find_worker(worker, sizeof worker)) {
@@ -232,6 +244,8 @@ void bench_train(bench_table *t, const bench_options *o)
     int reruns = o->quick ? 1 : 3;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const train_case *c = &cases[i];
+        if (only_kind && strcmp(c->kind, only_kind))
+            continue;
         long steps = o->quick ? (long)c->quick_steps : 0;
         train_result ours = {.ok = false}, ref = {.ok = false};
         int ours_threads = 0, ref_threads = 0, ref_blas = 0;
