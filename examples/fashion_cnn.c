@@ -39,6 +39,7 @@ enum {
 typedef struct options {
     const char *data, *checkpoint, *resume, *svg, *log;
     int cosine;   /* decay the learning rate along a cosine (else constant) */
+    int flip;     /* mirror each training image left-right with probability 1/2 */
     long epochs, decay_epochs, batch, train_limit, test_limit, seed, threads;
     double lr;
 } options;
@@ -60,7 +61,8 @@ static void usage(FILE *f)
             "usage: fashion_cnn [--data DIR] [--epochs E] [--batch B] [--lr RATE] [--seed S]\n"
             "                   [--train-limit N] [--test-limit N] [--threads T]\n"
             "                   [--schedule cosine|constant] [--decay-epochs N]\n"
-            "                   [--checkpoint FILE] [--resume FILE] [--svg FILE] [--log FILE]\n"
+            "                   [--flip on|off] [--checkpoint FILE] [--resume FILE] [--svg FILE]\n"
+            "                   [--log FILE]\n"
             "Trains a small convolutional network on Fashion-MNIST (f32):\n"
             "  " CNN_DESCRIPTION "\n"
             "with softmax cross-entropy and Adam, printing the test accuracy after every epoch.\n"
@@ -73,7 +75,9 @@ static void usage(FILE *f)
             "                     the end of epoch --decay-epochs (the default); constant: keep it\n"
             "  --decay-epochs N   the cosine's length in epochs, whatever --epochs says, so a\n"
             "                     run stopped and resumed follows the same rates; default 10\n"
-            "  --seed S           seed of the weights, dropout and shuffling; default 1\n"
+            "  --flip on|off      mirror each training image left-right with probability 1/2\n"
+            "                     (drawn from the model's generator); default off\n"
+            "  --seed S           seed of the weights, dropout, mirroring and shuffling; default 1\n"
             "  --train-limit N    use only the first N training images\n"
             "  --test-limit N     use only the first N test images\n"
             "  --threads T        threads for the training step, 0 for one per core; default 0\n"
@@ -88,13 +92,14 @@ static void usage(FILE *f)
 /* Returns 0, 1 for --help (printed), or -1 after a message. */
 static int parse_args(int argc, char **argv, options *o)
 {
-    *o = (options){NULL, "fashion_cnn.safetensors", NULL, "fashion_cnn_curve.svg", NULL, 1,
-                   10, 10, 64, 0, 0, 1, 0, 2e-3};
+    *o = (options){.checkpoint = "fashion_cnn.safetensors", .svg = "fashion_cnn_curve.svg",
+                   .cosine = 1, .epochs = 10, .decay_epochs = 10, .batch = 64, .seed = 1,
+                   .lr = 2e-3};
     static const char *const names[] = {"--data",        "--checkpoint", "--resume",
                                         "--svg",         "--epochs",     "--batch",
                                         "--train-limit", "--test-limit", "--seed",
                                         "--threads",     "--lr",         "--decay-epochs",
-                                        "--log",         "--schedule"};
+                                        "--log",         "--schedule",   "--flip"};
     const int count = (int)(sizeof names / sizeof names[0]);
     const char *p = "fashion_cnn";
     for (int i = 1; i < argc; i++) {
@@ -127,6 +132,13 @@ static int parse_args(int argc, char **argv, options *o)
         case 10: bad = cli_double(p, a, v, 0, 10, &o->lr); break;
         case 11: bad = cli_long(p, a, v, 1, MAX_EPOCHS, &o->decay_epochs); break;
         case 12: o->log = v; break;
+        case 14:
+            o->flip = !strcmp(v, "on");
+            if (!o->flip && strcmp(v, "off")) {
+                fprintf(stderr, "%s: --flip: '%s' is neither on nor off\n", p, v);
+                bad = 1;
+            }
+            break;
         default:
             o->cosine = !strcmp(v, "cosine");
             if (!o->cosine && strcmp(v, "constant")) {
@@ -278,7 +290,28 @@ typedef struct trainer {
     nn_schedule schedule;   /* the learning rate of each step */
     int64_t step;           /* steps taken, counting resumed epochs */
     ag_rng shuffle;         /* draws each epoch's order; kept in checkpoints */
+    int flip;               /* --flip */
 } trainer;
+
+/* Mirrors each image of the batch (rows of 28 pixels) left-right with
+** probability 1/2, drawn from the model's generator, which checkpoints keep
+** (so a resumed run mirrors as the whole run would). */
+static void mirror_some(nn_model *m, ag_tensor *x)
+{
+    float *px = ag_data(x);
+    ag_rng *r = nn_model_rng(m);
+    for (int64_t n = 0; n < ag_dim(x, 0); n++) {
+        if (ag_rng_uniform(r) < 0.5)
+            continue;
+        for (float *row = px + n * CNN_SIDE * CNN_SIDE; row < px + (n + 1) * CNN_SIDE * CNN_SIDE;
+             row += CNN_SIDE)
+            for (int i = 0, j = CNN_SIDE - 1; i < j; i++, j--) {
+                float v = row[i];
+                row[i] = row[j];
+                row[j] = v;
+            }
+    }
+}
 
 /* Test loss and accuracy in evaluation mode (running statistics, no
 ** dropout); with 'confusion' (10 x 10, zeroed here) also the confusion
@@ -348,6 +381,8 @@ static int train_epoch(trainer *tr, nn_loader *ld, const char *label, history *h
     nn_batch b;
     ag_tape_reset(t);
     while (nn_loader_next(ld, t, &b)) {
+        if (tr->flip)
+            mirror_some(tr->model, b.x);
         ag_tensor *logits = cnn_forward(t, &tr->net, b.x);
         ag_tensor *loss = nn_cross_entropy_loss(t, logits, b.labels, 0, NN_REDUCE_MEAN);
         nn_model_zero_grad(tr->model);
@@ -407,6 +442,7 @@ static void print_per_class(const int64_t *confusion)
 static int setup(trainer *tr, ag_pool **pool, const options *o, history *h)
 {
     memset(tr, 0, sizeof *tr);
+    tr->flip = o->flip;
     tr->model = nn_model_new(NULL, NULL);
     tr->tape = ag_tape_new();
     *pool = ag_pool_new((int)o->threads);
@@ -447,9 +483,10 @@ static int run(const options *o, const nn_dataset *train, const nn_dataset *test
         return -1;
     }
     int status = 0, start = h->epochs;
-    printf("CNN %s\n(%lld parameters, f32), Adam lr %g (%s), batch %ld, %d thread%s\n",
+    printf("CNN %s\n(%lld parameters, f32), Adam lr %g (%s), batch %ld%s, %d thread%s\n",
            CNN_DESCRIPTION, (long long)nn_model_numel(tr.model), o->lr,
-           o->cosine ? "cosine decay" : "constant", o->batch, ag_pool_size(pool),
+           o->cosine ? "cosine decay" : "constant", o->batch,
+           o->flip ? ", images mirrored at random" : "", ag_pool_size(pool),
            ag_pool_size(pool) == 1 ? "" : "s");
     printf("%lld training images, %lld test images\n", (long long)nn_dataset_len(train),
            (long long)nn_dataset_len(test));
