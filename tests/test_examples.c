@@ -677,6 +677,8 @@ Test(examples, fashion_cnn_rejects_bad_arguments_and_missing_data)
     cr_assert_eq(st, 2);
     run("EXAMPLE_FASHION_CNN", "--schedule linear", &st);
     cr_assert_eq(st, 2);
+    run("EXAMPLE_FASHION_CNN", "--flip sometimes", &st);
+    cr_assert_eq(st, 2);
     run("EXAMPLE_FASHION_CNN", "--frobnicate 1", &st);
     cr_assert_eq(st, 2);
     out = run("EXAMPLE_FASHION_CNN", "--help", &st);
@@ -688,4 +690,29 @@ Test(examples, fashion_cnn_rejects_bad_arguments_and_missing_data)
         cr_assert_eq(st, 1, "%s", out);
         cr_assert(strstr(out, "--resume"), "%s", out);
     }
+}
+
+/* --flip on mirrors training images: another run than without it, and
+** still one that learns. */
+Test(examples, fashion_cnn_mirrors_images_when_asked)
+{
+    REQUIRE_FASHION_MNIST();
+    const char *dir = temp_dir();
+    char args[1024];
+    const char *common = "--train-limit 640 --test-limit 200 --epochs 1 --threads 1";
+    int st;
+    snprintf(args, sizeof args, "%s --checkpoint '%s/a.safetensors' --svg '%s/a.svg'", common,
+             dir, dir);
+    const char *out = run("EXAMPLE_FASHION_CNN", args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    double plain = number_after(out, "epoch  1  train loss ");
+    snprintf(args, sizeof args, "%s --flip on --checkpoint '%s/b.safetensors' --svg '%s/b.svg'",
+             common, dir, dir);
+    out = run("EXAMPLE_FASHION_CNN", args, &st);
+    cr_assert_eq(st, 0, "%s", out);
+    cr_expect(strstr(out, "images mirrored at random"), "%s", out);
+    double mirrored = number_after(out, "epoch  1  train loss ");
+    cr_expect(mirrored != plain, "--flip on trained as without it (loss %g)", plain);
+    cr_expect_gt(number_after(out, "final test accuracy "), 30, "%s", out);
+    remove_dir(dir, (const char *[]){"a.safetensors", "a.svg", "b.safetensors", "b.svg"}, 4);
 }
