@@ -9,12 +9,13 @@
 ** Each one's VJP is made of the three, so gradients of any order follow:
 ** <g, conv(x, w)> = <input_grad(g, w), x> = <weight_grad(x, g), w>.
 **
-** Each product goes through the packed gemm: per image and group, the
-** receptive fields are unfolded into a [C/groups * KH * KW, OH * OW] matrix
-** (im2col) in arena scratch, and the weight multiplies it; the input
-** gradient folds such a matrix back (col2im). Scratch comes from the tape's
-** arena, so a repeated training step allocates nothing, and the gemm shares
-** its work with the tape's pool.
+** Each product goes through the packed gemm: per slice of the batch (as
+** many images as fit in COLS_BUDGET) and group, the receptive fields are
+** unfolded into a [C/groups * KH * KW, images * OH * OW] matrix (im2col) in
+** arena scratch, and the weight multiplies it; the input gradient folds such
+** a matrix back (col2im). Scratch comes from the tape's arena, so a repeated
+** training step allocates nothing; unfolding, folding and the gemm share
+** their work with the tape's pool, with the same bits on any threads.
 */
 #include "internal.h"
 #include "kernels/kernels.h"
