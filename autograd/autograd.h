@@ -605,8 +605,8 @@ AG_API ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int64_t 
 ** OH = (H + 2 pad_h - dil_h (KH - 1) - 1) / stride_h + 1 (OW likewise).
 ** Strides and dilations >= 1, paddings >= 0 (zeros), groups >= 1 dividing C
 ** and O; a dilated kernel larger than the padded input is an error. Through
-** the packed gemm (im2col per image and group, scratch in the tape's arena)
-** on the tape's pool. Differentiable to any order in x, w and b. */
+** the packed gemm (im2col per slice of the batch and group, scratch in the
+** tape's arena) on the tape's pool. Differentiable to any order in x, w and b. */
 AG_API ag_tensor *ag_conv2d(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b, int stride_h,
                             int stride_w, int pad_h, int pad_w, int dil_h, int dil_w, int groups);
 /* Max over kh x kw windows of x [N, C, H, W]: [N, C, OH, OW] with

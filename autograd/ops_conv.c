@@ -9,12 +9,13 @@
 ** Each one's VJP is made of the three, so gradients of any order follow:
 ** <g, conv(x, w)> = <input_grad(g, w), x> = <weight_grad(x, g), w>.
 **
-** Each product goes through the packed gemm: per image and group, the
-** receptive fields are unfolded into a [C/groups * KH * KW, OH * OW] matrix
-** (im2col) in arena scratch, and the weight multiplies it; the input
-** gradient folds such a matrix back (col2im). Scratch comes from the tape's
-** arena, so a repeated training step allocates nothing, and the gemm shares
-** its work with the tape's pool.
+** Each product goes through the packed gemm: per slice of the batch (as
+** many images as fit in COLS_BUDGET) and group, the receptive fields are
+** unfolded into a [C/groups * KH * KW, images * OH * OW] matrix (im2col) in
+** arena scratch, and the weight multiplies it; the input gradient folds such
+** a matrix back (col2im). Scratch comes from the tape's arena, so a repeated
+** training step allocates nothing; unfolding, folding and the gemm share
+** their work with the tape's pool, with the same bits on any threads.
 */
 #include "internal.h"
 #include "kernels/kernels.h"
@@ -81,84 +82,182 @@ static conv_geom *geom_make(ag_tape *t, const char *who, int64_t n, int64_t c, i
     return g;
 }
 
-/* Unfolds group 'gi' of image 'n' of x into cols [K, OH*OW] (zeros where a
-** window reads padding), and the reverse: adds such a matrix into x. */
+/* Unfolds channel c of group gi of image n of x into its rows of cols
+** (one row per kernel tap (c, i, j), the image's OH*OW columns starting at
+** column 'col' of rows 'ld' apart), with zeros where a window reads padding;
+** fold is the reverse, adding such rows back into the image. With stride and
+** dilation 1, each output row of a tap reads a run of the input row: copied
+** whole, with zeros at the padded ends. */
 #define DEFINE_UNFOLD(T, SUFFIX)                                                                   \
-    static void im2col_##SUFFIX(const conv_geom *g, const T *x, int64_t n, int64_t gi, T *cols)    \
+    static void unfold_##SUFFIX(const conv_geom *g, const T *x, int64_t n, int64_t gi, int64_t c,  \
+                                T *cols, int64_t ld, int64_t col)                                  \
     {                                                                                              \
-        int64_t cg = g->c / g->p[GROUPS], P = g->oh * g->ow;                                       \
-        for (int64_t c = 0; c < cg; c++) {                                                         \
-            const T *plane = x + ((n * g->c) + gi * cg + c) * g->h * g->w;                         \
-            for (int64_t i = 0; i < g->kh; i++)                                                    \
-                for (int64_t j = 0; j < g->kw; j++) {                                              \
-                    T *row = cols + ((c * g->kh + i) * g->kw + j) * P;                             \
-                    for (int64_t oy = 0; oy < g->oh; oy++) {                                       \
-                        int64_t y = oy * g->p[SH] - g->p[PH] + i * g->p[DH];                       \
-                        T *dst = row + oy * g->ow;                                                 \
-                        if (y < 0 || y >= g->h) {                                                  \
-                            memset(dst, 0, (size_t)g->ow * sizeof(T));                             \
-                            continue;                                                              \
-                        }                                                                          \
-                        for (int64_t ox = 0; ox < g->ow; ox++) {                                   \
-                            int64_t xx = ox * g->p[SW] - g->p[PW] + j * g->p[DW];                  \
-                            dst[ox] = xx >= 0 && xx < g->w ? plane[y * g->w + xx] : (T)0;          \
-                        }                                                                          \
+        int64_t cg = g->c / g->p[GROUPS];                                                          \
+        const T *plane = x + ((n * g->c) + gi * cg + c) * g->h * g->w;                             \
+        bool unit = g->p[SW] == 1 && g->p[DW] == 1;                                                \
+        for (int64_t i = 0; i < g->kh; i++)                                                        \
+            for (int64_t j = 0; j < g->kw; j++) {                                                  \
+                T *row = cols + ((c * g->kh + i) * g->kw + j) * ld + col;                          \
+                /* the output columns whose tap j lands inside the row: [lo, hi) */                \
+                int64_t lo = 0, hi = g->ow, x0 = j * g->p[DW] - g->p[PW];                          \
+                if (unit) {                                                                        \
+                    lo = x0 < 0 ? -x0 : 0;                                                         \
+                    hi = g->w - x0 < g->ow ? g->w - x0 : g->ow;                                    \
+                    if (hi < lo)                                                                   \
+                        hi = lo;                                                                   \
+                }                                                                                  \
+                for (int64_t oy = 0; oy < g->oh; oy++) {                                           \
+                    int64_t y = oy * g->p[SH] - g->p[PH] + i * g->p[DH];                           \
+                    T *dst = row + oy * g->ow;                                                     \
+                    if (y < 0 || y >= g->h) {                                                      \
+                        memset(dst, 0, (size_t)g->ow * sizeof(T));                                 \
+                        continue;                                                                  \
+                    }                                                                              \
+                    const T *src = plane + y * g->w;                                               \
+                    if (unit) {                                                                    \
+                        for (int64_t ox = 0; ox < lo; ox++)                                        \
+                            dst[ox] = 0;                                                           \
+                        /* a short run: a loop the compiler vectorises beats a call */         \
+                        for (int64_t ox = lo; ox < hi; ox++)                                       \
+                            dst[ox] = src[ox + x0];                                                \
+                        for (int64_t ox = hi; ox < g->ow; ox++)                                    \
+                            dst[ox] = 0;                                                           \
+                        continue;                                                                  \
+                    }                                                                              \
+                    for (int64_t ox = 0; ox < g->ow; ox++) {                                       \
+                        int64_t xx = ox * g->p[SW] + x0;                                           \
+                        dst[ox] = xx >= 0 && xx < g->w ? src[xx] : (T)0;                           \
                     }                                                                              \
                 }                                                                                  \
-        }                                                                                          \
+            }                                                                                      \
     }                                                                                              \
-    static void col2im_##SUFFIX(const conv_geom *g, const T *cols, int64_t n, int64_t gi, T *x)    \
+    static void fold_##SUFFIX(const conv_geom *g, const T *cols, int64_t ld, int64_t col,          \
+                              int64_t n, int64_t gi, int64_t c, T *x)                              \
     {                                                                                              \
-        int64_t cg = g->c / g->p[GROUPS], P = g->oh * g->ow;                                       \
-        for (int64_t c = 0; c < cg; c++) {                                                         \
-            T *plane = x + ((n * g->c) + gi * cg + c) * g->h * g->w;                               \
-            for (int64_t i = 0; i < g->kh; i++)                                                    \
-                for (int64_t j = 0; j < g->kw; j++) {                                              \
-                    const T *row = cols + ((c * g->kh + i) * g->kw + j) * P;                       \
-                    for (int64_t oy = 0; oy < g->oh; oy++) {                                       \
-                        int64_t y = oy * g->p[SH] - g->p[PH] + i * g->p[DH];                       \
-                        if (y < 0 || y >= g->h)                                                    \
-                            continue;                                                              \
-                        for (int64_t ox = 0; ox < g->ow; ox++) {                                   \
-                            int64_t xx = ox * g->p[SW] - g->p[PW] + j * g->p[DW];                  \
-                            if (xx >= 0 && xx < g->w)                                              \
-                                plane[y * g->w + xx] += row[oy * g->ow + ox];                      \
-                        }                                                                          \
+        int64_t cg = g->c / g->p[GROUPS];                                                          \
+        T *plane = x + ((n * g->c) + gi * cg + c) * g->h * g->w;                                   \
+        for (int64_t i = 0; i < g->kh; i++)                                                        \
+            for (int64_t j = 0; j < g->kw; j++) {                                                  \
+                const T *row = cols + ((c * g->kh + i) * g->kw + j) * ld + col;                    \
+                int64_t x0 = j * g->p[DW] - g->p[PW];                                              \
+                for (int64_t oy = 0; oy < g->oh; oy++) {                                           \
+                    int64_t y = oy * g->p[SH] - g->p[PH] + i * g->p[DH];                           \
+                    if (y < 0 || y >= g->h)                                                        \
+                        continue;                                                                  \
+                    T *dst = plane + y * g->w;                                                     \
+                    const T *src = row + oy * g->ow;                                               \
+                    for (int64_t ox = 0; ox < g->ow; ox++) {                                       \
+                        int64_t xx = ox * g->p[SW] + x0;                                           \
+                        if (xx >= 0 && xx < g->w)                                                  \
+                            dst[xx] += src[ox];                                                    \
                     }                                                                              \
                 }                                                                                  \
-        }                                                                                          \
+            }                                                                                      \
     }
 DEFINE_UNFOLD(float, f32)
 DEFINE_UNFOLD(double, f64)
 
-static void im2col(const conv_geom *g, ag_dtype dt, const void *x, int64_t n, int64_t gi,
-                   void *cols)
+/* Images n0 .. n0 + nb - 1 of one group, unfolded into (or folded back
+** from) cols [K, nb * OH * OW] on the pool: one task per image and channel,
+** each writing only its own rows (unfold) or its own plane (fold), so the
+** bits do not depend on the threads. */
+typedef struct unfold_job {
+    const conv_geom *g;
+    ag_dtype dt;
+    bool fold;
+    int64_t n0, nb, gi;
+    const void *x;   /* unfold: the input */
+    void *cols, *y;  /* fold: y receives */
+} unfold_job;
+
+static void unfold_tasks(void *ctx, int64_t begin, int64_t end)
 {
-    if (dt == AG_F32)
-        im2col_f32(g, x, n, gi, cols);
-    else
-        im2col_f64(g, x, n, gi, cols);
+    const unfold_job *j = ctx;
+    const conv_geom *g = j->g;
+    int64_t cg = g->c / g->p[GROUPS], P = g->oh * g->ow, ld = j->nb * P;
+    for (int64_t task = begin; task < end; task++) {
+        int64_t k = task / cg, c = task % cg, n = j->n0 + k;
+        if (j->fold && j->dt == AG_F32)
+            fold_f32(g, j->cols, ld, k * P, n, j->gi, c, j->y);
+        else if (j->fold)
+            fold_f64(g, j->cols, ld, k * P, n, j->gi, c, j->y);
+        else if (j->dt == AG_F32)
+            unfold_f32(g, j->x, n, j->gi, c, j->cols, ld, k * P);
+        else
+            unfold_f64(g, j->x, n, j->gi, c, j->cols, ld, k * P);
+    }
 }
 
-static void col2im(const conv_geom *g, ag_dtype dt, const void *cols, int64_t n, int64_t gi,
-                   void *x)
+static void unfold(ag_tape *t, unfold_job *j)
 {
-    if (dt == AG_F32)
-        col2im_f32(g, cols, n, gi, x);
-    else
-        col2im_f64(g, cols, n, gi, x);
+    int64_t cg = j->g->c / j->g->p[GROUPS];
+    /* a task of under some 4K elements is not worth a thread's wake-up */
+    int64_t per = cg ? j->g->kh * j->g->kw * j->g->oh * j->g->ow : 1;
+    ag_pool_for(t->pool, j->nb * cg, per >= 4096 ? 1 : 4096 / (per ? per : 1), unfold_tasks, j);
 }
 
-/* Arena scratch for one unfolded matrix and for a gemm of m x n x k. */
-static bool scratch(ag_tape *t, const conv_geom *g, ag_dtype dt, int64_t m, int64_t n, int64_t k,
-                    bool ta, bool tb, void **cols, void **gemm)
+/* The batch is unfolded a slice of images at a time, as many as fit in
+** this many bytes of unfolded columns (at least one image), so one product
+** covers many images without the scratch growing with the batch. */
+enum { COLS_BUDGET = 1 << 23 };
+
+/* Images per slice, and the arena scratch for one slice: the unfolded
+** columns, a [O, slice * OH * OW] staging matrix (the product's layout,
+** where NCHW holds each image's channels together), and a gemm of
+** m x n x k (n in images' columns). */
+typedef struct conv_scratch {
+    int64_t nb;
+    void *cols, *stage, *gemm;
+} conv_scratch;
+
+static bool scratch(ag_tape *t, const conv_geom *g, ag_dtype dt, int64_t m, int64_t k, bool ta,
+                    bool tb, bool gemm_n_is_cols, conv_scratch *s)
 {
-    int64_t kk = g->c / g->p[GROUPS] * g->kh * g->kw;
-    size_t cbytes = (size_t)(kk * g->oh * g->ow) * ag_dtype_size(dt);
-    size_t need = agk_gemm_scratch(dt, m, n, k, ta, tb, t->pool);
-    *cols = cbytes ? agi_arena_alloc(t, cbytes, 64) : NULL;
-    *gemm = need ? agi_arena_alloc(t, need, 64) : NULL;
+    int64_t kk = g->c / g->p[GROUPS] * g->kh * g->kw, P = g->oh * g->ow;
+    size_t es = ag_dtype_size(dt), per = (size_t)(kk * P) * es;
+    int64_t nb = per ? (int64_t)(COLS_BUDGET / per) : g->n;
+    nb = nb < 1 ? 1 : nb > g->n ? g->n : nb;
+    s->nb = nb;
+    size_t cbytes = per * (size_t)nb, sbytes = (size_t)(g->o * nb * P) * es;
+    /* the product's n is the slice's columns, or (weight gradient) its k */
+    size_t need = gemm_n_is_cols ? agk_gemm_scratch(dt, m, nb * P, k, ta, tb, t->pool)
+                                 : agk_gemm_scratch(dt, m, k, nb * P, ta, tb, t->pool);
+    s->cols = cbytes ? agi_arena_alloc(t, cbytes, 64) : NULL;
+    s->stage = sbytes ? agi_arena_alloc(t, sbytes, 64) : NULL;
+    s->gemm = need ? agi_arena_alloc(t, need, 64) : NULL;
     return t->status == AG_OK;
+}
+
+/* Between NCHW (images n0 .. n0 + nb - 1 of t4, [N, O, P]) and the staging
+** matrix [O, nb P]: 'to_stage' copies into the stage, else out of it. */
+typedef struct stage_job {
+    void *t4, *stage;
+    int64_t n0, nb, o, P;
+    size_t es;
+    bool to_stage;
+} stage_job;
+
+static void stage_rows(void *ctx, int64_t begin, int64_t end)
+{
+    const stage_job *j = ctx;
+    size_t row = (size_t)j->P * j->es;
+    for (int64_t r = begin; r < end; r++) {
+        int64_t k = r / j->o, o = r % j->o;
+        char *a = (char *)j->t4 + (size_t)((j->n0 + k) * j->o + o) * row;
+        char *b = (char *)j->stage + (size_t)(o * j->nb + k) * row;
+        if (j->to_stage)
+            memcpy(b, a, row);
+        else
+            memcpy(a, b, row);
+    }
+}
+
+static void stage(ag_tape *t, void *t4, void *st, const conv_geom *g, size_t es, int64_t n0,
+                  int64_t nb, bool to_stage)
+{
+    stage_job j = {t4, st, n0, nb, g->o, g->oh * g->ow, es, to_stage};
+    int64_t rows_per_task = 1 + (int64_t)(16384 / ((size_t)j.P * es + 1));
+    ag_pool_for(t->pool, nb * g->o, rows_per_task, stage_rows, &j);
 }
 
 static ag_tensor *conv_forward(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b,
@@ -252,16 +351,22 @@ static ag_tensor *conv_forward(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor
     int64_t groups = g->p[GROUPS], og = g->o / groups, k = g->c / groups * g->kh * g->kw;
     int64_t P = g->oh * g->ow;
     size_t es = ag_dtype_size(dt);
-    void *cols, *gs;
-    if (!scratch(t, g, dt, og, P, k, false, false, &cols, &gs))
+    conv_scratch s;
+    if (!scratch(t, g, dt, og, k, false, false, true, &s))
         return agi_nil(t);
-    for (int64_t n = 0; n < g->n; n++)
+    for (int64_t n0 = 0; n0 < g->n; n0 += s.nb) {
+        int64_t nb = g->n - n0 < s.nb ? g->n - n0 : s.nb, cols = nb * P;
         for (int64_t gi = 0; gi < groups; gi++) {
-            im2col(g, dt, x->value, n, gi, cols);
-            agk_gemm(dt, og, P, k, (const char *)w->value + (size_t)(gi * og * k) * es, k, false,
-                     cols, P, false, (char *)out->value + (size_t)((n * g->o + gi * og) * P) * es,
-                     P, gs, t->pool);
+            /* stage rows of group gi = W_g [Og, K] @ cols [K, nb P] */
+            unfold_job j = {.g = g, .dt = dt, .n0 = n0, .nb = nb, .gi = gi, .x = x->value,
+                            .cols = s.cols};
+            unfold(t, &j);
+            agk_gemm(dt, og, cols, k, (const char *)w->value + (size_t)(gi * og * k) * es, k, false,
+                     s.cols, cols, false, (char *)s.stage + (size_t)(gi * og * cols) * es, cols,
+                     s.gemm, t->pool);
         }
+        stage(t, out->value, s.stage, g, es, n0, nb, false);
+    }
     if (b)
         for (int64_t n = 0; n < g->n; n++)
             for (int64_t o = 0; o < g->o; o++) {
@@ -293,17 +398,22 @@ static ag_tensor *conv_input_grad(ag_tape *t, ag_tensor *gy, ag_tensor *w, const
     size_t es = ag_dtype_size(dt);
     if (out->numel)
         memset(out->value, 0, (size_t)out->numel * es);
-    void *cols, *gs;
-    if (!scratch(t, g, dt, k, P, og, true, false, &cols, &gs))
+    conv_scratch s;
+    if (!scratch(t, g, dt, k, og, true, false, true, &s))
         return agi_nil(t);
-    for (int64_t n = 0; n < g->n; n++)
+    for (int64_t n0 = 0; n0 < g->n; n0 += s.nb) {
+        int64_t nb = g->n - n0 < s.nb ? g->n - n0 : s.nb, cols = nb * P;
+        stage(t, gy->value, s.stage, g, es, n0, nb, true);
         for (int64_t gi = 0; gi < groups; gi++) {
-            /* cols = W_g^T [K, Og] @ g_n,g [Og, P], folded back into the image */
-            agk_gemm(dt, k, P, og, (const char *)w->value + (size_t)(gi * og * k) * es, k, true,
-                     (const char *)gy->value + (size_t)((n * g->o + gi * og) * P) * es, P, false,
-                     cols, P, gs, t->pool);
-            col2im(g, dt, cols, n, gi, out->value);
+            /* cols [K, nb P] = W_g^T [K, Og] @ stage rows of group gi, folded back */
+            agk_gemm(dt, k, cols, og, (const char *)w->value + (size_t)(gi * og * k) * es, k, true,
+                     (const char *)s.stage + (size_t)(gi * og * cols) * es, cols, false, s.cols,
+                     cols, s.gemm, t->pool);
+            unfold_job j = {.g = g, .dt = dt, .fold = true, .n0 = n0, .nb = nb, .gi = gi,
+                            .cols = s.cols, .y = out->value};
+            unfold(t, &j);
         }
+    }
     return out;
 }
 
@@ -323,17 +433,28 @@ static ag_tensor *conv_weight_grad(ag_tape *t, ag_tensor *x, ag_tensor *gy, cons
     size_t es = ag_dtype_size(dt);
     if (out->numel)
         memset(out->value, 0, (size_t)out->numel * es);
-    void *cols, *gs;
-    if (!scratch(t, g, dt, og, k, P, false, true, &cols, &gs))
+    conv_scratch s;
+    if (!scratch(t, g, dt, og, k, false, true, false, &s))
         return agi_nil(t);
-    for (int64_t n = 0; n < g->n; n++)
+    for (int64_t n0 = 0; n0 < g->n; n0 += s.nb) {
+        int64_t nb = g->n - n0 < s.nb ? g->n - n0 : s.nb, cols = nb * P;
+        stage(t, gy->value, s.stage, g, es, n0, nb, true);
         for (int64_t gi = 0; gi < groups; gi++) {
-            /* W_g [Og, K] += g_n,g [Og, P] @ cols^T [P, K], summed over the batch */
-            im2col(g, dt, x->value, n, gi, cols);
-            agk_gemm_add(dt, og, k, P, (const char *)gy->value + (size_t)((n * g->o + gi * og) * P) * es,
-                         P, false, cols, P, true, (char *)out->value + (size_t)(gi * og * k) * es,
-                         k, gs, t->pool);
+            /* W_g [Og, K] (+)= stage rows of group gi [Og, nb P] @ cols^T [nb P, K]: one
+            ** chain over the slice's images and positions; slices add in order */
+            unfold_job j = {.g = g, .dt = dt, .n0 = n0, .nb = nb, .gi = gi, .x = x->value,
+                            .cols = s.cols};
+            unfold(t, &j);
+            const char *a = (const char *)s.stage + (size_t)(gi * og * cols) * es;
+            char *c = (char *)out->value + (size_t)(gi * og * k) * es;
+            if (n0 == 0)
+                agk_gemm(dt, og, k, cols, a, cols, false, s.cols, cols, true, c, k, s.gemm,
+                         t->pool);
+            else
+                agk_gemm_add(dt, og, k, cols, a, cols, false, s.cols, cols, true, c, k, s.gemm,
+                             t->pool);
         }
+    }
     return out;
 }
 

@@ -19,8 +19,118 @@
 ** shared by the result and the scatter and gather ops made from it. */
 typedef struct pool_geom {
     int64_t n, c, h, w, oh, ow;
+    int kh, kw, sh, sw, ph, pw;
     int64_t *argmax;   /* n c oh ow flat indices into x */
 } pool_geom;
+
+/* The three loops of max pooling, one plane (image and channel) per task on
+** the tape's pool: a plane's windows, and so its winners, never leave it,
+** so tasks write disjoint elements and the bits do not depend on the
+** threads. The first maximum in row-major window order wins a tie, as in
+** PyTorch; the first NaN wins over everything. Padding is never a
+** candidate (pad <= k/2 leaves a real element in every window). */
+typedef struct pool_job {
+    const pool_geom *pg;
+    const void *src;
+    void *dst;
+    int kind;   /* POOL_MAX, POOL_SCATTER, POOL_GATHER */
+} pool_job;
+
+enum { POOL_MAX, POOL_SCATTER, POOL_GATHER };
+
+#define DEFINE_POOL(T, SUFFIX)                                                                     \
+    static void max_plane_##SUFFIX(const pool_geom *pg, const T *x, T *y, int64_t plane)           \
+    {                                                                                              \
+        int64_t o = plane * pg->oh * pg->ow;                                                       \
+        if (pg->ph == 0 && pg->pw == 0) {                                                          \
+            /* every window lies inside the plane: no bounds to test */                           \
+            for (int64_t oy = 0; oy < pg->oh; oy++)                                                \
+                for (int64_t ox = 0; ox < pg->ow; ox++, o++) {                                     \
+                    int64_t best = (plane * pg->h + oy * pg->sh) * pg->w + ox * pg->sw;            \
+                    T bv = x[best];                                                                \
+                    for (int64_t i = 0; i < pg->kh; i++)                                           \
+                        for (int64_t j = 0; j < pg->kw; j++) {                                     \
+                            int64_t at = (plane * pg->h + oy * pg->sh + i) * pg->w + ox * pg->sw + j; \
+                            T v = x[at];                                                           \
+                            if (!isnan(bv) && (v > bv || isnan(v)))                                \
+                                best = at, bv = v;                                                 \
+                        }                                                                          \
+                    pg->argmax[o] = best;                                                          \
+                    y[o] = bv;                                                                     \
+                }                                                                                  \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t oy = 0; oy < pg->oh; oy++)                                                    \
+            for (int64_t ox = 0; ox < pg->ow; ox++, o++) {                                         \
+                int64_t best = -1;                                                                 \
+                T bv = 0;                                                                          \
+                for (int64_t i = 0; i < pg->kh; i++) {                                             \
+                    int64_t yy = oy * pg->sh - pg->ph + i;                                         \
+                    if (yy < 0 || yy >= pg->h)                                                     \
+                        continue;                                                                  \
+                    for (int64_t j = 0; j < pg->kw; j++) {                                         \
+                        int64_t xx = ox * pg->sw - pg->pw + j;                                     \
+                        if (xx < 0 || xx >= pg->w)                                                 \
+                            continue;                                                              \
+                        int64_t at = (plane * pg->h + yy) * pg->w + xx;                            \
+                        T v = x[at];                                                               \
+                        if (best < 0 || (!isnan(bv) && (v > bv || isnan(v))))                      \
+                            best = at, bv = v;                                                     \
+                    }                                                                              \
+                }                                                                                  \
+                pg->argmax[o] = best;                                                              \
+                y[o] = bv;                                                                         \
+            }                                                                                      \
+    }                                                                                              \
+    static void scatter_plane_##SUFFIX(const pool_geom *pg, const T *g, T *x, int64_t plane)       \
+    {                                                                                              \
+        int64_t m = pg->oh * pg->ow, h = pg->h * pg->w;                                            \
+        memset(x + plane * h, 0, (size_t)h * sizeof(T));                                           \
+        for (int64_t o = plane * m; o < (plane + 1) * m; o++)                                      \
+            x[pg->argmax[o]] += g[o];                                                              \
+    }                                                                                              \
+    static void gather_plane_##SUFFIX(const pool_geom *pg, const T *u, T *y, int64_t plane)        \
+    {                                                                                              \
+        int64_t m = pg->oh * pg->ow;                                                               \
+        for (int64_t o = plane * m; o < (plane + 1) * m; o++)                                      \
+            y[o] = u[pg->argmax[o]];                                                               \
+    }
+DEFINE_POOL(float, f32)
+DEFINE_POOL(double, f64)
+
+static void f32_tasks(void *ctx, int64_t begin, int64_t end)
+{
+    const pool_job *j = ctx;
+    for (int64_t p = begin; p < end; p++)
+        if (j->kind == POOL_MAX)
+            max_plane_f32(j->pg, j->src, j->dst, p);
+        else if (j->kind == POOL_SCATTER)
+            scatter_plane_f32(j->pg, j->src, j->dst, p);
+        else
+            gather_plane_f32(j->pg, j->src, j->dst, p);
+}
+
+static void f64_tasks(void *ctx, int64_t begin, int64_t end)
+{
+    const pool_job *j = ctx;
+    for (int64_t p = begin; p < end; p++)
+        if (j->kind == POOL_MAX)
+            max_plane_f64(j->pg, j->src, j->dst, p);
+        else if (j->kind == POOL_SCATTER)
+            scatter_plane_f64(j->pg, j->src, j->dst, p);
+        else
+            gather_plane_f64(j->pg, j->src, j->dst, p);
+}
+
+
+static void run_planes(ag_tape *t, const pool_geom *pg, ag_dtype dt, int kind, const void *src,
+                       void *dst)
+{
+    pool_job j = {pg, src, dst, kind};
+    /* about 8K input elements a task at least, or a wake-up costs more */
+    int64_t per = pg->h * pg->w + 1, grain = 1 + 8192 / per;
+    ag_pool_for(t->pool, pg->n * pg->c, grain, dt == AG_F32 ? f32_tasks : f64_tasks, &j);
+}
 
 /* Checks a pooling's settings against x (rank 4); errors name 'who'. */
 static bool pool_check(ag_tape *t, const char *who, const ag_tensor *x, int kh, int kw,
@@ -105,34 +215,10 @@ ag_tensor *ag_max_pool2d(ag_tape *t, ag_tensor *x, int kh, int kw, int stride_h,
                                  : NULL;
     if (!pg || (out->numel && !argmax))
         return agi_nil(t);
-    *pg = (pool_geom){.n = n, .c = c, .h = h, .w = w, .oh = oh, .ow = ow, .argmax = argmax};
+    *pg = (pool_geom){.n = n, .c = c, .h = h, .w = w, .oh = oh, .ow = ow, .kh = kh, .kw = kw,
+                      .sh = stride_h, .sw = stride_w, .ph = pad_h, .pw = pad_w, .argmax = argmax};
     out->attr.ext = pg;
-    int64_t o = 0;
-    for (int64_t plane = 0; plane < n * c; plane++)
-        for (int64_t oy = 0; oy < oh; oy++)
-            for (int64_t ox = 0; ox < ow; ox++, o++) {
-                /* The first maximum in row-major window order wins a tie, as
-                ** in PyTorch; the first NaN wins over everything. Padding
-                ** is never a candidate (pad <= k/2 leaves a real element). */
-                int64_t best = -1;
-                double bv = 0;
-                for (int64_t i = 0; i < kh; i++) {
-                    int64_t y = oy * stride_h - pad_h + i;
-                    if (y < 0 || y >= h)
-                        continue;
-                    for (int64_t j = 0; j < kw; j++) {
-                        int64_t xx = ox * stride_w - pad_w + j;
-                        if (xx < 0 || xx >= w)
-                            continue;
-                        int64_t at = (plane * h + y) * w + xx;
-                        double v = agi_get(x, at);
-                        if (best < 0 || (!isnan(bv) && (v > bv || isnan(v))))
-                            best = at, bv = v;
-                    }
-                }
-                argmax[o] = best;
-                agi_set(out, o, bv);
-            }
+    run_planes(t, pg, (ag_dtype)x->dtype, POOL_MAX, x->value, out->value);
     return out;
 }
 
@@ -146,11 +232,7 @@ ag_tensor *agi_max_pool2d_scatter(ag_tape *t, ag_tensor *g, const ag_tensor *poo
     if (out->flags & AGI_NIL)
         return out;
     out->attr.ext = pg;
-    int64_t m = pg->n * pg->c * pg->oh * pg->ow;
-    if (out->numel)
-        memset(out->value, 0, (size_t)out->numel * ag_dtype_size((ag_dtype)g->dtype));
-    for (int64_t i = 0; i < m; i++)
-        agi_set(out, pg->argmax[i], agi_get(out, pg->argmax[i]) + agi_get(g, i));
+    run_planes(t, pg, (ag_dtype)g->dtype, POOL_SCATTER, g->value, out->value);
     return out;
 }
 
@@ -164,8 +246,7 @@ ag_tensor *agi_max_pool2d_gather(ag_tape *t, ag_tensor *u, const ag_tensor *pool
     if (out->flags & AGI_NIL)
         return out;
     out->attr.ext = pg;
-    for (int64_t i = 0; i < out->numel; i++)
-        agi_set(out, i, agi_get(u, pg->argmax[i]));
+    run_planes(t, pg, (ag_dtype)u->dtype, POOL_GATHER, u->value, out->value);
     return out;
 }
 

@@ -16,9 +16,18 @@ typedef double (*reducer)(const ag_tensor *x, int64_t base, int64_t n, int64_t s
 
 static double r_sum(const ag_tensor *x, int64_t base, int64_t n, int64_t stride)
 {
+    /* agi_get's terms, with the dtype's test out of the loop (a batch
+    ** norm's means spend their time here) */
     double s = 0;
-    for (int64_t k = 0; k < n; k++)
-        s += agi_get(x, base + k * stride);
+    if (x->dtype == AG_F32) {
+        const float *v = (const float *)x->value + base;
+        for (int64_t k = 0; k < n; k++)
+            s += (double)v[k * stride];
+    } else {
+        const double *v = (const double *)x->value + base;
+        for (int64_t k = 0; k < n; k++)
+            s += v[k * stride];
+    }
     return s;
 }
 
@@ -381,15 +390,19 @@ static void add_row(ag_dtype dt, void *out, int64_t step, const void *x, int64_t
     if (step) {
         agk_add_inplace(NULL, dt, n, out, x);
     } else if (dt == AG_F32) {
-        float *o = out;
+        /* the same chain of roundings, kept in a register rather than
+        ** stored and reloaded at every add */
+        float acc = *(float *)out;
         const float *s = x;
         for (int64_t j = 0; j < n; j++)
-            *o += s[j];
+            acc += s[j];
+        *(float *)out = acc;
     } else {
-        double *o = out;
+        double acc = *(double *)out;
         const double *s = x;
         for (int64_t j = 0; j < n; j++)
-            *o += s[j];
+            acc += s[j];
+        *(double *)out = acc;
     }
 }
 

@@ -199,13 +199,14 @@ bool bench_have_torch(const bench_options *o)
 static void usage(FILE *f)
 {
     fputs("usage: bench [--json FILE] [--quick] [--repeat N]\n"
-          "             [--only matmul|scalar|replay|train|parallel] [--python PATH]\n"
+          "             [--only matmul|scalar|replay|conv|train|cnn|parallel] [--python PATH]\n"
           "Prints one table: each row ours beside a reference measured in the same run.\n"
           "  --json FILE    also write the rows as a JSON list of\n"
           "                 {name, ours, reference, unit, ratio, note}\n"
           "  --quick        fewer sizes and repetitions (a smoke run)\n"
           "  --repeat N     rounds per measurement, the best kept (default 5)\n"
-          "  --only NAME    run one section\n"
+          "  --only NAME    run one section (cnn: the conv section and the CNN's training\n"
+          "                 rows alone)\n"
           "  --python PATH  interpreter for the PyTorch rows (default /usr/bin/python3)\n",
           f);
 }
@@ -247,11 +248,19 @@ int main(int argc, char **argv)
         {"matmul", bench_matmul},
         {"scalar", bench_scalar},
         {"replay", bench_replay},
+        {"conv", bench_conv},
         {"train", bench_train},
         {"parallel", bench_parallel},
     };
+    /* Not a section of the whole run: a part of two of them. */
+    bool cnn_only = only && !strcmp(only, "cnn");
     bench_table t = {0};
     bool ran = false;
+    if (cnn_only) {
+        fprintf(stderr, "bench: cnn\n");
+        bench_cnn(&t, &o);
+        ran = true;
+    }
     for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
         if (only && strcmp(only, sections[i].name))
             continue;

@@ -53,8 +53,11 @@ bool bench_have_torch(const bench_options *o);
 /* The sections, in the order the table shows them. */
 void bench_matmul(bench_table *t, const bench_options *o);
 void bench_scalar(bench_table *t, const bench_options *o);
+void bench_conv(bench_table *t, const bench_options *o);
 void bench_train(bench_table *t, const bench_options *o);
 void bench_parallel(bench_table *t, const bench_options *o);
 void bench_replay(bench_table *t, const bench_options *o);
+/* The conv section and the CNN's training rows (examples/fashion_cnn's network) alone. */
+void bench_cnn(bench_table *t, const bench_options *o);
 
 #endif

@@ -1,8 +1,9 @@
 /*
 ** bench_train.c: training on Fashion-MNIST, ours beside PyTorch in the same
 ** run: the 784-256-128-10 ReLU network with Adam and softmax cross-entropy at
-** batch 64 and 256, and Nielsen's 784-30-10 sigmoid network with quadratic
-** cost and plain SGD at batch 10. Rows: time per step, time per epoch (one
+** batch 64 and 256, Nielsen's 784-30-10 sigmoid network with quadratic
+** cost and plain SGD at batch 10, and examples/fashion_cnn's convolutional
+** network (fashion_cnn_net.h) with Adam at batch 64. Rows: time per step, time per epoch (one
 ** whole shuffled epoch, timed), and the peak resident memory of the process
 ** that trained.
 **
@@ -45,6 +46,8 @@ static const train_case cases[] = {
     {"mlp 784-256-128-10 adam b64", "mlp", 64, 100},
     {"mlp 784-256-128-10 adam b256", "mlp", 256, 40},
     {"nielsen 784-30-10 sgd b10", "nielsen", 10, 1000},
+    /* examples/fashion_cnn's network (fashion_cnn_net.h) */
+    {"cnn 2x(conv-bn-pool)-128-10 adam b64", "cnn", 64, 60},
 };
 
 /* One measurement: seconds per step over 'steps' timed steps, the loss of the
@@ -80,6 +83,15 @@ static const char torch_script[] =
     "    net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), "
     "nn.Linear(128, 10))\n"
     "    opt = torch.optim.Adam(net.parameters(), lr=1e-3)\n"
+    "    lossf = nn.CrossEntropyLoss()\n"
+    "elif kind == 'cnn':\n"
+    "    net = nn.Sequential(nn.Unflatten(1, (1, 28, 28)),\n"
+    "        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), "
+    "nn.MaxPool2d(2),\n"
+    "        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), "
+    "nn.MaxPool2d(2),\n"
+    "        nn.Flatten(), nn.Linear(1568, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 10))\n"
+    "    opt = torch.optim.Adam(net.parameters(), lr=2e-3)\n"
     "    lossf = nn.CrossEntropyLoss()\n"
     "else:\n"
     "    net = nn.Sequential(nn.Linear(784, 30), nn.Sigmoid(), nn.Linear(30, 10), nn.Sigmoid())\n"
@@ -203,7 +215,19 @@ static bool find_worker(char *path, size_t size)
     return access(path, X_OK) == 0;
 }
 
-void bench_train(bench_table *t, const bench_options *o)
+static void train_rows(bench_table *t, const bench_options *o, const char *only_kind);
+
+void bench_train(bench_table *t, const bench_options *o) { train_rows(t, o, NULL); }
+
+/* The CNN's rows alone, with the products of its layers (bench_conv.c). */
+void bench_cnn(bench_table *t, const bench_options *o)
+{
+    bench_conv(t, o);
+    train_rows(t, o, "cnn");
+}
+
+/* The rows of every case, or of those of 'only_kind'. */
+static void train_rows(bench_table *t, const bench_options *o, const char *only_kind)
 {
     char worker[4096];
     if (!find_worker(worker, sizeof worker)) {
@@ -220,6 +244,8 @@ void bench_train(bench_table *t, const bench_options *o)
     int reruns = o->quick ? 1 : 3;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const train_case *c = &cases[i];
+        if (only_kind && strcmp(c->kind, only_kind))
+            continue;
         long steps = o->quick ? (long)c->quick_steps : 0;
         train_result ours = {.ok = false}, ref = {.ok = false};
         int ours_threads = 0, ref_threads = 0, ref_blas = 0;

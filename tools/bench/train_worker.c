@@ -5,7 +5,7 @@
 ** "seconds-per-step steps last-loss". It uses only the public API, as a
 ** user's program would.
 **
-**     train_worker mlp|nielsen BATCH THREADS STEPS [mpi]   (STEPS 0: one epoch)
+**     train_worker mlp|nielsen|cnn BATCH THREADS STEPS [mpi]   (STEPS 0: one epoch)
 **
 ** With 'mpi', started by mpirun: data-parallel training (nn_comm.h), BATCH
 ** being the step's whole batch split over the ranks, as fashion_mnist does;
@@ -15,6 +15,7 @@
 */
 #define _POSIX_C_SOURCE 200809L
 
+#include "../../examples/fashion_cnn_net.h"
 #include "../../examples/fashion_data.h"
 #include "autograd.h"
 #include "nn.h"
@@ -54,7 +55,7 @@ static ag_tensor *nielsen_loss(ag_tape *t, const nn_mlp *net, nn_batch *b, float
 ** (and, with a communicator, the allreduce's seconds per step). */
 static int train_worker(const char *kind, int64_t batch, int threads, long steps, nn_comm *comm)
 {
-    bool mlp = !strcmp(kind, "mlp");
+    bool mlp = !strcmp(kind, "mlp"), conv = !strcmp(kind, "cnn");
     nn_dataset *train = fashion_load("bench", NULL, 1, AG_F32, 0);
     if (!train)
         return 1;
@@ -65,9 +66,15 @@ static int train_worker(const char *kind, int64_t batch, int threads, long steps
     nn_model_set_pool(m, pool);
     nn_model_seed(m, 1);
     int64_t mlp_sizes[] = {784, 256, 128, 10}, nielsen_sizes[] = {784, 30, 10};
-    nn_mlp *net = mlp ? nn_mlp_new(m, "mlp", AG_F32, 4, mlp_sizes, NN_RELU)
-                      : nn_mlp_new(m, "net", AG_F32, 3, nielsen_sizes, NN_SIGMOID);
-    nn_optim *opt = mlp ? nn_adam_new(m, 1e-3, 0.9, 0.999, 1e-8, 0.0) : nn_sgd_new(m, 3.0, 0, 0, 0);
+    cnn cnet;
+    nn_mlp *net = conv  ? NULL
+                  : mlp ? nn_mlp_new(m, "mlp", AG_F32, 4, mlp_sizes, NN_RELU)
+                        : nn_mlp_new(m, "net", AG_F32, 3, nielsen_sizes, NN_SIGMOID);
+    if (conv)
+        cnn_new(m, AG_F32, &cnet);
+    nn_optim *opt = conv  ? nn_adam_new(m, 2e-3, 0.9, 0.999, 1e-8, 0.0)   /* fashion_cnn's */
+                    : mlp ? nn_adam_new(m, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+                          : nn_sgd_new(m, 3.0, 0, 0, 0);
     float *onehot = malloc((size_t)batch * FASHION_CLASSES * sizeof *onehot);
     ag_rng rng;
     ag_rng_seed(&rng, 1);
@@ -99,9 +106,11 @@ static int train_worker(const char *kind, int64_t batch, int threads, long steps
         ag_tape_reset(t);
         if (!nn_loader_next(ld, t, &b) && !nn_loader_next(ld, t, &b))
             break;
-        ag_tensor *l = mlp ? nn_cross_entropy_loss(t, nn_mlp_forward(t, net, b.x), b.labels, 0,
-                                                   NN_REDUCE_MEAN)
-                           : nielsen_loss(t, net, &b, onehot);
+        ag_tensor *l = conv  ? nn_cross_entropy_loss(t, cnn_forward(t, &cnet, b.x), b.labels, 0,
+                                                     NN_REDUCE_MEAN)
+                       : mlp ? nn_cross_entropy_loss(t, nn_mlp_forward(t, net, b.x), b.labels, 0,
+                                                     NN_REDUCE_MEAN)
+                             : nielsen_loss(t, net, &b, onehot);
         nn_model_zero_grad(m);
         ag_backward(t, l);
         if (comm) {
@@ -140,14 +149,15 @@ done:
 int main(int argc, char **argv)
 {
     if (argc != 5 && !(argc == 6 && !strcmp(argv[5], "mpi"))) {
-        fprintf(stderr, "usage: train_worker mlp|nielsen BATCH THREADS STEPS [mpi]\n");
+        fprintf(stderr, "usage: train_worker mlp|nielsen|cnn BATCH THREADS STEPS [mpi]\n");
         return 2;
     }
     const char *kind = argv[1];
     long long batch = atoll(argv[2]);
     int threads = atoi(argv[3]);
     long steps = atol(argv[4]);
-    if ((strcmp(kind, "mlp") && strcmp(kind, "nielsen")) || batch < 1 || threads < 0) {
+    if ((strcmp(kind, "mlp") && strcmp(kind, "nielsen") && strcmp(kind, "cnn")) || batch < 1 ||
+        threads < 0) {
         fprintf(stderr, "train_worker: bad arguments\n");
         return 2;
     }
