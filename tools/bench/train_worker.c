@@ -66,7 +66,7 @@ static int train_worker(const char *kind, int64_t batch, int threads, long steps
     nn_model_set_pool(m, pool);
     nn_model_seed(m, 1);
     int64_t mlp_sizes[] = {784, 256, 128, 10}, nielsen_sizes[] = {784, 30, 10};
-    cnn cnet;
+    cnn cnet = {0};
     nn_mlp *net = conv  ? NULL
                   : mlp ? nn_mlp_new(m, "mlp", AG_F32, 4, mlp_sizes, NN_RELU)
                         : nn_mlp_new(m, "net", AG_F32, 3, nielsen_sizes, NN_SIGMOID);
