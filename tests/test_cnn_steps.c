@@ -109,7 +109,7 @@ Test(cnn_steps, training_steps_allocate_nothing_after_the_first)
 }
 
 /* The weights and running statistics after STEPS steps on 'threads'. */
-static float *train(int threads, size_t *bytes, double stats[4 * CNN_C2])
+static float *train(int threads, size_t *bytes, float stats[4 * CNN_C2])
 {
     rig *r = calloc(1, sizeof *r);
     cr_assert_not_null(r);
@@ -120,11 +120,14 @@ static float *train(int threads, size_t *bytes, double stats[4 * CNN_C2])
     float *w = malloc(*bytes);
     cr_assert_not_null(w);
     memcpy(w, nn_model_values(r->m), *bytes);
-    memcpy(stats, nn_batchnorm2d_running_mean(r->net.bn1), CNN_C1 * sizeof(double));
-    memcpy(stats + CNN_C1, nn_batchnorm2d_running_var(r->net.bn1), CNN_C1 * sizeof(double));
-    memcpy(stats + 2 * CNN_C1, nn_batchnorm2d_running_mean(r->net.bn2), CNN_C2 * sizeof(double));
-    memcpy(stats + 2 * CNN_C1 + CNN_C2, nn_batchnorm2d_running_var(r->net.bn2),
-           CNN_C2 * sizeof(double));
+    /* The buffers are tensors of the model's dtype (f32 here). */
+    memcpy(stats, ag_data(nn_batchnorm2d_running_mean(r->net.bn1)), CNN_C1 * sizeof(float));
+    memcpy(stats + CNN_C1, ag_data(nn_batchnorm2d_running_var(r->net.bn1)),
+           CNN_C1 * sizeof(float));
+    memcpy(stats + 2 * CNN_C1, ag_data(nn_batchnorm2d_running_mean(r->net.bn2)),
+           CNN_C2 * sizeof(float));
+    memcpy(stats + 2 * CNN_C1 + CNN_C2, ag_data(nn_batchnorm2d_running_var(r->net.bn2)),
+           CNN_C2 * sizeof(float));
     rig_free(r);
     free(r);
     return w;
@@ -133,14 +136,14 @@ static float *train(int threads, size_t *bytes, double stats[4 * CNN_C2])
 Test(cnn_steps, the_same_bits_on_any_number_of_threads)
 {
     size_t bytes0, bytes;
-    double stats0[4 * CNN_C2], stats[4 * CNN_C2];
+    float stats0[4 * CNN_C2], stats[4 * CNN_C2];
     float *w0 = train(0, &bytes0, stats0);
     int n_stats = 2 * CNN_C1 + 2 * CNN_C2;
     for (int threads = 1; threads <= 3; threads++) {
         float *w = train(threads, &bytes, stats);
         cr_assert_eq(bytes, bytes0);
         cr_expect(memcmp(w, w0, bytes) == 0, "weights differ on %d thread(s)", threads);
-        cr_expect(memcmp(stats, stats0, (size_t)n_stats * sizeof(double)) == 0,
+        cr_expect(memcmp(stats, stats0, (size_t)n_stats * sizeof(float)) == 0,
                   "running statistics differ on %d thread(s)", threads);
         free(w);
     }
