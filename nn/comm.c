@@ -331,6 +331,11 @@ ag_status nn_comm_broadcast_model(nn_comm *c, nn_model *m, nn_optim *o)
         return s;
     size_t esize = ag_dtype_size(m->dtype);
     s = do_broadcast(c, who, m->value, (size_t)m->numel * esize, 0);
+    /* Buffers (batch norm's running statistics) start as rank 0's too;
+    ** after that each rank's follow its own shard, and rank 0's are what
+    ** its checkpoints save (as PyTorch's DDP ends up with rank 0's). */
+    if (s == AG_OK && m->buf_numel > 0)
+        s = do_broadcast(c, who, m->buf_value, (size_t)m->buf_numel * esize, 0);
     if (s != AG_OK || !with_optim)
         return s;
     int64_t steps = nn_optim_steps(o);

@@ -124,8 +124,10 @@ NN_API void nn_comm_abort(nn_comm *c, const char *why);
 /* The model's whole gradient buffer summed over ranks and divided by the
 ** rank count: one allreduce per step. A model in error returns its status. */
 NN_API ag_status nn_comm_average_grads(nn_comm *c, nn_model *m);
-/* Rank 0's parameters, and, when o is not NULL, its optimizer's state and
-** step count, copied to every rank. */
+/* Rank 0's parameters and buffers, and, when o is not NULL, its optimizer's
+** state and step count, copied to every rank. Buffers (batch norm's running
+** statistics) are not averaged afterwards: each rank's follow the batches
+** of its own shard, and checkpoints (rank 0's) save rank 0's. */
 NN_API ag_status nn_comm_broadcast_model(nn_comm *c, nn_model *m, nn_optim *o);
 /* Refuses (AG_ESHAPE on every rank) models whose parameters differ between
 ** ranks in count, name, dtype or shape; the message names the first

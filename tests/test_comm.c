@@ -388,3 +388,45 @@ Test(comm, set_timeout_checks_its_argument)
     nn_comm_abort(NULL, "nothing");
     nn_comm_free(c[0]);
 }
+
+/* Buffers (batch norm's running statistics) start as rank 0's on every
+** rank, as the parameters do. */
+typedef struct buffer_rank {
+    nn_comm *comm;
+    int rank;
+    float got[3];
+    ag_status st;
+} buffer_rank;
+
+static void *broadcast_buffers(void *arg)
+{
+    buffer_rank *b = arg;
+    nn_model *m = nn_model_new(NULL, NULL);
+    ag_tensor *w = nn_param(m, "w", AG_F32, 1, (int64_t[]){2});
+    ag_tensor *buf = nn_buffer(m, "bn.running_mean", AG_F32, 1, (int64_t[]){3});
+    ag_fill(w, (double)b->rank);
+    ag_fill(buf, 10.0 + b->rank);
+    b->st = nn_comm_broadcast_model(b->comm, m, NULL);
+    memcpy(b->got, ag_data(nn_model_find_buffer(m, "bn.running_mean")), sizeof b->got);
+    nn_model_free(m);
+    return NULL;
+}
+
+Test(comm, broadcast_model_copies_rank_0s_buffers)
+{
+    nn_comm *c[2];
+    char err[256];
+    cr_assert_eq(nn_comm_local_new(2, 30.0, c, err, sizeof err), AG_OK, "%s", err);
+    buffer_rank b[2] = {{c[0], 0, {0}, AG_OK}, {c[1], 1, {0}, AG_OK}};
+    pthread_t th[2];
+    for (int r = 0; r < 2; r++)
+        cr_assert_eq(pthread_create(&th[r], NULL, broadcast_buffers, &b[r]), 0);
+    for (int r = 0; r < 2; r++)
+        pthread_join(th[r], NULL);
+    for (int r = 0; r < 2; r++) {
+        cr_expect_eq(b[r].st, AG_OK);
+        for (int i = 0; i < 3; i++)
+            cr_expect_eq(b[r].got[i], 10.0f, "rank %d buffer element %d", r, i);
+        nn_comm_free(c[r]);
+    }
+}
