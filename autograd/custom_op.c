@@ -67,11 +67,28 @@ ag_tensor *ag_custom(ag_tape *t, const ag_op *op, void *ctx, int nin, ag_tensor 
     bool tangent_due = t->n_jvp_pending && t->jvp_pending[t->n_jvp_pending - 1] == out;
     if (tangent_due)
         t->n_jvp_pending--;
+    /* Anomaly mode's check of out waits the same way, or it would pass the
+    ** zeros and miss what the forward writes. */
+    agi_anomaly *a = &t->anomaly;
+    bool check_due = a->pending == out;
+    agi_site site = a->pending_site;
+    size_t entry = a->pending_entry;
+    if (check_due)
+        a->pending = NULL;
     int rc = op->forward(out, ctx);
     if (t->status != AG_OK)
         return agi_nil(t);
     if (rc != 0)
         return agi_error(t, AG_EINVAL, "%s: forward failed (returned %d)", op->name, rc);
+    if (check_due) {
+        if (a->pending)   /* an op the forward itself recorded */
+            agi_anomaly_flush(t);
+        if (t->status != AG_OK)
+            return agi_nil(t);
+        a->pending = out;
+        a->pending_site = site;
+        a->pending_entry = entry;
+    }
     if (tangent_due)
         agi_jvp_note(t, out);
     return out;

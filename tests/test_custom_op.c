@@ -636,6 +636,35 @@ Test(custom_op, anomaly_mode_checks_the_forward_result)
     ag_tape_free(t);
 }
 
+/* A forward that saves a tensor before writing its result: ag_op_save
+** checks its input, which once made anomaly mode check the result while it
+** still held the zeros ag_custom starts it with, and miss the NaN written
+** after. */
+static int save_then_nan_forward(ag_tensor *out, void *ctx)
+{
+    (void)ctx;
+    if (ag_op_save(out, ag_input(out, 0)) != AG_OK)
+        return 1;
+    ag_set(out, 0, NAN);
+    return 0;
+}
+
+static const ag_op save_then_nan_op = {
+    .name = "saves_then_makes_nan", .forward = save_then_nan_forward, .vjp = identity_vjp};
+
+Test(custom_op, anomaly_mode_checks_the_result_a_saving_forward_writes)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tape_set_anomaly(t, 1);
+    ag_tensor *x = ag_requires_grad(ag_scalar(t, AG_F64, 0.5));
+    ag_tensor *y = ag_custom(t, &save_then_nan_op, NULL, 1, &x, AG_F64, 0, NULL);
+    /* The check runs when the result is next used, as for the library's ops. */
+    ag_exp(t, y);
+    cr_assert_eq(ag_tape_status(t), AG_ENUMERIC, "%s", ag_tape_errmsg(t));
+    expect_in(ag_tape_errmsg(t), "anomaly: saves_then_makes_nan");
+    ag_tape_free(t);
+}
+
 /* ------------------------------------------------------- forward mode */
 
 /* y = erf(x) with x carrying v: the user's rule gives erf'(x) v, of x's
