@@ -70,8 +70,8 @@ static const geom geoms[] = {
     {2, 1, 7, 5, 2, 3, 3, 3, 2, 2, 1, 1, 1, 1},
     {3, 8, 9, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* a gemm larger than one tile */
     {1, 2, 3, 3, 2, 3, 3, 1, 1, 0, 0, 1, 1, 1},   /* the kernel covers the input: 1x1 out */
-    /* 1.2 MB of unfolded columns per image in f64: the batch of 9 goes
-    ** through the products in two slices (ops_conv.c's COLS_BUDGET) */
+    /* 1.2 MB of unfolded columns per image in f64; 9 images make the weight
+    ** gradient's fixed chunks (ops_conv.c's WEIGHT_CHUNKS) uneven */
     {9, 16, 32, 32, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},
 };
 
@@ -138,6 +138,60 @@ Test(conv2d, a_pool_gives_the_same_values)
     for (size_t i = 0; i < sizeof geoms / sizeof geoms[0]; i++)
         check_conv(&geoms[i], AG_F64, pool);
     ag_pool_free(pool);
+}
+
+/* conv2d(x, w, b) and the gradients of sum(s * y) on the tape's pool, as
+** fresh f32 buffers (caller frees): y, then dx, dw, db. */
+static float *conv_bits(const geom *g, ag_pool *pool, int64_t *count)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tape_set_pool(t, pool);
+    ag_tensor *x = ag_requires_grad(random_tensor(t, AG_F32, 4, (int64_t[]){g->n, g->c, g->h, g->w}, 1));
+    ag_tensor *w = ag_requires_grad(
+        random_tensor(t, AG_F32, 4, (int64_t[]){g->o, g->c / g->groups, g->kh, g->kw}, 2));
+    ag_tensor *b = ag_requires_grad(random_tensor(t, AG_F32, 1, (int64_t[]){g->o}, 3));
+    ag_tensor *y = ag_conv2d(t, x, w, b, g->sh, g->sw, g->ph, g->pw, g->dh, g->dw, g->groups);
+    ag_tensor *s = random_tensor(t, AG_F32, 4, ag_shape(y), 4);
+    ag_tensor *in[3] = {x, w, b}, *gr[3];
+    ag_gradients(t, ag_sum(t, ag_mul(t, s, y)), NULL, 3, in, gr, 0);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    ag_tensor *parts[4] = {y, gr[0], gr[1], gr[2]};
+    *count = 0;
+    for (int i = 0; i < 4; i++)
+        *count += ag_numel(parts[i]);
+    float *bits = malloc((size_t)*count * sizeof *bits), *at = bits;
+    cr_assert_not_null(bits);
+    for (int i = 0; i < 4; i++)
+        for (int64_t k = 0; k < ag_numel(parts[i]); k++)
+            *at++ = (float)ag_get(parts[i], k);
+    ag_tape_free(t);
+    return bits;
+}
+
+/* The images share out among the threads (and the weight gradient sums
+** them in fixed chunks): the bits must not depend on how many. */
+Test(conv2d, the_same_bits_on_any_threads)
+{
+    static const geom shapes[] = {
+        {9, 4, 9, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2},   /* groups, 5 uneven chunks */
+        {2, 3, 8, 8, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1},   /* fewer images than 3 threads */
+        {64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* fashion_cnn's first layer */
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int64_t count, other;
+        float *want = conv_bits(&shapes[i], NULL, &count);
+        for (int threads = 2; threads <= 3; threads++) {
+            ag_pool *pool = ag_pool_new(threads);
+            cr_assert_not_null(pool);
+            float *got = conv_bits(&shapes[i], pool, &other);
+            cr_assert_eq(other, count);
+            cr_assert(memcmp(got, want, (size_t)count * sizeof *got) == 0,
+                      "shape %zu: %d threads change the bits", i, threads);
+            free(got);
+            ag_pool_free(pool);
+        }
+        free(want);
+    }
 }
 
 /* x = 1..16 as [1,1,4,4] */
