@@ -83,83 +83,156 @@ static conv_geom *geom_make(ag_tape *t, const char *who, int64_t n, int64_t c, i
     return g;
 }
 
+/* d[0, len) = s[0, len) for a short run (a row of a small image): in
+** blocks of RUN_BLOCK elements of a size the compiler knows, so each is a
+** vector move or two, the last block overlapping the one before; a call
+** to memcpy (which the compiler makes of a plain loop) cost more than the
+** copy. */
+enum { RUN_BLOCK = 8 };
+#define COPY_RUN(T, d, s, len)                                                                     \
+    do {                                                                                           \
+        T *d_ = (d);                                                                               \
+        const T *s_ = (s);                                                                         \
+        int64_t n_ = (len);                                                                        \
+        if (n_ >= RUN_BLOCK) {                                                                     \
+            for (int64_t k_ = 0; k_ + RUN_BLOCK <= n_; k_ += RUN_BLOCK)                            \
+                memcpy(d_ + k_, s_ + k_, RUN_BLOCK * sizeof(T));                                   \
+            memcpy(d_ + n_ - RUN_BLOCK, s_ + n_ - RUN_BLOCK, RUN_BLOCK * sizeof(T));               \
+        } else {                                                                                   \
+            for (int64_t k_ = 0; k_ < n_; k_++)                                                    \
+                d_[k_] = s_[k_];                                                                   \
+        }                                                                                          \
+    } while (0)
+
 /* Unfolds channel c of group gi of image n of x into its rows of cols
 ** [K, OH*OW] (one row per kernel tap (c, i, j)), with zeros where a window
 ** reads padding; fold is the reverse, adding such rows back into the
-** image. With stride and dilation 1 (the unit case), each output row of a
-** tap reads a run of the input row, [lo, hi) of its columns: copied or added
-** whole, with zeros at the padded ends. */
+** image. Each tap's rows that read inside the image, [oy0, oy1), go by one
+** of three loops:
+**  - "same" (stride and dilation 1, OW == W, as a 3x3 kernel with padding
+**    1): the tap reads the plane shifted by yoff rows and x0 columns, so
+**    its rows are one run of the flat plane, copied (or added) whole; the
+**    column or two where a row's run wraps into the next row are then the
+**    padding, zeroed in the columns (fold: zeroed before adding, and adding
+**    +0 leaves every sum as it was, since a sum that starts from +0 is
+**    never -0);
+**  - unit (stride and dilation 1): each row is a run [lo, hi) of an input
+**    row, zeros at the ends;
+**  - any other: element by element.
+** The geometry is read into locals first: the stores through cols (and
+** memcpy's) may alias it as far as the compiler knows. */
 #define DEFINE_UNFOLD(T, SUFFIX)                                                                   \
-    static void unfold_##SUFFIX(const conv_geom *g, const T *restrict x, int64_t n, int64_t gi,    \
-                                int64_t c, T *restrict cols)                                       \
+    AGK_SIMD_CLONES static void unfold_##SUFFIX(const conv_geom *g, const T *restrict x, int64_t n, \
+                                                int64_t gi, int64_t c, T *restrict cols)           \
     {                                                                                              \
-        int64_t cg = g->c / g->p[GROUPS], P = g->oh * g->ow;                                       \
-        const T *plane = x + ((n * g->c) + gi * cg + c) * g->h * g->w;                             \
-        bool unit = g->p[SW] == 1 && g->p[DW] == 1;                                                \
-        for (int64_t i = 0; i < g->kh; i++)                                                        \
-            for (int64_t j = 0; j < g->kw; j++) {                                                  \
-                T *row = cols + ((c * g->kh + i) * g->kw + j) * P;                                 \
+        const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, kh = g->kh, kw = g->kw;          \
+        const int64_t sh = g->p[SH], sw = g->p[SW], ph = g->p[PH], pw = g->p[PW];                  \
+        const int64_t dh = g->p[DH], dw = g->p[DW], cg = g->c / g->p[GROUPS], P = oh * ow;         \
+        const T *plane = x + ((n * g->c) + gi * cg + c) * h * w;                                   \
+        bool unit = sw == 1 && dw == 1, same = unit && sh == 1 && dh == 1 && ow == w;              \
+        for (int64_t i = 0; i < kh; i++)                                                           \
+            for (int64_t j = 0; j < kw; j++) {                                                     \
+                T *row = cols + ((c * kh + i) * kw + j) * P;                                       \
+                int64_t x0 = j * dw - pw, yoff = i * dh - ph;                                      \
                 /* the output columns whose tap j lands inside the row: [lo, hi) */                \
-                int64_t lo = 0, hi = g->ow, x0 = j * g->p[DW] - g->p[PW];                          \
-                if (unit) {                                                                        \
-                    lo = x0 < 0 ? -x0 : 0;                                                         \
-                    hi = g->w - x0 < g->ow ? g->w - x0 : g->ow;                                    \
-                    if (hi < lo)                                                                   \
-                        hi = lo;                                                                   \
+                int64_t lo = x0 < 0 ? -x0 : 0, hi = w - x0 < ow ? w - x0 : ow;                     \
+                lo = lo > ow ? ow : lo;                                                            \
+                hi = hi < lo ? lo : hi;                                                            \
+                if (same) {                                                                        \
+                    int64_t oy0 = yoff < 0 ? -yoff : 0, oy1 = h - yoff < oh ? h - yoff : oh;       \
+                    oy0 = oy0 > oh ? oh : oy0;                                                     \
+                    oy1 = oy1 < oy0 ? oy0 : oy1;                                                   \
+                    for (int64_t k = 0; k < oy0 * ow; k++) /* a row or two: no call */           \
+                        row[k] = 0;                                                                \
+                    for (int64_t k = oy1 * ow; k < oh * ow; k++)                                   \
+                        row[k] = 0;                                                                \
+                    /* dst [a + head, a + len - tail) = the plane from s + head */                 \
+                    int64_t a = oy0 * ow, len = (oy1 - oy0) * ow, s = (oy0 + yoff) * w + x0;       \
+                    int64_t head = x0 < 0 ? -x0 : 0, tail = x0 > 0 ? x0 : 0;                       \
+                    if (len - head - tail > 0)                                                     \
+                        memcpy(row + a + head, plane + s + head,                                   \
+                               (size_t)(len - head - tail) * sizeof(T));                           \
+                    /* by columns: a row's loop became a call to memset, per row */             \
+                    for (int64_t ox = 0; ox < lo; ox++)                                            \
+                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
+                            row[oy * ow + ox] = 0;                                                 \
+                    for (int64_t ox = hi; ox < ow; ox++)                                           \
+                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
+                            row[oy * ow + ox] = 0;                                                 \
+                    continue;                                                                      \
                 }                                                                                  \
-                for (int64_t oy = 0; oy < g->oh; oy++) {                                           \
-                    int64_t y = oy * g->p[SH] - g->p[PH] + i * g->p[DH];                           \
-                    T *dst = row + oy * g->ow;                                                     \
-                    if (y < 0 || y >= g->h) {                                                      \
-                        memset(dst, 0, (size_t)g->ow * sizeof(T));                                 \
+                for (int64_t oy = 0; oy < oh; oy++) {                                              \
+                    int64_t y = oy * sh + yoff;                                                    \
+                    T *dst = row + oy * ow;                                                        \
+                    if (y < 0 || y >= h) {                                                         \
+                        memset(dst, 0, (size_t)ow * sizeof(T));                                    \
                         continue;                                                                  \
                     }                                                                              \
-                    const T *src = plane + y * g->w;                                               \
+                    const T *src = plane + y * w;                                                  \
                     if (unit) {                                                                    \
                         for (int64_t ox = 0; ox < lo; ox++)                                        \
                             dst[ox] = 0;                                                           \
-                        /* a short run: a loop the compiler vectorises beats a call */         \
-                        for (int64_t ox = lo; ox < hi; ox++)                                       \
-                            dst[ox] = src[ox + x0];                                                \
-                        for (int64_t ox = hi; ox < g->ow; ox++)                                    \
+                        COPY_RUN(T, dst + lo, src + lo + x0, hi - lo);                             \
+                        for (int64_t ox = hi; ox < ow; ox++)                                       \
                             dst[ox] = 0;                                                           \
                         continue;                                                                  \
                     }                                                                              \
-                    for (int64_t ox = 0; ox < g->ow; ox++) {                                       \
-                        int64_t xx = ox * g->p[SW] + x0;                                           \
-                        dst[ox] = xx >= 0 && xx < g->w ? src[xx] : (T)0;                           \
+                    for (int64_t ox = 0; ox < ow; ox++) {                                          \
+                        int64_t xx = ox * sw + x0;                                                 \
+                        dst[ox] = xx >= 0 && xx < w ? src[xx] : (T)0;                              \
                     }                                                                              \
                 }                                                                                  \
             }                                                                                      \
     }                                                                                              \
-    static void fold_##SUFFIX(const conv_geom *g, const T *restrict cols, int64_t n, int64_t gi,   \
-                              int64_t c, T *restrict x)                                            \
+    /* cols is scratch: "same" zeroes its padding columns before adding */                      \
+    AGK_SIMD_CLONES static void fold_##SUFFIX(const conv_geom *g, T *restrict cols, int64_t n,     \
+                                              int64_t gi, int64_t c, T *restrict x)                \
     {                                                                                              \
-        int64_t cg = g->c / g->p[GROUPS], P = g->oh * g->ow;                                       \
-        T *plane = x + ((n * g->c) + gi * cg + c) * g->h * g->w;                                   \
-        bool unit = g->p[SW] == 1 && g->p[DW] == 1;                                                \
-        for (int64_t i = 0; i < g->kh; i++)                                                        \
-            for (int64_t j = 0; j < g->kw; j++) {                                                  \
-                const T *row = cols + ((c * g->kh + i) * g->kw + j) * P;                           \
-                int64_t lo = 0, hi = g->ow, x0 = j * g->p[DW] - g->p[PW];                          \
-                if (unit) {                                                                        \
-                    lo = x0 < 0 ? -x0 : 0;                                                         \
-                    hi = g->w - x0 < g->ow ? g->w - x0 : g->ow;                                    \
+        const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, kh = g->kh, kw = g->kw;          \
+        const int64_t sh = g->p[SH], sw = g->p[SW], ph = g->p[PH], pw = g->p[PW];                  \
+        const int64_t dh = g->p[DH], dw = g->p[DW], cg = g->c / g->p[GROUPS], P = oh * ow;         \
+        T *plane = x + ((n * g->c) + gi * cg + c) * h * w;                                         \
+        bool unit = sw == 1 && dw == 1, same = unit && sh == 1 && dh == 1 && ow == w;              \
+        for (int64_t i = 0; i < kh; i++)                                                           \
+            for (int64_t j = 0; j < kw; j++) {                                                     \
+                T *row = cols + ((c * kh + i) * kw + j) * P;                                       \
+                int64_t x0 = j * dw - pw, yoff = i * dh - ph;                                      \
+                int64_t lo = x0 < 0 ? -x0 : 0, hi = w - x0 < ow ? w - x0 : ow;                     \
+                lo = lo > ow ? ow : lo;                                                            \
+                hi = hi < lo ? lo : hi;                                                            \
+                if (same) {                                                                        \
+                    int64_t oy0 = yoff < 0 ? -yoff : 0, oy1 = h - yoff < oh ? h - yoff : oh;       \
+                    oy0 = oy0 > oh ? oh : oy0;                                                     \
+                    oy1 = oy1 < oy0 ? oy0 : oy1;                                                   \
+                    /* by columns: a row's loop became a call to memset, per row */             \
+                    for (int64_t ox = 0; ox < lo; ox++)                                            \
+                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
+                            row[oy * ow + ox] = 0;                                                 \
+                    for (int64_t ox = hi; ox < ow; ox++)                                           \
+                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
+                            row[oy * ow + ox] = 0;                                                 \
+                    int64_t a = oy0 * ow, len = (oy1 - oy0) * ow, s = (oy0 + yoff) * w + x0;       \
+                    int64_t head = x0 < 0 ? -x0 : 0, tail = x0 > 0 ? x0 : 0;                       \
+                    T *dst = plane + s + head;                                                     \
+                    const T *src = row + a + head;                                                 \
+                    for (int64_t q = 0; q < len - head - tail; q++)                                \
+                        dst[q] += src[q];                                                          \
+                    continue;                                                                      \
                 }                                                                                  \
-                for (int64_t oy = 0; oy < g->oh; oy++) {                                           \
-                    int64_t y = oy * g->p[SH] - g->p[PH] + i * g->p[DH];                           \
-                    if (y < 0 || y >= g->h)                                                        \
+                for (int64_t oy = 0; oy < oh; oy++) {                                              \
+                    int64_t y = oy * sh + yoff;                                                    \
+                    if (y < 0 || y >= h)                                                           \
                         continue;                                                                  \
-                    T *dst = plane + y * g->w;                                                     \
-                    const T *src = row + oy * g->ow;                                               \
+                    T *dst = plane + y * w;                                                        \
+                    const T *src = row + oy * ow;                                                  \
                     if (unit) {                                                                    \
                         for (int64_t ox = lo; ox < hi; ox++)                                       \
                             dst[ox + x0] += src[ox];                                               \
                         continue;                                                                  \
                     }                                                                              \
-                    for (int64_t ox = 0; ox < g->ow; ox++) {                                       \
-                        int64_t xx = ox * g->p[SW] + x0;                                           \
-                        if (xx >= 0 && xx < g->w)                                                  \
+                    for (int64_t ox = 0; ox < ow; ox++) {                                          \
+                        int64_t xx = ox * sw + x0;                                                 \
+                        if (xx >= 0 && xx < w)                                                     \
                             dst[xx] += src[ox];                                                    \
                     }                                                                              \
                 }                                                                                  \

@@ -70,6 +70,11 @@ static const geom geoms[] = {
     {2, 1, 7, 5, 2, 3, 3, 3, 2, 2, 1, 1, 1, 1},
     {3, 8, 9, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* a gemm larger than one tile */
     {1, 2, 3, 3, 2, 3, 3, 1, 1, 0, 0, 1, 1, 1},   /* the kernel covers the input: 1x1 out */
+    /* "same" convolutions (stride 1, OW == W), whose taps unfold and fold as
+    ** runs of the flat plane: uneven kernels, and padding as wide as the image */
+    {2, 2, 6, 5, 3, 5, 3, 1, 1, 2, 1, 1, 1, 1},
+    {2, 2, 3, 1, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+    {1, 1, 2, 2, 2, 5, 5, 1, 1, 2, 2, 1, 1, 1},
     /* 1.2 MB of unfolded columns per image in f64; 9 images make the weight
     ** gradient's fixed chunks (ops_conv.c's WEIGHT_CHUNKS) uneven */
     {9, 16, 32, 32, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},
