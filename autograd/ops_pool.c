@@ -78,7 +78,7 @@ enum { WINDOWS_2X2 = 8 };
                                                        int32_t *restrict code)                     \
     {                                                                                              \
         (void)h;                                                                                   \
-        T t0[2 * WINDOWS_2X2] = {0}, t1[2 * WINDOWS_2X2] = {0}, ty[WINDOWS_2X2];                   \
+        T t0[2 * WINDOWS_2X2], t1[2 * WINDOWS_2X2], ty[WINDOWS_2X2];                               \
         int32_t tk[WINDOWS_2X2];                                                                   \
         for (int64_t oy = 0; oy < oh; oy++, y += ow, code += ow) {                                 \
             const T *r0 = x + 2 * oy * w, *r1 = r0 + w;                                            \
@@ -93,12 +93,18 @@ enum { WINDOWS_2X2 = 8 };
                 continue;                                                                          \
             }                                                                                      \
             /* a short row: its windows copied out to a block's worth, and back */              \
-            for (int64_t i = 0; i < 2 * ow; i++)                                                   \
-                t0[i] = r0[i], t1[i] = r1[i];                                                      \
+            /* (the copies are not plain loops, which the compiler makes memcpy calls of) */    \
+            for (int64_t i = 0; i < 2 * WINDOWS_2X2; i++) {                                        \
+                int64_t at = i < 2 * ow ? i : 2 * ow - 1;                                          \
+                t0[i] = r0[at], t1[i] = r1[at];                                                    \
+            }                                                                                      \
             for (int b = 0; b < WINDOWS_2X2; b++)                                                  \
                 TAKE_2X2(T, t0, t1, ty, tk, b);                                                    \
-            for (int64_t i = 0; i < ow; i++)                                                       \
-                y[i] = ty[i], code[i] = tk[i];                                                     \
+            for (int b = 0; b < WINDOWS_2X2; b++)                                                  \
+                if (b < ow) {                                                                      \
+                    y[b] = ty[b];                                                                  \
+                    code[b] = tk[b];                                                               \
+                }                                                                                  \
         }                                                                                          \
     }                                                                                              \
     /* the gradient's plane: each window's g at its winner, zeros elsewhere (and in the row     \
