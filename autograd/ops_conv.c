@@ -9,13 +9,14 @@
 ** Each one's VJP is made of the three, so gradients of any order follow:
 ** <g, conv(x, w)> = <input_grad(g, w), x> = <weight_grad(x, g), w>.
 **
-** Each product goes through the packed gemm: per slice of the batch (as
-** many images as fit in COLS_BUDGET) and group, the receptive fields are
-** unfolded into a [C/groups * KH * KW, images * OH * OW] matrix (im2col) in
-** arena scratch, and the weight multiplies it; the input gradient folds such
-** a matrix back (col2im). Scratch comes from the tape's arena, so a repeated
-** training step allocates nothing; unfolding, folding and the gemm share
-** their work with the tape's pool, with the same bits on any threads.
+** Each product goes through the packed gemm, one image at a time (and
+** group by group): the image's receptive fields are unfolded into a
+** [C/groups * KH * KW, OH * OW] matrix (im2col) in arena scratch, and the
+** weight multiplies it, straight into the image's NCHW rows; the input
+** gradient folds such a matrix back (col2im). Images share out among the
+** pool's threads (conv_run says how, and why the bits stay the same on any
+** threads). Scratch comes from the tape's arena, so a repeated training
+** step allocates nothing.
 */
 #include "internal.h"
 #include "kernels/kernels.h"
@@ -82,73 +83,156 @@ static conv_geom *geom_make(ag_tape *t, const char *who, int64_t n, int64_t c, i
     return g;
 }
 
+/* d[0, len) = s[0, len) for a short run (a row of a small image): in
+** blocks of RUN_BLOCK elements of a size the compiler knows, so each is a
+** vector move or two, the last block overlapping the one before; a call
+** to memcpy (which the compiler makes of a plain loop) cost more than the
+** copy. */
+enum { RUN_BLOCK = 8 };
+#define COPY_RUN(T, d, s, len)                                                                     \
+    do {                                                                                           \
+        T *d_ = (d);                                                                               \
+        const T *s_ = (s);                                                                         \
+        int64_t n_ = (len);                                                                        \
+        if (n_ >= RUN_BLOCK) {                                                                     \
+            for (int64_t k_ = 0; k_ + RUN_BLOCK <= n_; k_ += RUN_BLOCK)                            \
+                memcpy(d_ + k_, s_ + k_, RUN_BLOCK * sizeof(T));                                   \
+            memcpy(d_ + n_ - RUN_BLOCK, s_ + n_ - RUN_BLOCK, RUN_BLOCK * sizeof(T));               \
+        } else {                                                                                   \
+            for (int64_t k_ = 0; k_ < n_; k_++)                                                    \
+                d_[k_] = s_[k_];                                                                   \
+        }                                                                                          \
+    } while (0)
+
 /* Unfolds channel c of group gi of image n of x into its rows of cols
-** (one row per kernel tap (c, i, j), the image's OH*OW columns starting at
-** column 'col' of rows 'ld' apart), with zeros where a window reads padding;
-** fold is the reverse, adding such rows back into the image. With stride and
-** dilation 1, each output row of a tap reads a run of the input row: copied
-** whole, with zeros at the padded ends. */
+** [K, OH*OW] (one row per kernel tap (c, i, j)), with zeros where a window
+** reads padding; fold is the reverse, adding such rows back into the
+** image. Each tap's rows that read inside the image, [oy0, oy1), go by one
+** of three loops:
+**  - "same" (stride and dilation 1, OW == W, as a 3x3 kernel with padding
+**    1): the tap reads the plane shifted by yoff rows and x0 columns, so
+**    its rows are one run of the flat plane, copied (or added) whole; the
+**    column or two where a row's run wraps into the next row are then the
+**    padding, zeroed in the columns (fold: zeroed before adding, and adding
+**    +0 leaves every sum as it was, since a sum that starts from +0 is
+**    never -0);
+**  - unit (stride and dilation 1): each row is a run [lo, hi) of an input
+**    row, zeros at the ends;
+**  - any other: element by element.
+** The geometry is read into locals first: the stores through cols (and
+** memcpy's) may alias it as far as the compiler knows. */
 #define DEFINE_UNFOLD(T, SUFFIX)                                                                   \
-    static void unfold_##SUFFIX(const conv_geom *g, const T *x, int64_t n, int64_t gi, int64_t c,  \
-                                T *cols, int64_t ld, int64_t col)                                  \
+    AGK_SIMD_CLONES static void unfold_##SUFFIX(const conv_geom *g, const T *restrict x, int64_t n, \
+                                                int64_t gi, int64_t c, T *restrict cols)           \
     {                                                                                              \
-        int64_t cg = g->c / g->p[GROUPS];                                                          \
-        const T *plane = x + ((n * g->c) + gi * cg + c) * g->h * g->w;                             \
-        bool unit = g->p[SW] == 1 && g->p[DW] == 1;                                                \
-        for (int64_t i = 0; i < g->kh; i++)                                                        \
-            for (int64_t j = 0; j < g->kw; j++) {                                                  \
-                T *row = cols + ((c * g->kh + i) * g->kw + j) * ld + col;                          \
+        const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, kh = g->kh, kw = g->kw;          \
+        const int64_t sh = g->p[SH], sw = g->p[SW], ph = g->p[PH], pw = g->p[PW];                  \
+        const int64_t dh = g->p[DH], dw = g->p[DW], cg = g->c / g->p[GROUPS], P = oh * ow;         \
+        const T *plane = x + ((n * g->c) + gi * cg + c) * h * w;                                   \
+        bool unit = sw == 1 && dw == 1, same = unit && sh == 1 && dh == 1 && ow == w;              \
+        for (int64_t i = 0; i < kh; i++)                                                           \
+            for (int64_t j = 0; j < kw; j++) {                                                     \
+                T *row = cols + ((c * kh + i) * kw + j) * P;                                       \
+                int64_t x0 = j * dw - pw, yoff = i * dh - ph;                                      \
                 /* the output columns whose tap j lands inside the row: [lo, hi) */                \
-                int64_t lo = 0, hi = g->ow, x0 = j * g->p[DW] - g->p[PW];                          \
-                if (unit) {                                                                        \
-                    lo = x0 < 0 ? -x0 : 0;                                                         \
-                    hi = g->w - x0 < g->ow ? g->w - x0 : g->ow;                                    \
-                    if (hi < lo)                                                                   \
-                        hi = lo;                                                                   \
+                int64_t lo = x0 < 0 ? -x0 : 0, hi = w - x0 < ow ? w - x0 : ow;                     \
+                lo = lo > ow ? ow : lo;                                                            \
+                hi = hi < lo ? lo : hi;                                                            \
+                if (same) {                                                                        \
+                    int64_t oy0 = yoff < 0 ? -yoff : 0, oy1 = h - yoff < oh ? h - yoff : oh;       \
+                    oy0 = oy0 > oh ? oh : oy0;                                                     \
+                    oy1 = oy1 < oy0 ? oy0 : oy1;                                                   \
+                    for (int64_t k = 0; k < oy0 * ow; k++) /* a row or two: no call */           \
+                        row[k] = 0;                                                                \
+                    for (int64_t k = oy1 * ow; k < oh * ow; k++)                                   \
+                        row[k] = 0;                                                                \
+                    /* dst [a + head, a + len - tail) = the plane from s + head */                 \
+                    int64_t a = oy0 * ow, len = (oy1 - oy0) * ow, s = (oy0 + yoff) * w + x0;       \
+                    int64_t head = x0 < 0 ? -x0 : 0, tail = x0 > 0 ? x0 : 0;                       \
+                    if (len - head - tail > 0)                                                     \
+                        memcpy(row + a + head, plane + s + head,                                   \
+                               (size_t)(len - head - tail) * sizeof(T));                           \
+                    /* by columns: a row's loop became a call to memset, per row */             \
+                    for (int64_t ox = 0; ox < lo; ox++)                                            \
+                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
+                            row[oy * ow + ox] = 0;                                                 \
+                    for (int64_t ox = hi; ox < ow; ox++)                                           \
+                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
+                            row[oy * ow + ox] = 0;                                                 \
+                    continue;                                                                      \
                 }                                                                                  \
-                for (int64_t oy = 0; oy < g->oh; oy++) {                                           \
-                    int64_t y = oy * g->p[SH] - g->p[PH] + i * g->p[DH];                           \
-                    T *dst = row + oy * g->ow;                                                     \
-                    if (y < 0 || y >= g->h) {                                                      \
-                        memset(dst, 0, (size_t)g->ow * sizeof(T));                                 \
+                for (int64_t oy = 0; oy < oh; oy++) {                                              \
+                    int64_t y = oy * sh + yoff;                                                    \
+                    T *dst = row + oy * ow;                                                        \
+                    if (y < 0 || y >= h) {                                                         \
+                        memset(dst, 0, (size_t)ow * sizeof(T));                                    \
                         continue;                                                                  \
                     }                                                                              \
-                    const T *src = plane + y * g->w;                                               \
+                    const T *src = plane + y * w;                                                  \
                     if (unit) {                                                                    \
                         for (int64_t ox = 0; ox < lo; ox++)                                        \
                             dst[ox] = 0;                                                           \
-                        /* a short run: a loop the compiler vectorises beats a call */         \
-                        for (int64_t ox = lo; ox < hi; ox++)                                       \
-                            dst[ox] = src[ox + x0];                                                \
-                        for (int64_t ox = hi; ox < g->ow; ox++)                                    \
+                        COPY_RUN(T, dst + lo, src + lo + x0, hi - lo);                             \
+                        for (int64_t ox = hi; ox < ow; ox++)                                       \
                             dst[ox] = 0;                                                           \
                         continue;                                                                  \
                     }                                                                              \
-                    for (int64_t ox = 0; ox < g->ow; ox++) {                                       \
-                        int64_t xx = ox * g->p[SW] + x0;                                           \
-                        dst[ox] = xx >= 0 && xx < g->w ? src[xx] : (T)0;                           \
+                    for (int64_t ox = 0; ox < ow; ox++) {                                          \
+                        int64_t xx = ox * sw + x0;                                                 \
+                        dst[ox] = xx >= 0 && xx < w ? src[xx] : (T)0;                              \
                     }                                                                              \
                 }                                                                                  \
             }                                                                                      \
     }                                                                                              \
-    static void fold_##SUFFIX(const conv_geom *g, const T *cols, int64_t ld, int64_t col,          \
-                              int64_t n, int64_t gi, int64_t c, T *x)                              \
+    /* cols is scratch: "same" zeroes its padding columns before adding */                      \
+    AGK_SIMD_CLONES static void fold_##SUFFIX(const conv_geom *g, T *restrict cols, int64_t n,     \
+                                              int64_t gi, int64_t c, T *restrict x)                \
     {                                                                                              \
-        int64_t cg = g->c / g->p[GROUPS];                                                          \
-        T *plane = x + ((n * g->c) + gi * cg + c) * g->h * g->w;                                   \
-        for (int64_t i = 0; i < g->kh; i++)                                                        \
-            for (int64_t j = 0; j < g->kw; j++) {                                                  \
-                const T *row = cols + ((c * g->kh + i) * g->kw + j) * ld + col;                    \
-                int64_t x0 = j * g->p[DW] - g->p[PW];                                              \
-                for (int64_t oy = 0; oy < g->oh; oy++) {                                           \
-                    int64_t y = oy * g->p[SH] - g->p[PH] + i * g->p[DH];                           \
-                    if (y < 0 || y >= g->h)                                                        \
+        const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, kh = g->kh, kw = g->kw;          \
+        const int64_t sh = g->p[SH], sw = g->p[SW], ph = g->p[PH], pw = g->p[PW];                  \
+        const int64_t dh = g->p[DH], dw = g->p[DW], cg = g->c / g->p[GROUPS], P = oh * ow;         \
+        T *plane = x + ((n * g->c) + gi * cg + c) * h * w;                                         \
+        bool unit = sw == 1 && dw == 1, same = unit && sh == 1 && dh == 1 && ow == w;              \
+        for (int64_t i = 0; i < kh; i++)                                                           \
+            for (int64_t j = 0; j < kw; j++) {                                                     \
+                T *row = cols + ((c * kh + i) * kw + j) * P;                                       \
+                int64_t x0 = j * dw - pw, yoff = i * dh - ph;                                      \
+                int64_t lo = x0 < 0 ? -x0 : 0, hi = w - x0 < ow ? w - x0 : ow;                     \
+                lo = lo > ow ? ow : lo;                                                            \
+                hi = hi < lo ? lo : hi;                                                            \
+                if (same) {                                                                        \
+                    int64_t oy0 = yoff < 0 ? -yoff : 0, oy1 = h - yoff < oh ? h - yoff : oh;       \
+                    oy0 = oy0 > oh ? oh : oy0;                                                     \
+                    oy1 = oy1 < oy0 ? oy0 : oy1;                                                   \
+                    /* by columns: a row's loop became a call to memset, per row */             \
+                    for (int64_t ox = 0; ox < lo; ox++)                                            \
+                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
+                            row[oy * ow + ox] = 0;                                                 \
+                    for (int64_t ox = hi; ox < ow; ox++)                                           \
+                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
+                            row[oy * ow + ox] = 0;                                                 \
+                    int64_t a = oy0 * ow, len = (oy1 - oy0) * ow, s = (oy0 + yoff) * w + x0;       \
+                    int64_t head = x0 < 0 ? -x0 : 0, tail = x0 > 0 ? x0 : 0;                       \
+                    T *dst = plane + s + head;                                                     \
+                    const T *src = row + a + head;                                                 \
+                    for (int64_t q = 0; q < len - head - tail; q++)                                \
+                        dst[q] += src[q];                                                          \
+                    continue;                                                                      \
+                }                                                                                  \
+                for (int64_t oy = 0; oy < oh; oy++) {                                              \
+                    int64_t y = oy * sh + yoff;                                                    \
+                    if (y < 0 || y >= h)                                                           \
                         continue;                                                                  \
-                    T *dst = plane + y * g->w;                                                     \
-                    const T *src = row + oy * g->ow;                                               \
-                    for (int64_t ox = 0; ox < g->ow; ox++) {                                       \
-                        int64_t xx = ox * g->p[SW] + x0;                                           \
-                        if (xx >= 0 && xx < g->w)                                                  \
+                    T *dst = plane + y * w;                                                        \
+                    const T *src = row + oy * ow;                                                  \
+                    if (unit) {                                                                    \
+                        for (int64_t ox = lo; ox < hi; ox++)                                       \
+                            dst[ox + x0] += src[ox];                                               \
+                        continue;                                                                  \
+                    }                                                                              \
+                    for (int64_t ox = 0; ox < ow; ox++) {                                          \
+                        int64_t xx = ox * sw + x0;                                                 \
+                        if (xx >= 0 && xx < w)                                                     \
                             dst[xx] += src[ox];                                                    \
                     }                                                                              \
                 }                                                                                  \
@@ -157,15 +241,15 @@ static conv_geom *geom_make(ag_tape *t, const char *who, int64_t n, int64_t c, i
 DEFINE_UNFOLD(float, f32)
 DEFINE_UNFOLD(double, f64)
 
-/* Images n0 .. n0 + nb - 1 of one group, unfolded into (or folded back
-** from) cols [K, nb * OH * OW] on the pool: one task per image and channel,
-** each writing only its own rows (unfold) or its own plane (fold), so the
-** bits do not depend on the threads. */
+/* Group gi of image n unfolded into (or folded back from) cols [K, OH*OW],
+** one task per channel, each writing only its own rows (unfold) or its own
+** plane (fold): on the pool when the images run one at a time, else (pool
+** NULL) on the calling thread. */
 typedef struct unfold_job {
     const conv_geom *g;
     ag_dtype dt;
     bool fold;
-    int64_t n0, nb, gi;
+    int64_t n, gi;
     const void *x;   /* unfold: the input */
     void *cols, *y;  /* fold: y receives */
 } unfold_job;
@@ -173,91 +257,166 @@ typedef struct unfold_job {
 static void unfold_tasks(void *ctx, int64_t begin, int64_t end)
 {
     const unfold_job *j = ctx;
-    const conv_geom *g = j->g;
-    int64_t cg = g->c / g->p[GROUPS], P = g->oh * g->ow, ld = j->nb * P;
-    for (int64_t task = begin; task < end; task++) {
-        int64_t k = task / cg, c = task % cg, n = j->n0 + k;
+    for (int64_t c = begin; c < end; c++)
         if (j->fold && j->dt == AG_F32)
-            fold_f32(g, j->cols, ld, k * P, n, j->gi, c, j->y);
+            fold_f32(j->g, j->cols, j->n, j->gi, c, j->y);
         else if (j->fold)
-            fold_f64(g, j->cols, ld, k * P, n, j->gi, c, j->y);
+            fold_f64(j->g, j->cols, j->n, j->gi, c, j->y);
         else if (j->dt == AG_F32)
-            unfold_f32(g, j->x, n, j->gi, c, j->cols, ld, k * P);
+            unfold_f32(j->g, j->x, j->n, j->gi, c, j->cols);
         else
-            unfold_f64(g, j->x, n, j->gi, c, j->cols, ld, k * P);
-    }
+            unfold_f64(j->g, j->x, j->n, j->gi, c, j->cols);
 }
 
-static void unfold(ag_tape *t, unfold_job *j)
+static void unfold(ag_pool *pool, const conv_geom *g, ag_dtype dt, bool fold, int64_t n,
+                   int64_t gi, const void *x, void *cols, void *y)
 {
-    int64_t cg = j->g->c / j->g->p[GROUPS];
+    unfold_job j = {g, dt, fold, n, gi, x, cols, y};
+    int64_t cg = g->c / g->p[GROUPS], per = g->kh * g->kw * g->oh * g->ow;
     /* a task of under some 4K elements is not worth a thread's wake-up */
-    int64_t per = cg ? j->g->kh * j->g->kw * j->g->oh * j->g->ow : 1;
-    ag_pool_for(t->pool, j->nb * cg, per >= 4096 ? 1 : 4096 / (per ? per : 1), unfold_tasks, j);
+    ag_pool_for(pool, cg, per >= 4096 ? 1 : 4096 / (per ? per : 1), unfold_tasks, &j);
 }
 
-/* The batch is unfolded a slice of images at a time, as many as fit in
-** this many bytes of unfolded columns (at least one image), so one product
-** covers many images without the scratch growing with the batch. */
-enum { COLS_BUDGET = 1 << 23 };
+/* The products of a convolution run image by image (or, for the weight
+** gradient, chunk of images by chunk), each image on one thread with its
+** own scratch: its unfolded columns [K, OH*OW] per group, small enough to
+** stay in that thread's cache while the gemm packs them, and the gemm's
+** scratch. One image of NCHW, [O, OH*OW], is the product's own layout, so
+**
+**   forward         y_n[g]  = W_g [Og, K] @ cols_n,g        (written in place)
+**   input gradient  cols    = W_g^T [K, Og] @ gy_n[g]       (read in place), folded into dx_n
+**   weight gradient dW_g   += gy_n[g] [Og, P] @ cols_n,g^T
+**
+** read and write the tensors where they lie. With fewer images than
+** threads, the images run one at a time instead, with the unfolding and
+** the gemm on the pool. Either way each element is computed the same, so
+** the bits do not depend on the threads; the weight gradient sums its
+** images in fixed chunks (WEIGHT_CHUNKS, whatever the threads), each chunk
+** a chain in order of its images, and then the chunks in order. */
+enum { WEIGHT_CHUNKS = 8 };
 
-/* Images per slice, and the arena scratch for one slice: the unfolded
-** columns, a [O, slice * OH * OW] staging matrix (the product's layout,
-** where NCHW holds each image's channels together), and a gemm of
-** m x n x k (n in images' columns). */
-typedef struct conv_scratch {
-    int64_t nb;
-    void *cols, *stage, *gemm;
-} conv_scratch;
+typedef enum conv_kind { CONV_FORWARD, CONV_INPUT_GRAD, CONV_WEIGHT_GRAD } conv_kind;
 
-static bool scratch(ag_tape *t, const conv_geom *g, ag_dtype dt, int64_t m, int64_t k, bool ta,
-                    bool tb, bool gemm_n_is_cols, conv_scratch *s)
+typedef struct conv_job {
+    const conv_geom *g;
+    ag_dtype dt;
+    conv_kind kind;
+    const void *x, *w;      /* forward: x and w; input gradient: w; weight gradient: x */
+    const void *gy;         /* the gradients: the output's gradient */
+    const ag_tensor *bias;  /* forward: NULL or [O] */
+    void *out;
+    ag_pool *inner;         /* the pool for one image's loops, when images run one at a time */
+    char *scratch;          /* task_bytes per task: the columns, then the gemm's */
+    size_t cols_bytes, task_bytes;
+    int64_t per_chunk;      /* weight gradient: images per chunk */
+    char *partials;         /* weight gradient: chunk c > 0 sums into partials[c - 1] */
+} conv_job;
+
+static void conv_image(const conv_job *j, char *scratch, int64_t n)
 {
-    int64_t kk = g->c / g->p[GROUPS] * g->kh * g->kw, P = g->oh * g->ow;
-    size_t es = ag_dtype_size(dt), per = (size_t)(kk * P) * es;
-    int64_t nb = per ? (int64_t)(COLS_BUDGET / per) : g->n;
-    nb = nb < 1 ? 1 : nb > g->n ? g->n : nb;
-    s->nb = nb;
-    size_t cbytes = per * (size_t)nb, sbytes = (size_t)(g->o * nb * P) * es;
-    /* the product's n is the slice's columns, or (weight gradient) its k */
-    size_t need = gemm_n_is_cols ? agk_gemm_scratch(dt, m, nb * P, k, ta, tb, t->pool)
-                                 : agk_gemm_scratch(dt, m, k, nb * P, ta, tb, t->pool);
-    s->cols = cbytes ? agi_arena_alloc(t, cbytes, 64) : NULL;
-    s->stage = sbytes ? agi_arena_alloc(t, sbytes, 64) : NULL;
-    s->gemm = need ? agi_arena_alloc(t, need, 64) : NULL;
-    return t->status == AG_OK;
-}
-
-/* Between NCHW (images n0 .. n0 + nb - 1 of t4, [N, O, P]) and the staging
-** matrix [O, nb P]: 'to_stage' copies into the stage, else out of it. */
-typedef struct stage_job {
-    void *t4, *stage;
-    int64_t n0, nb, o, P;
-    size_t es;
-    bool to_stage;
-} stage_job;
-
-static void stage_rows(void *ctx, int64_t begin, int64_t end)
-{
-    const stage_job *j = ctx;
-    size_t row = (size_t)j->P * j->es;
-    for (int64_t r = begin; r < end; r++) {
-        int64_t k = r / j->o, o = r % j->o;
-        char *a = (char *)j->t4 + (size_t)((j->n0 + k) * j->o + o) * row;
-        char *b = (char *)j->stage + (size_t)(o * j->nb + k) * row;
-        if (j->to_stage)
-            memcpy(b, a, row);
-        else
-            memcpy(a, b, row);
+    const conv_geom *g = j->g;
+    int64_t groups = g->p[GROUPS], og = g->o / groups, k = g->c / groups * g->kh * g->kw;
+    int64_t P = g->oh * g->ow;
+    size_t es = ag_dtype_size(j->dt);
+    void *cols = scratch, *gs = scratch + j->cols_bytes;
+    if (j->kind == CONV_INPUT_GRAD && g->c * g->h * g->w != 0)
+        memset((char *)j->out + (size_t)(n * g->c * g->h * g->w) * es, 0,
+               (size_t)(g->c * g->h * g->w) * es);
+    for (int64_t gi = 0; gi < groups; gi++) {
+        const char *wg = (const char *)j->w + (size_t)(gi * og * k) * es;
+        size_t rows = (size_t)((n * g->o + gi * og) * P) * es;   /* group gi's rows of image n */
+        if (j->kind == CONV_FORWARD) {
+            unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
+            agk_gemm(j->dt, og, P, k, wg, k, false, cols, P, false, (char *)j->out + rows, P, gs,
+                     j->inner);
+        } else {
+            agk_gemm(j->dt, k, P, og, wg, k, true, (const char *)j->gy + rows, P, false, cols, P,
+                     gs, j->inner);
+            unfold(j->inner, g, j->dt, true, n, gi, NULL, cols, j->out);
+        }
     }
+    if (j->kind == CONV_FORWARD && j->bias)
+        for (int64_t o = 0; o < g->o; o++) {
+            double b = agi_get(j->bias, o);
+            int64_t base = (n * g->o + o) * P;
+            if (j->dt == AG_F32)
+                for (int64_t i = 0; i < P; i++)
+                    ((float *)j->out)[base + i] += (float)b;
+            else
+                for (int64_t i = 0; i < P; i++)
+                    ((double *)j->out)[base + i] += b;
+        }
 }
 
-static void stage(ag_tape *t, void *t4, void *st, const conv_geom *g, size_t es, int64_t n0,
-                  int64_t nb, bool to_stage)
+static void conv_chunk(const conv_job *j, char *scratch, int64_t chunk)
 {
-    stage_job j = {t4, st, n0, nb, g->o, g->oh * g->ow, es, to_stage};
-    int64_t rows_per_task = 1 + (int64_t)(16384 / ((size_t)j.P * es + 1));
-    ag_pool_for(t->pool, nb * g->o, rows_per_task, stage_rows, &j);
+    const conv_geom *g = j->g;
+    int64_t groups = g->p[GROUPS], og = g->o / groups, k = g->c / groups * g->kh * g->kw;
+    int64_t P = g->oh * g->ow, n0 = chunk * j->per_chunk;
+    int64_t n1 = g->n - n0 < j->per_chunk ? g->n : n0 + j->per_chunk;
+    size_t es = ag_dtype_size(j->dt);
+    void *cols = scratch, *gs = scratch + j->cols_bytes;
+    char *sum = chunk ? j->partials + (size_t)((chunk - 1) * g->o * k) * es : j->out;
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t gi = 0; gi < groups; gi++) {
+            const char *a = (const char *)j->gy + (size_t)((n * g->o + gi * og) * P) * es;
+            char *c = sum + (size_t)(gi * og * k) * es;
+            unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
+            if (n == n0)
+                agk_gemm(j->dt, og, k, P, a, P, false, cols, P, true, c, k, gs, j->inner);
+            else
+                agk_gemm_add(j->dt, og, k, P, a, P, false, cols, P, true, c, k, gs, j->inner);
+        }
+}
+
+static void conv_range(void *ctx, int task, int64_t begin, int64_t end)
+{
+    const conv_job *j = ctx;
+    char *scratch = j->scratch + (size_t)task * j->task_bytes;
+    for (int64_t u = begin; u < end; u++)
+        if (j->kind == CONV_WEIGHT_GRAD)
+            conv_chunk(j, scratch, u);
+        else
+            conv_image(j, scratch, u);
+}
+
+static size_t round64(size_t n) { return (n + 63) / 64 * 64; }
+
+/* Runs job j (its kind, tensors and geometry set) over the batch; false
+** with the tape in error when the scratch cannot be had. */
+static bool conv_run(ag_tape *t, conv_job *j)
+{
+    const conv_geom *g = j->g;
+    int64_t groups = g->p[GROUPS], og = g->o / groups, k = g->c / groups * g->kh * g->kw;
+    int64_t P = g->oh * g->ow, units = g->n, chunks = 0;
+    if (j->kind == CONV_WEIGHT_GRAD) {
+        j->per_chunk = (g->n + WEIGHT_CHUNKS - 1) / WEIGHT_CHUNKS;
+        units = chunks = j->per_chunk ? (g->n + j->per_chunk - 1) / j->per_chunk : 0;
+    }
+    if (units == 0)
+        return true;
+    int threads = agk_pool_threads(t->pool);
+    bool across = threads > 1 && units >= threads;
+    int tasks = across ? threads : 1;
+    j->inner = across ? NULL : t->pool;
+    size_t es = ag_dtype_size(j->dt);
+    size_t gemm = j->kind == CONV_FORWARD ? agk_gemm_scratch(j->dt, og, P, k, false, false, j->inner)
+                  : j->kind == CONV_INPUT_GRAD
+                      ? agk_gemm_scratch(j->dt, k, P, og, true, false, j->inner)
+                      : agk_gemm_scratch(j->dt, og, k, P, false, true, j->inner);
+    j->cols_bytes = round64((size_t)(k * P) * es);
+    j->task_bytes = j->cols_bytes + round64(gemm);
+    j->scratch = j->task_bytes ? agi_arena_alloc(t, (size_t)tasks * j->task_bytes, 64) : NULL;
+    size_t partial_bytes = chunks > 1 ? (size_t)((chunks - 1) * g->o * k) * es : 0;
+    j->partials = partial_bytes ? agi_arena_alloc(t, partial_bytes, 64) : NULL;
+    if (t->status != AG_OK)
+        return false;
+    if (!across || !agk_pool_try_ranges(t->pool, tasks, units, conv_range, j))
+        conv_range(j, 0, 0, units);
+    for (int64_t c = 1; c < chunks; c++)   /* the chunks' sums, in order */
+        agk_add_inplace(t->pool, j->dt, g->o * k, j->out,
+                        j->partials + (size_t)((c - 1) * g->o * k) * es);
+    return true;
 }
 
 static ag_tensor *conv_forward(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b,
@@ -348,38 +507,9 @@ static ag_tensor *conv_forward(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor
     if (out->flags & AGI_NIL)
         return out;
     out->attr.ext = g;
-    int64_t groups = g->p[GROUPS], og = g->o / groups, k = g->c / groups * g->kh * g->kw;
-    int64_t P = g->oh * g->ow;
-    size_t es = ag_dtype_size(dt);
-    conv_scratch s;
-    if (!scratch(t, g, dt, og, k, false, false, true, &s))
-        return agi_nil(t);
-    for (int64_t n0 = 0; n0 < g->n; n0 += s.nb) {
-        int64_t nb = g->n - n0 < s.nb ? g->n - n0 : s.nb, cols = nb * P;
-        for (int64_t gi = 0; gi < groups; gi++) {
-            /* stage rows of group gi = W_g [Og, K] @ cols [K, nb P] */
-            unfold_job j = {.g = g, .dt = dt, .n0 = n0, .nb = nb, .gi = gi, .x = x->value,
-                            .cols = s.cols};
-            unfold(t, &j);
-            agk_gemm(dt, og, cols, k, (const char *)w->value + (size_t)(gi * og * k) * es, k, false,
-                     s.cols, cols, false, (char *)s.stage + (size_t)(gi * og * cols) * es, cols,
-                     s.gemm, t->pool);
-        }
-        stage(t, out->value, s.stage, g, es, n0, nb, false);
-    }
-    if (b)
-        for (int64_t n = 0; n < g->n; n++)
-            for (int64_t o = 0; o < g->o; o++) {
-                double bias = agi_get(b, o);
-                int64_t base = (n * g->o + o) * P;
-                if (dt == AG_F32)
-                    for (int64_t i = 0; i < P; i++)
-                        ((float *)out->value)[base + i] += (float)bias;
-                else
-                    for (int64_t i = 0; i < P; i++)
-                        ((double *)out->value)[base + i] += bias;
-            }
-    return out;
+    conv_job j = {.g = g, .dt = dt, .kind = CONV_FORWARD, .x = x->value, .w = w->value, .bias = b,
+                  .out = out->value};
+    return conv_run(t, &j) ? out : agi_nil(t);
 }
 
 static ag_tensor *conv_input_grad(ag_tape *t, ag_tensor *gy, ag_tensor *w, const conv_geom *g)
@@ -393,28 +523,9 @@ static ag_tensor *conv_input_grad(ag_tape *t, ag_tensor *gy, ag_tensor *w, const
     if (out->flags & AGI_NIL)
         return out;
     out->attr.ext = g;
-    int64_t groups = g->p[GROUPS], og = g->o / groups, k = g->c / groups * g->kh * g->kw;
-    int64_t P = g->oh * g->ow;
-    size_t es = ag_dtype_size(dt);
-    if (out->numel)
-        memset(out->value, 0, (size_t)out->numel * es);
-    conv_scratch s;
-    if (!scratch(t, g, dt, k, og, true, false, true, &s))
-        return agi_nil(t);
-    for (int64_t n0 = 0; n0 < g->n; n0 += s.nb) {
-        int64_t nb = g->n - n0 < s.nb ? g->n - n0 : s.nb, cols = nb * P;
-        stage(t, gy->value, s.stage, g, es, n0, nb, true);
-        for (int64_t gi = 0; gi < groups; gi++) {
-            /* cols [K, nb P] = W_g^T [K, Og] @ stage rows of group gi, folded back */
-            agk_gemm(dt, k, cols, og, (const char *)w->value + (size_t)(gi * og * k) * es, k, true,
-                     (const char *)s.stage + (size_t)(gi * og * cols) * es, cols, false, s.cols,
-                     cols, s.gemm, t->pool);
-            unfold_job j = {.g = g, .dt = dt, .fold = true, .n0 = n0, .nb = nb, .gi = gi,
-                            .cols = s.cols, .y = out->value};
-            unfold(t, &j);
-        }
-    }
-    return out;
+    conv_job j = {.g = g, .dt = dt, .kind = CONV_INPUT_GRAD, .w = w->value, .gy = gy->value,
+                  .out = out->value};
+    return conv_run(t, &j) ? out : agi_nil(t);
 }
 
 static ag_tensor *conv_weight_grad(ag_tape *t, ag_tensor *x, ag_tensor *gy, const conv_geom *g)
@@ -423,39 +534,17 @@ static ag_tensor *conv_weight_grad(ag_tape *t, ag_tensor *x, ag_tensor *gy, cons
     if (!agi_check_inputs(t, "conv2d_weight_grad", 2, in, true))
         return agi_nil(t);
     ag_dtype dt = (ag_dtype)x->dtype;
-    int64_t groups = g->p[GROUPS], og = g->o / groups, cg = g->c / groups;
-    int64_t k = cg * g->kh * g->kw, P = g->oh * g->ow;
+    int64_t cg = g->c / g->p[GROUPS];
     ag_tensor *out = agi_new(t, &op_conv2d_weight_grad, 2, in, dt, 4,
                              (int64_t[]){g->o, cg, g->kh, g->kw});
     if (out->flags & AGI_NIL)
         return out;
     out->attr.ext = g;
-    size_t es = ag_dtype_size(dt);
-    if (out->numel)
-        memset(out->value, 0, (size_t)out->numel * es);
-    conv_scratch s;
-    if (!scratch(t, g, dt, og, k, false, true, false, &s))
-        return agi_nil(t);
-    for (int64_t n0 = 0; n0 < g->n; n0 += s.nb) {
-        int64_t nb = g->n - n0 < s.nb ? g->n - n0 : s.nb, cols = nb * P;
-        stage(t, gy->value, s.stage, g, es, n0, nb, true);
-        for (int64_t gi = 0; gi < groups; gi++) {
-            /* W_g [Og, K] (+)= stage rows of group gi [Og, nb P] @ cols^T [nb P, K]: one
-            ** chain over the slice's images and positions; slices add in order */
-            unfold_job j = {.g = g, .dt = dt, .n0 = n0, .nb = nb, .gi = gi, .x = x->value,
-                            .cols = s.cols};
-            unfold(t, &j);
-            const char *a = (const char *)s.stage + (size_t)(gi * og * cols) * es;
-            char *c = (char *)out->value + (size_t)(gi * og * k) * es;
-            if (n0 == 0)
-                agk_gemm(dt, og, k, cols, a, cols, false, s.cols, cols, true, c, k, s.gemm,
-                         t->pool);
-            else
-                agk_gemm_add(dt, og, k, cols, a, cols, false, s.cols, cols, true, c, k, s.gemm,
-                             t->pool);
-        }
-    }
-    return out;
+    if (g->n == 0 && out->numel)   /* no image to sum */
+        memset(out->value, 0, (size_t)out->numel * ag_dtype_size(dt));
+    conv_job j = {.g = g, .dt = dt, .kind = CONV_WEIGHT_GRAD, .x = x->value, .gy = gy->value,
+                  .out = out->value};
+    return conv_run(t, &j) ? out : agi_nil(t);
 }
 
 ag_tensor *ag_conv2d(ag_tape *t, ag_tensor *x, ag_tensor *w, ag_tensor *b, int stride_h,

@@ -11,6 +11,7 @@
 ** kernel of 1 / (kh kw) (ops_conv.c), so its gradients are conv2d's.
 */
 #include "internal.h"
+#include "kernels/simd_clones.h"
 
 #include <math.h>
 #include <string.h>
@@ -20,7 +21,8 @@
 typedef struct pool_geom {
     int64_t n, c, h, w, oh, ow;
     int kh, kw, sh, sw, ph, pw;
-    int64_t *argmax;   /* n c oh ow flat indices into x */
+    int64_t *argmax;   /* n c oh ow flat indices into x; NULL for a 2x2 pooling: */
+    int32_t *code;     /* its winners by place in the window: 0, 1 (top), 2, 3 (bottom) */
 } pool_geom;
 
 /* The three loops of max pooling, one plane (image and channel) per task on
@@ -37,6 +39,103 @@ typedef struct pool_job {
 } pool_job;
 
 enum { POOL_MAX, POOL_SCATTER, POOL_GATHER };
+
+/* The common 2x2 window of stride 2 without padding (is_2x2), a plane at a
+** time in loops the compiler vectorises: of WINDOWS_2X2 windows at once,
+** where the ifs of TAKE_2X2 become selects, not jumps (which element wins
+** is data, and a mispredicted jump per window cost more than the rest of
+** the pooling). A row of at least WINDOWS_2X2 windows ends with a block
+** that overlaps the one before (each window is computed the same by any
+** block, so the overlap rewrites the same values); a shorter row is copied
+** into a block's worth of scratch, and its windows back. */
+enum { WINDOWS_2X2 = 8 };
+
+/* Window ox of rows r0 and r1 into y and code, by the rule above. */
+#define TAKE_2X2(T, r0, r1, y, code, ox)                                                           \
+    do {                                                                                           \
+        T a_ = (r0)[2 * (ox)], b_ = (r0)[2 * (ox) + 1], c_ = (r1)[2 * (ox)],                       \
+          d_ = (r1)[2 * (ox) + 1], bv_ = a_;                                                       \
+        int32_t k_ = 0;                                                                            \
+        if (bv_ == bv_ && (b_ > bv_ || b_ != b_)) {                                                \
+            bv_ = b_;                                                                              \
+            k_ = 1;                                                                                \
+        }                                                                                          \
+        if (bv_ == bv_ && (c_ > bv_ || c_ != c_)) {                                                \
+            bv_ = c_;                                                                              \
+            k_ = 2;                                                                                \
+        }                                                                                          \
+        if (bv_ == bv_ && (d_ > bv_ || d_ != d_)) {                                                \
+            bv_ = d_;                                                                              \
+            k_ = 3;                                                                                \
+        }                                                                                          \
+        (y)[ox] = bv_;                                                                             \
+        (code)[ox] = k_;                                                                           \
+    } while (0)
+
+#define DEFINE_POOL_2X2(T, SUFFIX)                                                                 \
+    AGK_SIMD_CLONES static void max_plane_2x2_##SUFFIX(const T *restrict x, int64_t h, int64_t w,  \
+                                                       int64_t oh, int64_t ow, T *restrict y,      \
+                                                       int32_t *restrict code)                     \
+    {                                                                                              \
+        (void)h;                                                                                   \
+        T t0[2 * WINDOWS_2X2], t1[2 * WINDOWS_2X2], ty[WINDOWS_2X2];                               \
+        int32_t tk[WINDOWS_2X2];                                                                   \
+        for (int64_t oy = 0; oy < oh; oy++, y += ow, code += ow) {                                 \
+            const T *r0 = x + 2 * oy * w, *r1 = r0 + w;                                            \
+            int64_t ox = 0;                                                                        \
+            if (ow >= WINDOWS_2X2) {                                                               \
+                for (; ox + WINDOWS_2X2 <= ow; ox += WINDOWS_2X2)                                  \
+                    for (int b = 0; b < WINDOWS_2X2; b++)                                          \
+                        TAKE_2X2(T, r0 + 2 * ox, r1 + 2 * ox, y + ox, code + ox, b);               \
+                ox = ow - WINDOWS_2X2;                                                             \
+                for (int b = 0; ox > 0 && b < WINDOWS_2X2; b++)                                    \
+                    TAKE_2X2(T, r0 + 2 * ox, r1 + 2 * ox, y + ox, code + ox, b);                   \
+                continue;                                                                          \
+            }                                                                                      \
+            /* a short row: its windows copied out to a block's worth, and back */              \
+            /* (the copies are not plain loops, which the compiler makes memcpy calls of) */    \
+            for (int64_t i = 0; i < 2 * WINDOWS_2X2; i++) {                                        \
+                int64_t at = i < 2 * ow ? i : 2 * ow - 1;                                          \
+                t0[i] = r0[at], t1[i] = r1[at];                                                    \
+            }                                                                                      \
+            for (int b = 0; b < WINDOWS_2X2; b++)                                                  \
+                TAKE_2X2(T, t0, t1, ty, tk, b);                                                    \
+            for (int b = 0; b < WINDOWS_2X2; b++)                                                  \
+                if (b < ow) {                                                                      \
+                    y[b] = ty[b];                                                                  \
+                    code[b] = tk[b];                                                               \
+                }                                                                                  \
+        }                                                                                          \
+    }                                                                                              \
+    /* the gradient's plane: each window's g at its winner, zeros elsewhere (and in the row     \
+    ** and column an odd size leaves out of every window) */                                    \
+    static void scatter_plane_2x2_##SUFFIX(const T *restrict g, const int32_t *restrict code,      \
+                                           int64_t h, int64_t w, int64_t oh, int64_t ow,           \
+                                           T *restrict x)                                          \
+    {                                                                                              \
+        memset(x, 0, (size_t)(h * w) * sizeof(T));                                                 \
+        for (int64_t oy = 0; oy < oh; oy++, g += ow, code += ow) {                                 \
+            T *r0 = x + 2 * oy * w;                                                                \
+            for (int64_t ox = 0; ox < ow; ox++)                                                    \
+                r0[(code[ox] >> 1) * w + 2 * ox + (code[ox] & 1)] = g[ox];                         \
+        }                                                                                          \
+    }                                                                                              \
+    static void gather_plane_2x2_##SUFFIX(const T *restrict u, const int32_t *restrict code,       \
+                                          int64_t w, int64_t oh, int64_t ow, T *restrict y)        \
+    {                                                                                              \
+        for (int64_t oy = 0; oy < oh; oy++, y += ow, code += ow) {                                 \
+            const T *r0 = u + 2 * oy * w;                                                          \
+            for (int64_t ox = 0; ox < ow; ox++)                                                    \
+                y[ox] = r0[(code[ox] >> 1) * w + 2 * ox + (code[ox] & 1)];                         \
+        }                                                                                          \
+    }
+DEFINE_POOL_2X2(float, f32)
+DEFINE_POOL_2X2(double, f64)
+
+static bool is_2x2(const pool_geom *pg)
+{
+    return pg->kh == 2 && pg->kw == 2 && pg->sh == 2 && pg->sw == 2 && pg->ph == 0 && pg->pw == 0;
+}
 
 #define DEFINE_POOL(T, SUFFIX)                                                                     \
     static void max_plane_##SUFFIX(const pool_geom *pg, const T *x, T *y, int64_t plane)           \
@@ -101,6 +200,21 @@ DEFINE_POOL(double, f64)
 static void f32_tasks(void *ctx, int64_t begin, int64_t end)
 {
     const pool_job *j = ctx;
+    const pool_geom *pg = j->pg;
+    if (pg->code) {
+        int64_t in = pg->h * pg->w, out = pg->oh * pg->ow;
+        for (int64_t p = begin; p < end; p++)
+            if (j->kind == POOL_MAX)
+                max_plane_2x2_f32((const float *)j->src + p * in, pg->h, pg->w, pg->oh, pg->ow,
+                                  (float *)j->dst + p * out, pg->code + p * out);
+            else if (j->kind == POOL_SCATTER)
+                scatter_plane_2x2_f32((const float *)j->src + p * out, pg->code + p * out, pg->h,
+                                      pg->w, pg->oh, pg->ow, (float *)j->dst + p * in);
+            else
+                gather_plane_2x2_f32((const float *)j->src + p * in, pg->code + p * out, pg->w,
+                                     pg->oh, pg->ow, (float *)j->dst + p * out);
+        return;
+    }
     for (int64_t p = begin; p < end; p++)
         if (j->kind == POOL_MAX)
             max_plane_f32(j->pg, j->src, j->dst, p);
@@ -113,6 +227,21 @@ static void f32_tasks(void *ctx, int64_t begin, int64_t end)
 static void f64_tasks(void *ctx, int64_t begin, int64_t end)
 {
     const pool_job *j = ctx;
+    const pool_geom *pg = j->pg;
+    if (pg->code) {
+        int64_t in = pg->h * pg->w, out = pg->oh * pg->ow;
+        for (int64_t p = begin; p < end; p++)
+            if (j->kind == POOL_MAX)
+                max_plane_2x2_f64((const double *)j->src + p * in, pg->h, pg->w, pg->oh, pg->ow,
+                                  (double *)j->dst + p * out, pg->code + p * out);
+            else if (j->kind == POOL_SCATTER)
+                scatter_plane_2x2_f64((const double *)j->src + p * out, pg->code + p * out, pg->h,
+                                      pg->w, pg->oh, pg->ow, (double *)j->dst + p * in);
+            else
+                gather_plane_2x2_f64((const double *)j->src + p * in, pg->code + p * out, pg->w,
+                                     pg->oh, pg->ow, (double *)j->dst + p * out);
+        return;
+    }
     for (int64_t p = begin; p < end; p++)
         if (j->kind == POOL_MAX)
             max_plane_f64(j->pg, j->src, j->dst, p);
@@ -211,12 +340,16 @@ ag_tensor *ag_max_pool2d(ag_tape *t, ag_tensor *x, int kh, int kw, int stride_h,
     if (out->flags & AGI_NIL)
         return out;
     pool_geom *pg = agi_arena_alloc(t, sizeof *pg, _Alignof(pool_geom));
-    int64_t *argmax = out->numel ? agi_arena_alloc(t, (size_t)out->numel * sizeof *argmax, 64)
-                                 : NULL;
-    if (!pg || (out->numel && !argmax))
+    if (!pg)
         return agi_nil(t);
     *pg = (pool_geom){.n = n, .c = c, .h = h, .w = w, .oh = oh, .ow = ow, .kh = kh, .kw = kw,
-                      .sh = stride_h, .sw = stride_w, .ph = pad_h, .pw = pad_w, .argmax = argmax};
+                      .sh = stride_h, .sw = stride_w, .ph = pad_h, .pw = pad_w};
+    if (out->numel && is_2x2(pg))
+        pg->code = agi_arena_alloc(t, (size_t)out->numel * sizeof *pg->code, 64);
+    else if (out->numel)
+        pg->argmax = agi_arena_alloc(t, (size_t)out->numel * sizeof *pg->argmax, 64);
+    if (out->numel && !pg->code && !pg->argmax)
+        return agi_nil(t);
     out->attr.ext = pg;
     run_planes(t, pg, (ag_dtype)x->dtype, POOL_MAX, x->value, out->value);
     return out;

@@ -236,16 +236,49 @@ ag_tensor *agi_step(ag_tape *t, ag_tensor *x, double below)
 
 /* max(x, 0), NaN for NaN: d/dx = [x > 0] (NaN for NaN) */
 static double f_relu(double x, const double *p) { (void)p; return agk_relu(x); }
-static double d_relu(double g, double x, double b, const double *p, bool f32)
+/* The raw vjp, g * step(x) over a slice in the dtype itself, a loop the
+** compiler vectorises: g times 1, a zero of g's sign (NaN for an infinite
+** g) or x's NaN is exact in either dtype, so the bits are those of the vjp's
+** mul (agk_grad_map's call per element cost the convolutional network's
+** ReLUs more than the arithmetic). Job as AGK_GRAD_SLICE's: a = g, b = x. */
+AGK_SIMD_CLONES static void relu_grad_slice(void *ctx, int64_t begin, int64_t end)
 {
-    (void)b, (void)p;
-    return agk_round(g * agk_step(x, 0.0), f32);
+    const agk_slice_job *j = ctx;
+    int64_t n = end - begin;
+    if (j->dt == AG_F32) {
+        const float *restrict g = (const float *)j->a + begin, *restrict x = (const float *)j->b + begin;
+        float *restrict d = (float *)j->out + begin;
+        if (j->fresh)
+            for (int64_t i = 0; i < n; i++)
+                d[i] = g[i] * agk_step_f(x[i]);
+        else
+            for (int64_t i = 0; i < n; i++)
+                d[i] += g[i] * agk_step_f(x[i]);
+    } else {
+        const double *restrict g = (const double *)j->a + begin, *restrict x = (const double *)j->b + begin;
+        double *restrict d = (double *)j->out + begin;
+        if (j->fresh)
+            for (int64_t i = 0; i < n; i++)
+                d[i] = g[i] * agk_step(x[i], 0.0);
+        else
+            for (int64_t i = 0; i < n; i++)
+                d[i] += g[i] * agk_step(x[i], 0.0);
+    }
 }
-AGK_GRAD_SLICE(d_relu);
 static int raw_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
     (void)gin;
-    return raw_unary(t, out, g, out->in[0], d_relu);
+    bool fresh;
+    void *dst = agi_grad_slot(t, out->in[0], &fresh);
+    if (!dst)
+        return true;
+    agk_slice_job j = {.dt = (ag_dtype)out->dtype, .a = g->value, .b = out->in[0]->value,
+                       .out = dst, .fresh = fresh};
+    if (out->numel >= AGK_PARALLEL_MIN)
+        ag_pool_for(t->pool, out->numel, AGK_GRAIN, relu_grad_slice, &j);
+    else
+        relu_grad_slice(&j, 0, out->numel);
+    return true;
 }
 static void vjp_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 {
@@ -253,7 +286,7 @@ static void vjp_relu(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin)
 }
 static const ag_op op_relu = {
     .name = "relu", .vjp = vjp_relu, .raw_vjp = raw_relu, .jvp = agi_jvp_diagonal};
-AGK_MAP1_SLICE(f_relu);
+AGK_MAP1_SLICE_VEC(f_relu);
 ag_tensor *ag_relu(ag_tape *t, ag_tensor *x) { return unary(t, &op_relu, "ag_relu", x, f_relu, 0, 0); }
 
 /* x > 0 ? x : slope x */

@@ -70,8 +70,13 @@ static const geom geoms[] = {
     {2, 1, 7, 5, 2, 3, 3, 3, 2, 2, 1, 1, 1, 1},
     {3, 8, 9, 7, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* a gemm larger than one tile */
     {1, 2, 3, 3, 2, 3, 3, 1, 1, 0, 0, 1, 1, 1},   /* the kernel covers the input: 1x1 out */
-    /* 1.2 MB of unfolded columns per image in f64: the batch of 9 goes
-    ** through the products in two slices (ops_conv.c's COLS_BUDGET) */
+    /* "same" convolutions (stride 1, OW == W), whose taps unfold and fold as
+    ** runs of the flat plane: uneven kernels, and padding as wide as the image */
+    {2, 2, 6, 5, 3, 5, 3, 1, 1, 2, 1, 1, 1, 1},
+    {2, 2, 3, 1, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+    {1, 1, 2, 2, 2, 5, 5, 1, 1, 2, 2, 1, 1, 1},
+    /* 1.2 MB of unfolded columns per image in f64; 9 images make the weight
+    ** gradient's fixed chunks (ops_conv.c's WEIGHT_CHUNKS) uneven */
     {9, 16, 32, 32, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},
 };
 
@@ -138,6 +143,60 @@ Test(conv2d, a_pool_gives_the_same_values)
     for (size_t i = 0; i < sizeof geoms / sizeof geoms[0]; i++)
         check_conv(&geoms[i], AG_F64, pool);
     ag_pool_free(pool);
+}
+
+/* conv2d(x, w, b) and the gradients of sum(s * y) on the tape's pool, as
+** fresh f32 buffers (caller frees): y, then dx, dw, db. */
+static float *conv_bits(const geom *g, ag_pool *pool, int64_t *count)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tape_set_pool(t, pool);
+    ag_tensor *x = ag_requires_grad(random_tensor(t, AG_F32, 4, (int64_t[]){g->n, g->c, g->h, g->w}, 1));
+    ag_tensor *w = ag_requires_grad(
+        random_tensor(t, AG_F32, 4, (int64_t[]){g->o, g->c / g->groups, g->kh, g->kw}, 2));
+    ag_tensor *b = ag_requires_grad(random_tensor(t, AG_F32, 1, (int64_t[]){g->o}, 3));
+    ag_tensor *y = ag_conv2d(t, x, w, b, g->sh, g->sw, g->ph, g->pw, g->dh, g->dw, g->groups);
+    ag_tensor *s = random_tensor(t, AG_F32, 4, ag_shape(y), 4);
+    ag_tensor *in[3] = {x, w, b}, *gr[3];
+    ag_gradients(t, ag_sum(t, ag_mul(t, s, y)), NULL, 3, in, gr, 0);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    ag_tensor *parts[4] = {y, gr[0], gr[1], gr[2]};
+    *count = 0;
+    for (int i = 0; i < 4; i++)
+        *count += ag_numel(parts[i]);
+    float *bits = malloc((size_t)*count * sizeof *bits), *at = bits;
+    cr_assert_not_null(bits);
+    for (int i = 0; i < 4; i++)
+        for (int64_t k = 0; k < ag_numel(parts[i]); k++)
+            *at++ = (float)ag_get(parts[i], k);
+    ag_tape_free(t);
+    return bits;
+}
+
+/* The images share out among the threads (and the weight gradient sums
+** them in fixed chunks): the bits must not depend on how many. */
+Test(conv2d, the_same_bits_on_any_threads)
+{
+    static const geom shapes[] = {
+        {9, 4, 9, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2},   /* groups, 5 uneven chunks */
+        {2, 3, 8, 8, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1},   /* fewer images than 3 threads */
+        {64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* fashion_cnn's first layer */
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int64_t count, other;
+        float *want = conv_bits(&shapes[i], NULL, &count);
+        for (int threads = 2; threads <= 3; threads++) {
+            ag_pool *pool = ag_pool_new(threads);
+            cr_assert_not_null(pool);
+            float *got = conv_bits(&shapes[i], pool, &other);
+            cr_assert_eq(other, count);
+            cr_assert(memcmp(got, want, (size_t)count * sizeof *got) == 0,
+                      "shape %zu: %d threads change the bits", i, threads);
+            free(got);
+            ag_pool_free(pool);
+        }
+        free(want);
+    }
 }
 
 /* x = 1..16 as [1,1,4,4] */
@@ -210,6 +269,83 @@ Test(pool, max_pool_nan_wins_and_ties_go_to_the_first)
     expect_values(g, 16, (double[]){0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0});
     cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
     ag_tape_free(t);
+}
+
+/* The winner of window (oy, ox) of a 2x2 pooling of plane x (row length w),
+** by the rule: the first NaN, else the first larger value. */
+static int64_t winner_2x2(const double *x, int64_t w, int64_t oy, int64_t ox)
+{
+    int64_t best = 2 * oy * w + 2 * ox;
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            int64_t at = (2 * oy + i) * w + 2 * ox + j;
+            if (!isnan(x[best]) && (x[at] > x[best] || isnan(x[at])))
+                best = at;
+        }
+    return best;
+}
+
+static ag_tensor *pool_2x2(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)ud;
+    return ag_max_pool2d(t, x[0], 2, 2, 2, 2, 0, 0);
+}
+
+/* The 2x2 window of stride 2 has loops of its own (ops_pool.c): rows of
+** many windows, of a few, of one; odd sizes; ties and NaNs everywhere; its
+** gradient (a scatter), the gradient's gradient and the JVP (gathers). */
+Test(pool, max_pool_2x2_matches_the_rule_on_every_row_length)
+{
+    static const int64_t sizes[][2] = {{5, 23}, {4, 22}, {3, 16}, {6, 5}, {2, 2}, {7, 3}};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (int f32 = 0; f32 < 2; f32++) {
+            ag_dtype dt = f32 ? AG_F32 : AG_F64;
+            int64_t n = 2, c = 3, h = sizes[si][0], w = sizes[si][1], oh = h / 2, ow = w / 2;
+            int64_t shape[4] = {n, c, h, w}, numel = n * c * h * w;
+            ag_tape *t = ag_tape_new();
+            ag_rng r;
+            ag_rng_seed(&r, 7 + si);
+            double *xv = malloc((size_t)numel * sizeof *xv);
+            cr_assert_not_null(xv);
+            for (int64_t k = 0; k < numel; k++) {   /* three values: ties are common */
+                double u = ag_rng_uniform(&r);
+                xv[k] = u < 0.05 ? NAN : floor(u * 3);
+            }
+            ag_tensor *x = ag_requires_grad(ag_cast(t, ag_tensor_from(t, AG_F64, 4, shape, xv), dt));
+            ag_tensor *y = ag_max_pool2d(t, x, 2, 2, 2, 2, 0, 0);
+            ag_tensor *s = ag_requires_grad(random_tensor(t, dt, 4, ag_shape(y), 5));
+            ag_tensor *gx;
+            ag_gradients(t, ag_sum(t, ag_mul(t, s, y)), NULL, 1, &x, &gx, 1);
+            /* d/ds <u, gx> = u gathered at the winners, as is the JVP along u */
+            ag_tensor *u = random_tensor(t, dt, 4, shape, 6), *gs, *jv;
+            ag_gradients(t, ag_sum(t, ag_mul(t, u, gx)), NULL, 1, &s, &gs, 0);
+            ag_jvp(t, pool_2x2, NULL, 1, &x, &u, &jv);
+            cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+            cr_assert_eq(ag_numel(y), n * c * oh * ow);
+            double *want_gx = calloc((size_t)numel, sizeof *want_gx);
+            cr_assert_not_null(want_gx);
+            for (int64_t p = 0; p < n * c; p++)
+                for (int64_t oy = 0; oy < oh; oy++)
+                    for (int64_t ox = 0; ox < ow; ox++) {
+                        int64_t o = (p * oh + oy) * ow + ox;
+                        int64_t at = p * h * w + winner_2x2(xv + p * h * w, w, oy, ox);
+                        double want = xv[at];
+                        cr_assert(ag_get(y, o) == want || (isnan(want) && isnan(ag_get(y, o))),
+                                  "%lldx%lld: y[%lld] = %g, not %g", (long long)h, (long long)w,
+                                  (long long)o, ag_get(y, o), want);
+                        want_gx[at] = ag_get(s, o);
+                        cr_assert_eq(ag_get(gs, o), ag_get(u, at), "%lldx%lld: gather at %lld",
+                                     (long long)h, (long long)w, (long long)o);
+                        cr_assert_eq(ag_get(jv, o), ag_get(u, at), "%lldx%lld: jvp at %lld",
+                                     (long long)h, (long long)w, (long long)o);
+                    }
+            for (int64_t k = 0; k < numel; k++)
+                cr_assert_eq(ag_get(gx, k), want_gx[k], "%lldx%lld: dx[%lld] = %g, not %g",
+                             (long long)h, (long long)w, (long long)k, ag_get(gx, k), want_gx[k]);
+            free(want_gx);
+            free(xv);
+            ag_tape_free(t);
+        }
 }
 
 Test(pool, avg_pool_counts_padding)
