@@ -1,13 +1,16 @@
 /*
-** ops_norm.c: batch, layer and group normalisation. Each is a composition
-** of the library's differentiable ops (means over axes, sub, mul, div,
-** sqrt, broadcasting), so gradients of every order are right by
-** construction and the file has no descriptors of its own: its table is
-** empty. The variance is the biased one (divide by the count), in two
-** passes (the mean first, then the mean of squared deviations), which stays
-** accurate when the mean is large against the spread.
+** ops_norm.c: batch, layer and group normalisation. Training batch norm
+** and group norm standardise through the fused ops of ops_norm_fused.c
+** (statistics and normalisation in a few passes, gradients included);
+** evaluation batch norm and layer norm are compositions of the library's
+** differentiable ops (means over axes, sub, mul, div, sqrt, broadcasting),
+** which keeps layer norm, the normalisation of sequence models, among what
+** plans run (autograd.h). This file has no descriptors of its own: its
+** table is empty. The variance is the biased one (divide by the count), in
+** two passes (the mean first, then the mean of squared deviations), which
+** stays accurate when the mean is large against the spread.
 */
-#include "internal.h"
+#include "ops_norm_fused.h"
 
 #include <string.h>
 
@@ -90,9 +93,9 @@ ag_tensor *ag_batch_norm(ag_tape *t, ag_tensor *x, ag_tensor *gamma, ag_tensor *
     if ((running_mean == NULL) != (running_var == NULL))
         return agi_error(t, AG_EINVAL,
                          "ag_batch_norm: give both running_mean and running_var, or neither");
-    ag_tensor *g = gamma ? per_channel(t, gamma, x) : NULL;
-    ag_tensor *b = beta ? per_channel(t, beta, x) : NULL;
     if (!training) {
+        ag_tensor *g = gamma ? per_channel(t, gamma, x) : NULL;
+        ag_tensor *b = beta ? per_channel(t, beta, x) : NULL;
         if (!running_mean)
             return agi_error(t, AG_EINVAL,
                              "ag_batch_norm: evaluation mode needs running_mean and running_var");
@@ -106,25 +109,21 @@ ag_tensor *ag_batch_norm(ag_tape *t, ag_tensor *x, ag_tensor *gamma, ag_tensor *
                          "ag_batch_norm: x %s has %lld value(s) per channel; training needs 2 "
                          "or more",
                          agi_shp(x, 0), (long long)count);
-    int axes[AG_MAX_DIMS], naxes = 0;
-    for (int d = x->rank - 1; d >= 0; d--)
-        if (d != 1)
-            axes[naxes++] = d;
-    ag_tensor *mean, *var;
-    ag_tensor *y = standardise(t, x, naxes, axes, eps, &mean, &var);
+    ag_tensor *y = agi_standardise(t, x, x->shape[0], c, count / x->shape[0], eps, gamma, beta);
     if (t->status != AG_OK)
         return agi_nil(t);
     if (running_mean) {
         /* PyTorch's update: the running variance takes the unbiased one. */
+        const agi_norm_geom *st = agi_standardise_geom(y);
         double unbias = (double)count / (double)(count - 1);
         for (int64_t i = 0; i < c; i++) {
             agi_set(running_mean, i,
-                    (1 - momentum) * agi_get(running_mean, i) + momentum * agi_get(mean, i));
+                    (1 - momentum) * agi_get(running_mean, i) + momentum * st->mean[i]);
             agi_set(running_var, i,
-                    (1 - momentum) * agi_get(running_var, i) + momentum * agi_get(var, i) * unbias);
+                    (1 - momentum) * agi_get(running_var, i) + momentum * st->var[i] * unbias);
         }
     }
-    return affine(t, y, g, b);
+    return y;
 }
 
 ag_tensor *ag_layer_norm(ag_tape *t, ag_tensor *x, int normalized_ndims, ag_tensor *gamma,
@@ -183,13 +182,13 @@ ag_tensor *ag_group_norm(ag_tape *t, ag_tensor *x, int groups, ag_tensor *gamma,
     if (per == 0)
         return agi_error(t, AG_ESHAPE, "ag_group_norm: x %s normalises over no values",
                          agi_shp(x, 0));
-    ag_tensor *grouped = ag_reshape(t, x, 3, (int64_t[]){n, groups, per});
-    ag_tensor *y = standardise(t, grouped, 1, (int[]){2}, eps, NULL, NULL);
-    y = ag_reshape(t, y, x->rank, x->shape);
+    ag_tensor *y = agi_standardise(t, x, 1, n * groups, per, eps, NULL, NULL);
     return affine(t, y, gamma ? per_channel(t, gamma, x) : NULL,
                   beta ? per_channel(t, beta, x) : NULL);
 }
 
-/* Compositions only: no descriptors of this file's own. Their cases in
-** tests/op_cases.h are filed under "sqrt", which each of them records. */
+/* No descriptors of this file's own. The cases of layer norm and of
+** evaluation batch norm in tests/op_cases.h are filed under "sqrt", which
+** they record; those of training batch norm and group norm under
+** "standardise". */
 const ag_op *const agi_ops_norm[] = {NULL};
