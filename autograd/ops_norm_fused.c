@@ -21,6 +21,7 @@
 ** on any number of threads.
 */
 #include "ops_norm_fused.h"
+#include "kernels/simd_clones.h"
 
 #include <math.h>
 
@@ -33,68 +34,64 @@ typedef struct norm_node {
 
 /* ------------------------------------------------------------ row kernels */
 
-/* Sums in four lanes added in a fixed order: a vectorisable loop with the
-** same bits on every run (a single chain would not vectorise). */
+/* Sums in LANES lanes added in a fixed order at the end: a loop that
+** vectorises (a single chain would not) with the same bits on every run and
+** in every clone (AGK_SIMD_CLONES: AVX2 and AVX-512 beside the baseline). */
+enum { LANES = 8 };
+
+static double lanes_total(const double *s)
+{
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+/* The tail (under LANES values) has a sum of its own: a lane picked by a
+** variable index would keep the lanes in memory, unvectorised. GCC
+** vectorises one chain of lanes per loop but not two, hence one sum per
+** function: the gradient's two sums read the row twice (from L1). */
 #define DEFINE_ROWS(T, S)                                                                          \
-    static double row_sum_##S(const T *x, int64_t n)                                               \
+    AGK_SIMD_CLONES static double row_sum_##S(const T *x, int64_t n)                               \
     {                                                                                              \
-        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                                     \
+        double s[LANES] = {0}, tail = 0;                                                           \
         int64_t i = 0;                                                                             \
-        for (; i + 4 <= n; i += 4) {                                                               \
-            s0 += (double)x[i];                                                                    \
-            s1 += (double)x[i + 1];                                                                \
-            s2 += (double)x[i + 2];                                                                \
-            s3 += (double)x[i + 3];                                                                \
-        }                                                                                          \
+        for (; i + LANES <= n; i += LANES)                                                         \
+            for (int k = 0; k < LANES; k++)                                                        \
+                s[k] += (double)x[i + k];                                                          \
         for (; i < n; i++)                                                                         \
-            s0 += (double)x[i];                                                                    \
-        return (s0 + s1) + (s2 + s3);                                                              \
+            tail += (double)x[i];                                                                  \
+        return lanes_total(s) + tail;                                                              \
     }                                                                                              \
-    static double row_sq_##S(const T *x, int64_t n, double mu)                                     \
+    /* the sum of (x - mu) y, or of (x - mu)^2 when y is NULL */                                   \
+    AGK_SIMD_CLONES static double row_dot_##S(const T *x, const T *y, int64_t n, double mu)        \
     {                                                                                              \
-        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                                     \
+        double s[LANES] = {0}, tail = 0;                                                           \
         int64_t i = 0;                                                                             \
-        for (; i + 4 <= n; i += 4) {                                                               \
-            double d0 = (double)x[i] - mu, d1 = (double)x[i + 1] - mu;                             \
-            double d2 = (double)x[i + 2] - mu, d3 = (double)x[i + 3] - mu;                         \
-            s0 += d0 * d0;                                                                         \
-            s1 += d1 * d1;                                                                         \
-            s2 += d2 * d2;                                                                         \
-            s3 += d3 * d3;                                                                         \
+        if (y) {                                                                                   \
+            for (; i + LANES <= n; i += LANES)                                                     \
+                for (int k = 0; k < LANES; k++)                                                    \
+                    s[k] += ((double)x[i + k] - mu) * (double)y[i + k];                            \
+            for (; i < n; i++)                                                                     \
+                tail += ((double)x[i] - mu) * (double)y[i];                                        \
+        } else {                                                                                   \
+            for (; i + LANES <= n; i += LANES)                                                     \
+                for (int k = 0; k < LANES; k++) {                                                  \
+                    double d = (double)x[i + k] - mu;                                              \
+                    s[k] += d * d;                                                                 \
+                }                                                                                  \
+            for (; i < n; i++) {                                                                   \
+                double d = (double)x[i] - mu;                                                      \
+                tail += d * d;                                                                     \
+            }                                                                                      \
         }                                                                                          \
-        for (; i < n; i++) {                                                                       \
-            double d = (double)x[i] - mu;                                                          \
-            s0 += d * d;                                                                           \
-        }                                                                                          \
-        return (s0 + s1) + (s2 + s3);                                                              \
+        return lanes_total(s) + tail;                                                              \
     }                                                                                              \
-    /* sums of g and of g (x - mu) */                                                              \
-    static void row_gsums_##S(const T *g, const T *x, int64_t n, double mu, double *sg,            \
-                              double *sgd)                                                         \
-    {                                                                                              \
-        double a0 = 0, a1 = 0, b0 = 0, b1 = 0;                                                     \
-        int64_t i = 0;                                                                             \
-        for (; i + 2 <= n; i += 2) {                                                               \
-            double g0 = (double)g[i], g1 = (double)g[i + 1];                                       \
-            a0 += g0;                                                                              \
-            a1 += g1;                                                                              \
-            b0 += g0 * ((double)x[i] - mu);                                                        \
-            b1 += g1 * ((double)x[i + 1] - mu);                                                    \
-        }                                                                                          \
-        for (; i < n; i++) {                                                                       \
-            a0 += (double)g[i];                                                                    \
-            b0 += (double)g[i] * ((double)x[i] - mu);                                              \
-        }                                                                                          \
-        *sg += a0 + a1;                                                                            \
-        *sgd += b0 + b1;                                                                           \
-    }                                                                                              \
-    static void row_affine_##S(const T *x, T *y, int64_t n, double mu, double s, double h)         \
+    AGK_SIMD_CLONES static void row_affine_##S(const T *x, T *y, int64_t n, double mu, double s,   \
+                                               double h)                                           \
     {                                                                                              \
         for (int64_t i = 0; i < n; i++)                                                            \
             y[i] = (T)(((double)x[i] - mu) * s + h);                                               \
     }                                                                                              \
-    static void row_grad_##S(const T *g, const T *x, T *o, int64_t n, double mu, double k,         \
-                             double gm, double q)                                                  \
+    AGK_SIMD_CLONES static void row_grad_##S(const T *g, const T *x, T *o, int64_t n, double mu,   \
+                                             double k, double gm, double q)                        \
     {                                                                                              \
         for (int64_t i = 0; i < n; i++)                                                            \
             o[i] = (T)(k * (((double)g[i] - gm) - ((double)x[i] - mu) * q));                       \
@@ -135,8 +132,8 @@ static void channel_tasks(void *ctx, int64_t begin, int64_t end)
             double mu = s / n;
             for (int64_t i = 0; i < a; i++) {
                 int64_t off = (i * C + c) * b;
-                q += j->f32 ? row_sq_f32((const float *)j->x + off, b, mu)
-                            : row_sq_f64((const double *)j->x + off, b, mu);
+                q += j->f32 ? row_dot_f32((const float *)j->x + off, NULL, b, mu)
+                            : row_dot_f64((const double *)j->x + off, NULL, b, mu);
             }
             j->mean[c] = mu;
             j->var[c] = q / n;
@@ -145,12 +142,15 @@ static void channel_tasks(void *ctx, int64_t begin, int64_t end)
             double sg = 0, sgd = 0, mu = geo->mean[c];
             for (int64_t i = 0; i < a; i++) {
                 int64_t off = (i * C + c) * b;
-                if (j->f32)
-                    row_gsums_f32((const float *)j->g + off, (const float *)j->x + off, b, mu, &sg,
-                                  &sgd);
-                else
-                    row_gsums_f64((const double *)j->g + off, (const double *)j->x + off, b, mu,
-                                  &sg, &sgd);
+                if (j->f32) {
+                    const float *g = (const float *)j->g + off, *x = (const float *)j->x + off;
+                    sg += row_sum_f32(g, b);
+                    sgd += row_dot_f32(x, g, b, mu);
+                } else {
+                    const double *g = (const double *)j->g + off, *x = (const double *)j->x + off;
+                    sg += row_sum_f64(g, b);
+                    sgd += row_dot_f64(x, g, b, mu);
+                }
             }
             j->sums[c] = sg;
             j->sums[C + c] = sgd;
