@@ -34,15 +34,6 @@ static ag_tensor *standardise(ag_tape *t, ag_tensor *x, int naxes, const int *ax
     return ag_div(t, d, ag_sqrt(t, ag_add_scalar(t, v, eps)));
 }
 
-/* A per-channel vector p [C] viewed as [1, C, 1, ...] to broadcast over x. */
-static ag_tensor *per_channel(ag_tape *t, ag_tensor *p, const ag_tensor *x)
-{
-    int64_t shape[AG_MAX_DIMS];
-    for (int d = 0; d < x->rank; d++)
-        shape[d] = d == 1 ? x->shape[1] : 1;
-    return ag_reshape(t, p, x->rank, shape);
-}
-
 /* Is p NULL or a [n] vector? */
 static bool vector_of(const ag_tensor *p, int64_t n)
 {
@@ -94,14 +85,19 @@ ag_tensor *ag_batch_norm(ag_tape *t, ag_tensor *x, ag_tensor *gamma, ag_tensor *
         return agi_error(t, AG_EINVAL,
                          "ag_batch_norm: give both running_mean and running_var, or neither");
     if (!training) {
-        ag_tensor *g = gamma ? per_channel(t, gamma, x) : NULL;
-        ag_tensor *b = beta ? per_channel(t, beta, x) : NULL;
         if (!running_mean)
             return agi_error(t, AG_EINVAL,
                              "ag_batch_norm: evaluation mode needs running_mean and running_var");
-        ag_tensor *mu = per_channel(t, running_mean, x);
-        ag_tensor *sd = ag_sqrt(t, ag_add_scalar(t, per_channel(t, running_var, x), eps));
-        return affine(t, ag_div(t, ag_sub(t, x, mu), sd), g, b);
+        if (x->numel == 0)   /* nothing to normalise: the result is empty too */
+            return ag_mul_scalar(t, x, 1.0);
+        /* (x - running_mean) gamma / sqrt(running_var + eps) + beta in one
+        ** pass; the scale is a [C] vector, so gradients reach all four. */
+        ag_tensor *s = ag_pow_scalar(t, ag_add_scalar(t, running_var, eps), -0.5);
+        if (gamma)
+            s = ag_mul(t, gamma, s);
+        int64_t n = x->shape[0];
+        return agi_channel_affine(t, "ag_batch_norm", x, n, c, x->numel / (n * c), running_mean,
+                                  s, beta);
     }
     int64_t count = x->numel / (c ? c : 1);
     if (count < 2)
@@ -183,8 +179,9 @@ ag_tensor *ag_group_norm(ag_tape *t, ag_tensor *x, int groups, ag_tensor *gamma,
         return agi_error(t, AG_ESHAPE, "ag_group_norm: x %s normalises over no values",
                          agi_shp(x, 0));
     ag_tensor *y = agi_standardise(t, x, 1, n * groups, per, eps, NULL, NULL);
-    return affine(t, y, gamma ? per_channel(t, gamma, x) : NULL,
-                  beta ? per_channel(t, beta, x) : NULL);
+    if (!gamma && !beta)
+        return y;
+    return agi_channel_affine(t, "ag_group_norm", y, n, c, x->numel / (n * c), NULL, gamma, beta);
 }
 
 /* No descriptors of this file's own. The cases of layer norm and of

@@ -110,9 +110,17 @@ typedef struct pass_job {
     const void *x, *g;               /* g: the seed (GSUMS, GRAD) */
     void *out;                       /* AFFINE, GRAD */
     const ag_tensor *gamma, *beta;   /* AFFINE; GRAD takes gamma */
+    const ag_tensor *m;              /* AFFINE, GSUMS: the centre when geom has no mean */
     double *sums;                    /* GSUMS writes [2c], GRAD reads: sum g, sum g (x - mu) */
     double *mean, *var, *rstd;       /* STATS writes */
 } pass_job;
+
+/* The centre of channel c: x's mean for the standardisation, the given m
+** (or 0) for an affine map. */
+static double centre(const pass_job *j, int64_t c)
+{
+    return j->geom->mean ? j->geom->mean[c] : j->m ? agi_get(j->m, c) : 0.0;
+}
 
 /* One task per c: the statistics of x, or the sums of a seed g. */
 static void channel_tasks(void *ctx, int64_t begin, int64_t end)
@@ -139,7 +147,7 @@ static void channel_tasks(void *ctx, int64_t begin, int64_t end)
             j->var[c] = q / n;
             j->rstd[c] = 1.0 / sqrt(q / n + geo->eps);
         } else {
-            double sg = 0, sgd = 0, mu = geo->mean[c];
+            double sg = 0, sgd = 0, mu = centre(j, c);
             for (int64_t i = 0; i < a; i++) {
                 int64_t off = (i * C + c) * b;
                 if (j->f32) {
@@ -167,7 +175,7 @@ static void row_tasks(void *ctx, int64_t begin, int64_t end)
     double n = (double)(geo->a * b);
     for (int64_t r = begin; r < end; r++) {
         int64_t c = r % C, off = r * b;
-        double mu = geo->mean[c], rs = geo->rstd[c];
+        double mu = centre(j, c), rs = geo->rstd ? geo->rstd[c] : 1.0;
         double gam = j->gamma ? agi_get(j->gamma, c) : 1.0;
         if (j->kind == PASS_AFFINE) {
             double h = j->beta ? agi_get(j->beta, c) : 0.0;
@@ -207,13 +215,28 @@ static void run_pass(ag_tape *t, pass_job *j)
 /* The sums of g and g (x - mean) per c, [2c] doubles in the arena. */
 static double *gsums(ag_tape *t, const ag_tensor *g, const ag_tensor *x, const agi_norm_geom *geom)
 {
-    double *s = agi_arena_alloc(t, 2 * (size_t)geom->c * sizeof *s, 64);
+    return agi_norm_sums_values(t, geom, g, x, NULL);
+}
+
+double *agi_norm_sums_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *g,
+                             const ag_tensor *x, const ag_tensor *m)
+{
+    double *s = agi_arena_alloc(t, 2 * (size_t)geo->c * sizeof *s, 64);
     if (!s)
         return NULL;
-    pass_job j = {.kind = PASS_GSUMS, .geom = geom, .f32 = x->dtype == AG_F32, .x = x->value,
-                  .g = g->value, .sums = s};
+    pass_job j = {.kind = PASS_GSUMS, .geom = geo, .f32 = x->dtype == AG_F32, .x = x->value,
+                  .g = g->value, .sums = s, .m = m};
     run_pass(t, &j);
     return s;
+}
+
+void agi_norm_affine_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *x,
+                            const ag_tensor *m, const ag_tensor *s, const ag_tensor *h,
+                            ag_tensor *out)
+{
+    pass_job j = {.kind = PASS_AFFINE, .geom = geo, .f32 = x->dtype == AG_F32, .x = x->value,
+                  .out = out->value, .gamma = s, .beta = h, .m = m};
+    run_pass(t, &j);
 }
 
 /* ------------------------------------------------------------ the ops */

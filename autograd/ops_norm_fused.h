@@ -35,4 +35,24 @@ ag_tensor *agi_standardise_grad(ag_tape *t, ag_tensor *g, ag_tensor *x, ag_tenso
 ** gradients of gamma and beta). 'geom' must be x's. */
 ag_tensor *agi_standardise_sums(ag_tape *t, ag_tensor *g, ag_tensor *x, const agi_norm_geom *geom);
 
+/* The affine map y = (x - m[c]) s[c] + h[c] (ops_norm_affine.c), over x
+** viewed as [a, c, b]: m, s and h are optional [c] vectors of x's dtype (0,
+** 1 and 0 when absent). Errors name 'who'. */
+ag_tensor *agi_channel_affine(ag_tape *t, const char *who, ag_tensor *x, int64_t a, int64_t c,
+                              int64_t b, ag_tensor *m, ag_tensor *s, ag_tensor *h);
+/* [2, c]: row 0 the sums over a and b of g (x - m[c]) (m optional), row 1
+** those of g: the gradients of the affine map's s and h. */
+ag_tensor *agi_channel_affine_sums(ag_tape *t, ag_tensor *g, ag_tensor *x, int64_t a, int64_t c,
+                                   int64_t b, ag_tensor *m);
+
+/* The passes of ops_norm_fused.c, for ops_norm_affine.c, on a geometry
+** without statistics (mean, var and rstd NULL): out = (x - m) s + h per c
+** (m, s, h optional: 0, 1, 0); and [2c] doubles in the arena, the sums of g
+** then those of g (x - m), or NULL when memory runs out. */
+void agi_norm_affine_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *x,
+                            const ag_tensor *m, const ag_tensor *s, const ag_tensor *h,
+                            ag_tensor *out);
+double *agi_norm_sums_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *g,
+                             const ag_tensor *x, const ag_tensor *m);
+
 #endif

@@ -564,6 +564,31 @@ static ag_tensor *c_standardise_sums(ag_tape *t, ag_tensor *const *x, const op_c
     return agi_standardise_sums(t, x[1], x[0], g);
 }
 
+/* Evaluation with gradients to the running statistics too: x[1] is
+** running_mean, x[2] running_var (positive). */
+static ag_tensor *c_batch_norm_eval_stats(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_batch_norm(t, x[0], NULL, NULL, x[1], x[2], 0, 0.1, c->p[0]);
+}
+
+/* channel_affine over x[0] [a, c, ...] viewed as [a, c, rest]: iv[0] 0 takes
+** (m, s) = (x[1], x[2]), 1 takes (s, h), 2 takes m alone. */
+static ag_tensor *c_channel_affine(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    int64_t a = ag_shape(x[0])[0], ch = ag_shape(x[0])[1], b = ag_numel(x[0]) / (a * ch);
+    ag_tensor *m = c->iv[0] == 0 ? x[1] : c->iv[0] == 2 ? x[1] : NULL;
+    ag_tensor *s = c->iv[0] == 0 ? x[2] : c->iv[0] == 1 ? x[1] : NULL;
+    ag_tensor *h = c->iv[0] == 1 ? x[2] : NULL;
+    return agi_channel_affine(t, "channel_affine", x[0], a, ch, b, m, s, h);
+}
+
+/* channel_affine_sums(g = x[0], x[1], m = x[2] when given) */
+static ag_tensor *c_channel_affine_sums(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    int64_t a = ag_shape(x[1])[0], ch = ag_shape(x[1])[1], b = ag_numel(x[1]) / (a * ch);
+    return agi_channel_affine_sums(t, x[0], x[1], a, ch, b, c->n == 3 ? x[2] : NULL);
+}
+
 static ag_tensor *c_layer_norm(ag_tape *t, ag_tensor *const *x, const op_case *c)
 {
     ag_tensor *gamma = c->n == 3 ? x[1] : NULL, *beta = c->n == 3 ? x[2] : NULL;
@@ -1153,12 +1178,31 @@ static const op_case op_cases[] = {
      {{3, {2, 3, 2}, WIDE}, {3, {2, 3, 2}, UNIFORM}}, .f = c_standardise_sums, .p = {1e-5}},
     {"standardise_sums", "g [1,2,3] at x [1,2,3], batch 1", 2,
      {{3, {1, 2, 3}, WIDE}, {3, {1, 2, 3}, UNIFORM}}, .f = c_standardise_sums, .p = {1e-5}},
-    /* evaluation batch norm: a composition */
-    {"div", "batch_norm evaluation [2,3,2,2] * gamma + beta", 3,
+    /* evaluation batch norm and group norm's gamma, beta: the fused affine map */
+    {"channel_affine", "batch_norm evaluation [2,3,2,2] * gamma + beta", 3,
      {{4, {2, 3, 2, 2}, WIDE}, {1, {3}, UNIFORM}, {1, {3}, UNIFORM}}, .f = c_batch_norm_eval,
      .p = {1e-5}},
-    {"div", "batch_norm evaluation [3,2], no affine", 1, {{2, {3, 2}, WIDE}},
+    {"channel_affine", "batch_norm evaluation [3,2], no affine", 1, {{2, {3, 2}, WIDE}},
      .f = c_batch_norm_eval, .p = {1e-5}},
+    {"channel_affine", "batch_norm evaluation [2,2,3], d/d running_mean, running_var", 3,
+     {{3, {2, 2, 3}, WIDE}, {1, {2}, UNIFORM}, {1, {2}, POSITIVE}}, .f = c_batch_norm_eval_stats,
+     .p = {1e-5}},
+    {"channel_affine", "group_norm [2,4,3] 2 groups * gamma + beta", 3,
+     {{3, {2, 4, 3}, WIDE}, {1, {4}, UNIFORM}, {1, {4}, UNIFORM}}, .f = c_group_norm, .axis = 2,
+     .p = {1e-5}},
+    {"channel_affine", "(x [2,3,2] - m) s", 3,
+     {{3, {2, 3, 2}, WIDE}, {1, {3}, UNIFORM}, {1, {3}, UNIFORM}}, .f = c_channel_affine,
+     .iv = {0}},
+    {"channel_affine", "x [3,2,1,2] s + h", 3,
+     {{4, {3, 2, 1, 2}, WIDE}, {1, {2}, UNIFORM}, {1, {2}, UNIFORM}}, .f = c_channel_affine,
+     .iv = {1}},
+    {"channel_affine", "x [1,2,3] - m, batch 1", 2, {{3, {1, 2, 3}, WIDE}, {1, {2}, UNIFORM}},
+     .f = c_channel_affine, .iv = {2}},
+    {"channel_affine_sums", "g [2,3,2] at x [2,3,2], m [3]", 3,
+     {{3, {2, 3, 2}, UNIFORM}, {3, {2, 3, 2}, WIDE}, {1, {3}, UNIFORM}},
+     .f = c_channel_affine_sums},
+    {"channel_affine_sums", "g [1,2,3] at x [1,2,3], no m", 2,
+     {{3, {1, 2, 3}, UNIFORM}, {3, {1, 2, 3}, WIDE}}, .f = c_channel_affine_sums},
     {"sqrt", "layer_norm [2,3,4] over 2 dims * gamma + beta", 3,
      {{3, {2, 3, 4}, WIDE}, {2, {3, 4}, UNIFORM}, {2, {3, 4}, UNIFORM}}, .f = c_layer_norm,
      .axis = 2, .p = {1e-5}},
