@@ -157,8 +157,7 @@ static ag_tensor *affine(ag_tape *t, ag_tensor *x, ag_tensor *m, ag_tensor *s, a
     if (out->flags & AGI_NIL)
         return out;
     out->attr.ext = nd;
-    agi_norm_affine_values(t, &nd->geom, x, m, s, h, out);
-    return out;
+    return agi_norm_affine_values(t, &nd->geom, x, m, s, h, out) ? out : agi_nil(t);
 }
 
 static ag_tensor *affine_sums(ag_tape *t, ag_tensor *g, ag_tensor *x, ag_tensor *m,

@@ -24,6 +24,7 @@
 #include "kernels/simd_clones.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Each op's result carries its x's geometry and where its gamma and beta
 ** are among its inputs (-1: absent). */
@@ -166,32 +167,47 @@ static void channel_tasks(void *ctx, int64_t begin, int64_t end)
     }
 }
 
+/* The constants of channel c for a write: (mu, scale, shift) for the
+** affine map, (mu, k, gm, q) for the gradient k ((g - gm) - (x - mu) q). */
+static void chan_params(const pass_job *j, int64_t c, double *p)
+{
+    const agi_norm_geom *geo = j->geom;
+    double rs = geo->rstd ? geo->rstd[c] : 1.0;
+    double gam = j->gamma ? agi_get(j->gamma, c) : 1.0;
+    p[0] = centre(j, c);
+    if (j->kind == PASS_AFFINE) {
+        p[1] = rs * gam;
+        p[2] = j->beta ? agi_get(j->beta, c) : 0.0;
+    } else {
+        double n = (double)(geo->a * geo->b);
+        p[1] = gam * rs;
+        p[2] = j->sums[c] / n;
+        p[3] = rs * rs * j->sums[geo->c + c] / n;
+    }
+}
+
 /* One task per row (i, c) of b values: the normalised x, or its gradient. */
 static void row_tasks(void *ctx, int64_t begin, int64_t end)
 {
     const pass_job *j = ctx;
-    const agi_norm_geom *geo = j->geom;
-    int64_t C = geo->c, b = geo->b;
-    double n = (double)(geo->a * b);
+    int64_t C = j->geom->c, b = j->geom->b;
     for (int64_t r = begin; r < end; r++) {
-        int64_t c = r % C, off = r * b;
-        double mu = centre(j, c), rs = geo->rstd ? geo->rstd[c] : 1.0;
-        double gam = j->gamma ? agi_get(j->gamma, c) : 1.0;
+        int64_t off = r * b;
+        double p[4];
+        chan_params(j, r % C, p);
         if (j->kind == PASS_AFFINE) {
-            double h = j->beta ? agi_get(j->beta, c) : 0.0;
             if (j->f32)
-                row_affine_f32((const float *)j->x + off, (float *)j->out + off, b, mu, rs * gam, h);
+                row_affine_f32((const float *)j->x + off, (float *)j->out + off, b, p[0], p[1], p[2]);
             else
-                row_affine_f64((const double *)j->x + off, (double *)j->out + off, b, mu, rs * gam,
-                               h);
+                row_affine_f64((const double *)j->x + off, (double *)j->out + off, b, p[0], p[1],
+                               p[2]);
         } else {
-            double gm = j->sums[c] / n, q = rs * rs * j->sums[C + c] / n;
             if (j->f32)
                 row_grad_f32((const float *)j->g + off, (const float *)j->x + off,
-                             (float *)j->out + off, b, mu, gam * rs, gm, q);
+                             (float *)j->out + off, b, p[0], p[1], p[2], p[3]);
             else
                 row_grad_f64((const double *)j->g + off, (const double *)j->x + off,
-                             (double *)j->out + off, b, mu, gam * rs, gm, q);
+                             (double *)j->out + off, b, p[0], p[1], p[2], p[3]);
         }
     }
 }
@@ -199,17 +215,185 @@ static void row_tasks(void *ctx, int64_t begin, int64_t end)
 /* A task of under some 16K values is not worth a thread's wake-up. */
 enum { TASK_VALUES = 16384 };
 
-static void run_pass(ag_tape *t, pass_job *j)
+/* ------------------------------------------------------- narrow rows */
+
+/* With few values per row (a rank-2 batch norm has b = 1) a call per row
+** costs more than its work, so x is swept as an [a, c b] matrix in memory
+** order instead: sums per column over a (vectorised across the columns,
+** each column its own chain in a fixed order), then per c its b columns in
+** order; writes go a row of c b values at a time, with per-column
+** constants. Which way a shape goes depends on b alone. */
+enum { NARROW = 32, COL_BLOCK = 128 };
+
+#define DEFINE_COLS(T, S)                                                                          \
+    /* s0 += x, or (x - mu)^2 with mu; with g: s0 += g, s1 += g (x - mu) */                        \
+    AGK_SIMD_CLONES static void col_sums_##S(const T *restrict x, const T *restrict g, int64_t a,  \
+                                             int64_t ld, int64_t n, const double *restrict mu,     \
+                                             double *restrict s0, double *restrict s1)             \
+    {                                                                                              \
+        for (int64_t i = 0; i < a; i++) {                                                          \
+            const T *xr = x + i * ld;                                                              \
+            if (g) {                                                                               \
+                const T *gr = g + i * ld;                                                          \
+                for (int64_t k = 0; k < n; k++)                                                    \
+                    s0[k] += (double)gr[k];                                                        \
+                for (int64_t k = 0; k < n; k++)                                                    \
+                    s1[k] += (double)gr[k] * ((double)xr[k] - mu[k]);                              \
+            } else if (mu) {                                                                       \
+                for (int64_t k = 0; k < n; k++) {                                                  \
+                    double d = (double)xr[k] - mu[k];                                              \
+                    s0[k] += d * d;                                                                \
+                }                                                                                  \
+            } else {                                                                               \
+                for (int64_t k = 0; k < n; k++)                                                    \
+                    s0[k] += (double)xr[k];                                                        \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    /* a row of the affine map (p3 NULL) or of the gradient, constants per column */              \
+    AGK_SIMD_CLONES static void cols_write_##S(const T *restrict x, const T *restrict g,           \
+                                               T *restrict o, int64_t n,                           \
+                                               const double *restrict p0,                          \
+                                               const double *restrict p1,                          \
+                                               const double *restrict p2,                          \
+                                               const double *restrict p3)                          \
+    {                                                                                              \
+        if (!p3)                                                                                   \
+            for (int64_t k = 0; k < n; k++)                                                        \
+                o[k] = (T)(((double)x[k] - p0[k]) * p1[k] + p2[k]);                                \
+        else                                                                                       \
+            for (int64_t k = 0; k < n; k++)                                                        \
+                o[k] = (T)(p1[k] * (((double)g[k] - p2[k]) - ((double)x[k] - p0[k]) * p3[k]));     \
+    }
+DEFINE_COLS(float, f32)
+DEFINE_COLS(double, f64)
+
+typedef struct narrow_job {
+    const pass_job *p;
+    int64_t cols;
+    const double *mu;   /* sweeps: per column, or NULL */
+    double *s0, *s1;
+    const double *par[4];   /* writes: per column; par[3] NULL for the affine map */
+} narrow_job;
+
+static void sweep_tasks(void *ctx, int64_t begin, int64_t end)
+{
+    const narrow_job *j = ctx;
+    const pass_job *p = j->p;
+    int64_t c0 = begin * COL_BLOCK, c1 = end * COL_BLOCK < j->cols ? end * COL_BLOCK : j->cols;
+    const double *mu = j->mu ? j->mu + c0 : NULL;
+    double *s1 = j->s1 ? j->s1 + c0 : NULL;
+    if (p->f32)
+        col_sums_f32((const float *)p->x + c0, j->s1 ? (const float *)p->g + c0 : NULL,
+                     p->geom->a, j->cols, c1 - c0, mu, j->s0 + c0, s1);
+    else
+        col_sums_f64((const double *)p->x + c0, j->s1 ? (const double *)p->g + c0 : NULL,
+                     p->geom->a, j->cols, c1 - c0, mu, j->s0 + c0, s1);
+}
+
+static void write_tasks(void *ctx, int64_t begin, int64_t end)
+{
+    const narrow_job *j = ctx;
+    const pass_job *p = j->p;
+    for (int64_t i = begin; i < end; i++) {
+        int64_t off = i * j->cols;
+        if (p->f32)
+            cols_write_f32((const float *)p->x + off, p->g ? (const float *)p->g + off : NULL,
+                           (float *)p->out + off, j->cols, j->par[0], j->par[1], j->par[2],
+                           j->par[3]);
+        else
+            cols_write_f64((const double *)p->x + off, p->g ? (const double *)p->g + off : NULL,
+                           (double *)p->out + off, j->cols, j->par[0], j->par[1], j->par[2],
+                           j->par[3]);
+    }
+}
+
+/* Column sums of x (or of g and g (x - mu) when s1 is given) into s0, s1. */
+static void sweep(ag_tape *t, narrow_job *j, const double *mu, double *s0, double *s1)
+{
+    memset(s0, 0, (size_t)j->cols * sizeof *s0);
+    if (s1)
+        memset(s1, 0, (size_t)j->cols * sizeof *s1);
+    j->mu = mu, j->s0 = s0, j->s1 = s1;
+    int64_t per = j->p->geom->a * COL_BLOCK;
+    ag_pool_for(t->pool, (j->cols + COL_BLOCK - 1) / COL_BLOCK,
+                per >= TASK_VALUES ? 1 : TASK_VALUES / per, sweep_tasks, j);
+}
+
+/* The sum of c's b columns of s, in order. */
+static double chan_total(const double *s, int64_t c, int64_t b)
+{
+    double r = 0;
+    for (int64_t k = 0; k < b; k++)
+        r += s[c * b + k];
+    return r;
+}
+
+static bool narrow_pass(ag_tape *t, pass_job *p)
+{
+    const agi_norm_geom *geo = p->geom;
+    int64_t C = geo->c, b = geo->b, cols = C * b;
+    double n = (double)(geo->a * b);
+    double *w = agi_arena_alloc(t, 6 * (size_t)cols * sizeof *w, 64);
+    if (!w)
+        return false;
+    double *s0 = w, *s1 = w + cols, *par = w + 2 * cols;   /* par: 4 arrays of cols */
+    narrow_job j = {.p = p, .cols = cols};
+    if (p->kind == PASS_STATS) {
+        sweep(t, &j, NULL, s0, NULL);
+        for (int64_t c = 0; c < C; c++) {
+            p->mean[c] = chan_total(s0, c, b) / n;
+            for (int64_t k = 0; k < b; k++)
+                par[c * b + k] = p->mean[c];
+        }
+        sweep(t, &j, par, s0, NULL);
+        for (int64_t c = 0; c < C; c++) {
+            double q = chan_total(s0, c, b);
+            p->var[c] = q / n;
+            p->rstd[c] = 1.0 / sqrt(q / n + geo->eps);
+        }
+    } else if (p->kind == PASS_GSUMS) {
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t k = 0; k < b; k++)
+                par[c * b + k] = centre(p, c);
+        sweep(t, &j, par, s0, s1);
+        for (int64_t c = 0; c < C; c++) {
+            p->sums[c] = chan_total(s0, c, b);
+            p->sums[C + c] = chan_total(s1, c, b);
+        }
+    } else {
+        for (int64_t c = 0; c < C; c++) {
+            double q[4];
+            chan_params(p, c, q);
+            for (int i = 0; i < 4; i++)
+                for (int64_t k = 0; k < b; k++)
+                    par[i * cols + c * b + k] = q[i];
+        }
+        for (int i = 0; i < 4; i++)
+            j.par[i] = par + i * cols;
+        if (p->kind == PASS_AFFINE)
+            j.par[3] = NULL;
+        ag_pool_for(t->pool, geo->a, cols >= TASK_VALUES ? 1 : TASK_VALUES / cols, write_tasks, &j);
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ a pass */
+
+/* Runs pass j; false (ENOMEM recorded) when its scratch could not be had. */
+static bool run_pass(ag_tape *t, pass_job *j)
 {
     const agi_norm_geom *g = j->geom;
+    if (g->b < NARROW)
+        return narrow_pass(t, j);
     if (j->kind == PASS_STATS || j->kind == PASS_GSUMS) {
         int64_t per = g->a * g->b;
-        ag_pool_for(t->pool, g->c, per >= TASK_VALUES ? 1 : TASK_VALUES / (per ? per : 1),
-                    channel_tasks, j);
+        ag_pool_for(t->pool, g->c, per >= TASK_VALUES ? 1 : TASK_VALUES / per, channel_tasks, j);
     } else {
-        ag_pool_for(t->pool, g->a * g->c, g->b >= TASK_VALUES ? 1 : TASK_VALUES / (g->b ? g->b : 1),
-                    row_tasks, j);
+        ag_pool_for(t->pool, g->a * g->c, g->b >= TASK_VALUES ? 1 : TASK_VALUES / g->b, row_tasks,
+                    j);
     }
+    return true;
 }
 
 /* The sums of g and g (x - mean) per c, [2c] doubles in the arena. */
@@ -226,17 +410,18 @@ double *agi_norm_sums_values(ag_tape *t, const agi_norm_geom *geo, const ag_tens
         return NULL;
     pass_job j = {.kind = PASS_GSUMS, .geom = geo, .f32 = x->dtype == AG_F32, .x = x->value,
                   .g = g->value, .sums = s, .m = m};
-    run_pass(t, &j);
+    if (!run_pass(t, &j))
+        return NULL;
     return s;
 }
 
-void agi_norm_affine_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *x,
+bool agi_norm_affine_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *x,
                             const ag_tensor *m, const ag_tensor *s, const ag_tensor *h,
                             ag_tensor *out)
 {
     pass_job j = {.kind = PASS_AFFINE, .geom = geo, .f32 = x->dtype == AG_F32, .x = x->value,
                   .out = out->value, .gamma = s, .beta = h, .m = m};
-    run_pass(t, &j);
+    return run_pass(t, &j);
 }
 
 /* ------------------------------------------------------------ the ops */
@@ -460,8 +645,7 @@ static ag_tensor *standardise(ag_tape *t, ag_tensor *x, ag_tensor *gamma, ag_ten
     out->attr.ext = nd;
     pass_job j = {.kind = PASS_AFFINE, .geom = geom, .f32 = x->dtype == AG_F32, .x = x->value,
                   .out = out->value, .gamma = gamma, .beta = beta};
-    run_pass(t, &j);
-    return out;
+    return run_pass(t, &j) ? out : agi_nil(t);
 }
 
 /* 'sums' (from standardise_sums on the same g and x), when given, spares
@@ -488,8 +672,7 @@ static ag_tensor *standardise_grad(ag_tape *t, ag_tensor *g, ag_tensor *x, ag_te
     pass_job j = {.kind = PASS_GRAD, .geom = geom, .f32 = x->dtype == AG_F32, .x = x->value,
                   .g = g->value, .out = out->value, .gamma = gamma,
                   .sums = sums ? (double *)sums : own};
-    run_pass(t, &j);
-    return out;
+    return run_pass(t, &j) ? out : agi_nil(t);
 }
 
 static ag_tensor *standardise_sums(ag_tape *t, ag_tensor *g, ag_tensor *x,
@@ -553,7 +736,8 @@ ag_tensor *agi_standardise(ag_tape *t, ag_tensor *x, int64_t a, int64_t c, int64
                            .rstd = stats + 2 * c};
     pass_job j = {.kind = PASS_STATS, .geom = geo, .f32 = x->dtype == AG_F32, .x = x->value,
                   .mean = geo->mean, .var = geo->var, .rstd = geo->rstd};
-    run_pass(t, &j);
+    if (!run_pass(t, &j))
+        return agi_nil(t);
     return standardise(t, x, gamma, beta, geo);
 }
 

@@ -47,9 +47,10 @@ ag_tensor *agi_channel_affine_sums(ag_tape *t, ag_tensor *g, ag_tensor *x, int64
 
 /* The passes of ops_norm_fused.c, for ops_norm_affine.c, on a geometry
 ** without statistics (mean, var and rstd NULL): out = (x - m) s + h per c
-** (m, s, h optional: 0, 1, 0); and [2c] doubles in the arena, the sums of g
-** then those of g (x - m), or NULL when memory runs out. */
-void agi_norm_affine_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *x,
+** (m, s, h optional: 0, 1, 0), false when memory runs out; and [2c]
+** doubles in the arena, the sums of g then those of g (x - m), or NULL when
+** memory runs out. */
+bool agi_norm_affine_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *x,
                             const ag_tensor *m, const ag_tensor *s, const ag_tensor *h,
                             ag_tensor *out);
 double *agi_norm_sums_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *g,

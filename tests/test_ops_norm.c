@@ -2,7 +2,7 @@
 ** test_ops_norm.c: the fused standardisation behind batch and group norm
 ** (ops_norm_fused.c) beyond what the op tables check: values and gradients
 ** equal to the composition of generic ops they replaced, the same bits on
-** any number of threads, NaN kept to its channel, accuracy at a mean large
+** any number of threads (both ways a pass goes: per row and per column), NaN kept to its channel, accuracy at a mean large
 ** against the spread in f32, and plans refusing the fused op by name.
 */
 #include <criterion/criterion.h>
@@ -47,10 +47,12 @@ static void expect_close(const ag_tensor *a, const ag_tensor *b, double tol, con
                   ag_get(b, i));
 }
 
-Test(norm_fused, batch_norm_equals_the_composition_values_and_gradients)
+/* On x of 'shape' ([N, C, H, W]). Rows of H W under 32 values take the
+** column sweeps of ops_norm_fused.c, longer ones the per-row kernels. */
+static void check_against_composition(const int64_t *shape)
 {
     ag_tape *t = ag_tape_new();
-    const int64_t shape[4] = {3, 4, 5, 2}, c = 4;
+    const int64_t c = shape[1];
     ag_tensor *x = ag_requires_grad(random_tensor(t, AG_F64, 4, shape, 1));
     ag_tensor *gamma = ag_requires_grad(random_tensor(t, AG_F64, 1, &c, 2));
     ag_tensor *beta = ag_requires_grad(random_tensor(t, AG_F64, 1, &c, 3));
@@ -68,18 +70,26 @@ Test(norm_fused, batch_norm_equals_the_composition_values_and_gradients)
     ag_tape_free(t);
 }
 
-/* Forward and backward of a batch norm big enough to be split across a
-** pool, in f32, on 'threads' threads (0: no pool); the values go to 'out'. */
-static void run_on(int threads, float *out, int64_t n_out)
+Test(norm_fused, batch_norm_equals_the_composition_values_and_gradients)
+{
+    check_against_composition((const int64_t[]){3, 4, 5, 2});
+    check_against_composition((const int64_t[]){2, 3, 8, 8});
+    check_against_composition((const int64_t[]){5, 7, 1, 1});
+}
+
+/* Forward and backward of a batch norm of x 'shape' (rank 2 or 4) big
+** enough to be split across a pool, in f32, on 'threads' threads (0: no
+** pool); the values go to 'out', n_out at most, and their count back. */
+static int64_t run_on(int threads, int rank, const int64_t *shape, float *out, int64_t n_out)
 {
     ag_pool *pool = threads ? ag_pool_new(threads) : NULL;
     ag_tape *t = ag_tape_new();
     ag_tape_set_pool(t, pool);
-    const int64_t shape[4] = {16, 8, 33, 17}, c = 8;
-    ag_tensor *x = ag_requires_grad(random_tensor(t, AG_F32, 4, shape, 5));
+    const int64_t c = shape[1];
+    ag_tensor *x = ag_requires_grad(random_tensor(t, AG_F32, rank, shape, 5));
     ag_tensor *gamma = ag_requires_grad(random_tensor(t, AG_F32, 1, &c, 6));
     ag_tensor *beta = ag_requires_grad(random_tensor(t, AG_F32, 1, &c, 7));
-    ag_tensor *w = random_tensor(t, AG_F32, 4, shape, 8);
+    ag_tensor *w = random_tensor(t, AG_F32, rank, shape, 8);
     ag_tensor *y = ag_batch_norm(t, x, gamma, beta, NULL, NULL, 1, 0.1, 1e-5);
     ag_backward(t, ag_sum(t, ag_mul(t, y, w)));
     cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
@@ -93,17 +103,25 @@ static void run_on(int threads, float *out, int64_t n_out)
     }
     ag_tape_free(t);
     ag_pool_free(pool);
+    return k;
 }
 
 Test(norm_fused, the_same_bits_on_any_number_of_threads)
 {
     enum { N = 2 * 16 * 8 * 33 * 17 + 2 * 8 };
     static float one[N], two[N], three[N];
-    run_on(0, one, N);
-    run_on(2, two, N);
-    run_on(3, three, N);
-    cr_expect(memcmp(one, two, sizeof one) == 0, "2 threads differ from 1");
-    cr_expect(memcmp(one, three, sizeof one) == 0, "3 threads differ from 1");
+    /* rows of 561 values (per-row kernels), then of 1 (column sweeps) */
+    const int64_t wide[4] = {16, 8, 33, 17}, narrow[2] = {200, 300};
+    for (int k = 0; k < 2; k++) {
+        int rank = k ? 2 : 4;
+        const int64_t *shape = k ? narrow : wide;
+        int64_t n = run_on(0, rank, shape, one, N);
+        cr_assert_eq(run_on(2, rank, shape, two, N), n);
+        cr_assert_eq(run_on(3, rank, shape, three, N), n);
+        cr_expect(memcmp(one, two, (size_t)n * sizeof *one) == 0, "rank %d: 2 threads differ", rank);
+        cr_expect(memcmp(one, three, (size_t)n * sizeof *one) == 0, "rank %d: 3 threads differ",
+                  rank);
+    }
 }
 
 Test(norm_fused, a_nan_stays_in_its_channel)
