@@ -1,36 +1,26 @@
 /*
-** ops_norm.c: batch, layer and group normalisation. Training batch norm
-** and group norm standardise through the fused ops of ops_norm_fused.c
-** (statistics and normalisation in a few passes, gradients included);
-** evaluation batch norm and layer norm are compositions of the library's
-** differentiable ops (means over axes, sub, mul, div, sqrt, broadcasting),
-** which keeps layer norm, the normalisation of sequence models, among what
-** plans run (autograd.h). This file has no descriptors of its own: its
-** table is empty. The variance is the biased one (divide by the count), in
-** two passes (the mean first, then the mean of squared deviations), which
-** stays accurate when the mean is large against the spread.
+** ops_norm.c: batch, layer and group normalisation. Batch and group norm
+** go through the fused ops of ops_norm_fused.c (standardisation) and
+** ops_norm_affine.c (the per-channel affine map of evaluation and of group
+** norm's gamma and beta): a few passes over x, gradients included. Layer
+** norm is a composition of the library's differentiable ops (means over
+** axes, sub, mul, div, sqrt, broadcasting), which keeps it, the
+** normalisation of sequence models, among what plans run (autograd.h).
+** This file has no descriptors of its own: its table is empty. The
+** variance is the biased one (divide by the count), in two passes (the
+** mean first, then the mean of squared deviations), which stays accurate
+** when the mean is large against the spread.
 */
 #include "ops_norm_fused.h"
 
 #include <string.h>
 
-/* Normalises x over the axes listed in 'axes' (kept with size 1 for the
-** broadcast): (x - mean) / sqrt(var + eps). The batch mean and biased
-** variance are returned through *mean and *var when wanted. */
-static ag_tensor *standardise(ag_tape *t, ag_tensor *x, int naxes, const int *axes, double eps,
-                              ag_tensor **mean, ag_tensor **var)
+/* Layer norm's rows [m, k] normalised over axis 1, composed:
+** (x - mean) / sqrt(var + eps). */
+static ag_tensor *standardise_rows(ag_tape *t, ag_tensor *rows, double eps)
 {
-    ag_tensor *mu = x;
-    for (int i = 0; i < naxes; i++)
-        mu = ag_mean_axis(t, mu, axes[i], 1);
-    ag_tensor *d = ag_sub(t, x, mu);
-    ag_tensor *v = ag_mul(t, d, d);
-    for (int i = 0; i < naxes; i++)
-        v = ag_mean_axis(t, v, axes[i], 1);
-    if (mean)
-        *mean = mu;
-    if (var)
-        *var = v;
+    ag_tensor *d = ag_sub(t, rows, ag_mean_axis(t, rows, 1, 1));
+    ag_tensor *v = ag_mean_axis(t, ag_mul(t, d, d), 1, 1);
     return ag_div(t, d, ag_sqrt(t, ag_add_scalar(t, v, eps)));
 }
 
@@ -150,7 +140,7 @@ ag_tensor *ag_layer_norm(ag_tape *t, ag_tensor *x, int normalized_ndims, ag_tens
         return agi_error(t, AG_ESHAPE, "ag_layer_norm: x %s normalises over no values",
                          agi_shp(x, 0));
     ag_tensor *rows = ag_reshape(t, x, 2, (int64_t[]){m, k});
-    ag_tensor *y = standardise(t, rows, 1, (int[]){1}, eps, NULL, NULL);
+    ag_tensor *y = standardise_rows(t, rows, eps);
     return affine(t, ag_reshape(t, y, x->rank, x->shape), gamma, beta);
 }
 
@@ -184,8 +174,7 @@ ag_tensor *ag_group_norm(ag_tape *t, ag_tensor *x, int groups, ag_tensor *gamma,
     return agi_channel_affine(t, "ag_group_norm", y, n, c, x->numel / (n * c), NULL, gamma, beta);
 }
 
-/* No descriptors of this file's own. The cases of layer norm and of
-** evaluation batch norm in tests/op_cases.h are filed under "sqrt", which
-** they record; those of training batch norm and group norm under
-** "standardise". */
+/* No descriptors of this file's own. In tests/op_cases.h the cases of
+** layer norm are filed under "sqrt", which they record; those of batch and
+** group norm under the fused ops they record. */
 const ag_op *const agi_ops_norm[] = {NULL};
