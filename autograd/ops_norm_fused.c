@@ -17,8 +17,9 @@
 ** squared deviations (two passes, accurate when the mean is large against
 ** the spread); every op on the same x shares them (agi_norm_geom). A pass is
 ** a reduction per c, one task per c summing its rows in a fixed order, or a
-** write per row of b values; both run on the tape's pool with the same bits
-** on any number of threads.
+** write per row of b values (short rows are swept as columns instead); both
+** run on the tape's pool with the same bits on any number of threads. The
+** passes serve ops_norm_affine.c's affine map too.
 */
 #include "ops_norm_fused.h"
 #include "kernels/simd_clones.h"
