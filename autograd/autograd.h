@@ -628,8 +628,9 @@ AG_API ag_tensor *ag_global_avg_pool2d(ag_tape *t, ag_tensor *x);
 ** [N, C, H, W] from axis 1 gives [N, C H W]. start_axis may be negative. */
 AG_API ag_tensor *ag_flatten(ag_tape *t, ag_tensor *x, int start_axis);
 
-/* Normalisations, written with the ops above (so differentiable to any
-** order). The variance is the biased one (divide by the count), and
+/* Normalisations, differentiable to any order: batch and group norm as
+** fused ops (a few passes over x, gradients included), layer norm written
+** with the ops above. The variance is the biased one (divide by the count), and
 ** (x - mean) / sqrt(var + eps) is scaled by gamma and shifted by beta, either
 ** of which may be NULL (no affine part). */
 /* Batch normalisation over x [N, C, ...] (rank >= 2) per channel C; gamma,
@@ -815,7 +816,8 @@ AG_API void ag_op_fail(ag_tensor *out, ag_status code, const char *fmt, ...)
 ** concat stack pad sum_to index_add scatter_add cumsum var std dense
 ** cross_entropy; and whatever is written with them (layer_norm, mse...).
 ** A tape holding any other op that y depends on (convolutions, pooling,
-** factorizations, a user-defined op...) makes ag_plan_new record
+** batch and group norm, factorizations, a user-defined op...) makes
+** ag_plan_new record
 ** AG_EUNSUPPORTED naming it.
 **
 ** Values are the tape's: each op computes as its tape op does (in double,

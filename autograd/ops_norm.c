@@ -1,43 +1,27 @@
 /*
-** ops_norm.c: batch, layer and group normalisation. Each is a composition
-** of the library's differentiable ops (means over axes, sub, mul, div,
-** sqrt, broadcasting), so gradients of every order are right by
-** construction and the file has no descriptors of its own: its table is
-** empty. The variance is the biased one (divide by the count), in two
-** passes (the mean first, then the mean of squared deviations), which stays
-** accurate when the mean is large against the spread.
+** ops_norm.c: batch, layer and group normalisation. Batch and group norm
+** go through the fused ops of ops_norm_fused.c (standardisation) and
+** ops_norm_affine.c (the per-channel affine map of evaluation and of group
+** norm's gamma and beta): a few passes over x, gradients included. Layer
+** norm is a composition of the library's differentiable ops (means over
+** axes, sub, mul, div, sqrt, broadcasting), which keeps it, the
+** normalisation of sequence models, among what plans run (autograd.h).
+** This file has no descriptors of its own: its table is empty. The
+** variance is the biased one (divide by the count), in two passes (the
+** mean first, then the mean of squared deviations), which stays accurate
+** when the mean is large against the spread.
 */
-#include "internal.h"
+#include "ops_norm_fused.h"
 
 #include <string.h>
 
-/* Normalises x over the axes listed in 'axes' (kept with size 1 for the
-** broadcast): (x - mean) / sqrt(var + eps). The batch mean and biased
-** variance are returned through *mean and *var when wanted. */
-static ag_tensor *standardise(ag_tape *t, ag_tensor *x, int naxes, const int *axes, double eps,
-                              ag_tensor **mean, ag_tensor **var)
+/* Layer norm's rows [m, k] normalised over axis 1, composed:
+** (x - mean) / sqrt(var + eps). */
+static ag_tensor *standardise_rows(ag_tape *t, ag_tensor *rows, double eps)
 {
-    ag_tensor *mu = x;
-    for (int i = 0; i < naxes; i++)
-        mu = ag_mean_axis(t, mu, axes[i], 1);
-    ag_tensor *d = ag_sub(t, x, mu);
-    ag_tensor *v = ag_mul(t, d, d);
-    for (int i = 0; i < naxes; i++)
-        v = ag_mean_axis(t, v, axes[i], 1);
-    if (mean)
-        *mean = mu;
-    if (var)
-        *var = v;
+    ag_tensor *d = ag_sub(t, rows, ag_mean_axis(t, rows, 1, 1));
+    ag_tensor *v = ag_mean_axis(t, ag_mul(t, d, d), 1, 1);
     return ag_div(t, d, ag_sqrt(t, ag_add_scalar(t, v, eps)));
-}
-
-/* A per-channel vector p [C] viewed as [1, C, 1, ...] to broadcast over x. */
-static ag_tensor *per_channel(ag_tape *t, ag_tensor *p, const ag_tensor *x)
-{
-    int64_t shape[AG_MAX_DIMS];
-    for (int d = 0; d < x->rank; d++)
-        shape[d] = d == 1 ? x->shape[1] : 1;
-    return ag_reshape(t, p, x->rank, shape);
 }
 
 /* Is p NULL or a [n] vector? */
@@ -90,15 +74,20 @@ ag_tensor *ag_batch_norm(ag_tape *t, ag_tensor *x, ag_tensor *gamma, ag_tensor *
     if ((running_mean == NULL) != (running_var == NULL))
         return agi_error(t, AG_EINVAL,
                          "ag_batch_norm: give both running_mean and running_var, or neither");
-    ag_tensor *g = gamma ? per_channel(t, gamma, x) : NULL;
-    ag_tensor *b = beta ? per_channel(t, beta, x) : NULL;
     if (!training) {
         if (!running_mean)
             return agi_error(t, AG_EINVAL,
                              "ag_batch_norm: evaluation mode needs running_mean and running_var");
-        ag_tensor *mu = per_channel(t, running_mean, x);
-        ag_tensor *sd = ag_sqrt(t, ag_add_scalar(t, per_channel(t, running_var, x), eps));
-        return affine(t, ag_div(t, ag_sub(t, x, mu), sd), g, b);
+        if (x->numel == 0)   /* nothing to normalise: the result is empty too */
+            return ag_mul_scalar(t, x, 1.0);
+        /* (x - running_mean) gamma / sqrt(running_var + eps) + beta in one
+        ** pass; the scale is a [C] vector, so gradients reach all four. */
+        ag_tensor *s = ag_pow_scalar(t, ag_add_scalar(t, running_var, eps), -0.5);
+        if (gamma)
+            s = ag_mul(t, gamma, s);
+        int64_t n = x->shape[0];
+        return agi_channel_affine(t, "ag_batch_norm", x, n, c, x->numel / (n * c), running_mean,
+                                  s, beta);
     }
     int64_t count = x->numel / (c ? c : 1);
     if (count < 2)
@@ -106,25 +95,21 @@ ag_tensor *ag_batch_norm(ag_tape *t, ag_tensor *x, ag_tensor *gamma, ag_tensor *
                          "ag_batch_norm: x %s has %lld value(s) per channel; training needs 2 "
                          "or more",
                          agi_shp(x, 0), (long long)count);
-    int axes[AG_MAX_DIMS], naxes = 0;
-    for (int d = x->rank - 1; d >= 0; d--)
-        if (d != 1)
-            axes[naxes++] = d;
-    ag_tensor *mean, *var;
-    ag_tensor *y = standardise(t, x, naxes, axes, eps, &mean, &var);
+    ag_tensor *y = agi_standardise(t, x, x->shape[0], c, count / x->shape[0], eps, gamma, beta);
     if (t->status != AG_OK)
         return agi_nil(t);
     if (running_mean) {
         /* PyTorch's update: the running variance takes the unbiased one. */
+        const agi_norm_geom *st = agi_standardise_geom(y);
         double unbias = (double)count / (double)(count - 1);
         for (int64_t i = 0; i < c; i++) {
             agi_set(running_mean, i,
-                    (1 - momentum) * agi_get(running_mean, i) + momentum * agi_get(mean, i));
+                    (1 - momentum) * agi_get(running_mean, i) + momentum * st->mean[i]);
             agi_set(running_var, i,
-                    (1 - momentum) * agi_get(running_var, i) + momentum * agi_get(var, i) * unbias);
+                    (1 - momentum) * agi_get(running_var, i) + momentum * st->var[i] * unbias);
         }
     }
-    return affine(t, y, g, b);
+    return y;
 }
 
 ag_tensor *ag_layer_norm(ag_tape *t, ag_tensor *x, int normalized_ndims, ag_tensor *gamma,
@@ -155,7 +140,7 @@ ag_tensor *ag_layer_norm(ag_tape *t, ag_tensor *x, int normalized_ndims, ag_tens
         return agi_error(t, AG_ESHAPE, "ag_layer_norm: x %s normalises over no values",
                          agi_shp(x, 0));
     ag_tensor *rows = ag_reshape(t, x, 2, (int64_t[]){m, k});
-    ag_tensor *y = standardise(t, rows, 1, (int[]){1}, eps, NULL, NULL);
+    ag_tensor *y = standardise_rows(t, rows, eps);
     return affine(t, ag_reshape(t, y, x->rank, x->shape), gamma, beta);
 }
 
@@ -183,13 +168,13 @@ ag_tensor *ag_group_norm(ag_tape *t, ag_tensor *x, int groups, ag_tensor *gamma,
     if (per == 0)
         return agi_error(t, AG_ESHAPE, "ag_group_norm: x %s normalises over no values",
                          agi_shp(x, 0));
-    ag_tensor *grouped = ag_reshape(t, x, 3, (int64_t[]){n, groups, per});
-    ag_tensor *y = standardise(t, grouped, 1, (int[]){2}, eps, NULL, NULL);
-    y = ag_reshape(t, y, x->rank, x->shape);
-    return affine(t, y, gamma ? per_channel(t, gamma, x) : NULL,
-                  beta ? per_channel(t, beta, x) : NULL);
+    ag_tensor *y = agi_standardise(t, x, 1, n * groups, per, eps, NULL, NULL);
+    if (!gamma && !beta)
+        return y;
+    return agi_channel_affine(t, "ag_group_norm", y, n, c, x->numel / (n * c), NULL, gamma, beta);
 }
 
-/* Compositions only: no descriptors of this file's own. Their cases in
-** tests/op_cases.h are filed under "sqrt", which each of them records. */
+/* No descriptors of this file's own. In tests/op_cases.h the cases of
+** layer norm are filed under "sqrt", which they record; those of batch and
+** group norm under the fused ops they record. */
 const ag_op *const agi_ops_norm[] = {NULL};

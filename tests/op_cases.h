@@ -11,6 +11,7 @@
 #define TESTS_OP_CASES_H
 
 #include "internal.h"
+#include "ops_norm_fused.h"
 
 #include <criterion/alloc.h>
 #include <criterion/parameterized.h>
@@ -31,6 +32,7 @@ typedef enum value_kind {
     GRID_A,    /* 0.1 + 0.25 k */
     GRID_B,    /* 0.25 k */
     DISTINCT,  /* a shuffle of values 0.3 apart: no ties anywhere */
+    OFFSET,    /* 100 + [-1, 1): a mean large against the spread */
 } value_kind;
 
 /* Fixed shapes, or shapes drawn from the case's seed: rank 0 to 4, dims 1
@@ -522,6 +524,69 @@ static ag_tensor *c_batch_norm_running(ag_tape *t, ag_tensor *const *x, const op
     ag_tensor *fm = ag_full(t, dt, 1, &ch, 0.25), *fv = ag_full(t, dt, 1, &ch, 2.0);
     ag_tensor *z = ag_batch_norm(t, x[0], x[1], x[2], fm, fv, 0, 0.5, c->p[0]);
     return ag_add(t, y, z);
+}
+
+/* Evaluation alone: fixed running statistics, normalisation composed. */
+static ag_tensor *c_batch_norm_eval(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    ag_dtype dt = dtype_of_inputs(x);
+    int64_t ch = ag_shape(x[0])[1];
+    ag_tensor *fm = ag_full(t, dt, 1, &ch, 0.25), *fv = ag_full(t, dt, 1, &ch, 2.0);
+    return ag_batch_norm(t, x[0], c->n == 3 ? x[1] : NULL, c->n == 3 ? x[2] : NULL, fm, fv, 0,
+                         0.1, c->p[0]);
+}
+
+/* x used twice: batch_norm(x, gamma, gamma) * x. */
+static ag_tensor *c_batch_norm_reused(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_mul(t, ag_batch_norm(t, x[0], x[1], x[1], NULL, NULL, 1, 0.1, c->p[0]), x[0]);
+}
+
+/* The fused ops by themselves (ops_norm_fused.h), on x [a, c, ...] viewed
+** as [a, c, rest]: standardise_grad(g = x[1], x[0], gamma = x[2]) and
+** standardise_sums(g = x[1], x[0]). */
+static const agi_norm_geom *case_geom(ag_tape *t, ag_tensor *x, const op_case *c)
+{
+    int64_t a = ag_shape(x)[0], ch = ag_shape(x)[1];
+    ag_tensor *y = agi_standardise(t, x, a, ch, ag_numel(x) / (a * ch), c->p[0], NULL, NULL);
+    return agi_standardise_geom(y);
+}
+
+static ag_tensor *c_standardise_grad(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    const agi_norm_geom *g = case_geom(t, x[0], c);
+    return agi_standardise_grad(t, x[1], x[0], c->n == 3 ? x[2] : NULL, g);
+}
+
+static ag_tensor *c_standardise_sums(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    const agi_norm_geom *g = case_geom(t, x[0], c);
+    return agi_standardise_sums(t, x[1], x[0], g);
+}
+
+/* Evaluation with gradients to the running statistics too: x[1] is
+** running_mean, x[2] running_var (positive). */
+static ag_tensor *c_batch_norm_eval_stats(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    return ag_batch_norm(t, x[0], NULL, NULL, x[1], x[2], 0, 0.1, c->p[0]);
+}
+
+/* channel_affine over x[0] [a, c, ...] viewed as [a, c, rest]: iv[0] 0 takes
+** (m, s) = (x[1], x[2]), 1 takes (s, h), 2 takes m alone. */
+static ag_tensor *c_channel_affine(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    int64_t a = ag_shape(x[0])[0], ch = ag_shape(x[0])[1], b = ag_numel(x[0]) / (a * ch);
+    ag_tensor *m = c->iv[0] == 0 ? x[1] : c->iv[0] == 2 ? x[1] : NULL;
+    ag_tensor *s = c->iv[0] == 0 ? x[2] : c->iv[0] == 1 ? x[1] : NULL;
+    ag_tensor *h = c->iv[0] == 1 ? x[2] : NULL;
+    return agi_channel_affine(t, "channel_affine", x[0], a, ch, b, m, s, h);
+}
+
+/* channel_affine_sums(g = x[0], x[1], m = x[2] when given) */
+static ag_tensor *c_channel_affine_sums(ag_tape *t, ag_tensor *const *x, const op_case *c)
+{
+    int64_t a = ag_shape(x[1])[0], ch = ag_shape(x[1])[1], b = ag_numel(x[1]) / (a * ch);
+    return agi_channel_affine_sums(t, x[0], x[1], a, ch, b, c->n == 3 ? x[2] : NULL);
 }
 
 static ag_tensor *c_layer_norm(ag_tape *t, ag_tensor *const *x, const op_case *c)
@@ -1077,26 +1142,92 @@ static const op_case op_cases[] = {
      .axis = 1},
     {"reshape", "flatten [2,3,2,2] from -2", 1, {{4, {2, 3, 2, 2}, UNIFORM}}, .f = c_flatten,
      .axis = -2},
-    {"sqrt", "batch_norm [4,3] * gamma + beta", 3,
+    /* batch and group norm: the fused standardisation (ops_norm_fused.c) */
+    {"standardise", "batch_norm [4,3] * gamma + beta", 3,
      {{2, {4, 3}, WIDE}, {1, {3}, UNIFORM}, {1, {3}, UNIFORM}}, .f = c_batch_norm, .p = {1e-5}},
-    {"sqrt", "batch_norm [2,3,2,2] * gamma + beta", 3,
+    {"standardise", "batch_norm [2,3,2,2] * gamma + beta", 3,
      {{4, {2, 3, 2, 2}, WIDE}, {1, {3}, UNIFORM}, {1, {3}, UNIFORM}}, .f = c_batch_norm,
      .p = {1e-5}},
-    {"sqrt", "batch_norm [3,2,3,1], no affine", 1, {{4, {3, 2, 3, 1}, WIDE}}, .f = c_batch_norm,
+    {"standardise", "batch_norm [3,2,3,1], no affine", 1, {{4, {3, 2, 3, 1}, WIDE}},
+     .f = c_batch_norm, .p = {1e-3}},
+    {"standardise", "batch_norm [1,2,2,3], batch 1", 3,
+     {{4, {1, 2, 2, 3}, WIDE}, {1, {2}, UNIFORM}, {1, {2}, UNIFORM}}, .f = c_batch_norm,
      .p = {1e-3}},
-    {"sqrt", "batch_norm [2,2,3] training (running update) + evaluation", 3,
+    {"standardise", "batch_norm [2,2,3] training (running update) + evaluation", 3,
      {{3, {2, 2, 3}, WIDE}, {1, {2}, UNIFORM}, {1, {2}, UNIFORM}}, .f = c_batch_norm_running,
      .p = {1e-5}},
+    {"standardise", "batch_norm(x, gamma, gamma) * x, x [3,2,2] reused", 2,
+     {{3, {3, 2, 2}, WIDE}, {1, {2}, AWAY}}, .f = c_batch_norm_reused, .p = {1e-5}},
+    {"standardise", "batch_norm [3,2,2], mean 100 against spread 1", 3,
+     {{3, {3, 2, 2}, OFFSET}, {1, {2}, UNIFORM}, {1, {2}, UNIFORM}}, .f = c_batch_norm,
+     .p = {1e-5}},
+    {"standardise", "batch_norm [2,2,4,8] * gamma + beta: rows of 32, the per-row kernels", 3,
+     {{4, {2, 2, 4, 8}, WIDE}, {1, {2}, UNIFORM}, {1, {2}, UNIFORM}}, .f = c_batch_norm,
+     .p = {1e-5}},
+    {"standardise", "group_norm [2,4,3] 2 groups * gamma + beta", 3,
+     {{3, {2, 4, 3}, WIDE}, {1, {4}, UNIFORM}, {1, {4}, UNIFORM}}, .f = c_group_norm, .axis = 2,
+     .p = {1e-5}},
+    {"standardise", "group_norm [1,6,2,2] 3 groups, no affine", 1, {{4, {1, 6, 2, 2}, WIDE}},
+     .f = c_group_norm, .axis = 3, .p = {1e-5}},
+    {"standardise_grad", "g [2,3,2] at x [2,3,2] * gamma", 3,
+     {{3, {2, 3, 2}, WIDE}, {3, {2, 3, 2}, UNIFORM}, {1, {3}, UNIFORM}}, .f = c_standardise_grad,
+     .p = {1e-5}},
+    {"standardise_grad", "g [3,2] at x [3,2], no gamma", 2,
+     {{2, {3, 2}, WIDE}, {2, {3, 2}, UNIFORM}}, .f = c_standardise_grad, .p = {1e-5}},
+    {"standardise_grad", "g [1,2,2,2] at x [1,2,2,2], mean 100", 2,
+     {{4, {1, 2, 2, 2}, OFFSET}, {4, {1, 2, 2, 2}, UNIFORM}}, .f = c_standardise_grad,
+     .p = {1e-5}},
+    {"standardise_grad", "g [3,1] broadcast at x [2,3,2]", 2,
+     {{3, {2, 3, 2}, WIDE}, {2, {3, 1}, UNIFORM}}, .f = c_standardise_grad, .p = {1e-5}},
+    {"standardise_grad", "g [2,2,33] at x [2,2,33] * gamma: per-row kernels", 3,
+     {{3, {2, 2, 33}, WIDE}, {3, {2, 2, 33}, UNIFORM}, {1, {2}, UNIFORM}},
+     .f = c_standardise_grad, .p = {1e-5}},
+    {"standardise_sums", "g [1,2,40] at x [1,2,40]: per-row kernels", 2,
+     {{3, {1, 2, 40}, WIDE}, {3, {1, 2, 40}, UNIFORM}}, .f = c_standardise_sums, .p = {1e-5}},
+    {"standardise_sums", "g [2,1,2] broadcast at x [2,3,2]", 2,
+     {{3, {2, 3, 2}, WIDE}, {3, {2, 1, 2}, UNIFORM}}, .f = c_standardise_sums, .p = {1e-5}},
+    {"standardise_sums", "g [2,3,2] at x [2,3,2]", 2,
+     {{3, {2, 3, 2}, WIDE}, {3, {2, 3, 2}, UNIFORM}}, .f = c_standardise_sums, .p = {1e-5}},
+    {"standardise_sums", "g [1,2,3] at x [1,2,3], batch 1", 2,
+     {{3, {1, 2, 3}, WIDE}, {3, {1, 2, 3}, UNIFORM}}, .f = c_standardise_sums, .p = {1e-5}},
+    /* evaluation batch norm and group norm's gamma, beta: the fused affine map */
+    {"channel_affine", "batch_norm evaluation [2,3,2,2] * gamma + beta", 3,
+     {{4, {2, 3, 2, 2}, WIDE}, {1, {3}, UNIFORM}, {1, {3}, UNIFORM}}, .f = c_batch_norm_eval,
+     .p = {1e-5}},
+    {"channel_affine", "batch_norm evaluation [3,2], no affine", 1, {{2, {3, 2}, WIDE}},
+     .f = c_batch_norm_eval, .p = {1e-5}},
+    {"channel_affine", "batch_norm evaluation [2,2,3], d/d running_mean, running_var", 3,
+     {{3, {2, 2, 3}, WIDE}, {1, {2}, UNIFORM}, {1, {2}, POSITIVE}}, .f = c_batch_norm_eval_stats,
+     .p = {1e-5}},
+    {"channel_affine", "group_norm [2,4,3] 2 groups * gamma + beta", 3,
+     {{3, {2, 4, 3}, WIDE}, {1, {4}, UNIFORM}, {1, {4}, UNIFORM}}, .f = c_group_norm, .axis = 2,
+     .p = {1e-5}},
+    {"channel_affine", "(x [2,3,2] - m) s", 3,
+     {{3, {2, 3, 2}, WIDE}, {1, {3}, UNIFORM}, {1, {3}, UNIFORM}}, .f = c_channel_affine,
+     .iv = {0}},
+    {"channel_affine", "x [3,2,1,2] s + h", 3,
+     {{4, {3, 2, 1, 2}, WIDE}, {1, {2}, UNIFORM}, {1, {2}, UNIFORM}}, .f = c_channel_affine,
+     .iv = {1}},
+    {"channel_affine", "x [1,2,3] - m, batch 1", 2, {{3, {1, 2, 3}, WIDE}, {1, {2}, UNIFORM}},
+     .f = c_channel_affine, .iv = {2}},
+    {"channel_affine", "(x [2,2,33] - m) s: per-row kernels", 3,
+     {{3, {2, 2, 33}, WIDE}, {1, {2}, UNIFORM}, {1, {2}, UNIFORM}}, .f = c_channel_affine,
+     .iv = {0}},
+    {"channel_affine_sums", "g [2,2,33] at x [2,2,33], m [2]: per-row kernels", 3,
+     {{3, {2, 2, 33}, UNIFORM}, {3, {2, 2, 33}, WIDE}, {1, {2}, UNIFORM}},
+     .f = c_channel_affine_sums},
+    {"channel_affine_sums", "g [2,3,2] at x [2,3,2], m [3]", 3,
+     {{3, {2, 3, 2}, UNIFORM}, {3, {2, 3, 2}, WIDE}, {1, {3}, UNIFORM}},
+     .f = c_channel_affine_sums},
+    {"channel_affine_sums", "g [3] broadcast at x [2,2,3]", 2,
+     {{1, {3}, UNIFORM}, {3, {2, 2, 3}, WIDE}}, .f = c_channel_affine_sums},
+    {"channel_affine_sums", "g [1,2,3] at x [1,2,3], no m", 2,
+     {{3, {1, 2, 3}, UNIFORM}, {3, {1, 2, 3}, WIDE}}, .f = c_channel_affine_sums},
     {"sqrt", "layer_norm [2,3,4] over 2 dims * gamma + beta", 3,
      {{3, {2, 3, 4}, WIDE}, {2, {3, 4}, UNIFORM}, {2, {3, 4}, UNIFORM}}, .f = c_layer_norm,
      .axis = 2, .p = {1e-5}},
     {"sqrt", "layer_norm [3,5] over 1 dim, no affine", 1, {{2, {3, 5}, WIDE}}, .f = c_layer_norm,
      .axis = 1, .p = {1e-5}},
-    {"sqrt", "group_norm [2,4,3] 2 groups * gamma + beta", 3,
-     {{3, {2, 4, 3}, WIDE}, {1, {4}, UNIFORM}, {1, {4}, UNIFORM}}, .f = c_group_norm, .axis = 2,
-     .p = {1e-5}},
-    {"sqrt", "group_norm [1,6,2,2] 3 groups, no affine", 1, {{4, {1, 6, 2, 2}, WIDE}},
-     .f = c_group_norm, .axis = 3, .p = {1e-5}},
 };
 
 #undef ONE
@@ -1154,6 +1285,8 @@ static double draw_value(ag_rng *r, value_kind v)
         return 0.1 + 0.25 * ((double)ag_rng_below(r, 12) - 6.0);
     case GRID_B:
         return 0.25 * ((double)ag_rng_below(r, 12) - 6.0);
+    case OFFSET:
+        return 100.0 - 1.0 + 2.0 * ag_rng_uniform(r);
     case UNIFORM:
     case DISTINCT:
         break;
