@@ -369,12 +369,13 @@ typedef struct plan {
     /* With threads and B packed: all of op(B) is packed once, shared, before
     ** the parts run (b_bytes of it, not per part). */
     bool b_shared;
+    bool b_packed;    /* op(B) is packed (not read in place) */
     int pm, pn;
     int64_t part_m, part_n;
     int slices;       /* a part's rows are cut in this many slices of slice_m, taken dynamically */
     int64_t slice_m;
     size_t a_bytes, b_bytes, part_bytes;   /* a part's packed A and B, and all its buffers */
-    size_t shared_bytes;                   /* B packed whole when b_shared, else 0 */
+    size_t shared_bytes;   /* B packed whole: shared (b_shared), or for agk_gemm_add; else 0 */
 } plan;
 
 /* Below this many multiply-adds per thread, waking a thread costs more
@@ -485,9 +486,13 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     }
     p->a_direct = a_in_place(small, medium, ta, half_lines);
     p->b_direct = medium;
-    if (medium && !small && !tb && kernel_table[o->kernel].avoid_set_conflicts &&
-        set_conflicts(ldb, es, p->blk.kc < k ? p->blk.kc : k))
+    /* Whether B may be packed: the scratch size, asked without leading
+    ** dimensions (agk_gemm_scratch), must not depend on them. */
+    bool b_may_conflict = medium && !small && !tb && kernel_table[o->kernel].avoid_set_conflicts;
+    if (b_may_conflict && set_conflicts(ldb, es, p->blk.kc < k ? p->blk.kc : k))
         p->b_direct = false;
+    bool b_packed = p->b_packed = !p->b_direct || tb;
+    bool b_may_pack = !medium || tb || b_may_conflict;
     p->part_m = m;
     p->part_n = n;
     /* Equal k blocks no larger than kc, so no short last block. (Divisions
@@ -501,17 +506,10 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
         threads = (int)(macs / MIN_MACS_PER_THREAD);
     int64_t tiles_m = threads > 1 ? ceil_div(m, p->blk.mr) : 1;
     int64_t tiles_n = threads > 1 ? ceil_div(n, p->blk.nr) : 1;
-    bool b_packed = !p->b_direct || tb;
     if (threads > 1 && tiles_m * tiles_n >= threads) {
-        /* A packed B is packed once for all threads, before they start
-        ** (gemm_run). Each part packed its own before, and each of its
-        ** slices again (below): at 1024^3 on Zen 3 a thread packed 1.5
-        ** times what one thread packs alone, and two threads ran 1.43x
-        ** one thread's speed. */
-        p->b_shared = b_packed;
         /* Choose the grid that minimises the largest part's work plus its
-        ** packing, which each part does for its own rows and columns (its
-        ** rows only when B is shared). */
+        ** packing: each part packs its own rows of A (B is shared, or read
+        ** in place). */
         double best = -1;
         for (int pm = 1; pm <= threads; pm++) {
             if (threads % pm)
@@ -521,7 +519,7 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
                 continue;
             double rows = (double)(ceil_div(tiles_m, pm) * p->blk.mr);
             double cols = (double)(ceil_div(tiles_n, pn) * p->blk.nr);
-            double cost = rows * cols + 8.0 * (rows + (p->b_shared ? 0 : cols));
+            double cost = rows * cols + 8.0 * rows;
             if (best < 0 || cost < best) {
                 best = cost;
                 p->pm = pm;
@@ -531,6 +529,12 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
             }
         }
     }
+    /* With parts, a packed B is packed once for all of them, before they
+    ** start (gemm_run). Each part packed its own before, and each of its
+    ** slices again (below): at 1024^3 on Zen 3 a thread packed 1.5 times
+    ** what one thread packs alone, and two threads ran 1.43x one thread's
+    ** speed. */
+    p->b_shared = b_packed && p->pm * p->pn > 1;
     /* With threads, each part's rows are cut into slices that the pool
     ** hands out as ag_pool_for does its ranges: a thread done with its own
     ** takes those left in another's, so a worker that wakes late or is
@@ -551,10 +555,11 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     int64_t b_cols = (p->part_n < p->blk.nc ? p->part_n : p->blk.nc) + p->blk.nr - 1;
     p->a_bytes = ((size_t)(a_rows * p->kblock) * es + 63) & ~(size_t)63;
     p->b_bytes = ((size_t)(b_cols * p->kblock) * es + 63) & ~(size_t)63;
-    if (p->b_shared) {
-        /* The parts still pack an edge of B read in place: never here. */
+    if (b_may_pack && (p->pm * p->pn > 1 || k > p->kblock)) {
+        /* Also for agk_gemm_add over several k blocks, which would pack B
+        ** again for each block of A (gemm_part_add_blocks); the scratch
+        ** size cannot tell agk_gemm_add from agk_gemm. */
         p->shared_bytes = ((size_t)(round_up(n, p->blk.nr) * k) * es + 63) & ~(size_t)63;
-        p->b_bytes = 0;
     }
     p->part_bytes = p->a_bytes + p->b_bytes;
     if (k > p->kblock) {
@@ -624,6 +629,7 @@ size_t agk_gemm_scratch(ag_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, b
 
 typedef struct gemm_job {
     const plan *p;
+    bool b_shared;        /* the plan's, or one part adding over several k blocks */
     agk_gemm_kernel kernel;
     ag_dtype dt;
     agk_part whole;       /* the product as computed (swapped if the plan says) */
@@ -669,7 +675,7 @@ static void run_slice(const gemm_job *j, int index, int slice, char *buf)
     part.b = (const char *)w->b + (size_t)(w->tb ? j0 * w->ldb : j0) * es;
     part.c = (char *)w->c + (size_t)(w->ct ? j0 * w->ldc + i0 : i0 * w->ldc + j0) * es;
     set_buffers(&part, p, buf);
-    if (p->b_shared) {
+    if (j->b_shared) {
         /* j0 is a multiple of nr: its panel starts j0 * k values in. */
         part.b_prepacked = true;
         part.pb = j->shared_b + (size_t)(j0 * w->k) * es;
@@ -723,6 +729,7 @@ static void gemm_run(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, 
     char *aligned = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     gemm_job job = {
         .p = &p, .kernel = r.kernel, .dt = dt,
+        .b_shared = p.b_shared || (accumulate && p.b_packed && p.shared_bytes > 0),
         .shared_b = aligned, .scratch = aligned + p.shared_bytes,
     };
     job.whole = (agk_part){.blk = &p.blk, .kblock = p.kblock, .k = k, .c = c, .ldc = ldc,
@@ -742,10 +749,15 @@ static void gemm_run(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, 
     if (parts == 1) {
         /* The whole is the one part: no copy of it (see make_plan). */
         set_buffers(&job.whole, &p, job.scratch);
+        if (job.b_shared) {
+            pack_shared_b(&job, 0, 0, ceil_div(job.whole.n, p.blk.nr));
+            job.whole.b_prepacked = true;
+            job.whole.pb = job.shared_b;
+        }
         run_kernel(r.kernel, dt, &job.whole);
         return;
     }
-    if (p.b_shared) {
+    if (job.b_shared) {
         /* Two jobs, so no thread waits inside one for another's packing:
         ** the pool's end of a job already copes with a late worker. */
         int64_t panels = ceil_div(job.whole.n, p.blk.nr);
