@@ -548,6 +548,11 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
         int64_t s = p->part_m / min_rows;
         p->slices = (int)(s < 1 ? 1 : s > MAX_SLICES ? MAX_SLICES : s);
         p->slice_m = round_up(ceil_div(p->part_m, p->slices), p->blk.mr);
+        /* A slice a little taller than mc would end in a thin block of A,
+        ** whose few tiles stream every B panel from the L3 for little
+        ** work: such a slice is one block (mc only sizes the A block). */
+        if (p->slice_m > p->blk.mc && p->slice_m <= p->blk.mc + p->blk.mc / 4)
+            p->blk.mc = (int)p->slice_m;
     }
     /* Packed panels round rows up to mr and columns to nr: mr - 1 and nr - 1
     ** more are enough, without dividing. */
