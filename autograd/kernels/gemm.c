@@ -366,8 +366,8 @@ typedef struct plan {
     agk_blocking blk;
     int64_t kblock;   /* the same for every part, whatever the grid */
     bool swap, a_direct, b_direct;
-    /* With threads and B packed: all of op(B) is packed once, shared, before
-    ** the parts run (b_bytes of it, not per part). */
+    /* With parts and B packed: all of op(B) is packed once, shared, into
+    ** shared_bytes before the parts run. */
     bool b_shared;
     bool b_packed;    /* op(B) is packed (not read in place) */
     int pm, pn;
@@ -531,9 +531,8 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     }
     /* With parts, a packed B is packed once for all of them, before they
     ** start (gemm_run). Each part packed its own before, and each of its
-    ** slices again (below): at 1024^3 on Zen 3 a thread packed 1.5 times
-    ** what one thread packs alone, and two threads ran 1.43x one thread's
-    ** speed. */
+    ** slices again (below): at 1024^3 on two threads, each packed 1.5 times
+    ** what one thread packs alone for half the multiply-adds. */
     p->b_shared = b_packed && p->pm * p->pn > 1;
     /* With threads, each part's rows are cut into slices that the pool
     ** hands out as ag_pool_for does its ranges: a thread done with its own
