@@ -149,16 +149,14 @@ static int64_t rows_of(const ag_tensor *x)
 }
 
 /* x^T dz added straight into the weight's ag_grad, where the engine would
-** only add it there at the end of the pass (agi_param_grad_target) and the
-** product is one k block (agk_gemm_add): the same bits, without writing
-** the product out and reading it back. Returns whether it did. */
+** only add it there at the end of the pass (agi_param_grad_target):
+** agk_gemm_add gives the same bits, for any number of rows, without
+** writing the product out and reading it back. Returns whether it did. */
 static bool add_weight_grad(ag_tape *t, ag_tensor *w, const ag_tensor *x, const ag_tensor *dz,
                             int64_t rows)
 {
     ag_dtype dt = (ag_dtype)w->dtype;
     int64_t n_in = w->shape[0], n_out = w->shape[1];
-    if (rows > agk_gemm_one_block_k(dt))
-        return false;
     void *grad = agi_param_grad_target(t, w);
     if (!grad)
         return false;

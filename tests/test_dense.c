@@ -171,6 +171,9 @@ Test(dense, backward_adds_the_weight_gradient_in_place_with_the_same_bits)
             check_backward_same_bits(dt, acts[a], 9, 12, 5, 3, 1);     /* and a penalty */
         }
         check_backward_same_bits(dt, AG_ACT_RELU, 1100, 5, 9, 1, 1);   /* k past one block */
+        /* k past one block with B (dz) packed, one thread and two */
+        check_backward_same_bits(dt, AG_ACT_TANH, 1100, 300, 200, 1, 1);
+        check_backward_same_bits(dt, AG_ACT_TANH, 1100, 300, 200, 1, 2);
         check_backward_same_bits(dt, AG_ACT_RELU, 0, 5, 9, 1, 1);      /* empty batch */
         check_backward_same_bits(dt, AG_ACT_TANH, 64, 300, 200, 1, 2); /* split on threads */
     }

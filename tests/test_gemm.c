@@ -532,7 +532,8 @@ Test(gemm_env, unknown_override_is_reported_and_ignored, .init = cr_redirect_std
 }
 
 /* Shapes big enough to be split among threads, in both orientations and
-** with several k blocks: the bits of C must not depend on the thread count. */
+** with several k blocks, B read in place or packed once for all threads:
+** the bits of C must not depend on the thread count. */
 static void threads_bitwise(ag_dtype dt, agk_gemm_kernel id)
 {
     if (!agk_gemm_kernel_runs(id))
@@ -543,6 +544,8 @@ static void threads_bitwise(ag_dtype dt, agk_gemm_kernel id)
         {700, 5, 900, false, false, 0},   {700, 5, 900, true, true, 0},
         {40, 50, 1500, false, false, 2},  {5, 640, 1000, false, true, 0},
         {333, 333, 40, false, false, 0},  {520, 300, 700, true, false, 0},
+        /* B packed whole and shared, the parts cut by columns (3 threads) */
+        {12, 900, 700, false, false, 0},
     };
     ag_pool *two = ag_pool_new(2), *three = ag_pool_new(3);
     cr_assert(two && three);

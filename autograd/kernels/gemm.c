@@ -27,6 +27,8 @@ typedef struct agk_part {
     bool ta, tb;
     bool a_direct;          /* read op(A) in place, packing no panel of it */
     bool b_direct;          /* read op(B) in place unless transposed; pack only edges */
+    bool b_prepacked;       /* 'pb' holds all of op(B)'s panels packed whole, k x nr each
+                            ** (pack_b_panels): no part packs B, none packs it twice */
     bool ct;                /* C is stored transposed: (i, j) at c[j*ldc + i] */
     bool accumulate;        /* C += the product: the first k block adds too */
     void *pa, *pb;          /* packing buffers */
@@ -364,11 +366,16 @@ typedef struct plan {
     agk_blocking blk;
     int64_t kblock;   /* the same for every part, whatever the grid */
     bool swap, a_direct, b_direct;
+    /* With parts and B packed: all of op(B) is packed once, shared, into
+    ** shared_bytes before the parts run. */
+    bool b_shared;
+    bool b_packed;    /* op(B) is packed (not read in place) */
     int pm, pn;
     int64_t part_m, part_n;
     int slices;       /* a part's rows are cut in this many slices of slice_m, taken dynamically */
     int64_t slice_m;
     size_t a_bytes, b_bytes, part_bytes;   /* a part's packed A and B, and all its buffers */
+    size_t shared_bytes;   /* B packed whole: shared (b_shared), or for agk_gemm_add; else 0 */
 } plan;
 
 /* Below this many multiply-adds per thread, waking a thread costs more
@@ -479,9 +486,13 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     }
     p->a_direct = a_in_place(small, medium, ta, half_lines);
     p->b_direct = medium;
-    if (medium && !small && !tb && kernel_table[o->kernel].avoid_set_conflicts &&
-        set_conflicts(ldb, es, p->blk.kc < k ? p->blk.kc : k))
+    /* Whether B may be packed: the scratch size, asked without leading
+    ** dimensions (agk_gemm_scratch), must not depend on them. */
+    bool b_may_conflict = medium && !small && !tb && kernel_table[o->kernel].avoid_set_conflicts;
+    if (b_may_conflict && set_conflicts(ldb, es, p->blk.kc < k ? p->blk.kc : k))
         p->b_direct = false;
+    bool b_packed = p->b_packed = !p->b_direct || tb;
+    bool b_may_pack = !medium || tb || b_may_conflict;
     p->part_m = m;
     p->part_n = n;
     /* Equal k blocks no larger than kc, so no short last block. (Divisions
@@ -497,7 +508,8 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     int64_t tiles_n = threads > 1 ? ceil_div(n, p->blk.nr) : 1;
     if (threads > 1 && tiles_m * tiles_n >= threads) {
         /* Choose the grid that minimises the largest part's work plus its
-        ** packing, which each part does for its own rows and columns. */
+        ** packing: each part packs its own rows of A (B is shared, or read
+        ** in place). */
         double best = -1;
         for (int pm = 1; pm <= threads; pm++) {
             if (threads % pm)
@@ -507,7 +519,7 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
                 continue;
             double rows = (double)(ceil_div(tiles_m, pm) * p->blk.mr);
             double cols = (double)(ceil_div(tiles_n, pn) * p->blk.nr);
-            double cost = rows * cols + 8.0 * (rows + cols);
+            double cost = rows * cols + 8.0 * rows;
             if (best < 0 || cost < best) {
                 best = cost;
                 p->pm = pm;
@@ -517,20 +529,29 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
             }
         }
     }
+    /* With parts, a packed B is packed once for all of them, before they
+    ** start (gemm_run). Each part packed its own before, and each of its
+    ** slices again (below): at 1024^3 on two threads, each packed 1.5 times
+    ** what one thread packs alone for half the multiply-adds. */
+    p->b_shared = b_packed && p->pm * p->pn > 1;
     /* With threads, each part's rows are cut into slices that the pool
     ** hands out as ag_pool_for does its ranges: a thread done with its own
     ** takes those left in another's, so a worker that wakes late or is
     ** descheduled (common on VMs) does not hold the caller up by a whole
-    ** part. Each slice packs its own B when B is packed: slices of 256 rows
-    ** or more keep that under 2% of the multiply-adds. */
+    ** part. A slice packs only its own rows of A (B is read in place or
+    ** shared), so slices cost little more than the tiles' edges. */
     p->slices = 1;
     p->slice_m = p->part_m;
     if (p->pm * p->pn > 1) {
-        bool b_packed = !p->b_direct || tb;
-        int64_t min_rows = b_packed ? 256 : 4 * p->blk.mr;
+        int64_t min_rows = 4 * p->blk.mr;
         int64_t s = p->part_m / min_rows;
         p->slices = (int)(s < 1 ? 1 : s > MAX_SLICES ? MAX_SLICES : s);
         p->slice_m = round_up(ceil_div(p->part_m, p->slices), p->blk.mr);
+        /* A slice a little taller than mc would end in a thin block of A,
+        ** whose few tiles stream every B panel from the L3 for little
+        ** work: such a slice is one block (mc only sizes the A block). */
+        if (p->slice_m > p->blk.mc && p->slice_m <= p->blk.mc + p->blk.mc / 4)
+            p->blk.mc = (int)p->slice_m;
     }
     /* Packed panels round rows up to mr and columns to nr: mr - 1 and nr - 1
     ** more are enough, without dividing. */
@@ -538,6 +559,12 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     int64_t b_cols = (p->part_n < p->blk.nc ? p->part_n : p->blk.nc) + p->blk.nr - 1;
     p->a_bytes = ((size_t)(a_rows * p->kblock) * es + 63) & ~(size_t)63;
     p->b_bytes = ((size_t)(b_cols * p->kblock) * es + 63) & ~(size_t)63;
+    if (b_may_pack && (p->pm * p->pn > 1 || k > p->kblock)) {
+        /* Also for agk_gemm_add over several k blocks, which would pack B
+        ** again for each block of A (gemm_part_add_blocks); the scratch
+        ** size cannot tell agk_gemm_add from agk_gemm. */
+        p->shared_bytes = ((size_t)(round_up(n, p->blk.nr) * k) * es + 63) & ~(size_t)63;
+    }
     p->part_bytes = p->a_bytes + p->b_bytes;
     if (k > p->kblock) {
         /* agk_gemm_add's chains of a C block (gemm_part_add_blocks): as
@@ -592,7 +619,7 @@ size_t agk_gemm_scratch_with(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int
     plan p;
     make_plan(&p, dt, &r, m, n, k, ta, tb, 0, 0, pool);
     /* 64 more so the caller's block need not be aligned. */
-    return (size_t)(p.pm * p.pn) * p.part_bytes + 64;
+    return p.shared_bytes + (size_t)(p.pm * p.pn) * p.part_bytes + 64;
 }
 
 size_t agk_gemm_scratch(ag_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
@@ -606,10 +633,12 @@ size_t agk_gemm_scratch(ag_dtype dt, int64_t m, int64_t n, int64_t k, bool ta, b
 
 typedef struct gemm_job {
     const plan *p;
+    bool b_shared;        /* the plan's, or one part adding over several k blocks */
     agk_gemm_kernel kernel;
     ag_dtype dt;
     agk_part whole;       /* the product as computed (swapped if the plan says) */
     char *scratch;        /* 64-aligned, part_bytes per part (per task) */
+    char *shared_b;       /* B packed whole, when the plan shares it */
 } gemm_job;
 
 static void run_kernel(agk_gemm_kernel id, ag_dtype dt, const agk_part *part)
@@ -650,7 +679,26 @@ static void run_slice(const gemm_job *j, int index, int slice, char *buf)
     part.b = (const char *)w->b + (size_t)(w->tb ? j0 * w->ldb : j0) * es;
     part.c = (char *)w->c + (size_t)(w->ct ? j0 * w->ldc + i0 : i0 * w->ldc + j0) * es;
     set_buffers(&part, p, buf);
+    if (j->b_shared) {
+        /* j0 is a multiple of nr: its panel starts j0 * k values in. */
+        part.b_prepacked = true;
+        part.pb = j->shared_b + (size_t)(j0 * w->k) * es;
+    }
     run_kernel(j->kernel, j->dt, &part);
+}
+
+/* Panels begin..end - 1 of op(B), packed whole into the shared buffer. */
+static void pack_shared_b(void *ctx, int task, int64_t begin, int64_t end)
+{
+    (void)task;
+    const gemm_job *j = ctx;
+    const agk_part *w = &j->whole;
+    if (j->dt == AG_F32)
+        pack_b_panels_f32(kernel_f32(j->kernel), w->k, w->n, w->b, w->ldb, w->tb,
+                          (float *)(void *)j->shared_b, begin, end);
+    else
+        pack_b_panels_f64(kernel_f64(j->kernel), w->k, w->n, w->b, w->ldb, w->tb,
+                          (double *)(void *)j->shared_b, begin, end);
 }
 
 /* Items begin..end - 1 (part * slices + slice), run by 'task', in its
@@ -682,9 +730,11 @@ static void gemm_run(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, 
     }
     plan p;
     make_plan(&p, dt, &r, m, n, k, ta, tb, lda, ldb, pool);
+    char *aligned = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     gemm_job job = {
         .p = &p, .kernel = r.kernel, .dt = dt,
-        .scratch = (char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63),
+        .b_shared = p.b_shared || (accumulate && p.b_packed && p.shared_bytes > 0),
+        .shared_b = aligned, .scratch = aligned + p.shared_bytes,
     };
     job.whole = (agk_part){.blk = &p.blk, .kblock = p.kblock, .k = k, .c = c, .ldc = ldc,
                            .a_direct = p.a_direct, .b_direct = p.b_direct, .ct = p.swap,
@@ -703,8 +753,20 @@ static void gemm_run(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, 
     if (parts == 1) {
         /* The whole is the one part: no copy of it (see make_plan). */
         set_buffers(&job.whole, &p, job.scratch);
+        if (job.b_shared) {
+            pack_shared_b(&job, 0, 0, ceil_div(job.whole.n, p.blk.nr));
+            job.whole.b_prepacked = true;
+            job.whole.pb = job.shared_b;
+        }
         run_kernel(r.kernel, dt, &job.whole);
         return;
+    }
+    if (job.b_shared) {
+        /* Two jobs, so no thread waits inside one for another's packing:
+        ** the pool's end of a job already copes with a late worker. */
+        int64_t panels = ceil_div(job.whole.n, p.blk.nr);
+        if (!agk_pool_try_ranges(pool, parts, panels, pack_shared_b, &job))
+            pack_shared_b(&job, 0, 0, panels);
     }
     int64_t items = (int64_t)parts * p.slices;
     if (!agk_pool_try_ranges(pool, parts, items, run_items, &job)) {

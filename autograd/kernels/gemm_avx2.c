@@ -106,55 +106,37 @@ AVX2_ROWS(rows_f32, float, __m256, 8, ps, _mm256_broadcast_ss, load_c_ps)
 AVX2_ROWS(rows_f64, double, __m256d, 4, pd, _mm256_broadcast_sd, load_c_pd)
 #undef FMADD
 
-AGK_TARGET_AVX2 static void tile_f32(int64_t kc, const float *a, int64_t ars, int64_t acs,
-                                     const float *b, int64_t brs, float *c, int64_t ldc,
-                                     agk_c_mode mode, int rows, int cols)
-{
-    if (cols > 8) {
-        switch (rows) {
-        case 1: rows_f32(1, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 2: rows_f32(2, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 3: rows_f32(3, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 4: rows_f32(4, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 5: rows_f32(5, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        default: rows_f32(6, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        }
-    } else {
-        switch (rows) {
-        case 1: rows_f32(1, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 2: rows_f32(2, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 3: rows_f32(3, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 4: rows_f32(4, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 5: rows_f32(5, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        default: rows_f32(6, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        }
+/* Any tile: rows <= MR, cols <= two vectors of V; one copy of the loop
+** per height and width, each with constant trip counts. */
+#define AVX2_TILE(NAME, T, V, ROWS_FN)                                                        \
+    AGK_TARGET_AVX2 static void NAME(int64_t kc, const T *a, int64_t ars, int64_t acs,       \
+                                     const T *b, int64_t brs, T *c, int64_t ldc,             \
+                                     agk_c_mode mode, int rows, int cols)                    \
+    {                                                                                         \
+        if (cols > V) {                                                                       \
+            switch (rows) {                                                                   \
+            case 1: ROWS_FN(1, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
+            case 2: ROWS_FN(2, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
+            case 3: ROWS_FN(3, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
+            case 4: ROWS_FN(4, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
+            case 5: ROWS_FN(5, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
+            default: ROWS_FN(6, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;       \
+            }                                                                                 \
+        } else {                                                                              \
+            switch (rows) {                                                                   \
+            case 1: ROWS_FN(1, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
+            case 2: ROWS_FN(2, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
+            case 3: ROWS_FN(3, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
+            case 4: ROWS_FN(4, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
+            case 5: ROWS_FN(5, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
+            default: ROWS_FN(6, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;       \
+            }                                                                                 \
+        }                                                                                     \
     }
-}
 
-AGK_TARGET_AVX2 static void tile_f64(int64_t kc, const double *a, int64_t ars, int64_t acs,
-                                     const double *b, int64_t brs, double *c, int64_t ldc,
-                                     agk_c_mode mode, int rows, int cols)
-{
-    if (cols > 4) {
-        switch (rows) {
-        case 1: rows_f64(1, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 2: rows_f64(2, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 3: rows_f64(3, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 4: rows_f64(4, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 5: rows_f64(5, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        default: rows_f64(6, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        }
-    } else {
-        switch (rows) {
-        case 1: rows_f64(1, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 2: rows_f64(2, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 3: rows_f64(3, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 4: rows_f64(4, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        case 5: rows_f64(5, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        default: rows_f64(6, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;
-        }
-    }
-}
+AVX2_TILE(tile_f32, float, 8, rows_f32)
+AVX2_TILE(tile_f64, double, 4, rows_f64)
+#undef AVX2_TILE
 
 /* Transposes an 8 x 8 block of floats: row r of src (stride ld) becomes
 ** column r of dst (stride w); with 'add', dst's rows are added to. */

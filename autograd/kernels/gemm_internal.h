@@ -24,6 +24,13 @@
 #define AGK_HAVE_X86 0
 #endif
 
+/* A hint to bring the line holding *p into the caches for reading. */
+#if defined(__GNUC__)
+#define AGK_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define AGK_PREFETCH(p) ((void)(p))
+#endif
+
 /* What a tile does with the part of C it covers. SET: C = the sum, a chain
 ** of multiply-adds over p that starts from zero. ADD: C = C + that sum,
 ** one addition at the end (agk_gemm_add: the bits of a separate add).

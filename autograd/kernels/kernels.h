@@ -314,8 +314,8 @@ void agk_gemm(ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64
 /* C += op(A) op(B), with the bits of agk_gemm into a buffer followed by
 ** adding the buffer into C, for any k. With k <= agk_gemm_one_block_k(dt)
 ** the product is one k block, summed in registers and added as each tile
-** is stored; longer k chains each block of C in a buffer of the scratch
-** and packs B again per block of A (slower). Same scratch as agk_gemm. */
+** is stored; longer k chains each block of C in a buffer of the scratch,
+** then adds it (B packed whole first, if packed). Same scratch as agk_gemm. */
 void agk_gemm_add(ag_dtype dt, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
                   bool ta, const void *b, int64_t ldb, bool tb, void *c, int64_t ldc,
                   void *scratch, ag_pool *pool);
