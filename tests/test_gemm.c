@@ -431,8 +431,11 @@ Test(gemm, dispatcher_names_and_support)
 }
 
 /* The probe for what cpuid cannot tell picks one of its candidates, the
-** only one when alone, and in well under a millisecond; between the
-** portable kernel and a SIMD one it picks the SIMD one. */
+** only one when alone, and quickly; between the portable kernel and a SIMD
+** one it picks the SIMD one. The time is this thread's CPU time, so that a
+** loaded machine that deschedules the test cannot fail it, with room for
+** sanitizers: the bound catches a probe that runs for milliseconds, and
+** tools/bench gives the figure. */
 Test(gemm, probe_is_quick_and_picks_a_candidate)
 {
     agk_gemm_kernel runs[AGK_GEMM_KERNELS];
@@ -441,9 +444,9 @@ Test(gemm, probe_is_quick_and_picks_a_candidate)
         if (agk_gemm_kernel_runs((agk_gemm_kernel)id))
             runs[n++] = (agk_gemm_kernel)id;
     struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
     agk_gemm_kernel pick = agk_gemm_kernel_probe(runs, n);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
     double us = 1e6 * (double)(t1.tv_sec - t0.tv_sec) + 1e-3 * (double)(t1.tv_nsec - t0.tv_nsec);
     bool found = false;
     for (int i = 0; i < n; i++)
@@ -451,7 +454,7 @@ Test(gemm, probe_is_quick_and_picks_a_candidate)
     cr_assert(found);
     cr_assert_eq(agk_gemm_kernel_probe(runs, 1), runs[0]);
     /* 2 rounds of 50 us per candidate, plus the last calls' overshoot. */
-    cr_assert_lt(us, 100.0 * n + 400.0, "the probe took %.0f us", us);
+    cr_assert_lt(us, 100.0 * n + 2000.0, "the probe took %.0f us of CPU time", us);
     if (n > 1)
         cr_assert_neq(pick, AGK_GEMM_PORTABLE);
 }
