@@ -310,56 +310,7 @@ typedef struct conv_job {
     size_t cols_bytes, task_bytes;
     int64_t per_chunk;      /* weight gradient: images per chunk */
     char *partials;         /* weight gradient: chunk c > 0 sums into partials[c - 1] */
-    bool flipped;           /* input gradient as a correlation (flip_applies): gt, wflip */
-    conv_geom gt;           /* its geometry: gy's planes in, the input's planes out */
-    const void *wflip;      /* its kernel [C, O/groups, KH, KW], the weight flipped */
 } conv_job;
-
-/* The input gradient of a convolution with stride and dilation 1 is itself
-** a convolution: dx[c, y, x] = sum_o,i,j w[o, c, i, j] gy[o, y + p - i, x + p - j]
-** reads gy through the taps mirrored, so with the kernel flipped in both
-** spatial axes and its channel axes swapped (wflip[c, o, KH-1-i, KW-1-j] =
-** w[o, c, i, j]) it is a correlation of gy padded by KH-1-p (and KW-1-p),
-** whose output is exactly H x W. That is one product per image and group
-** with depth O/groups KH KW (288 for the example's second layer) writing
-** dx in place, instead of a product of depth O/groups (32) into columns
-** folded back by scattered adds. It needs p <= K-1 (a padding no smaller
-** than zero); any other geometry, or an empty one, keeps the fold. */
-static bool flip_applies(const conv_geom *g)
-{
-    return g->p[SH] == 1 && g->p[SW] == 1 && g->p[DH] == 1 && g->p[DW] == 1 &&
-           g->p[PH] <= g->kh - 1 && g->p[PW] <= g->kw - 1 && g->o > 0 && g->c > 0 &&
-           g->h * g->w > 0;
-}
-
-/* The flipped problem's geometry: gy's [O, OH, OW] planes are its input,
-** dx's [C, H, W] its output. */
-static conv_geom flip_geom(const conv_geom *g)
-{
-    conv_geom f = {.n = g->n, .c = g->o, .h = g->oh, .w = g->ow, .o = g->c, .kh = g->kh,
-                   .kw = g->kw, .oh = g->h, .ow = g->w};
-    const int p[AGI_CONV_PARAMS] = {1, 1, (int)(g->kh - 1 - g->p[PH]), (int)(g->kw - 1 - g->p[PW]),
-                                    1, 1, g->p[GROUPS]};
-    memcpy(f.p, p, sizeof f.p);
-    return f;
-}
-
-#define DEFINE_FLIP(T, SUFFIX)                                                                     \
-    static void flip_##SUFFIX(const conv_geom *g, const T *restrict w, T *restrict f)             \
-    {                                                                                              \
-        const int64_t groups = g->p[GROUPS], og = g->o / groups, cg = g->c / groups;              \
-        const int64_t kh = g->kh, kw = g->kw;                                                      \
-        for (int64_t gi = 0; gi < groups; gi++)                                                    \
-            for (int64_t c = 0; c < cg; c++)                                                       \
-                for (int64_t o = 0; o < og; o++) {                                                 \
-                    const T *src = w + ((gi * og + o) * cg + c) * kh * kw;                         \
-                    T *dst = f + ((gi * cg + c) * og + o) * kh * kw;                               \
-                    for (int64_t i = 0; i < kh * kw; i++)                                          \
-                        dst[i] = src[kh * kw - 1 - i];                                             \
-                }                                                                                  \
-    }
-DEFINE_FLIP(float, f32)
-DEFINE_FLIP(double, f64)
 
 static void conv_image(const conv_job *j, char *scratch, int64_t n)
 {
@@ -368,17 +319,6 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
     int64_t P = g->oh * g->ow;
     size_t es = ag_dtype_size(j->dt);
     void *cols = scratch, *gs = scratch + j->cols_bytes;
-    if (j->flipped) {
-        /* dx_n[g] [C/groups, H W] = wflip_g [C/groups, Og KH KW] @ gy_n,g unfolded */
-        int64_t cg = g->c / groups, kt = og * g->kh * g->kw, hw = g->h * g->w;
-        for (int64_t gi = 0; gi < groups; gi++) {
-            unfold(j->inner, &j->gt, j->dt, false, n, gi, j->gy, cols, NULL);
-            agk_gemm(j->dt, cg, hw, kt, (const char *)j->wflip + (size_t)(gi * cg * kt) * es, kt,
-                     false, cols, hw, false, (char *)j->out + (size_t)((n * g->c + gi * cg) * hw) * es,
-                     hw, gs, j->inner);
-        }
-        return;
-    }
     if (j->kind == CONV_INPUT_GRAD && g->c * g->h * g->w != 0)
         memset((char *)j->out + (size_t)(n * g->c * g->h * g->w) * es, 0,
                (size_t)(g->c * g->h * g->w) * es);
@@ -464,23 +404,7 @@ static bool conv_run(ag_tape *t, conv_job *j)
                   : j->kind == CONV_INPUT_GRAD
                       ? agk_gemm_scratch(j->dt, k, P, og, true, false, j->inner)
                       : agk_gemm_scratch(j->dt, og, k, P, false, true, j->inner);
-    size_t cols = (size_t)(k * P);
-    j->flipped = j->kind == CONV_INPUT_GRAD && flip_applies(g);
-    if (j->flipped) {
-        int64_t kt = og * g->kh * g->kw, hw = g->h * g->w;
-        j->gt = flip_geom(g);
-        gemm = agk_gemm_scratch(j->dt, g->c / groups, hw, kt, false, false, j->inner);
-        cols = (size_t)(kt * hw);
-        void *f = agi_arena_alloc(t, (size_t)(g->c * kt) * es, 64);
-        if (!f)
-            return false;
-        if (j->dt == AG_F32)
-            flip_f32(g, j->w, f);
-        else
-            flip_f64(g, j->w, f);
-        j->wflip = f;
-    }
-    j->cols_bytes = round64(cols * es);
+    j->cols_bytes = round64((size_t)(k * P) * es);
     j->task_bytes = j->cols_bytes + round64(gemm);
     j->scratch = j->task_bytes ? agi_arena_alloc(t, (size_t)tasks * j->task_bytes, 64) : NULL;
     size_t partial_bytes = chunks > 1 ? (size_t)((chunks - 1) * g->o * k) * es : 0;
