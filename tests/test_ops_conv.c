@@ -348,6 +348,48 @@ Test(pool, max_pool_2x2_matches_the_rule_on_every_row_length)
         }
 }
 
+/* The 2x2 pooling's gradient writes each element of its plane once (no
+** memset first): g's own bits at the winners (-0, infinities and NaN
+** included) and +0 everywhere else, the odd row and column too, over an
+** arena left full of other numbers by earlier passes. */
+Test(pool, max_pool_2x2_gradient_writes_every_element_once)
+{
+    for (int f32 = 0; f32 < 2; f32++) {
+        ag_dtype dt = f32 ? AG_F32 : AG_F64;
+        int64_t shape[4] = {1, 2, 5, 7}, gshape[4] = {1, 2, 2, 3}, numel = 70;
+        ag_tape *t = ag_tape_new();
+        for (int pass = 0; pass < 2; pass++) {   /* both parities of the header arenas */
+            for (int k = 0; k < 64; k++)
+                ag_full(t, dt, 4, shape, -7);
+            ag_tape_reset(t);
+        }
+        double xv[70], gv[12] = {-0.0, NAN, INFINITY, -INFINITY, 1.5, -2, 3, -0.0, 4, 5, -6, 7};
+        for (int k = 0; k < 70; k++)   /* distinct values: the winner moves around the window */
+            xv[k] = (double)((k * 37) % 70);
+        ag_tensor *x = ag_requires_grad(ag_cast(t, ag_tensor_from(t, AG_F64, 4, shape, xv), dt));
+        ag_tensor *y = ag_max_pool2d(t, x, 2, 2, 2, 2, 0, 0);
+        ag_tensor *gy = ag_cast(t, ag_tensor_from(t, AG_F64, 4, gshape, gv), dt), *gx;
+        ag_gradients(t, y, gy, 1, &x, &gx, 0);
+        cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+        double want[70] = {0};
+        bool winner[70] = {false};
+        for (int64_t p = 0; p < 2; p++)
+            for (int64_t oy = 0; oy < 2; oy++)
+                for (int64_t ox = 0; ox < 3; ox++) {
+                    int64_t at = p * 35 + winner_2x2(xv + p * 35, 7, oy, ox);
+                    want[at] = gv[(p * 2 + oy) * 3 + ox];
+                    winner[at] = true;
+                }
+        for (int64_t k = 0; k < numel; k++) {
+            double v = ag_get(gx, k);
+            bool same = isnan(want[k]) ? isnan(v) : v == want[k] && !signbit(v) == !signbit(want[k]);
+            cr_assert(same, "%s: dx[%lld] = %g, not %g (%s)", f32 ? "f32" : "f64", (long long)k, v,
+                      want[k], winner[k] ? "a winner" : "+0");
+        }
+        ag_tape_free(t);
+    }
+}
+
 Test(pool, avg_pool_counts_padding)
 {
     ag_tape *t = ag_tape_new();
