@@ -78,6 +78,20 @@ static const geom geoms[] = {
     /* 1.2 MB of unfolded columns per image in f64; 9 images make the weight
     ** gradient's fixed chunks (ops_conv.c's WEIGHT_CHUNKS) uneven */
     {9, 16, 32, 32, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+    /* 16 and more input channels a group: the input gradient as a correlation
+    ** of g with the flipped kernel (ops_conv.c's flip_applies), over padding
+    ** 0 to K-1 with k 3 and 5, uneven kernels and paddings, groups, batch 1,
+    ** planes that are not "same"; padding K (the fold again) beside them */
+    {2, 16, 6, 5, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+    {1, 16, 5, 6, 4, 3, 3, 1, 1, 0, 0, 1, 1, 1},
+    {2, 16, 4, 5, 4, 3, 3, 1, 1, 2, 2, 1, 1, 1},
+    {1, 16, 7, 6, 4, 5, 5, 1, 1, 0, 1, 1, 1, 1},
+    {2, 16, 6, 7, 4, 5, 5, 1, 1, 2, 2, 1, 1, 1},
+    {1, 16, 5, 5, 4, 5, 5, 1, 1, 4, 3, 1, 1, 1},
+    {2, 16, 6, 5, 4, 5, 3, 1, 1, 2, 0, 1, 1, 1},
+    {2, 32, 5, 5, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2},
+    {1, 48, 4, 4, 6, 3, 5, 1, 1, 1, 2, 1, 1, 3},
+    {1, 16, 3, 3, 2, 3, 3, 1, 1, 3, 3, 1, 1, 1},
 };
 
 static void check_conv(const geom *g, ag_dtype dt, ag_pool *pool)
@@ -181,6 +195,8 @@ Test(conv2d, the_same_bits_on_any_threads)
         {9, 4, 9, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2},   /* groups, 5 uneven chunks */
         {2, 3, 8, 8, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1},   /* fewer images than 3 threads */
         {64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* fashion_cnn's first layer */
+        {9, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* its second: the flipped kernel */
+        {5, 32, 6, 5, 8, 3, 3, 1, 1, 2, 0, 1, 1, 2},      /* the same with groups */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         int64_t count, other;
