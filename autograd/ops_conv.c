@@ -339,9 +339,9 @@ typedef struct conv_job {
 ** thread, Zen 3: docs/PERFORMANCE.md) where the product's rows fill some
 ** register tiles, C/groups >= 16, and the bands are at most 4/5 of the
 ** fold's columns, O/groups KW (H + KH - 1) W against C/groups KH KW H W:
-** 12% on the example's second layer (0.76); at 0.86 (32 -> 64 channels,
-** 7x7) it was as fast or slower, and with one input channel (the first
-** layer) the product of one row ran 4x slower. Any other geometry, or an
+** 12% on the example's second layer (0.76); at 0.86 (7x7 planes) it was
+** even within the noise, and with one input channel (the first layer) the
+** product of one row ran 4x slower. Any other geometry, or an
 ** empty one, keeps the fold. */
 enum { FLIP_MIN_CHANNELS = 16 };
 static bool flip_applies(const conv_geom *g)
