@@ -13,9 +13,10 @@
 ** group by group): the image's receptive fields are unfolded into a
 ** [C/groups * KH * KW, OH * OW] matrix (im2col) in arena scratch, and the
 ** weight multiplies it, straight into the image's NCHW rows; the input
-** gradient folds such a matrix back (col2im). Images share out among the
-** pool's threads (conv_run says how, and why the bits stay the same on any
-** threads). Scratch comes from the tape's arena, so a repeated training
+** gradient folds such a matrix back (col2im), or, with stride 1 and enough
+** channels, correlates g with the flipped kernel (flip_applies). Images
+** share out among the pool's threads (conv_run says how, and why the bits
+** stay the same on any threads). Scratch comes from the tape's arena, so a repeated training
 ** step allocates nothing.
 */
 #include "internal.h"
@@ -285,6 +286,8 @@ static void unfold(ag_pool *pool, const conv_geom *g, ag_dtype dt, bool fold, in
 **
 **   forward         y_n[g]  = W_g [Og, K] @ cols_n,g        (written in place)
 **   input gradient  cols    = W_g^T [K, Og] @ gy_n[g]       (read in place), folded into dx_n
+**                   (or, with stride 1, as a correlation of gy with the flipped
+**                   kernel written in place: flip_applies says where)
 **   weight gradient dW_g   += gy_n[g] [Og, P] @ cols_n,g^T
 **
 ** read and write the tensors where they lie. With fewer images than
@@ -310,7 +313,112 @@ typedef struct conv_job {
     size_t cols_bytes, task_bytes;
     int64_t per_chunk;      /* weight gradient: images per chunk */
     char *partials;         /* weight gradient: chunk c > 0 sums into partials[c - 1] */
+    bool flipped;           /* input gradient as a correlation (flip_applies) */
+    const void *wflip;      /* its kernel: [groups, KH, C/groups, O/groups KW] */
 } conv_job;
+
+/* The input gradient of a convolution with stride and dilation 1 is itself
+** a convolution: dx[c, y, x] = sum_o,i,j w[o, c, i, j] gy[o, y + p - i, x + p - j]
+** reads gy through the taps mirrored, so with the kernel flipped (i' =
+** KH-1-i, j' = KW-1-j) it is a correlation of gy padded by KH-1-p (and
+** KW-1-p), whose output is exactly H x W. Its columns need not be unfolded
+** whole (O KH KW rows of H W: twice the fold's for the example's second
+** layer, which made the unfolding cost more than the fold it replaced):
+** only the column shifts are. Band (o, j') of gy holds the padded rows of
+** gy[o] shifted by j' columns, [H + KH - 1, W], so kernel row i' reads, for
+** output (y, x), band (o, j') at row y + i': the bands from row i' on are
+** one matrix [O/groups KW, H W] of row stride (H + KH - 1) W, read in place
+** by the product with that kernel row, wflip[i'] [C/groups, O/groups KW]
+** (wflip[g][i'][c][o][j'] = w[g O/groups + o][c][KH-1-i'][KW-1-j']). So
+**
+**   dx_n[g] [C/groups, H W] = sum over i' of wflip_g[i'] @ bands_n,g from row i'
+**
+** KH products of depth O/groups KW (96 for the example) written in place,
+** the first with agk_gemm and the rest with agk_gemm_add, in order of i':
+** the same sums whatever the threads. Needs p <= K-1. It was faster (one
+** thread, Zen 3: docs/PERFORMANCE.md) where the product's rows fill some
+** register tiles, C/groups >= 16, and the bands are at most 4/5 of the
+** fold's columns, O/groups KW (H + KH - 1) W against C/groups KH KW H W:
+** 12% on the example's second layer (0.76); at 0.86 (7x7 planes) it was
+** even within the noise, and with one input channel (the first layer) the
+** product of one row ran 4x slower. Any other geometry, or an
+** empty one, keeps the fold. */
+enum { FLIP_MIN_CHANNELS = 16 };
+static bool flip_applies(const conv_geom *g)
+{
+    int64_t groups = g->p[GROUPS], cg = g->c / groups, og = g->o / groups;
+    return g->p[SH] == 1 && g->p[SW] == 1 && g->p[DH] == 1 && g->p[DW] == 1 &&
+           g->p[PH] <= g->kh - 1 && g->p[PW] <= g->kw - 1 && og > 0 && g->h * g->w > 0 &&
+           cg >= FLIP_MIN_CHANNELS &&
+           5 * og * g->kw * (g->h + g->kh - 1) * g->w <= 4 * cg * g->kh * g->kw * g->h * g->w;
+}
+
+#define DEFINE_FLIP(T, SUFFIX)                                                                     \
+    static void flip_##SUFFIX(const conv_geom *g, const T *restrict w, T *restrict f)             \
+    {                                                                                              \
+        const int64_t groups = g->p[GROUPS], og = g->o / groups, cg = g->c / groups;              \
+        const int64_t kh = g->kh, kw = g->kw;                                                      \
+        for (int64_t gi = 0; gi < groups; gi++)                                                    \
+            for (int64_t i = 0; i < kh; i++)                                                       \
+                for (int64_t c = 0; c < cg; c++)                                                   \
+                    for (int64_t o = 0; o < og; o++)                                               \
+                        for (int64_t j = 0; j < kw; j++)                                           \
+                            *f++ = w[(((gi * og + o) * cg + c) * kh + kh - 1 - i) * kw +      \
+                                     kw - 1 - j];                                                  \
+    }                                                                                              \
+    /* group gi of image n of gy into its bands [O/groups KW, H + KH - 1, W] */                  \
+    static void bands_##SUFFIX(const conv_geom *g, const T *restrict gy, int64_t n, int64_t gi,    \
+                               T *restrict b)                                                      \
+    {                                                                                              \
+        const int64_t og = g->o / g->p[GROUPS], kw = g->kw, w = g->w, oh = g->oh, ow = g->ow;     \
+        const int64_t rows = g->h + g->kh - 1, top = g->kh - 1 - g->p[PH];                        \
+        for (int64_t o = 0; o < og; o++) {                                                         \
+            const T *plane = gy + ((n * g->o) + gi * og + o) * oh * ow;                            \
+            for (int64_t j = 0; j < kw; j++, b += rows * w) {                                      \
+                /* band column x reads gy column x + j - (KW-1-p): [lo, hi) inside */              \
+                int64_t s = j - (kw - 1 - g->p[PW]);                                               \
+                int64_t lo = s < 0 ? -s : 0, hi = ow - s < w ? ow - s : w;                         \
+                lo = lo > w ? w : lo;                                                              \
+                hi = hi < lo ? lo : hi;                                                            \
+                if (ow == w) {                                                                     \
+                    /* "same" (as 3x3 with padding 1): the plane shifted by s is one run,       \
+                    ** the column or two where a row's run wraps into the next then zeroed */  \
+                    for (int64_t k = 0; k < top * w; k++)                                          \
+                        b[k] = 0;                                                                  \
+                    for (int64_t k = (top + oh) * w; k < rows * w; k++)                            \
+                        b[k] = 0;                                                                  \
+                    T *d = b + top * w;                                                            \
+                    int64_t head = s < 0 ? -s : 0, tail = s > 0 ? s : 0;                           \
+                    int64_t len = oh * w - head - tail;                                            \
+                    if (len > 0)                                                                   \
+                        memcpy(d + head, plane + head + s, (size_t)len * sizeof(T));               \
+                    for (int64_t x = 0; x < lo; x++)                                               \
+                        for (int64_t y = 0; y < oh; y++)                                           \
+                            d[y * w + x] = 0;                                                      \
+                    for (int64_t x = hi; x < w; x++)                                               \
+                        for (int64_t y = 0; y < oh; y++)                                           \
+                            d[y * w + x] = 0;                                                      \
+                    continue;                                                                      \
+                }                                                                                  \
+                for (int64_t r = 0; r < rows; r++) {                                               \
+                    T *dst = b + r * w;                                                            \
+                    int64_t y = r - top;                                                           \
+                    if (y < 0 || y >= oh) {                                                        \
+                        for (int64_t x = 0; x < w; x++)                                            \
+                            dst[x] = 0;                                                            \
+                        continue;                                                                  \
+                    }                                                                              \
+                    for (int64_t x = 0; x < lo; x++)                                               \
+                        dst[x] = 0;                                                                \
+                    COPY_RUN(T, dst + lo, plane + y * ow + lo + s, hi - lo);                       \
+                    for (int64_t x = hi; x < w; x++)                                               \
+                        dst[x] = 0;                                                                \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+DEFINE_FLIP(float, f32)
+DEFINE_FLIP(double, f64)
 
 static void conv_image(const conv_job *j, char *scratch, int64_t n)
 {
@@ -319,6 +427,27 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
     int64_t P = g->oh * g->ow;
     size_t es = ag_dtype_size(j->dt);
     void *cols = scratch, *gs = scratch + j->cols_bytes;
+    if (j->flipped) {
+        int64_t cg = g->c / groups, kt = og * g->kw, hw = g->h * g->w;
+        int64_t ldb = (g->h + g->kh - 1) * g->w;
+        for (int64_t gi = 0; gi < groups; gi++) {
+            if (j->dt == AG_F32)
+                bands_f32(g, j->gy, n, gi, cols);
+            else
+                bands_f64(g, j->gy, n, gi, cols);
+            char *dx = (char *)j->out + (size_t)((n * g->c + gi * cg) * hw) * es;
+            for (int64_t i = 0; i < g->kh; i++) {
+                const char *a = (const char *)j->wflip + (size_t)((gi * g->kh + i) * cg * kt) * es;
+                const char *b = (const char *)cols + (size_t)(i * g->w) * es;
+                if (i == 0)
+                    agk_gemm(j->dt, cg, hw, kt, a, kt, false, b, ldb, false, dx, hw, gs, j->inner);
+                else
+                    agk_gemm_add(j->dt, cg, hw, kt, a, kt, false, b, ldb, false, dx, hw, gs,
+                                 j->inner);
+            }
+        }
+        return;
+    }
     if (j->kind == CONV_INPUT_GRAD && g->c * g->h * g->w != 0)
         memset((char *)j->out + (size_t)(n * g->c * g->h * g->w) * es, 0,
                (size_t)(g->c * g->h * g->w) * es);
@@ -404,7 +533,22 @@ static bool conv_run(ag_tape *t, conv_job *j)
                   : j->kind == CONV_INPUT_GRAD
                       ? agk_gemm_scratch(j->dt, k, P, og, true, false, j->inner)
                       : agk_gemm_scratch(j->dt, og, k, P, false, true, j->inner);
-    j->cols_bytes = round64((size_t)(k * P) * es);
+    size_t cols = (size_t)(k * P);
+    j->flipped = j->kind == CONV_INPUT_GRAD && flip_applies(g);
+    if (j->flipped) {
+        int64_t kt = og * g->kw, hw = g->h * g->w, ldb = (g->h + g->kh - 1) * g->w;
+        gemm = agk_gemm_scratch(j->dt, g->c / groups, hw, kt, false, false, j->inner);
+        cols = (size_t)(kt * ldb);
+        void *f = agi_arena_alloc(t, (size_t)(g->c * kt * g->kh) * es, 64);
+        if (!f)
+            return false;
+        if (j->dt == AG_F32)
+            flip_f32(g, j->w, f);
+        else
+            flip_f64(g, j->w, f);
+        j->wflip = f;
+    }
+    j->cols_bytes = round64(cols * es);
     j->task_bytes = j->cols_bytes + round64(gemm);
     j->scratch = j->task_bytes ? agi_arena_alloc(t, (size_t)tasks * j->task_bytes, 64) : NULL;
     size_t partial_bytes = chunks > 1 ? (size_t)((chunks - 1) * g->o * k) * es : 0;

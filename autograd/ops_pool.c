@@ -72,7 +72,7 @@ enum { WINDOWS_2X2 = 8 };
         (code)[ox] = k_;                                                                           \
     } while (0)
 
-#define DEFINE_POOL_2X2(T, SUFFIX)                                                                 \
+#define DEFINE_POOL_2X2(T, U, SUFFIX)                                                                 \
     AGK_SIMD_CLONES static void max_plane_2x2_##SUFFIX(const T *restrict x, int64_t h, int64_t w,  \
                                                        int64_t oh, int64_t ow, T *restrict y,      \
                                                        int32_t *restrict code)                     \
@@ -108,17 +108,29 @@ enum { WINDOWS_2X2 = 8 };
         }                                                                                          \
     }                                                                                              \
     /* the gradient's plane: each window's g at its winner, zeros elsewhere (and in the row     \
-    ** and column an odd size leaves out of every window) */                                    \
-    static void scatter_plane_2x2_##SUFFIX(const T *restrict g, const int32_t *restrict code,      \
-                                           int64_t h, int64_t w, int64_t oh, int64_t ow,           \
-                                           T *restrict x)                                          \
+    ** and column an odd size leaves out of every window), each element written once, by      \
+    ** selects the compiler vectorises (a memset of the plane and then a store per window      \
+    ** wrote the plane twice, the second time scattered) */                                    \
+    AGK_SIMD_CLONES static void scatter_plane_2x2_##SUFFIX(const T *restrict g,                    \
+                                                           const int32_t *restrict code,           \
+                                                           int64_t h, int64_t w, int64_t oh,        \
+                                                           int64_t ow, T *restrict x)              \
     {                                                                                              \
-        memset(x, 0, (size_t)(h * w) * sizeof(T));                                                 \
         for (int64_t oy = 0; oy < oh; oy++, g += ow, code += ow) {                                 \
-            T *r0 = x + 2 * oy * w;                                                                \
-            for (int64_t ox = 0; ox < ow; ox++)                                                    \
-                r0[(code[ox] >> 1) * w + 2 * ox + (code[ox] & 1)] = g[ox];                         \
+            T *r0 = x + 2 * oy * w, *r1 = r0 + w;                                                  \
+            for (int64_t ox = 0; ox < ow; ox++) {                                                  \
+                U v, e[4];                                                                         \
+                memcpy(&v, g + ox, sizeof v);                                                      \
+                for (int32_t q = 0; q < 4; q++)                                                    \
+                    e[q] = v & (U)-(U)(code[ox] == q);                                             \
+                memcpy(r0 + 2 * ox, e, 2 * sizeof v);                                              \
+                memcpy(r1 + 2 * ox, e + 2, 2 * sizeof v);                                          \
+            }                                                                                      \
+            if (w > 2 * ow)                                                                        \
+                r0[w - 1] = r1[w - 1] = 0;                                                         \
         }                                                                                          \
+        for (int64_t i = 2 * oh * w; i < h * w; i++)                                               \
+            x[i] = 0;                                                                              \
     }                                                                                              \
     static void gather_plane_2x2_##SUFFIX(const T *restrict u, const int32_t *restrict code,       \
                                           int64_t w, int64_t oh, int64_t ow, T *restrict y)        \
@@ -129,8 +141,8 @@ enum { WINDOWS_2X2 = 8 };
                 y[ox] = r0[(code[ox] >> 1) * w + 2 * ox + (code[ox] & 1)];                         \
         }                                                                                          \
     }
-DEFINE_POOL_2X2(float, f32)
-DEFINE_POOL_2X2(double, f64)
+DEFINE_POOL_2X2(float, uint32_t, f32)
+DEFINE_POOL_2X2(double, uint64_t, f64)
 
 static bool is_2x2(const pool_geom *pg)
 {

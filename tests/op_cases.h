@@ -1108,6 +1108,13 @@ static const op_case op_cases[] = {
     {"conv2d_input_grad", "g[1,2,2,3] w[2,3,2,2] into 3x4", 2,
      {{4, {1, 2, 2, 3}, UNIFORM}, {4, {2, 3, 2, 2}, UNIFORM}}, .f = c_conv2d_input_grad,
      .iv = {1, 1, 0, 0, 1, 1, 1}, .to = {2, {3, 4}}},
+    /* 16 input channels: computed as a correlation with the flipped kernel */
+    {"conv2d", "x[1,16,3,3] w[2,16,3,3] pad 1: the input gradient by the flipped kernel", 2,
+     {{4, {1, 16, 3, 3}, UNIFORM}, {4, {2, 16, 3, 3}, UNIFORM}}, .f = c_conv2d,
+     .iv = {1, 1, 1, 1, 1, 1, 1}},
+    {"conv2d_input_grad", "g[1,2,4,3] w[2,16,3,2] into 4x4 pad (1,0), by the flipped kernel", 2,
+     {{4, {1, 2, 4, 3}, UNIFORM}, {4, {2, 16, 3, 2}, UNIFORM}}, .f = c_conv2d_input_grad,
+     .iv = {1, 1, 1, 0, 1, 1, 1}, .to = {2, {4, 4}}},
     {"conv2d_weight_grad", "x[2,2,5,6] g[2,4,3,4] to 3x2, groups 2, stride (2,1)", 2,
      {{4, {2, 2, 5, 6}, UNIFORM}, {4, {2, 4, 3, 4}, UNIFORM}}, .f = c_conv2d_weight_grad,
      .iv = {2, 1, 1, 0, 1, 2, 2}, .to = {2, {3, 2}}},

@@ -78,6 +78,20 @@ static const geom geoms[] = {
     /* 1.2 MB of unfolded columns per image in f64; 9 images make the weight
     ** gradient's fixed chunks (ops_conv.c's WEIGHT_CHUNKS) uneven */
     {9, 16, 32, 32, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+    /* 16 and more input channels a group: the input gradient as a correlation
+    ** of g with the flipped kernel (ops_conv.c's flip_applies), over padding
+    ** 0 to K-1 with k 3 and 5, uneven kernels and paddings, groups, batch 1,
+    ** planes that are not "same"; padding K (the fold again) beside them */
+    {2, 16, 6, 5, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+    {1, 16, 5, 6, 4, 3, 3, 1, 1, 0, 0, 1, 1, 1},
+    {2, 16, 4, 5, 4, 3, 3, 1, 1, 2, 2, 1, 1, 1},
+    {1, 16, 7, 6, 4, 5, 5, 1, 1, 0, 1, 1, 1, 1},
+    {2, 16, 6, 7, 4, 5, 5, 1, 1, 2, 2, 1, 1, 1},
+    {1, 16, 5, 5, 4, 5, 5, 1, 1, 4, 3, 1, 1, 1},
+    {2, 16, 6, 5, 4, 5, 3, 1, 1, 2, 0, 1, 1, 1},
+    {2, 32, 5, 5, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2},
+    {1, 48, 4, 4, 6, 3, 5, 1, 1, 1, 2, 1, 1, 3},
+    {1, 16, 3, 3, 2, 3, 3, 1, 1, 3, 3, 1, 1, 1},
 };
 
 static void check_conv(const geom *g, ag_dtype dt, ag_pool *pool)
@@ -181,6 +195,8 @@ Test(conv2d, the_same_bits_on_any_threads)
         {9, 4, 9, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2},   /* groups, 5 uneven chunks */
         {2, 3, 8, 8, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1},   /* fewer images than 3 threads */
         {64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* fashion_cnn's first layer */
+        {9, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* its second: the flipped kernel */
+        {5, 32, 6, 5, 8, 3, 3, 1, 1, 2, 0, 1, 1, 2},      /* the same with groups */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         int64_t count, other;
@@ -346,6 +362,48 @@ Test(pool, max_pool_2x2_matches_the_rule_on_every_row_length)
             free(xv);
             ag_tape_free(t);
         }
+}
+
+/* The 2x2 pooling's gradient writes each element of its plane once (no
+** memset first): g's own bits at the winners (-0, infinities and NaN
+** included) and +0 everywhere else, the odd row and column too, over an
+** arena left full of other numbers by earlier passes. */
+Test(pool, max_pool_2x2_gradient_writes_every_element_once)
+{
+    for (int f32 = 0; f32 < 2; f32++) {
+        ag_dtype dt = f32 ? AG_F32 : AG_F64;
+        int64_t shape[4] = {1, 2, 5, 7}, gshape[4] = {1, 2, 2, 3}, numel = 70;
+        ag_tape *t = ag_tape_new();
+        for (int pass = 0; pass < 2; pass++) {   /* both parities of the header arenas */
+            for (int k = 0; k < 64; k++)
+                ag_full(t, dt, 4, shape, -7);
+            ag_tape_reset(t);
+        }
+        double xv[70], gv[12] = {-0.0, NAN, INFINITY, -INFINITY, 1.5, -2, 3, -0.0, 4, 5, -6, 7};
+        for (int k = 0; k < 70; k++)   /* distinct values: the winner moves around the window */
+            xv[k] = (double)((k * 37) % 70);
+        ag_tensor *x = ag_requires_grad(ag_cast(t, ag_tensor_from(t, AG_F64, 4, shape, xv), dt));
+        ag_tensor *y = ag_max_pool2d(t, x, 2, 2, 2, 2, 0, 0);
+        ag_tensor *gy = ag_cast(t, ag_tensor_from(t, AG_F64, 4, gshape, gv), dt), *gx;
+        ag_gradients(t, y, gy, 1, &x, &gx, 0);
+        cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+        double want[70] = {0};
+        bool winner[70] = {false};
+        for (int64_t p = 0; p < 2; p++)
+            for (int64_t oy = 0; oy < 2; oy++)
+                for (int64_t ox = 0; ox < 3; ox++) {
+                    int64_t at = p * 35 + winner_2x2(xv + p * 35, 7, oy, ox);
+                    want[at] = gv[(p * 2 + oy) * 3 + ox];
+                    winner[at] = true;
+                }
+        for (int64_t k = 0; k < numel; k++) {
+            double v = ag_get(gx, k);
+            bool same = isnan(want[k]) ? isnan(v) : v == want[k] && !signbit(v) == !signbit(want[k]);
+            cr_assert(same, "%s: dx[%lld] = %g, not %g (%s)", f32 ? "f32" : "f64", (long long)k, v,
+                      want[k], winner[k] ? "a winner" : "+0");
+        }
+        ag_tape_free(t);
+    }
 }
 
 Test(pool, avg_pool_counts_padding)
