@@ -205,64 +205,36 @@ static bool is_2x2(const pool_geom *pg)
         int64_t m = pg->oh * pg->ow;                                                               \
         for (int64_t o = plane * m; o < (plane + 1) * m; o++)                                      \
             y[o] = u[pg->argmax[o]];                                                               \
+    }                                                                                              \
+    /* planes [begin, end) of a pool_job, by the 2x2 path when it has codes */                     \
+    static void tasks_##SUFFIX(void *ctx, int64_t begin, int64_t end)                              \
+    {                                                                                              \
+        const pool_job *j = ctx;                                                                   \
+        const pool_geom *pg = j->pg;                                                               \
+        if (pg->code) {                                                                            \
+            int64_t in = pg->h * pg->w, out = pg->oh * pg->ow;                                     \
+            for (int64_t p = begin; p < end; p++)                                                  \
+                if (j->kind == POOL_MAX)                                                           \
+                    max_plane_2x2_##SUFFIX((const T *)j->src + p * in, pg->h, pg->w, pg->oh,       \
+                                           pg->ow, (T *)j->dst + p * out, pg->code + p * out);     \
+                else if (j->kind == POOL_SCATTER)                                                  \
+                    scatter_plane_2x2_##SUFFIX((const T *)j->src + p * out, pg->code + p * out,    \
+                                               pg->h, pg->w, pg->oh, pg->ow, (T *)j->dst + p * in); \
+                else                                                                               \
+                    gather_plane_2x2_##SUFFIX((const T *)j->src + p * in, pg->code + p * out,      \
+                                              pg->w, pg->oh, pg->ow, (T *)j->dst + p * out);       \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t p = begin; p < end; p++)                                                      \
+            if (j->kind == POOL_MAX)                                                               \
+                max_plane_##SUFFIX(j->pg, j->src, j->dst, p);                                      \
+            else if (j->kind == POOL_SCATTER)                                                      \
+                scatter_plane_##SUFFIX(j->pg, j->src, j->dst, p);                                  \
+            else                                                                                   \
+                gather_plane_##SUFFIX(j->pg, j->src, j->dst, p);                                   \
     }
 DEFINE_POOL(float, f32)
 DEFINE_POOL(double, f64)
-
-static void f32_tasks(void *ctx, int64_t begin, int64_t end)
-{
-    const pool_job *j = ctx;
-    const pool_geom *pg = j->pg;
-    if (pg->code) {
-        int64_t in = pg->h * pg->w, out = pg->oh * pg->ow;
-        for (int64_t p = begin; p < end; p++)
-            if (j->kind == POOL_MAX)
-                max_plane_2x2_f32((const float *)j->src + p * in, pg->h, pg->w, pg->oh, pg->ow,
-                                  (float *)j->dst + p * out, pg->code + p * out);
-            else if (j->kind == POOL_SCATTER)
-                scatter_plane_2x2_f32((const float *)j->src + p * out, pg->code + p * out, pg->h,
-                                      pg->w, pg->oh, pg->ow, (float *)j->dst + p * in);
-            else
-                gather_plane_2x2_f32((const float *)j->src + p * in, pg->code + p * out, pg->w,
-                                     pg->oh, pg->ow, (float *)j->dst + p * out);
-        return;
-    }
-    for (int64_t p = begin; p < end; p++)
-        if (j->kind == POOL_MAX)
-            max_plane_f32(j->pg, j->src, j->dst, p);
-        else if (j->kind == POOL_SCATTER)
-            scatter_plane_f32(j->pg, j->src, j->dst, p);
-        else
-            gather_plane_f32(j->pg, j->src, j->dst, p);
-}
-
-static void f64_tasks(void *ctx, int64_t begin, int64_t end)
-{
-    const pool_job *j = ctx;
-    const pool_geom *pg = j->pg;
-    if (pg->code) {
-        int64_t in = pg->h * pg->w, out = pg->oh * pg->ow;
-        for (int64_t p = begin; p < end; p++)
-            if (j->kind == POOL_MAX)
-                max_plane_2x2_f64((const double *)j->src + p * in, pg->h, pg->w, pg->oh, pg->ow,
-                                  (double *)j->dst + p * out, pg->code + p * out);
-            else if (j->kind == POOL_SCATTER)
-                scatter_plane_2x2_f64((const double *)j->src + p * out, pg->code + p * out, pg->h,
-                                      pg->w, pg->oh, pg->ow, (double *)j->dst + p * in);
-            else
-                gather_plane_2x2_f64((const double *)j->src + p * in, pg->code + p * out, pg->w,
-                                     pg->oh, pg->ow, (double *)j->dst + p * out);
-        return;
-    }
-    for (int64_t p = begin; p < end; p++)
-        if (j->kind == POOL_MAX)
-            max_plane_f64(j->pg, j->src, j->dst, p);
-        else if (j->kind == POOL_SCATTER)
-            scatter_plane_f64(j->pg, j->src, j->dst, p);
-        else
-            gather_plane_f64(j->pg, j->src, j->dst, p);
-}
-
 
 static void run_planes(ag_tape *t, const pool_geom *pg, ag_dtype dt, int kind, const void *src,
                        void *dst)
@@ -270,7 +242,7 @@ static void run_planes(ag_tape *t, const pool_geom *pg, ag_dtype dt, int kind, c
     pool_job j = {pg, src, dst, kind};
     /* about 8K input elements a task at least, or a wake-up costs more */
     int64_t per = pg->h * pg->w + 1, grain = 1 + 8192 / per;
-    ag_pool_for(t->pool, pg->n * pg->c, grain, dt == AG_F32 ? f32_tasks : f64_tasks, &j);
+    ag_pool_for(t->pool, pg->n * pg->c, grain, dt == AG_F32 ? tasks_f32 : tasks_f64, &j);
 }
 
 /* Checks a pooling's settings against x (rank 4); errors name 'who'. */
