@@ -18,13 +18,14 @@ build=${VALGRIND_BUILD:-build-valgrind}
 # Suites left out of the fast part: they repeat their work thousands of
 # times (every bit flip and truncation of a file, finite differences of
 # every op and of every JVP rule, every op's two backward paths in two
-# dtypes, spinning thread pools, large products, a program started per
-# case), which valgrind slows down fifty-fold. Their code paths are covered
+# dtypes, spinning thread pools, large products (dense's 1100-row layers),
+# training steps of the CNN, a program started per case), which valgrind
+# slows down fifty-fold. Their code paths are covered
 # by the rest, and all of them run under ASan in CI. mpi_train and mpi_faults are left out
 # for another reason: valgrind would wrap mpirun itself, and Open MPI's own
 # allocations are not ours to judge (test_comm covers the same code on threads).
 # ctags is a shell script: valgrind would judge the shell's own leaks.
-slow="install safetensors safetensors_save examples ops_gradcheck second_order f32_agreement raw_vjp jvp jvp_shape jvp_cnn gemm pool agx determinism mpi_train mpi_faults ctags"
+slow="install safetensors safetensors_save examples ops_gradcheck second_order f32_agreement raw_vjp jvp jvp_shape jvp_cnn gemm dense cnn_steps pool agx determinism mpi_train mpi_faults ctags"
 
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed" >&2; exit 2; }
 # (meson 1.0 refuses --reconfigure on a directory it has not set up yet)
