@@ -72,6 +72,55 @@ enum { WINDOWS_2X2 = 8 };
         (code)[ox] = k_;                                                                           \
     } while (0)
 
+/* Four f32 windows of rows r0 and r1 by TAKE_2X2's rule, in SSE2 (every
+** x86-64 has it): for the rows of 4 to 7 windows, too short for the blocks
+** of WINDOWS_2X2 the compiler vectorises, which the CNN's second pooling
+** has (7); through the scratch copies they took three times as long as a
+** row of 8. A select is and, andnot, or: blendv is not in SSE2. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define HAVE_TAKE4_SSE2 1
+static inline __m128 select_ps(__m128 take, __m128 yes, __m128 no)
+{
+    return _mm_or_ps(_mm_and_ps(take, yes), _mm_andnot_ps(take, no));
+}
+static inline void take4_f32(const float *r0, const float *r1, float *y, int32_t *code)
+{
+    __m128 p0 = _mm_loadu_ps(r0), p1 = _mm_loadu_ps(r0 + 4);
+    __m128 q0 = _mm_loadu_ps(r1), q1 = _mm_loadu_ps(r1 + 4);
+    __m128 cand[3] = {_mm_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1)),
+                      _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0)),
+                      _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1))};
+    __m128 best = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m128 k = _mm_setzero_ps();
+    for (int i = 0; i < 3; i++) {
+        __m128 v = cand[i];
+        /* best is a number and v beats it or is a NaN */
+        __m128 take = _mm_and_ps(_mm_cmpord_ps(best, best),
+                                 _mm_or_ps(_mm_cmpgt_ps(v, best), _mm_cmpunord_ps(v, v)));
+        best = select_ps(take, v, best);
+        k = select_ps(take, _mm_castsi128_ps(_mm_set1_epi32(i + 1)), k);
+    }
+    _mm_storeu_ps(y, best);
+    _mm_storeu_si128((__m128i *)(void *)code, _mm_castps_si128(k));
+}
+/* A row of 4 to 7 windows: two blocks of four, the second overlapping. */
+static inline void take4_rows(const float *r0, const float *r1, int64_t ow, float *y,
+                              int32_t *code)
+{
+    take4_f32(r0, r1, y, code);
+    int64_t ox = ow - 4;
+    take4_f32(r0 + 2 * ox, r1 + 2 * ox, y + ox, code + ox);
+}
+#else
+#define HAVE_TAKE4_SSE2 0
+static inline void take4_rows(const float *r0, const float *r1, int64_t ow, float *y,
+                              int32_t *code)
+{
+    (void)r0, (void)r1, (void)ow, (void)y, (void)code;
+}
+#endif
+
 #define DEFINE_POOL_2X2(T, U, SUFFIX)                                                                 \
     AGK_SIMD_CLONES static void max_plane_2x2_##SUFFIX(const T *restrict x, int64_t h, int64_t w,  \
                                                        int64_t oh, int64_t ow, T *restrict y,      \
@@ -90,6 +139,10 @@ enum { WINDOWS_2X2 = 8 };
                 ox = ow - WINDOWS_2X2;                                                             \
                 for (int b = 0; ox > 0 && b < WINDOWS_2X2; b++)                                    \
                     TAKE_2X2(T, r0 + 2 * ox, r1 + 2 * ox, y + ox, code + ox, b);                   \
+                continue;                                                                          \
+            }                                                                                      \
+            if (HAVE_TAKE4_SSE2 && sizeof(T) == sizeof(float) && ow >= 4) {                        \
+                take4_rows((const float *)r0, (const float *)r1, ow, (float *)y, code);           \
                 continue;                                                                          \
             }                                                                                      \
             /* a short row: its windows copied out to a block's worth, and back */              \
