@@ -13,15 +13,18 @@
 ** on x (a Hessian of the standardisation) is written with generic ops, on
 ** the second-order path alone.
 **
-** Statistics are computed once per x, in double: the mean, then the mean of
-** squared deviations (two passes, accurate when the mean is large against
-** the spread); every op on the same x shares them (agi_norm_geom). A pass is
+** Statistics are computed once per x, in double: the sums of x and of its
+** squares shifted by a value of each channel, in one pass (accurate when the
+** mean is large against the spread, as two passes are; the short rows'
+** column sweeps take two passes: the mean, then squared deviations); every
+** op on the same x shares them (agi_norm_geom). A pass is
 ** a reduction per c, one task per c summing its rows in a fixed order, or a
 ** write per row of b values (short rows are swept as columns instead); both
 ** run on the tape's pool with the same bits on any number of threads. The
 ** passes serve ops_norm_affine.c's affine map too.
 */
 #include "ops_norm_fused.h"
+#include "kernels/kernels.h"
 #include "kernels/simd_clones.h"
 
 #include <math.h>
@@ -52,55 +55,166 @@ static double lanes_total(const double *s)
     return ((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7]));
 }
 
-/* A channel's sums run over its a rows of n values, ld apart, in one call
-** that keeps its lanes across the rows: a call per row paid for setting up
-** and adding up the lanes each time, as much as for the sum of a row of the
-** CNN's second batch norm (196 values). The tail of each row (under LANES
-** values) has a sum of its own: a lane picked by a variable index would
-** keep the lanes in memory, unvectorised. GCC vectorises one chain of lanes
-** per loop but not two, hence one sum per function: the gradient's two
-** sums read the rows twice (from L1). */
-#define DEFINE_ROWS(T, S)                                                                          \
-    AGK_SIMD_CLONES static double chan_sum_##S(const T *x, int64_t a, int64_t ld, int64_t n)      \
-    {                                                                                              \
-        double s[LANES] = {0}, tail = 0;                                                           \
-        for (int64_t r = 0; r < a; r++, x += ld) {                                                 \
-            int64_t i = 0;                                                                         \
-            for (; i + LANES <= n; i += LANES)                                                     \
-                for (int k = 0; k < LANES; k++)                                                    \
-                    s[k] += (double)x[i + k];                                                      \
-            for (; i < n; i++)                                                                     \
-                tail += (double)x[i];                                                              \
-        }                                                                                          \
-        return lanes_total(s) + tail;                                                              \
-    }                                                                                              \
-    /* the sum of (x - mu) y, or of (x - mu)^2 when y is NULL */                                   \
-    AGK_SIMD_CLONES static double chan_dot_##S(const T *x, const T *y, int64_t a, int64_t ld,      \
-                                               int64_t n, double mu)                               \
-    {                                                                                              \
-        double s[LANES] = {0}, tail = 0;                                                           \
-        for (int64_t r = 0; r < a; r++, x += ld, y = y ? y + ld : NULL) {                          \
-            int64_t i = 0;                                                                         \
-            if (y) {                                                                               \
-                for (; i + LANES <= n; i += LANES)                                                 \
-                    for (int k = 0; k < LANES; k++)                                                \
-                        s[k] += ((double)x[i + k] - mu) * (double)y[i + k];                        \
-                for (; i < n; i++)                                                                 \
-                    tail += ((double)x[i] - mu) * (double)y[i];                                    \
-            } else {                                                                               \
-                for (; i + LANES <= n; i += LANES)                                                 \
-                    for (int k = 0; k < LANES; k++) {                                              \
-                        double d = (double)x[i + k] - mu;                                          \
-                        s[k] += d * d;                                                             \
-                    }                                                                              \
-                for (; i < n; i++) {                                                               \
-                    double d = (double)x[i] - mu;                                                  \
-                    tail += d * d;                                                                 \
-                }                                                                                  \
+/* Two sums of a channel in one pass over its a rows of n values, ld apart
+** (lanes kept across the rows, the tail of each row in a sum of its own):
+** with g, r0 = sum g and r1 = sum (x - c) g (the gradient's, c the mean);
+** without, r0 = sum (x - c) and r1 = sum (x - c)^2 (the statistics, c a
+** value of the channel). GCC does not vectorise two chains of lanes in one
+** loop (it keeps one in memory, element by element), so where the compiler
+** has vector types the lanes are four explicit vectors of four doubles per
+** sum, lane k holding elements k mod 16 as in the plain C below, which
+** other compilers build: the same operations in the same order, the same
+** bits, in every clone. */
+#if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 9)
+typedef double lanes_vd __attribute__((vector_size(32)));
+typedef float lanes_vf __attribute__((vector_size(16)));
+/* (macros: a function returning a vector changes the ABI with the target) */
+#define vload_f32(p)                                                                               \
+    __extension__({                                                                                \
+        lanes_vf v_;                                                                               \
+        memcpy(&v_, (p), sizeof v_);                                                               \
+        __builtin_convertvector(v_, lanes_vd);                                                     \
+    })
+#define vload_f64(p)                                                                               \
+    __extension__({                                                                                \
+        lanes_vd v_;                                                                               \
+        memcpy(&v_, (p), sizeof v_);                                                               \
+        v_;                                                                                        \
+    })
+#define SUMS2_BODY(S)                                                                              \
+    lanes_vd cv = {c, c, c, c}, z = {0, 0, 0, 0};                                                 \
+    lanes_vd a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;                       \
+    double t0 = 0, t1 = 0;                                                                         \
+    for (int64_t r = 0; r < a; r++, x += ld, g = g ? g + ld : NULL) {                              \
+        int64_t i = 0;                                                                             \
+        if (g) {                                                                                   \
+            for (; i + LANES <= n; i += LANES) {                                                   \
+                lanes_vd u0 = vload_##S(g + i), u1 = vload_##S(g + i + 4);                         \
+                lanes_vd u2 = vload_##S(g + i + 8), u3 = vload_##S(g + i + 12);                    \
+                a0 += u0, a1 += u1, a2 += u2, a3 += u3;                                            \
+                b0 += (vload_##S(x + i) - cv) * u0;                                                \
+                b1 += (vload_##S(x + i + 4) - cv) * u1;                                            \
+                b2 += (vload_##S(x + i + 8) - cv) * u2;                                            \
+                b3 += (vload_##S(x + i + 12) - cv) * u3;                                           \
+            }                                                                                      \
+        } else {                                                                                   \
+            for (; i + LANES <= n; i += LANES) {                                                   \
+                lanes_vd d0 = vload_##S(x + i) - cv, d1 = vload_##S(x + i + 4) - cv;               \
+                lanes_vd d2 = vload_##S(x + i + 8) - cv, d3 = vload_##S(x + i + 12) - cv;          \
+                a0 += d0, a1 += d1, a2 += d2, a3 += d3;                                            \
+                b0 += d0 * d0, b1 += d1 * d1, b2 += d2 * d2, b3 += d3 * d3;                        \
             }                                                                                      \
         }                                                                                          \
-        return lanes_total(s) + tail;                                                              \
+        SUMS2_TAIL                                                                                 \
     }                                                                                              \
+    double sa[LANES], sb[LANES];                                                                   \
+    memcpy(sa, &a0, 32), memcpy(sa + 4, &a1, 32), memcpy(sa + 8, &a2, 32);                         \
+    memcpy(sa + 12, &a3, 32);                                                                      \
+    memcpy(sb, &b0, 32), memcpy(sb + 4, &b1, 32), memcpy(sb + 8, &b2, 32);                         \
+    memcpy(sb + 12, &b3, 32);                                                                      \
+    *r0 = lanes_total(sa) + t0;                                                                    \
+    *r1 = lanes_total(sb) + t1;
+#else
+#define SUMS2_BODY(S)                                                                              \
+    double sa[LANES] = {0}, sb[LANES] = {0}, t0 = 0, t1 = 0;                                       \
+    for (int64_t r = 0; r < a; r++, x += ld, g = g ? g + ld : NULL) {                              \
+        int64_t i = 0;                                                                             \
+        for (; i + LANES <= n; i += LANES)                                                         \
+            for (int k = 0; k < LANES; k++) {                                                      \
+                double d = (double)x[i + k] - c, u = g ? (double)g[i + k] : d;                     \
+                sa[k] += u;                                                                        \
+                sb[k] += d * u;                                                                    \
+            }                                                                                      \
+        SUMS2_TAIL                                                                                 \
+    }                                                                                              \
+    *r0 = lanes_total(sa) + t0;                                                                    \
+    *r1 = lanes_total(sb) + t1;
+#endif
+#define SUMS2_TAIL                                                                                 \
+    for (; i < n; i++) {                                                                           \
+        double d = (double)x[i] - c, u = g ? (double)g[i] : d;                                     \
+        t0 += u;                                                                                   \
+        t1 += d * u;                                                                               \
+    }
+#define DEFINE_SUMS2(T, S)                                                                         \
+    AGK_SIMD_CLONES static void chan_sums2_##S(const T *x, const T *g, int64_t a, int64_t ld,      \
+                                               int64_t n, double c, double *r0, double *r1)        \
+    {                                                                                              \
+        SUMS2_BODY(S)                                                                              \
+    }
+DEFINE_SUMS2(float, f32)
+DEFINE_SUMS2(double, f64)
+
+/* The f32 sums in AVX2 where the CPU has it: GCC 12 builds the vector
+** types' conversion of 4 floats to 4 doubles from two halves (a 128-bit
+** vcvtps2pd each and an insert) and spills a chain to the stack, at 60%
+** of the speed of this. The operations, their order and so the bits are
+** SUMS2_BODY's. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_SUMS2_AVX2 1
+#define LOAD4_AVX2(p) _mm256_cvtps_pd(_mm_loadu_ps(p))
+__attribute__((target("avx2"))) static void chan_sums2_avx2_f32(const float *x, const float *g,
+                                                                int64_t a, int64_t ld, int64_t n,
+                                                                double c, double *r0, double *r1)
+{
+    __m256d cv = _mm256_set1_pd(c), a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    __m256d b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    double t0 = 0, t1 = 0;
+    for (int64_t r = 0; r < a; r++, x += ld, g = g ? g + ld : NULL) {
+        int64_t i = 0;
+        if (g) {
+            for (; i + LANES <= n; i += LANES) {
+                __m256d u0 = LOAD4_AVX2(g + i), u1 = LOAD4_AVX2(g + i + 4);
+                __m256d u2 = LOAD4_AVX2(g + i + 8), u3 = LOAD4_AVX2(g + i + 12);
+                a0 = _mm256_add_pd(a0, u0), a1 = _mm256_add_pd(a1, u1);
+                a2 = _mm256_add_pd(a2, u2), a3 = _mm256_add_pd(a3, u3);
+                b0 = _mm256_add_pd(b0, _mm256_mul_pd(_mm256_sub_pd(LOAD4_AVX2(x + i), cv), u0));
+                b1 = _mm256_add_pd(b1, _mm256_mul_pd(_mm256_sub_pd(LOAD4_AVX2(x + i + 4), cv), u1));
+                b2 = _mm256_add_pd(b2, _mm256_mul_pd(_mm256_sub_pd(LOAD4_AVX2(x + i + 8), cv), u2));
+                b3 = _mm256_add_pd(b3,
+                                   _mm256_mul_pd(_mm256_sub_pd(LOAD4_AVX2(x + i + 12), cv), u3));
+            }
+        } else {
+            for (; i + LANES <= n; i += LANES) {
+                __m256d d0 = _mm256_sub_pd(LOAD4_AVX2(x + i), cv);
+                __m256d d1 = _mm256_sub_pd(LOAD4_AVX2(x + i + 4), cv);
+                __m256d d2 = _mm256_sub_pd(LOAD4_AVX2(x + i + 8), cv);
+                __m256d d3 = _mm256_sub_pd(LOAD4_AVX2(x + i + 12), cv);
+                a0 = _mm256_add_pd(a0, d0), a1 = _mm256_add_pd(a1, d1);
+                a2 = _mm256_add_pd(a2, d2), a3 = _mm256_add_pd(a3, d3);
+                b0 = _mm256_add_pd(b0, _mm256_mul_pd(d0, d0));
+                b1 = _mm256_add_pd(b1, _mm256_mul_pd(d1, d1));
+                b2 = _mm256_add_pd(b2, _mm256_mul_pd(d2, d2));
+                b3 = _mm256_add_pd(b3, _mm256_mul_pd(d3, d3));
+            }
+        }
+        SUMS2_TAIL
+    }
+    double sa[LANES], sb[LANES];
+    _mm256_storeu_pd(sa, a0), _mm256_storeu_pd(sa + 4, a1), _mm256_storeu_pd(sa + 8, a2);
+    _mm256_storeu_pd(sa + 12, a3);
+    _mm256_storeu_pd(sb, b0), _mm256_storeu_pd(sb + 4, b1), _mm256_storeu_pd(sb + 8, b2);
+    _mm256_storeu_pd(sb + 12, b3);
+    *r0 = lanes_total(sa) + t0;
+    *r1 = lanes_total(sb) + t1;
+}
+#else
+#define HAVE_SUMS2_AVX2 0
+#define chan_sums2_avx2_f32 chan_sums2_f32
+#endif
+
+/* The f32 sums, by AVX2 where the CPU has it. */
+static void sums2_f32(const float *x, const float *g, int64_t a, int64_t ld, int64_t n, double c,
+                      double *r0, double *r1)
+{
+    if (HAVE_SUMS2_AVX2 && agk_isa_supported(AGK_ISA_AVX2))
+        chan_sums2_avx2_f32(x, g, a, ld, n, c, r0, r1);
+    else
+        chan_sums2_f32(x, g, a, ld, n, c, r0, r1);
+}
+
+#define DEFINE_ROWS(T, S)                                                                          \
     /* the writes in double, rounded once */                                                   \
     AGK_SIMD_CLONES static void row_affine_d_##S(const T *x, T *y, int64_t n, double mu, double s, \
                                                  double h)                                         \
@@ -206,25 +320,32 @@ static void channel_tasks(void *ctx, int64_t begin, int64_t end)
     for (int64_t c = begin; c < end; c++) {
         int64_t off = c * b, ld = C * b;
         if (j->kind == PASS_STATS) {
-            const float *xf = (const float *)j->x + off;
-            const double *xd = (const double *)j->x + off;
-            double mu = (j->f32 ? chan_sum_f32(xf, a, ld, b) : chan_sum_f64(xd, a, ld, b)) / n;
-            double q = j->f32 ? chan_dot_f32(xf, NULL, a, ld, b, mu)
-                              : chan_dot_f64(xd, NULL, a, ld, b, mu);
+            /* one pass over x shifted by its channel's first value x0, in
+            ** double: q = s1 - s0^2 / n cancels at most a factor n + 1,
+            ** since s0^2 / n = n (mean - x0)^2 <= n q (x0 is one of the
+            ** values), an error within the bound of the sums' own rounding;
+            ** with a large mean the shifted values are small, as in two
+            ** passes */
+            double s0, s1, sh = j->f32 ? ((const float *)j->x)[off] : ((const double *)j->x)[off];
+            if (j->f32)
+                sums2_f32((const float *)j->x + off, NULL, a, ld, b, sh, &s0, &s1);
+            else
+                chan_sums2_f64((const double *)j->x + off, NULL, a, ld, b, sh, &s0, &s1);
+            double q = s1 - s0 * (s0 / n);   /* the sum of squared deviations */
+            if (q < 0)                       /* by rounding; a NaN stays */
+                q = 0;
+            double mu = sh + s0 / n;
             j->mean[c] = mu;
             j->var[c] = q / n;
             j->rstd[c] = 1.0 / sqrt(q / n + geo->eps);
         } else {
             double sg, sgd, mu = centre(j, c);
-            if (j->f32) {
-                const float *g = (const float *)j->g + off, *x = (const float *)j->x + off;
-                sg = chan_sum_f32(g, a, ld, b);
-                sgd = chan_dot_f32(x, g, a, ld, b, mu);
-            } else {
-                const double *g = (const double *)j->g + off, *x = (const double *)j->x + off;
-                sg = chan_sum_f64(g, a, ld, b);
-                sgd = chan_dot_f64(x, g, a, ld, b, mu);
-            }
+            if (j->f32)
+                sums2_f32((const float *)j->x + off, (const float *)j->g + off, a, ld, b, mu, &sg,
+                          &sgd);
+            else
+                chan_sums2_f64((const double *)j->x + off, (const double *)j->g + off, a, ld, b,
+                               mu, &sg, &sgd);
             j->sums[c] = sg;
             j->sums[C + c] = sgd;
         }
