@@ -301,6 +301,7 @@ typedef struct pass_job {
     const ag_tensor *m;              /* AFFINE, GSUMS: the centre when geom has no mean */
     double *sums;                    /* GSUMS writes [2c], GRAD reads: sum g, sum g (x - mu) */
     double *mean, *var, *rstd;       /* STATS writes */
+    double *part;                    /* STATS, GSUMS: partial sums by block of images */
 } pass_job;
 
 /* The centre of channel c: x's mean for the standardisation, the given m
@@ -310,44 +311,74 @@ static double centre(const pass_job *j, int64_t c)
     return j->geom->mean ? j->geom->mean[c] : j->m ? agi_get(j->m, c) : 0.0;
 }
 
-/* One task per c: the statistics of x, or the sums of a seed g. */
-static void channel_tasks(void *ctx, int64_t begin, int64_t end)
+/* The reductions go by blocks of BLOCK_IMAGES values of a (images, for
+** batch norm): a task sums one channel over one block's rows, into partial
+** sums of its own, and the blocks' partials are added in block order
+** after: the same bits on any number of threads. A block's tasks, taken in
+** order, read its images as BLOCK_IMAGES streams that each run through
+** memory in order, which the prefetchers follow; the channel's rows of the
+** whole batch at once (64 rows 50 KB apart for the CNN's first batch norm,
+** of 784 bytes for its second) were too many streams for them, and these
+** passes wait on memory. */
+enum { BLOCK_IMAGES = 8 };
+
+static void block_tasks(void *ctx, int64_t begin, int64_t end)
 {
     const pass_job *j = ctx;
     const agi_norm_geom *geo = j->geom;
-    int64_t a = geo->a, C = geo->c, b = geo->b;
-    double n = (double)(a * b);
-    for (int64_t c = begin; c < end; c++) {
-        int64_t off = c * b, ld = C * b;
+    int64_t a = geo->a, C = geo->c, b = geo->b, ld = C * b;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t k = t / C, c = t % C, i0 = k * BLOCK_IMAGES;
+        int64_t rows = a - i0 < BLOCK_IMAGES ? a - i0 : BLOCK_IMAGES, off = (i0 * C + c) * b;
+        double *r0 = j->part + k * 2 * C + c, *r1 = r0 + C;
         if (j->kind == PASS_STATS) {
-            /* one pass over x shifted by its channel's first value x0, in
-            ** double: q = s1 - s0^2 / n cancels at most a factor n + 1,
-            ** since s0^2 / n = n (mean - x0)^2 <= n q (x0 is one of the
-            ** values), an error within the bound of the sums' own rounding;
-            ** with a large mean the shifted values are small, as in two
-            ** passes */
-            double s0, s1, sh = j->f32 ? ((const float *)j->x)[off] : ((const double *)j->x)[off];
+            /* x shifted by its channel's first value (see finish_stats) */
+            double sh = j->f32 ? ((const float *)j->x)[c * b] : ((const double *)j->x)[c * b];
             if (j->f32)
-                sums2_f32((const float *)j->x + off, NULL, a, ld, b, sh, &s0, &s1);
+                sums2_f32((const float *)j->x + off, NULL, rows, ld, b, sh, r0, r1);
             else
-                chan_sums2_f64((const double *)j->x + off, NULL, a, ld, b, sh, &s0, &s1);
+                chan_sums2_f64((const double *)j->x + off, NULL, rows, ld, b, sh, r0, r1);
+        } else {
+            double mu = centre(j, c);
+            if (j->f32)
+                sums2_f32((const float *)j->x + off, (const float *)j->g + off, rows, ld, b, mu,
+                          r0, r1);
+            else
+                chan_sums2_f64((const double *)j->x + off, (const double *)j->g + off, rows, ld,
+                               b, mu, r0, r1);
+        }
+    }
+}
+
+/* The blocks' partial sums added in order, and from them the statistics:
+** of x shifted by its channel's first value x0, in double, q = s1 - s0^2 / n
+** cancels at most a factor n + 1, since s0^2 / n = n (mean - x0)^2 <= n q
+** (x0 is one of the values): an error within the bound of the sums' own
+** rounding. With a large mean the shifted values are small, as in two
+** passes. Or the gradient's sums. */
+static void finish_sums(const pass_job *j, int64_t blocks)
+{
+    const agi_norm_geom *geo = j->geom;
+    int64_t C = geo->c;
+    double n = (double)(geo->a * geo->b);
+    for (int64_t c = 0; c < C; c++) {
+        double s0 = 0, s1 = 0;
+        for (int64_t k = 0; k < blocks; k++) {
+            s0 += j->part[k * 2 * C + c];
+            s1 += j->part[k * 2 * C + C + c];
+        }
+        if (j->kind == PASS_STATS) {
+            double sh = j->f32 ? ((const float *)j->x)[c * geo->b]
+                               : ((const double *)j->x)[c * geo->b];
             double q = s1 - s0 * (s0 / n);   /* the sum of squared deviations */
             if (q < 0)                       /* by rounding; a NaN stays */
                 q = 0;
-            double mu = sh + s0 / n;
-            j->mean[c] = mu;
+            j->mean[c] = sh + s0 / n;
             j->var[c] = q / n;
             j->rstd[c] = 1.0 / sqrt(q / n + geo->eps);
         } else {
-            double sg, sgd, mu = centre(j, c);
-            if (j->f32)
-                sums2_f32((const float *)j->x + off, (const float *)j->g + off, a, ld, b, mu, &sg,
-                          &sgd);
-            else
-                chan_sums2_f64((const double *)j->x + off, (const double *)j->g + off, a, ld, b,
-                               mu, &sg, &sgd);
-            j->sums[c] = sg;
-            j->sums[C + c] = sgd;
+            j->sums[c] = s0;
+            j->sums[C + c] = s1;
         }
     }
 }
@@ -572,8 +603,13 @@ static bool run_pass(ag_tape *t, pass_job *j)
     if (g->b < NARROW)
         return narrow_pass(t, j);
     if (j->kind == PASS_STATS || j->kind == PASS_GSUMS) {
-        int64_t per = g->a * g->b;
-        ag_pool_for(t->pool, g->c, per >= TASK_VALUES ? 1 : TASK_VALUES / per, channel_tasks, j);
+        int64_t blocks = (g->a + BLOCK_IMAGES - 1) / BLOCK_IMAGES, per = BLOCK_IMAGES * g->b;
+        j->part = agi_arena_alloc(t, 2 * (size_t)(blocks * g->c) * sizeof *j->part, 64);
+        if (!j->part)
+            return false;
+        ag_pool_for(t->pool, blocks * g->c, per >= TASK_VALUES ? 1 : TASK_VALUES / per,
+                    block_tasks, j);
+        finish_sums(j, blocks);
     } else {
         ag_pool_for(t->pool, g->a * g->c, g->b >= TASK_VALUES ? 1 : TASK_VALUES / g->b, row_tasks,
                     j);
