@@ -104,6 +104,34 @@ static inline void take4_f32(const float *r0, const float *r1, float *y, int32_t
     _mm_storeu_ps(y, best);
     _mm_storeu_si128((__m128i *)(void *)code, _mm_castps_si128(k));
 }
+/* The gradient of four f32 windows: g's bits at each winner, +0 at the
+** other three places (a mask of the code), interleaved back into the two
+** rows' eight elements. */
+static inline void scatter4_f32(const float *g, const int32_t *code, float *r0, float *r1)
+{
+    __m128 gv = _mm_loadu_ps(g);
+    __m128i k = _mm_loadu_si128((const __m128i *)(const void *)code);
+    __m128 e[4];
+    for (int q = 0; q < 4; q++)
+        e[q] = _mm_and_ps(gv, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(q))));
+    _mm_storeu_ps(r0, _mm_unpacklo_ps(e[0], e[1]));
+    _mm_storeu_ps(r0 + 4, _mm_unpackhi_ps(e[0], e[1]));
+    _mm_storeu_ps(r1, _mm_unpacklo_ps(e[2], e[3]));
+    _mm_storeu_ps(r1 + 4, _mm_unpackhi_ps(e[2], e[3]));
+}
+/* A row of 4 or more windows' gradient, by blocks of four, the last one
+** overlapping the one before (it rewrites the same values). */
+static inline void scatter4_rows(const float *g, const int32_t *code, int64_t ow, float *r0,
+                                 float *r1)
+{
+    int64_t ox = 0;
+    for (; ox + 4 <= ow; ox += 4)
+        scatter4_f32(g + ox, code + ox, r0 + 2 * ox, r1 + 2 * ox);
+    if (ox < ow) {
+        ox = ow - 4;
+        scatter4_f32(g + ox, code + ox, r0 + 2 * ox, r1 + 2 * ox);
+    }
+}
 /* A row of 4 to 7 windows: two blocks of four, the second overlapping. */
 static inline void take4_rows(const float *r0, const float *r1, int64_t ow, float *y,
                               int32_t *code)
@@ -118,6 +146,11 @@ static inline void take4_rows(const float *r0, const float *r1, int64_t ow, floa
                               int32_t *code)
 {
     (void)r0, (void)r1, (void)ow, (void)y, (void)code;
+}
+static inline void scatter4_rows(const float *g, const int32_t *code, int64_t ow, float *r0,
+                                 float *r1)
+{
+    (void)g, (void)code, (void)ow, (void)r0, (void)r1;
 }
 #endif
 
@@ -162,8 +195,9 @@ static inline void take4_rows(const float *r0, const float *r1, int64_t ow, floa
     }                                                                                              \
     /* the gradient's plane: each window's g at its winner, zeros elsewhere (and in the row     \
     ** and column an odd size leaves out of every window), each element written once, by      \
-    ** selects the compiler vectorises (a memset of the plane and then a store per window      \
-    ** wrote the plane twice, the second time scattered) */                                    \
+    ** masks (a memset of the plane and then a store per window wrote the plane twice, the    \
+    ** second time scattered); f32 rows of 4 windows or more four windows at a time in SSE2   \
+    ** (the compiler's loop took one a time) */                                                \
     AGK_SIMD_CLONES static void scatter_plane_2x2_##SUFFIX(const T *restrict g,                    \
                                                            const int32_t *restrict code,           \
                                                            int64_t h, int64_t w, int64_t oh,        \
@@ -171,14 +205,17 @@ static inline void take4_rows(const float *r0, const float *r1, int64_t ow, floa
     {                                                                                              \
         for (int64_t oy = 0; oy < oh; oy++, g += ow, code += ow) {                                 \
             T *r0 = x + 2 * oy * w, *r1 = r0 + w;                                                  \
-            for (int64_t ox = 0; ox < ow; ox++) {                                                  \
-                U v, e[4];                                                                         \
-                memcpy(&v, g + ox, sizeof v);                                                      \
-                for (int32_t q = 0; q < 4; q++)                                                    \
-                    e[q] = v & (U)-(U)(code[ox] == q);                                             \
-                memcpy(r0 + 2 * ox, e, 2 * sizeof v);                                              \
-                memcpy(r1 + 2 * ox, e + 2, 2 * sizeof v);                                          \
-            }                                                                                      \
+            if (HAVE_TAKE4_SSE2 && sizeof(T) == sizeof(float) && ow >= 4)                          \
+                scatter4_rows((const float *)g, code, ow, (float *)r0, (float *)r1);              \
+            else                                                                                   \
+                for (int64_t ox = 0; ox < ow; ox++) {                                              \
+                    U v, e[4];                                                                     \
+                    memcpy(&v, g + ox, sizeof v);                                                  \
+                    for (int32_t q = 0; q < 4; q++)                                                \
+                        e[q] = v & (U)-(U)(code[ox] == q);                                         \
+                    memcpy(r0 + 2 * ox, e, 2 * sizeof v);                                          \
+                    memcpy(r1 + 2 * ox, e + 2, 2 * sizeof v);                                      \
+                }                                                                                  \
             if (w > 2 * ow)                                                                        \
                 r0[w - 1] = r1[w - 1] = 0;                                                         \
         }                                                                                          \
