@@ -301,7 +301,8 @@ typedef struct pass_job {
     const ag_tensor *m;              /* AFFINE, GSUMS: the centre when geom has no mean */
     double *sums;                    /* GSUMS writes [2c], GRAD reads: sum g, sum g (x - mu) */
     double *mean, *var, *rstd;       /* STATS writes */
-    double *part;                    /* STATS, GSUMS: partial sums by block of images */
+    double *work;                    /* STATS, GSUMS: partial sums by block of images; */
+                                     /* AFFINE, GRAD: chan_params by channel */
 } pass_job;
 
 /* The centre of channel c: x's mean for the standardisation, the given m
@@ -330,7 +331,7 @@ static void block_tasks(void *ctx, int64_t begin, int64_t end)
     for (int64_t t = begin; t < end; t++) {
         int64_t k = t / C, c = t % C, i0 = k * BLOCK_IMAGES;
         int64_t rows = a - i0 < BLOCK_IMAGES ? a - i0 : BLOCK_IMAGES, off = (i0 * C + c) * b;
-        double *r0 = j->part + k * 2 * C + c, *r1 = r0 + C;
+        double *r0 = j->work + k * 2 * C + c, *r1 = r0 + C;
         if (j->kind == PASS_STATS) {
             /* x shifted by its channel's first value (see finish_stats) */
             double sh = j->f32 ? ((const float *)j->x)[c * b] : ((const double *)j->x)[c * b];
@@ -364,8 +365,8 @@ static void finish_sums(const pass_job *j, int64_t blocks)
     for (int64_t c = 0; c < C; c++) {
         double s0 = 0, s1 = 0;
         for (int64_t k = 0; k < blocks; k++) {
-            s0 += j->part[k * 2 * C + c];
-            s1 += j->part[k * 2 * C + C + c];
+            s0 += j->work[k * 2 * C + c];
+            s1 += j->work[k * 2 * C + C + c];
         }
         if (j->kind == PASS_STATS) {
             double sh = j->f32 ? ((const float *)j->x)[c * geo->b]
@@ -409,8 +410,7 @@ static void row_tasks(void *ctx, int64_t begin, int64_t end)
     int64_t C = j->geom->c, b = j->geom->b;
     for (int64_t r = begin; r < end; r++) {
         int64_t off = r * b;
-        double p[4];
-        chan_params(j, r % C, p);
+        const double *p = j->work + 4 * (r % C);
         if (j->kind == PASS_AFFINE) {
             if (j->f32)
                 row_affine_f32((const float *)j->x + off, (float *)j->out + off, b, p[0], p[1], p[2]);
@@ -604,13 +604,20 @@ static bool run_pass(ag_tape *t, pass_job *j)
         return narrow_pass(t, j);
     if (j->kind == PASS_STATS || j->kind == PASS_GSUMS) {
         int64_t blocks = (g->a + BLOCK_IMAGES - 1) / BLOCK_IMAGES, per = BLOCK_IMAGES * g->b;
-        j->part = agi_arena_alloc(t, 2 * (size_t)(blocks * g->c) * sizeof *j->part, 64);
-        if (!j->part)
+        j->work = agi_arena_alloc(t, 2 * (size_t)(blocks * g->c) * sizeof *j->work, 64);
+        if (!j->work)
             return false;
         ag_pool_for(t->pool, blocks * g->c, per >= TASK_VALUES ? 1 : TASK_VALUES / per,
                     block_tasks, j);
         finish_sums(j, blocks);
     } else {
+        /* each channel's constants once, not once a row (the CNN's second
+        ** batch norm has 2048 rows of 196 values) */
+        j->work = agi_arena_alloc(t, 4 * (size_t)g->c * sizeof *j->work, 64);
+        if (!j->work)
+            return false;
+        for (int64_t c = 0; c < g->c; c++)
+            chan_params(j, c, j->work + 4 * c);
         ag_pool_for(t->pool, g->a * g->c, g->b >= TASK_VALUES ? 1 : TASK_VALUES / g->b, row_tasks,
                     j);
     }
