@@ -133,6 +133,28 @@ static inline void scatter4_rows(const float *g, const int32_t *code, int64_t ow
         scatter4_f32(g + ox, code + ox, r0 + 2 * ox, r1 + 2 * ox);
     }
 }
+/* A row of 4 to 7 windows: two blocks of four, the second overlapping. */
+static inline void take4_rows(const float *r0, const float *r1, int64_t ow, float *y,
+                              int32_t *code)
+{
+    take4_f32(r0, r1, y, code);
+    int64_t ox = ow - 4;
+    take4_f32(r0 + 2 * ox, r1 + 2 * ox, y + ox, code + ox);
+}
+#else
+#define HAVE_TAKE4_SSE2 0
+static inline void take4_rows(const float *r0, const float *r1, int64_t ow, float *y,
+                              int32_t *code)
+{
+    (void)r0, (void)r1, (void)ow, (void)y, (void)code;
+}
+static inline void scatter4_rows(const float *g, const int32_t *code, int64_t ow, float *r0,
+                                 float *r1)
+{
+    (void)g, (void)code, (void)ow, (void)r0, (void)r1;
+}
+#endif
+
 /* Rows of 8 windows or more in AVX2 where the CPU has it: eight windows a
 ** block, the compiler's blocks of selects being no faster than SSE2's four.
 ** The even and odd elements' shuffle leaves the windows in the order 0 1 4
@@ -179,28 +201,6 @@ __attribute__((target("avx2"))) static void take8_rows(const float *r0, const fl
 static void take8_rows(const float *r0, const float *r1, int64_t ow, float *y, int32_t *code)
 {
     (void)r0, (void)r1, (void)ow, (void)y, (void)code;
-}
-#endif
-
-/* A row of 4 to 7 windows: two blocks of four, the second overlapping. */
-static inline void take4_rows(const float *r0, const float *r1, int64_t ow, float *y,
-                              int32_t *code)
-{
-    take4_f32(r0, r1, y, code);
-    int64_t ox = ow - 4;
-    take4_f32(r0 + 2 * ox, r1 + 2 * ox, y + ox, code + ox);
-}
-#else
-#define HAVE_TAKE4_SSE2 0
-static inline void take4_rows(const float *r0, const float *r1, int64_t ow, float *y,
-                              int32_t *code)
-{
-    (void)r0, (void)r1, (void)ow, (void)y, (void)code;
-}
-static inline void scatter4_rows(const float *g, const int32_t *code, int64_t ow, float *r0,
-                                 float *r1)
-{
-    (void)g, (void)code, (void)ow, (void)r0, (void)r1;
 }
 #endif
 
