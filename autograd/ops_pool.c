@@ -180,10 +180,13 @@ __attribute__((target("avx2"))) static void take8_f32(const float *r0, const flo
         best = _mm256_blendv_ps(best, v, take);
         k = _mm256_blendv_ps(k, _mm256_castsi256_ps(_mm256_set1_epi32(i + 1)), take);
     }
-    const int order = _MM_SHUFFLE(3, 1, 2, 0);
-    _mm256_storeu_ps(y, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), order)));
+    /* (a macro: the intrinsic needs a constant expression, at -O0 too) */
+#define WINDOW_ORDER _MM_SHUFFLE(3, 1, 2, 0)
+    _mm256_storeu_ps(y,
+                     _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), WINDOW_ORDER)));
     _mm256_storeu_ps((float *)(void *)code,
-                     _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(k), order)));
+                     _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(k), WINDOW_ORDER)));
+#undef WINDOW_ORDER
 }
 __attribute__((target("avx2"))) static void take8_rows(const float *r0, const float *r1,
                                                        int64_t ow, float *y, int32_t *code)
