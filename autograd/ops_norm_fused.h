@@ -16,7 +16,7 @@ typedef struct agi_norm_geom {
     int64_t a, c, b;    /* x as [a, c, b]: statistics over a * b values per c */
     double eps;
     double *mean;       /* [c] the mean, */
-    double *var;        /* [c] the biased variance (two passes), */
+    double *var;        /* [c] the biased variance (of shifted values), */
     double *rstd;       /* [c] and 1 / sqrt(var + eps) */
 } agi_norm_geom;
 

@@ -11,6 +11,7 @@
 ** kernel of 1 / (kh kw) (ops_conv.c), so its gradients are conv2d's.
 */
 #include "internal.h"
+#include "kernels/kernels.h"
 #include "kernels/simd_clones.h"
 
 #include <math.h>
@@ -72,17 +73,157 @@ enum { WINDOWS_2X2 = 8 };
         (code)[ox] = k_;                                                                           \
     } while (0)
 
+/* Four f32 windows of rows r0 and r1 by TAKE_2X2's rule, in SSE2 (every
+** x86-64 has it): for the rows of 4 to 7 windows, too short for the blocks
+** of WINDOWS_2X2 the compiler vectorises, which the CNN's second pooling
+** has (7); through the scratch copies they took three times as long as a
+** row of 8. A select is and, andnot, or: blendv is not in SSE2. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define HAVE_TAKE4_SSE2 1
+static inline __m128 select_ps(__m128 take, __m128 yes, __m128 no)
+{
+    return _mm_or_ps(_mm_and_ps(take, yes), _mm_andnot_ps(take, no));
+}
+static inline void take4_f32(const float *r0, const float *r1, float *y, int32_t *code)
+{
+    __m128 p0 = _mm_loadu_ps(r0), p1 = _mm_loadu_ps(r0 + 4);
+    __m128 q0 = _mm_loadu_ps(r1), q1 = _mm_loadu_ps(r1 + 4);
+    __m128 cand[3] = {_mm_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1)),
+                      _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0)),
+                      _mm_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1))};
+    __m128 best = _mm_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0));
+    __m128 k = _mm_setzero_ps();
+    for (int i = 0; i < 3; i++) {
+        __m128 v = cand[i];
+        /* best is a number and v beats it or is a NaN */
+        __m128 take = _mm_and_ps(_mm_cmpord_ps(best, best),
+                                 _mm_or_ps(_mm_cmpgt_ps(v, best), _mm_cmpunord_ps(v, v)));
+        best = select_ps(take, v, best);
+        k = select_ps(take, _mm_castsi128_ps(_mm_set1_epi32(i + 1)), k);
+    }
+    _mm_storeu_ps(y, best);
+    _mm_storeu_si128((__m128i *)(void *)code, _mm_castps_si128(k));
+}
+/* The gradient of four f32 windows: g's bits at each winner, +0 at the
+** other three places (a mask of the code), interleaved back into the two
+** rows' eight elements. */
+static inline void scatter4_f32(const float *g, const int32_t *code, float *r0, float *r1)
+{
+    __m128 gv = _mm_loadu_ps(g);
+    __m128i k = _mm_loadu_si128((const __m128i *)(const void *)code);
+    __m128 e[4];
+    for (int q = 0; q < 4; q++)
+        e[q] = _mm_and_ps(gv, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(q))));
+    _mm_storeu_ps(r0, _mm_unpacklo_ps(e[0], e[1]));
+    _mm_storeu_ps(r0 + 4, _mm_unpackhi_ps(e[0], e[1]));
+    _mm_storeu_ps(r1, _mm_unpacklo_ps(e[2], e[3]));
+    _mm_storeu_ps(r1 + 4, _mm_unpackhi_ps(e[2], e[3]));
+}
+/* A row of 4 or more windows' gradient, by blocks of four, the last one
+** overlapping the one before (it rewrites the same values). */
+static inline void scatter4_rows(const float *g, const int32_t *code, int64_t ow, float *r0,
+                                 float *r1)
+{
+    int64_t ox = 0;
+    for (; ox + 4 <= ow; ox += 4)
+        scatter4_f32(g + ox, code + ox, r0 + 2 * ox, r1 + 2 * ox);
+    if (ox < ow) {
+        ox = ow - 4;
+        scatter4_f32(g + ox, code + ox, r0 + 2 * ox, r1 + 2 * ox);
+    }
+}
+/* A row of 4 to 7 windows: two blocks of four, the second overlapping. */
+static inline void take4_rows(const float *r0, const float *r1, int64_t ow, float *y,
+                              int32_t *code)
+{
+    take4_f32(r0, r1, y, code);
+    int64_t ox = ow - 4;
+    take4_f32(r0 + 2 * ox, r1 + 2 * ox, y + ox, code + ox);
+}
+#else
+#define HAVE_TAKE4_SSE2 0
+static inline void take4_rows(const float *r0, const float *r1, int64_t ow, float *y,
+                              int32_t *code)
+{
+    (void)r0, (void)r1, (void)ow, (void)y, (void)code;
+}
+static inline void scatter4_rows(const float *g, const int32_t *code, int64_t ow, float *r0,
+                                 float *r1)
+{
+    (void)g, (void)code, (void)ow, (void)r0, (void)r1;
+}
+#endif
+
+/* Rows of 8 windows or more in AVX2 where the CPU has it: eight windows a
+** block, the compiler's blocks of selects being no faster than SSE2's four.
+** The even and odd elements' shuffle leaves the windows in the order 0 1 4
+** 5 2 3 6 7, the same for all four candidates; the results are put back in
+** order before they are stored. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_TAKE8_AVX2 1
+__attribute__((target("avx2"))) static void take8_f32(const float *r0, const float *r1, float *y,
+                                                      int32_t *code)
+{
+    __m256 p0 = _mm256_loadu_ps(r0), p1 = _mm256_loadu_ps(r0 + 8);
+    __m256 q0 = _mm256_loadu_ps(r1), q1 = _mm256_loadu_ps(r1 + 8);
+    __m256 cand[3] = {_mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(3, 1, 3, 1)),
+                      _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(2, 0, 2, 0)),
+                      _mm256_shuffle_ps(q0, q1, _MM_SHUFFLE(3, 1, 3, 1))};
+    __m256 best = _mm256_shuffle_ps(p0, p1, _MM_SHUFFLE(2, 0, 2, 0)), k = _mm256_setzero_ps();
+    for (int i = 0; i < 3; i++) {
+        __m256 v = cand[i];
+        __m256 take = _mm256_and_ps(_mm256_cmp_ps(best, best, _CMP_ORD_Q),
+                                    _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ),
+                                                 _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+        best = _mm256_blendv_ps(best, v, take);
+        k = _mm256_blendv_ps(k, _mm256_castsi256_ps(_mm256_set1_epi32(i + 1)), take);
+    }
+    /* (a macro: the intrinsic needs a constant expression, at -O0 too) */
+#define WINDOW_ORDER _MM_SHUFFLE(3, 1, 2, 0)
+    _mm256_storeu_ps(y,
+                     _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), WINDOW_ORDER)));
+    _mm256_storeu_ps((float *)(void *)code,
+                     _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(k), WINDOW_ORDER)));
+#undef WINDOW_ORDER
+}
+__attribute__((target("avx2"))) static void take8_rows(const float *r0, const float *r1,
+                                                       int64_t ow, float *y, int32_t *code)
+{
+    int64_t ox = 0;
+    for (; ox + 8 <= ow; ox += 8)
+        take8_f32(r0 + 2 * ox, r1 + 2 * ox, y + ox, code + ox);
+    if (ox < ow) {
+        ox = ow - 8;
+        take8_f32(r0 + 2 * ox, r1 + 2 * ox, y + ox, code + ox);
+    }
+}
+#else
+#define HAVE_TAKE8_AVX2 0
+static void take8_rows(const float *r0, const float *r1, int64_t ow, float *y, int32_t *code)
+{
+    (void)r0, (void)r1, (void)ow, (void)y, (void)code;
+}
+#endif
+
 #define DEFINE_POOL_2X2(T, U, SUFFIX)                                                                 \
     AGK_SIMD_CLONES static void max_plane_2x2_##SUFFIX(const T *restrict x, int64_t h, int64_t w,  \
                                                        int64_t oh, int64_t ow, T *restrict y,      \
                                                        int32_t *restrict code)                     \
     {                                                                                              \
         (void)h;                                                                                   \
+        bool avx2 = HAVE_TAKE8_AVX2 && sizeof(T) == sizeof(float) &&                               \
+                    agk_isa_supported(AGK_ISA_AVX2);                                               \
         T t0[2 * WINDOWS_2X2], t1[2 * WINDOWS_2X2], ty[WINDOWS_2X2];                               \
         int32_t tk[WINDOWS_2X2];                                                                   \
         for (int64_t oy = 0; oy < oh; oy++, y += ow, code += ow) {                                 \
             const T *r0 = x + 2 * oy * w, *r1 = r0 + w;                                            \
             int64_t ox = 0;                                                                        \
+            if (HAVE_TAKE8_AVX2 && sizeof(T) == sizeof(float) && ow >= 8 && avx2) {               \
+                take8_rows((const float *)r0, (const float *)r1, ow, (float *)y, code);           \
+                continue;                                                                          \
+            }                                                                                      \
             if (ow >= WINDOWS_2X2) {                                                               \
                 for (; ox + WINDOWS_2X2 <= ow; ox += WINDOWS_2X2)                                  \
                     for (int b = 0; b < WINDOWS_2X2; b++)                                          \
@@ -90,6 +231,10 @@ enum { WINDOWS_2X2 = 8 };
                 ox = ow - WINDOWS_2X2;                                                             \
                 for (int b = 0; ox > 0 && b < WINDOWS_2X2; b++)                                    \
                     TAKE_2X2(T, r0 + 2 * ox, r1 + 2 * ox, y + ox, code + ox, b);                   \
+                continue;                                                                          \
+            }                                                                                      \
+            if (HAVE_TAKE4_SSE2 && sizeof(T) == sizeof(float) && ow >= 4) {                        \
+                take4_rows((const float *)r0, (const float *)r1, ow, (float *)y, code);           \
                 continue;                                                                          \
             }                                                                                      \
             /* a short row: its windows copied out to a block's worth, and back */              \
@@ -109,8 +254,9 @@ enum { WINDOWS_2X2 = 8 };
     }                                                                                              \
     /* the gradient's plane: each window's g at its winner, zeros elsewhere (and in the row     \
     ** and column an odd size leaves out of every window), each element written once, by      \
-    ** selects the compiler vectorises (a memset of the plane and then a store per window      \
-    ** wrote the plane twice, the second time scattered) */                                    \
+    ** masks (a memset of the plane and then a store per window wrote the plane twice, the    \
+    ** second time scattered); f32 rows of 4 windows or more four windows at a time in SSE2   \
+    ** (the compiler's loop took one a time) */                                                \
     AGK_SIMD_CLONES static void scatter_plane_2x2_##SUFFIX(const T *restrict g,                    \
                                                            const int32_t *restrict code,           \
                                                            int64_t h, int64_t w, int64_t oh,        \
@@ -118,14 +264,17 @@ enum { WINDOWS_2X2 = 8 };
     {                                                                                              \
         for (int64_t oy = 0; oy < oh; oy++, g += ow, code += ow) {                                 \
             T *r0 = x + 2 * oy * w, *r1 = r0 + w;                                                  \
-            for (int64_t ox = 0; ox < ow; ox++) {                                                  \
-                U v, e[4];                                                                         \
-                memcpy(&v, g + ox, sizeof v);                                                      \
-                for (int32_t q = 0; q < 4; q++)                                                    \
-                    e[q] = v & (U)-(U)(code[ox] == q);                                             \
-                memcpy(r0 + 2 * ox, e, 2 * sizeof v);                                              \
-                memcpy(r1 + 2 * ox, e + 2, 2 * sizeof v);                                          \
-            }                                                                                      \
+            if (HAVE_TAKE4_SSE2 && sizeof(T) == sizeof(float) && ow >= 4)                          \
+                scatter4_rows((const float *)g, code, ow, (float *)r0, (float *)r1);              \
+            else                                                                                   \
+                for (int64_t ox = 0; ox < ow; ox++) {                                              \
+                    U v, e[4];                                                                     \
+                    memcpy(&v, g + ox, sizeof v);                                                  \
+                    for (int32_t q = 0; q < 4; q++)                                                \
+                        e[q] = v & (U)-(U)(code[ox] == q);                                         \
+                    memcpy(r0 + 2 * ox, e, 2 * sizeof v);                                          \
+                    memcpy(r1 + 2 * ox, e + 2, 2 * sizeof v);                                      \
+                }                                                                                  \
             if (w > 2 * ow)                                                                        \
                 r0[w - 1] = r1[w - 1] = 0;                                                         \
         }                                                                                          \

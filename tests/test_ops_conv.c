@@ -308,11 +308,13 @@ static ag_tensor *pool_2x2(ag_tape *t, ag_tensor *const *x, void *ud)
 }
 
 /* The 2x2 window of stride 2 has loops of its own (ops_pool.c): rows of
-** many windows, of a few, of one; odd sizes; ties and NaNs everywhere; its
-** gradient (a scatter), the gradient's gradient and the JVP (gathers). */
+** many windows, of 4 to 7 (SSE2 blocks of four), of a few, of one; odd
+** sizes; ties and NaNs everywhere; its gradient (a scatter), the gradient's
+** gradient and the JVP (gathers). */
 Test(pool, max_pool_2x2_matches_the_rule_on_every_row_length)
 {
-    static const int64_t sizes[][2] = {{5, 23}, {4, 22}, {3, 16}, {6, 5}, {2, 2}, {7, 3}};
+    static const int64_t sizes[][2] = {{5, 23}, {4, 22}, {3, 16}, {4, 14}, {5, 11},
+                                       {2, 9},  {6, 5},  {2, 2},  {7, 3}};
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
         for (int f32 = 0; f32 < 2; f32++) {
             ag_dtype dt = f32 ? AG_F32 : AG_F64;
