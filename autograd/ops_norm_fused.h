@@ -45,7 +45,7 @@ ag_tensor *agi_channel_affine(ag_tape *t, const char *who, ag_tensor *x, int64_t
 ag_tensor *agi_channel_affine_sums(ag_tape *t, ag_tensor *g, ag_tensor *x, int64_t a, int64_t c,
                                    int64_t b, ag_tensor *m);
 
-/* The passes of ops_norm_fused.c, for ops_norm_affine.c, on a geometry
+/* The passes (norm_passes.c), for ops_norm_affine.c, on a geometry
 ** without statistics (mean, var and rstd NULL): out = (x - m) s + h per c
 ** (m, s, h optional: 0, 1, 0), false when memory runs out; and [2c]
 ** doubles in the arena, the sums of g then those of g (x - m), or NULL when
@@ -55,5 +55,16 @@ bool agi_norm_affine_values(ag_tape *t, const agi_norm_geom *geo, const ag_tenso
                             ag_tensor *out);
 double *agi_norm_sums_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *g,
                              const ag_tensor *x, const ag_tensor *m);
+/* The standardisation's passes (norm_passes.c) for ops_norm_fused.c: geo's
+** mean, var and rstd from x; out = the standardised x times gamma[c] plus
+** beta[c] (either NULL); out = standardise_grad's values from 'sums' (as
+** agi_norm_sums_values gives them). False when scratch could not be had
+** (ENOMEM recorded). */
+bool agi_norm_stats_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *x);
+bool agi_norm_standardise_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *x,
+                                 const ag_tensor *gamma, const ag_tensor *beta, ag_tensor *out);
+bool agi_norm_grad_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor *g,
+                          const ag_tensor *x, const ag_tensor *gamma, const double *sums,
+                          ag_tensor *out);
 
 #endif
