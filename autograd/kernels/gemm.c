@@ -36,11 +36,12 @@ typedef struct agk_part {
 } agk_part;
 
 /* PACK_T_MIN: the narrowest panel a kernel's SIMD transpose packs faster
-** than the template's loops (one vector of rows). */
+** than the template's loops (f32: AVX2's 6 rows, see pack_t_narrow_f32;
+** f64: one vector of rows). */
 #define TPL(name) name##_f32
 #define REAL float
 #define KERNEL agk_kernel_f32
-#define PACK_T_MIN 8
+#define PACK_T_MIN 6
 #include "gemm_template.inc"
 #undef TPL
 #undef REAL

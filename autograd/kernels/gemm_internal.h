@@ -116,7 +116,8 @@ void agk_gemm_blocking_cpu(agk_gemm_kernel id, ag_dtype dt, const agk_cpu *cpu, 
 enum { AGK_MAX_MR = 16, AGK_MAX_NR = 32 };
 
 #if AGK_HAVE_X86
-/* For widths w that are multiples of 8 (f32) or 4 (f64); they need AVX2. */
+/* Any width w (f32: SIMD for w < 8 and for whole groups of 8 rows; f64:
+** for groups of 4); they need AVX2. */
 void agk_pack_t_f32_avx2(int64_t kc, int64_t rows, const float *src, int64_t ld, float *dst,
                          int w);
 void agk_pack_t_f64_avx2(int64_t kc, int64_t rows, const double *src, int64_t ld, double *dst,
