@@ -282,6 +282,55 @@ AGK_TARGET_AVX2 void agk_pack_t_f32_avx2(int64_t kc, int64_t rows, const float *
                 dst[p * w + i] = i < rows ? src[i * ld + p] : 0.0f;
 }
 
+/* Eight rows at a time across every panel, as pack_b_nr does (each panel
+** gets eight rows' values together), with whole vectors where the columns
+** fill them: the template's loops are compiled for SSE2. Lanes past a
+** panel's width (w not a multiple of 8) spill into the next rows' places,
+** which the next stores overwrite, and are masked where they would pass the
+** panel's end. At 256^3 on Zen 3 packing B took 2.5% of the time, down from
+** 3.3%. */
+AGK_AVX2_INLINE void pack_n_w(const int w, int64_t kc, int64_t cols, const float *src,
+                              int64_t ld, float *dst)
+{
+    const int chunks = (w + 7) / 8;   /* at most 2 */
+    const int64_t end = kc * w;
+    for (int64_t p0 = 0; p0 < kc; p0 += 8) {
+        int64_t p1 = kc - p0 < 8 ? kc : p0 + 8;
+        float *panel = dst;
+        int64_t jr = 0;
+        /* Panels whose loads are whole vectors, and rows whose stores are. */
+        for (; jr + 8 * chunks <= cols; jr += w, panel += w * kc)
+            for (int64_t p = p0; p < p1; p++) {
+                const float *s = src + p * ld + jr;
+                float *d = panel + p * w;
+                __m256 v0 = _mm256_loadu_ps(s);
+                __m256 v1 = chunks > 1 ? _mm256_loadu_ps(s + 8) : v0;
+                if (p * w + 8 * chunks <= end) {
+                    _mm256_storeu_ps(d, v0);
+                    if (chunks > 1)
+                        _mm256_storeu_ps(d + 8, v1);
+                } else {
+                    _mm256_maskstore_ps(d, lane_mask32(w), v0);
+                    if (chunks > 1)
+                        _mm256_maskstore_ps(d + 8, lane_mask32(w - 8), v1);
+                }
+            }
+        for (; jr < cols; jr += w, panel += w * kc)
+            for (int64_t p = p0; p < p1; p++)
+                for (int j = 0; j < w; j++)
+                    panel[p * w + j] = jr + j < cols ? src[p * ld + jr + j] : 0.0f;
+    }
+}
+
+AGK_TARGET_AVX2 void agk_pack_n_f32_avx2(int64_t kc, int64_t cols, const float *src, int64_t ld,
+                                         float *dst, int w)
+{
+    switch (w) {
+    case 16: pack_n_w(16, kc, cols, src, ld, dst); break;
+    default: pack_n_w(w, kc, cols, src, ld, dst); break;
+    }
+}
+
 /* The f64 twin, in 4 x 4 blocks. */
 AGK_AVX2_INLINE void transpose4_add(const double *src, int64_t ld, double *dst, int64_t w,
                                     bool add)
@@ -345,11 +394,11 @@ AGK_TARGET_AVX2 void agk_pack_t_f64_avx2(int64_t kc, int64_t rows, const double 
 ** L2 together, and the B block (kc x nc) L2 or L3. */
 const agk_kernel_f32 agk_kernel_f32_avx2 = {
     {MR, 16, 48, 1024, 1024}, MR, tile_f32, tile_full_f32, false, agk_pack_t_f32_avx2,
-    agk_store_t_f32_avx2,
+    agk_store_t_f32_avx2, agk_pack_n_f32_avx2,
 };
 const agk_kernel_f64 agk_kernel_f64_avx2 = {
     {MR, 8, 48, 512, 1024}, MR, tile_f64, tile_full_f64, false, agk_pack_t_f64_avx2,
-    agk_store_t_f64_avx2,
+    agk_store_t_f64_avx2, NULL,
 };
 
 #else
