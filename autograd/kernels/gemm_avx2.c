@@ -282,9 +282,10 @@ AGK_TARGET_AVX2 void agk_pack_t_f32_avx2(int64_t kc, int64_t rows, const float *
                 dst[p * w + i] = i < rows ? src[i * ld + p] : 0.0f;
 }
 
-/* Eight rows at a time across every panel, as pack_b_nr does (each panel
-** gets eight rows' values together), with whole vectors where the columns
-** fill them: the template's loops are compiled for SSE2. Lanes past a
+/* Eight rows at a time across every panel (each panel gets eight rows'
+** lines together, where the template's pack_b_nr goes a row at a time), with
+** whole vectors where the columns fill them (the template is compiled for
+** SSE2). Lanes past a
 ** panel's width (w not a multiple of 8) spill into the next rows' places,
 ** which the next stores overwrite, and are masked where they would pass the
 ** panel's end. At 256^3 on Zen 3 packing B took 2.5% of the time, down from
