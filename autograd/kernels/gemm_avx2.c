@@ -153,8 +153,9 @@ AVX2_TILE(tile_f64, double, 4, rows_f64)
 /* A whole tile: MR rows, two vectors, with the strides of A as constants
 ** where they are known (packed: 1 and MR; rows read in place: p's stride 1),
 ** so the k loop steps two pointers and computes no addresses, and the
-** stores need no masks. Packed products (768^3 and up) ran 5 to 8% faster
-** on Zen 3 (docs/PERFORMANCE.md, session 9). */
+** stores need no masks. With the stores of AVX2_ROWS written row by row,
+** 1024^3 went from 87.4 to 90.5 GFLOP/s on Zen 3 (docs/PERFORMANCE.md,
+** session 9). */
 #define AVX2_TILE_FULL(NAME, T, V, ROWS_FN)                                                   \
     AGK_TARGET_AVX2 static void NAME(int64_t kc, const T *a, int64_t ars, int64_t acs,       \
                                      const T *b, int64_t brs, T *c, int64_t ldc,             \
