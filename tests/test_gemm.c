@@ -709,3 +709,79 @@ Test(gemm, small_products_have_the_bits_of_planned_ones)
     }
     ag_pool_free(pool);
 }
+
+#if AGK_HAVE_X86
+/* AVX2's transposing pack for panels narrower than a vector (the avx2
+** kernel's 6 rows of A): every width below 8, every height up to it, k
+** around multiples of 8 (whole 8 x 8 blocks, a remainder, none): the
+** layout of gemm_internal.h, zeros past the rows, and not a value written
+** past the panel (its 8-lane stores overlap the next step's slot, masked
+** at the end). */
+Test(gemm, narrow_transposing_pack_avx2)
+{
+    if (!agk_isa_supported(AGK_ISA_AVX2))
+        cr_skip_test("no AVX2");
+    enum { LD = 37, MAXK = 25 };
+    float src[8 * LD], dst[8 * MAXK + 16];
+    for (int i = 0; i < 8 * LD; i++)
+        src[i] = (float)(i + 1);
+    for (int w = 1; w < 8; w++)
+        for (int rows = 1; rows <= w; rows++)
+            for (int64_t kc = 1; kc <= MAXK; kc++) {
+                for (int i = 0; i < 8 * MAXK + 16; i++)
+                    dst[i] = -1.0f;
+                agk_pack_t_f32_avx2(kc, rows, src, LD, dst, w);
+                for (int64_t p = 0; p < kc; p++)
+                    for (int i = 0; i < w; i++) {
+                        float want = i < rows ? src[i * LD + p] : 0.0f;
+                        cr_assert_eq(dst[p * w + i], want, "w %d rows %d kc %lld: [%lld][%d]",
+                                     w, rows, (long long)kc, (long long)p, i);
+                    }
+                for (int64_t e = kc * w; e < 8 * MAXK + 16; e++)
+                    cr_assert_eq(dst[e], -1.0f, "w %d rows %d kc %lld: written past the panel at %lld",
+                                 w, rows, (long long)kc, (long long)e);
+            }
+}
+
+/* AVX2's copying pack (rows of B into 16-column panels, rows of a
+** transposed A into 6-row ones): widths up to 16, any number of columns
+** (edge panels zero-filled), k around multiples of 8: the layout of
+** gemm_internal.h, zeros past the columns and nothing written past the
+** last panel. */
+Test(gemm, copying_pack_avx2)
+{
+    if (!agk_isa_supported(AGK_ISA_AVX2))
+        cr_skip_test("no AVX2");
+    enum { MAXK = 19, MAXC = 40, LD = 41, ROOM = 4 * 16 * MAXK + 32 };
+    float *src = malloc(sizeof(float) * MAXK * LD), dst[ROOM];
+    cr_assert(src);
+    for (int i = 0; i < MAXK * LD; i++)
+        src[i] = (float)(i + 1);
+    static const int widths[] = {6, 8, 16, 3, 12};
+    for (int wi = 0; wi < 5; wi++)
+        for (int64_t cols = 1; cols <= MAXC; cols++)
+            for (int64_t kc = 1; kc <= MAXK; kc++) {
+                int w = widths[wi];
+                int64_t panels = (cols + w - 1) / w;
+                if (panels * w * kc > ROOM - 16)
+                    continue;
+                for (int i = 0; i < ROOM; i++)
+                    dst[i] = -1.0f;
+                agk_pack_n_f32_avx2(kc, cols, src, LD, dst, w);
+                for (int64_t s = 0; s < panels; s++)
+                    for (int64_t p = 0; p < kc; p++)
+                        for (int j = 0; j < w; j++) {
+                            int64_t col = s * w + j;
+                            float want = col < cols ? src[p * LD + col] : 0.0f;
+                            cr_assert_eq(dst[s * w * kc + p * w + j], want,
+                                         "w %d cols %lld kc %lld: panel %lld [%lld][%d]", w,
+                                         (long long)cols, (long long)kc, (long long)s,
+                                         (long long)p, j);
+                        }
+                for (int64_t e = panels * w * kc; e < ROOM; e++)
+                    cr_assert_eq(dst[e], -1.0f, "w %d cols %lld kc %lld: written past at %lld", w,
+                                 (long long)cols, (long long)kc, (long long)e);
+            }
+    free(src);
+}
+#endif

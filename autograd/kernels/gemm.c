@@ -36,11 +36,12 @@ typedef struct agk_part {
 } agk_part;
 
 /* PACK_T_MIN: the narrowest panel a kernel's SIMD transpose packs faster
-** than the template's loops (one vector of rows). */
+** than the template's loops (f32: AVX2's 6 rows, see pack_t_narrow_f32;
+** f64: one vector of rows). */
 #define TPL(name) name##_f32
 #define REAL float
 #define KERNEL agk_kernel_f32
-#define PACK_T_MIN 8
+#define PACK_T_MIN 6
 #include "gemm_template.inc"
 #undef TPL
 #undef REAL
@@ -167,6 +168,10 @@ typedef struct gemm_kernel_desc {
     ** few sets of the L1 (see make_plan). Not Zen 4's kernel: its plans
     ** were measured as they are, on Zen 4. */
     bool avoid_set_conflicts;
+    /* A medium-sized op(A) is read in place only for products of at most
+    ** this many panels of B (0: any): each panel reads the A block again,
+    ** and past some panels packing it once costs less (see a_in_place). */
+    int a_in_place_max_panels;
 } gemm_kernel_desc;
 
 #if AGK_HAVE_X86
@@ -180,7 +185,7 @@ static const gemm_kernel_desc kernel_table[AGK_GEMM_KERNELS] = {
                            &kernel_portable_f64, blocking_fixed, false},
     /* 6 x 16 (f64 6 x 8): 12 accumulators of the 16 ymm registers. */
     [AGK_GEMM_AVX2] = {"avx2", AGK_ISA_AVX2, "vbroadcastss/sd into a register per row",
-                       X86_KERNELS(avx2, avx2), blocking_l1_panel, true},
+                       X86_KERNELS(avx2, avx2), blocking_l1_panel, true, 8},
     /* 8 x 32 (f64 8 x 16), up to 12 rows at an edge read in place. */
     [AGK_GEMM_AVX512_ZEN4] = {"avx512-zen4", AGK_ISA_AVX512,
                               "{1to16} memory operand of each FMA",
@@ -392,16 +397,23 @@ enum { MAX_SLICES = 8 };
 ** cache line (AVX-512's 8 floats), so that two tiles use each line read;
 ** with AVX2's 6 they straddle lines and ran slower. Beyond some megabytes
 ** packing wins again, most at leading dimensions of 4 KB multiples (every
-** row in the same L1 set). */
+** row in the same L1 set). And a kernel may read a medium A in place only
+** for a product of few panels of B (a_in_place_max_panels): each panel
+** reads all of the A block again, six rows at a time from the L2, where a
+** packed block is one stream. With AVX2's whole-tile kernel on Zen 3,
+** packing A ran 256^3 to 512^3 4 to 8% faster and the MLP's 784-wide
+** products 2 to 9% faster; its products with 128 columns still ran 5 to
+** 10% faster with A in place (docs/PERFORMANCE.md, session 9). */
 static const double DIRECT_MAX_BYTES = 192 * 1024;
 static const double ROWS_IN_PLACE_MAX_BYTES = 2 * 1024 * 1024;
 
 /* Whether op(A) is read in place, by the rule above ('small' and 'medium':
 ** the product's operands fit the two sizes). B, untransposed, is read in
 ** place whenever 'medium' holds. */
-static bool a_in_place(bool small, bool medium, bool ta, bool half_lines)
+static bool a_in_place(bool small, bool medium, bool ta, bool half_lines, int64_t panels,
+                       int max_panels)
 {
-    return small || (medium && (!ta || half_lines));
+    return small || (medium && (!ta || half_lines) && (max_panels == 0 || panels <= max_panels));
 }
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -468,10 +480,13 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     bool half_lines = (size_t)p->blk.mr * es % 32 == 0;
     /* A narrow C (a few columns) wastes most of each column vector; its
     ** transpose (op(A)' = op(B)^T, transposed unless tb) may fill them better. */
-    int vec = p->blk.nr / 2;
-    double as_is = cost(m, n, k, tb, a_in_place(small, medium, ta, half_lines), medium, false, vec);
-    double swapped =
-        cost(n, m, k, !ta, a_in_place(small, medium, !tb, half_lines), medium, true, vec);
+    int vec = p->blk.nr / 2, max_panels = kernel_table[o->kernel].a_in_place_max_panels;
+    int64_t panels_n = ceil_div(n, p->blk.nr), panels_m = ceil_div(m, p->blk.nr);
+    double as_is = cost(m, n, k, tb, a_in_place(small, medium, ta, half_lines, panels_n, max_panels),
+                        medium, false, vec);
+    double swapped = cost(n, m, k, !ta,
+                          a_in_place(small, medium, !tb, half_lines, panels_m, max_panels), medium,
+                          true, vec);
     p->swap = swapped < as_is;
     if (p->swap) {
         int64_t t = m;
@@ -484,7 +499,7 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
         lda = ldb;
         ldb = t;
     }
-    p->a_direct = a_in_place(small, medium, ta, half_lines);
+    p->a_direct = a_in_place(small, medium, ta, half_lines, ceil_div(n, p->blk.nr), max_panels);
     p->b_direct = medium;
     /* Whether B may be packed: the scratch size, asked without leading
     ** dimensions (agk_gemm_scratch), must not depend on them. */

@@ -62,6 +62,15 @@ typedef void (*agk_pack_t_f32)(int64_t kc, int64_t rows, const float *src, int64
 typedef void (*agk_pack_t_f64)(int64_t kc, int64_t rows, const double *src, int64_t ld,
                                double *dst, int w);
 
+/* Packs a block as it lies: dst[s*w*kc + p*w + j] = src[p*ld + s*w + j]
+** for the panels s of w columns that cover 'cols', zero past 'cols'. Rows
+** of B into nr-column panels: the copy of packing, done with SIMD loads
+** and stores. */
+typedef void (*agk_pack_n_f32)(int64_t kc, int64_t cols, const float *src, int64_t ld,
+                               float *dst, int w);
+typedef void (*agk_pack_n_f64)(int64_t kc, int64_t cols, const double *src, int64_t ld,
+                               double *dst, int w);
+
 /* Writes a rows x cols tile held with row stride 'nr' to C transposed:
 ** c[j*ldc + i] (+)= tile[i*nr + j]. */
 typedef void (*agk_store_t_f32)(const float *tile, int nr, int rows, int cols, float *c,
@@ -84,6 +93,7 @@ typedef struct agk_kernel_f32 {
     bool masked_b;   /* reads B only inside the tile: an edge panel needs no packing */
     agk_pack_t_f32 pack_t;    /* NULL: the template's scalar loops */
     agk_store_t_f32 store_t;  /* likewise */
+    agk_pack_n_f32 pack_n;    /* NULL: the template's loops (an untransposed B) */
 } agk_kernel_f32;
 
 typedef struct agk_kernel_f64 {
@@ -94,6 +104,7 @@ typedef struct agk_kernel_f64 {
     bool masked_b;
     agk_pack_t_f64 pack_t;
     agk_store_t_f64 store_t;
+    agk_pack_n_f64 pack_n;
 } agk_kernel_f64;
 
 /* What gemm_cpu.c learns from cpuid. Cache sizes in bytes, each within
@@ -116,8 +127,12 @@ void agk_gemm_blocking_cpu(agk_gemm_kernel id, ag_dtype dt, const agk_cpu *cpu, 
 enum { AGK_MAX_MR = 16, AGK_MAX_NR = 32 };
 
 #if AGK_HAVE_X86
-/* For widths w that are multiples of 8 (f32) or 4 (f64); they need AVX2. */
+/* Any width w (f32: SIMD for w < 8 and for whole groups of 8 rows; f64:
+** for groups of 4); they need AVX2. */
 void agk_pack_t_f32_avx2(int64_t kc, int64_t rows, const float *src, int64_t ld, float *dst,
+                         int w);
+/* For widths w up to 16. */
+void agk_pack_n_f32_avx2(int64_t kc, int64_t cols, const float *src, int64_t ld, float *dst,
                          int w);
 void agk_pack_t_f64_avx2(int64_t kc, int64_t rows, const double *src, int64_t ld, double *dst,
                          int w);
