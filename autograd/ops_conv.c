@@ -294,9 +294,27 @@ static void unfold(ag_pool *pool, const conv_geom *g, ag_dtype dt, bool fold, in
 ** threads, the images run one at a time instead, with the unfolding and
 ** the gemm on the pool. Either way each element is computed the same, so
 ** the bits do not depend on the threads; the weight gradient sums its
-** images in fixed chunks (WEIGHT_CHUNKS, whatever the threads), each chunk
-** a chain in order of its images, and then the chunks in order. */
-enum { WEIGHT_CHUNKS = 8 };
+** images in fixed chunks (weight_chunks: the geometry's, whatever the
+** threads), each chunk a chain in order of its images, and then the chunks
+** in order. */
+enum { WEIGHT_CHUNKS = 8, WEIGHT_CHUNKS_MAX = 32 };
+/* Partial sums up to this size in all take more chunks than WEIGHT_CHUNKS. */
+#define WEIGHT_PARTIALS_BYTES (1u << 20)
+
+/* Images per chunk of the weight gradient. A chunk is what a thread takes
+** at a time, so with 8 the last one could keep the other thread waiting for
+** 8 of the example's images (its second layer's weight gradient, 18 KB,
+** took 38 us an image on each of two threads, Zen 3); a small gradient is
+** cut finer, up to WEIGHT_CHUNKS_MAX chunks, while their partial sums stay
+** within WEIGHT_PARTIALS_BYTES. Depends on the geometry alone. */
+static int64_t weight_chunk_images(const conv_geom *g, size_t es)
+{
+    int64_t k = g->c / g->p[GROUPS] * g->kh * g->kw;
+    size_t one = (size_t)(g->o * k) * es;
+    int64_t chunks = one ? (int64_t)(WEIGHT_PARTIALS_BYTES / one) : WEIGHT_CHUNKS_MAX;
+    chunks = chunks < WEIGHT_CHUNKS ? WEIGHT_CHUNKS : chunks > WEIGHT_CHUNKS_MAX ? WEIGHT_CHUNKS_MAX : chunks;
+    return (g->n + chunks - 1) / chunks;
+}
 
 typedef enum conv_kind { CONV_FORWARD, CONV_INPUT_GRAD, CONV_WEIGHT_GRAD } conv_kind;
 
@@ -313,10 +331,9 @@ typedef struct conv_job {
     size_t cols_bytes, sum_t_bytes, task_bytes;   /* sum_t: a weight gradient's chunk, transposed */
     int64_t per_chunk;      /* weight gradient: images per chunk */
     char *partials;         /* weight gradient: chunk c > 0 sums into partials[c - 1] */
-    bool by_rows;           /* forward or input gradient by kernel rows (rows_applies, flip_applies) */
+    bool flipped;           /* input gradient as a correlation (flip_applies) */
     bool narrow;            /* weight gradient summed directly (narrow_applies) */
-    const void *wrows;      /* its kernel: wrows [groups, KH, O/groups, C/groups KW] or
-                            ** wflip [groups, KH, C/groups, O/groups KW] */
+    const void *wflip;      /* its kernel: [groups, KH, C/groups, O/groups KW] */
 } conv_job;
 
 /* The input gradient of a convolution with stride and dilation 1 is itself
@@ -355,27 +372,6 @@ static bool flip_applies(const conv_geom *g)
            5 * og * g->kw * (g->h + g->kh - 1) * g->w <= 4 * cg * g->kh * g->kw * g->h * g->w;
 }
 
-/* The forward product banded the same way (stride and dilation 1): band
-** (c, j) holds the rows of x[c] padded by PH above and below, shifted by j
-** - PW columns, [OH + KH - 1, OW], and kernel row i multiplies the bands
-** from row i on, [C/groups KW, OH OW] of row stride (OH + KH - 1) OW, by
-** wrows[i] [O/groups, C/groups KW] (wrows[g][i][o][c][j] = w[g O/groups +
-** o][c][i][j]):
-**
-**   y_n[g] [O/groups, OH OW] = sum over i of wrows_g[i] @ bands_n,g from row i
-**
-** KH products of depth C/groups KW, added in order of i. The bands are
-** (OH + KH - 1) / (KH OH) of the unfolded columns (0.38 for the example's
-** second layer, whose unfolding took 14% of its forward on one thread);
-** rows_applies says where, by flip_applies's rule. */
-static bool rows_applies(const conv_geom *g)
-{
-    int64_t groups = g->p[GROUPS], cg = g->c / groups, og = g->o / groups;
-    return g->p[SH] == 1 && g->p[SW] == 1 && g->p[DH] == 1 && g->p[DW] == 1 && og > 0 &&
-           g->oh * g->ow > 0 && cg >= FLIP_MIN_CHANNELS &&
-           5 * cg * g->kw * (g->oh + g->kh - 1) * g->ow <= 4 * cg * g->kh * g->kw * g->oh * g->ow;
-}
-
 #define DEFINE_FLIP(T, SUFFIX)                                                                     \
     static void flip_##SUFFIX(const conv_geom *g, const T *restrict w, T *restrict f)             \
     {                                                                                              \
@@ -389,64 +385,52 @@ static bool rows_applies(const conv_geom *g)
                             *f++ = w[(((gi * og + o) * cg + c) * kh + kh - 1 - i) * kw +      \
                                      kw - 1 - j];                                                  \
     }                                                                                              \
-    static void by_rows_##SUFFIX(const conv_geom *g, const T *restrict w, T *restrict f)          \
-    {                                                                                              \
-        const int64_t groups = g->p[GROUPS], og = g->o / groups, cg = g->c / groups;              \
-        const int64_t kh = g->kh, kw = g->kw;                                                      \
-        for (int64_t gi = 0; gi < groups; gi++)                                                    \
-            for (int64_t i = 0; i < kh; i++)                                                       \
-                for (int64_t o = 0; o < og; o++)                                                   \
-                    for (int64_t c = 0; c < cg; c++)                                               \
-                        for (int64_t j = 0; j < kw; j++)                                           \
-                            *f++ = w[(((gi * og + o) * cg + c) * kh + i) * kw + j];                \
-    }                                                                                              \
-    /* np planes [sh, sw] of src into their bands [np KW, rows, bw]: band (q, j)                  \
-    ** row r reads plane row r - top, its column x plane column x + j + s0 (zeros                \
-    ** outside the plane); top >= 0 and top + sh <= rows */                                       \
-    static void bands_##SUFFIX(const T *restrict src, int64_t np, int64_t sh, int64_t sw,          \
-                               int64_t kw, int64_t rows, int64_t top, int64_t s0, int64_t bw,      \
+    /* group gi of image n of gy into its bands [O/groups KW, H + KH - 1, W] */                  \
+    static void bands_##SUFFIX(const conv_geom *g, const T *restrict gy, int64_t n, int64_t gi,    \
                                T *restrict b)                                                      \
     {                                                                                              \
-        for (int64_t q = 0; q < np; q++) {                                                         \
-            const T *plane = src + q * sh * sw;                                                    \
-            for (int64_t j = 0; j < kw; j++, b += rows * bw) {                                     \
-                /* band column x reads plane column x + s: [lo, hi) inside */                      \
-                int64_t s = j + s0;                                                                \
-                int64_t lo = s < 0 ? -s : 0, hi = sw - s < bw ? sw - s : bw;                       \
-                lo = lo > bw ? bw : lo;                                                            \
+        const int64_t og = g->o / g->p[GROUPS], kw = g->kw, w = g->w, oh = g->oh, ow = g->ow;     \
+        const int64_t rows = g->h + g->kh - 1, top = g->kh - 1 - g->p[PH];                        \
+        for (int64_t o = 0; o < og; o++) {                                                         \
+            const T *plane = gy + ((n * g->o) + gi * og + o) * oh * ow;                            \
+            for (int64_t j = 0; j < kw; j++, b += rows * w) {                                      \
+                /* band column x reads gy column x + j - (KW-1-p): [lo, hi) inside */              \
+                int64_t s = j - (kw - 1 - g->p[PW]);                                               \
+                int64_t lo = s < 0 ? -s : 0, hi = ow - s < w ? ow - s : w;                         \
+                lo = lo > w ? w : lo;                                                              \
                 hi = hi < lo ? lo : hi;                                                            \
-                if (sw == bw) {                                                                    \
+                if (ow == w) {                                                                     \
                     /* "same" (as 3x3 with padding 1): the plane shifted by s is one run,       \
                     ** the column or two where a row's run wraps into the next then zeroed */  \
-                    for (int64_t k = 0; k < top * bw; k++)                                         \
+                    for (int64_t k = 0; k < top * w; k++)                                          \
                         b[k] = 0;                                                                  \
-                    for (int64_t k = (top + sh) * bw; k < rows * bw; k++)                          \
+                    for (int64_t k = (top + oh) * w; k < rows * w; k++)                            \
                         b[k] = 0;                                                                  \
-                    T *d = b + top * bw;                                                           \
+                    T *d = b + top * w;                                                            \
                     int64_t head = s < 0 ? -s : 0, tail = s > 0 ? s : 0;                           \
-                    int64_t len = sh * bw - head - tail;                                           \
+                    int64_t len = oh * w - head - tail;                                            \
                     if (len > 0)                                                                   \
                         memcpy(d + head, plane + head + s, (size_t)len * sizeof(T));               \
                     for (int64_t x = 0; x < lo; x++)                                               \
-                        for (int64_t y = 0; y < sh; y++)                                           \
-                            d[y * bw + x] = 0;                                                     \
-                    for (int64_t x = hi; x < bw; x++)                                              \
-                        for (int64_t y = 0; y < sh; y++)                                           \
-                            d[y * bw + x] = 0;                                                     \
+                        for (int64_t y = 0; y < oh; y++)                                           \
+                            d[y * w + x] = 0;                                                      \
+                    for (int64_t x = hi; x < w; x++)                                               \
+                        for (int64_t y = 0; y < oh; y++)                                           \
+                            d[y * w + x] = 0;                                                      \
                     continue;                                                                      \
                 }                                                                                  \
                 for (int64_t r = 0; r < rows; r++) {                                               \
-                    T *dst = b + r * bw;                                                           \
+                    T *dst = b + r * w;                                                            \
                     int64_t y = r - top;                                                           \
-                    if (y < 0 || y >= sh) {                                                        \
-                        for (int64_t x = 0; x < bw; x++)                                           \
+                    if (y < 0 || y >= oh) {                                                        \
+                        for (int64_t x = 0; x < w; x++)                                            \
                             dst[x] = 0;                                                            \
                         continue;                                                                  \
                     }                                                                              \
                     for (int64_t x = 0; x < lo; x++)                                               \
                         dst[x] = 0;                                                                \
-                    COPY_RUN(T, dst + lo, plane + y * sw + lo + s, hi - lo);                       \
-                    for (int64_t x = hi; x < bw; x++)                                              \
+                    COPY_RUN(T, dst + lo, plane + y * ow + lo + s, hi - lo);                       \
+                    for (int64_t x = hi; x < w; x++)                                               \
                         dst[x] = 0;                                                                \
                 }                                                                                  \
             }                                                                                      \
@@ -455,47 +439,6 @@ static bool rows_applies(const conv_geom *g)
 DEFINE_FLIP(float, f32)
 DEFINE_FLIP(double, f64)
 
-/* Group gi of image n of gy into its bands for the input gradient [O/groups
-** KW, H + KH - 1, W], or of x into those of the forward [C/groups KW, OH +
-** KH - 1, OW]. */
-static void make_bands(const conv_geom *g, ag_dtype dt, bool forward, const void *src, int64_t n,
-                       int64_t gi, void *b)
-{
-    int64_t groups = g->p[GROUPS], np, sh, sw, rows, top, s0, bw;
-    size_t at;
-    if (forward) {
-        np = g->c / groups, sh = g->h, sw = g->w, rows = g->oh + g->kh - 1, top = g->p[PH];
-        s0 = -(int64_t)g->p[PW], bw = g->ow;
-        at = (size_t)((n * g->c + gi * np) * sh * sw);
-    } else {
-        np = g->o / groups, sh = g->oh, sw = g->ow, rows = g->h + g->kh - 1;
-        top = g->kh - 1 - g->p[PH], s0 = -(g->kw - 1 - g->p[PW]), bw = g->w;
-        at = (size_t)((n * g->o + gi * np) * sh * sw);
-    }
-    if (dt == AG_F32)
-        bands_f32((const float *)src + at, np, sh, sw, g->kw, rows, top, s0, bw, b);
-    else
-        bands_f64((const double *)src + at, np, sh, sw, g->kw, rows, top, s0, bw, b);
-}
-
-/* y_n += the bias, if any */
-static void add_bias(const conv_job *j, int64_t n)
-{
-    const conv_geom *g = j->g;
-    int64_t P = g->oh * g->ow;
-    if (j->bias)
-        for (int64_t o = 0; o < g->o; o++) {
-            double b = agi_get(j->bias, o);
-            int64_t base = (n * g->o + o) * P;
-            if (j->dt == AG_F32)
-                for (int64_t i = 0; i < P; i++)
-                    ((float *)j->out)[base + i] += (float)b;
-            else
-                for (int64_t i = 0; i < P; i++)
-                    ((double *)j->out)[base + i] += b;
-        }
-}
-
 static void conv_image(const conv_job *j, char *scratch, int64_t n)
 {
     const conv_geom *g = j->g;
@@ -503,29 +446,25 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
     int64_t P = g->oh * g->ow;
     size_t es = ag_dtype_size(j->dt);
     void *cols = scratch, *gs = scratch + j->cols_bytes;
-    if (j->by_rows) {
-        /* forward: [O/groups, OH OW] += wrows[i] [O/groups, C/groups KW] @ bands;
-        ** input gradient: [C/groups, H W] += wflip[i] [C/groups, O/groups KW] @ bands */
-        bool fwd = j->kind == CONV_FORWARD;
-        int64_t cg = g->c / groups, m = fwd ? og : cg, kt = (fwd ? cg : og) * g->kw;
-        int64_t bw = fwd ? g->ow : g->w, hw = fwd ? P : g->h * g->w;
-        int64_t ldb = (fwd ? g->oh + g->kh - 1 : g->h + g->kh - 1) * bw;
+    if (j->flipped) {
+        int64_t cg = g->c / groups, kt = og * g->kw, hw = g->h * g->w;
+        int64_t ldb = (g->h + g->kh - 1) * g->w;
         for (int64_t gi = 0; gi < groups; gi++) {
-            make_bands(g, j->dt, fwd, fwd ? j->x : j->gy, n, gi, cols);
-            size_t first = fwd ? (size_t)((n * g->o + gi * og) * P) : (size_t)((n * g->c + gi * cg) * hw);
-            char *c = (char *)j->out + first * es;
+            if (j->dt == AG_F32)
+                bands_f32(g, j->gy, n, gi, cols);
+            else
+                bands_f64(g, j->gy, n, gi, cols);
+            char *dx = (char *)j->out + (size_t)((n * g->c + gi * cg) * hw) * es;
             for (int64_t i = 0; i < g->kh; i++) {
-                const char *a = (const char *)j->wrows + (size_t)((gi * g->kh + i) * m * kt) * es;
-                const char *b = (const char *)cols + (size_t)(i * bw) * es;
+                const char *a = (const char *)j->wflip + (size_t)((gi * g->kh + i) * cg * kt) * es;
+                const char *b = (const char *)cols + (size_t)(i * g->w) * es;
                 if (i == 0)
-                    agk_gemm(j->dt, m, hw, kt, a, kt, false, b, ldb, false, c, hw, gs, j->inner);
+                    agk_gemm(j->dt, cg, hw, kt, a, kt, false, b, ldb, false, dx, hw, gs, j->inner);
                 else
-                    agk_gemm_add(j->dt, m, hw, kt, a, kt, false, b, ldb, false, c, hw, gs,
+                    agk_gemm_add(j->dt, cg, hw, kt, a, kt, false, b, ldb, false, dx, hw, gs,
                                  j->inner);
             }
         }
-        if (fwd)
-            add_bias(j, n);
         return;
     }
     if (j->kind == CONV_INPUT_GRAD && g->c * g->h * g->w != 0)
@@ -544,8 +483,17 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
             unfold(j->inner, g, j->dt, true, n, gi, NULL, cols, j->out);
         }
     }
-    if (j->kind == CONV_FORWARD)
-        add_bias(j, n);
+    if (j->kind == CONV_FORWARD && j->bias)
+        for (int64_t o = 0; o < g->o; o++) {
+            double b = agi_get(j->bias, o);
+            int64_t base = (n * g->o + o) * P;
+            if (j->dt == AG_F32)
+                for (int64_t i = 0; i < P; i++)
+                    ((float *)j->out)[base + i] += (float)b;
+            else
+                for (int64_t i = 0; i < P; i++)
+                    ((double *)j->out)[base + i] += b;
+        }
 }
 
 /* A chunk of the weight gradient sums its images' products transposed,
@@ -576,11 +524,11 @@ DEFINE_TRANSPOSE(double, f64)
 ** 64). Each element (o, t) is DW_LANES partial sums, lane l summing the
 ** terms gy[o][p] cols[t][p] of p = l (mod DW_LANES), image after image of
 ** the chunk, reduced in a fixed tree at the chunk's end: the same bits on
-** any threads. Two rows of gy by three taps at a time keep six vectors of
-** sums in registers (GCC's vector extension: loops of lane arrays were not
+** any threads. Four rows of gy by three taps at a time keep twelve vectors
+** of sums in registers (GCC's vector extension: loops of lane arrays were not
 ** vectorised with more than one chain); rows and taps past the edge repeat
 ** the last one, their sums thrown away. */
-enum { NARROW_MAX_K = 16, DW_LANES = 8, DW_ROWS = 2, DW_TAPS = 3 };
+enum { NARROW_MAX_K = 16, DW_LANES = 8, DW_ROWS = 4, DW_TAPS = 3 };
 /* Columns of gy and cols at a time (a multiple of DW_LANES, so that lane l
 ** still sums p = l mod DW_LANES): 9 KB of the first layer's columns and 16
 ** KB of its gy stay in the L1 while all rows and taps read them. */
@@ -591,7 +539,7 @@ static bool narrow_applies(const conv_geom *g)
     return g->c / g->p[GROUPS] * g->kh * g->kw <= NARROW_MAX_K;
 }
 
-/* Elements of a group's sums: [Og/2][K/3][6][DW_LANES], rounded up */
+/* Elements of a group's sums: [Og/4][K/3][12][DW_LANES], rounded up */
 static int64_t narrow_elems(const conv_geom *g)
 {
     int64_t og = g->o / g->p[GROUPS], k = g->c / g->p[GROUPS] * g->kh * g->kw;
@@ -618,36 +566,53 @@ static int64_t narrow_elems(const conv_geom *g)
 #endif
 
 #define DEFINE_NARROW(T, SUFFIX)                                                                   \
-    /* s[6][DW_LANES] += the terms of rows g0, g1 of gy by taps c0, c1, c2 */                      \
-    AGK_SIMD_CLONES static void narrow_block_##SUFFIX(const T *g0, const T *g1, const T *c0,      \
+    /* s[12][DW_LANES] += the terms of rows g[0..3] of gy by taps c0, c1, c2 */                    \
+    AGK_SIMD_CLONES static void narrow_block_##SUFFIX(const T *const *g, const T *c0,             \
                                                       const T *c1, const T *c2, int64_t P, T *s)   \
     {                                                                                              \
-        DW_VEC(T, s0); DW_VEC(T, s1); DW_VEC(T, s2); DW_VEC(T, s3); DW_VEC(T, s4);                \
-        DW_VEC(T, s5); DW_VEC(T, y0); DW_VEC(T, y1); DW_VEC(T, x0); DW_VEC(T, x1);                \
-        DW_VEC(T, x2);                                                                             \
-        DW_LOAD(s0, s), DW_LOAD(s1, s + DW_LANES), DW_LOAD(s2, s + 2 * DW_LANES);                  \
-        DW_LOAD(s3, s + 3 * DW_LANES), DW_LOAD(s4, s + 4 * DW_LANES);                              \
-        DW_LOAD(s5, s + 5 * DW_LANES);                                                             \
+        const T *g0 = g[0], *g1 = g[1], *g2 = g[2], *g3 = g[3];                                    \
+        DW_VEC(T, a0); DW_VEC(T, a1); DW_VEC(T, a2); DW_VEC(T, b0); DW_VEC(T, b1);                \
+        DW_VEC(T, b2); DW_VEC(T, d0); DW_VEC(T, d1); DW_VEC(T, d2); DW_VEC(T, e0);                \
+        DW_VEC(T, e1); DW_VEC(T, e2); DW_VEC(T, x0); DW_VEC(T, x1); DW_VEC(T, x2);                \
+        DW_VEC(T, y);                                                                              \
+        T *at[12];                                                                                 \
+        for (int i = 0; i < 12; i++)                                                               \
+            at[i] = s + i * DW_LANES;                                                              \
+        DW_LOAD(a0, at[0]), DW_LOAD(a1, at[1]), DW_LOAD(a2, at[2]), DW_LOAD(b0, at[3]);            \
+        DW_LOAD(b1, at[4]), DW_LOAD(b2, at[5]), DW_LOAD(d0, at[6]), DW_LOAD(d1, at[7]);            \
+        DW_LOAD(d2, at[8]), DW_LOAD(e0, at[9]), DW_LOAD(e1, at[10]), DW_LOAD(e2, at[11]);          \
         int64_t p = 0;                                                                             \
         for (; p + DW_LANES <= P; p += DW_LANES) {                                                 \
-            DW_LOAD(y0, g0 + p), DW_LOAD(y1, g1 + p);                                              \
             DW_LOAD(x0, c0 + p), DW_LOAD(x1, c1 + p), DW_LOAD(x2, c2 + p);                         \
-            DW_STEP(s0, y0, x0);                                                                   \
-            DW_STEP(s1, y0, x1);                                                                   \
-            DW_STEP(s2, y0, x2);                                                                   \
-            DW_STEP(s3, y1, x0);                                                                   \
-            DW_STEP(s4, y1, x1);                                                                   \
-            DW_STEP(s5, y1, x2);                                                                   \
+            DW_LOAD(y, g0 + p);                                                                    \
+            DW_STEP(a0, y, x0);                                                                    \
+            DW_STEP(a1, y, x1);                                                                    \
+            DW_STEP(a2, y, x2);                                                                    \
+            DW_LOAD(y, g1 + p);                                                                    \
+            DW_STEP(b0, y, x0);                                                                    \
+            DW_STEP(b1, y, x1);                                                                    \
+            DW_STEP(b2, y, x2);                                                                    \
+            DW_LOAD(y, g2 + p);                                                                    \
+            DW_STEP(d0, y, x0);                                                                    \
+            DW_STEP(d1, y, x1);                                                                    \
+            DW_STEP(d2, y, x2);                                                                    \
+            DW_LOAD(y, g3 + p);                                                                    \
+            DW_STEP(e0, y, x0);                                                                    \
+            DW_STEP(e1, y, x1);                                                                    \
+            DW_STEP(e2, y, x2);                                                                    \
         }                                                                                          \
         for (int l = 0; p + l < P; l++) {   /* the tail, lane by lane */                           \
             int64_t q = p + l;                                                                     \
-            DW_LANE(s0, l) += g0[q] * c0[q], DW_LANE(s1, l) += g0[q] * c1[q];                      \
-            DW_LANE(s2, l) += g0[q] * c2[q], DW_LANE(s3, l) += g1[q] * c0[q];                      \
-            DW_LANE(s4, l) += g1[q] * c1[q], DW_LANE(s5, l) += g1[q] * c2[q];                      \
+            DW_LANE(a0, l) += g0[q] * c0[q], DW_LANE(a1, l) += g0[q] * c1[q];                      \
+            DW_LANE(a2, l) += g0[q] * c2[q], DW_LANE(b0, l) += g1[q] * c0[q];                      \
+            DW_LANE(b1, l) += g1[q] * c1[q], DW_LANE(b2, l) += g1[q] * c2[q];                      \
+            DW_LANE(d0, l) += g2[q] * c0[q], DW_LANE(d1, l) += g2[q] * c1[q];                      \
+            DW_LANE(d2, l) += g2[q] * c2[q], DW_LANE(e0, l) += g3[q] * c0[q];                      \
+            DW_LANE(e1, l) += g3[q] * c1[q], DW_LANE(e2, l) += g3[q] * c2[q];                      \
         }                                                                                          \
-        DW_STORE(s, s0), DW_STORE(s + DW_LANES, s1), DW_STORE(s + 2 * DW_LANES, s2);               \
-        DW_STORE(s + 3 * DW_LANES, s3), DW_STORE(s + 4 * DW_LANES, s4);                            \
-        DW_STORE(s + 5 * DW_LANES, s5);                                                            \
+        DW_STORE(at[0], a0), DW_STORE(at[1], a1), DW_STORE(at[2], a2), DW_STORE(at[3], b0);        \
+        DW_STORE(at[4], b1), DW_STORE(at[5], b2), DW_STORE(at[6], d0), DW_STORE(at[7], d1);        \
+        DW_STORE(at[8], d2), DW_STORE(at[9], e0), DW_STORE(at[10], e1), DW_STORE(at[11], e2);      \
     }                                                                                              \
     /* group gi of image n (its columns unfolded in cols [K, P]) into the sums s */                \
     static void narrow_image_##SUFFIX(const conv_geom *g, const T *gy, int64_t n, int64_t gi,      \
@@ -660,11 +625,13 @@ static int64_t narrow_elems(const conv_geom *g)
             int64_t len = P - p < DW_SPAN ? P - p : DW_SPAN;                                       \
             T *st = s;                                                                             \
             for (int64_t o = 0; o < og; o += DW_ROWS) {                                            \
-                const T *g0 = gyn + o * P + p, *g1 = o + 1 < og ? g0 + P : g0;                     \
+                const T *rows[DW_ROWS];                                                            \
+                for (int64_t r = 0; r < DW_ROWS; r++)                                              \
+                    rows[r] = gyn + (o + r < og ? o + r : o) * P + p;                              \
                 for (int64_t t = 0; t < k; t += DW_TAPS, st += DW_ROWS * DW_TAPS * DW_LANES) {     \
                     const T *c0 = cols + t * P + p, *c1 = t + 1 < k ? c0 + P : c0;                 \
                     const T *c2 = t + 2 < k ? c0 + 2 * P : c0;                                     \
-                    narrow_block_##SUFFIX(g0, g1, c0, c1, c2, len, st);                            \
+                    narrow_block_##SUFFIX(rows, c0, c1, c2, len, st);                              \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
@@ -746,6 +713,38 @@ static void conv_range(void *ctx, int task, int64_t begin, int64_t end)
 
 static size_t round64(size_t n) { return (n + 63) / 64 * 64; }
 
+/* out += partial 0, then partial 1, ... element by element (the bits of
+** adding each partial in turn), in one pass over out. */
+typedef struct sum_job {
+    ag_dtype dt;
+    int64_t parts, len;   /* partials [parts, len] */
+    void *out;
+    const void *partials;
+} sum_job;
+
+enum { SUM_GRAIN = 4096 };
+
+#define DEFINE_SUM_PARTIALS(T, SUFFIX)                                                             \
+    AGK_SIMD_CLONES static void sum_partials_##SUFFIX(T *restrict out, const T *restrict p,      \
+                                                      int64_t parts, int64_t len, int64_t begin,   \
+                                                      int64_t end)                                 \
+    {                                                                                              \
+        for (int64_t c = 0; c < parts; c++)                                                        \
+            for (int64_t e = begin; e < end; e++)                                                  \
+                out[e] += p[c * len + e];                                                          \
+    }
+DEFINE_SUM_PARTIALS(float, f32)
+DEFINE_SUM_PARTIALS(double, f64)
+
+static void sum_partials(void *ctx, int64_t begin, int64_t end)
+{
+    const sum_job *j = ctx;
+    if (j->dt == AG_F32)
+        sum_partials_f32(j->out, j->partials, j->parts, j->len, begin, end);
+    else
+        sum_partials_f64(j->out, j->partials, j->parts, j->len, begin, end);
+}
+
 /* Runs job j (its kind, tensors and geometry set) over the batch; false
 ** with the tape in error when the scratch cannot be had. */
 static bool conv_run(ag_tape *t, conv_job *j)
@@ -754,7 +753,7 @@ static bool conv_run(ag_tape *t, conv_job *j)
     int64_t groups = g->p[GROUPS], og = g->o / groups, k = g->c / groups * g->kh * g->kw;
     int64_t P = g->oh * g->ow, units = g->n, chunks = 0;
     if (j->kind == CONV_WEIGHT_GRAD) {
-        j->per_chunk = (g->n + WEIGHT_CHUNKS - 1) / WEIGHT_CHUNKS;
+        j->per_chunk = weight_chunk_images(g, ag_dtype_size(j->dt));
         units = chunks = j->per_chunk ? (g->n + j->per_chunk - 1) / j->per_chunk : 0;
     }
     if (units == 0)
@@ -769,28 +768,19 @@ static bool conv_run(ag_tape *t, conv_job *j)
                       ? agk_gemm_scratch(j->dt, k, P, og, true, false, j->inner)
                       : agk_gemm_scratch(j->dt, k, og, P, false, true, j->inner);
     size_t cols = (size_t)(k * P);
-    j->by_rows = j->kind == CONV_INPUT_GRAD ? flip_applies(g)
-                 : j->kind == CONV_FORWARD  ? rows_applies(g)
-                                            : false;
-    if (j->by_rows) {
-        bool fwd = j->kind == CONV_FORWARD;
-        int64_t m = fwd ? og : g->c / groups, kt = (fwd ? g->c / groups : og) * g->kw;
-        int64_t hw = fwd ? P : g->h * g->w;
-        int64_t ldb = (fwd ? g->oh + g->kh - 1 : g->h + g->kh - 1) * (fwd ? g->ow : g->w);
-        gemm = agk_gemm_scratch(j->dt, m, hw, kt, false, false, j->inner);
+    j->flipped = j->kind == CONV_INPUT_GRAD && flip_applies(g);
+    if (j->flipped) {
+        int64_t kt = og * g->kw, hw = g->h * g->w, ldb = (g->h + g->kh - 1) * g->w;
+        gemm = agk_gemm_scratch(j->dt, g->c / groups, hw, kt, false, false, j->inner);
         cols = (size_t)(kt * ldb);
-        void *f = agi_arena_alloc(t, (size_t)(g->c * og * g->kh * g->kw) * es, 64);
+        void *f = agi_arena_alloc(t, (size_t)(g->c * kt * g->kh) * es, 64);
         if (!f)
             return false;
-        if (fwd && j->dt == AG_F32)
-            by_rows_f32(g, j->w, f);
-        else if (fwd)
-            by_rows_f64(g, j->w, f);
-        else if (j->dt == AG_F32)
+        if (j->dt == AG_F32)
             flip_f32(g, j->w, f);
         else
             flip_f64(g, j->w, f);
-        j->wrows = f;
+        j->wflip = f;
     }
     j->cols_bytes = round64(cols * es);
     j->narrow = j->kind == CONV_WEIGHT_GRAD && narrow_applies(g);
@@ -807,9 +797,10 @@ static bool conv_run(ag_tape *t, conv_job *j)
         return false;
     if (!across || !agk_pool_try_ranges(t->pool, tasks, units, conv_range, j))
         conv_range(j, 0, 0, units);
-    for (int64_t c = 1; c < chunks; c++)   /* the chunks' sums, in order */
-        agk_add_inplace(t->pool, j->dt, g->o * k, j->out,
-                        j->partials + (size_t)((c - 1) * g->o * k) * es);
+    if (chunks > 1) {   /* the chunks' sums, in order */
+        sum_job sj = {j->dt, chunks - 1, g->o * k, j->out, j->partials};
+        ag_pool_for(t->pool, g->o * k, SUM_GRAIN, sum_partials, &sj);
+    }
     return true;
 }
 
