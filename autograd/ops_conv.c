@@ -329,9 +329,10 @@ typedef struct conv_job {
     void *out;
     ag_pool *inner;         /* the pool for one image's loops, when images run one at a time */
     char *scratch;          /* task_bytes per task: the columns, [sum_t], then the gemm's */
-    size_t cols_bytes, sum_t_bytes, task_bytes;   /* sum_t: a weight gradient's chunk, transposed */
+    size_t cols_bytes, sum_t_bytes, task_bytes;   /* sum_t: a narrow weight gradient's lanes */
     int64_t per_chunk;      /* weight gradient: images per chunk */
-    char *partials;         /* weight gradient: chunk c > 0 sums into partials[c - 1] */
+    char *partials;         /* weight gradient: chunk c sums into partials[c] ([K, Og] a group,
+                            ** transposed, unless narrow) */
     bool flipped;           /* input gradient as a correlation (flip_applies) */
     bool narrow;            /* weight gradient summed directly (narrow_applies) */
     const void *wflip;      /* its kernel: [groups, KH, C/groups, O/groups KW] */
@@ -498,19 +499,20 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
 }
 
 /* A chunk of the weight gradient sums its images' products transposed,
-** dW_g^T [K, Og] += cols_n,g [K, P] @ gy_n[g]^T, in its scratch, and then
-** writes the sum transposed where it goes: the product the other way round
-** took the gemm's transposed stores (it swaps a narrow C, and Og is narrow
-** beside K), each image adding into the sum through them (12% of the second
-** layer's weight gradient on one thread, Zen 3). Each element is the same
-** chain of multiply-adds as dW = gy @ cols^T (a product's factors commute),
-** added image by image the same: the same bits. */
+** dW_g^T [K, Og] += cols_n,g [K, P] @ gy_n[g]^T, into its partial sums;
+** the chunks' sums are added and transposed once at the end (conv_run).
+** The product the other way round took the gemm's transposed stores (it
+** swaps a narrow C, and Og is narrow beside K), each image adding into the
+** sum through them (12% of the second layer's weight gradient on one
+** thread, Zen 3). Each element is the same chain of multiply-adds as dW =
+** gy @ cols^T (a product's factors commute), added image by image and then
+** chunk by chunk the same: the same bits. */
 #define DEFINE_TRANSPOSE(T, SUFFIX)                                                                \
     static void transpose_##SUFFIX(int64_t rows, int64_t cols, const T *restrict s,                \
                                    T *restrict d)                                                  \
     {                                                                                              \
-        for (int64_t c = 0; c < cols; c++)                                                         \
-            for (int64_t r = 0; r < rows; r++)                                                     \
+        for (int64_t r = 0; r < rows; r++)                                                         \
+            for (int64_t c = 0; c < cols; c++)                                                     \
                 d[c * rows + r] = s[r * cols + c];                                                 \
     }
 DEFINE_TRANSPOSE(float, f32)
@@ -531,7 +533,7 @@ static void conv_chunk(const conv_job *j, char *scratch, int64_t chunk)
     int64_t n1 = g->n - n0 < j->per_chunk ? g->n : n0 + j->per_chunk;
     size_t es = ag_dtype_size(j->dt);
     char *cols = scratch, *sum_t = scratch + j->cols_bytes, *gs = sum_t + j->sum_t_bytes;
-    char *sum = chunk ? j->partials + (size_t)((chunk - 1) * g->o * k) * es : j->out;
+    char *sum = j->partials + (size_t)(chunk * g->o * k) * es;
     if (j->narrow) {
         int64_t per = agk_narrow_sums(og, k);
         memset(sum_t, 0, (size_t)(groups * per) * es);
@@ -549,20 +551,13 @@ static void conv_chunk(const conv_job *j, char *scratch, int64_t chunk)
     for (int64_t n = n0; n < n1; n++)
         for (int64_t gi = 0; gi < groups; gi++) {
             const char *b = (const char *)j->gy + (size_t)((n * g->o + gi * og) * P) * es;
-            char *c = sum_t + (size_t)(gi * og * k) * es;
+            char *c = sum + (size_t)(gi * og * k) * es;
             unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
             if (n == n0)
                 agk_gemm(j->dt, k, og, P, cols, P, false, b, P, true, c, og, gs, j->inner);
             else
                 agk_gemm_add(j->dt, k, og, P, cols, P, false, b, P, true, c, og, gs, j->inner);
         }
-    for (int64_t gi = 0; gi < groups; gi++) {
-        size_t at = (size_t)(gi * og * k) * es;
-        if (j->dt == AG_F32)
-            transpose_f32(k, og, (const float *)(sum_t + at), (float *)(sum + at));
-        else
-            transpose_f64(k, og, (const double *)(sum_t + at), (double *)(sum + at));
-    }
 }
 
 static void conv_range(void *ctx, int task, int64_t begin, int64_t end)
@@ -651,20 +646,32 @@ static bool conv_run(ag_tape *t, conv_job *j)
     j->narrow = j->kind == CONV_WEIGHT_GRAD && narrow_applies(g);
     if (j->narrow)
         gemm = 0;
-    j->sum_t_bytes = !(j->kind == CONV_WEIGHT_GRAD) ? 0
-                     : j->narrow ? round64((size_t)(groups * agk_narrow_sums(og, k)) * es)
-                                 : round64((size_t)(g->o * k) * es);
+    j->sum_t_bytes = j->narrow ? round64((size_t)(groups * agk_narrow_sums(og, k)) * es) : 0;
     j->task_bytes = j->cols_bytes + j->sum_t_bytes + round64(gemm);
     j->scratch = j->task_bytes ? agi_arena_alloc(t, (size_t)tasks * j->task_bytes, 64) : NULL;
-    size_t partial_bytes = chunks > 1 ? (size_t)((chunks - 1) * g->o * k) * es : 0;
+    size_t partial_bytes = (size_t)(chunks * g->o * k) * es;
     j->partials = partial_bytes ? agi_arena_alloc(t, partial_bytes, 64) : NULL;
     if (t->status != AG_OK)
         return false;
     if (!across || !agk_pool_try_ranges(t->pool, tasks, units, conv_range, j))
         conv_range(j, 0, 0, units);
-    if (chunks > 1) {   /* the chunks' sums, in order */
-        sum_job sj = {j->dt, chunks - 1, g->o * k, j->out, j->partials};
-        ag_pool_for(t->pool, g->o * k, SUM_GRAIN, sum_partials, &sj);
+    if (chunks > 0 && partial_bytes) {
+        /* the chunks' sums, in order, into the first; then where they go */
+        sum_job sj = {j->dt, chunks - 1, g->o * k, j->partials,
+                      j->partials + (size_t)(g->o * k) * es};
+        if (chunks > 1)
+            ag_pool_for(t->pool, g->o * k, SUM_GRAIN, sum_partials, &sj);
+        for (int64_t gi = 0; gi < groups; gi++) {
+            size_t at = (size_t)(gi * og * k) * es;
+            if (j->narrow)   /* already [Og, K] */
+                memcpy((char *)j->out + at, j->partials + at, (size_t)(og * k) * es);
+            else if (j->dt == AG_F32)
+                transpose_f32(k, og, (const float *)(j->partials + at),
+                              (float *)((char *)j->out + at));
+            else
+                transpose_f64(k, og, (const double *)(j->partials + at),
+                              (double *)((char *)j->out + at));
+        }
     }
     return true;
 }
