@@ -329,12 +329,13 @@ typedef struct conv_job {
     void *out;
     ag_pool *inner;         /* the pool for one image's loops, when images run one at a time */
     char *scratch;          /* task_bytes per task: the columns, [sum_t], then the gemm's */
-    size_t cols_bytes, sum_t_bytes, task_bytes;   /* sum_t: a narrow weight gradient's lanes */
+    size_t cols_bytes, sum_t_bytes, task_bytes;   /* sum_t: narrow's lanes, or by_rows' gy^T */
     int64_t per_chunk;      /* weight gradient: images per chunk */
     char *partials;         /* weight gradient: chunk c sums into partials[c] ([K, Og] a group,
                             ** transposed, unless narrow) */
     bool flipped;           /* input gradient as a correlation (flip_applies) */
     bool narrow;            /* weight gradient summed directly (narrow_applies) */
+    bool by_rows;           /* weight gradient by kernel rows over bands (rows_applies) */
     const void *wflip;      /* its kernel: [groups, KH, C/groups, O/groups KW] */
 } conv_job;
 
@@ -387,52 +388,53 @@ static bool flip_applies(const conv_geom *g)
                             *f++ = w[(((gi * og + o) * cg + c) * kh + kh - 1 - i) * kw +      \
                                      kw - 1 - j];                                                  \
     }                                                                                              \
-    /* group gi of image n of gy into its bands [O/groups KW, H + KH - 1, W] */                  \
-    static void bands_##SUFFIX(const conv_geom *g, const T *restrict gy, int64_t n, int64_t gi,    \
+    /* np planes [sh, sw] of src into their bands [np KW, rows, bw]: band (q, j)                  \
+    ** row r reads plane row r - top, its column x plane column x + j + s0 (zeros                \
+    ** outside the plane); top >= 0 and top + sh <= rows */                                       \
+    static void bands_##SUFFIX(const T *restrict src, int64_t np, int64_t sh, int64_t sw,          \
+                               int64_t kw, int64_t rows, int64_t top, int64_t s0, int64_t bw,      \
                                T *restrict b)                                                      \
     {                                                                                              \
-        const int64_t og = g->o / g->p[GROUPS], kw = g->kw, w = g->w, oh = g->oh, ow = g->ow;     \
-        const int64_t rows = g->h + g->kh - 1, top = g->kh - 1 - g->p[PH];                        \
-        for (int64_t o = 0; o < og; o++) {                                                         \
-            const T *plane = gy + ((n * g->o) + gi * og + o) * oh * ow;                            \
-            for (int64_t j = 0; j < kw; j++, b += rows * w) {                                      \
-                /* band column x reads gy column x + j - (KW-1-p): [lo, hi) inside */              \
-                int64_t s = j - (kw - 1 - g->p[PW]);                                               \
-                int64_t lo = s < 0 ? -s : 0, hi = ow - s < w ? ow - s : w;                         \
-                lo = lo > w ? w : lo;                                                              \
+        for (int64_t q = 0; q < np; q++) {                                                         \
+            const T *plane = src + q * sh * sw;                                                    \
+            for (int64_t j = 0; j < kw; j++, b += rows * bw) {                                     \
+                /* band column x reads plane column x + s: [lo, hi) inside */                      \
+                int64_t s = j + s0;                                                                \
+                int64_t lo = s < 0 ? -s : 0, hi = sw - s < bw ? sw - s : bw;                       \
+                lo = lo > bw ? bw : lo;                                                            \
                 hi = hi < lo ? lo : hi;                                                            \
-                if (ow == w) {                                                                     \
+                if (sw == bw) {                                                                    \
                     /* "same" (as 3x3 with padding 1): the plane shifted by s is one run,       \
                     ** the column or two where a row's run wraps into the next then zeroed */  \
-                    for (int64_t k = 0; k < top * w; k++)                                          \
+                    for (int64_t k = 0; k < top * bw; k++)                                         \
                         b[k] = 0;                                                                  \
-                    for (int64_t k = (top + oh) * w; k < rows * w; k++)                            \
+                    for (int64_t k = (top + sh) * bw; k < rows * bw; k++)                          \
                         b[k] = 0;                                                                  \
-                    T *d = b + top * w;                                                            \
+                    T *d = b + top * bw;                                                           \
                     int64_t head = s < 0 ? -s : 0, tail = s > 0 ? s : 0;                           \
-                    int64_t len = oh * w - head - tail;                                            \
+                    int64_t len = sh * bw - head - tail;                                           \
                     if (len > 0)                                                                   \
                         memcpy(d + head, plane + head + s, (size_t)len * sizeof(T));               \
                     for (int64_t x = 0; x < lo; x++)                                               \
-                        for (int64_t y = 0; y < oh; y++)                                           \
-                            d[y * w + x] = 0;                                                      \
-                    for (int64_t x = hi; x < w; x++)                                               \
-                        for (int64_t y = 0; y < oh; y++)                                           \
-                            d[y * w + x] = 0;                                                      \
+                        for (int64_t y = 0; y < sh; y++)                                           \
+                            d[y * bw + x] = 0;                                                     \
+                    for (int64_t x = hi; x < bw; x++)                                              \
+                        for (int64_t y = 0; y < sh; y++)                                           \
+                            d[y * bw + x] = 0;                                                     \
                     continue;                                                                      \
                 }                                                                                  \
                 for (int64_t r = 0; r < rows; r++) {                                               \
-                    T *dst = b + r * w;                                                            \
+                    T *dst = b + r * bw;                                                           \
                     int64_t y = r - top;                                                           \
-                    if (y < 0 || y >= oh) {                                                        \
-                        for (int64_t x = 0; x < w; x++)                                            \
+                    if (y < 0 || y >= sh) {                                                        \
+                        for (int64_t x = 0; x < bw; x++)                                           \
                             dst[x] = 0;                                                            \
                         continue;                                                                  \
                     }                                                                              \
                     for (int64_t x = 0; x < lo; x++)                                               \
                         dst[x] = 0;                                                                \
-                    COPY_RUN(T, dst + lo, plane + y * ow + lo + s, hi - lo);                       \
-                    for (int64_t x = hi; x < w; x++)                                               \
+                    COPY_RUN(T, dst + lo, plane + y * sw + lo + s, hi - lo);                       \
+                    for (int64_t x = hi; x < bw; x++)                                              \
                         dst[x] = 0;                                                                \
                 }                                                                                  \
             }                                                                                      \
@@ -440,6 +442,29 @@ static bool flip_applies(const conv_geom *g)
     }
 DEFINE_FLIP(float, f32)
 DEFINE_FLIP(double, f64)
+
+/* Group gi of image n of gy into its bands for the input gradient [O/groups
+** KW, H + KH - 1, W] (flip_applies), or of x into those of the weight
+** gradient [C/groups KW, OH + KH - 1, OW] (rows_applies). */
+static void make_bands(const conv_geom *g, ag_dtype dt, bool of_x, const void *src, int64_t n,
+                       int64_t gi, void *b)
+{
+    int64_t groups = g->p[GROUPS], np, sh, sw, rows, top, s0, bw;
+    size_t at;
+    if (of_x) {
+        np = g->c / groups, sh = g->h, sw = g->w, rows = g->oh + g->kh - 1, top = g->p[PH];
+        s0 = -(int64_t)g->p[PW], bw = g->ow;
+        at = (size_t)((n * g->c + gi * np) * sh * sw);
+    } else {
+        np = g->o / groups, sh = g->oh, sw = g->ow, rows = g->h + g->kh - 1;
+        top = g->kh - 1 - g->p[PH], s0 = -(g->kw - 1 - g->p[PW]), bw = g->w;
+        at = (size_t)((n * g->o + gi * np) * sh * sw);
+    }
+    if (dt == AG_F32)
+        bands_f32((const float *)src + at, np, sh, sw, g->kw, rows, top, s0, bw, b);
+    else
+        bands_f64((const double *)src + at, np, sh, sw, g->kw, rows, top, s0, bw, b);
+}
 
 static void conv_image(const conv_job *j, char *scratch, int64_t n)
 {
@@ -452,10 +477,7 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
         int64_t cg = g->c / groups, kt = og * g->kw, hw = g->h * g->w;
         int64_t ldb = (g->h + g->kh - 1) * g->w;
         for (int64_t gi = 0; gi < groups; gi++) {
-            if (j->dt == AG_F32)
-                bands_f32(g, j->gy, n, gi, cols);
-            else
-                bands_f64(g, j->gy, n, gi, cols);
+            make_bands(g, j->dt, false, j->gy, n, gi, cols);
             char *dx = (char *)j->out + (size_t)((n * g->c + gi * cg) * hw) * es;
             for (int64_t i = 0; i < g->kh; i++) {
                 const char *a = (const char *)j->wflip + (size_t)((gi * g->kh + i) * cg * kt) * es;
@@ -518,6 +540,43 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
 DEFINE_TRANSPOSE(float, f32)
 DEFINE_TRANSPOSE(double, f64)
 
+/* With stride and dilation 1, the weight gradient reads x through bands
+** as the input gradient reads gy (flip_applies): band (c, j) holds the rows
+** of x[c] padded by PH above and below, shifted by j - PW columns, [OH + KH
+** - 1, OW], so the columns of kernel row i, (c, i, j) for all c and j, are
+** the bands from row i on, [C/groups KW, OH OW] of row stride (OH + KH - 1)
+** OW, read in place:
+**
+**   dW_g^T[i] [C/groups KW, Og] += bands_n,g from row i @ gy_n[g]^T
+**
+** with gy_n[g] transposed once per image (the gemm packed it anew for each
+** product). The bands are (OH + KH - 1) / (KH OH) of the unfolded columns
+** (0.38 for the example's second layer), and each element is the same
+** chain as from the columns: the same bits. The partial sums are then
+** [KH, C/groups KW, Og] a group, rearranged at the end. Where the bands are
+** at most 4/5 of the columns, with 16 or more channels a group. */
+static bool rows_applies(const conv_geom *g)
+{
+    int64_t groups = g->p[GROUPS], cg = g->c / groups, og = g->o / groups;
+    return g->p[SH] == 1 && g->p[SW] == 1 && g->p[DH] == 1 && g->p[DW] == 1 && og > 0 &&
+           g->oh * g->ow > 0 && cg >= FLIP_MIN_CHANNELS &&
+           5 * (g->oh + g->kh - 1) <= 4 * g->kh * g->oh;
+}
+
+/* out[o][c][i][j] = s[i][c][j][o] for one group (rows_applies' sums) */
+#define DEFINE_UNROW(T, SUFFIX)                                                                    \
+    static void unrow_##SUFFIX(const conv_geom *g, const T *restrict s, T *restrict out)          \
+    {                                                                                              \
+        const int64_t og = g->o / g->p[GROUPS], cg = g->c / g->p[GROUPS], kh = g->kh, kw = g->kw; \
+        for (int64_t i = 0; i < kh; i++)                                                           \
+            for (int64_t c = 0; c < cg; c++)                                                       \
+                for (int64_t j = 0; j < kw; j++, s += og)                                          \
+                    for (int64_t o = 0; o < og; o++)                                               \
+                        out[((o * cg + c) * kh + i) * kw + j] = s[o];                              \
+    }
+DEFINE_UNROW(float, f32)
+DEFINE_UNROW(double, f64)
+
 /* A narrow weight gradient (conv_narrow.c) */
 static bool narrow_applies(const conv_geom *g)
 {
@@ -546,6 +605,30 @@ static void conv_chunk(const conv_job *j, char *scratch, int64_t chunk)
         for (int64_t gi = 0; gi < groups; gi++)
             agk_narrow_total(j->dt, sum_t + (size_t)(gi * per) * es, og, k,
                              sum + (size_t)(gi * og * k) * es);
+        return;
+    }
+    if (j->by_rows) {
+        int64_t cg = g->c / groups, kt = cg * g->kw, lda = (g->oh + g->kh - 1) * g->ow;
+        char *gyt = sum_t;   /* gy_n[g] transposed, [P, Og] */
+        for (int64_t n = n0; n < n1; n++)
+            for (int64_t gi = 0; gi < groups; gi++) {
+                const char *gyn = (const char *)j->gy + (size_t)((n * g->o + gi * og) * P) * es;
+                make_bands(g, j->dt, true, j->x, n, gi, cols);
+                if (j->dt == AG_F32)
+                    transpose_f32(og, P, (const float *)gyn, (float *)gyt);
+                else
+                    transpose_f64(og, P, (const double *)gyn, (double *)gyt);
+                for (int64_t i = 0; i < g->kh; i++) {
+                    const char *a = cols + (size_t)(i * g->ow) * es;
+                    char *c = sum + (size_t)(gi * og * k + i * kt * og) * es;
+                    if (n == n0)
+                        agk_gemm(j->dt, kt, og, P, a, lda, false, gyt, og, false, c, og, gs,
+                                 j->inner);
+                    else
+                        agk_gemm_add(j->dt, kt, og, P, a, lda, false, gyt, og, false, c, og, gs,
+                                     j->inner);
+                }
+            }
         return;
     }
     for (int64_t n = n0; n < n1; n++)
@@ -642,11 +725,19 @@ static bool conv_run(ag_tape *t, conv_job *j)
             flip_f64(g, j->w, f);
         j->wflip = f;
     }
-    j->cols_bytes = round64(cols * es);
     j->narrow = j->kind == CONV_WEIGHT_GRAD && narrow_applies(g);
+    j->by_rows = j->kind == CONV_WEIGHT_GRAD && !j->narrow && rows_applies(g);
     if (j->narrow)
         gemm = 0;
-    j->sum_t_bytes = j->narrow ? round64((size_t)(groups * agk_narrow_sums(og, k)) * es) : 0;
+    if (j->by_rows) {
+        int64_t kt = g->c / groups * g->kw;
+        gemm = agk_gemm_scratch(j->dt, kt, og, P, false, false, j->inner);
+        cols = (size_t)(kt * (g->oh + g->kh - 1) * g->ow);
+    }
+    j->cols_bytes = round64(cols * es);
+    j->sum_t_bytes = j->narrow    ? round64((size_t)(groups * agk_narrow_sums(og, k)) * es)
+                     : j->by_rows ? round64((size_t)(P * og) * es)
+                                  : 0;
     j->task_bytes = j->cols_bytes + j->sum_t_bytes + round64(gemm);
     j->scratch = j->task_bytes ? agi_arena_alloc(t, (size_t)tasks * j->task_bytes, 64) : NULL;
     size_t partial_bytes = (size_t)(chunks * g->o * k) * es;
@@ -665,6 +756,10 @@ static bool conv_run(ag_tape *t, conv_job *j)
             size_t at = (size_t)(gi * og * k) * es;
             if (j->narrow)   /* already [Og, K] */
                 memcpy((char *)j->out + at, j->partials + at, (size_t)(og * k) * es);
+            else if (j->by_rows && j->dt == AG_F32)
+                unrow_f32(g, (const float *)(j->partials + at), (float *)((char *)j->out + at));
+            else if (j->by_rows)
+                unrow_f64(g, (const double *)(j->partials + at), (double *)((char *)j->out + at));
             else if (j->dt == AG_F32)
                 transpose_f32(k, og, (const float *)(j->partials + at),
                               (float *)((char *)j->out + at));
