@@ -22,7 +22,9 @@
 #include "internal.h"
 #include "kernels/kernels.h"
 #include "kernels/conv_narrow.h"
+#include "kernels/gemm_internal.h"
 
+#include <limits.h>
 #include <string.h>
 
 /* The geometry of one convolution, kept in the arena and shared by the
@@ -563,6 +565,25 @@ static bool rows_applies(const conv_geom *g)
            5 * (g->oh + g->kh - 1) <= 4 * g->kh * g->oh;
 }
 
+/* gy_n[g] [Og, P] into gyt [P, Og]: by the gemm's SIMD transposes where
+** they run (a scalar loop took 13% of the layer's weight gradient) */
+static void transpose_gy(ag_dtype dt, int64_t og, int64_t P, const void *gy, void *gyt)
+{
+#if AGK_HAVE_X86
+    if (agk_isa_supported(AGK_ISA_AVX2) && og % (dt == AG_F32 ? 8 : 4) == 0 && og <= INT_MAX) {
+        if (dt == AG_F32)
+            agk_pack_t_f32_avx2(P, og, gy, P, gyt, (int)og);
+        else
+            agk_pack_t_f64_avx2(P, og, gy, P, gyt, (int)og);
+        return;
+    }
+#endif
+    if (dt == AG_F32)
+        transpose_f32(og, P, gy, gyt);
+    else
+        transpose_f64(og, P, gy, gyt);
+}
+
 /* out[o][c][i][j] = s[i][c][j][o] for one group (rows_applies' sums) */
 #define DEFINE_UNROW(T, SUFFIX)                                                                    \
     static void unrow_##SUFFIX(const conv_geom *g, const T *restrict s, T *restrict out)          \
@@ -614,10 +635,7 @@ static void conv_chunk(const conv_job *j, char *scratch, int64_t chunk)
             for (int64_t gi = 0; gi < groups; gi++) {
                 const char *gyn = (const char *)j->gy + (size_t)((n * g->o + gi * og) * P) * es;
                 make_bands(g, j->dt, true, j->x, n, gi, cols);
-                if (j->dt == AG_F32)
-                    transpose_f32(og, P, (const float *)gyn, (float *)gyt);
-                else
-                    transpose_f64(og, P, (const double *)gyn, (double *)gyt);
+                transpose_gy(j->dt, og, P, gyn, gyt);
                 for (int64_t i = 0; i < g->kh; i++) {
                     const char *a = cols + (size_t)(i * g->ow) * es;
                     char *c = sum + (size_t)(gi * og * k + i * kt * og) * es;
