@@ -14,9 +14,12 @@
 ** [C/groups * KH * KW, OH * OW] matrix (im2col) in arena scratch, and the
 ** weight multiplies it, straight into the image's NCHW rows; the input
 ** gradient folds such a matrix back (col2im), or, with stride 1 and enough
-** channels, correlates g with the flipped kernel (flip_applies). Images
-** share out among the pool's threads (conv_run says how, and why the bits
-** stay the same on any threads). Scratch comes from the tape's arena, so a repeated training
+** channels, correlates g with the flipped kernel (flip_applies); the weight
+** gradient, with stride 1 and enough channels, reads x through bands
+** instead of unfolding it (rows_applies), and with few columns is summed
+** without the gemm (kernels/conv_narrow.c). Images share out among the
+** pool's threads (conv_run says how, and why the bits stay the same on any
+** threads). Scratch comes from the tape's arena, so a repeated training
 ** step allocates nothing.
 */
 #include "internal.h"
