@@ -318,7 +318,10 @@ static int64_t weight_chunk_images(const conv_geom *g, size_t es)
     int64_t k = g->c / g->p[GROUPS] * g->kh * g->kw;
     size_t one = (size_t)(g->o * k) * es;
     int64_t chunks = one ? (int64_t)(WEIGHT_PARTIALS_BYTES / one) : WEIGHT_CHUNKS_MAX;
-    chunks = chunks < WEIGHT_CHUNKS ? WEIGHT_CHUNKS : chunks > WEIGHT_CHUNKS_MAX ? WEIGHT_CHUNKS_MAX : chunks;
+    if (chunks < WEIGHT_CHUNKS)
+        chunks = WEIGHT_CHUNKS;
+    if (chunks > WEIGHT_CHUNKS_MAX)
+        chunks = WEIGHT_CHUNKS_MAX;
     return (g->n + chunks - 1) / chunks;
 }
 
