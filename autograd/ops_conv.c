@@ -363,9 +363,14 @@ typedef struct conv_job {
 **
 **   dx_n[g] [C/groups, H W] = sum over i' of wflip_g[i'] @ bands_n,g from row i'
 **
-** KH products of depth O/groups KW (96 for the example) written in place,
-** the first with agk_gemm and the rest with agk_gemm_add, in order of i':
-** the same sums whatever the threads. Needs p <= K-1. It was faster (one
+** KH products of depth O/groups KW (96 for the example), the first with
+** agk_gemm and the rest with agk_gemm_add, in order of i': the same sums
+** whatever the threads. They are computed transposed, dx^T [H W, C/groups]
+** = bands^T @ wflip^T (the kernel kept transposed), in the task's scratch,
+** then transposed into dx: the image's H W (196) as rows fills the
+** register tiles where as columns it ended in a partial panel the gemm
+** packed for every product (12 to 15% of the layer's input gradient on one
+** thread, Zen 3); the same chains, the same bits. Needs p <= K-1. It was faster (one
 ** thread, Zen 3: docs/PERFORMANCE.md) where the product's rows fill some
 ** register tiles, C/groups >= 16, and the bands are at most 4/5 of the
 ** fold's columns, O/groups KW (H + KH - 1) W against C/groups KH KW H W:
@@ -474,28 +479,45 @@ static void make_bands(const conv_geom *g, ag_dtype dt, bool of_x, const void *s
         bands_f64((const double *)src + at, np, sh, sw, g->kw, rows, top, s0, bw, b);
 }
 
+/* d [cols, rows] = s [rows, cols] transposed */
+#define DEFINE_TRANSPOSE(T, SUFFIX)                                                                \
+    static void transpose_##SUFFIX(int64_t rows, int64_t cols, const T *restrict s,                \
+                                   T *restrict d)                                                  \
+    {                                                                                              \
+        for (int64_t r = 0; r < rows; r++)                                                         \
+            for (int64_t c = 0; c < cols; c++)                                                     \
+                d[c * rows + r] = s[r * cols + c];                                                 \
+    }
+DEFINE_TRANSPOSE(float, f32)
+DEFINE_TRANSPOSE(double, f64)
+
 static void conv_image(const conv_job *j, char *scratch, int64_t n)
 {
     const conv_geom *g = j->g;
     int64_t groups = g->p[GROUPS], og = g->o / groups, k = g->c / groups * g->kh * g->kw;
     int64_t P = g->oh * g->ow;
     size_t es = ag_dtype_size(j->dt);
-    void *cols = scratch, *gs = scratch + j->cols_bytes;
+    char *cols = scratch, *sum_t = scratch + j->cols_bytes, *gs = sum_t + j->sum_t_bytes;
     if (j->flipped) {
         int64_t cg = g->c / groups, kt = og * g->kw, hw = g->h * g->w;
         int64_t ldb = (g->h + g->kh - 1) * g->w;
+        char *dxt = sum_t;   /* dx_n[g] transposed, [H W, C/groups] */
         for (int64_t gi = 0; gi < groups; gi++) {
             make_bands(g, j->dt, false, j->gy, n, gi, cols);
             char *dx = (char *)j->out + (size_t)((n * g->c + gi * cg) * hw) * es;
             for (int64_t i = 0; i < g->kh; i++) {
-                const char *a = (const char *)j->wflip + (size_t)((gi * g->kh + i) * cg * kt) * es;
-                const char *b = (const char *)cols + (size_t)(i * g->w) * es;
+                const char *b = (const char *)j->wflip + (size_t)((gi * g->kh + i) * cg * kt) * es;
+                const char *a = (const char *)cols + (size_t)(i * g->w) * es;
                 if (i == 0)
-                    agk_gemm(j->dt, cg, hw, kt, a, kt, false, b, ldb, false, dx, hw, gs, j->inner);
+                    agk_gemm(j->dt, hw, cg, kt, a, ldb, true, b, cg, false, dxt, cg, gs, j->inner);
                 else
-                    agk_gemm_add(j->dt, cg, hw, kt, a, kt, false, b, ldb, false, dx, hw, gs,
+                    agk_gemm_add(j->dt, hw, cg, kt, a, ldb, true, b, cg, false, dxt, cg, gs,
                                  j->inner);
             }
+            if (j->dt == AG_F32)
+                transpose_f32(hw, cg, (const float *)dxt, (float *)dx);
+            else
+                transpose_f64(hw, cg, (const double *)dxt, (double *)dx);
         }
         return;
     }
@@ -537,16 +559,6 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
 ** thread, Zen 3). Each element is the same chain of multiply-adds as dW =
 ** gy @ cols^T (a product's factors commute), added image by image and then
 ** chunk by chunk the same: the same bits. */
-#define DEFINE_TRANSPOSE(T, SUFFIX)                                                                \
-    static void transpose_##SUFFIX(int64_t rows, int64_t cols, const T *restrict s,                \
-                                   T *restrict d)                                                  \
-    {                                                                                              \
-        for (int64_t r = 0; r < rows; r++)                                                         \
-            for (int64_t c = 0; c < cols; c++)                                                     \
-                d[c * rows + r] = s[r * cols + c];                                                 \
-    }
-DEFINE_TRANSPOSE(float, f32)
-DEFINE_TRANSPOSE(double, f64)
 
 /* With stride and dilation 1, the weight gradient reads x through bands
 ** as the input gradient reads gy (flip_applies): band (c, j) holds the rows
@@ -738,16 +750,25 @@ static bool conv_run(ag_tape *t, conv_job *j)
     j->flipped = j->kind == CONV_INPUT_GRAD && flip_applies(g);
     if (j->flipped) {
         int64_t kt = og * g->kw, hw = g->h * g->w, ldb = (g->h + g->kh - 1) * g->w;
-        gemm = agk_gemm_scratch(j->dt, g->c / groups, hw, kt, false, false, j->inner);
+        int64_t cg = g->c / groups;
+        gemm = agk_gemm_scratch(j->dt, hw, cg, kt, true, false, j->inner);
         cols = (size_t)(kt * ldb);
         void *f = agi_arena_alloc(t, (size_t)(g->c * kt * g->kh) * es, 64);
-        if (!f)
+        char *ft = agi_arena_alloc(t, (size_t)(g->c * kt * g->kh) * es, 64);
+        if (!f || !ft)
             return false;
         if (j->dt == AG_F32)
             flip_f32(g, j->w, f);
         else
             flip_f64(g, j->w, f);
-        j->wflip = f;
+        for (int64_t b = 0; b < groups * g->kh; b++) {   /* each [C/groups, O/groups KW] transposed */
+            size_t at = (size_t)(b * cg * kt) * es;
+            if (j->dt == AG_F32)
+                transpose_f32(cg, kt, (const float *)((char *)f + at), (float *)(ft + at));
+            else
+                transpose_f64(cg, kt, (const double *)((char *)f + at), (double *)(ft + at));
+        }
+        j->wflip = ft;
     }
     j->narrow = j->kind == CONV_WEIGHT_GRAD && narrow_applies(g);
     j->by_rows = j->kind == CONV_WEIGHT_GRAD && !j->narrow && rows_applies(g);
@@ -761,6 +782,7 @@ static bool conv_run(ag_tape *t, conv_job *j)
     j->cols_bytes = round64(cols * es);
     j->sum_t_bytes = j->narrow    ? round64((size_t)(groups * agk_narrow_sums(og, k)) * es)
                      : j->by_rows ? round64((size_t)(P * og) * es)
+                     : j->flipped ? round64((size_t)(g->h * g->w * (g->c / groups)) * es)
                                   : 0;
     j->task_bytes = j->cols_bytes + j->sum_t_bytes + round64(gemm);
     j->scratch = j->task_bytes ? agi_arena_alloc(t, (size_t)tasks * j->task_bytes, 64) : NULL;
