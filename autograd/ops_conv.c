@@ -342,6 +342,7 @@ typedef struct conv_job {
     char *partials;         /* weight gradient: chunk c sums into partials[c] ([K, Og] a group,
                             ** transposed, unless narrow) */
     bool flipped;           /* input gradient as a correlation (flip_applies) */
+    const void *wt;         /* forward computed transposed: W_g^T [K, Og] a group, or NULL */
     bool narrow;            /* weight gradient summed directly (narrow_applies) */
     bool by_rows;           /* weight gradient by kernel rows over bands (rows_applies) */
     const void *wflip;      /* its kernel: [groups, KH, C/groups, O/groups KW] */
@@ -491,6 +492,26 @@ static void make_bands(const conv_geom *g, ag_dtype dt, bool of_x, const void *s
 DEFINE_TRANSPOSE(float, f32)
 DEFINE_TRANSPOSE(double, f64)
 
+/* A product's result computed transposed, s [rows, cols], into its place
+** d [cols, rows]: by the gemm's SIMD transposed stores where they run (a
+** scalar loop took 13% of conv2's forward on one thread, Zen 3). */
+static void transpose_out(ag_dtype dt, int64_t rows, int64_t cols, const void *s, void *d)
+{
+#if AGK_HAVE_X86
+    if (agk_isa_supported(AGK_ISA_AVX2) && rows <= INT_MAX && cols <= INT_MAX) {
+        if (dt == AG_F32)
+            agk_store_t_f32_avx2(s, (int)cols, (int)rows, (int)cols, d, rows, false);
+        else
+            agk_store_t_f64_avx2(s, (int)cols, (int)rows, (int)cols, d, rows, false);
+        return;
+    }
+#endif
+    if (dt == AG_F32)
+        transpose_f32(rows, cols, s, d);
+    else
+        transpose_f64(rows, cols, s, d);
+}
+
 static void conv_image(const conv_job *j, char *scratch, int64_t n)
 {
     const conv_geom *g = j->g;
@@ -514,10 +535,7 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
                     agk_gemm_add(j->dt, hw, cg, kt, a, ldb, true, b, cg, false, dxt, cg, gs,
                                  j->inner);
             }
-            if (j->dt == AG_F32)
-                transpose_f32(hw, cg, (const float *)dxt, (float *)dx);
-            else
-                transpose_f64(hw, cg, (const double *)dxt, (double *)dx);
+            transpose_out(j->dt, hw, cg, dxt, dx);
         }
         return;
     }
@@ -527,7 +545,13 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
     for (int64_t gi = 0; gi < groups; gi++) {
         const char *wg = (const char *)j->w + (size_t)(gi * og * k) * es;
         size_t rows = (size_t)((n * g->o + gi * og) * P) * es;   /* group gi's rows of image n */
-        if (j->kind == CONV_FORWARD) {
+        if (j->kind == CONV_FORWARD && j->wt) {
+            /* y_n[g]^T [P, Og] = cols^T @ W_g^T (fwd_transposed) */
+            const char *wt = (const char *)j->wt + (size_t)(gi * og * k) * es;
+            unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
+            agk_gemm(j->dt, P, og, k, cols, P, true, wt, og, false, sum_t, og, gs, j->inner);
+            transpose_out(j->dt, P, og, sum_t, (char *)j->out + rows);
+        } else if (j->kind == CONV_FORWARD) {
             unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
             agk_gemm(j->dt, og, P, k, wg, k, false, cols, P, false, (char *)j->out + rows, P, gs,
                      j->inner);
@@ -770,6 +794,27 @@ static bool conv_run(ag_tape *t, conv_job *j)
         }
         j->wflip = ft;
     }
+    /* The forward computed transposed, y_n[g]^T [P, Og] = cols^T @ W_g^T, then
+    ** transposed into place, where the image's P as columns would end in a
+    ** partial panel that the gemm packs (P not a multiple of 16, the widest
+    ** AVX2 panel) and Og fills whole vectors as columns: conv2's 196 pixels
+    ** fill the tiles as rows, its 32 channels two panels (7% of its forward
+    ** on one thread, Zen 3). The same chains, the same bits. Not for a
+    ** shallow product (the first layer's K = 9), whose tiles are stores. */
+    if (j->kind == CONV_FORWARD && og % 8 == 0 && P % 16 != 0 && k >= 32) {
+        gemm = agk_gemm_scratch(j->dt, P, og, k, true, false, j->inner);
+        char *wt = agi_arena_alloc(t, (size_t)(g->o * k) * es, 64);
+        if (!wt)
+            return false;
+        for (int64_t gi = 0; gi < groups; gi++) {
+            size_t at = (size_t)(gi * og * k) * es;
+            if (j->dt == AG_F32)
+                transpose_f32(og, k, (const float *)((const char *)j->w + at), (float *)(wt + at));
+            else
+                transpose_f64(og, k, (const double *)((const char *)j->w + at), (double *)(wt + at));
+        }
+        j->wt = wt;
+    }
     j->narrow = j->kind == CONV_WEIGHT_GRAD && narrow_applies(g);
     j->by_rows = j->kind == CONV_WEIGHT_GRAD && !j->narrow && rows_applies(g);
     if (j->narrow)
@@ -783,6 +828,7 @@ static bool conv_run(ag_tape *t, conv_job *j)
     j->sum_t_bytes = j->narrow    ? round64((size_t)(groups * agk_narrow_sums(og, k)) * es)
                      : j->by_rows ? round64((size_t)(P * og) * es)
                      : j->flipped ? round64((size_t)(g->h * g->w * (g->c / groups)) * es)
+                     : j->wt      ? round64((size_t)(P * og) * es)
                                   : 0;
     j->task_bytes = j->cols_bytes + j->sum_t_bytes + round64(gemm);
     j->scratch = j->task_bytes ? agi_arena_alloc(t, (size_t)tasks * j->task_bytes, 64) : NULL;
