@@ -14,14 +14,20 @@
 ** [C/groups * KH * KW, OH * OW] matrix (im2col) in arena scratch, and the
 ** weight multiplies it, straight into the image's NCHW rows; the input
 ** gradient folds such a matrix back (col2im), or, with stride 1 and enough
-** channels, correlates g with the flipped kernel (flip_applies). Images
-** share out among the pool's threads (conv_run says how, and why the bits
-** stay the same on any threads). Scratch comes from the tape's arena, so a repeated training
+** channels, correlates g with the flipped kernel (flip_applies); the weight
+** gradient, with stride 1 and enough channels, reads x through bands
+** instead of unfolding it (rows_applies), and with few columns is summed
+** without the gemm (kernels/conv_narrow.c). Images share out among the
+** pool's threads (conv_run says how, and why the bits stay the same on any
+** threads). Scratch comes from the tape's arena, so a repeated training
 ** step allocates nothing.
 */
 #include "internal.h"
 #include "kernels/kernels.h"
+#include "kernels/conv_narrow.h"
+#include "kernels/gemm_internal.h"
 
+#include <limits.h>
 #include <string.h>
 
 /* The geometry of one convolution, kept in the arena and shared by the
@@ -288,15 +294,36 @@ static void unfold(ag_pool *pool, const conv_geom *g, ag_dtype dt, bool fold, in
 **   input gradient  cols    = W_g^T [K, Og] @ gy_n[g]       (read in place), folded into dx_n
 **                   (or, with stride 1, as a correlation of gy with the flipped
 **                   kernel written in place: flip_applies says where)
-**   weight gradient dW_g   += gy_n[g] [Og, P] @ cols_n,g^T
+**   weight gradient dW_g   += gy_n[g] [Og, P] @ cols_n,g^T   (summed transposed: conv_chunk)
 **
 ** read and write the tensors where they lie. With fewer images than
 ** threads, the images run one at a time instead, with the unfolding and
 ** the gemm on the pool. Either way each element is computed the same, so
 ** the bits do not depend on the threads; the weight gradient sums its
-** images in fixed chunks (WEIGHT_CHUNKS, whatever the threads), each chunk
-** a chain in order of its images, and then the chunks in order. */
-enum { WEIGHT_CHUNKS = 8 };
+** images in fixed chunks (weight_chunks: the geometry's, whatever the
+** threads), each chunk a chain in order of its images, and then the chunks
+** in order. */
+enum { WEIGHT_CHUNKS = 8, WEIGHT_CHUNKS_MAX = 32 };
+/* Partial sums up to this size in all take more chunks than WEIGHT_CHUNKS. */
+#define WEIGHT_PARTIALS_BYTES (1u << 20)
+
+/* Images per chunk of the weight gradient. A chunk is what a thread takes
+** at a time, so with 8 the last one could keep the other thread waiting for
+** 8 of the example's images (its second layer's weight gradient, 18 KB,
+** took 38 us an image on each of two threads, Zen 3); a small gradient is
+** cut finer, up to WEIGHT_CHUNKS_MAX chunks, while their partial sums stay
+** within WEIGHT_PARTIALS_BYTES. Depends on the geometry alone. */
+static int64_t weight_chunk_images(const conv_geom *g, size_t es)
+{
+    int64_t k = g->c / g->p[GROUPS] * g->kh * g->kw;
+    size_t one = (size_t)(g->o * k) * es;
+    int64_t chunks = one ? (int64_t)(WEIGHT_PARTIALS_BYTES / one) : WEIGHT_CHUNKS_MAX;
+    if (chunks < WEIGHT_CHUNKS)
+        chunks = WEIGHT_CHUNKS;
+    if (chunks > WEIGHT_CHUNKS_MAX)
+        chunks = WEIGHT_CHUNKS_MAX;
+    return (g->n + chunks - 1) / chunks;
+}
 
 typedef enum conv_kind { CONV_FORWARD, CONV_INPUT_GRAD, CONV_WEIGHT_GRAD } conv_kind;
 
@@ -309,11 +336,15 @@ typedef struct conv_job {
     const ag_tensor *bias;  /* forward: NULL or [O] */
     void *out;
     ag_pool *inner;         /* the pool for one image's loops, when images run one at a time */
-    char *scratch;          /* task_bytes per task: the columns, then the gemm's */
-    size_t cols_bytes, task_bytes;
+    char *scratch;          /* task_bytes per task: the columns, [sum_t], then the gemm's */
+    size_t cols_bytes, sum_t_bytes, task_bytes;   /* sum_t: narrow's lanes, or by_rows' gy^T */
     int64_t per_chunk;      /* weight gradient: images per chunk */
-    char *partials;         /* weight gradient: chunk c > 0 sums into partials[c - 1] */
+    char *partials;         /* weight gradient: chunk c sums into partials[c] ([K, Og] a group,
+                            ** transposed, unless narrow) */
     bool flipped;           /* input gradient as a correlation (flip_applies) */
+    const void *wt;         /* forward computed transposed: W_g^T [K, Og] a group, or NULL */
+    bool narrow;            /* weight gradient summed directly (narrow_applies) */
+    bool by_rows;           /* weight gradient by kernel rows over bands (rows_applies) */
     const void *wflip;      /* its kernel: [groups, KH, C/groups, O/groups KW] */
 } conv_job;
 
@@ -333,9 +364,14 @@ typedef struct conv_job {
 **
 **   dx_n[g] [C/groups, H W] = sum over i' of wflip_g[i'] @ bands_n,g from row i'
 **
-** KH products of depth O/groups KW (96 for the example) written in place,
-** the first with agk_gemm and the rest with agk_gemm_add, in order of i':
-** the same sums whatever the threads. Needs p <= K-1. It was faster (one
+** KH products of depth O/groups KW (96 for the example), the first with
+** agk_gemm and the rest with agk_gemm_add, in order of i': the same sums
+** whatever the threads. They are computed transposed, dx^T [H W, C/groups]
+** = bands^T @ wflip^T (the kernel kept transposed), in the task's scratch,
+** then transposed into dx: the image's H W (196) as rows fills the
+** register tiles where as columns it ended in a partial panel the gemm
+** packed for every product (12 to 15% of the layer's input gradient on one
+** thread, Zen 3); the same chains, the same bits. Needs p <= K-1. It was faster (one
 ** thread, Zen 3: docs/PERFORMANCE.md) where the product's rows fill some
 ** register tiles, C/groups >= 16, and the bands are at most 4/5 of the
 ** fold's columns, O/groups KW (H + KH - 1) W against C/groups KH KW H W:
@@ -366,52 +402,53 @@ static bool flip_applies(const conv_geom *g)
                             *f++ = w[(((gi * og + o) * cg + c) * kh + kh - 1 - i) * kw +      \
                                      kw - 1 - j];                                                  \
     }                                                                                              \
-    /* group gi of image n of gy into its bands [O/groups KW, H + KH - 1, W] */                  \
-    static void bands_##SUFFIX(const conv_geom *g, const T *restrict gy, int64_t n, int64_t gi,    \
+    /* np planes [sh, sw] of src into their bands [np KW, rows, bw]: band (q, j)                  \
+    ** row r reads plane row r - top, its column x plane column x + j + s0 (zeros                \
+    ** outside the plane); top >= 0 and top + sh <= rows */                                       \
+    static void bands_##SUFFIX(const T *restrict src, int64_t np, int64_t sh, int64_t sw,          \
+                               int64_t kw, int64_t rows, int64_t top, int64_t s0, int64_t bw,      \
                                T *restrict b)                                                      \
     {                                                                                              \
-        const int64_t og = g->o / g->p[GROUPS], kw = g->kw, w = g->w, oh = g->oh, ow = g->ow;     \
-        const int64_t rows = g->h + g->kh - 1, top = g->kh - 1 - g->p[PH];                        \
-        for (int64_t o = 0; o < og; o++) {                                                         \
-            const T *plane = gy + ((n * g->o) + gi * og + o) * oh * ow;                            \
-            for (int64_t j = 0; j < kw; j++, b += rows * w) {                                      \
-                /* band column x reads gy column x + j - (KW-1-p): [lo, hi) inside */              \
-                int64_t s = j - (kw - 1 - g->p[PW]);                                               \
-                int64_t lo = s < 0 ? -s : 0, hi = ow - s < w ? ow - s : w;                         \
-                lo = lo > w ? w : lo;                                                              \
+        for (int64_t q = 0; q < np; q++) {                                                         \
+            const T *plane = src + q * sh * sw;                                                    \
+            for (int64_t j = 0; j < kw; j++, b += rows * bw) {                                     \
+                /* band column x reads plane column x + s: [lo, hi) inside */                      \
+                int64_t s = j + s0;                                                                \
+                int64_t lo = s < 0 ? -s : 0, hi = sw - s < bw ? sw - s : bw;                       \
+                lo = lo > bw ? bw : lo;                                                            \
                 hi = hi < lo ? lo : hi;                                                            \
-                if (ow == w) {                                                                     \
+                if (sw == bw) {                                                                    \
                     /* "same" (as 3x3 with padding 1): the plane shifted by s is one run,       \
                     ** the column or two where a row's run wraps into the next then zeroed */  \
-                    for (int64_t k = 0; k < top * w; k++)                                          \
+                    for (int64_t k = 0; k < top * bw; k++)                                         \
                         b[k] = 0;                                                                  \
-                    for (int64_t k = (top + oh) * w; k < rows * w; k++)                            \
+                    for (int64_t k = (top + sh) * bw; k < rows * bw; k++)                          \
                         b[k] = 0;                                                                  \
-                    T *d = b + top * w;                                                            \
+                    T *d = b + top * bw;                                                           \
                     int64_t head = s < 0 ? -s : 0, tail = s > 0 ? s : 0;                           \
-                    int64_t len = oh * w - head - tail;                                            \
+                    int64_t len = sh * bw - head - tail;                                           \
                     if (len > 0)                                                                   \
                         memcpy(d + head, plane + head + s, (size_t)len * sizeof(T));               \
                     for (int64_t x = 0; x < lo; x++)                                               \
-                        for (int64_t y = 0; y < oh; y++)                                           \
-                            d[y * w + x] = 0;                                                      \
-                    for (int64_t x = hi; x < w; x++)                                               \
-                        for (int64_t y = 0; y < oh; y++)                                           \
-                            d[y * w + x] = 0;                                                      \
+                        for (int64_t y = 0; y < sh; y++)                                           \
+                            d[y * bw + x] = 0;                                                     \
+                    for (int64_t x = hi; x < bw; x++)                                              \
+                        for (int64_t y = 0; y < sh; y++)                                           \
+                            d[y * bw + x] = 0;                                                     \
                     continue;                                                                      \
                 }                                                                                  \
                 for (int64_t r = 0; r < rows; r++) {                                               \
-                    T *dst = b + r * w;                                                            \
+                    T *dst = b + r * bw;                                                           \
                     int64_t y = r - top;                                                           \
-                    if (y < 0 || y >= oh) {                                                        \
-                        for (int64_t x = 0; x < w; x++)                                            \
+                    if (y < 0 || y >= sh) {                                                        \
+                        for (int64_t x = 0; x < bw; x++)                                           \
                             dst[x] = 0;                                                            \
                         continue;                                                                  \
                     }                                                                              \
                     for (int64_t x = 0; x < lo; x++)                                               \
                         dst[x] = 0;                                                                \
-                    COPY_RUN(T, dst + lo, plane + y * ow + lo + s, hi - lo);                       \
-                    for (int64_t x = hi; x < w; x++)                                               \
+                    COPY_RUN(T, dst + lo, plane + y * sw + lo + s, hi - lo);                       \
+                    for (int64_t x = hi; x < bw; x++)                                              \
                         dst[x] = 0;                                                                \
                 }                                                                                  \
             }                                                                                      \
@@ -420,31 +457,85 @@ static bool flip_applies(const conv_geom *g)
 DEFINE_FLIP(float, f32)
 DEFINE_FLIP(double, f64)
 
+/* Group gi of image n of gy into its bands for the input gradient [O/groups
+** KW, H + KH - 1, W] (flip_applies), or of x into those of the weight
+** gradient [C/groups KW, OH + KH - 1, OW] (rows_applies). */
+static void make_bands(const conv_geom *g, ag_dtype dt, bool of_x, const void *src, int64_t n,
+                       int64_t gi, void *b)
+{
+    int64_t groups = g->p[GROUPS], np, sh, sw, rows, top, s0, bw;
+    size_t at;
+    if (of_x) {
+        np = g->c / groups, sh = g->h, sw = g->w, rows = g->oh + g->kh - 1, top = g->p[PH];
+        s0 = -(int64_t)g->p[PW], bw = g->ow;
+        at = (size_t)((n * g->c + gi * np) * sh * sw);
+    } else {
+        np = g->o / groups, sh = g->oh, sw = g->ow, rows = g->h + g->kh - 1;
+        top = g->kh - 1 - g->p[PH], s0 = -(g->kw - 1 - g->p[PW]), bw = g->w;
+        at = (size_t)((n * g->o + gi * np) * sh * sw);
+    }
+    if (dt == AG_F32)
+        bands_f32((const float *)src + at, np, sh, sw, g->kw, rows, top, s0, bw, b);
+    else
+        bands_f64((const double *)src + at, np, sh, sw, g->kw, rows, top, s0, bw, b);
+}
+
+/* d [cols, rows] = s [rows, cols] transposed */
+#define DEFINE_TRANSPOSE(T, SUFFIX)                                                                \
+    static void transpose_##SUFFIX(int64_t rows, int64_t cols, const T *restrict s,                \
+                                   T *restrict d)                                                  \
+    {                                                                                              \
+        for (int64_t r = 0; r < rows; r++)                                                         \
+            for (int64_t c = 0; c < cols; c++)                                                     \
+                d[c * rows + r] = s[r * cols + c];                                                 \
+    }
+DEFINE_TRANSPOSE(float, f32)
+DEFINE_TRANSPOSE(double, f64)
+
+/* A product's result computed transposed, s [rows, cols], into its place
+** d [cols, rows]: by the gemm's SIMD transposed stores where they run (a
+** scalar loop took 13% of conv2's forward on one thread, Zen 3). */
+static void transpose_out(ag_dtype dt, int64_t rows, int64_t cols, const void *s, void *d)
+{
+#if AGK_HAVE_X86
+    if (agk_isa_supported(AGK_ISA_AVX2) && rows <= INT_MAX && cols <= INT_MAX) {
+        if (dt == AG_F32)
+            agk_store_t_f32_avx2(s, (int)cols, (int)rows, (int)cols, d, rows, false);
+        else
+            agk_store_t_f64_avx2(s, (int)cols, (int)rows, (int)cols, d, rows, false);
+        return;
+    }
+#endif
+    if (dt == AG_F32)
+        transpose_f32(rows, cols, s, d);
+    else
+        transpose_f64(rows, cols, s, d);
+}
+
 static void conv_image(const conv_job *j, char *scratch, int64_t n)
 {
     const conv_geom *g = j->g;
     int64_t groups = g->p[GROUPS], og = g->o / groups, k = g->c / groups * g->kh * g->kw;
     int64_t P = g->oh * g->ow;
     size_t es = ag_dtype_size(j->dt);
-    void *cols = scratch, *gs = scratch + j->cols_bytes;
+    char *cols = scratch, *sum_t = scratch + j->cols_bytes, *gs = sum_t + j->sum_t_bytes;
     if (j->flipped) {
         int64_t cg = g->c / groups, kt = og * g->kw, hw = g->h * g->w;
         int64_t ldb = (g->h + g->kh - 1) * g->w;
+        char *dxt = sum_t;   /* dx_n[g] transposed, [H W, C/groups] */
         for (int64_t gi = 0; gi < groups; gi++) {
-            if (j->dt == AG_F32)
-                bands_f32(g, j->gy, n, gi, cols);
-            else
-                bands_f64(g, j->gy, n, gi, cols);
+            make_bands(g, j->dt, false, j->gy, n, gi, cols);
             char *dx = (char *)j->out + (size_t)((n * g->c + gi * cg) * hw) * es;
             for (int64_t i = 0; i < g->kh; i++) {
-                const char *a = (const char *)j->wflip + (size_t)((gi * g->kh + i) * cg * kt) * es;
-                const char *b = (const char *)cols + (size_t)(i * g->w) * es;
+                const char *b = (const char *)j->wflip + (size_t)((gi * g->kh + i) * cg * kt) * es;
+                const char *a = (const char *)cols + (size_t)(i * g->w) * es;
                 if (i == 0)
-                    agk_gemm(j->dt, cg, hw, kt, a, kt, false, b, ldb, false, dx, hw, gs, j->inner);
+                    agk_gemm(j->dt, hw, cg, kt, a, ldb, true, b, cg, false, dxt, cg, gs, j->inner);
                 else
-                    agk_gemm_add(j->dt, cg, hw, kt, a, kt, false, b, ldb, false, dx, hw, gs,
+                    agk_gemm_add(j->dt, hw, cg, kt, a, ldb, true, b, cg, false, dxt, cg, gs,
                                  j->inner);
             }
+            transpose_out(j->dt, hw, cg, dxt, dx);
         }
         return;
     }
@@ -454,7 +545,13 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
     for (int64_t gi = 0; gi < groups; gi++) {
         const char *wg = (const char *)j->w + (size_t)(gi * og * k) * es;
         size_t rows = (size_t)((n * g->o + gi * og) * P) * es;   /* group gi's rows of image n */
-        if (j->kind == CONV_FORWARD) {
+        if (j->kind == CONV_FORWARD && j->wt) {
+            /* y_n[g]^T [P, Og] = cols^T @ W_g^T (fwd_transposed) */
+            const char *wt = (const char *)j->wt + (size_t)(gi * og * k) * es;
+            unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
+            agk_gemm(j->dt, P, og, k, cols, P, true, wt, og, false, sum_t, og, gs, j->inner);
+            transpose_out(j->dt, P, og, sum_t, (char *)j->out + rows);
+        } else if (j->kind == CONV_FORWARD) {
             unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
             agk_gemm(j->dt, og, P, k, wg, k, false, cols, P, false, (char *)j->out + rows, P, gs,
                      j->inner);
@@ -477,6 +574,79 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
         }
 }
 
+/* A chunk of the weight gradient sums its images' products transposed,
+** dW_g^T [K, Og] += cols_n,g [K, P] @ gy_n[g]^T, into its partial sums;
+** the chunks' sums are added and transposed once at the end (conv_run).
+** The product the other way round took the gemm's transposed stores (it
+** swaps a narrow C, and Og is narrow beside K), each image adding into the
+** sum through them (12% of the second layer's weight gradient on one
+** thread, Zen 3). Each element is the same chain of multiply-adds as dW =
+** gy @ cols^T (a product's factors commute), added image by image and then
+** chunk by chunk the same: the same bits. */
+
+/* With stride and dilation 1, the weight gradient reads x through bands
+** as the input gradient reads gy (flip_applies): band (c, j) holds the rows
+** of x[c] padded by PH above and below, shifted by j - PW columns, [OH + KH
+** - 1, OW], so the columns of kernel row i, (c, i, j) for all c and j, are
+** the bands from row i on, [C/groups KW, OH OW] of row stride (OH + KH - 1)
+** OW, read in place:
+**
+**   dW_g^T[i] [C/groups KW, Og] += bands_n,g from row i @ gy_n[g]^T
+**
+** with gy_n[g] transposed once per image (the gemm packed it anew for each
+** product). The bands are (OH + KH - 1) / (KH OH) of the unfolded columns
+** (0.38 for the example's second layer), and each element is the same
+** chain as from the columns: the same bits. The partial sums are then
+** [KH, C/groups KW, Og] a group, rearranged at the end. Where the bands are
+** at most 4/5 of the columns, with 16 or more channels a group. */
+static bool rows_applies(const conv_geom *g)
+{
+    int64_t groups = g->p[GROUPS], cg = g->c / groups, og = g->o / groups;
+    return g->p[SH] == 1 && g->p[SW] == 1 && g->p[DH] == 1 && g->p[DW] == 1 && og > 0 &&
+           g->oh * g->ow > 0 && cg >= FLIP_MIN_CHANNELS &&
+           5 * (g->oh + g->kh - 1) <= 4 * g->kh * g->oh;
+}
+
+/* gy_n[g] [Og, P] into gyt [P, Og]: by the gemm's SIMD transposes where
+** they run (a scalar loop took 13% of the layer's weight gradient) */
+static void transpose_gy(ag_dtype dt, int64_t og, int64_t P, const void *gy, void *gyt)
+{
+#if AGK_HAVE_X86
+    if (agk_isa_supported(AGK_ISA_AVX2) && og % (dt == AG_F32 ? 8 : 4) == 0 && og <= INT_MAX) {
+        if (dt == AG_F32)
+            agk_pack_t_f32_avx2(P, og, gy, P, gyt, (int)og);
+        else
+            agk_pack_t_f64_avx2(P, og, gy, P, gyt, (int)og);
+        return;
+    }
+#endif
+    if (dt == AG_F32)
+        transpose_f32(og, P, gy, gyt);
+    else
+        transpose_f64(og, P, gy, gyt);
+}
+
+/* out[o][c][i][j] = s[i][c][j][o] for one group (rows_applies' sums) */
+#define DEFINE_UNROW(T, SUFFIX)                                                                    \
+    static void unrow_##SUFFIX(const conv_geom *g, const T *restrict s, T *restrict out)          \
+    {                                                                                              \
+        const int64_t og = g->o / g->p[GROUPS], cg = g->c / g->p[GROUPS], kh = g->kh, kw = g->kw; \
+        for (int64_t i = 0; i < kh; i++)                                                           \
+            for (int64_t c = 0; c < cg; c++)                                                       \
+                for (int64_t j = 0; j < kw; j++, s += og)                                          \
+                    for (int64_t o = 0; o < og; o++)                                               \
+                        out[((o * cg + c) * kh + i) * kw + j] = s[o];                              \
+    }
+DEFINE_UNROW(float, f32)
+DEFINE_UNROW(double, f64)
+
+/* A narrow weight gradient (conv_narrow.c) */
+static bool narrow_applies(const conv_geom *g)
+{
+    return g->c / g->p[GROUPS] * g->kh * g->kw <= AGK_NARROW_MAX_K;
+}
+
+
 static void conv_chunk(const conv_job *j, char *scratch, int64_t chunk)
 {
     const conv_geom *g = j->g;
@@ -484,17 +654,52 @@ static void conv_chunk(const conv_job *j, char *scratch, int64_t chunk)
     int64_t P = g->oh * g->ow, n0 = chunk * j->per_chunk;
     int64_t n1 = g->n - n0 < j->per_chunk ? g->n : n0 + j->per_chunk;
     size_t es = ag_dtype_size(j->dt);
-    void *cols = scratch, *gs = scratch + j->cols_bytes;
-    char *sum = chunk ? j->partials + (size_t)((chunk - 1) * g->o * k) * es : j->out;
+    char *cols = scratch, *sum_t = scratch + j->cols_bytes, *gs = sum_t + j->sum_t_bytes;
+    char *sum = j->partials + (size_t)(chunk * g->o * k) * es;
+    if (j->narrow) {
+        int64_t per = agk_narrow_sums(og, k);
+        memset(sum_t, 0, (size_t)(groups * per) * es);
+        for (int64_t n = n0; n < n1; n++)
+            for (int64_t gi = 0; gi < groups; gi++) {
+                unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
+                const char *gy = (const char *)j->gy + (size_t)((n * g->o + gi * og) * P) * es;
+                agk_narrow_add(j->dt, gy, cols, og, k, P, sum_t + (size_t)(gi * per) * es);
+            }
+        for (int64_t gi = 0; gi < groups; gi++)
+            agk_narrow_total(j->dt, sum_t + (size_t)(gi * per) * es, og, k,
+                             sum + (size_t)(gi * og * k) * es);
+        return;
+    }
+    if (j->by_rows) {
+        int64_t cg = g->c / groups, kt = cg * g->kw, lda = (g->oh + g->kh - 1) * g->ow;
+        char *gyt = sum_t;   /* gy_n[g] transposed, [P, Og] */
+        for (int64_t n = n0; n < n1; n++)
+            for (int64_t gi = 0; gi < groups; gi++) {
+                const char *gyn = (const char *)j->gy + (size_t)((n * g->o + gi * og) * P) * es;
+                make_bands(g, j->dt, true, j->x, n, gi, cols);
+                transpose_gy(j->dt, og, P, gyn, gyt);
+                for (int64_t i = 0; i < g->kh; i++) {
+                    const char *a = cols + (size_t)(i * g->ow) * es;
+                    char *c = sum + (size_t)(gi * og * k + i * kt * og) * es;
+                    if (n == n0)
+                        agk_gemm(j->dt, kt, og, P, a, lda, false, gyt, og, false, c, og, gs,
+                                 j->inner);
+                    else
+                        agk_gemm_add(j->dt, kt, og, P, a, lda, false, gyt, og, false, c, og, gs,
+                                     j->inner);
+                }
+            }
+        return;
+    }
     for (int64_t n = n0; n < n1; n++)
         for (int64_t gi = 0; gi < groups; gi++) {
-            const char *a = (const char *)j->gy + (size_t)((n * g->o + gi * og) * P) * es;
+            const char *b = (const char *)j->gy + (size_t)((n * g->o + gi * og) * P) * es;
             char *c = sum + (size_t)(gi * og * k) * es;
             unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
             if (n == n0)
-                agk_gemm(j->dt, og, k, P, a, P, false, cols, P, true, c, k, gs, j->inner);
+                agk_gemm(j->dt, k, og, P, cols, P, false, b, P, true, c, og, gs, j->inner);
             else
-                agk_gemm_add(j->dt, og, k, P, a, P, false, cols, P, true, c, k, gs, j->inner);
+                agk_gemm_add(j->dt, k, og, P, cols, P, false, b, P, true, c, og, gs, j->inner);
         }
 }
 
@@ -511,6 +716,38 @@ static void conv_range(void *ctx, int task, int64_t begin, int64_t end)
 
 static size_t round64(size_t n) { return (n + 63) / 64 * 64; }
 
+/* out += partial 0, then partial 1, ... element by element (the bits of
+** adding each partial in turn), in one pass over out. */
+typedef struct sum_job {
+    ag_dtype dt;
+    int64_t parts, len;   /* partials [parts, len] */
+    void *out;
+    const void *partials;
+} sum_job;
+
+enum { SUM_GRAIN = 4096 };
+
+#define DEFINE_SUM_PARTIALS(T, SUFFIX)                                                             \
+    AGK_SIMD_CLONES static void sum_partials_##SUFFIX(T *restrict out, const T *restrict p,      \
+                                                      int64_t parts, int64_t len, int64_t begin,   \
+                                                      int64_t end)                                 \
+    {                                                                                              \
+        for (int64_t c = 0; c < parts; c++)                                                        \
+            for (int64_t e = begin; e < end; e++)                                                  \
+                out[e] += p[c * len + e];                                                          \
+    }
+DEFINE_SUM_PARTIALS(float, f32)
+DEFINE_SUM_PARTIALS(double, f64)
+
+static void sum_partials(void *ctx, int64_t begin, int64_t end)
+{
+    const sum_job *j = ctx;
+    if (j->dt == AG_F32)
+        sum_partials_f32(j->out, j->partials, j->parts, j->len, begin, end);
+    else
+        sum_partials_f64(j->out, j->partials, j->parts, j->len, begin, end);
+}
+
 /* Runs job j (its kind, tensors and geometry set) over the batch; false
 ** with the tape in error when the scratch cannot be had. */
 static bool conv_run(ag_tape *t, conv_job *j)
@@ -519,7 +756,7 @@ static bool conv_run(ag_tape *t, conv_job *j)
     int64_t groups = g->p[GROUPS], og = g->o / groups, k = g->c / groups * g->kh * g->kw;
     int64_t P = g->oh * g->ow, units = g->n, chunks = 0;
     if (j->kind == CONV_WEIGHT_GRAD) {
-        j->per_chunk = (g->n + WEIGHT_CHUNKS - 1) / WEIGHT_CHUNKS;
+        j->per_chunk = weight_chunk_images(g, ag_dtype_size(j->dt));
         units = chunks = j->per_chunk ? (g->n + j->per_chunk - 1) / j->per_chunk : 0;
     }
     if (units == 0)
@@ -532,34 +769,97 @@ static bool conv_run(ag_tape *t, conv_job *j)
     size_t gemm = j->kind == CONV_FORWARD ? agk_gemm_scratch(j->dt, og, P, k, false, false, j->inner)
                   : j->kind == CONV_INPUT_GRAD
                       ? agk_gemm_scratch(j->dt, k, P, og, true, false, j->inner)
-                      : agk_gemm_scratch(j->dt, og, k, P, false, true, j->inner);
+                      : agk_gemm_scratch(j->dt, k, og, P, false, true, j->inner);
     size_t cols = (size_t)(k * P);
     j->flipped = j->kind == CONV_INPUT_GRAD && flip_applies(g);
     if (j->flipped) {
         int64_t kt = og * g->kw, hw = g->h * g->w, ldb = (g->h + g->kh - 1) * g->w;
-        gemm = agk_gemm_scratch(j->dt, g->c / groups, hw, kt, false, false, j->inner);
+        int64_t cg = g->c / groups;
+        gemm = agk_gemm_scratch(j->dt, hw, cg, kt, true, false, j->inner);
         cols = (size_t)(kt * ldb);
         void *f = agi_arena_alloc(t, (size_t)(g->c * kt * g->kh) * es, 64);
-        if (!f)
+        char *ft = agi_arena_alloc(t, (size_t)(g->c * kt * g->kh) * es, 64);
+        if (!f || !ft)
             return false;
         if (j->dt == AG_F32)
             flip_f32(g, j->w, f);
         else
             flip_f64(g, j->w, f);
-        j->wflip = f;
+        for (int64_t b = 0; b < groups * g->kh; b++) {   /* each [C/groups, O/groups KW] transposed */
+            size_t at = (size_t)(b * cg * kt) * es;
+            if (j->dt == AG_F32)
+                transpose_f32(cg, kt, (const float *)((char *)f + at), (float *)(ft + at));
+            else
+                transpose_f64(cg, kt, (const double *)((char *)f + at), (double *)(ft + at));
+        }
+        j->wflip = ft;
+    }
+    /* The forward computed transposed, y_n[g]^T [P, Og] = cols^T @ W_g^T, then
+    ** transposed into place, where the image's P as columns would end in a
+    ** partial panel that the gemm packs (P not a multiple of 16, the widest
+    ** AVX2 panel) and Og fills whole vectors as columns: conv2's 196 pixels
+    ** fill the tiles as rows, its 32 channels two panels (7% of its forward
+    ** on one thread, Zen 3). The same chains, the same bits. Not for a
+    ** shallow product (the first layer's K = 9), whose tiles are stores. */
+    if (j->kind == CONV_FORWARD && og % 8 == 0 && P % 16 != 0 && k >= 32) {
+        gemm = agk_gemm_scratch(j->dt, P, og, k, true, false, j->inner);
+        char *wt = agi_arena_alloc(t, (size_t)(g->o * k) * es, 64);
+        if (!wt)
+            return false;
+        for (int64_t gi = 0; gi < groups; gi++) {
+            size_t at = (size_t)(gi * og * k) * es;
+            if (j->dt == AG_F32)
+                transpose_f32(og, k, (const float *)((const char *)j->w + at), (float *)(wt + at));
+            else
+                transpose_f64(og, k, (const double *)((const char *)j->w + at), (double *)(wt + at));
+        }
+        j->wt = wt;
+    }
+    j->narrow = j->kind == CONV_WEIGHT_GRAD && narrow_applies(g);
+    j->by_rows = j->kind == CONV_WEIGHT_GRAD && !j->narrow && rows_applies(g);
+    if (j->narrow)
+        gemm = 0;
+    if (j->by_rows) {
+        int64_t kt = g->c / groups * g->kw;
+        gemm = agk_gemm_scratch(j->dt, kt, og, P, false, false, j->inner);
+        cols = (size_t)(kt * (g->oh + g->kh - 1) * g->ow);
     }
     j->cols_bytes = round64(cols * es);
-    j->task_bytes = j->cols_bytes + round64(gemm);
+    j->sum_t_bytes = j->narrow    ? round64((size_t)(groups * agk_narrow_sums(og, k)) * es)
+                     : j->by_rows ? round64((size_t)(P * og) * es)
+                     : j->flipped ? round64((size_t)(g->h * g->w * (g->c / groups)) * es)
+                     : j->wt      ? round64((size_t)(P * og) * es)
+                                  : 0;
+    j->task_bytes = j->cols_bytes + j->sum_t_bytes + round64(gemm);
     j->scratch = j->task_bytes ? agi_arena_alloc(t, (size_t)tasks * j->task_bytes, 64) : NULL;
-    size_t partial_bytes = chunks > 1 ? (size_t)((chunks - 1) * g->o * k) * es : 0;
+    size_t partial_bytes = (size_t)(chunks * g->o * k) * es;
     j->partials = partial_bytes ? agi_arena_alloc(t, partial_bytes, 64) : NULL;
     if (t->status != AG_OK)
         return false;
     if (!across || !agk_pool_try_ranges(t->pool, tasks, units, conv_range, j))
         conv_range(j, 0, 0, units);
-    for (int64_t c = 1; c < chunks; c++)   /* the chunks' sums, in order */
-        agk_add_inplace(t->pool, j->dt, g->o * k, j->out,
-                        j->partials + (size_t)((c - 1) * g->o * k) * es);
+    if (chunks > 0 && partial_bytes) {
+        /* the chunks' sums, in order, into the first; then where they go */
+        sum_job sj = {j->dt, chunks - 1, g->o * k, j->partials,
+                      j->partials + (size_t)(g->o * k) * es};
+        if (chunks > 1)
+            ag_pool_for(t->pool, g->o * k, SUM_GRAIN, sum_partials, &sj);
+        for (int64_t gi = 0; gi < groups; gi++) {
+            size_t at = (size_t)(gi * og * k) * es;
+            if (j->narrow)   /* already [Og, K] */
+                memcpy((char *)j->out + at, j->partials + at, (size_t)(og * k) * es);
+            else if (j->by_rows && j->dt == AG_F32)
+                unrow_f32(g, (const float *)(j->partials + at), (float *)((char *)j->out + at));
+            else if (j->by_rows)
+                unrow_f64(g, (const double *)(j->partials + at), (double *)((char *)j->out + at));
+            else if (j->dt == AG_F32)
+                transpose_f32(k, og, (const float *)(j->partials + at),
+                              (float *)((char *)j->out + at));
+            else
+                transpose_f64(k, og, (const double *)(j->partials + at),
+                              (double *)((char *)j->out + at));
+        }
+    }
     return true;
 }
 

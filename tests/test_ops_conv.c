@@ -75,8 +75,7 @@ static const geom geoms[] = {
     {2, 2, 6, 5, 3, 5, 3, 1, 1, 2, 1, 1, 1, 1},
     {2, 2, 3, 1, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1},
     {1, 1, 2, 2, 2, 5, 5, 1, 1, 2, 2, 1, 1, 1},
-    /* 1.2 MB of unfolded columns per image in f64; 9 images make the weight
-    ** gradient's fixed chunks (ops_conv.c's WEIGHT_CHUNKS) uneven */
+    /* 1.2 MB of unfolded columns per image in f64 */
     {9, 16, 32, 32, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},
     /* 16 and more input channels a group: the input gradient as a correlation
     ** of g with the flipped kernel (ops_conv.c's flip_applies), over padding
@@ -192,7 +191,11 @@ static float *conv_bits(const geom *g, ag_pool *pool, int64_t *count)
 Test(conv2d, the_same_bits_on_any_threads)
 {
     static const geom shapes[] = {
-        {9, 4, 9, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2},   /* groups, 5 uneven chunks */
+        {9, 4, 9, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2},   /* groups, an image a chunk */
+        /* the weight gradient's chunks (ops_conv.c's weight_chunk_images) uneven:
+        ** 18 of a small gradient (the last of one image), 5 of a large one */
+        {35, 2, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {9, 64, 4, 4, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},
         {2, 3, 8, 8, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1},   /* fewer images than 3 threads */
         {64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* fashion_cnn's first layer */
         {9, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* its second: the flipped kernel */
