@@ -17,29 +17,17 @@
 ** channels, correlates g with the flipped kernel (flip_applies); the weight
 ** gradient, with stride 1 and enough channels, reads x through bands
 ** instead of unfolding it (rows_applies), and with few columns is summed
-** without the gemm (kernels/conv_narrow.c). Images share out among the
+** without the gemm (kernels/conv_narrow.c); the copies that lay the data
+** out for the products are conv_layout.c's. Images share out among the
 ** pool's threads (conv_run says how, and why the bits stay the same on any
 ** threads). Scratch comes from the tape's arena, so a repeated training
 ** step allocates nothing.
 */
-#include "internal.h"
+#include "conv_layout.h"
 #include "kernels/kernels.h"
 #include "kernels/conv_narrow.h"
-#include "kernels/gemm_internal.h"
 
-#include <limits.h>
 #include <string.h>
-
-/* The geometry of one convolution, kept in the arena and shared by the
-** result and every op its gradients make (attr.ext). */
-typedef struct conv_geom {
-    int64_t n, c, h, w;      /* input */
-    int64_t o, kh, kw;       /* weight [o, c / groups, kh, kw] */
-    int64_t oh, ow;          /* output */
-    int p[AGI_CONV_PARAMS];  /* stride h, w; padding h, w; dilation h, w; groups */
-} conv_geom;
-
-enum { SH, SW, PH, PW, DH, DW, GROUPS };
 
 static int64_t out_size(int64_t in, int64_t k, int stride, int pad, int dil)
 {
@@ -90,199 +78,6 @@ static conv_geom *geom_make(ag_tape *t, const char *who, int64_t n, int64_t c, i
     return g;
 }
 
-/* d[0, len) = s[0, len) for a short run (a row of a small image): in
-** blocks of RUN_BLOCK elements of a size the compiler knows, so each is a
-** vector move or two, the last block overlapping the one before; a call
-** to memcpy (which the compiler makes of a plain loop) cost more than the
-** copy. */
-enum { RUN_BLOCK = 8 };
-#define COPY_RUN(T, d, s, len)                                                                     \
-    do {                                                                                           \
-        T *d_ = (d);                                                                               \
-        const T *s_ = (s);                                                                         \
-        int64_t n_ = (len);                                                                        \
-        if (n_ >= RUN_BLOCK) {                                                                     \
-            for (int64_t k_ = 0; k_ + RUN_BLOCK <= n_; k_ += RUN_BLOCK)                            \
-                memcpy(d_ + k_, s_ + k_, RUN_BLOCK * sizeof(T));                                   \
-            memcpy(d_ + n_ - RUN_BLOCK, s_ + n_ - RUN_BLOCK, RUN_BLOCK * sizeof(T));               \
-        } else {                                                                                   \
-            for (int64_t k_ = 0; k_ < n_; k_++)                                                    \
-                d_[k_] = s_[k_];                                                                   \
-        }                                                                                          \
-    } while (0)
-
-/* Unfolds channel c of group gi of image n of x into its rows of cols
-** [K, OH*OW] (one row per kernel tap (c, i, j)), with zeros where a window
-** reads padding; fold is the reverse, adding such rows back into the
-** image. Each tap's rows that read inside the image, [oy0, oy1), go by one
-** of three loops:
-**  - "same" (stride and dilation 1, OW == W, as a 3x3 kernel with padding
-**    1): the tap reads the plane shifted by yoff rows and x0 columns, so
-**    its rows are one run of the flat plane, copied (or added) whole; the
-**    column or two where a row's run wraps into the next row are then the
-**    padding, zeroed in the columns (fold: zeroed before adding, and adding
-**    +0 leaves every sum as it was, since a sum that starts from +0 is
-**    never -0);
-**  - unit (stride and dilation 1): each row is a run [lo, hi) of an input
-**    row, zeros at the ends;
-**  - any other: element by element.
-** The geometry is read into locals first: the stores through cols (and
-** memcpy's) may alias it as far as the compiler knows. */
-#define DEFINE_UNFOLD(T, SUFFIX)                                                                   \
-    AGK_SIMD_CLONES static void unfold_##SUFFIX(const conv_geom *g, const T *restrict x, int64_t n, \
-                                                int64_t gi, int64_t c, T *restrict cols)           \
-    {                                                                                              \
-        const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, kh = g->kh, kw = g->kw;          \
-        const int64_t sh = g->p[SH], sw = g->p[SW], ph = g->p[PH], pw = g->p[PW];                  \
-        const int64_t dh = g->p[DH], dw = g->p[DW], cg = g->c / g->p[GROUPS], P = oh * ow;         \
-        const T *plane = x + ((n * g->c) + gi * cg + c) * h * w;                                   \
-        bool unit = sw == 1 && dw == 1, same = unit && sh == 1 && dh == 1 && ow == w;              \
-        for (int64_t i = 0; i < kh; i++)                                                           \
-            for (int64_t j = 0; j < kw; j++) {                                                     \
-                T *row = cols + ((c * kh + i) * kw + j) * P;                                       \
-                int64_t x0 = j * dw - pw, yoff = i * dh - ph;                                      \
-                /* the output columns whose tap j lands inside the row: [lo, hi) */                \
-                int64_t lo = x0 < 0 ? -x0 : 0, hi = w - x0 < ow ? w - x0 : ow;                     \
-                lo = lo > ow ? ow : lo;                                                            \
-                hi = hi < lo ? lo : hi;                                                            \
-                if (same) {                                                                        \
-                    int64_t oy0 = yoff < 0 ? -yoff : 0, oy1 = h - yoff < oh ? h - yoff : oh;       \
-                    oy0 = oy0 > oh ? oh : oy0;                                                     \
-                    oy1 = oy1 < oy0 ? oy0 : oy1;                                                   \
-                    for (int64_t k = 0; k < oy0 * ow; k++) /* a row or two: no call */           \
-                        row[k] = 0;                                                                \
-                    for (int64_t k = oy1 * ow; k < oh * ow; k++)                                   \
-                        row[k] = 0;                                                                \
-                    /* dst [a + head, a + len - tail) = the plane from s + head */                 \
-                    int64_t a = oy0 * ow, len = (oy1 - oy0) * ow, s = (oy0 + yoff) * w + x0;       \
-                    int64_t head = x0 < 0 ? -x0 : 0, tail = x0 > 0 ? x0 : 0;                       \
-                    if (len - head - tail > 0)                                                     \
-                        memcpy(row + a + head, plane + s + head,                                   \
-                               (size_t)(len - head - tail) * sizeof(T));                           \
-                    /* by columns: a row's loop became a call to memset, per row */             \
-                    for (int64_t ox = 0; ox < lo; ox++)                                            \
-                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
-                            row[oy * ow + ox] = 0;                                                 \
-                    for (int64_t ox = hi; ox < ow; ox++)                                           \
-                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
-                            row[oy * ow + ox] = 0;                                                 \
-                    continue;                                                                      \
-                }                                                                                  \
-                for (int64_t oy = 0; oy < oh; oy++) {                                              \
-                    int64_t y = oy * sh + yoff;                                                    \
-                    T *dst = row + oy * ow;                                                        \
-                    if (y < 0 || y >= h) {                                                         \
-                        memset(dst, 0, (size_t)ow * sizeof(T));                                    \
-                        continue;                                                                  \
-                    }                                                                              \
-                    const T *src = plane + y * w;                                                  \
-                    if (unit) {                                                                    \
-                        for (int64_t ox = 0; ox < lo; ox++)                                        \
-                            dst[ox] = 0;                                                           \
-                        COPY_RUN(T, dst + lo, src + lo + x0, hi - lo);                             \
-                        for (int64_t ox = hi; ox < ow; ox++)                                       \
-                            dst[ox] = 0;                                                           \
-                        continue;                                                                  \
-                    }                                                                              \
-                    for (int64_t ox = 0; ox < ow; ox++) {                                          \
-                        int64_t xx = ox * sw + x0;                                                 \
-                        dst[ox] = xx >= 0 && xx < w ? src[xx] : (T)0;                              \
-                    }                                                                              \
-                }                                                                                  \
-            }                                                                                      \
-    }                                                                                              \
-    /* cols is scratch: "same" zeroes its padding columns before adding */                      \
-    AGK_SIMD_CLONES static void fold_##SUFFIX(const conv_geom *g, T *restrict cols, int64_t n,     \
-                                              int64_t gi, int64_t c, T *restrict x)                \
-    {                                                                                              \
-        const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, kh = g->kh, kw = g->kw;          \
-        const int64_t sh = g->p[SH], sw = g->p[SW], ph = g->p[PH], pw = g->p[PW];                  \
-        const int64_t dh = g->p[DH], dw = g->p[DW], cg = g->c / g->p[GROUPS], P = oh * ow;         \
-        T *plane = x + ((n * g->c) + gi * cg + c) * h * w;                                         \
-        bool unit = sw == 1 && dw == 1, same = unit && sh == 1 && dh == 1 && ow == w;              \
-        for (int64_t i = 0; i < kh; i++)                                                           \
-            for (int64_t j = 0; j < kw; j++) {                                                     \
-                T *row = cols + ((c * kh + i) * kw + j) * P;                                       \
-                int64_t x0 = j * dw - pw, yoff = i * dh - ph;                                      \
-                int64_t lo = x0 < 0 ? -x0 : 0, hi = w - x0 < ow ? w - x0 : ow;                     \
-                lo = lo > ow ? ow : lo;                                                            \
-                hi = hi < lo ? lo : hi;                                                            \
-                if (same) {                                                                        \
-                    int64_t oy0 = yoff < 0 ? -yoff : 0, oy1 = h - yoff < oh ? h - yoff : oh;       \
-                    oy0 = oy0 > oh ? oh : oy0;                                                     \
-                    oy1 = oy1 < oy0 ? oy0 : oy1;                                                   \
-                    /* by columns: a row's loop became a call to memset, per row */             \
-                    for (int64_t ox = 0; ox < lo; ox++)                                            \
-                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
-                            row[oy * ow + ox] = 0;                                                 \
-                    for (int64_t ox = hi; ox < ow; ox++)                                           \
-                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
-                            row[oy * ow + ox] = 0;                                                 \
-                    int64_t a = oy0 * ow, len = (oy1 - oy0) * ow, s = (oy0 + yoff) * w + x0;       \
-                    int64_t head = x0 < 0 ? -x0 : 0, tail = x0 > 0 ? x0 : 0;                       \
-                    T *dst = plane + s + head;                                                     \
-                    const T *src = row + a + head;                                                 \
-                    for (int64_t q = 0; q < len - head - tail; q++)                                \
-                        dst[q] += src[q];                                                          \
-                    continue;                                                                      \
-                }                                                                                  \
-                for (int64_t oy = 0; oy < oh; oy++) {                                              \
-                    int64_t y = oy * sh + yoff;                                                    \
-                    if (y < 0 || y >= h)                                                           \
-                        continue;                                                                  \
-                    T *dst = plane + y * w;                                                        \
-                    const T *src = row + oy * ow;                                                  \
-                    if (unit) {                                                                    \
-                        for (int64_t ox = lo; ox < hi; ox++)                                       \
-                            dst[ox + x0] += src[ox];                                               \
-                        continue;                                                                  \
-                    }                                                                              \
-                    for (int64_t ox = 0; ox < ow; ox++) {                                          \
-                        int64_t xx = ox * sw + x0;                                                 \
-                        if (xx >= 0 && xx < w)                                                     \
-                            dst[xx] += src[ox];                                                    \
-                    }                                                                              \
-                }                                                                                  \
-            }                                                                                      \
-    }
-DEFINE_UNFOLD(float, f32)
-DEFINE_UNFOLD(double, f64)
-
-/* Group gi of image n unfolded into (or folded back from) cols [K, OH*OW],
-** one task per channel, each writing only its own rows (unfold) or its own
-** plane (fold): on the pool when the images run one at a time, else (pool
-** NULL) on the calling thread. */
-typedef struct unfold_job {
-    const conv_geom *g;
-    ag_dtype dt;
-    bool fold;
-    int64_t n, gi;
-    const void *x;   /* unfold: the input */
-    void *cols, *y;  /* fold: y receives */
-} unfold_job;
-
-static void unfold_tasks(void *ctx, int64_t begin, int64_t end)
-{
-    const unfold_job *j = ctx;
-    for (int64_t c = begin; c < end; c++)
-        if (j->fold && j->dt == AG_F32)
-            fold_f32(j->g, j->cols, j->n, j->gi, c, j->y);
-        else if (j->fold)
-            fold_f64(j->g, j->cols, j->n, j->gi, c, j->y);
-        else if (j->dt == AG_F32)
-            unfold_f32(j->g, j->x, j->n, j->gi, c, j->cols);
-        else
-            unfold_f64(j->g, j->x, j->n, j->gi, c, j->cols);
-}
-
-static void unfold(ag_pool *pool, const conv_geom *g, ag_dtype dt, bool fold, int64_t n,
-                   int64_t gi, const void *x, void *cols, void *y)
-{
-    unfold_job j = {g, dt, fold, n, gi, x, cols, y};
-    int64_t cg = g->c / g->p[GROUPS], per = g->kh * g->kw * g->oh * g->ow;
-    /* a task of under some 4K elements is not worth a thread's wake-up */
-    ag_pool_for(pool, cg, per >= 4096 ? 1 : 4096 / (per ? per : 1), unfold_tasks, &j);
-}
 
 /* The products of a convolution run image by image (or, for the weight
 ** gradient, chunk of images by chunk), each image on one thread with its
@@ -389,128 +184,6 @@ static bool flip_applies(const conv_geom *g)
            5 * og * g->kw * (g->h + g->kh - 1) * g->w <= 4 * cg * g->kh * g->kw * g->h * g->w;
 }
 
-#define DEFINE_FLIP(T, SUFFIX)                                                                     \
-    static void flip_##SUFFIX(const conv_geom *g, const T *restrict w, T *restrict f)             \
-    {                                                                                              \
-        const int64_t groups = g->p[GROUPS], og = g->o / groups, cg = g->c / groups;              \
-        const int64_t kh = g->kh, kw = g->kw;                                                      \
-        for (int64_t gi = 0; gi < groups; gi++)                                                    \
-            for (int64_t i = 0; i < kh; i++)                                                       \
-                for (int64_t c = 0; c < cg; c++)                                                   \
-                    for (int64_t o = 0; o < og; o++)                                               \
-                        for (int64_t j = 0; j < kw; j++)                                           \
-                            *f++ = w[(((gi * og + o) * cg + c) * kh + kh - 1 - i) * kw +      \
-                                     kw - 1 - j];                                                  \
-    }                                                                                              \
-    /* np planes [sh, sw] of src into their bands [np KW, rows, bw]: band (q, j)                  \
-    ** row r reads plane row r - top, its column x plane column x + j + s0 (zeros                \
-    ** outside the plane); top >= 0 and top + sh <= rows */                                       \
-    static void bands_##SUFFIX(const T *restrict src, int64_t np, int64_t sh, int64_t sw,          \
-                               int64_t kw, int64_t rows, int64_t top, int64_t s0, int64_t bw,      \
-                               T *restrict b)                                                      \
-    {                                                                                              \
-        for (int64_t q = 0; q < np; q++) {                                                         \
-            const T *plane = src + q * sh * sw;                                                    \
-            for (int64_t j = 0; j < kw; j++, b += rows * bw) {                                     \
-                /* band column x reads plane column x + s: [lo, hi) inside */                      \
-                int64_t s = j + s0;                                                                \
-                int64_t lo = s < 0 ? -s : 0, hi = sw - s < bw ? sw - s : bw;                       \
-                lo = lo > bw ? bw : lo;                                                            \
-                hi = hi < lo ? lo : hi;                                                            \
-                if (sw == bw) {                                                                    \
-                    /* "same" (as 3x3 with padding 1): the plane shifted by s is one run,       \
-                    ** the column or two where a row's run wraps into the next then zeroed */  \
-                    for (int64_t k = 0; k < top * bw; k++)                                         \
-                        b[k] = 0;                                                                  \
-                    for (int64_t k = (top + sh) * bw; k < rows * bw; k++)                          \
-                        b[k] = 0;                                                                  \
-                    T *d = b + top * bw;                                                           \
-                    int64_t head = s < 0 ? -s : 0, tail = s > 0 ? s : 0;                           \
-                    int64_t len = sh * bw - head - tail;                                           \
-                    if (len > 0)                                                                   \
-                        memcpy(d + head, plane + head + s, (size_t)len * sizeof(T));               \
-                    for (int64_t x = 0; x < lo; x++)                                               \
-                        for (int64_t y = 0; y < sh; y++)                                           \
-                            d[y * bw + x] = 0;                                                     \
-                    for (int64_t x = hi; x < bw; x++)                                              \
-                        for (int64_t y = 0; y < sh; y++)                                           \
-                            d[y * bw + x] = 0;                                                     \
-                    continue;                                                                      \
-                }                                                                                  \
-                for (int64_t r = 0; r < rows; r++) {                                               \
-                    T *dst = b + r * bw;                                                           \
-                    int64_t y = r - top;                                                           \
-                    if (y < 0 || y >= sh) {                                                        \
-                        for (int64_t x = 0; x < bw; x++)                                           \
-                            dst[x] = 0;                                                            \
-                        continue;                                                                  \
-                    }                                                                              \
-                    for (int64_t x = 0; x < lo; x++)                                               \
-                        dst[x] = 0;                                                                \
-                    COPY_RUN(T, dst + lo, plane + y * sw + lo + s, hi - lo);                       \
-                    for (int64_t x = hi; x < bw; x++)                                              \
-                        dst[x] = 0;                                                                \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-    }
-DEFINE_FLIP(float, f32)
-DEFINE_FLIP(double, f64)
-
-/* Group gi of image n of gy into its bands for the input gradient [O/groups
-** KW, H + KH - 1, W] (flip_applies), or of x into those of the weight
-** gradient [C/groups KW, OH + KH - 1, OW] (rows_applies). */
-static void make_bands(const conv_geom *g, ag_dtype dt, bool of_x, const void *src, int64_t n,
-                       int64_t gi, void *b)
-{
-    int64_t groups = g->p[GROUPS], np, sh, sw, rows, top, s0, bw;
-    size_t at;
-    if (of_x) {
-        np = g->c / groups, sh = g->h, sw = g->w, rows = g->oh + g->kh - 1, top = g->p[PH];
-        s0 = -(int64_t)g->p[PW], bw = g->ow;
-        at = (size_t)((n * g->c + gi * np) * sh * sw);
-    } else {
-        np = g->o / groups, sh = g->oh, sw = g->ow, rows = g->h + g->kh - 1;
-        top = g->kh - 1 - g->p[PH], s0 = -(g->kw - 1 - g->p[PW]), bw = g->w;
-        at = (size_t)((n * g->o + gi * np) * sh * sw);
-    }
-    if (dt == AG_F32)
-        bands_f32((const float *)src + at, np, sh, sw, g->kw, rows, top, s0, bw, b);
-    else
-        bands_f64((const double *)src + at, np, sh, sw, g->kw, rows, top, s0, bw, b);
-}
-
-/* d [cols, rows] = s [rows, cols] transposed */
-#define DEFINE_TRANSPOSE(T, SUFFIX)                                                                \
-    static void transpose_##SUFFIX(int64_t rows, int64_t cols, const T *restrict s,                \
-                                   T *restrict d)                                                  \
-    {                                                                                              \
-        for (int64_t r = 0; r < rows; r++)                                                         \
-            for (int64_t c = 0; c < cols; c++)                                                     \
-                d[c * rows + r] = s[r * cols + c];                                                 \
-    }
-DEFINE_TRANSPOSE(float, f32)
-DEFINE_TRANSPOSE(double, f64)
-
-/* A product's result computed transposed, s [rows, cols], into its place
-** d [cols, rows]: by the gemm's SIMD transposed stores where they run (a
-** scalar loop took 13% of conv2's forward on one thread, Zen 3). */
-static void transpose_out(ag_dtype dt, int64_t rows, int64_t cols, const void *s, void *d)
-{
-#if AGK_HAVE_X86
-    if (agk_isa_supported(AGK_ISA_AVX2) && rows <= INT_MAX && cols <= INT_MAX) {
-        if (dt == AG_F32)
-            agk_store_t_f32_avx2(s, (int)cols, (int)rows, (int)cols, d, rows, false);
-        else
-            agk_store_t_f64_avx2(s, (int)cols, (int)rows, (int)cols, d, rows, false);
-        return;
-    }
-#endif
-    if (dt == AG_F32)
-        transpose_f32(rows, cols, s, d);
-    else
-        transpose_f64(rows, cols, s, d);
-}
 
 static void conv_image(const conv_job *j, char *scratch, int64_t n)
 {
@@ -524,7 +197,7 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
         int64_t ldb = (g->h + g->kh - 1) * g->w;
         char *dxt = sum_t;   /* dx_n[g] transposed, [H W, C/groups] */
         for (int64_t gi = 0; gi < groups; gi++) {
-            make_bands(g, j->dt, false, j->gy, n, gi, cols);
+            agi_conv_bands(g, j->dt, false, j->gy, n, gi, cols);
             char *dx = (char *)j->out + (size_t)((n * g->c + gi * cg) * hw) * es;
             for (int64_t i = 0; i < g->kh; i++) {
                 const char *b = (const char *)j->wflip + (size_t)((gi * g->kh + i) * cg * kt) * es;
@@ -535,7 +208,7 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
                     agk_gemm_add(j->dt, hw, cg, kt, a, ldb, true, b, cg, false, dxt, cg, gs,
                                  j->inner);
             }
-            transpose_out(j->dt, hw, cg, dxt, dx);
+            agi_conv_transpose_out(j->dt, hw, cg, dxt, dx);
         }
         return;
     }
@@ -548,17 +221,17 @@ static void conv_image(const conv_job *j, char *scratch, int64_t n)
         if (j->kind == CONV_FORWARD && j->wt) {
             /* y_n[g]^T [P, Og] = cols^T @ W_g^T (fwd_transposed) */
             const char *wt = (const char *)j->wt + (size_t)(gi * og * k) * es;
-            unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
+            agi_conv_unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
             agk_gemm(j->dt, P, og, k, cols, P, true, wt, og, false, sum_t, og, gs, j->inner);
-            transpose_out(j->dt, P, og, sum_t, (char *)j->out + rows);
+            agi_conv_transpose_out(j->dt, P, og, sum_t, (char *)j->out + rows);
         } else if (j->kind == CONV_FORWARD) {
-            unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
+            agi_conv_unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
             agk_gemm(j->dt, og, P, k, wg, k, false, cols, P, false, (char *)j->out + rows, P, gs,
                      j->inner);
         } else {
             agk_gemm(j->dt, k, P, og, wg, k, true, (const char *)j->gy + rows, P, false, cols, P,
                      gs, j->inner);
-            unfold(j->inner, g, j->dt, true, n, gi, NULL, cols, j->out);
+            agi_conv_unfold(j->inner, g, j->dt, true, n, gi, NULL, cols, j->out);
         }
     }
     if (j->kind == CONV_FORWARD && j->bias)
@@ -607,38 +280,6 @@ static bool rows_applies(const conv_geom *g)
            5 * (g->oh + g->kh - 1) <= 4 * g->kh * g->oh;
 }
 
-/* gy_n[g] [Og, P] into gyt [P, Og]: by the gemm's SIMD transposes where
-** they run (a scalar loop took 13% of the layer's weight gradient) */
-static void transpose_gy(ag_dtype dt, int64_t og, int64_t P, const void *gy, void *gyt)
-{
-#if AGK_HAVE_X86
-    if (agk_isa_supported(AGK_ISA_AVX2) && og % (dt == AG_F32 ? 8 : 4) == 0 && og <= INT_MAX) {
-        if (dt == AG_F32)
-            agk_pack_t_f32_avx2(P, og, gy, P, gyt, (int)og);
-        else
-            agk_pack_t_f64_avx2(P, og, gy, P, gyt, (int)og);
-        return;
-    }
-#endif
-    if (dt == AG_F32)
-        transpose_f32(og, P, gy, gyt);
-    else
-        transpose_f64(og, P, gy, gyt);
-}
-
-/* out[o][c][i][j] = s[i][c][j][o] for one group (rows_applies' sums) */
-#define DEFINE_UNROW(T, SUFFIX)                                                                    \
-    static void unrow_##SUFFIX(const conv_geom *g, const T *restrict s, T *restrict out)          \
-    {                                                                                              \
-        const int64_t og = g->o / g->p[GROUPS], cg = g->c / g->p[GROUPS], kh = g->kh, kw = g->kw; \
-        for (int64_t i = 0; i < kh; i++)                                                           \
-            for (int64_t c = 0; c < cg; c++)                                                       \
-                for (int64_t j = 0; j < kw; j++, s += og)                                          \
-                    for (int64_t o = 0; o < og; o++)                                               \
-                        out[((o * cg + c) * kh + i) * kw + j] = s[o];                              \
-    }
-DEFINE_UNROW(float, f32)
-DEFINE_UNROW(double, f64)
 
 /* A narrow weight gradient (conv_narrow.c) */
 static bool narrow_applies(const conv_geom *g)
@@ -661,7 +302,7 @@ static void conv_chunk(const conv_job *j, char *scratch, int64_t chunk)
         memset(sum_t, 0, (size_t)(groups * per) * es);
         for (int64_t n = n0; n < n1; n++)
             for (int64_t gi = 0; gi < groups; gi++) {
-                unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
+                agi_conv_unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
                 const char *gy = (const char *)j->gy + (size_t)((n * g->o + gi * og) * P) * es;
                 agk_narrow_add(j->dt, gy, cols, og, k, P, sum_t + (size_t)(gi * per) * es);
             }
@@ -676,8 +317,8 @@ static void conv_chunk(const conv_job *j, char *scratch, int64_t chunk)
         for (int64_t n = n0; n < n1; n++)
             for (int64_t gi = 0; gi < groups; gi++) {
                 const char *gyn = (const char *)j->gy + (size_t)((n * g->o + gi * og) * P) * es;
-                make_bands(g, j->dt, true, j->x, n, gi, cols);
-                transpose_gy(j->dt, og, P, gyn, gyt);
+                agi_conv_bands(g, j->dt, true, j->x, n, gi, cols);
+                agi_conv_transpose_gy(j->dt, og, P, gyn, gyt);
                 for (int64_t i = 0; i < g->kh; i++) {
                     const char *a = cols + (size_t)(i * g->ow) * es;
                     char *c = sum + (size_t)(gi * og * k + i * kt * og) * es;
@@ -695,7 +336,7 @@ static void conv_chunk(const conv_job *j, char *scratch, int64_t chunk)
         for (int64_t gi = 0; gi < groups; gi++) {
             const char *b = (const char *)j->gy + (size_t)((n * g->o + gi * og) * P) * es;
             char *c = sum + (size_t)(gi * og * k) * es;
-            unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
+            agi_conv_unfold(j->inner, g, j->dt, false, n, gi, j->x, cols, NULL);
             if (n == n0)
                 agk_gemm(j->dt, k, og, P, cols, P, false, b, P, true, c, og, gs, j->inner);
             else
@@ -781,16 +422,10 @@ static bool conv_run(ag_tape *t, conv_job *j)
         char *ft = agi_arena_alloc(t, (size_t)(g->c * kt * g->kh) * es, 64);
         if (!f || !ft)
             return false;
-        if (j->dt == AG_F32)
-            flip_f32(g, j->w, f);
-        else
-            flip_f64(g, j->w, f);
+        agi_conv_flip(g, j->dt, j->w, f);
         for (int64_t b = 0; b < groups * g->kh; b++) {   /* each [C/groups, O/groups KW] transposed */
             size_t at = (size_t)(b * cg * kt) * es;
-            if (j->dt == AG_F32)
-                transpose_f32(cg, kt, (const float *)((char *)f + at), (float *)(ft + at));
-            else
-                transpose_f64(cg, kt, (const double *)((char *)f + at), (double *)(ft + at));
+            agi_conv_transpose(j->dt, cg, kt, (char *)f + at, ft + at);
         }
         j->wflip = ft;
     }
@@ -808,10 +443,7 @@ static bool conv_run(ag_tape *t, conv_job *j)
             return false;
         for (int64_t gi = 0; gi < groups; gi++) {
             size_t at = (size_t)(gi * og * k) * es;
-            if (j->dt == AG_F32)
-                transpose_f32(og, k, (const float *)((const char *)j->w + at), (float *)(wt + at));
-            else
-                transpose_f64(og, k, (const double *)((const char *)j->w + at), (double *)(wt + at));
+            agi_conv_transpose(j->dt, og, k, (const char *)j->w + at, wt + at);
         }
         j->wt = wt;
     }
@@ -848,16 +480,10 @@ static bool conv_run(ag_tape *t, conv_job *j)
             size_t at = (size_t)(gi * og * k) * es;
             if (j->narrow)   /* already [Og, K] */
                 memcpy((char *)j->out + at, j->partials + at, (size_t)(og * k) * es);
-            else if (j->by_rows && j->dt == AG_F32)
-                unrow_f32(g, (const float *)(j->partials + at), (float *)((char *)j->out + at));
             else if (j->by_rows)
-                unrow_f64(g, (const double *)(j->partials + at), (double *)((char *)j->out + at));
-            else if (j->dt == AG_F32)
-                transpose_f32(k, og, (const float *)(j->partials + at),
-                              (float *)((char *)j->out + at));
+                agi_conv_unrow(g, j->dt, j->partials + at, (char *)j->out + at);
             else
-                transpose_f64(k, og, (const double *)(j->partials + at),
-                              (double *)((char *)j->out + at));
+                agi_conv_transpose(j->dt, k, og, j->partials + at, (char *)j->out + at);
         }
     }
     return true;
