@@ -30,6 +30,7 @@ typedef struct agk_part {
     bool b_prepacked;       /* 'pb' holds all of op(B)'s panels packed whole, k x nr each
                             ** (pack_b_panels): no part packs B, none packs it twice */
     bool ct;                /* C is stored transposed: (i, j) at c[j*ldc + i] */
+    bool a_rows_outer;      /* A read in place: a row of tiles at a time (macro_kernel) */
     bool accumulate;        /* C += the product: the first k block adds too */
     void *pa, *pb;          /* packing buffers */
     void *pc;               /* a block of C's chains, for 'accumulate' over several k blocks */
@@ -184,10 +185,6 @@ typedef struct gemm_kernel_desc {
     ** few sets of the L1 (see make_plan). Not Zen 4's kernel: its plans
     ** were measured as they are, on Zen 4. */
     bool avoid_set_conflicts;
-    /* A medium-sized op(A) is read in place only for products of at most
-    ** this many panels of B (0: any): each panel reads the A block again,
-    ** and past some panels packing it once costs less (see a_in_place). */
-    int a_in_place_max_panels;
 } gemm_kernel_desc;
 
 #if AGK_HAVE_X86
@@ -201,7 +198,7 @@ static const gemm_kernel_desc kernel_table[AGK_GEMM_KERNELS] = {
                            &kernel_portable_f64, blocking_fixed, false},
     /* 6 x 16 (f64 6 x 8): 12 accumulators of the 16 ymm registers. */
     [AGK_GEMM_AVX2] = {"avx2", AGK_ISA_AVX2, "vbroadcastss/sd into a register per row",
-                       X86_KERNELS(avx2, avx2), blocking_l1_whole, true, 8},
+                       X86_KERNELS(avx2, avx2), blocking_l1_whole, true},
     /* 8 x 32 (f64 8 x 16), up to 12 rows at an edge read in place. */
     [AGK_GEMM_AVX512_ZEN4] = {"avx512-zen4", AGK_ISA_AVX512,
                               "{1to16} memory operand of each FMA",
@@ -391,6 +388,7 @@ typedef struct plan {
     ** shared_bytes before the parts run. */
     bool b_shared;
     bool b_packed;    /* op(B) is packed (not read in place) */
+    bool a_rows_outer;   /* see agk_part */
     int pm, pn;
     int64_t part_m, part_n;
     int slices;       /* a part's rows are cut in this many slices of slice_m, taken dynamically */
@@ -413,23 +411,20 @@ enum { MAX_SLICES = 8 };
 ** cache line (AVX-512's 8 floats), so that two tiles use each line read;
 ** with AVX2's 6 they straddle lines and ran slower. Beyond some megabytes
 ** packing wins again, most at leading dimensions of 4 KB multiples (every
-** row in the same L1 set). And a kernel may read a medium A in place only
-** for a product of few panels of B (a_in_place_max_panels): each panel
-** reads all of the A block again, six rows at a time from the L2, where a
-** packed block is one stream. With AVX2's whole-tile kernel on Zen 3,
-** packing A ran 256^3 to 512^3 4 to 8% faster and the MLP's 784-wide
-** products 2 to 9% faster; its products with 128 columns still ran 5 to
-** 10% faster with A in place (docs/PERFORMANCE.md, session 9). */
+** row in the same L1 set). With AVX2's whole-tile kernel on Zen 3, a medium
+** A read in place ran 192^3 to 512^3 1 to 3% faster than packed, and the
+** MLP's b64 784-deep product 3% (docs/PERFORMANCE.md, session 10). */
 static const double DIRECT_MAX_BYTES = 192 * 1024;
+/* See make_plan's set conflicts. */
+enum { SMALL_PACK_B_MIN_TILES = 16 };
 static const double ROWS_IN_PLACE_MAX_BYTES = 2 * 1024 * 1024;
 
 /* Whether op(A) is read in place, by the rule above ('small' and 'medium':
 ** the product's operands fit the two sizes). B, untransposed, is read in
 ** place whenever 'medium' holds. */
-static bool a_in_place(bool small, bool medium, bool ta, bool half_lines, int64_t panels,
-                       int max_panels)
+static bool a_in_place(bool small, bool medium, bool ta, bool half_lines)
 {
-    return small || (medium && (!ta || half_lines) && (max_panels == 0 || panels <= max_panels));
+    return small || (medium && (!ta || half_lines));
 }
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -496,13 +491,9 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     bool half_lines = (size_t)p->blk.mr * es % 32 == 0;
     /* A narrow C (a few columns) wastes most of each column vector; its
     ** transpose (op(A)' = op(B)^T, transposed unless tb) may fill them better. */
-    int vec = p->blk.nr / 2, max_panels = kernel_table[o->kernel].a_in_place_max_panels;
-    int64_t panels_n = ceil_div(n, p->blk.nr), panels_m = ceil_div(m, p->blk.nr);
-    double as_is = cost(m, n, k, tb, a_in_place(small, medium, ta, half_lines, panels_n, max_panels),
-                        medium, false, vec);
-    double swapped = cost(n, m, k, !ta,
-                          a_in_place(small, medium, !tb, half_lines, panels_m, max_panels), medium,
-                          true, vec);
+    int vec = p->blk.nr / 2;
+    double as_is = cost(m, n, k, tb, a_in_place(small, medium, ta, half_lines), medium, false, vec);
+    double swapped = cost(n, m, k, !ta, a_in_place(small, medium, !tb, half_lines), medium, true, vec);
     p->swap = swapped < as_is;
     if (p->swap) {
         int64_t t = m;
@@ -515,14 +506,21 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
         lda = ldb;
         ldb = t;
     }
-    p->a_direct = a_in_place(small, medium, ta, half_lines, ceil_div(n, p->blk.nr), max_panels);
+    p->a_direct = a_in_place(small, medium, ta, half_lines);
     p->b_direct = medium;
     /* Whether B may be packed: the scratch size, asked without leading
-    ** dimensions (agk_gemm_scratch), must not depend on them. */
-    bool b_may_conflict = medium && !small && !tb && kernel_table[o->kernel].avoid_set_conflicts;
+    ** dimensions (agk_gemm_scratch), must not depend on them. A small
+    ** product packs a conflicting B only for enough tiles of A to repay the
+    ** copy: 128^3 and b64's 256 x 128 x 64 (dW) ran 2 and 4% faster so,
+    ** b64's 64 x 128 x 256 (11 tiles) 3% slower (docs/PERFORMANCE.md). */
+    bool b_may_conflict = medium && !tb && kernel_table[o->kernel].avoid_set_conflicts &&
+                          (!small || m >= SMALL_PACK_B_MIN_TILES * p->blk.mr);
     if (b_may_conflict && set_conflicts(ldb, es, p->blk.kc < k ? p->blk.kc : k))
         p->b_direct = false;
     bool b_packed = p->b_packed = !p->b_direct || tb;
+    int64_t block_n = n < p->blk.nc ? n : p->blk.nc, block_k = k < p->blk.kc ? k : p->blk.kc;
+    p->a_rows_outer = p->a_direct && !ta &&
+                      (double)block_k * (double)block_n * (double)es <= (double)host.cpu.l2;
     bool b_may_pack = !medium || tb || b_may_conflict;
     p->part_m = m;
     p->part_n = n;
@@ -578,15 +576,11 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
         int64_t s = p->part_m / min_rows;
         p->slices = (int)(s < 1 ? 1 : s > MAX_SLICES ? MAX_SLICES : s);
         p->slice_m = round_up(ceil_div(p->part_m, p->slices), p->blk.mr);
-        /* A slice a little taller than mc would end in a thin block of A,
-        ** whose few tiles stream every B panel from the L3 for little
-        ** work: such a slice is one block (mc only sizes the A block). */
-        if (p->slice_m > p->blk.mc && p->slice_m <= p->blk.mc + p->blk.mc / 4)
-            p->blk.mc = (int)p->slice_m;
     }
     /* Packed panels round rows up to mr and columns to nr: mr - 1 and nr - 1
     ** more are enough, without dividing. */
-    int64_t a_rows = (p->part_m < p->blk.mc ? p->part_m : p->blk.mc) + p->blk.mr - 1;
+    int64_t block_rows = agk_block_rows_max(&p->blk);
+    int64_t a_rows = (p->part_m < block_rows ? p->part_m : block_rows) + p->blk.mr - 1;
     int64_t b_cols = (p->part_n < p->blk.nc ? p->part_n : p->blk.nc) + p->blk.nr - 1;
     p->a_bytes = ((size_t)(a_rows * p->kblock) * es + 63) & ~(size_t)63;
     p->b_bytes = ((size_t)(b_cols * p->kblock) * es + 63) & ~(size_t)63;
@@ -599,9 +593,10 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     p->part_bytes = p->a_bytes + p->b_bytes;
     if (k > p->kblock) {
         /* agk_gemm_add's chains of a C block (gemm_part_add_blocks): as
-        ** many rows as an A block read in place may have. */
+        ** many rows as an A block, packed or read in place, may have. */
         int max_rows = dt == AG_F32 ? kernel_f32(o->kernel)->max_rows : kernel_f64(o->kernel)->max_rows;
         int64_t c_rows = p->blk.mc + max_rows - p->blk.mr;
+        c_rows = c_rows > block_rows ? c_rows : block_rows;
         c_rows = p->part_m < c_rows ? p->part_m : c_rows;
         int64_t c_cols = p->part_n < p->blk.nc ? p->part_n : p->blk.nc;
         p->part_bytes += ((size_t)(c_rows * c_cols) * es + 63) & ~(size_t)63;
@@ -769,6 +764,7 @@ static void gemm_run(const agk_gemm_opts *o, ag_dtype dt, int64_t m, int64_t n, 
     };
     job.whole = (agk_part){.blk = &p.blk, .kblock = p.kblock, .k = k, .c = c, .ldc = ldc,
                            .a_direct = p.a_direct, .b_direct = p.b_direct, .ct = p.swap,
+                           .a_rows_outer = p.a_rows_outer,
                            .accumulate = accumulate};
     if (p.swap) {
         /* C^T[n, m] = op(B)^T op(A)^T: B^T's transpose flag is !tb. */

@@ -85,6 +85,29 @@ typedef struct agk_blocking {
     int mr, nr, mc, kc, nc;
 } agk_blocking;
 
+/* The tallest packed A block: a part's last rows join the block before them
+** when they would make a block of at most mc / 2 rows. Each block streams
+** the whole B block past its tiles; a thin last one (b64's 64 x 256 x 784
+** product: 60 rows, then 4) read B from the L3 for a few tiles' work and
+** ran near the L3's bandwidth, not the FMA peak. */
+
+/* The height of the next register tile when 'left' rows of a block are
+** left, for a kernel of mr rows. A tile of under 4 rows has too few chains
+** of multiply-adds to hide their latency (a 6 x 16 tile of 2 rows ran at
+** under half the FMA rate), so the last mr + r rows (0 < r < 4) go as two
+** tiles of about half each: 128 rows of AVX2's 6 as 20 x 6, 4 and 4, which
+** ran 128^3 5% faster than 21 x 6 and 2 on Zen 3 (docs/PERFORMANCE.md).
+** Packed panels of A have these heights too (gemm_template.inc). */
+static inline int agk_tile_rows(int64_t left, int mr)
+{
+    if (left <= mr)
+        return (int)left;
+    if (left < mr + 4 && mr >= 4)
+        return (int)(left - left / 2);
+    return mr;
+}
+static inline int64_t agk_block_rows_max(const agk_blocking *b) { return b->mc + b->mc / 2; }
+
 typedef struct agk_kernel_f32 {
     agk_blocking blk;
     int max_rows;    /* tallest tile it runs (>= mr): for the last rows of an A read in place */
