@@ -35,6 +35,44 @@ enum { RUN_BLOCK = 8 };
         }                                                                                          \
     } while (0)
 
+/* Where kernel tap (i, j) of a window reads, as unfold and fold both need
+** it: output (oy, ox) reads input row oy sh + yoff, column ox sw + x0. With
+** unit stride and dilation, the output columns whose tap lands inside the
+** input row are [lo, hi). For "same" (below) only: the output rows inside
+** the plane are [oy0, oy1), and the tap's rows there are one run of the
+** flat plane: 'run' elements (none when run <= 0) from plane_at, at row_at
+** in the tap's row, leaving out the |x0| elements at one end that wrapped
+** from the next or the previous row. Always inlined (AGK_INLINE): the
+** callers are SIMD clones, which GCC inlines a plain function into only
+** when told to. */
+typedef struct tap_geom {
+    int64_t x0, yoff;
+    int64_t lo, hi;
+    int64_t oy0, oy1;
+    int64_t plane_at, row_at, run;
+} tap_geom;
+
+AGK_INLINE tap_geom tap_geom_of(const conv_geom *g, int64_t i, int64_t j)
+{
+    const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+    tap_geom t;
+    t.x0 = j * g->p[DW] - g->p[PW];
+    t.yoff = i * g->p[DH] - g->p[PH];
+    t.lo = t.x0 < 0 ? -t.x0 : 0;
+    t.lo = t.lo > ow ? ow : t.lo;
+    t.hi = w - t.x0 < ow ? w - t.x0 : ow;
+    t.hi = t.hi < t.lo ? t.lo : t.hi;
+    t.oy0 = t.yoff < 0 ? -t.yoff : 0;
+    t.oy0 = t.oy0 > oh ? oh : t.oy0;
+    t.oy1 = h - t.yoff < oh ? h - t.yoff : oh;
+    t.oy1 = t.oy1 < t.oy0 ? t.oy0 : t.oy1;
+    int64_t head = t.x0 < 0 ? -t.x0 : 0, tail = t.x0 > 0 ? t.x0 : 0;
+    t.plane_at = (t.oy0 + t.yoff) * w + t.x0 + head;
+    t.row_at = t.oy0 * ow + head;
+    t.run = (t.oy1 - t.oy0) * ow - head - tail;
+    return t;
+}
+
 /* Unfolds channel c of group gi of image n of x into its rows of cols
 ** [K, OH*OW] (one row per kernel tap (c, i, j)), with zeros where a window
 ** reads padding; fold is the reverse, adding such rows back into the
@@ -50,50 +88,45 @@ enum { RUN_BLOCK = 8 };
 **  - unit (stride and dilation 1): each row is a run [lo, hi) of an input
 **    row, zeros at the ends;
 **  - any other: element by element.
-** The geometry is read into locals first: the stores through cols (and
-** memcpy's) may alias it as far as the compiler knows. */
+** The geometry is read into locals first (the tap's into a tap_geom, a
+** local whose address is never taken): the stores through cols (and
+** memcpy's) may alias g as far as the compiler knows. */
 #define DEFINE_UNFOLD(T, SUFFIX)                                                                   \
+    /* "same": zeros in the tap's rows [oy0, oy1) outside the columns [lo, hi),                 \
+    ** by columns: a row's loop became a call to memset, per row */                            \
+    AGK_INLINE void zero_edges_##SUFFIX(T *restrict row, int64_t ow, tap_geom t)                   \
+    {                                                                                              \
+        for (int64_t ox = 0; ox < t.lo; ox++)                                                      \
+            for (int64_t oy = t.oy0; oy < t.oy1; oy++)                                             \
+                row[oy * ow + ox] = 0;                                                             \
+        for (int64_t ox = t.hi; ox < ow; ox++)                                                     \
+            for (int64_t oy = t.oy0; oy < t.oy1; oy++)                                             \
+                row[oy * ow + ox] = 0;                                                             \
+    }                                                                                              \
     AGK_SIMD_CLONES static void unfold_##SUFFIX(const conv_geom *g, const T *restrict x, int64_t n, \
                                                 int64_t gi, int64_t c, T *restrict cols)           \
     {                                                                                              \
         const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, kh = g->kh, kw = g->kw;          \
-        const int64_t sh = g->p[SH], sw = g->p[SW], ph = g->p[PH], pw = g->p[PW];                  \
-        const int64_t dh = g->p[DH], dw = g->p[DW], cg = g->c / g->p[GROUPS], P = oh * ow;         \
+        const int64_t sh = g->p[SH], sw = g->p[SW], dh = g->p[DH], dw = g->p[DW];                  \
+        const int64_t cg = g->c / g->p[GROUPS], P = oh * ow;                                       \
         const T *plane = x + ((n * g->c) + gi * cg + c) * h * w;                                   \
         bool unit = sw == 1 && dw == 1, same = unit && sh == 1 && dh == 1 && ow == w;              \
         for (int64_t i = 0; i < kh; i++)                                                           \
             for (int64_t j = 0; j < kw; j++) {                                                     \
                 T *row = cols + ((c * kh + i) * kw + j) * P;                                       \
-                int64_t x0 = j * dw - pw, yoff = i * dh - ph;                                      \
-                /* the output columns whose tap j lands inside the row: [lo, hi) */                \
-                int64_t lo = x0 < 0 ? -x0 : 0, hi = w - x0 < ow ? w - x0 : ow;                     \
-                lo = lo > ow ? ow : lo;                                                            \
-                hi = hi < lo ? lo : hi;                                                            \
+                const tap_geom t = tap_geom_of(g, i, j);                                           \
                 if (same) {                                                                        \
-                    int64_t oy0 = yoff < 0 ? -yoff : 0, oy1 = h - yoff < oh ? h - yoff : oh;       \
-                    oy0 = oy0 > oh ? oh : oy0;                                                     \
-                    oy1 = oy1 < oy0 ? oy0 : oy1;                                                   \
-                    for (int64_t k = 0; k < oy0 * ow; k++) /* a row or two: no call */           \
+                    for (int64_t k = 0; k < t.oy0 * ow; k++) /* a row or two: no call */         \
                         row[k] = 0;                                                                \
-                    for (int64_t k = oy1 * ow; k < oh * ow; k++)                                   \
+                    for (int64_t k = t.oy1 * ow; k < oh * ow; k++)                                 \
                         row[k] = 0;                                                                \
-                    /* dst [a + head, a + len - tail) = the plane from s + head */                 \
-                    int64_t a = oy0 * ow, len = (oy1 - oy0) * ow, s = (oy0 + yoff) * w + x0;       \
-                    int64_t head = x0 < 0 ? -x0 : 0, tail = x0 > 0 ? x0 : 0;                       \
-                    if (len - head - tail > 0)                                                     \
-                        memcpy(row + a + head, plane + s + head,                                   \
-                               (size_t)(len - head - tail) * sizeof(T));                           \
-                    /* by columns: a row's loop became a call to memset, per row */             \
-                    for (int64_t ox = 0; ox < lo; ox++)                                            \
-                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
-                            row[oy * ow + ox] = 0;                                                 \
-                    for (int64_t ox = hi; ox < ow; ox++)                                           \
-                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
-                            row[oy * ow + ox] = 0;                                                 \
+                    if (t.run > 0)                                                                 \
+                        memcpy(row + t.row_at, plane + t.plane_at, (size_t)t.run * sizeof(T));     \
+                    zero_edges_##SUFFIX(row, ow, t);                                               \
                     continue;                                                                      \
                 }                                                                                  \
                 for (int64_t oy = 0; oy < oh; oy++) {                                              \
-                    int64_t y = oy * sh + yoff;                                                    \
+                    int64_t y = oy * sh + t.yoff;                                                  \
                     T *dst = row + oy * ow;                                                        \
                     if (y < 0 || y >= h) {                                                         \
                         memset(dst, 0, (size_t)ow * sizeof(T));                                    \
@@ -101,15 +134,15 @@ enum { RUN_BLOCK = 8 };
                     }                                                                              \
                     const T *src = plane + y * w;                                                  \
                     if (unit) {                                                                    \
-                        for (int64_t ox = 0; ox < lo; ox++)                                        \
+                        for (int64_t ox = 0; ox < t.lo; ox++)                                      \
                             dst[ox] = 0;                                                           \
-                        COPY_RUN(T, dst + lo, src + lo + x0, hi - lo);                             \
-                        for (int64_t ox = hi; ox < ow; ox++)                                       \
+                        COPY_RUN(T, dst + t.lo, src + t.lo + t.x0, t.hi - t.lo);                   \
+                        for (int64_t ox = t.hi; ox < ow; ox++)                                     \
                             dst[ox] = 0;                                                           \
                         continue;                                                                  \
                     }                                                                              \
                     for (int64_t ox = 0; ox < ow; ox++) {                                          \
-                        int64_t xx = ox * sw + x0;                                                 \
+                        int64_t xx = ox * sw + t.x0;                                               \
                         dst[ox] = xx >= 0 && xx < w ? src[xx] : (T)0;                              \
                     }                                                                              \
                 }                                                                                  \
@@ -120,49 +153,35 @@ enum { RUN_BLOCK = 8 };
                                               int64_t gi, int64_t c, T *restrict x)                \
     {                                                                                              \
         const int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, kh = g->kh, kw = g->kw;          \
-        const int64_t sh = g->p[SH], sw = g->p[SW], ph = g->p[PH], pw = g->p[PW];                  \
-        const int64_t dh = g->p[DH], dw = g->p[DW], cg = g->c / g->p[GROUPS], P = oh * ow;         \
+        const int64_t sh = g->p[SH], sw = g->p[SW], dh = g->p[DH], dw = g->p[DW];                  \
+        const int64_t cg = g->c / g->p[GROUPS], P = oh * ow;                                       \
         T *plane = x + ((n * g->c) + gi * cg + c) * h * w;                                         \
         bool unit = sw == 1 && dw == 1, same = unit && sh == 1 && dh == 1 && ow == w;              \
         for (int64_t i = 0; i < kh; i++)                                                           \
             for (int64_t j = 0; j < kw; j++) {                                                     \
                 T *row = cols + ((c * kh + i) * kw + j) * P;                                       \
-                int64_t x0 = j * dw - pw, yoff = i * dh - ph;                                      \
-                int64_t lo = x0 < 0 ? -x0 : 0, hi = w - x0 < ow ? w - x0 : ow;                     \
-                lo = lo > ow ? ow : lo;                                                            \
-                hi = hi < lo ? lo : hi;                                                            \
+                const tap_geom t = tap_geom_of(g, i, j);                                           \
                 if (same) {                                                                        \
-                    int64_t oy0 = yoff < 0 ? -yoff : 0, oy1 = h - yoff < oh ? h - yoff : oh;       \
-                    oy0 = oy0 > oh ? oh : oy0;                                                     \
-                    oy1 = oy1 < oy0 ? oy0 : oy1;                                                   \
-                    /* by columns: a row's loop became a call to memset, per row */             \
-                    for (int64_t ox = 0; ox < lo; ox++)                                            \
-                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
-                            row[oy * ow + ox] = 0;                                                 \
-                    for (int64_t ox = hi; ox < ow; ox++)                                           \
-                        for (int64_t oy = oy0; oy < oy1; oy++)                                     \
-                            row[oy * ow + ox] = 0;                                                 \
-                    int64_t a = oy0 * ow, len = (oy1 - oy0) * ow, s = (oy0 + yoff) * w + x0;       \
-                    int64_t head = x0 < 0 ? -x0 : 0, tail = x0 > 0 ? x0 : 0;                       \
-                    T *dst = plane + s + head;                                                     \
-                    const T *src = row + a + head;                                                 \
-                    for (int64_t q = 0; q < len - head - tail; q++)                                \
+                    zero_edges_##SUFFIX(row, ow, t);                                               \
+                    T *dst = plane + t.plane_at;                                                   \
+                    const T *src = row + t.row_at;                                                 \
+                    for (int64_t q = 0; q < t.run; q++)                                            \
                         dst[q] += src[q];                                                          \
                     continue;                                                                      \
                 }                                                                                  \
                 for (int64_t oy = 0; oy < oh; oy++) {                                              \
-                    int64_t y = oy * sh + yoff;                                                    \
+                    int64_t y = oy * sh + t.yoff;                                                  \
                     if (y < 0 || y >= h)                                                           \
                         continue;                                                                  \
                     T *dst = plane + y * w;                                                        \
                     const T *src = row + oy * ow;                                                  \
                     if (unit) {                                                                    \
-                        for (int64_t ox = lo; ox < hi; ox++)                                       \
-                            dst[ox + x0] += src[ox];                                               \
+                        for (int64_t ox = t.lo; ox < t.hi; ox++)                                   \
+                            dst[ox + t.x0] += src[ox];                                             \
                         continue;                                                                  \
                     }                                                                              \
                     for (int64_t ox = 0; ox < ow; ox++) {                                          \
-                        int64_t xx = ox * sw + x0;                                                 \
+                        int64_t xx = ox * sw + t.x0;                                               \
                         if (xx >= 0 && xx < w)                                                     \
                             dst[xx] += src[ox];                                                    \
                     }                                                                              \

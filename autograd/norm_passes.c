@@ -117,14 +117,18 @@ typedef float lanes_vf __attribute__((vector_size(16)));
         t0 += u;                                                                                   \
         t1 += d * u;                                                                               \
     }
-#define DEFINE_SUMS2(T, S)                                                                         \
-    AGK_SIMD_CLONES static void chan_sums2_##S(const T *x, const T *g, int64_t a, int64_t ld,      \
-                                               int64_t n, double c, double *r0, double *r1)        \
+#define DEFINE_SUMS2(CLONES, NAME, T, S)                                                           \
+    CLONES static void NAME(const T *x, const T *g, int64_t a, int64_t ld, int64_t n, double c,    \
+                            double *r0, double *r1)                                                \
     {                                                                                              \
         SUMS2_BODY(S)                                                                              \
     }
-DEFINE_SUMS2(float, f32)
-DEFINE_SUMS2(double, f64)
+DEFINE_SUMS2(AGK_SIMD_CLONES, chan_sums2_f32, float, f32)
+DEFINE_SUMS2(AGK_SIMD_CLONES, chan_sums2_f64, double, f64)
+/* The f32 sums built for the baseline only, the code chan_sums2_f32's
+** default clone is: what a CPU without AVX2 runs, for the tests to run on
+** one that has it (agi_norm_sums2_f32). */
+DEFINE_SUMS2(, chan_sums2_baseline_f32, float, f32)
 
 /* The f32 sums in AVX2 where the CPU has it: GCC 12 builds the vector
 ** types' conversion of 4 floats to 4 doubles from two halves (a 128-bit
@@ -185,13 +189,31 @@ __attribute__((target("avx2"))) static void chan_sums2_avx2_f32(const float *x, 
 #define chan_sums2_avx2_f32 chan_sums2_f32
 #endif
 
-/* The f32 sums, by AVX2 where the CPU has it. */
+bool agi_norm_sums2_f32(agi_sums_path path, const float *x, const float *g, int64_t a,
+                        int64_t ld, int64_t n, double c, double *r0, double *r1)
+{
+    switch (path) {
+    case AGI_SUMS_AVX2:
+        if (!HAVE_SUMS2_AVX2 || !agk_isa_supported(AGK_ISA_AVX2))
+            return false;
+        chan_sums2_avx2_f32(x, g, a, ld, n, c, r0, r1);
+        return true;
+    case AGI_SUMS_PORTABLE:
+        chan_sums2_f32(x, g, a, ld, n, c, r0, r1);
+        return true;
+    case AGI_SUMS_BASELINE:
+        chan_sums2_baseline_f32(x, g, a, ld, n, c, r0, r1);
+        return true;
+    }
+    return false;
+}
+
+/* The f32 sums, by AVX2 where the CPU has it (asked as the tests ask, so
+** theirs is the passes' AVX2 path), else by the portable code. */
 static void sums2_f32(const float *x, const float *g, int64_t a, int64_t ld, int64_t n, double c,
                       double *r0, double *r1)
 {
-    if (HAVE_SUMS2_AVX2 && agk_isa_supported(AGK_ISA_AVX2))
-        chan_sums2_avx2_f32(x, g, a, ld, n, c, r0, r1);
-    else
+    if (!agi_norm_sums2_f32(AGI_SUMS_AVX2, x, g, a, ld, n, c, r0, r1))
         chan_sums2_f32(x, g, a, ld, n, c, r0, r1);
 }
 

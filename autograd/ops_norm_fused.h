@@ -67,4 +67,18 @@ bool agi_norm_grad_values(ag_tape *t, const agi_norm_geom *geo, const ag_tensor 
                           const ag_tensor *x, const ag_tensor *gamma, const double *sums,
                           ag_tensor *out);
 
+/* For the tests: the f32 sums of a channel that the passes take (per block
+** of images), by a chosen path. Over a rows of n values ld apart, u = g
+** (NULL: u = x - c): r0 = sum u, r1 = sum (x - c) u, in double, in 16
+** lanes added in a fixed order, each row's tail apart. Every path is to
+** give the same bits. AVX2: the intrinsics the passes take where the CPU
+** has AVX2; PORTABLE: the code they take where it has not (vector types,
+** or plain C for other compilers), as the clone for this CPU
+** (AGK_SIMD_CLONES); BASELINE: that code built for plain x86-64, as a CPU
+** without AVX2 runs it. False, nothing written, when this build or CPU
+** has no such path. */
+typedef enum agi_sums_path { AGI_SUMS_AVX2, AGI_SUMS_PORTABLE, AGI_SUMS_BASELINE } agi_sums_path;
+bool agi_norm_sums2_f32(agi_sums_path path, const float *x, const float *g, int64_t a,
+                        int64_t ld, int64_t n, double c, double *r0, double *r1);
+
 #endif

@@ -2,15 +2,20 @@
 ** test_ops_norm.c: the fused standardisation behind batch and group norm
 ** (ops_norm_fused.c) beyond what the op tables check: values and gradients
 ** equal to the composition of generic ops they replaced, the same bits on
-** any number of threads (both ways a pass goes: per row and per column), NaN kept to its channel, accuracy at a mean large
-** against the spread in f32, and plans refusing the fused op by name.
+** any number of threads (both ways a pass goes: per row and per column),
+** NaN kept to its channel, accuracy at a mean large against the spread in
+** f32, the f32 sums' same bits by every path (the portable one too, which
+** AVX2 hosts never take), and plans refusing the fused op by name.
 */
 #include <criterion/criterion.h>
 
+#include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "ops_norm_fused.h"
 
 static ag_tensor *random_tensor(ag_tape *t, ag_dtype dt, int rank, const int64_t *shape,
                                 uint64_t seed)
@@ -228,6 +233,102 @@ Test(norm_fused, the_statistics_hold_with_an_outlier_first)
                   "y[%d] = %.17g, not %.17g", i, ag_get(y, i), want);
     }
     ag_tape_free(t);
+}
+
+/* The naive sums of one block of the f32 sums (a rows of n values ld
+** apart), one value after another in double, and the sums of their terms'
+** magnitudes, which bound any order's rounding. */
+static void naive_sums2(const float *x, const float *g, int64_t a, int64_t ld, int64_t n,
+                        double c, double want[2], double mag[2])
+{
+    want[0] = want[1] = mag[0] = mag[1] = 0;
+    for (int64_t r = 0; r < a; r++)
+        for (int64_t i = 0; i < n; i++) {
+            double d = (double)x[r * ld + i] - c, u = g ? (double)g[r * ld + i] : d;
+            want[0] += u, want[1] += d * u;
+            mag[0] += fabs(u), mag[1] += fabs(d * u);
+        }
+}
+
+/* x (and g, when not NULL) [A, C, B] through the f32 sums by block of 8
+** images as the passes take them, shifted by each channel's first value
+** without g (the statistics), by a centre with g (the gradient's sums):
+** the portable path as this CPU's clone and as the baseline build, and the
+** AVX2 one where there is one, give the same bits, within the rounding of
+** the naive sums of them (NaN where those are NaN). */
+static void check_sums_paths(const char *what, const float *x, const float *g, int64_t A,
+                             int64_t C, int64_t B)
+{
+    const char *names[2] = {"r0", "r1"};
+    for (int64_t ch = 0; ch < C; ch++)
+        for (int64_t i0 = 0; i0 < A; i0 += 8) {
+            int64_t rows = A - i0 < 8 ? A - i0 : 8, off = (i0 * C + ch) * B, ld = C * B;
+            /* a centre with g as a mean is, not a float: x - c rounds */
+            double c = g ? 1.0 / 3 : (double)x[ch * B], want[2], mag[2];
+            double port[2], base[2], avx2[2];
+            const float *xb = x + off, *gb = g ? g + off : NULL;
+            naive_sums2(xb, gb, rows, ld, B, c, want, mag);
+            cr_assert(
+                agi_norm_sums2_f32(AGI_SUMS_PORTABLE, xb, gb, rows, ld, B, c, port, port + 1));
+            cr_assert(
+                agi_norm_sums2_f32(AGI_SUMS_BASELINE, xb, gb, rows, ld, B, c, base, base + 1));
+            cr_expect(memcmp(port, base, sizeof port) == 0,
+                      "%s [%lld, %lld, %lld] channel %lld images %lld+: portable %a %a, baseline "
+                      "%a %a",
+                      what, (long long)A, (long long)C, (long long)B, (long long)ch,
+                      (long long)i0, port[0], port[1], base[0], base[1]);
+            if (agi_norm_sums2_f32(AGI_SUMS_AVX2, xb, gb, rows, ld, B, c, avx2, avx2 + 1))
+                cr_expect(memcmp(port, avx2, sizeof port) == 0,
+                          "%s [%lld, %lld, %lld] channel %lld images %lld+: portable %a %a, AVX2 "
+                          "%a %a",
+                          what, (long long)A, (long long)C, (long long)B, (long long)ch,
+                          (long long)i0, port[0], port[1], avx2[0], avx2[1]);
+            for (int k = 0; k < 2; k++) {
+                double tol = 2.0 * (double)(rows * B) * DBL_EPSILON * mag[k];
+                cr_expect(isnan(want[k]) ? isnan(port[k]) : fabs(port[k] - want[k]) <= tol,
+                          "%s [%lld, %lld, %lld] channel %lld images %lld+: %s = %.17g, naive "
+                          "%.17g",
+                          what, (long long)A, (long long)C, (long long)B, (long long)ch,
+                          (long long)i0, names[k], port[k], want[k]);
+            }
+        }
+}
+
+/* On a CPU with AVX2 the passes never run the f32 sums' portable code,
+** which every other CPU runs: here it is run and held to the same bits,
+** on rows of odd lengths and of lengths not a multiple of 8 or 16 (the
+** tails), several blocks of 8 images and a block cut short, values with a
+** large mean and an outlier first (the shift), and a NaN. */
+Test(norm_fused, f32_sums_are_the_same_bits_by_every_path)
+{
+    const int64_t shapes[][3] = {{1, 3, 1},  {5, 3, 7},   {8, 2, 15}, {9, 3, 17},
+                                 {24, 2, 33}, {27, 3, 100}, {16, 1, 64}, {3, 2, 250}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int64_t A = shapes[s][0], C = shapes[s][1], B = shapes[s][2], n = A * C * B;
+        float *x = malloc((size_t)n * sizeof *x), *g = malloc((size_t)n * sizeof *g);
+        cr_assert(x && g);
+        ag_rng r;
+        ag_rng_seed(&r, 100 + s);
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = (float)(4 * ag_rng_uniform(&r) - 2);
+            g[i] = (float)(2 * ag_rng_uniform(&r) - 1);
+        }
+        check_sums_paths("uniform", x, NULL, A, C, B);
+        check_sums_paths("uniform, with g", x, g, A, C, B);
+        /* a mean of 1e4 against a spread of 0.02, channel 0's first value 1e6 */
+        for (int64_t i = 0; i < n; i++)
+            x[i] = (float)(1e4 + 0.01 * (double)x[i]);
+        x[0] = 1e6f;
+        check_sums_paths("large mean, outlier first", x, NULL, A, C, B);
+        check_sums_paths("large mean, outlier first, with g", x, g, A, C, B);
+        /* a NaN in the last channel, in the middle image's row, at its middle (in
+        ** the 16 lanes from 32 values on, else in the tail) */
+        x[((A / 2) * C + C - 1) * B + B / 2] = NAN;
+        check_sums_paths("a NaN", x, NULL, A, C, B);
+        check_sums_paths("a NaN, with g", x, g, A, C, B);
+        free(x);
+        free(g);
+    }
 }
 
 Test(norm_fused, plans_name_the_fused_op)
