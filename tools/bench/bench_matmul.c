@@ -134,6 +134,32 @@ static double peak_one_thread(int repeat, long iters)
     return best;
 }
 
+/* Our VMs share their cores: now and then another machine's work runs on
+** the sibling of our vCPU, and for seconds at a time every FMA pipe gives
+** us half its rate or less (the one-thread FMA peak fell from 102 to 70
+** GFLOP/s on the Zen 3 VM, over and over, in session 10). A round timed in
+** such a moment measures the neighbour, and whichever side it falls on
+** loses 20-30%, more than any difference between the products. So before
+** each side's one-thread round, probes of the FMA rate, 40 us each, run
+** back to back until one comes within 3% of the best probe seen, for up to
+** a second. (Not with sleeps between them: a core that has just slept runs
+** its first FMAs at 70% of its rate, so every probe after a sleep failed.)
+** Both sides wait the same way. */
+enum { QUIET_PROBE_ITERS = 20000, QUIET_MAX_PROBES = 25000 };
+static double quiet_best;     /* the best probe of this run, GFLOP/s */
+static long quiet_probes;     /* the probes that failed, for the summary line */
+
+static void wait_for_quiet_core(void)
+{
+    for (int w = 0; w < QUIET_MAX_PROBES; w++) {
+        double g = peak_one_thread(1, QUIET_PROBE_ITERS);
+        quiet_best = g > quiet_best ? g : quiet_best;
+        if (g >= 0.97 * quiet_best)
+            return;
+        quiet_probes++;
+    }
+}
+
 typedef struct peak_arg {
     int repeat;
     long iters;
@@ -347,6 +373,8 @@ static void measure(const mm_case *c, int threads, ag_pool *pool, int repeat, do
     for (int r = 0; r < repeat; r++) {
         if (warm_up)
             run_ours(c, &buf, pool);
+        else
+            wait_for_quiet_core();
         double t0 = now();
         for (long i = 0; i < reps; i++)
             run_ours(c, &buf, pool);
@@ -360,6 +388,8 @@ static void measure(const mm_case *c, int threads, ag_pool *pool, int repeat, do
                 nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
             if (warm_up)
                 peers[p].run(c, &buf, state[p]);
+            else
+                wait_for_quiet_core();
             t0 = now();
             for (long i = 0; i < reps; i++)
                 peers[p].run(c, &buf, state[p]);
@@ -514,10 +544,11 @@ void bench_matmul(bench_table *t, const bench_options *o)
     agk_gemm_blocking(agk_gemm_kernel_chosen(), AG_F32, blk);
     fprintf(stderr,
             "bench: matmul on %s (L1d %zu KB, L2 %zu KB, L3 %zu KB a core): kernel %s, f32 tile "
-            "%lldx%lld, mc %lld kc %lld nc %lld; fma peak %.1f GFLOP/s\n",
+            "%lldx%lld, mc %lld kc %lld nc %lld; fma peak %.1f GFLOP/s; %ld probes of 40 us "
+            "failed waiting for a quiet core\n",
             cpu.brand[0] ? cpu.brand : "an unnamed CPU", cpu.l1d >> 10, cpu.l2 >> 10,
             cpu.l3_per_core >> 10, ag_gemm_kernel(), (long long)blk[0], (long long)blk[1],
-            (long long)blk[2], (long long)blk[3], (long long)blk[4], peak1);
+            (long long)blk[2], (long long)blk[3], (long long)blk[4], peak1, quiet_probes);
     char note[160];
     snprintf(note, sizeof note, "our microbenchmark; kernel %s on %.60s", ag_gemm_kernel(),
              cpu.brand[0] ? cpu.brand : "an unnamed CPU");
