@@ -185,6 +185,11 @@ static int make_cases(gemm_case *out, int cap)
         {200, 260, 40, false, true, 0},  {1, 1, 2000, false, false, 0},
         /* Over 2 MB of operands even in f32: every panel packed. */
         {600, 8, 900, true, false, 0},   {8, 600, 900, false, true, 1},
+        /* Rows of B 1 KB or 512 bytes apart, in few sets of the L1: packed,
+        ** by the first row of tiles where the kernel can (AVX2 f32), with a
+        ** last partial panel, a short last row of tiles, two k blocks. */
+        {100, 256, 300, false, false, 0}, {100, 250, 300, false, false, 6},
+        {130, 128, 128, false, false, 0}, {64, 256, 784, false, false, 0},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0] && n < cap; i++)
         out[n++] = big[i];

@@ -44,7 +44,8 @@ AGK_AVX2_INLINE __m256d load_c_pd(const double *c, int n)
 #define AVX2_ROWS(NAME, T, VEC, V, SFX, BCAST, LOADC)                                          \
     AGK_AVX2_INLINE void NAME(const int R, const int H, int64_t kc, const T *restrict a,      \
                               int64_t ars, int64_t acs, const T *restrict b, int64_t brs,    \
-                              T *restrict c, int64_t ldc, agk_c_mode mode, int cols)         \
+                              T *restrict c, int64_t ldc, agk_c_mode mode, int cols,         \
+                              T *restrict pb)                                                 \
     {                                                                                         \
         VEC z = _mm256_setzero_##SFX();                                                      \
         VEC c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z;                            \
@@ -58,6 +59,10 @@ AGK_AVX2_INLINE __m256d load_c_pd(const double *c, int n)
         for (int64_t p = 0; p < kc; p++, b += brs) {                                         \
             VEC b0 = _mm256_loadu_##SFX(b), b1 = H > 1 ? _mm256_loadu_##SFX(b + V) : b0;     \
             KEEP_IN_REGISTERS(b0, b1);                                                       \
+            if (pb) {                                                                        \
+                _mm256_storeu_##SFX(pb + p * 2 * V, b0);                                     \
+                _mm256_storeu_##SFX(pb + p * 2 * V + V, b1);                                 \
+            }                                                                                \
             int64_t o = p * acs;                                                              \
             STEP_ROW(0, BCAST) STEP_ROW(1, BCAST) STEP_ROW(2, BCAST)                          \
             STEP_ROW(3, BCAST) STEP_ROW(4, BCAST) STEP_ROW(5, BCAST)                          \
@@ -127,21 +132,21 @@ AVX2_ROWS(rows_f64, double, __m256d, 4, pd, _mm256_broadcast_sd, load_c_pd)
     {                                                                                         \
         if (cols > V) {                                                                       \
             switch (rows) {                                                                   \
-            case 1: ROWS_FN(1, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
-            case 2: ROWS_FN(2, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
-            case 3: ROWS_FN(3, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
-            case 4: ROWS_FN(4, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
-            case 5: ROWS_FN(5, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
-            default: ROWS_FN(6, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;       \
+            case 1: ROWS_FN(1, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
+            case 2: ROWS_FN(2, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
+            case 3: ROWS_FN(3, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
+            case 4: ROWS_FN(4, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
+            case 5: ROWS_FN(5, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
+            default: ROWS_FN(6, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;       \
             }                                                                                 \
         } else {                                                                              \
             switch (rows) {                                                                   \
-            case 1: ROWS_FN(1, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
-            case 2: ROWS_FN(2, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
-            case 3: ROWS_FN(3, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
-            case 4: ROWS_FN(4, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
-            case 5: ROWS_FN(5, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;        \
-            default: ROWS_FN(6, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols); break;       \
+            case 1: ROWS_FN(1, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
+            case 2: ROWS_FN(2, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
+            case 3: ROWS_FN(3, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
+            case 4: ROWS_FN(4, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
+            case 5: ROWS_FN(5, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
+            default: ROWS_FN(6, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;       \
             }                                                                                 \
         }                                                                                     \
     }
@@ -163,14 +168,29 @@ AVX2_TILE(tile_f64, double, 4, rows_f64)
     {                                                                                         \
         (void)rows, (void)cols;                                                               \
         if (ars == 1 && acs == MR)                                                            \
-            ROWS_FN(MR, 2, kc, a, 1, MR, b, brs, c, ldc, mode, 2 * V);                        \
+            ROWS_FN(MR, 2, kc, a, 1, MR, b, brs, c, ldc, mode, 2 * V, NULL);                        \
         else if (acs == 1)                                                                    \
-            ROWS_FN(MR, 2, kc, a, ars, 1, b, brs, c, ldc, mode, 2 * V);                       \
+            ROWS_FN(MR, 2, kc, a, ars, 1, b, brs, c, ldc, mode, 2 * V, NULL);                       \
         else                                                                                  \
-            ROWS_FN(MR, 2, kc, a, ars, acs, b, brs, c, ldc, mode, 2 * V);                     \
+            ROWS_FN(MR, 2, kc, a, ars, acs, b, brs, c, ldc, mode, 2 * V, NULL);                     \
     }
 
 AVX2_TILE_FULL(tile_full_f32, float, 8, rows_f32)
+
+/* A whole f32 tile that also copies the B panel it reads into 'pb', packed
+** (16 values a step of k): the first row of tiles packs B as it goes,
+** where a separate pass over B took 2.5 to 3% of 128^3 to 256^3 on Zen 3.
+** The B rows are loaded anyway; their two stores a step fit beside the 12
+** multiply-adds. Same bits as tile_full_f32. */
+AGK_TARGET_AVX2 static void tile_pack_b_f32(int64_t kc, const float *a, int64_t ars, int64_t acs,
+                                            const float *b, int64_t brs, float *c, int64_t ldc,
+                                            agk_c_mode mode, float *pb)
+{
+    if (acs == 1)
+        rows_f32(MR, 2, kc, a, ars, 1, b, brs, c, ldc, mode, 16, pb);
+    else
+        rows_f32(MR, 2, kc, a, ars, acs, b, brs, c, ldc, mode, 16, pb);
+}
 AVX2_TILE_FULL(tile_full_f64, double, 4, rows_f64)
 #undef AVX2_TILE_FULL
 
@@ -429,11 +449,11 @@ AGK_TARGET_AVX2 void agk_pack_t_f64_avx2(int64_t kc, int64_t rows, const double 
 ** L2 together, and the B block (kc x nc) L2 or L3. */
 const agk_kernel_f32 agk_kernel_f32_avx2 = {
     {MR, 16, 48, 1024, 1024}, MR, tile_f32, tile_full_f32, false, agk_pack_t_f32_avx2,
-    agk_store_t_f32_avx2, agk_pack_n_f32_avx2,
+    agk_store_t_f32_avx2, agk_pack_n_f32_avx2, tile_pack_b_f32,
 };
 const agk_kernel_f64 agk_kernel_f64_avx2 = {
     {MR, 8, 48, 512, 1024}, MR, tile_f64, tile_full_f64, false, agk_pack_t_f64_avx2,
-    agk_store_t_f64_avx2, NULL,
+    agk_store_t_f64_avx2, NULL, NULL,
 };
 
 #else

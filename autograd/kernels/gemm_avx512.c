@@ -51,11 +51,11 @@ enum { MR = 8, MAX_ROWS = 12 };
 ** L2 together, and the B block (kc x nc) L2 or L3. */
 const agk_kernel_f32 agk_kernel_f32_avx512 = {
     {MR, 32, 48, 1024, 1024}, MAX_ROWS, tile_f32, full_f32, true, agk_pack_t_f32_avx2,
-    agk_store_t_f32_avx2, NULL,
+    agk_store_t_f32_avx2, NULL, NULL,
 };
 const agk_kernel_f64 agk_kernel_f64_avx512 = {
     {MR, 16, 48, 512, 1024}, MAX_ROWS, tile_f64, full_f64, true, agk_pack_t_f64_avx2,
-    agk_store_t_f64_avx2, NULL,
+    agk_store_t_f64_avx2, NULL, NULL,
 };
 
 #else

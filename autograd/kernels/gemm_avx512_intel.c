@@ -50,11 +50,11 @@ enum { MR = 12, MAX_ROWS = 12 };
 /* The blocks here are fallbacks: gemm.c derives them from the caches. */
 const agk_kernel_f32 agk_kernel_f32_avx512_intel = {
     {MR, 32, 192, 256, 1024}, MR, tile_f32, full_f32, true, agk_pack_t_f32_avx2,
-    agk_store_t_f32_avx2, NULL,
+    agk_store_t_f32_avx2, NULL, NULL,
 };
 const agk_kernel_f64 agk_kernel_f64_avx512_intel = {
     {MR, 16, 192, 256, 1024}, MR, tile_f64, full_f64, true, agk_pack_t_f64_avx2,
-    agk_store_t_f64_avx2, NULL,
+    agk_store_t_f64_avx2, NULL, NULL,
 };
 
 #else

@@ -54,6 +54,16 @@ typedef void (*agk_tile_f64)(int64_t kc, const double *a, int64_t ars, int64_t a
                              const double *b, int64_t brs, double *c, int64_t ldc,
                              agk_c_mode mode, int rows, int cols);
 
+/* A whole mr x nr tile, as a kernel's tile_full computes it, that also
+** copies the B panel it reads (nr values a step of k, b[p*brs + j]) to
+** pb[p*nr + j]: packing B during the first row of tiles. */
+typedef void (*agk_tile_pack_f32)(int64_t kc, const float *a, int64_t ars, int64_t acs,
+                                  const float *b, int64_t brs, float *c, int64_t ldc,
+                                  agk_c_mode mode, float *pb);
+typedef void (*agk_tile_pack_f64)(int64_t kc, const double *a, int64_t ars, int64_t acs,
+                                  const double *b, int64_t brs, double *c, int64_t ldc,
+                                  agk_c_mode mode, double *pb);
+
 /* Packs a transposed block: dst[p*w + i] = src[i*ld + p] for i < rows and
 ** p < kc, zero for rows <= i < w. Row-major A into mr-row panels, B^T into
 ** nr-column panels: the gathers of packing, done with SIMD transposes. */
@@ -117,6 +127,7 @@ typedef struct agk_kernel_f32 {
     agk_pack_t_f32 pack_t;    /* NULL: the template's scalar loops */
     agk_store_t_f32 store_t;  /* likewise */
     agk_pack_n_f32 pack_n;    /* NULL: the template's loops (an untransposed B) */
+    agk_tile_pack_f32 tile_pack_b;   /* NULL: B is packed before its tiles run */
 } agk_kernel_f32;
 
 typedef struct agk_kernel_f64 {
@@ -128,6 +139,7 @@ typedef struct agk_kernel_f64 {
     agk_pack_t_f64 pack_t;
     agk_store_t_f64 store_t;
     agk_pack_n_f64 pack_n;
+    agk_tile_pack_f64 tile_pack_b;
 } agk_kernel_f64;
 
 /* What gemm_cpu.c learns from cpuid. Cache sizes in bytes, each within
