@@ -141,23 +141,26 @@ static double peak_one_thread(int repeat, long iters)
 ** such a moment measures the neighbour, and whichever side it falls on
 ** loses 20-30%, more than any difference between the products. So before
 ** each side's one-thread round, probes of the FMA rate, 40 us each, run
-** back to back until one comes within 3% of the best probe seen, for up to
-** a second. (Not with sleeps between them: a core that has just slept runs
-** its first FMAs at 70% of its rate, so every probe after a sleep failed.)
-** Both sides wait the same way. */
+** back to back until one comes within 4% of the peak measured at the start
+** (long runs: a threshold from the best of the short probes themselves
+** crept up with their noise until none passed), for up to a second. Not
+** with sleeps between them: a core that has just slept runs its first FMAs
+** at 70% of its rate. Both sides wait the same way. */
 enum { QUIET_PROBE_ITERS = 20000, QUIET_MAX_PROBES = 25000 };
-static double quiet_best;     /* the best probe of this run, GFLOP/s */
+static double quiet_peak;     /* the one-thread FMA peak, GFLOP/s; 0: not yet known */
 static long quiet_probes;     /* the probes that failed, for the summary line */
+static long quiet_gave_up;    /* the rounds that waited the whole second */
 
 static void wait_for_quiet_core(void)
 {
+    if (quiet_peak <= 0)
+        return;
     for (int w = 0; w < QUIET_MAX_PROBES; w++) {
-        double g = peak_one_thread(1, QUIET_PROBE_ITERS);
-        quiet_best = g > quiet_best ? g : quiet_best;
-        if (g >= 0.97 * quiet_best)
+        if (peak_one_thread(1, QUIET_PROBE_ITERS) >= 0.96 * quiet_peak)
             return;
         quiet_probes++;
     }
+    quiet_gave_up++;
 }
 
 typedef struct peak_arg {
@@ -503,6 +506,7 @@ void bench_matmul(bench_table *t, const bench_options *o)
     ** after, and the best kept: a busy moment of a shared machine would
     ** otherwise lower it. */
     double peak1 = peak_one_thread(o->repeat, iters);
+    quiet_peak = peak1;
     mm_case big = {"", 1024, 1024, 1024, false, false};
     mm_result big1, big2;
     run_case(&big1, o, "1024^3 1", big, 1, NULL);
@@ -545,10 +549,11 @@ void bench_matmul(bench_table *t, const bench_options *o)
     fprintf(stderr,
             "bench: matmul on %s (L1d %zu KB, L2 %zu KB, L3 %zu KB a core): kernel %s, f32 tile "
             "%lldx%lld, mc %lld kc %lld nc %lld; fma peak %.1f GFLOP/s; %ld probes of 40 us "
-            "failed waiting for a quiet core\n",
+            "failed waiting for a quiet core, %ld rounds ran after a second of them\n",
             cpu.brand[0] ? cpu.brand : "an unnamed CPU", cpu.l1d >> 10, cpu.l2 >> 10,
             cpu.l3_per_core >> 10, ag_gemm_kernel(), (long long)blk[0], (long long)blk[1],
-            (long long)blk[2], (long long)blk[3], (long long)blk[4], peak1, quiet_probes);
+            (long long)blk[2], (long long)blk[3], (long long)blk[4], peak1, quiet_probes,
+            quiet_gave_up);
     char note[160];
     snprintf(note, sizeof note, "our microbenchmark; kernel %s on %.60s", ag_gemm_kernel(),
              cpu.brand[0] ? cpu.brand : "an unnamed CPU");
