@@ -37,7 +37,9 @@ AGK_AVX2_INLINE __m256d load_c_pd(const double *c, int n)
 }
 
 /* R rows and H vectors of V elements (8 floats or 4 doubles), constants at
-** each call; 'cols' of the H * V columns are stored. The accumulators are
+** each call; 'cols' of the H * V columns are stored. With 'pb' (whole
+** tiles only), each step's B row is also copied there, packed
+** (tile_pack_b). The accumulators are
 ** named variables, not an array: with an array GCC kept them in memory,
 ** storing all twelve to the stack on every step of the k loop, and the
 ** kernel ran at 40% of OpenBLAS's speed on Zen 3 (docs/PERFORMANCE.md). */
@@ -126,27 +128,27 @@ AVX2_ROWS(rows_f64, double, __m256d, 4, pd, _mm256_broadcast_sd, load_c_pd)
 /* Any tile: rows <= MR, cols <= two vectors of V; one copy of the loop
 ** per height and width, each with constant trip counts. */
 #define AVX2_TILE(NAME, T, V, ROWS_FN)                                                        \
-    AGK_TARGET_AVX2 static void NAME(int64_t kc, const T *a, int64_t ars, int64_t acs,       \
-                                     const T *b, int64_t brs, T *c, int64_t ldc,             \
-                                     agk_c_mode mode, int rows, int cols)                    \
+    AGK_TARGET_AVX2 static void NAME(int64_t kc, const T *a, int64_t ars, int64_t acs,        \
+                                     const T *b, int64_t brs, T *c, int64_t ldc,              \
+                                     agk_c_mode mode, int rows, int cols)                     \
     {                                                                                         \
         if (cols > V) {                                                                       \
             switch (rows) {                                                                   \
-            case 1: ROWS_FN(1, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
-            case 2: ROWS_FN(2, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
-            case 3: ROWS_FN(3, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
-            case 4: ROWS_FN(4, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
-            case 5: ROWS_FN(5, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
-            default: ROWS_FN(6, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;       \
+            case 1: ROWS_FN(1, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
+            case 2: ROWS_FN(2, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
+            case 3: ROWS_FN(3, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
+            case 4: ROWS_FN(4, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
+            case 5: ROWS_FN(5, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
+            default: ROWS_FN(6, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break; \
             }                                                                                 \
         } else {                                                                              \
             switch (rows) {                                                                   \
-            case 1: ROWS_FN(1, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
-            case 2: ROWS_FN(2, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
-            case 3: ROWS_FN(3, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
-            case 4: ROWS_FN(4, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
-            case 5: ROWS_FN(5, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;        \
-            default: ROWS_FN(6, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;       \
+            case 1: ROWS_FN(1, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
+            case 2: ROWS_FN(2, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
+            case 3: ROWS_FN(3, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
+            case 4: ROWS_FN(4, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
+            case 5: ROWS_FN(5, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
+            default: ROWS_FN(6, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break; \
             }                                                                                 \
         }                                                                                     \
     }
@@ -162,17 +164,17 @@ AVX2_TILE(tile_f64, double, 4, rows_f64)
 ** 1024^3 went from 87.4 to 90.5 GFLOP/s on Zen 3 (docs/PERFORMANCE.md,
 ** session 9). */
 #define AVX2_TILE_FULL(NAME, T, V, ROWS_FN)                                                   \
-    AGK_TARGET_AVX2 static void NAME(int64_t kc, const T *a, int64_t ars, int64_t acs,       \
-                                     const T *b, int64_t brs, T *c, int64_t ldc,             \
-                                     agk_c_mode mode, int rows, int cols)                    \
+    AGK_TARGET_AVX2 static void NAME(int64_t kc, const T *a, int64_t ars, int64_t acs,        \
+                                     const T *b, int64_t brs, T *c, int64_t ldc,              \
+                                     agk_c_mode mode, int rows, int cols)                     \
     {                                                                                         \
         (void)rows, (void)cols;                                                               \
         if (ars == 1 && acs == MR)                                                            \
-            ROWS_FN(MR, 2, kc, a, 1, MR, b, brs, c, ldc, mode, 2 * V, NULL);                        \
+            ROWS_FN(MR, 2, kc, a, 1, MR, b, brs, c, ldc, mode, 2 * V, NULL);                  \
         else if (acs == 1)                                                                    \
-            ROWS_FN(MR, 2, kc, a, ars, 1, b, brs, c, ldc, mode, 2 * V, NULL);                       \
+            ROWS_FN(MR, 2, kc, a, ars, 1, b, brs, c, ldc, mode, 2 * V, NULL);                 \
         else                                                                                  \
-            ROWS_FN(MR, 2, kc, a, ars, acs, b, brs, c, ldc, mode, 2 * V, NULL);                     \
+            ROWS_FN(MR, 2, kc, a, ars, acs, b, brs, c, ldc, mode, 2 * V, NULL);               \
     }
 
 AVX2_TILE_FULL(tile_full_f32, float, 8, rows_f32)
