@@ -127,35 +127,31 @@ AVX2_ROWS(rows_f64, double, __m256d, 4, pd, _mm256_broadcast_sd, load_c_pd)
 
 /* Any tile: rows <= MR, cols <= two vectors of V; one copy of the loop
 ** per height and width, each with constant trip counts. */
+#define AVX2_TILE_HEIGHTS(ROWS_FN, H)                                                         \
+    switch (rows) {                                                                           \
+    case 1: ROWS_FN(1, H, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;          \
+    case 2: ROWS_FN(2, H, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;          \
+    case 3: ROWS_FN(3, H, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;          \
+    case 4: ROWS_FN(4, H, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;          \
+    case 5: ROWS_FN(5, H, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;          \
+    default: ROWS_FN(6, H, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;         \
+    }
 #define AVX2_TILE(NAME, T, V, ROWS_FN)                                                        \
     AGK_TARGET_AVX2 static void NAME(int64_t kc, const T *a, int64_t ars, int64_t acs,        \
                                      const T *b, int64_t brs, T *c, int64_t ldc,              \
                                      agk_c_mode mode, int rows, int cols)                     \
     {                                                                                         \
         if (cols > V) {                                                                       \
-            switch (rows) {                                                                   \
-            case 1: ROWS_FN(1, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
-            case 2: ROWS_FN(2, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
-            case 3: ROWS_FN(3, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
-            case 4: ROWS_FN(4, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
-            case 5: ROWS_FN(5, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
-            default: ROWS_FN(6, 2, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break; \
-            }                                                                                 \
+            AVX2_TILE_HEIGHTS(ROWS_FN, 2)                                                     \
         } else {                                                                              \
-            switch (rows) {                                                                   \
-            case 1: ROWS_FN(1, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
-            case 2: ROWS_FN(2, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
-            case 3: ROWS_FN(3, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
-            case 4: ROWS_FN(4, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
-            case 5: ROWS_FN(5, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break;  \
-            default: ROWS_FN(6, 1, kc, a, ars, acs, b, brs, c, ldc, mode, cols, NULL); break; \
-            }                                                                                 \
+            AVX2_TILE_HEIGHTS(ROWS_FN, 1)                                                     \
         }                                                                                     \
     }
 
 AVX2_TILE(tile_f32, float, 8, rows_f32)
 AVX2_TILE(tile_f64, double, 4, rows_f64)
 #undef AVX2_TILE
+#undef AVX2_TILE_HEIGHTS
 
 /* A whole tile: MR rows, two vectors, with the strides of A as constants
 ** where they are known (packed: 1 and MR; rows read in place: p's stride 1),
