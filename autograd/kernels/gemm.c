@@ -185,6 +185,10 @@ typedef struct gemm_kernel_desc {
     ** few sets of the L1 (see make_plan). Not Zen 4's kernel: its plans
     ** were measured as they are, on Zen 4. */
     bool avoid_set_conflicts;
+    /* Walks an A read in place by rows a row of tiles at a time, when the B
+    ** block fits the L2 (agk_part.a_rows_outer): measured on Zen 3's AVX2
+    ** kernel; not Zen 4's, whose plans were measured as they are there. */
+    bool rows_outer;
 } gemm_kernel_desc;
 
 #if AGK_HAVE_X86
@@ -195,21 +199,21 @@ typedef struct gemm_kernel_desc {
 
 static const gemm_kernel_desc kernel_table[AGK_GEMM_KERNELS] = {
     [AGK_GEMM_PORTABLE] = {"portable", AGK_ISA_PORTABLE, "scalar, in C", &kernel_portable_f32,
-                           &kernel_portable_f64, blocking_fixed, false},
+                           &kernel_portable_f64, blocking_fixed, false, false},
     /* 6 x 16 (f64 6 x 8): 12 accumulators of the 16 ymm registers. */
     [AGK_GEMM_AVX2] = {"avx2", AGK_ISA_AVX2, "vbroadcastss/sd into a register per row",
-                       X86_KERNELS(avx2, avx2), blocking_l1_whole, true},
+                       X86_KERNELS(avx2, avx2), blocking_l1_whole, true, true},
     /* 8 x 32 (f64 8 x 16), up to 12 rows at an edge read in place. */
     [AGK_GEMM_AVX512_ZEN4] = {"avx512-zen4", AGK_ISA_AVX512,
                               "{1to16} memory operand of each FMA",
-                              X86_KERNELS(avx512, avx512), blocking_l2_stream, false},
+                              X86_KERNELS(avx512, avx512), blocking_l2_stream, false, false},
     /* 12 x 32 (f64 12 x 16): 24 accumulators, two B vectors, one broadcast
     ** register per row: 14 loads per 24 FMAs, where the memory-operand
     ** broadcasts of Zen 4's kernel load 18 per 16. */
     [AGK_GEMM_AVX512_INTEL] = {"avx512-intel", AGK_ISA_AVX512,
                                "vbroadcastss/sd into a register per row",
                                X86_KERNELS(avx512_intel, avx512_intel), blocking_l1_panel,
-                               true},
+                               true, true},
 };
 
 const char *agk_gemm_kernel_name(agk_gemm_kernel id)
@@ -532,7 +536,7 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     ** 128^3 to 256^3 and b64's 784-deep product ran 1 to 5% faster so. */
     int64_t block_n = n < p->blk.nc ? n : p->blk.nc;
     int64_t block_k = k <= p->blk.kc ? k : ceil_div(k, ceil_div(k, p->blk.kc));
-    p->a_rows_outer = p->a_direct && !ta &&
+    p->a_rows_outer = p->a_direct && !ta && kernel_table[o->kernel].rows_outer &&
                       (double)block_k * (double)block_n * (double)es <= (double)host.cpu.l2;
     bool b_may_pack = !medium || tb || b_may_conflict;
     p->part_m = m;
