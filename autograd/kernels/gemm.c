@@ -419,9 +419,9 @@ enum { MAX_SLICES = 8 };
 ** A read in place ran 192^3 to 512^3 1 to 3% faster than packed, and the
 ** MLP's b64 784-deep product 3% (docs/PERFORMANCE.md, session 10). */
 static const double DIRECT_MAX_BYTES = 192 * 1024;
+static const double ROWS_IN_PLACE_MAX_BYTES = 2 * 1024 * 1024;
 /* See make_plan's set conflicts. */
 enum { SMALL_PACK_B_MIN_TILES = 16 };
-static const double ROWS_IN_PLACE_MAX_BYTES = 2 * 1024 * 1024;
 
 /* Whether op(A) is read in place, by the rule above ('small' and 'medium':
 ** the product's operands fit the two sizes). B, untransposed, is read in
