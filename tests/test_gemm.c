@@ -5,7 +5,9 @@
 ** CPU runs; the SIMD kernels against each other bit for bit, whatever the
 ** cache blocks, with C as it lies or transposed, overwritten or added to;
 ** SIMD against portable; the bits of C for 1, 2 and 3 threads; the choice
-** of kernel and its override.
+** of kernel and its override. tests/meson.build also builds it over
+** emulated AVX-512 intrinsics, so the AVX-512 kernels run on any CPU with
+** AVX2 (AGK_AVX512_EMULATED).
 */
 #define _POSIX_C_SOURCE 200809L
 
@@ -458,8 +460,14 @@ Test(gemm, probe_is_quick_and_picks_a_candidate)
         found = found || runs[i] == pick;
     cr_assert(found);
     cr_assert_eq(agk_gemm_kernel_probe(runs, 1), runs[0]);
-    /* 2 rounds of 50 us per candidate, plus the last calls' overshoot. */
+#ifndef AGK_AVX512_EMULATED
+    /* 2 rounds of 50 us per candidate, plus the last calls' overshoot
+    ** (emulated, each of the 16 tiles between two looks at the clock takes
+    ** longer than a round: the time says nothing). */
     cr_assert_lt(us, 100.0 * n + 2000.0, "the probe took %.0f us of CPU time", us);
+#else
+    (void)us;
+#endif
     if (n > 1)
         cr_assert_neq(pick, AGK_GEMM_PORTABLE);
 }

@@ -25,7 +25,7 @@ build=${VALGRIND_BUILD:-build-valgrind}
 # for another reason: valgrind would wrap mpirun itself, and Open MPI's own
 # allocations are not ours to judge (test_comm covers the same code on threads).
 # ctags is a shell script: valgrind would judge the shell's own leaks.
-slow="install safetensors safetensors_save examples ops_gradcheck second_order f32_agreement raw_vjp jvp jvp_shape jvp_cnn gemm dense cnn_steps pool agx determinism mpi_train mpi_faults ctags"
+slow="install safetensors safetensors_save examples ops_gradcheck second_order f32_agreement raw_vjp jvp jvp_shape jvp_cnn gemm gemm_avx512_emulated dense cnn_steps pool agx determinism mpi_train mpi_faults ctags"
 
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed" >&2; exit 2; }
 # (meson 1.0 refuses --reconfigure on a directory it has not set up yet)

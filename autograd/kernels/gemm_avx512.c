@@ -8,7 +8,11 @@
 #include "gemm_internal.h"
 
 #if AGK_HAVE_X86
+#ifdef AGK_AVX512_EMULATED
+#include "gemm_avx512_emulated.h"
+#else
 #include <immintrin.h>
+#endif
 
 /* Tiles are MR rows; the last rows of an A read in place may go as one
 ** tile of up to MAX_ROWS (24 accumulators of the 32 registers), so 10
@@ -24,10 +28,16 @@ enum { MR = 8, MAX_ROWS = 12 };
 ** vectors of B per row, GCC broadcasts into a register first; the folded
 ** form ran the 64^3 and 256^3 products 1-2% faster on Zen 4, and gives the
 ** same bits (x * b is b * x, rounded once). */
+#ifdef AGK_AVX512_EMULATED
+/* The same fused multiply-add, written as intrinsics (the test build). */
+#define FMA_BCAST_PS(acc, b, src) ((acc) = _mm512_fmadd_ps(b, _mm512_set1_ps(*(src)), acc))
+#define FMA_BCAST_PD(acc, b, src) ((acc) = _mm512_fmadd_pd(b, _mm512_set1_pd(*(src)), acc))
+#else
 #define FMA_BCAST_PS(acc, b, src) \
     __asm__("vfmadd231ps %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(b), "m"(*(src)))
 #define FMA_BCAST_PD(acc, b, src) \
     __asm__("vfmadd231pd %2%{1to8%}, %1, %0" : "+v"(acc) : "v"(b), "m"(*(src)))
+#endif
 
 /* One k step of a row: both multiply-adds take A's value as a broadcast
 ** memory operand. */

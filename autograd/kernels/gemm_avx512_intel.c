@@ -9,13 +9,17 @@
 ** near one FMA per cycle of their two (issue 16, measured on Ice Lake-SP).
 ** The tile itself is Zen 4's (gemm_avx512_tile.inc), but for that step
 ** and its height. Not measured on an Intel core by the
-** session that wrote it (none was at hand): the tests run it only where the
-** CPU has AVX-512.
+** session that wrote it (none was at hand); its bits are tested on any
+** x86-64 CPU through emulated intrinsics (gemm_avx512_emulated.h).
 */
 #include "gemm_internal.h"
 
 #if AGK_HAVE_X86
+#ifdef AGK_AVX512_EMULATED
+#include "gemm_avx512_emulated.h"
+#else
 #include <immintrin.h>
+#endif
 
 enum { MR = 12, MAX_ROWS = 12 };
 
@@ -24,7 +28,11 @@ enum { MR = 12, MAX_ROWS = 12 };
 /* Keeps a broadcast in its register: left alone, GCC folds a broadcast
 ** used by a multiply-add into it as a {1toN} memory operand, which is what
 ** this kernel is for avoiding. */
+#ifdef AGK_AVX512_EMULATED
+#define IN_REGISTER(x) ((void)(x))   /* no register to hold (the test build) */
+#else
 #define IN_REGISTER(x) __asm__("" : "+v"(x))
+#endif
 
 /* One k step of a row: A's value broadcast into a register, which both
 ** multiply-adds take. */
