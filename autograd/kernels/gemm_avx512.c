@@ -20,7 +20,9 @@
 ** pass over B instead of 8 + 2. */
 enum { MR = 8, MAX_ROWS = 12 };
 
+#ifndef AGK_AVX512_INLINE   /* the emulated build's is in gemm_avx512_emulated.h */
 #define AGK_AVX512_INLINE AGK_TARGET_AVX512 static inline __attribute__((always_inline))
+#endif
 
 /* acc += b * (*src in every lane), the broadcast folded into the
 ** multiply-add as its memory operand ({1to16}): one instruction where a

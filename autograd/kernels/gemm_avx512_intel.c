@@ -23,7 +23,9 @@
 
 enum { MR = 12, MAX_ROWS = 12 };
 
+#ifndef AGK_AVX512_INLINE   /* the emulated build's is in gemm_avx512_emulated.h */
 #define AGK_AVX512_INLINE AGK_TARGET_AVX512 static inline __attribute__((always_inline))
+#endif
 
 /* Keeps a broadcast in its register: left alone, GCC folds a broadcast
 ** used by a multiply-add into it as a {1toN} memory operand, which is what
