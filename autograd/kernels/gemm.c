@@ -585,6 +585,12 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     ** slices again (below): at 1024^3 on two threads, each packed 1.5 times
     ** what one thread packs alone for half the multiply-adds. */
     p->b_shared = b_packed && p->pm * p->pn > 1;
+    if (b_may_pack && (p->pm * p->pn > 1 || k > p->kblock)) {
+        /* Also for agk_gemm_add over several k blocks, which would pack B
+        ** again for each block of A (gemm_part_add_blocks); the scratch
+        ** size cannot tell agk_gemm_add from agk_gemm. */
+        p->shared_bytes = ((size_t)(round_up(n, p->blk.nr) * k) * es + 63) & ~(size_t)63;
+    }
     /* With threads, each part's rows are cut into slices that the pool
     ** hands out as ag_pool_for does its ranges: a thread done with its own
     ** takes those left in another's, so a worker that wakes late or is
@@ -602,8 +608,7 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
         ** second half for the other thread, and reuse each block as long.
         ** On two threads, 2048^3 and 1536^3 ran 1 to 6% faster so (Zen 3,
         ** docs/PERFORMANCE.md); up to 1024^3 nothing changes. */
-        double b_whole = (double)round_up(n, p->blk.nr) * (double)k * (double)es;
-        if (p->b_shared && b_whole > 0.5 * (double)host.cpu.l3_per_core)
+        if (p->b_shared && (double)p->shared_bytes > 0.5 * (double)host.cpu.l3_per_core)
             min_rows = ceil_div(p->part_m, 2);
         int64_t s = p->part_m / min_rows;
         p->slices = (int)(s < 1 ? 1 : s > MAX_SLICES ? MAX_SLICES : s);
@@ -616,12 +621,6 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     int64_t b_cols = (p->part_n < p->blk.nc ? p->part_n : p->blk.nc) + p->blk.nr - 1;
     p->a_bytes = ((size_t)(a_rows * p->kblock) * es + 63) & ~(size_t)63;
     p->b_bytes = ((size_t)(b_cols * p->kblock) * es + 63) & ~(size_t)63;
-    if (b_may_pack && (p->pm * p->pn > 1 || k > p->kblock)) {
-        /* Also for agk_gemm_add over several k blocks, which would pack B
-        ** again for each block of A (gemm_part_add_blocks); the scratch
-        ** size cannot tell agk_gemm_add from agk_gemm. */
-        p->shared_bytes = ((size_t)(round_up(n, p->blk.nr) * k) * es + 63) & ~(size_t)63;
-    }
     p->part_bytes = p->a_bytes + p->b_bytes;
     if (k > p->kblock) {
         /* agk_gemm_add's chains of a C block (gemm_part_add_blocks): as
