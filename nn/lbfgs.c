@@ -316,21 +316,27 @@ static void direction(nni_lbfgs *L)
 }
 
 /* Adds the pair s = t_prev d, y = g - g_prev when it keeps H positive
-** definite (y's > 1e-10, as PyTorch), dropping the oldest when full. */
+** definite (y's > 1e-10, as PyTorch), dropping the oldest when full. The
+** test comes first and a rejected pair is never written: when the ring is
+** full, slot 'head' holds the oldest pair, which direction() still uses
+** with its rho, so the history must stay as it was (as PyTorch's does). */
 static void remember(nni_lbfgs *L)
 {
     int64_t n = L->n;
     int h = L->opt.history_size;
-    double *s = L->s + (size_t)L->head * n, *y = L->y + (size_t)L->head * n;
     double ys = 0, yy = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double yi = L->g[i] - L->g_prev[i], si = L->t_prev * L->d[i];
+        ys += yi * si;
+        yy += yi * yi;
+    }
+    if (!(ys > 1e-10))
+        return;
+    double *s = L->s + (size_t)L->head * n, *y = L->y + (size_t)L->head * n;
     for (int64_t i = 0; i < n; i++) {
         y[i] = L->g[i] - L->g_prev[i];
         s[i] = L->t_prev * L->d[i];
-        ys += y[i] * s[i];
-        yy += y[i] * y[i];
     }
-    if (!(ys > 1e-10))
-        return;   /* the slot is overwritten by the next pair */
     L->rho[L->head] = 1.0 / ys;
     L->h_diag = ys / yy;
     L->head = (L->head + 1) % h;

@@ -275,6 +275,81 @@ Test(lbfgs, steps_allocate_nothing_after_the_first)
     cr_expect_eq(h.bad_osize, 0);
 }
 
+/* f(x) = (x - c)^2 / 2 of a scalar parameter, with a centre c the test moves. */
+typedef struct moving_centre {
+    ag_tape *t;
+    ag_tensor *x;
+    double c;
+} moving_centre;
+
+static ag_status centred_square(void *ud, double *loss)
+{
+    moving_centre *p = ud;
+    ag_tape_reset(p->t);
+    ag_tensor *f = ag_mul_scalar(p->t, ag_square(p->t, ag_add_scalar(p->t, p->x, -p->c)), 0.5);
+    ag_backward(p->t, f);
+    *loss = ag_item(f);
+    return ag_tape_status(p->t);
+}
+
+/* The first iteration of each step, as on_iteration reports it. */
+typedef struct first_iteration {
+    int64_t seen;    /* iterations before this step's */
+    nn_lbfgs_iteration it;
+    bool taken;
+} first_iteration;
+
+static void keep_first(void *ud, const nn_lbfgs_iteration *it)
+{
+    first_iteration *f = ud;
+    if (!f->taken && it->iteration > f->seen) {
+        f->it = *it;
+        f->taken = true;
+    }
+}
+
+/* A pair that fails the curvature test (y's <= 1e-10) leaves the history
+** as it was (PyTorch): with history_size 1 the ring is full, and its one
+** slot holds the pair still in use, which a rejected pair must not
+** overwrite. From x = 2 with c = 0 the first step goes to 1 (t = 1/2 on
+** the gradient 2), keeps the pair s = -1, y = -1 and lands on 0. Moving c
+** to -2 makes the next pair s = -1, y = +1 (y's = -1, rejected); the kept
+** pair (curvature 1) gives d = -H g = -2, a Newton step accepted at t = 1
+** after one evaluation. Overwritten by the rejected pair under the old
+** pair's rho, the history gave d = -10, whose t = 1 failed sufficient
+** decrease and needed a second evaluation to reach t = 0.2. */
+Test(lbfgs, a_rejected_pair_leaves_the_full_history_untouched)
+{
+    moving_centre p = {.t = ag_tape_new(), .x = ag_param_new(AG_F64, 1, (int64_t[]){1})};
+    ag_set(p.x, 0, 2.0);
+    first_iteration first = {0};
+    nn_optim *o = nn_lbfgs_new_params(NULL, NULL, 1, &p.x,
+                                      &(nn_lbfgs_options){.history_size = 1,
+                                                          .on_iteration = keep_first,
+                                                          .on_iteration_ud = &first});
+    cr_expect_eq(nn_lbfgs_step(o, centred_square, &p), 0.0);
+    cr_assert_eq(nn_optim_status(o), AG_OK, "%s", nn_optim_errmsg(o));
+    cr_expect_eq(ag_get(p.x, 0), 0.0);
+    cr_expect_eq(nn_optim_steps(o), 2);
+    cr_expect(nn_lbfgs_converged(o));
+    cr_expect_eq(first.it.step, 0.5);
+
+    p.c = -2;
+    first = (first_iteration){.seen = nn_optim_steps(o)};
+    cr_expect_eq(nn_lbfgs_step(o, centred_square, &p), 0.0);
+    cr_assert_eq(nn_optim_status(o), AG_OK, "%s", nn_optim_errmsg(o));
+    cr_assert(first.taken);
+    cr_expect_eq(first.it.slope_before, -4.0, "g'd = %g: d is not -2", first.it.slope_before);
+    cr_expect_eq(first.it.step, 1.0, "step %g", first.it.step);
+    cr_expect_eq(first.it.evaluations, 1, "%d evaluations", first.it.evaluations);
+    cr_expect_eq(first.it.loss_before, 2.0);
+    cr_expect_eq(first.it.loss, 0.0);
+    cr_expect_eq(ag_get(p.x, 0), -2.0);
+    nn_optim_free(o);
+    ag_param_free(p.x);
+    ag_tape_free(p.t);
+}
+
 /* ---------------------------------------------------------------- errors */
 
 static void expect_msg(const nn_optim *o, ag_status st, const char *part)
