@@ -551,8 +551,8 @@ NN_API nn_optim *nn_adagrad_new_params(ag_alloc_fn fn, void *ud, int n,
 ** to the next call, as PyTorch's do: do not change the parameters between
 ** calls. Its state is in double (the parameters are rounded to f32 when
 ** they are), made once: a step allocates nothing. nn_optim_steps counts
-** iterations; nn_optim_set_lr sets lr; nn_optim_step refuses (it needs the
-** closure). */
+** iterations; nn_optim_set_lr sets lr (> 0); nn_optim_step refuses (it
+** needs the closure). */
 typedef ag_status (*nn_closure_fn)(void *ud, double *loss);
 
 /* What one accepted iteration did, for on_iteration (logging, tests). */
@@ -611,7 +611,8 @@ NN_API const char *nn_optim_errmsg(const nn_optim *o);   /* "" when AG_OK */
 ** optimizer refuses (AG_EINVAL: use nn_lbfgs_step). */
 NN_API void nn_optim_step(nn_optim *o);
 /* The learning rate of later steps (for schedules). A negative or non-finite
-** lr is recorded as AG_EINVAL on the model and ignored. */
+** lr, and for L-BFGS also 0 (which its constructor refuses), is recorded as
+** AG_EINVAL on the model (a list's optimizer) and ignored. */
 NN_API void nn_optim_set_lr(nn_optim *o, double lr);
 NN_API double nn_optim_lr(const nn_optim *o);            /* NaN for NULL or nil */
 NN_API int64_t nn_optim_steps(const nn_optim *o);        /* steps taken */

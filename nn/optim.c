@@ -468,10 +468,18 @@ void nn_optim_step(nn_optim *o)
     }
 }
 
+/* A first-order optimizer may be paused with lr 0; L-BFGS may not, as its
+** constructor says: every trial step would be 0, and the line search would
+** stop on tolerance_change and report convergence where g is not 0. */
 void nn_optim_set_lr(nn_optim *o, double lr)
 {
     if (nn_optim_is_nil(o))
         return;
+    if (o->lbfgs && !(lr > 0.0 && isfinite(lr))) {
+        nni_optim_fail(o, AG_EINVAL, "nn_optim_set_lr: learning rate %g must be finite and > 0 "
+                       "for %s", lr, o->kind->name);
+        return;
+    }
     if (!(lr >= 0.0 && isfinite(lr))) {
         nni_optim_fail(o, AG_EINVAL, "nn_optim_set_lr: learning rate %g must be finite and >= 0",
                        lr);

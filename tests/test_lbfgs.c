@@ -428,6 +428,56 @@ Test(lbfgs, bad_settings_and_closures_are_named)
     ag_tape_free(p.t);
 }
 
+/* nn_optim_set_lr refuses for L-BFGS what its constructor refuses: with
+** lr 0 every trial step is 0, and the step "converged" (AG_OK) where the
+** gradient is not 0. A first-order optimizer may still be paused with 0. */
+Test(lbfgs, set_lr_refuses_what_the_constructor_refuses)
+{
+    ag_tensor *x = ag_param_new(AG_F64, 1, (int64_t[]){2});
+    problem p = {.n = 2, .t = ag_tape_new(), .x = x};
+    const double bad[] = {0.0, -0.5, INFINITY, NAN};
+    const char *msgs[] = {"nn_optim_set_lr: learning rate 0 must be finite and > 0 for lbfgs",
+                          "nn_optim_set_lr: learning rate -0.5 must be finite and > 0 for lbfgs",
+                          "nn_optim_set_lr: learning rate inf must be finite and > 0 for lbfgs",
+                          "nn_optim_set_lr: learning rate nan must be finite and > 0 for lbfgs"};
+    for (int k = 0; k < 4; k++) {
+        nn_optim *o = nn_lbfgs_new_params(NULL, NULL, 1, &x, NULL);
+        nn_optim_set_lr(o, bad[k]);
+        expect_msg(o, AG_EINVAL, msgs[k]);
+        cr_expect_eq(nn_optim_lr(o), 1.0, "the bad rate %g is ignored", bad[k]);
+        rosenbrock_start(x, 2);
+        cr_expect(isnan(nn_lbfgs_step(o, closure, &p)), "a step in error does nothing");
+        cr_expect(!nn_lbfgs_converged(o));
+        cr_expect_eq(ag_get(x, 0), -1.2);
+        nn_optim_free(o);
+    }
+    /* On a model, the error goes to the model. */
+    nn_model *m = nn_model_new(NULL, NULL);
+    nn_param(m, "w", AG_F64, 1, (int64_t[]){2});
+    nn_optim *o = nn_lbfgs_new(m, NULL);
+    nn_optim_set_lr(o, 0);
+    cr_expect_eq(nn_model_status(m), AG_EINVAL);
+    cr_expect(strstr(nn_model_errmsg(m), msgs[0]), "%s", nn_model_errmsg(m));
+    nn_optim_free(o);
+    nn_model_free(m);
+    /* A good rate is taken; SGD takes 0 and refuses infinity. */
+    o = nn_lbfgs_new_params(NULL, NULL, 1, &x, NULL);
+    nn_optim_set_lr(o, 0.5);
+    cr_expect_eq(nn_optim_lr(o), 0.5);
+    cr_expect_eq(nn_optim_status(o), AG_OK, "%s", nn_optim_errmsg(o));
+    nn_optim_free(o);
+    o = nn_sgd_new_params(NULL, NULL, 1, &x, 0.1, 0, 0, 0);
+    nn_optim_set_lr(o, 0);
+    cr_expect_eq(nn_optim_lr(o), 0.0);
+    cr_expect_eq(nn_optim_status(o), AG_OK, "%s", nn_optim_errmsg(o));
+    nn_optim_set_lr(o, INFINITY);
+    expect_msg(o, AG_EINVAL, "nn_optim_set_lr: learning rate inf must be finite and >= 0");
+    cr_expect_eq(nn_optim_lr(o), 0.0);
+    nn_optim_free(o);
+    ag_param_free(x);
+    ag_tape_free(p.t);
+}
+
 /* ------------------------------------- plain lists against their model twins */
 
 typedef struct config {
