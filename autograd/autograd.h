@@ -893,9 +893,14 @@ typedef struct ag_gradcheck_report {
 
 /* Compares backward against central finite differences (step 'eps', 1e-6 when
 ** 0) for f(inputs), element by element. A non-scalar output is contracted
-** with fixed random weights first. 'inputs' are tensors of any kind whose
-** values are copied; they are left unchanged. Returns AG_OK, or the status of
-** the tape on which f failed (its message copied to 'err' when not NULL). */
+** with fixed random weights first, so f must give the same dtype and shape
+** on every call. 'inputs' are tensors of any kind whose values are copied;
+** they are left unchanged. Returns AG_OK, or the status of the tape on which
+** f failed (its message copied to 'err' when not NULL): AG_ESHAPE when f's
+** output changes dtype or shape between calls. Bad arguments are answered
+** the same way: AG_EINVAL for f NULL, a NULL or nil input, or an eps that is
+** negative or not finite; AG_ESTATE for an input made before its tape's last
+** ag_tape_reset (recorded on that tape too, as every accessor does). */
 AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *const *inputs,
                               double eps, ag_gradcheck_report *report, char *err, size_t errlen);
 

@@ -16,9 +16,38 @@ typedef struct check {
     double **values;            /* current f64 values of each input */
     double *weights;            /* r, once the output's size is known */
     int64_t n_out;
+    /* The first output's dtype and shape: every later call must give them,
+    ** or its contraction with r would read past r or leave part of it out. */
+    bool shaped;
+    ag_dtype out_dtype;
+    int out_rank;
+    int64_t out_shape[AG_MAX_DIMS];
     ag_tape *t;
     ag_tensor **leaves;
 } check;
+
+/* Records the first output's dtype and shape; false after recording
+** AG_ESHAPE when a later output differs from it. */
+static bool same_output(check *c, const ag_tensor *y)
+{
+    if (!c->shaped) {
+        c->shaped = true;
+        c->out_dtype = (ag_dtype)y->dtype;
+        c->out_rank = y->rank;
+        memcpy(c->out_shape, y->shape, (size_t)y->rank * sizeof *y->shape);
+        c->n_out = y->numel;
+        return true;
+    }
+    if ((ag_dtype)y->dtype == c->out_dtype && y->rank == c->out_rank &&
+        memcmp(y->shape, c->out_shape, (size_t)y->rank * sizeof *y->shape) == 0)
+        return true;
+    char first[96];
+    agi_shape_str(first, sizeof first, c->out_rank, c->out_shape);
+    agi_error(c->t, AG_ESHAPE, "ag_gradcheck: f returned %s %s on one call and %s %s on another",
+              ag_dtype_name(c->out_dtype), first, ag_dtype_name((ag_dtype)y->dtype),
+              agi_shp(y, 0));
+    return false;
+}
 
 /* Runs f on fresh leaves holding the current values; NULL on error. The
 ** leaves require grad and the tape records in every evaluation, the finite
@@ -41,7 +70,7 @@ static ag_tensor *evaluate(check *c)
                   y ? "the nil tensor" : "NULL");
         return NULL;
     }
-    return y;
+    return same_output(c, y) ? y : NULL;
 }
 
 static double contract(const check *c, const ag_tensor *y)
@@ -55,28 +84,58 @@ static double contract(const check *c, const ag_tensor *y)
 static void *take(size_t bytes) { return agi_realloc(NULL, NULL, NULL, 0, bytes ? bytes : 1); }
 static void give(void *p) { agi_realloc(NULL, NULL, p, 0, 0); }
 
-ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *const *inputs, double eps,
-                       ag_gradcheck_report *report, char *err, size_t errlen)
+/* The arguments' status, with a message in err (when not NULL) naming the
+** first bad one. There is no tape to record on but a stale input's, where
+** agi_usable records AG_ESTATE as it does for every accessor. */
+static ag_status arguments_check(ag_gradcheck_fn f, int n, ag_tensor *const *inputs, double eps,
+                                 char *err, size_t errlen)
 {
-    ag_gradcheck_report rep = {0};
-    ag_status st = AG_OK;
-    if (err && errlen)
-        err[0] = '\0';
     if (!f || n < 0 || (n > 0 && !inputs)) {
         if (err)
             snprintf(err, errlen, "ag_gradcheck: f %s, %d inputs, inputs %s", f ? "set" : "NULL",
                      n, inputs ? "set" : "NULL");
         return AG_EINVAL;
     }
-    for (int i = 0; i < n; i++)
-        if (!inputs[i] || (inputs[i]->flags & AGI_NIL)) {
+    for (int i = 0; i < n; i++) {
+        const ag_tensor *x = inputs[i];
+        if (!x || (x->flags & AGI_NIL)) {
             if (err)
                 snprintf(err, errlen, "ag_gradcheck: input %d is NULL or nil", i);
             return AG_EINVAL;
         }
-    if (eps <= 0)
+        if (!agi_usable(x, "ag_gradcheck")) {
+            if (err)
+                snprintf(err, errlen, "ag_gradcheck: input %d was made before the last "
+                         "ag_tape_reset (pass %u; the tape is at pass %u)", i,
+                         (unsigned)x->epoch, (unsigned)x->tape->epoch);
+            return AG_ESTATE;
+        }
+    }
+    /* A NaN step would pass 'eps <= 0' and make every difference NaN. */
+    if (!(isfinite(eps) && eps >= 0)) {
+        if (err)
+            snprintf(err, errlen, "ag_gradcheck: eps %g must be finite and > 0 (0 for 1e-6)",
+                     eps);
+        return AG_EINVAL;
+    }
+    return AG_OK;
+}
+
+ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *const *inputs, double eps,
+                       ag_gradcheck_report *report, char *err, size_t errlen)
+{
+    ag_gradcheck_report rep = {0};
+    if (err && errlen)
+        err[0] = '\0';
+    ag_status st = arguments_check(f, n, inputs, eps, err, errlen);
+    if (st != AG_OK) {
+        if (report)
+            *report = rep;
+        return st;
+    }
+    if (eps == 0)
         eps = 1e-6;
-    check c = {f, ud, n, inputs, NULL, NULL, 0, ag_tape_new(), NULL};
+    check c = {.f = f, .ud = ud, .n = n, .inputs = inputs, .t = ag_tape_new()};
     c.values = take((size_t)n * sizeof *c.values);
     c.leaves = take((size_t)n * sizeof *c.leaves);
     double **analytic = take((size_t)n * sizeof *analytic);
@@ -101,7 +160,6 @@ ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *const *inp
     ag_tensor *y = evaluate(&c);
     if (!y)
         goto failed;
-    c.n_out = y->numel;
     c.weights = take((size_t)c.n_out * sizeof(double));
     if (!c.weights) {
         st = AG_ENOMEM;

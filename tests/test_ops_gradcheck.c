@@ -128,6 +128,93 @@ Test(gradcheck, a_wrong_vjp_is_caught)
     ag_tape_free(t);
 }
 
+/* sum(x) broadcast to [sizes[k]] on call k, the last size from then on: an
+** output whose size changes between calls. */
+typedef struct growing {
+    int calls;
+    int64_t sizes[2];
+} growing;
+
+static ag_tensor *growing_output(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    growing *g = ud;
+    int64_t size = g->sizes[g->calls++ ? 1 : 0];
+    return ag_broadcast_to(t, ag_sum(t, x[0]), 1, &size);
+}
+
+/* The weights that contract the output are sized by the first call: an
+** output that grows was read past them, one that shrinks gave a wrong
+** difference. Either is an error naming both shapes. */
+Test(gradcheck, an_output_that_changes_shape_between_calls_is_refused)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_full(t, AG_F64, 1, (int64_t[]){3}, 0.25);
+    const growing cases[] = {{0, {1, 1000}}, {0, {1000, 1}}};
+    const char *msgs[] = {"ag_gradcheck: f returned f64 [1] on one call and f64 [1000] on another",
+                          "ag_gradcheck: f returned f64 [1000] on one call and f64 [1] on another"};
+    for (int k = 0; k < 2; k++) {
+        growing g = cases[k];
+        ag_gradcheck_report rep;
+        char err[256];
+        cr_expect_eq(ag_gradcheck(growing_output, &g, 1, &x, 0, &rep, err, sizeof err),
+                     AG_ESHAPE, "case %d: %s", k, err);
+        cr_expect(strstr(err, msgs[k]), "case %d: '%s'", k, err);
+        cr_expect_eq(g.calls, 2, "case %d stops at the first changed call", k);
+        cr_expect_eq(rep.checked, 0);
+    }
+    ag_tape_free(t);
+}
+
+static ag_tensor *sum_of(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)ud;
+    return ag_sum(t, x[0]);
+}
+
+/* A NaN eps passed 'eps <= 0' and the check ran, answering AG_OK with an
+** infinite error; a negative one was silently replaced. 0 means 1e-6. */
+Test(gradcheck, a_step_that_is_not_finite_and_positive_is_refused)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_full(t, AG_F64, 1, (int64_t[]){3}, 0.25);
+    const double bad[] = {NAN, INFINITY, -INFINITY, -1e-6};
+    const char *msgs[] = {"ag_gradcheck: eps nan ", "ag_gradcheck: eps inf ",
+                          "ag_gradcheck: eps -inf ", "ag_gradcheck: eps -1e-06 "};
+    for (int k = 0; k < 4; k++) {
+        ag_gradcheck_report rep = {.checked = -1};
+        char err[256];
+        cr_expect_eq(ag_gradcheck(sum_of, NULL, 1, &x, bad[k], &rep, err, sizeof err), AG_EINVAL,
+                     "eps %g: %s", bad[k], err);
+        cr_expect(strstr(err, msgs[k]), "'%s' lacks '%s'", err, msgs[k]);
+    }
+    ag_gradcheck_report rep;
+    cr_expect_eq(ag_gradcheck(sum_of, NULL, 1, &x, 0, &rep, NULL, 0), AG_OK);
+    cr_expect_eq(rep.checked, 3);
+    cr_expect_leq(rep.max_rel_err, 1e-8);
+    cr_expect_eq(ag_tape_status(t), AG_OK);
+    ag_tape_free(t);
+}
+
+/* An input made before its tape's last reset is refused as every accessor
+** refuses it: AG_ESTATE, recorded on its tape too. */
+Test(gradcheck, a_stale_input_is_refused)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *fresh = ag_param_scalar(AG_F64, 1.0);
+    ag_tensor *x = ag_full(t, AG_F64, 1, (int64_t[]){3}, 0.25);
+    ag_tape_reset(t);
+    char err[256];
+    cr_expect_eq(ag_gradcheck(sum_of, NULL, 2, (ag_tensor *[]){fresh, x}, 0, NULL, err,
+                              sizeof err), AG_ESTATE, "%s", err);
+    cr_expect(strstr(err, "ag_gradcheck: input 1 was made before the last ag_tape_reset"), "%s",
+              err);
+    cr_expect_eq(ag_tape_status(t), AG_ESTATE);
+    cr_expect(strstr(ag_tape_errmsg(t), "ag_gradcheck: tensor was made before the last "
+                     "ag_tape_reset"), "%s", ag_tape_errmsg(t));
+    ag_param_free(fresh);
+    ag_tape_free(t);
+}
+
 /* ------------------------------------------------------------- cast */
 
 /* A cast through f32 cannot be finite-differenced to 1e-6, so its gradient
