@@ -562,6 +562,8 @@ static void threads_bitwise(ag_dtype dt, agk_gemm_kernel id)
         {333, 333, 40, false, false, 0},  {520, 300, 700, true, false, 0},
         /* B packed whole and shared, the parts cut by columns (3 threads) */
         {12, 900, 700, false, false, 0},
+        /* A read in place and a B over half the L2: parts by columns */
+        {100, 520, 400, false, false, 0},
     };
     ag_pool *two = ag_pool_new(2), *three = ag_pool_new(3);
     cr_assert(two && three);

@@ -557,16 +557,26 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
         threads = (int)(macs / MIN_MACS_PER_THREAD);
     int64_t tiles_m = threads > 1 ? ceil_div(m, p->blk.mr) : 1;
     int64_t tiles_n = threads > 1 ? ceil_div(n, p->blk.nr) : 1;
+    /* With A read in place, no part packs any of it, and a grid of column
+    ** parts lets each thread pack its own share of B (the shared packing's
+    ** panels are dealt in the same order) and keep it in its own L2, where
+    ** row parts each stream all of B: when B is over half the L2, the
+    ** MLP's b256 784-deep products and 384^3 ran 2 to 4% faster on two
+    ** threads so (Zen 3, docs/PERFORMANCE.md, session 12). Narrower parts
+    ** ran slower. */
+    double b_bytes = (double)round_up(n, p->blk.nr) * (double)k * (double)es;
+    bool by_columns = p->a_direct && b_bytes > 0.5 * (double)host.cpu.l2 &&
+                      tiles_n >= 8 * (int64_t)threads;
     if (threads > 1 && tiles_m * tiles_n >= threads) {
-        /* Choose the grid that minimises the largest part's work plus its
-        ** packing: each part packs its own rows of A (B is shared, or read
-        ** in place). */
+        /* Otherwise choose the grid that minimises the largest part's work
+        ** plus its packing: each part packs its own rows of A (B is shared,
+        ** or read in place). */
         double best = -1;
         for (int pm = 1; pm <= threads; pm++) {
             if (threads % pm)
                 continue;
             int pn = threads / pm;
-            if (pm > tiles_m || pn > tiles_n)
+            if (pm > tiles_m || pn > tiles_n || (by_columns && pm > 1))
                 continue;
             double rows = (double)(ceil_div(tiles_m, pm) * p->blk.mr);
             double cols = (double)(ceil_div(tiles_n, pn) * p->blk.nr);
