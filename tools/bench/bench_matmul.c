@@ -163,6 +163,44 @@ static void wait_for_quiet_core(void)
     quiet_gave_up++;
 }
 
+/* The same wait for a two-thread round, with a probe on each of the pool's
+** first two threads at once: a round on two threads is as slow as its
+** slower core, and the neighbour takes one core at a time. Both probes
+** must have run on different threads (a worker late to take its probe has
+** it run by the caller, one after the other, which says nothing of its
+** core). */
+static double quiet_pair_peak;   /* each thread's FMA rate while both run; 0: not yet known */
+static long quiet_pair_probes;   /* as quiet_probes, for two-thread rounds */
+static long quiet_pair_gave_up;
+
+typedef struct quiet_pair {
+    double rate[2];
+    int task[2];
+} quiet_pair;
+
+static void probe_on_task(void *ctx, int task, int64_t begin, int64_t end)
+{
+    quiet_pair *q = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        q->rate[i] = peak_one_thread(1, QUIET_PROBE_ITERS);
+        q->task[i] = task;
+    }
+}
+
+static void wait_for_quiet_cores(ag_pool *pool)
+{
+    if (quiet_pair_peak <= 0)
+        return;
+    for (int w = 0; w < QUIET_MAX_PROBES; w++) {
+        quiet_pair q = {.task = {-1, -1}};
+        if (agk_pool_try_ranges(pool, 2, 2, probe_on_task, &q) && q.task[0] != q.task[1] &&
+            q.rate[0] >= 0.96 * quiet_pair_peak && q.rate[1] >= 0.96 * quiet_pair_peak)
+            return;
+        quiet_pair_probes++;
+    }
+    quiet_pair_gave_up++;
+}
+
 typedef struct peak_arg {
     int repeat;
     long iters;
@@ -374,10 +412,12 @@ static void measure(const mm_case *c, int threads, ag_pool *pool, int repeat, do
     ** a round is a single call. The peers get the same warm-up. */
     bool warm_up = threads > 1;
     for (int r = 0; r < repeat; r++) {
-        if (warm_up)
+        if (warm_up) {
+            wait_for_quiet_cores(pool);
             run_ours(c, &buf, pool);
-        else
+        } else {
             wait_for_quiet_core();
+        }
         double t0 = now();
         for (long i = 0; i < reps; i++)
             run_ours(c, &buf, pool);
@@ -386,13 +426,15 @@ static void measure(const mm_case *c, int threads, ag_pool *pool, int repeat, do
         for (int p = 0; p < NPEERS; p++) {
             if (!takes[p])
                 continue;
-            /* The same courtesy the other way: our workers spin 1.7 ms. */
-            if (threads > 1)
+            /* The same courtesy the other way: our workers spin 1.7 ms
+            ** (after the probes too). */
+            if (warm_up) {
+                wait_for_quiet_cores(pool);
                 nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
-            if (warm_up)
                 peers[p].run(c, &buf, state[p]);
-            else
+            } else {
                 wait_for_quiet_core();
+            }
             t0 = now();
             for (long i = 0; i < reps; i++)
                 peers[p].run(c, &buf, state[p]);
@@ -533,6 +575,7 @@ void bench_matmul(bench_table *t, const bench_options *o)
     peak1 = again > peak1 ? again : peak1;
 
     double peak2 = peak_threads(2, o->repeat, iters);
+    quiet_pair_peak = peak2 / 2;
     ag_pool *pool2 = ag_pool_new(2);
     run_case(&big2, o, "1024^3 2", big, 2, pool2);
     for (size_t i = 0; i < nsz; i++) {
@@ -571,11 +614,12 @@ void bench_matmul(bench_table *t, const bench_options *o)
     fprintf(stderr,
             "bench: matmul on %s (L1d %zu KB, L2 %zu KB, L3 %zu KB a core): kernel %s, f32 tile "
             "%lldx%lld, mc %lld kc %lld nc %lld; fma peak %.1f GFLOP/s; %ld probes of 40 us "
-            "failed waiting for a quiet core, %ld rounds ran after a second of them\n",
+            "failed waiting for a quiet core, %ld rounds ran after a second of them; %ld "
+            "failed waiting for two, %ld two-thread rounds ran after a second\n",
             cpu.brand[0] ? cpu.brand : "an unnamed CPU", cpu.l1d >> 10, cpu.l2 >> 10,
             cpu.l3_per_core >> 10, ag_gemm_kernel(), (long long)blk[0], (long long)blk[1],
             (long long)blk[2], (long long)blk[3], (long long)blk[4], peak1, quiet_probes,
-            quiet_gave_up);
+            quiet_gave_up, quiet_pair_probes, quiet_pair_gave_up);
     char note[160];
     snprintf(note, sizeof note, "our microbenchmark; kernel %s on %.60s", ag_gemm_kernel(),
              cpu.brand[0] ? cpu.brand : "an unnamed CPU");
