@@ -562,8 +562,9 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     ** panels are dealt in the same order) and keep it in its own L2, where
     ** row parts each stream all of B: when B is over half the L2, the
     ** MLP's b256 784-deep products and 384^3 ran 2 to 4% faster on two
-    ** threads so (Zen 3, docs/PERFORMANCE.md, session 12). Narrower parts
-    ** ran slower. */
+    ** threads so (Zen 3, docs/PERFORMANCE.md, session 12). Parts of 4
+    ** panels ran 5 to 8% slower by columns (b256's 256 x 128 forward):
+    ** hence 8 panels a thread at least. */
     double b_bytes = (double)round_up(n, p->blk.nr) * (double)k * (double)es;
     bool by_columns = p->a_direct && b_bytes > 0.5 * (double)host.cpu.l2 &&
                       tiles_n >= 8 * (int64_t)threads;
