@@ -565,8 +565,9 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
     ** threads so (Zen 3, docs/PERFORMANCE.md, session 12). Parts of 4
     ** panels ran 5 to 8% slower by columns (b256's 256 x 128 forward):
     ** hence 8 panels a thread at least. */
-    double b_bytes = (double)round_up(n, p->blk.nr) * (double)k * (double)es;
-    bool by_columns = p->a_direct && b_bytes > 0.5 * (double)host.cpu.l2 &&
+    /* All of B packed: shared_bytes below, when it is shared. */
+    size_t b_whole = ((size_t)(round_up(n, p->blk.nr) * k) * es + 63) & ~(size_t)63;
+    bool by_columns = p->a_direct && (double)b_whole > 0.5 * (double)host.cpu.l2 &&
                       tiles_n >= 8 * (int64_t)threads;
     if (threads > 1 && tiles_m * tiles_n >= threads) {
         /* Otherwise choose the grid that minimises the largest part's work
@@ -600,7 +601,7 @@ static void make_plan(plan *p, ag_dtype dt, const agk_gemm_opts *o, int64_t m, i
         /* Also for agk_gemm_add over several k blocks, which would pack B
         ** again for each block of A (gemm_part_add_blocks); the scratch
         ** size cannot tell agk_gemm_add from agk_gemm. */
-        p->shared_bytes = ((size_t)(round_up(n, p->blk.nr) * k) * es + 63) & ~(size_t)63;
+        p->shared_bytes = b_whole;
     }
     /* With threads, each part's rows are cut into slices that the pool
     ** hands out as ag_pool_for does its ranges: a thread done with its own
