@@ -897,7 +897,9 @@ typedef struct ag_gradcheck_report {
 ** on every call. 'inputs' are tensors of any kind whose values are copied;
 ** they are left unchanged. Returns AG_OK, or the status of the tape on which
 ** f failed (its message copied to 'err' when not NULL): AG_ESHAPE when f's
-** output changes dtype or shape between calls. Bad arguments are answered
+** output changes dtype or shape between calls, AG_EINVAL when it is not of
+** the tape and pass f was given (kept from an earlier call, or another
+** tape's). Bad arguments are answered
 ** the same way: AG_EINVAL for f NULL, a NULL or nil input, or an eps that is
 ** negative or not finite; AG_ESTATE for an input made before its tape's last
 ** ag_tape_reset (recorded on that tape too, as every accessor does). */

@@ -70,6 +70,13 @@ static ag_tensor *evaluate(check *c)
                   y ? "the nil tensor" : "NULL");
         return NULL;
     }
+    /* A tensor kept from an earlier evaluation lies in arena memory the
+    ** reset gave back: its values and its graph are no longer its own. */
+    if (!(y->flags & AGI_PARAM) && (y->tape != c->t || y->epoch != c->t->epoch)) {
+        agi_error(c->t, AG_EINVAL, "ag_gradcheck: f returned a tensor of %s, not of the tape it "
+                  "was given", y->tape != c->t ? "another tape" : "an earlier pass (before a reset)");
+        return NULL;
+    }
     return same_output(c, y) ? y : NULL;
 }
 

@@ -171,6 +171,50 @@ static ag_tensor *sum_of(ag_tape *t, ag_tensor *const *x, void *ud)
     return ag_sum(t, x[0]);
 }
 
+/* f's output must be of the tape and pass it was given: an output kept
+** from the first evaluation lies, after the next reset, in arena memory
+** the tape has given back; one of another tape is not differentiated by
+** this one. */
+typedef struct keeper {
+    ag_tensor *first;
+    ag_tape *other;
+} keeper;
+
+static ag_tensor *keeps_its_first_output(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    keeper *k = ud;
+    if (!k->first)
+        return k->first = ag_sum(t, x[0]);
+    return k->first;
+}
+
+static ag_tensor *answers_on_another_tape(ag_tape *t, ag_tensor *const *x, void *ud)
+{
+    (void)t;
+    (void)x;
+    keeper *k = ud;
+    return ag_full(k->other, AG_F64, 0, NULL, 1.0);
+}
+
+Test(gradcheck, an_output_of_an_earlier_pass_or_another_tape_is_refused)
+{
+    ag_tape *t = ag_tape_new();
+    ag_tensor *x = ag_full(t, AG_F64, 1, (int64_t[]){3}, 0.25);
+    keeper k = {.other = ag_tape_new()};
+    ag_gradcheck_report rep;
+    char err[256];
+    cr_expect_eq(ag_gradcheck(keeps_its_first_output, &k, 1, &x, 0, &rep, err, sizeof err),
+                 AG_EINVAL, "%s", err);
+    cr_expect(strstr(err, "ag_gradcheck: f returned a tensor of an earlier pass (before a reset)"),
+              "'%s'", err);
+    cr_expect_eq(ag_gradcheck(answers_on_another_tape, &k, 1, &x, 0, &rep, err, sizeof err),
+                 AG_EINVAL, "%s", err);
+    cr_expect(strstr(err, "ag_gradcheck: f returned a tensor of another tape"), "'%s'", err);
+    cr_expect_eq(rep.checked, 0);
+    ag_tape_free(k.other);
+    ag_tape_free(t);
+}
+
 /* A NaN eps passed 'eps <= 0' and the check ran, answering AG_OK with an
 ** infinite error; a negative one was silently replaced. 0 means 1e-6. */
 Test(gradcheck, a_step_that_is_not_finite_and_positive_is_refused)
