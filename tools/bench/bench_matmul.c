@@ -246,6 +246,14 @@ typedef struct mm_buffers {
     void *scratch;
 } mm_buffers;
 
+/* What a peer keeps for one product between its rounds. */
+typedef union peer_state {
+#if BENCH_HAVE_LIBXSMM
+    libxsmm_smmfunction xsmm;   /* the kernel it generated for this product */
+#endif
+    char none;
+} peer_state;
+
 static void fill(float *x, size_t n, unsigned seed)
 {
     uint64_t s = seed * 0x9E3779B97F4A7C15u + 1;
@@ -277,24 +285,25 @@ static void run_ours(const mm_case *c, mm_buffers *buf, ag_pool *pool)
 /* ------------------------------------------------------------- peers */
 
 /* A peer's sgemm on 'threads' threads; 'prepare' returns false when it
-** does not take this product (then its column is empty), and may set up a
-** handle in *state. */
+** does not take this product (then its column is empty), and may set up
+** what it needs in *state. Every product prepared before a round runs on
+** the same number of threads (OpenBLAS and BLIS keep the count globally). */
 typedef struct peer {
     const char *name;
-    bool (*prepare)(const mm_case *c, int threads, void **state);
-    void (*run)(const mm_case *c, mm_buffers *buf, void *state);
+    bool (*prepare)(const mm_case *c, int threads, peer_state *state);
+    void (*run)(const mm_case *c, mm_buffers *buf, const peer_state *state);
     bool spins;   /* its threads keep spinning after a threaded call */
 } peer;
 
 #if BENCH_HAVE_OPENBLAS
-static bool openblas_prepare(const mm_case *c, int threads, void **state)
+static bool openblas_prepare(const mm_case *c, int threads, peer_state *state)
 {
     (void)c, (void)state;
     openblas_set_num_threads(threads);
     return true;
 }
 
-static void openblas_run(const mm_case *c, mm_buffers *buf, void *state)
+static void openblas_run(const mm_case *c, mm_buffers *buf, const peer_state *state)
 {
     (void)state;
     cblas_sgemm(CblasRowMajor, c->ta ? CblasTrans : CblasNoTrans,
@@ -304,7 +313,7 @@ static void openblas_run(const mm_case *c, mm_buffers *buf, void *state)
 #endif
 
 #if BENCH_HAVE_BLIS
-static bool blis_prepare(const mm_case *c, int threads, void **state)
+static bool blis_prepare(const mm_case *c, int threads, peer_state *state)
 {
     (void)c, (void)state;
     bli_thread_set_num_threads(threads);
@@ -313,7 +322,7 @@ static bool blis_prepare(const mm_case *c, int threads, void **state)
 
 /* BLIS's own interface takes both strides of each operand: a transposed
 ** operand is the same memory with the strides swapped. */
-static void blis_run(const mm_case *c, mm_buffers *buf, void *state)
+static void blis_run(const mm_case *c, mm_buffers *buf, const peer_state *state)
 {
     (void)state;
     float one = 1.0f, zero = 0.0f;
@@ -327,24 +336,21 @@ static void blis_run(const mm_case *c, mm_buffers *buf, void *state)
 #if BENCH_HAVE_LIBXSMM
 /* libxsmm's generated kernels, for the untransposed products it generates
 ** (column-major: C^T = B^T A^T) on one thread. */
-static libxsmm_smmfunction libxsmm_kernel;   /* the product being measured */
-
-static bool libxsmm_prepare(const mm_case *c, int threads, void **state)
+static bool libxsmm_prepare(const mm_case *c, int threads, peer_state *state)
 {
-    (void)state;
     if (threads > 1 || c->ta || c->tb)
         return false;
     /* Its default beta is 1 (C +=): ours overwrites. */
     static const float one = 1.0f, zero = 0.0f;
-    libxsmm_kernel = libxsmm_smmdispatch(c->n, c->m, c->k, NULL, NULL, NULL, &one, &zero, NULL,
-                                         NULL);
-    return libxsmm_kernel != NULL;
+    state->xsmm = libxsmm_smmdispatch(c->n, c->m, c->k, NULL, NULL, NULL, &one, &zero, NULL,
+                                      NULL);
+    return state->xsmm != NULL;
 }
 
-static void libxsmm_run(const mm_case *c, mm_buffers *buf, void *state)
+static void libxsmm_run(const mm_case *c, mm_buffers *buf, const peer_state *state)
 {
-    (void)c, (void)state;
-    libxsmm_kernel(buf->b, buf->a, buf->c_ref);
+    (void)c;
+    state->xsmm(buf->b, buf->a, buf->c_ref);
 }
 #endif
 
@@ -362,130 +368,175 @@ static const peer peers[] = {
 };
 enum { NPEERS = sizeof peers / sizeof peers[0] - 1, MAX_PEERS = 4 };
 
-/* GFLOP/s of ours and of each peer (NaN where it has none) on 'threads'
-** threads, timed in alternating rounds of about 20 ms each; the best round
-** counts ('repeat' of them, more for small products and for threads).
-** 'agree' gets, per peer, the largest difference between the two results
-** relative to the largest element. */
-static void measure(const mm_case *c, int threads, ag_pool *pool, int repeat, double *ours,
-                    double *ref, double *agree)
+/* One product on one number of threads: its buffers, each side's best
+** round so far, and then its rates. */
+typedef struct mm_row {
+    char name[96];
+    mm_case c;
+    int threads;
+    ag_pool *pool;
+    int rounds;                    /* how many rounds it gets; 0: it could not be set up */
+    long reps;                     /* the calls one round times */
+    mm_buffers buf;
+    peer_state state[MAX_PEERS];
+    bool takes[MAX_PEERS];
+    double best_ours, best_ref[MAX_PEERS];   /* seconds a call, the best round's */
+    double ours, ref[MAX_PEERS];   /* GFLOP/s, NaN where none */
+    double agree[MAX_PEERS];       /* per peer, the largest difference from ours relative to
+                                   ** the largest element */
+} mm_row;
+
+/* Sets up a row: buffers filled, each peer prepared, 'repeat' rounds (more
+** for small products and for threads). */
+static void row_open(mm_row *r, const bench_options *o, const char *name, mm_case c,
+                     int threads, ag_pool *pool)
 {
-    double flop = 2.0 * c->m * c->n * c->k;
-    long reps = (long)(2e9 / flop) + 1;
-    mm_buffers buf = {0};
-    size_t na = (size_t)c->m * c->k, nb = (size_t)c->k * c->n, nc = (size_t)c->m * c->n;
-    buf.a = floats(na);
-    buf.b = floats(nb);
-    buf.c_ours = floats(nc);
-    buf.c_ref = floats(nc);
-    buf.scratch = malloc(agk_gemm_scratch(AG_F32, c->m, c->n, c->k, c->ta, c->tb, pool));
-    *ours = NAN;
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->c = c;
+    r->c.name = r->name;
+    r->threads = threads;
+    r->pool = pool;
+    r->ours = NAN;
     for (int p = 0; p < MAX_PEERS; p++)
-        ref[p] = agree[p] = NAN;
-    if (!buf.a || !buf.b || !buf.c_ours || !buf.c_ref || !buf.scratch)
-        goto done;
-    fill(buf.a, na, 1);
-    fill(buf.b, nb, 2);
-    double best_ours = INFINITY, best_ref[MAX_PEERS];
-    void *state[MAX_PEERS] = {0};
-    bool takes[MAX_PEERS] = {0};
+        r->ref[p] = r->agree[p] = NAN;
+    double flop = 2.0 * c.m * c.n * c.k;
+    r->reps = (long)(2e9 / flop) + 1;
+    size_t na = (size_t)c.m * c.k, nb = (size_t)c.k * c.n, nc = (size_t)c.m * c.n;
+    r->buf.a = floats(na);
+    r->buf.b = floats(nb);
+    r->buf.c_ours = floats(nc);
+    r->buf.c_ref = floats(nc);
+    r->buf.scratch = malloc(agk_gemm_scratch(AG_F32, c.m, c.n, c.k, c.ta, c.tb, pool));
+    if (!r->buf.a || !r->buf.b || !r->buf.c_ours || !r->buf.c_ref || !r->buf.scratch)
+        return;
+    fill(r->buf.a, na, 1);
+    fill(r->buf.b, nb, 2);
+    r->best_ours = INFINITY;
     for (int p = 0; p < NPEERS; p++) {
-        best_ref[p] = INFINITY;
-        takes[p] = peers[p].prepare(c, threads, &state[p]);
+        r->best_ref[p] = INFINITY;
+        r->takes[p] = peers[p].prepare(&r->c, threads, &r->state[p]);
     }
+    r->rounds = o->repeat;
     /* Two-thread rows take more rounds: on this shared VM one vCPU is now
     ** and then taken away for a few hundred milliseconds, and a round that
     ** falls in such a moment runs at one core's speed, ours or a peer's. */
-    if (threads > 1 && repeat < 10)
-        repeat = 10;
+    if (threads > 1 && r->rounds < 10)
+        r->rounds = 10;
     /* A round of a small product is thousands of calls, and the two sides
     ** of 64^3 are within 1% of each other and of the FMA peak: three times
-    ** the rounds (a few seconds in all) make the best of them steadier. */
+    ** the rounds make the best of them steadier. */
     if (flop < 1e8)
-        repeat *= 3;
-    double (*now)(void) = threads > 1 ? bench_now : cpu_now;
-    /* With threads, each side's round starts with one untimed call. The
-    ** pauses between the sides (below) leave both vCPUs idle, and the first
-    ** call after an idle moment ran 10-25% slower than the next ones (ours,
-    ** 1024^3 on the 2-vCPU Zen 3 VM: 119-148 GFLOP/s against 151-170): the
-    ** round measured the machine waking up, not the product, and at 1024^3
-    ** a round is a single call. The peers get the same warm-up. */
-    bool warm_up = threads > 1;
-    for (int r = 0; r < repeat; r++) {
-        if (warm_up) {
-            wait_for_quiet_cores(pool);
-            run_ours(c, &buf, pool);
-        } else {
-            wait_for_quiet_core();
-        }
-        double t0 = now();
-        for (long i = 0; i < reps; i++)
-            run_ours(c, &buf, pool);
-        double t = (now() - t0) / (double)reps;
-        best_ours = t < best_ours ? t : best_ours;
-        for (int p = 0; p < NPEERS; p++) {
-            if (!takes[p])
-                continue;
-            /* The same courtesy the other way: our workers spin 1.7 ms
-            ** (after the probes too). */
-            if (warm_up) {
-                wait_for_quiet_cores(pool);
-                nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
-                peers[p].run(c, &buf, state[p]);
-            } else {
-                wait_for_quiet_core();
-            }
-            t0 = now();
-            for (long i = 0; i < reps; i++)
-                peers[p].run(c, &buf, state[p]);
-            t = (now() - t0) / (double)reps;
-            best_ref[p] = t < best_ref[p] ? t : best_ref[p];
-            /* OpenBLAS's workers (and OpenMP's, BLIS's) spin for up to 100
-            ** ms after a threaded call; on two cores one would share a core
-            ** with our worker in our next round. Let them go to sleep. */
-            if (threads > 1 && peers[p].spins)
-                nanosleep(&(struct timespec){.tv_nsec = 300000000}, NULL);
-            if (r == repeat - 1) {
-                double diff = 0, scale = 0;
-                for (size_t i = 0; i < nc; i++) {
-                    double d = fabs((double)buf.c_ours[i] - buf.c_ref[i]);
-                    diff = d > diff ? d : diff;
-                    scale = fabs(buf.c_ref[i]) > scale ? fabs(buf.c_ref[i]) : scale;
-                }
-                agree[p] = scale > 0 ? diff / scale : diff;
-                memset(buf.c_ref, 0, nc * sizeof *buf.c_ref);
-            }
-        }
-    }
-    *ours = flop / best_ours * 1e-9;
-    for (int p = 0; p < NPEERS; p++)
-        if (takes[p])
-            ref[p] = flop / best_ref[p] * 1e-9;
-done:
-    free(buf.a);
-    free(buf.b);
-    free(buf.c_ours);
-    free(buf.c_ref);
-    free(buf.scratch);
+        r->rounds *= 3;
 }
 
-/* One measured product, kept until the table is written. */
-typedef struct mm_result {
-    char name[96];
-    double ours, ref[MAX_PEERS], agree[MAX_PEERS];
-} mm_result;
-
-/* Into 'r', each side's better rate of two runs of one product. */
-static void best_of_both(mm_result *r, const mm_result *again)
+/* One round of a row: ours, then each peer, each timed over r->reps calls
+** after an untimed one. The untimed call brings the operands back into the
+** caches, which the other rows' rounds have since filled (from 1024^3 up a
+** round is a single call, which would otherwise start from memory).
+** With threads it also wakes the pool: the first call after the pauses
+** between the sides ran 10-25% slower than the next ones (ours, 1024^3 on
+** the 2-vCPU Zen 3 VM, 119-148 GFLOP/s against 151-170), which measured the
+** machine waking up. The wait for quiet cores comes last on one thread,
+** right before the clock starts; on two, the probes themselves wake the
+** worker, and the warm-up call follows them. 'last': also check that each
+** peer's product agrees with ours. */
+static void row_round(mm_row *r, bool last)
 {
-    r->ours = again->ours > r->ours ? again->ours : r->ours;
-    for (int p = 0; p < MAX_PEERS; p++)   /* NaN: a peer that did not run */
-        if (isnan(r->ref[p]) || again->ref[p] > r->ref[p])
-            r->ref[p] = again->ref[p];
+    bool threaded = r->threads > 1;
+    double (*now)(void) = threaded ? bench_now : cpu_now;
+    if (threaded)
+        wait_for_quiet_cores(r->pool);
+    run_ours(&r->c, &r->buf, r->pool);
+    if (!threaded)
+        wait_for_quiet_core();
+    double t0 = now();
+    for (long i = 0; i < r->reps; i++)
+        run_ours(&r->c, &r->buf, r->pool);
+    double t = (now() - t0) / (double)r->reps;
+    r->best_ours = t < r->best_ours ? t : r->best_ours;
+    for (int p = 0; p < NPEERS; p++) {
+        if (!r->takes[p])
+            continue;
+        /* The same courtesy the other way: our workers spin 1.7 ms
+        ** (after the probes too). */
+        if (threaded) {
+            wait_for_quiet_cores(r->pool);
+            nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+        }
+        peers[p].run(&r->c, &r->buf, &r->state[p]);
+        if (!threaded)
+            wait_for_quiet_core();
+        t0 = now();
+        for (long i = 0; i < r->reps; i++)
+            peers[p].run(&r->c, &r->buf, &r->state[p]);
+        t = (now() - t0) / (double)r->reps;
+        r->best_ref[p] = t < r->best_ref[p] ? t : r->best_ref[p];
+        /* OpenBLAS's workers (and OpenMP's, BLIS's) spin for up to 100 ms
+        ** after a threaded call; on two cores one would share a core with
+        ** our worker in our next round. Let them go to sleep. */
+        if (threaded && peers[p].spins)
+            nanosleep(&(struct timespec){.tv_nsec = 300000000}, NULL);
+        if (last) {
+            size_t nc = (size_t)r->c.m * r->c.n;
+            double diff = 0, scale = 0;
+            for (size_t i = 0; i < nc; i++) {
+                double d = fabs((double)r->buf.c_ours[i] - r->buf.c_ref[i]);
+                diff = d > diff ? d : diff;
+                scale = fabs(r->buf.c_ref[i]) > scale ? fabs(r->buf.c_ref[i]) : scale;
+            }
+            r->agree[p] = scale > 0 ? diff / scale : diff;
+            memset(r->buf.c_ref, 0, nc * sizeof *r->buf.c_ref);
+        }
+    }
+}
+
+/* The rates from the best rounds; the buffers go back. */
+static void row_close(mm_row *r)
+{
+    double flop = 2.0 * r->c.m * r->c.n * r->c.k;
+    if (r->rounds > 0) {
+        r->ours = flop / r->best_ours * 1e-9;
+        for (int p = 0; p < NPEERS; p++)
+            if (r->takes[p])
+                r->ref[p] = flop / r->best_ref[p] * 1e-9;
+    }
+    free(r->buf.a);
+    free(r->buf.b);
+    free(r->buf.c_ours);
+    free(r->buf.c_ref);
+    free(r->buf.scratch);
+    r->buf = (mm_buffers){0};
+}
+
+/* Every row's rounds, spread evenly over the whole phase: pass after pass,
+** each row takes its next round when its share of the passes is due. The
+** neighbour on our cores comes and goes for seconds at a time, longer than
+** a row's rounds take one after another (a second or two): rows measured
+** that way came out with every round of every side in one busy stretch
+** (session 12: 768^3 at 0.925 of BLIS with every side at 69-77 GFLOP/s
+** against its usual 90-94, in a run where it was 1.002 the time before).
+** Spread over the minutes a phase takes, each row's best round falls in a
+** quiet moment, as every other row's does. */
+static void measure_rows(mm_row *rows, size_t n, const char *phase)
+{
+    int passes = 0;
+    for (size_t i = 0; i < n; i++)
+        passes = rows[i].rounds > passes ? rows[i].rounds : passes;
+    for (int pass = 0; pass < passes; pass++) {
+        for (size_t i = 0; i < n; i++) {
+            long due = (long)(pass + 1) * rows[i].rounds / passes;
+            if (due > (long)pass * rows[i].rounds / passes)
+                row_round(&rows[i], due == rows[i].rounds);
+        }
+        fprintf(stderr, "bench: matmul, %s: pass %d of %d\n", phase, pass + 1, passes);
+    }
+    for (size_t i = 0; i < n; i++)
+        row_close(&rows[i]);
 }
 
 /* The best peer's rate (NaN without one). */
-static double best_peer(const mm_result *r)
+static double best_peer(const mm_row *r)
 {
     double best = NAN;
     for (int p = 0; p < NPEERS; p++)
@@ -495,7 +546,7 @@ static double best_peer(const mm_result *r)
 }
 
 /* Each peer's GFLOP/s, and any that disagrees with ours. */
-static const char *peers_note(const mm_result *r, char *note, size_t len)
+static const char *peers_note(const mm_row *r, char *note, size_t len)
 {
     if (NPEERS == 0)
         return "no BLAS peer (OpenBLAS, BLIS, libxsmm) found at build time";
@@ -512,17 +563,9 @@ static const char *peers_note(const mm_result *r, char *note, size_t len)
     return note;
 }
 
-static void run_case(mm_result *r, const bench_options *o, const char *name, mm_case c,
-                     int threads, ag_pool *pool)
-{
-    snprintf(r->name, sizeof r->name, "%s", name);
-    c.name = r->name;
-    measure(&c, threads, pool, o->repeat, &r->ours, r->ref, r->agree);
-}
-
 /* A dense layer's three products at batch b: Y = X W, dX = G W^T, dW = X^T G.
-** Returns the rows written to res (3). */
-static size_t mlp_layer(mm_result *res, const bench_options *o, int b, int in, int out,
+** Returns the rows set up (3). */
+static size_t mlp_layer(mm_row *rows, const bench_options *o, int b, int in, int out,
                         int threads, ag_pool *pool)
 {
     static const char *const what[] = {"fwd  X W", "dX   G W^T", "dW   X^T G"};
@@ -533,12 +576,32 @@ static size_t mlp_layer(mm_result *res, const bench_options *o, int b, int in, i
         char name[96];
         snprintf(name, sizeof name, "mlp b%d %dx%d %s%s", b, in, out, what[i],
                  threads > 1 ? ", 2 threads" : "");
-        run_case(&res[i], o, name, cases[i], threads, pool);
+        row_open(&rows[i], o, name, cases[i], threads, pool);
     }
     return 3;
 }
 
-enum { MAX_RESULTS = 64 };
+/* The square sizes' rows on 'threads' threads from 'from' up; returns how
+** many, and in *big the index of 1024^3's. */
+static size_t square_rows(mm_row *rows, const bench_options *o, const int *sz, size_t nsz,
+                          int from, int threads, ag_pool *pool, size_t *big)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nsz; i++) {
+        if (sz[i] < from)
+            continue;
+        char name[96];
+        snprintf(name, sizeof name, "sgemm %d^3, %d thread%s", sz[i], threads,
+                 threads > 1 ? "s" : "");
+        if (sz[i] == 1024)
+            *big = n;
+        row_open(&rows[n++], o, name, (mm_case){"", sz[i], sz[i], sz[i], false, false},
+                 threads, pool);
+    }
+    return n;
+}
+
+enum { MAX_ROWS = 32 };
 
 void bench_matmul(bench_table *t, const bench_options *o)
 {
@@ -547,9 +610,8 @@ void bench_matmul(bench_table *t, const bench_options *o)
     static const int sizes[] = {64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048};
     const int *sz = o->quick ? quick_sizes : sizes;
     size_t nsz = o->quick ? 3 : sizeof sizes / sizeof sizes[0];
-    mm_result res[MAX_RESULTS];
-    size_t n = 0;
-    char name[96];
+    static mm_row one[MAX_ROWS], two[MAX_ROWS];
+    size_t n1 = 0, n2 = 0, big1 = 0, big2 = 0;
 
     /* One thread first, every size and shape, then two: OpenBLAS's threads
     ** keep spinning a while after a threaded call, which would slow the
@@ -558,52 +620,28 @@ void bench_matmul(bench_table *t, const bench_options *o)
     ** otherwise lower it. */
     double peak1 = peak_one_thread(o->repeat, iters);
     quiet_peak = peak1;
-    mm_case big = {"", 1024, 1024, 1024, false, false};
-    mm_result big1, big2;
-    run_case(&big1, o, "1024^3 1", big, 1, NULL);
-    for (size_t i = 0; i < nsz; i++) {
-        snprintf(name, sizeof name, "sgemm %d^3, 1 thread", sz[i]);
-        run_case(&res[n++], o, name, (mm_case){"", sz[i], sz[i], sz[i], false, false}, 1, NULL);
-    }
+    n1 = square_rows(one, o, sz, nsz, 0, 1, NULL, &big1);
     /* The MLP 784-256-128-10 at batch 64 and 256. */
     static const int layers[][2] = {{784, 256}, {256, 128}, {128, 10}};
     static const int batches[] = {64, 256};
     for (size_t bi = 0; bi < 2; bi++)
         for (size_t l = 0; l < 3; l++)
-            n += mlp_layer(res + n, o, batches[bi], layers[l][0], layers[l][1], 1, NULL);
+            n1 += mlp_layer(one + n1, o, batches[bi], layers[l][0], layers[l][1], 1, NULL);
+    measure_rows(one, n1, "one thread");
     double again = peak_one_thread(o->repeat, iters);
     peak1 = again > peak1 ? again : peak1;
 
     double peak2 = peak_threads(2, o->repeat, iters);
     quiet_pair_peak = peak2 / 2;
     ag_pool *pool2 = ag_pool_new(2);
-    run_case(&big2, o, "1024^3 2", big, 2, pool2);
-    for (size_t i = 0; i < nsz; i++) {
-        if (sz[i] < 256)
-            continue;
-        snprintf(name, sizeof name, "sgemm %d^3, 2 threads", sz[i]);
-        run_case(&res[n++], o, name, (mm_case){"", sz[i], sz[i], sz[i], false, false}, 2,
-                 pool2);
-    }
+    n2 = square_rows(two, o, sz, nsz, 256, 2, pool2, &big2);
     /* Batch 256's two big layers, which a two-thread training step splits. */
     for (size_t l = 0; l < 2; l++)
-        n += mlp_layer(res + n, o, 256, layers[l][0], layers[l][1], 2, pool2);
+        n2 += mlp_layer(two + n2, o, 256, layers[l][0], layers[l][1], 2, pool2);
+    measure_rows(two, n2, "two threads");
     ag_pool_free(pool2);
     again = peak_threads(2, o->repeat, iters);
     peak2 = again > peak2 ? again : peak2;
-
-    /* The summary rows take each side's best over both of the runs of
-    ** 1024^3 (the first, and its row among the sizes): best of rounds, as
-    ** every row is. The first is timed right after the peak, and another
-    ** guest on the core then sank it alone (80.5% of the peak, against
-    ** 89.8% in its row of the same run, Zen 3, session 10). */
-    for (size_t i = 0; i < n; i++) {
-        mm_result *big = strcmp(res[i].name, "sgemm 1024^3, 1 thread") == 0    ? &big1
-                         : strcmp(res[i].name, "sgemm 1024^3, 2 threads") == 0 ? &big2
-                                                                                : NULL;
-        if (big)
-            best_of_both(big, &res[i]);
-    }
 
     /* Which kernel ran, on which CPU, with which blocks: the figures mean
     ** little without them. */
@@ -627,16 +665,19 @@ void bench_matmul(bench_table *t, const bench_options *o)
     bench_add(t, "fma peak f32, 2 threads", peak2, NAN, "GFLOP/s", BENCH_HIGHER_IS_BETTER,
               "two copies at once");
     char pn[160];
-    bench_add(t, "sgemm 1024^3, share of fma peak, 1 thread", 100 * big1.ours / peak1,
-              100 * best_peer(&big1) / peak1, "%", BENCH_HIGHER_IS_BETTER,
-              peers_note(&big1, pn, sizeof pn));
-    bench_add(t, "sgemm 1024^3, share of fma peak, 2 threads", 100 * big2.ours / peak2,
-              100 * best_peer(&big2) / peak2, "%", BENCH_HIGHER_IS_BETTER,
-              peers_note(&big2, pn, sizeof pn));
-    bench_add(t, "sgemm 1024^3, speedup of 2 threads over 1", big2.ours / big1.ours,
-              best_peer(&big2) / best_peer(&big1), "x", BENCH_HIGHER_IS_BETTER,
+    const mm_row *b1 = &one[big1], *b2 = &two[big2];
+    bench_add(t, "sgemm 1024^3, share of fma peak, 1 thread", 100 * b1->ours / peak1,
+              100 * best_peer(b1) / peak1, "%", BENCH_HIGHER_IS_BETTER,
+              peers_note(b1, pn, sizeof pn));
+    bench_add(t, "sgemm 1024^3, share of fma peak, 2 threads", 100 * b2->ours / peak2,
+              100 * best_peer(b2) / peak2, "%", BENCH_HIGHER_IS_BETTER,
+              peers_note(b2, pn, sizeof pn));
+    bench_add(t, "sgemm 1024^3, speedup of 2 threads over 1", b2->ours / b1->ours,
+              best_peer(b2) / best_peer(b1), "x", BENCH_HIGHER_IS_BETTER,
               "reference: the best peer's");
-    for (size_t i = 0; i < n; i++)
-        bench_add(t, res[i].name, res[i].ours, best_peer(&res[i]), "GFLOP/s",
-                  BENCH_HIGHER_IS_BETTER, peers_note(&res[i], pn, sizeof pn));
+    for (size_t i = 0; i < n1 + n2; i++) {
+        const mm_row *r = i < n1 ? &one[i] : &two[i - n1];
+        bench_add(t, r->name, r->ours, best_peer(r), "GFLOP/s", BENCH_HIGHER_IS_BETTER,
+                  peers_note(r, pn, sizeof pn));
+    }
 }
