@@ -337,11 +337,18 @@ NN_API double nn_progress_finish(nn_progress *p);
 /* A metrics log: one record per call (an epoch's losses and accuracies),
 ** appended to a file as CSV (a header line, then one line per record) or as
 ** JSON lines ({"epoch": 1, "loss": 0.25}, numbers with 17 significant
-** digits, null for NaN and infinities). Each record is written and flushed
-** whole, so a run killed midway leaves complete lines. Opening with
-** 'append' continues an existing log (a resumed run): a CSV log's header
-** must then name the same columns. Every record must have the columns of
-** the first. */
+** digits, null for NaN and infinities). Each record is one write(2), not
+** buffered, so a run killed midway leaves complete lines. A record is in
+** the file whole or not at all: when a write fails partway (disk full,
+** EFBIG, EIO) the bytes of it that got in are cut off again, and the log
+** is failed from then on: later writes are refused and the close reports
+** it, each with AG_EIO and a message naming the path and the first
+** failure, so no record follows a missing one. (Should cutting off fail
+** too, the message says how many bytes stayed.) Opening with 'append'
+** continues an existing log (a resumed run): a CSV log's header must then
+** name the same columns, and the file must end in a newline (a log cut
+** short in the middle of a line is refused, not glued onto). One writer
+** per file. Every record must have the columns of the first. */
 typedef struct nn_metrics_log nn_metrics_log;
 typedef enum nn_log_format { NN_LOG_CSV, NN_LOG_JSONL } nn_log_format;
 NN_API ag_status nn_metrics_log_open(const char *path, nn_log_format format, int append,
@@ -351,7 +358,8 @@ NN_API ag_status nn_metrics_log_open(const char *path, nn_log_format format, int
 ** '-' and '/' only, so that neither format needs quoting), values values[i]. */
 NN_API ag_status nn_metrics_log_write(nn_metrics_log *log, int n, const char *const *keys,
                                       const double *values, char *err, size_t errlen);
-/* Closes the file; AG_EIO when the last bytes could not be written. */
+/* Closes the file and frees the log (always, also on error); AG_EIO when
+** a write failed earlier or the close itself failed. */
 NN_API ag_status nn_metrics_log_close(nn_metrics_log *log, char *err, size_t errlen);
 
 #ifdef __cplusplus
