@@ -161,6 +161,18 @@ static ag_status dataset_new(const char *who, ag_alloc_fn fn, void *ud, ag_dtype
         return nni_io_fail(err, errlen, AG_ESHAPE, "%s: %lld samples of this shape do not fit in memory", who,
                            (long long)n);
     }
+    /* Loaders and splits keep an int64 index per sample (n * 8 bytes, which
+    ** they compute unchecked). Samples of no element take no buffer, so
+    ** without this check an n of 2^61 passed, the loader's order array
+    ** wrapped around to 0 bytes, and the first batch wrote past it. */
+    buffer_bytes(n, 1, sizeof(int64_t), &fits);
+    if (!fits) {
+        nn_dataset_free(ds);
+        return nni_io_fail(err, errlen, AG_ESHAPE,
+                           "%s: %lld samples do not fit in memory: their indices (8 bytes each, as "
+                           "loaders and splits keep) would take over half the address space",
+                           who, (long long)n);
+    }
     bool ok = true;
     ds->x = zeroed(fn, ud, ds->x_bytes, &ok);
     ds->y = ok ? zeroed(fn, ud, ds->y_bytes, &ok) : NULL;

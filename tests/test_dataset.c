@@ -489,3 +489,44 @@ Test(loader, a_huge_batch_size_is_one_batch)
     }
     nn_dataset_free(ds);
 }
+
+/* Samples of no element take no buffer, so nn_dataset_new took any n; the
+** loader's order array of n * 8 bytes then wrapped around: 2^61 samples
+** gave 0 bytes (NULL) and 2^62 + 1 gave 8, and the first batch wrote n
+** indices into it. Such an n is refused where the dataset is made. */
+Test(dataset, a_sample_count_whose_indices_overflow_is_refused)
+{
+    static const int64_t huge[] = {INT64_C(1) << 61, (INT64_C(1) << 62) + 1, INT64_MAX};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        nn_dataset *ds = (nn_dataset *)&ds;
+        cr_expect_eq(nn_dataset_new(NULL, NULL, AG_F32, huge[i], 1, (int64_t[]){0}, NN_Y_NONE, 0, NULL, &ds,
+                                    err, sizeof err),
+                     AG_ESHAPE, "n = %lld", (long long)huge[i]);
+        cr_expect_null(ds);
+        char want[96];
+        snprintf(want, sizeof want, "nn_dataset_new: %lld samples do not fit in memory", (long long)huge[i]);
+        cr_expect(strstr(err, want), "%s", err);
+        if (ds) {   /* before the fix: the loader it allowed */
+            nn_loader *ld = NULL;
+            if (nn_loader_new(ds, 1, 0, 0, NULL, NULL, NULL, &ld, err, sizeof err) == AG_OK) {
+                ag_tape *t = ag_tape_new();
+                nn_batch b;
+                nn_loader_next(ld, t, &b);
+                ag_tape_free(t);
+            }
+            nn_loader_free(ld);
+            nn_dataset_free(ds);
+        }
+    }
+    cr_expect_eq(nn_dataset_new_u8(NULL, NULL, AG_F32, 255.0, INT64_C(1) << 61, 1, (int64_t[]){0}, NN_Y_NONE,
+                                   0, NULL, &(nn_dataset *){NULL}, err, sizeof err),
+                 AG_ESHAPE);
+    cr_expect(strstr(err, "nn_dataset_new_u8: 2305843009213693952 samples do not fit"), "%s", err);
+    /* Where the indices fit, such a dataset is made (it holds no buffer). */
+    nn_dataset *ds;
+    cr_assert_eq(nn_dataset_new(NULL, NULL, AG_F32, INT64_C(1) << 59, 1, (int64_t[]){0}, NN_Y_NONE, 0, NULL,
+                                &ds, err, sizeof err),
+                 AG_OK, "%s", err);
+    cr_expect_eq(nn_dataset_len(ds), INT64_C(1) << 59);
+    nn_dataset_free(ds);
+}
