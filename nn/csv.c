@@ -166,8 +166,9 @@ static size_t decimal_length(const char *s, size_t n)
 
 /* A finite decimal number filling the whole field. The text buffer ends in
 ** a NUL and every field is followed by a byte no number can continue with
-** (a separator, a line end, a blank or a quote), so strtod reads the field in
-** place, whatever its length, and stops exactly at its end. */
+** (a separator, a line end, a blank or a quote), so strtod (and strtof, for
+** f32) reads the field in place, whatever its length, and stops exactly at
+** its end. */
 static number_kind parse_number(const field *f, double *out)
 {
     if (f->n == 0 || decimal_length(f->s, f->n) != f->n)
@@ -312,24 +313,33 @@ static ag_status fill(scan sc, const nn_csv_options *opt, const layout *lay, nn_
                                  err, errlen);
             if (kind != NUMBER_OK)
                 return bad_field(&sc, line, c + 1, &f, "is not a number", err, errlen);
-            /* strtod's double may overflow f32: it would turn into an infinity.
-            ** Up to half an ulp past FLT_MAX rounds to FLT_MAX, as the %.9g
-            ** text of FLT_MAX itself (3.40282347e+38) does. */
-            if (f32 && isinf((float)v) && !(c == lay->y_col && opt->ykind == NN_Y_LABELS))
-                return bad_field(&sc, line, c + 1, &f, "is out of range for f32", err, errlen);
-            if (c == lay->y_col && opt->ykind == NN_Y_LABELS) {
+            /* An f32 value is read by strtof (same syntax, checked above):
+            ** strtod's double rounded once more to float was an ulp off
+            ** wherever the double landed on a midpoint between two floats
+            ** ("1.00000005960464477539062500001" gave 1, not 1 + 2^-23).
+            ** An infinity is out of range; up to half an ulp past FLT_MAX
+            ** rounds to FLT_MAX, as the %.9g text of FLT_MAX itself
+            ** (3.40282347e+38) does. */
+            bool label = c == lay->y_col && opt->ykind == NN_Y_LABELS;
+            float fv = 0;
+            if (f32 && !label) {
+                fv = strtof(f.s, NULL);
+                if (isinf(fv))
+                    return bad_field(&sc, line, c + 1, &f, "is out of range for f32", err, errlen);
+            }
+            if (label) {
                 if (v != floor(v) || v < 0 || v > 9007199254740992.0)
                     return bad_field(&sc, line, c + 1, &f, "is not a class label (an integer >= 0)", err,
                                      errlen);
                 labels[r] = (int64_t)v;
             } else if (c == lay->y_col) {
                 if (f32)
-                    ((float *)y)[r] = (float)v;
+                    ((float *)y)[r] = fv;
                 else
                     ((double *)y)[r] = v;
             } else {
                 if (f32)
-                    ((float *)x)[k++] = (float)v;
+                    ((float *)x)[k++] = fv;
                 else
                     ((double *)x)[k++] = v;
             }

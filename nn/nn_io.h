@@ -277,9 +277,10 @@ typedef struct nn_csv_options {
 ** lines skipped, CRLF or LF) into a new dataset whose samples are the
 ** [columns] feature vector (all columns but y_column) in dtype dt. A number
 ** is decimal: an optional sign, digits with an optional '.', an optional
-** exponent (e.g. -1.5e-3), of any length, correctly rounded (strtod in the C
-** locale); hex, NaN and infinities are refused, and a number beyond the
-** dtype's range is "out of range". A bad number or a row of the wrong length
+** exponent (e.g. -1.5e-3), of any length, correctly rounded to the dtype
+** (strtod or strtof in the C locale, never rounded twice); hex, NaN and
+** infinities are refused, and a number beyond the dtype's range is "out of
+** range". A bad number or a row of the wrong length
 ** is an AG_EIO error naming the file, the line and the column (the field
 ** shown with NUL and control bytes escaped). 'opt' may be NULL. */
 NN_API ag_status nn_csv_load(const char *path, const nn_csv_options *opt, ag_dtype dt,

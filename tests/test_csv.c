@@ -149,6 +149,29 @@ Test(csv, f32_range_ends_half_an_ulp_past_flt_max, .init = make_dir, .fini = dro
     cr_expect(strstr(err, "'3.4028236e38' is out of range for f32"), "%s", err);
 }
 
+/* An f32 value was strtod's double rounded again to float. 1 + 2^-24 is
+** the midpoint between 1 and the next float; a decimal a hair above it
+** (closer than half a double's ulp) became that midpoint as a double, and
+** then 1 by ties-to-even, where rounding once gives 1 + 2^-23. */
+Test(csv, f32_values_are_rounded_once, .init = make_dir, .fini = drop_dir)
+{
+    const float up = 1.0f + 0x1p-23f;
+    nn_dataset *ds = load("1.00000005960464477539062500001,-1.00000005960464477539062500001,"
+                          "1.00000005960464477539062499999,1.000000059604644775390625\n",
+                          NULL, AG_F32, AG_OK);
+    const float *x = nn_dataset_x(ds);
+    cr_expect_eq(x[0], up, "%.9g", x[0]);
+    cr_expect_eq(x[1], -up, "%.9g", x[1]);
+    cr_expect_eq(x[2], 1.0f, "%.9g", x[2]);
+    cr_expect_eq(x[3], 1.0f, "the midpoint itself goes to the even float: %.9g", x[3]);
+    nn_dataset_free(ds);
+    /* A regression target likewise. */
+    ds = load("0,1.00000005960464477539062500001\n", &(nn_csv_options){.ykind = NN_Y_VALUES, .y_column = -1},
+              AG_F32, AG_OK);
+    cr_expect_eq(((const float *)nn_dataset_y(ds))[0], up);
+    nn_dataset_free(ds);
+}
+
 Test(csv, messages_show_nul_bytes_escaped, .init = make_dir, .fini = drop_dir)
 {
     cr_assert(write_bytes(path, "1,2\0x9\n", 7));
