@@ -197,6 +197,11 @@ ag_status nni_atomic_begin(nni_atomic *a, const char *who, const char *path, ag_
                            char *err, size_t errlen)
 {
     *a = (nni_atomic){.who = who, .path = path, .fn = fn, .ud = ud, .fd = -1};
+    /* "" names no file, and its base name "" made every '.tmp.<pid>.<k>' of
+    ** the working directory look like one of its temporary files: those of
+    ** dead pids were removed before the rename failed. */
+    if (!path[0])
+        return nni_io_fail(err, errlen, AG_EINVAL, "%s: path is empty", who);
     ag_status s = follow_links(a, err, errlen);
     if (s != AG_OK)
         return s;

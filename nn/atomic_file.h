@@ -33,7 +33,8 @@ typedef struct nni_atomic {
 ** 0666 less the umask. Temporary files of dead writers of the same target
 ** are removed first (see atomic_file.c for the rule). On AG_OK, a->fd is an
 ** empty file to write into; then call nni_atomic_commit or _abort. Errors:
-** AG_ENOMEM, AG_EIO (message written, nothing on disk changed). */
+** AG_EINVAL (an empty path), AG_ENOMEM, AG_EIO (message written, nothing
+** on disk changed). */
 ag_status nni_atomic_begin(nni_atomic *a, const char *who, const char *path, ag_alloc_fn fn, void *ud,
                            char *err, size_t errlen);
 /* fsyncs the new file, gives it the kept mode and renames it over the target,

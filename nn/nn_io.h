@@ -68,9 +68,9 @@ extern "C" {
 ** padded with spaces so the data starts 8-byte aligned. The header may take
 ** at most 100,000,000 bytes, nn_safetensors_open's limit: a longer one (many
 ** tensors, huge names or metadata) is refused before any file is touched, so
-** whatever is saved can be opened. Errors: AG_EINVAL (NULL or bad name, nil
-** tensor, header over the limit), AG_ENOMEM, AG_EIO (with the system's
-** reason). */
+** whatever is saved can be opened. Errors: AG_EINVAL (NULL or empty path,
+** NULL or bad name, nil tensor, header over the limit), AG_ENOMEM, AG_EIO
+** (with the system's reason). */
 NN_API ag_status nn_safetensors_save(const char *path, int n, const char *const *names,
                                      ag_tensor *const *tensors, ag_alloc_fn fn, void *ud,
                                      char *err, size_t errlen);

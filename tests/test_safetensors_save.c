@@ -224,6 +224,33 @@ Test(safetensors_save, stale_temporaries_of_dead_writers_go_and_live_ones_stay, 
     cr_expect_eq(load_first(path, 4), 2.0);
 }
 
+/* A save to "" took "" as the target's base name, so every
+** '.tmp.<pid>.<k>' of the working directory looked like one of its
+** temporary files: those of dead pids were removed, then the rename failed
+** with ENOENT. An empty path is refused before anything is touched. */
+Test(safetensors_save, an_empty_path_is_refused_and_touches_nothing, .init = make_dir, .fini = drop_dir)
+{
+    pid_t dead = fork();
+    cr_assert_geq(dead, 0);
+    if (dead == 0)
+        _exit(0);
+    cr_assert_eq(waitpid(dead, NULL, 0), dead);
+    char stale[100];
+    snprintf(stale, sizeof stale, ".tmp.%d.0", (int)dead);
+    touch(stale);
+    cr_assert_eq(chdir(dir), 0);   /* each test runs in a process of its own */
+    cr_expect_eq(save_vector("", 4, 1.0), AG_EINVAL);
+    cr_expect_str_eq(err, "nn_safetensors_save: path is empty");
+    cr_expect(exists(stale), "a file of the working directory was removed");
+    cr_expect_eq(dir_entries(dir), 1);
+    nn_model *m = nn_model_new(NULL, NULL);
+    nn_param(m, "w", AG_F32, 1, (int64_t[]){4});
+    cr_expect_eq(nn_model_save(m, "", err, sizeof err), AG_EINVAL);
+    cr_expect(strncmp(err, "nn_model_save: ", 15) == 0 && strstr(err, "path is empty"), "%s", err);
+    cr_expect(exists(stale));
+    nn_model_free(m);
+}
+
 /* --------------------------------------------------- mode and symlinks */
 
 static mode_t mode_of(const char *p)
