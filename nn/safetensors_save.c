@@ -16,7 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define WHO "nn_safetensors_save"
 
 /* A growing byte buffer through the hook; 'oom' sticks after a failure.
 ** It never grows past 'limit' bytes: beyond it 'len' goes on counting what
@@ -117,60 +116,62 @@ static int by_string(const void *a, const void *b)
 
 /* Reports the first string of strs[0..n) that is NULL, empty, not UTF-8 or
 ** repeated; 'what' names the array in the message. */
-static ag_status check_strings(const char *path, int n, const char *const *strs, const char *what,
-                               bool allow_empty, ag_alloc_fn fn, void *ud, char *err, size_t errlen)
+static ag_status check_strings(const char *who, const char *path, int n, const char *const *strs,
+                               const char *what, bool allow_empty, ag_alloc_fn fn, void *ud, char *err,
+                               size_t errlen)
 {
     for (int i = 0; i < n; i++) {
         if (!strs[i])
-            return nni_io_fail(err, errlen, AG_EINVAL, WHO ": %s: %s[%d] is NULL", path, what, i);
+            return nni_io_fail(err, errlen, AG_EINVAL, "%s: %s: %s[%d] is NULL", who, path, what, i);
         if (!allow_empty && !strs[i][0])
-            return nni_io_fail(err, errlen, AG_EINVAL, WHO ": %s: %s[%d] is empty", path, what, i);
+            return nni_io_fail(err, errlen, AG_EINVAL, "%s: %s: %s[%d] is empty", who, path, what, i);
         if (!valid_utf8(strs[i]))
-            return nni_io_fail(err, errlen, AG_EINVAL, WHO ": %s: %s[%d] is not valid UTF-8", path, what, i);
+            return nni_io_fail(err, errlen, AG_EINVAL, "%s: %s: %s[%d] is not valid UTF-8", who, path, what,
+                               i);
     }
     if (n < 2)
         return AG_OK;
     const char **sorted = ag_realloc(fn, ud, NULL, 0, (size_t)n * sizeof *sorted);
     if (!sorted)
-        return nni_io_fail(err, errlen, AG_ENOMEM, WHO ": %s: out of memory", path);
+        return nni_io_fail(err, errlen, AG_ENOMEM, "%s: %s: out of memory", who, path);
     memcpy(sorted, strs, (size_t)n * sizeof *sorted);
     qsort(sorted, (size_t)n, sizeof *sorted, by_string);
     ag_status s = AG_OK;
     for (int i = 1; i < n && s == AG_OK; i++)
         if (strcmp(sorted[i - 1], sorted[i]) == 0)
-            s = nni_io_fail(err, errlen, AG_EINVAL, WHO ": %s: %s '%.80s' appears twice", path, what,
+            s = nni_io_fail(err, errlen, AG_EINVAL, "%s: %s: %s '%.80s' appears twice", who, path, what,
                             sorted[i]);
     ag_realloc(fn, ud, sorted, (size_t)n * sizeof *sorted, 0);
     return s;
 }
 
-static ag_status check_args(const char *path, int n, const char *const *names, ag_tensor *const *tensors,
-                            int nmeta, const char *const *keys, const char *const *values, ag_alloc_fn fn,
-                            void *ud, char *err, size_t errlen)
+static ag_status check_args(const char *who, const char *path, int n, const char *const *names,
+                            ag_tensor *const *tensors, int nmeta, const char *const *keys,
+                            const char *const *values, ag_alloc_fn fn, void *ud, char *err, size_t errlen)
 {
     if (!path)
-        return nni_io_fail(err, errlen, AG_EINVAL, WHO ": path is NULL");
+        return nni_io_fail(err, errlen, AG_EINVAL, "%s: path is NULL", who);
     if (n < 0 || (n > 0 && (!names || !tensors)))
-        return nni_io_fail(err, errlen, AG_EINVAL, WHO ": %s: n is %d with names %s and tensors %s", path, n,
-                           names ? "set" : "NULL", tensors ? "set" : "NULL");
+        return nni_io_fail(err, errlen, AG_EINVAL, "%s: %s: n is %d with names %s and tensors %s", who, path,
+                           n, names ? "set" : "NULL", tensors ? "set" : "NULL");
     if (nmeta < 0 || (nmeta > 0 && (!keys || !values)))
-        return nni_io_fail(err, errlen, AG_EINVAL, WHO ": %s: nmeta is %d with keys %s and values %s", path,
-                           nmeta, keys ? "set" : "NULL", values ? "set" : "NULL");
+        return nni_io_fail(err, errlen, AG_EINVAL, "%s: %s: nmeta is %d with keys %s and values %s", who,
+                           path, nmeta, keys ? "set" : "NULL", values ? "set" : "NULL");
     for (int i = 0; i < n; i++) {
         if (names[i] && strcmp(names[i], "__metadata__") == 0)
-            return nni_io_fail(err, errlen, AG_EINVAL, WHO ": %s: names[%d] is the reserved \"__metadata__\"",
-                               path, i);
+            return nni_io_fail(err, errlen, AG_EINVAL, "%s: %s: names[%d] is the reserved \"__metadata__\"",
+                               who, path, i);
         if (!tensors[i] || ag_is_nil(tensors[i]))
-            return nni_io_fail(err, errlen, AG_EINVAL, WHO ": %s: tensors[%d] ('%.80s') is %s", path, i,
+            return nni_io_fail(err, errlen, AG_EINVAL, "%s: %s: tensors[%d] ('%.80s') is %s", who, path, i,
                                names[i] ? names[i] : "", tensors[i] ? "nil" : "NULL");
     }
     for (int i = 0; i < nmeta; i++)
         if (!values[i] || !valid_utf8(values[i]))
-            return nni_io_fail(err, errlen, AG_EINVAL, WHO ": %s: meta_values[%d] is %s", path, i,
+            return nni_io_fail(err, errlen, AG_EINVAL, "%s: %s: meta_values[%d] is %s", who, path, i,
                                values[i] ? "not valid UTF-8" : "NULL");
-    ag_status s = check_strings(path, n, names, "names", false, fn, ud, err, errlen);
+    ag_status s = check_strings(who, path, n, names, "names", false, fn, ud, err, errlen);
     if (s == AG_OK)
-        s = check_strings(path, nmeta, keys, "meta_keys", true, fn, ud, err, errlen);
+        s = check_strings(who, path, nmeta, keys, "meta_keys", true, fn, ud, err, errlen);
     return s;
 }
 
@@ -244,11 +245,11 @@ static bool write_tensor(int fd, ag_tensor *x)
     return true;
 }
 
-static ag_status write_file(const char *path, const text *header, int n, ag_tensor *const *tensors,
-                            ag_alloc_fn fn, void *ud, char *err, size_t errlen)
+static ag_status write_file(const char *who, const char *path, const text *header, int n,
+                            ag_tensor *const *tensors, ag_alloc_fn fn, void *ud, char *err, size_t errlen)
 {
     nni_atomic a;
-    ag_status s = nni_atomic_begin(&a, WHO, path, fn, ud, err, errlen);
+    ag_status s = nni_atomic_begin(&a, who, path, fn, ud, err, errlen);
     if (s != AG_OK)
         return s;
     unsigned char len8[8];
@@ -260,40 +261,51 @@ static ag_status write_file(const char *path, const text *header, int n, ag_tens
         ok = write_tensor(a.fd, tensors[i]);
     if (!ok) {
         int saved = errno;
-        s = nni_io_fail(err, errlen, AG_EIO, WHO ": %s: writing failed: %s; the previous file is unchanged",
-                        path, strerror(saved));
+        s = nni_io_fail(err, errlen, AG_EIO, "%s: %s: writing failed: %s; the previous file is unchanged",
+                        who, path, strerror(saved));
         nni_atomic_abort(&a);
         return s;
     }
     return nni_atomic_commit(&a, err, errlen);
 }
 
-ag_status nn_safetensors_save_meta(const char *path, int n, const char *const *names,
-                                   ag_tensor *const *tensors, int nmeta, const char *const *meta_keys,
-                                   const char *const *meta_values, ag_alloc_fn fn, void *ud, char *err,
-                                   size_t errlen)
+/* Both public functions; 'who' is the one called, for messages. */
+static ag_status save_as(const char *who, const char *path, int n, const char *const *names,
+                         ag_tensor *const *tensors, int nmeta, const char *const *meta_keys,
+                         const char *const *meta_values, ag_alloc_fn fn, void *ud, char *err, size_t errlen)
 {
-    ag_status s = check_args(path, n, names, tensors, nmeta, meta_keys, meta_values, fn, ud, err, errlen);
+    ag_status s =
+        check_args(who, path, n, names, tensors, nmeta, meta_keys, meta_values, fn, ud, err, errlen);
     if (s != AG_OK)
         return s;
     text header = {.fn = fn, .ud = ud, .limit = NNI_ST_MAX_HEADER_BYTES};
     build_header(&header, n, names, tensors, nmeta, meta_keys, meta_values);
     if (header.oom)
-        s = nni_io_fail(err, errlen, AG_ENOMEM, WHO ": %s: out of memory", path);
+        s = nni_io_fail(err, errlen, AG_ENOMEM, "%s: %s: out of memory", who, path);
     else if (header.over)
         /* Checked before any file is touched: the previous one stays. */
         s = nni_io_fail(err, errlen, AG_EINVAL,
-                        WHO ": %s: the header of %d tensors and %d metadata pairs would take %zu bytes, above "
-                        "the limit of %u that nn_safetensors_open reads; nothing was written",
+                        "%s: %s: the header of %d tensors and %d metadata pairs would take %zu bytes, above "
+                        "the limit of %u that nn_safetensors_open reads; nothing was written", who,
                         path, n, nmeta, header.len, NNI_ST_MAX_HEADER_BYTES);
     else
-        s = write_file(path, &header, n, tensors, fn, ud, err, errlen);
+        s = write_file(who, path, &header, n, tensors, fn, ud, err, errlen);
     ag_realloc(fn, ud, header.p, header.cap, 0);
     return s == AG_OK ? nni_io_ok(err, errlen) : s;
+}
+
+/* Messages name the function called (they all said nn_safetensors_save). */
+ag_status nn_safetensors_save_meta(const char *path, int n, const char *const *names,
+                                   ag_tensor *const *tensors, int nmeta, const char *const *meta_keys,
+                                   const char *const *meta_values, ag_alloc_fn fn, void *ud, char *err,
+                                   size_t errlen)
+{
+    return save_as("nn_safetensors_save_meta", path, n, names, tensors, nmeta, meta_keys, meta_values, fn, ud,
+                   err, errlen);
 }
 
 ag_status nn_safetensors_save(const char *path, int n, const char *const *names, ag_tensor *const *tensors,
                               ag_alloc_fn fn, void *ud, char *err, size_t errlen)
 {
-    return nn_safetensors_save_meta(path, n, names, tensors, 0, NULL, NULL, fn, ud, err, errlen);
+    return save_as("nn_safetensors_save", path, n, names, tensors, 0, NULL, NULL, fn, ud, err, errlen);
 }

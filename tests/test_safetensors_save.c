@@ -97,7 +97,7 @@ Test(safetensors_save, the_header_limit_is_the_readers, .init = make_dir, .fini 
     ag_tensor *w2 = vector(3, 7.0);
     s = nn_safetensors_save_meta(path, 1, names, &w2, 1, keys, values, NULL, NULL, err, sizeof err);
     cr_expect_eq(s, AG_EINVAL);
-    cr_expect(strstr(err, "nn_safetensors_save: ") &&
+    cr_expect(strncmp(err, "nn_safetensors_save_meta: ", 26) == 0 &&
                   strstr(err, "the header of 1 tensors and 1 metadata pairs would take 100000008 bytes, "
                               "above the limit of 100000000 that nn_safetensors_open reads"),
               "%s", err);
@@ -249,6 +249,30 @@ Test(safetensors_save, an_empty_path_is_refused_and_touches_nothing, .init = mak
     cr_expect(strncmp(err, "nn_model_save: ", 15) == 0 && strstr(err, "path is empty"), "%s", err);
     cr_expect(exists(stale));
     nn_model_free(m);
+}
+
+/* nn_safetensors_save_meta's messages, its own checks' and the writer's,
+** all began "nn_safetensors_save:", a function the caller had not called. */
+Test(safetensors_save, save_meta_names_itself, .init = make_dir, .fini = drop_dir)
+{
+    ag_tensor *w = vector(2, 0);
+    const char *names[] = {"w"}, *keys[] = {"k", "k"}, *values[] = {"a", "b"};
+    cr_expect_eq(nn_safetensors_save_meta(NULL, 1, names, &w, 0, NULL, NULL, NULL, NULL, err, sizeof err),
+                 AG_EINVAL);
+    cr_expect_str_eq(err, "nn_safetensors_save_meta: path is NULL");
+    cr_expect_eq(nn_safetensors_save_meta(path, 1, names, &w, 2, keys, values, NULL, NULL, err, sizeof err),
+                 AG_EINVAL);
+    char want[800];
+    snprintf(want, sizeof want, "nn_safetensors_save_meta: %s: meta_keys 'k' appears twice", path);
+    cr_expect_str_eq(err, want);
+    cr_expect_eq(nn_safetensors_save_meta(dir, 1, names, &w, 1, keys, values, NULL, NULL, err, sizeof err),
+                 AG_EIO);
+    cr_expect(strncmp(err, "nn_safetensors_save_meta: ", 26) == 0 && strstr(err, "is a directory"), "%s",
+              err);
+    cr_expect_eq(nn_safetensors_save(NULL, 1, names, &w, NULL, NULL, err, sizeof err), AG_EINVAL);
+    cr_expect_str_eq(err, "nn_safetensors_save: path is NULL");
+    cr_expect_eq(dir_entries(dir), 0);
+    ag_param_free(w);
 }
 
 /* --------------------------------------------------- mode and symlinks */

@@ -211,7 +211,7 @@ static void writer_range(const uint8_t *data, size_t size, alloc_hooks *h)
         nn_safetensors_close(f);
         load_back(path, n, strs, t, h);
         unlink(path);
-    } else if (plain || strncmp(err, "nn_safetensors_save: ", 21) != 0) {
+    } else if (plain || strncmp(err, "nn_safetensors_save_meta: ", 26) != 0) {
         abort();   /* plain ASCII, unique, non-empty names must save */
     }
     for (int i = 0; i < n; i++)
