@@ -15,6 +15,7 @@
 ** that restores no optimizer passes over them, so weights load from a full
 ** training checkpoint.
 */
+#include "io_util.h"
 #include "model_internal.h"
 
 #include <inttypes.h>
@@ -359,6 +360,27 @@ static ag_status match(const list *l, nn_safetensors *f, bool with_optim, int fl
     return AG_OK;
 }
 
+/* A step count as nn_checkpoint_save writes it: decimal digits and nothing
+** else, at most 2^53. strtoll took a sign and leading blanks, and clamped a
+** count past INT64_MAX to INT64_MAX without a word; from INT64_MAX the next
+** nn_optim_step overflowed the optimizer's signed counter. No run reaches
+** 2^53 steps (104 days at 10^9 a second), and from there the counter has
+** room for 2^63 - 2^53 more. */
+static bool parse_steps(const char *text, int64_t *out)
+{
+    const int64_t max = (int64_t)1 << 53;
+    int64_t v = 0;
+    if (!text[0])
+        return false;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (max - (*p - '0')) / 10)
+            return false;
+        v = v * 10 + (*p - '0');
+    }
+    *out = v;
+    return true;
+}
+
 /* The optimizer's metadata: its kind must be o's; its step count. */
 static ag_status optim_meta(nn_safetensors *f, const nn_optim *o, int flags, int64_t *steps,
                             const char *who, const char *path, char *err, size_t errlen)
@@ -380,14 +402,14 @@ static ag_status optim_meta(nn_safetensors *f, const nn_optim *o, int flags, int
                      who, path, strchr("aeiou", kind[0]) && kind[0] ? "n" : "", kind, nn_optim_name(o));
         return AG_EINVAL;
     }
-    char *end;
-    long long v = strtoll(text, &end, 10);
-    if (end == text || *end || v < 0) {
+    if (!parse_steps(text, steps)) {
+        char shown[4 * 32 + 1];
+        nni_io_escape(shown, sizeof shown, text, strlen(text) < 32 ? strlen(text) : 32);
         if (err)
-            snprintf(err, errlen, "%s: %s: optim.steps '%.32s' is not a step count", who, path, text);
+            snprintf(err, errlen, "%s: %s: optim.steps '%s%s' is not a step count (decimal digits, "
+                     "at most 2^53)", who, path, shown, strlen(text) > 32 ? "..." : "");
         return AG_EINVAL;
     }
-    *steps = v;
     return AG_OK;
 }
 

@@ -174,8 +174,10 @@ typedef struct nn_optim nn_optim;   /* see "optimizers" below */
 ** an optimizer of the same kind, made as before the save (the learning rate
 ** is the caller's, set by its schedule); flags as for nn_model_load_flags.
 ** Buffers are saved and restored with the parameters (not as optimizer
-** state). Nothing changes on failure. The caller keeps its own generators (a
-** loader's shuffling) in its metadata with nn_rng_format. */
+** state). A step count that is not plain decimal digits, or is above 2^53
+** (no run gets there; the counter must go on without overflowing), is
+** refused (AG_EINVAL). Nothing changes on failure. The caller keeps its own
+** generators (a loader's shuffling) in its metadata with nn_rng_format. */
 NN_API ag_status nn_checkpoint_save(nn_model *m, nn_optim *o, const char *path, int nmeta,
                                     const char *const *keys, const char *const *values, char *err,
                                     size_t errlen);

@@ -247,3 +247,80 @@ Test(checkpoint, generators_round_trip_through_text)
     cr_expect_eq(nn_rng_parse(NULL, text), AG_EINVAL);
     cr_expect_eq(nn_rng_format(NULL, text, sizeof text), -1);
 }
+
+/* Rewrites the file at 'path' with its metadata 'key' set to 'value', the
+** tensors as they were: a checkpoint another program has tampered with. */
+static void set_metadata(const char *path, const char *key, const char *value)
+{
+    char err[512];
+    nn_safetensors *f;
+    cr_assert_eq(nn_safetensors_open(path, NULL, NULL, &f, err, sizeof err), AG_OK, "%s", err);
+    int n = nn_safetensors_count(f), nmeta = nn_safetensors_metadata_count(f);
+    const char **names = calloc((size_t)n + 1, sizeof *names);
+    ag_tensor **tensors = calloc((size_t)n + 1, sizeof *tensors);
+    const char **keys = calloc((size_t)nmeta + 1, sizeof *keys);
+    const char **values = calloc((size_t)nmeta + 1, sizeof *values);
+    cr_assert(names && tensors && keys && values);
+    for (int i = 0; i < n; i++) {
+        const nn_safetensors_info *e = nn_safetensors_entry(f, i);
+        names[i] = e->name;
+        tensors[i] = ag_param_new(strcmp(e->dtype, "F64") ? AG_F32 : AG_F64, e->rank, e->shape);
+        cr_assert_eq(nn_safetensors_read(f, i, tensors[i], err, sizeof err), AG_OK, "%s", err);
+    }
+    for (int i = 0; i < nmeta; i++) {
+        keys[i] = nn_safetensors_metadata_key(f, i);
+        values[i] = strcmp(keys[i], key) ? nn_safetensors_metadata_value(f, i) : value;
+    }
+    cr_assert_eq(nn_safetensors_save_meta(path, n, names, tensors, nmeta, keys, values, NULL, NULL, err,
+                                          sizeof err),
+                 AG_OK, "%s", err);
+    for (int i = 0; i < n; i++)
+        ag_param_free(tensors[i]);
+    nn_safetensors_close(f);
+    free(names), free(tensors), free(keys), free(values);
+}
+
+/* A tampered "optim.steps": strtoll took "99999999999999999999" as
+** INT64_MAX (ERANGE went unseen), and so "9223372036854775807" itself; the
+** next nn_optim_step then overflowed the signed step counter. A sign or
+** blanks passed too. Only digits up to 2^53 load; the rest is refused by
+** name and changes nothing. */
+Test(checkpoint, a_step_count_not_plain_digits_or_past_2_53_is_refused)
+{
+    char dir[256], path[300], err[512];
+    cr_assert(fixture_dir(dir, sizeof dir));
+    fixture_path(path, sizeof path, dir, "adam.safetensors");
+    run r;
+    run_make(&r, make_adam);
+    train(&r, 0, 3);
+    cr_assert_eq(nn_checkpoint_save(r.m, r.o, path, 0, NULL, NULL, err, sizeof err), AG_OK, "%s", err);
+    static const char *const bad[] = {"9223372036854775807", "99999999999999999999", "9007199254740993",
+                                      "-1", "+5", " 5", "5 ", "", "0x10", "1e3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        set_metadata(path, "optim.steps", bad[i]);
+        run s;
+        run_make(&s, make_adam);
+        size_t bytes = (size_t)nn_model_numel(s.m) * sizeof(float);
+        float *before = malloc(bytes);
+        cr_assert(before);
+        memcpy(before, nn_model_values(s.m), bytes);
+        cr_expect_eq(nn_checkpoint_load(s.m, s.o, path, 0, err, sizeof err), AG_EINVAL, "'%s'", bad[i]);
+        char want[128];
+        snprintf(want, sizeof want, "optim.steps '%s' is not a step count", bad[i]);
+        cr_expect(strncmp(err, "nn_checkpoint_load: ", 20) == 0 && strstr(err, want), "%s", err);
+        cr_expect_eq(nn_optim_steps(s.o), 0, "'%s'", bad[i]);
+        cr_expect(memcmp(before, nn_model_values(s.m), bytes) == 0, "'%s' changed the weights", bad[i]);
+        free(before);
+        run_free(&s);
+    }
+    /* 2^53 itself loads, and the counter goes on from it. */
+    set_metadata(path, "optim.steps", "9007199254740992");
+    run s;
+    run_make(&s, make_adam);
+    cr_assert_eq(nn_checkpoint_load(s.m, s.o, path, 0, err, sizeof err), AG_OK, "%s", err);
+    cr_expect_eq(nn_optim_steps(s.o), INT64_C(9007199254740992));
+    train(&s, 3, 4);
+    cr_expect_eq(nn_optim_steps(s.o), INT64_C(9007199254740993));
+    run_free(&s), run_free(&r);
+    remove_dir(dir);
+}
