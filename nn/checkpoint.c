@@ -178,6 +178,18 @@ static ag_status check_model(nn_model *m, const nn_optim *o, const char *who, ch
     return AG_OK;
 }
 
+/* The safetensors layer's messages name its own function; the caller
+** called ours, so its name goes first: "nn_model_load: nn_safetensors_open:
+** <path>: ...". */
+static void name_caller(const char *who, char *err, size_t errlen)
+{
+    if (!err || errlen <= strlen(who) + 2)
+        return;
+    char tail[512];
+    snprintf(tail, sizeof tail, "%s", err);
+    snprintf(err, errlen, "%s: %s", who, tail);
+}
+
 /* ------------------------------------------------------------------- save */
 
 enum { OWN_META = 3 };   /* "optim", "optim.steps", "model.rng" */
@@ -230,12 +242,8 @@ static ag_status save(nn_model *m, nn_optim *o, const char *who, bool own_meta, 
     }
     st = nn_safetensors_save_meta(path, l.n, l.names, l.tensors, k, mk, mv, m->alloc, m->alloc_ud,
                                   err, errlen);
-    /* nn_safetensors_save_meta names itself; the caller called us. */
-    if (st != AG_OK && err && errlen > strlen(who) + 2) {
-        char tail[512];
-        snprintf(tail, sizeof tail, "%s", err);
-        snprintf(err, errlen, "%s: %s", who, tail);
-    }
+    if (st != AG_OK)
+        name_caller(who, err, errlen);
     nni_realloc(m, mk, meta_bytes, 0);
     list_free(&l);
     return st;
@@ -425,8 +433,10 @@ static ag_status load(nn_model *m, nn_optim *o, const char *who, int flags, cons
         return AG_EINVAL;
     }
     nn_safetensors *f = NULL;
-    if ((st = nn_safetensors_open(path, m->alloc, m->alloc_ud, &f, err, errlen)) != AG_OK)
+    if ((st = nn_safetensors_open(path, m->alloc, m->alloc_ud, &f, err, errlen)) != AG_OK) {
+        name_caller(who, err, errlen);
         return st;
+    }
     list l;
     if ((st = list_make(&l, m, o, who, err, errlen)) != AG_OK) {
         nn_safetensors_close(f);
@@ -473,6 +483,7 @@ static ag_status load(nn_model *m, nn_optim *o, const char *who, int flags, cons
             if (where[i] >= 0)
                 st = nn_safetensors_read(f, where[i], l.tensors[i], err, errlen);
         if (st != AG_OK) {
+            name_caller(who, err, errlen);
             if (values) {
                 memcpy(m->value, backup, values);
                 for (int k = 0; k < per; k++)

@@ -324,3 +324,32 @@ Test(checkpoint, a_step_count_not_plain_digits_or_past_2_53_is_refused)
     run_free(&s), run_free(&r);
     remove_dir(dir);
 }
+
+/* A corrupt file gave nn_model_load's caller "nn_safetensors_open: ...",
+** naming a function it never called (the saves named theirs). */
+Test(checkpoint, a_bad_file_is_named_by_the_function_called)
+{
+    char dir[256], path[300], err[512];
+    cr_assert(fixture_dir(dir, sizeof dir));
+    fixture_path(path, sizeof path, dir, "short.safetensors");
+    cr_assert(write_text(path, "abcd"));
+    nn_model *m = nn_model_new(NULL, NULL);
+    nn_param(m, "w", AG_F32, 1, (int64_t[]){2});
+    nn_optim *o = nn_sgd_new(m, 0.1, 0, 0, 0);
+    cr_assert_eq(nn_model_status(m), AG_OK, "%s", nn_model_errmsg(m));
+    char want[400];
+    snprintf(want, sizeof want, "nn_safetensors_open: %s: truncated: the file has 4 bytes", path);
+
+    cr_expect_eq(nn_model_load(m, path, err, sizeof err), AG_EIO);
+    cr_expect(strncmp(err, "nn_model_load: ", 15) == 0 && strstr(err, want), "%s", err);
+    cr_expect_eq(nn_model_load_flags(m, path, NN_LOAD_ALLOW_MISSING, err, sizeof err), AG_EIO);
+    cr_expect(strncmp(err, "nn_model_load_flags: ", 21) == 0 && strstr(err, want), "%s", err);
+    cr_expect_eq(nn_checkpoint_load(m, o, path, 0, err, sizeof err), AG_EIO);
+    cr_expect(strncmp(err, "nn_checkpoint_load: ", 20) == 0 && strstr(err, want), "%s", err);
+    /* A directory, likewise. */
+    cr_expect_eq(nn_model_load(m, dir, err, sizeof err), AG_EIO);
+    cr_expect(strncmp(err, "nn_model_load: ", 15) == 0 && strstr(err, "is a directory"), "%s", err);
+    nn_optim_free(o);
+    nn_model_free(m);
+    remove_dir(dir);
+}
