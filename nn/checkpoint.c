@@ -19,6 +19,7 @@
 #include "model_internal.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,11 @@ ag_status nn_rng_parse(ag_rng *r, const char *text)
         return AG_EINVAL;   /* xoshiro's one forbidden state */
     v.has_spare = text[65] == '1';
     memcpy(&v.spare, &spare, sizeof spare);
+    /* A spare variate of the polar method is always finite, so no text of
+    ** nn_rng_format holds another; taken, an infinity or a NaN would be
+    ** the next ag_rng_normal's draw. */
+    if (v.has_spare && !isfinite(v.spare))
+        return AG_EINVAL;
     *r = v;
     return AG_OK;
 }

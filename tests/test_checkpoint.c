@@ -248,6 +248,38 @@ Test(checkpoint, generators_round_trip_through_text)
     cr_expect_eq(nn_rng_format(NULL, text, sizeof text), -1);
 }
 
+/* A spare normal variate that is an infinity or a NaN (no text of
+** nn_rng_format holds one) was taken, and came out of the next
+** ag_rng_normal: a tampered "model.rng" put it into the next draw. */
+Test(checkpoint, a_generator_with_a_non_finite_spare_is_refused)
+{
+    ag_rng a, b;
+    ag_rng_seed(&a, 5);
+    ag_rng_normal(&a);   /* leaves a spare */
+    char text[NN_RNG_CHARS];
+    cr_assert_eq(nn_rng_format(&a, text, sizeof text), NN_RNG_CHARS - 1);
+    cr_assert_eq(text[65], '1');
+    static const char *const bits[] = {"7ff0000000000000", "fff0000000000000", "7ff8000000000000",
+                                       "fff0000000000001"};
+    for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++) {
+        memcpy(text + 67, bits[i], 16);
+        ag_rng_seed(&b, 1);
+        ag_rng before = b;
+        cr_expect_eq(nn_rng_parse(&b, text), AG_EINVAL, "spare %s", bits[i]);
+        cr_expect(memcmp(before.s, b.s, sizeof b.s) == 0 && before.has_spare == b.has_spare,
+                  "a refused text changes nothing");
+    }
+    /* Unused (no spare pending), the bits are not read, and load. */
+    text[65] = '0';
+    cr_expect_eq(nn_rng_parse(&b, text), AG_OK);
+    cr_expect_eq(b.has_spare, 0);
+    /* A finite spare loads and is the next draw. */
+    text[65] = '1';
+    memcpy(text + 67, "3ff8000000000000", 16);   /* 1.5 */
+    cr_expect_eq(nn_rng_parse(&b, text), AG_OK);
+    cr_expect_eq(ag_rng_normal(&b), 1.5);
+}
+
 /* Rewrites the file at 'path' with its metadata 'key' set to 'value', the
 ** tensors as they were: a checkpoint another program has tampered with. */
 static void set_metadata(const char *path, const char *key, const char *value)
