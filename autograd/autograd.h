@@ -944,7 +944,8 @@ AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *con
 **
 ** The rules. f must be a pure function of its inputs: it is run twice (or
 ** more) and must give the same bits; a recomputation that differs records
-** AG_ESTATE. Every tensor that requires grad and that f uses must be an
+** AG_ESTATE, in backward, create-graph and forward mode alike (so a segment
+** that draws from a generator, such as dropout, cannot be checkpointed). Every tensor that requires grad and that f uses must be an
 ** input (parameters too: pass them in 'in'); a result that depends on one it
 ** reached otherwise, through 'ud', records AG_EINVAL, since its gradient
 ** would be lost. Tensors of t cannot be used inside f (another tape's: an
