@@ -529,8 +529,11 @@ AG_API ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b);
 ** record AG_ESHAPE; a matrix the op cannot factor records AG_EINVAL naming
 ** the function, the shape and, for batches, the flat index of the batch
 ** element ("ag_solve: A [2,3,3], batch element 1 is singular (...)"). A NaN
-** in a matrix gives NaN in its result, never an error; infinities go
-** through the arithmetic as IEEE says. All differentiate twice. */
+** in a matrix gives NaN in its result, never an error (one that the op could
+** not have factored anyway, as a pivot that is not positive, gives NaN
+** throughout); infinities go through the arithmetic as IEEE says, and a NaN
+** they make on the way (inf / inf) is a NaN like one given. All
+** differentiate twice. */
 
 /* L, lower triangular with a positive diagonal, such that A = L L^T, for a
 ** symmetric positive definite A [..., n, n]. Reads only A's lower triangle
