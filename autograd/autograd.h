@@ -529,8 +529,11 @@ AG_API ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b);
 ** record AG_ESHAPE; a matrix the op cannot factor records AG_EINVAL naming
 ** the function, the shape and, for batches, the flat index of the batch
 ** element ("ag_solve: A [2,3,3], batch element 1 is singular (...)"). A NaN
-** in a matrix gives NaN in its result, never an error; infinities go
-** through the arithmetic as IEEE says. All differentiate twice. */
+** in a matrix gives NaN in its result, never an error (one that the op could
+** not have factored anyway, as a pivot that is not positive, gives NaN
+** throughout); infinities go through the arithmetic as IEEE says, and a NaN
+** they make on the way (inf / inf) is a NaN like one given. All
+** differentiate twice. */
 
 /* L, lower triangular with a positive diagonal, such that A = L L^T, for a
 ** symmetric positive definite A [..., n, n]. Reads only A's lower triangle
@@ -944,7 +947,8 @@ AG_API ag_status ag_gradcheck(ag_gradcheck_fn f, void *ud, int n, ag_tensor *con
 **
 ** The rules. f must be a pure function of its inputs: it is run twice (or
 ** more) and must give the same bits; a recomputation that differs records
-** AG_ESTATE. Every tensor that requires grad and that f uses must be an
+** AG_ESTATE, in backward, create-graph and forward mode alike (so a segment
+** that draws from a generator, such as dropout, cannot be checkpointed). Every tensor that requires grad and that f uses must be an
 ** input (parameters too: pass them in 'in'); a result that depends on one it
 ** reached otherwise, through 'ud', records AG_EINVAL, since its gradient
 ** would be lost. Tensors of t cannot be used inside f (another tape's: an

@@ -26,6 +26,7 @@ typedef struct vjp_segment {
     ckpt inner;
     int nin;
     const uint8_t *need;   /* nin flags, in the caller's arena */
+    const ag_tensor *out;  /* the checkpoint's result, which f must give again */
 } vjp_segment;
 
 /* The segment that computes a checkpoint's JVP (forward mode): its inputs
@@ -34,6 +35,7 @@ typedef struct vjp_segment {
 typedef struct jvp_segment {
     ckpt inner;
     int nin;
+    const ag_tensor *out;  /* the checkpoint's result, which f must give again */
 } jvp_segment;
 
 static void vjp_checkpoint(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor **gin);
@@ -88,6 +90,25 @@ static ag_tensor *copy_to(ag_tape *s, ag_tensor *x, bool grad)
 {
     ag_tensor *c = ag_tensor_from(s, (ag_dtype)x->dtype, x->rank, x->shape, x->value);
     return grad ? ag_requires_grad(c) : c;
+}
+
+/* Is y, f run again, the checkpoint's result 'out' bit for bit? Records
+** AG_ESTATE on y's tape, naming 'who', when not: the derivatives taken from y
+** would belong to another function than the one whose values the forward
+** pass used (a segment that draws from a generator, such as dropout, gives
+** another mask each run). Every path that runs f again checks this. */
+static bool same_as_recorded(ag_tape *s, const char *who, const ag_tensor *y,
+                             const ag_tensor *out)
+{
+    size_t bytes = (size_t)out->numel * ag_dtype_size((ag_dtype)out->dtype);
+    if (y->dtype == out->dtype && agi_same_shape(y, out) &&
+        memcmp(y->value, out->value, bytes) == 0)
+        return true;
+    agi_error(s, AG_ESTATE, "%s: the segment gave other values (or a %s %s result for %s %s) "
+              "when run again: it must be a pure function of its inputs", who,
+              ag_dtype_name((ag_dtype)y->dtype), agi_shp(y, 0),
+              ag_dtype_name((ag_dtype)out->dtype), agi_shp(out, 1));
+    return false;
 }
 
 /* Runs f on s over copies of in[0..nin) (leaves that require grad where
@@ -190,6 +211,9 @@ static ag_tensor *vjp_segment_fn(ag_tape *s, ag_tensor *const *in, void *ud)
 {
     const vjp_segment *v = ud;
     ag_tensor *y = v->inner.f(s, in, v->inner.ud);
+    if (y && y->tape == s && s->status == AG_OK && !(y->flags & AGI_NIL) &&
+        !same_as_recorded(s, "ag_checkpoint", y, v->out))
+        return agi_nil(s);
     ag_tensor *xs[UINT8_MAX], *gs[UINT8_MAX];
     int n = 0;
     for (int i = 0; i < v->nin; i++)
@@ -214,7 +238,7 @@ static void vjp_differentiable(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tens
         return;
     for (int i = 0; i < nin; i++)
         need[i] = agi_needs_grad(out, i);
-    *v = (vjp_segment){*c, nin, need};
+    *v = (vjp_segment){*c, nin, need, out};
     ag_tensor *ins[UINT8_MAX + 1];
     memcpy(ins, out->in, (size_t)nin * sizeof *ins);
     ins[nin] = g;
@@ -240,6 +264,9 @@ static ag_tensor *jvp_segment_fn(ag_tape *s, ag_tensor *const *in, void *ud)
     for (int i = 0; i < v->nin; i++)
         duals[i] = ag_dual(s, in[i], in[v->nin + i]);
     ag_tensor *y = v->inner.f(s, duals, v->inner.ud);
+    if (y && y->tape == s && s->status == AG_OK && !(y->flags & AGI_NIL) &&
+        !same_as_recorded(s, "ag_checkpoint", y, v->out))
+        return agi_nil(s);
     ag_tensor *dy = ag_tangent(y);
     return dy ? dy : ag_mul_scalar(s, y, 0.0);
 }
@@ -254,7 +281,7 @@ static ag_tensor *jvp_checkpoint(ag_tape *t, ag_tensor *out, ag_tensor *const *t
     jvp_segment *v = agi_arena_alloc(t, sizeof *v, 16);
     if (!v)
         return agi_nil(t);
-    *v = (jvp_segment){*c, nin};
+    *v = (jvp_segment){*c, nin, out};
     ag_tensor *ins[UINT8_MAX];
     for (int i = 0; i < nin; i++) {
         ins[i] = out->in[i];
@@ -287,17 +314,8 @@ static void vjp_checkpoint(ag_tape *t, ag_tensor *out, ag_tensor *g, ag_tensor *
         return;
     ag_tensor **cin;
     ag_tensor *y = run_segment(t, s, who, c, nin, out->in, need, &cin);
-    size_t bytes = (size_t)out->numel * ag_dtype_size((ag_dtype)out->dtype);
-    if (y && (y->dtype != out->dtype || !agi_same_shape(y, out) ||
-              memcmp(y->value, out->value, bytes) != 0)) {
-        /* The gradient would belong to another function than the one whose
-        ** values the forward pass used. */
-        agi_error(t, AG_ESTATE, "%s: the segment gave other values (or a %s %s result for %s "
-                  "%s) when run again: it must be a pure function of its inputs", who,
-                  ag_dtype_name((ag_dtype)y->dtype), agi_shp(y, 0),
-                  ag_dtype_name((ag_dtype)out->dtype), agi_shp(out, 1));
+    if (y && !same_as_recorded(t, who, y, out))
         y = NULL;
-    }
     if (y) {
         ag_tensor *xs[UINT8_MAX], *gs[UINT8_MAX];
         int n = 0;

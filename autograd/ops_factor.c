@@ -80,6 +80,17 @@ static bool has_nan(const double *a, int64_t count)
     return false;
 }
 
+/* Does the lower (or upper) triangle of the n x n row-major a, diagonal
+** included, hold a NaN? The ops that read one triangle ask this of it. */
+static bool triangle_has_nan(const double *a, int64_t n, bool upper)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = upper ? i : 0; j < (upper ? n : i + 1); j++)
+            if (isnan(a[i * n + j]))
+                return true;
+    return false;
+}
+
 /* 'count' doubles of scratch from the arena (kept until the reset, and
 ** reused by the next pass that asks the same); NULL after recording ENOMEM. */
 static double *scratch(ag_tape *t, int64_t count)
@@ -173,8 +184,11 @@ static int64_t cholesky_in_place(double *a, int64_t n, double *pivot)
 ** exceeds 1): U on and above the diagonal, L's multipliers below it (its
 ** unit diagonal implied). perm[i] is the row of A now at row i, and *odd
 ** says whether the rows were exchanged an odd number of times. Returns -1,
-** or the first column without a nonzero pivot: A is singular. The caller
-** keeps NaN out (it would never win the pivot search). */
+** or the first column without a nonzero pivot: A is singular. The callers
+** keep a NaN of A out, but infinities make NaN as they go (inf / inf, inf -
+** inf): a NaN left in a column is taken as its pivot, so that it flows into
+** U, since a comparison would never pick it, and a column holding NaN under
+** a zero would be called singular. */
 static int64_t lu_in_place(double *a, int64_t n, int64_t *perm, bool *odd)
 {
     *odd = false;
@@ -183,8 +197,8 @@ static int64_t lu_in_place(double *a, int64_t n, int64_t *perm, bool *odd)
     for (int64_t k = 0; k < n; k++) {
         int64_t p = k;
         double best = fabs(a[k * n + k]);
-        for (int64_t i = k + 1; i < n; i++)
-            if (fabs(a[i * n + k]) > best)
+        for (int64_t i = k + 1; i < n && !isnan(best); i++)
+            if (fabs(a[i * n + k]) > best || isnan(a[i * n + k]))
                 best = fabs(a[i * n + k]), p = i;
         if (best == 0)
             return k;
@@ -299,6 +313,13 @@ ag_tensor *ag_cholesky(ag_tape *t, ag_tensor *a)
         double pivot;
         int64_t j = cholesky_in_place(w, n, &pivot);
         if (j >= 0) {
+            /* A NaN in the triangle read gives NaN, never an error (the
+            ** failed pivot may come before the NaN reaches it). */
+            load(a, b * mat, mat, w);
+            if (triangle_has_nan(w, n, false)) {
+                fill(l, b * mat, mat, NAN);
+                continue;
+            }
             char note[48];
             return agi_error(t, AG_EINVAL,
                              "ag_cholesky: A %s%s is not positive definite (the leading minor of "
@@ -382,7 +403,15 @@ ag_tensor *ag_solve_triangular(ag_tape *t, ag_tensor *a, ag_tensor *b, int upper
     x->attr.tri.left = left != 0;
     for (int64_t i = 0; i < w.count; i++, batch_walk_next(&w)) {
         load(a, w.oa * mat, mat, am);
+        bool zero = false;
         for (int64_t d = 0; d < n; d++)
+            zero |= am[d * n + d] == 0;
+        if (zero && triangle_has_nan(am, n, upper)) {
+            /* a NaN gives NaN, never an error */
+            fill(x, i * bmat, bmat, NAN);
+            continue;
+        }
+        for (int64_t d = 0; zero && d < n; d++)
             if (am[d * n + d] == 0) {
                 char note[48];
                 return agi_error(t, AG_EINVAL,
@@ -618,6 +647,8 @@ ag_tensor *ag_slogdet(ag_tape *t, ag_tensor *a, ag_tensor **sign)
             }
             if (odd)
                 sgn = -sgn;
+            if (isnan(logabs))   /* NaN made of infinities on the way */
+                sgn = NAN;
         }
         agi_set(out, b, logabs);
         if (s)

@@ -107,6 +107,12 @@ ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b)
     /* NumPy's vector rules: a row on the left, a column on the right, and the
     ** added axis dropped from the result. */
     bool row = a->rank == 1, col = b->rank == 1;
+    /* Checked here, not after the reshapes below, so that the message
+    ** names the shapes given ([3] x [4], not [1,3] x [4,1]). */
+    int64_t ka = a->shape[a->rank - 1], kb = b->shape[col ? 0 : b->rank - 2];
+    if (ka != kb)
+        return agi_error(t, AG_ESHAPE, "ag_matmul: %s x %s: inner sizes %lld and %lld differ",
+                         agi_shp(a, 0), agi_shp(b, 1), (long long)ka, (long long)kb);
     ag_tensor *a2 = row ? ag_reshape(t, a, 2, (int64_t[]){1, a->shape[0]}) : a;
     ag_tensor *b2 = col ? ag_reshape(t, b, 2, (int64_t[]){b->shape[0], 1}) : b;
     ag_tensor *c = agi_matmul_t(t, a2, b2, 0, 0);

@@ -121,7 +121,7 @@ static ag_tensor *same_op_on(ag_tape *s, const ag_tensor *out, ag_tensor *v)
         return ag_tril(s, v, a->index.k);
     if (!strcmp(name, "triu"))
         return ag_triu(s, v, a->index.k);
-    if (!strcmp(name, "diagonal") || !strcmp(name, "diag_embed"))
+    if (!strcmp(name, "diagonal"))   /* diag_embed: diag_embed_map */
         return ag_diag(s, v, a->index.k);
     if (!strcmp(name, "pad"))
         return ag_pad(s, v, a->index.idx, 0.0);
@@ -157,6 +157,31 @@ static bool scratch_failed(builder *b, const ag_tensor *x, const ag_tensor *r)
     return true;
 }
 
+/* diag_embed puts its vector on diagonal k of a [rows, cols] matrix of
+** zeros. ag_diag, the one public way to make it, makes the matrix square, but
+** diagonal's vjp (recorded with create_graph) makes it of the matrix it
+** took the diagonal of, which may be oblong: mapped through ag_diag, a
+** [2,3] failed as unsupported and a [2,8] (k = 2, as many elements as
+** ag_diag's [4,4]) read the wrong places. So the map is drawn here from
+** the result's own shape. */
+static bool diag_embed_map(builder *b, const ag_tensor *x, int64_t *map)
+{
+    int64_t k = x->attr.index.k, len = x->in[0]->numel;
+    int64_t rows = x->rank == 2 ? x->shape[0] : 0, cols = x->rank == 2 ? x->shape[1] : 0;
+    int64_t row0 = k < 0 ? -k : 0, col0 = k > 0 ? k : 0;
+    if (x->rank != 2 || len > rows - row0 || len > cols - col0) {
+        agi_error(b->t, AG_EUNSUPPORTED, "ag_plan_new: could not map op 'diag_embed' (%lld "
+                  "elements on diagonal %lld of %s)", (long long)len, (long long)k,
+                  agi_shp(x, 0));
+        return false;
+    }
+    for (int64_t i = 0; i < x->numel; i++)
+        map[i] = -1;
+    for (int64_t i = 0; i < len; i++)
+        map[(row0 + i) * cols + col0 + i] = i;
+    return true;
+}
+
 static bool gather_map(builder *b, agp_ext *e, const ag_tensor *x)
 {
     int64_t at = agp_aux_take(b, (size_t)x->numel);
@@ -169,6 +194,8 @@ static bool gather_map(builder *b, agp_ext *e, const ag_tensor *x)
             map[i] = x->attr.index.k + i;
         return true;
     }
+    if (!strcmp(x->op->name, "diag_embed"))
+        return diag_embed_map(b, x, map);
     if (!scratch_ready(b))
         return false;
     ag_tensor *r = same_op_on(b->scratch, x, counting(b->scratch, x->in[0]));

@@ -406,6 +406,60 @@ Test(checkpoint_segment, errors_of_the_segment_reach_the_caller)
     ag_tape_free(t);
 }
 
+/* Dropout with a generator reached through ud: each run draws another mask,
+** so the segment is not a pure function of its inputs. */
+static ag_tensor *dropout_segment(ag_tape *t, ag_tensor *const *in, void *ud)
+{
+    ag_tensor *u = ag_rand(t, ud, ag_dtype_of(in[0]), ag_rank(in[0]), ag_shape(in[0]), 0, 1);
+    ag_tensor *keep = ag_gt(t, u, ag_scalar(t, ag_dtype_of(in[0]), 0.5));
+    return ag_mul(t, in[0], ag_mul_scalar(t, keep, 2.0));
+}
+
+/* Create-graph gradients and forward-mode tangents run the segment again
+** too: a mask drawn anew there gave, with status OK, the derivative of
+** another function than the one whose values the forward pass used (only
+** the first-order backward compared). Each must refuse as backward does. */
+Test(checkpoint_segment, an_impure_segment_is_caught_in_every_mode)
+{
+    enum { N = 64 };
+    ag_tape *t = ag_tape_new();
+    ag_rng rng;
+    for (int mode = 0; mode < 3; mode++) {
+        ag_tape_reset(t);
+        ag_rng_seed(&rng, 5);
+        ag_tensor *x = ag_requires_grad(ag_ones(t, AG_F64, 1, (int64_t[]){N}));
+        ag_tensor *xin = x;
+        if (mode == 2)
+            xin = ag_dual(t, x, ag_ones(t, AG_F64, 1, (int64_t[]){N}));
+        ag_tensor *y = ag_checkpoint(t, dropout_segment, &rng, 1, &xin);
+        /* (not ag_tape_status: it would run the pending JVP of mode 2) */
+        cr_assert_not(ag_is_nil(y), "mode %d", mode);
+        /* y = 2 x where the first mask kept x, 0 elsewhere */
+        double kept = 0;
+        for (int i = 0; i < N; i++)
+            kept += ag_get(y, i) != 0;
+        cr_assert(kept > 0 && kept < N, "a mask that keeps %g of %d", kept, N);
+        ag_tensor *g = NULL;
+        if (mode == 0) {
+            ag_backward(t, ag_sum(t, y));
+        } else if (mode == 1) {
+            ag_gradients(t, ag_sum(t, y), NULL, 1, &x, &g, 1);
+        } else {
+            ag_tensor *s = ag_sum(t, y);
+            g = ag_tangent(s);
+        }
+        cr_expect_eq(ag_tape_status(t), AG_ESTATE, "mode %d: status %s, %s", mode,
+                     ag_status_str(ag_tape_status(t)), ag_tape_errmsg(t));
+        cr_expect(strstr(ag_tape_errmsg(t), "the segment gave other values") != NULL,
+                  "mode %d: %s", mode, ag_tape_errmsg(t));
+        /* No derivative of the second mask escapes. */
+        for (int i = 0; g && !ag_is_nil(g) && i < ag_numel(g); i++)
+            cr_expect_eq(ag_get(g, i), mode == 1 ? (ag_get(y, i) != 0) * 2.0 : kept * 2.0,
+                         "mode %d: element %d is the derivative of another mask", mode, i);
+    }
+    ag_tape_free(t);
+}
+
 Test(checkpoint_segment, nan_propagates_and_anomaly_mode_names_the_op)
 {
     ag_tape *t = ag_tape_new();

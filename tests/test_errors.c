@@ -188,10 +188,13 @@ Test(errors, matmul_shapes)
     ag_tensor *b = ag_ones(tape, AG_F64, 3, (int64_t[]){5, 4, 2});
     expect_nil("batch", ag_matmul(tape, a, b), AG_ESHAPE,
                "ag_matmul: [2,3,4] x [5,4,2]: batch dims do not broadcast");
+    /* The shapes given, not the matrices a vector was reshaped to. */
     expect_nil("vectors", ag_matmul(tape, vec(AG_F64, 3), vec(AG_F64, 4)), AG_ESHAPE,
-               "inner sizes 3 and 4 differ");
+               "ag_matmul: [3] x [4]: inner sizes 3 and 4 differ");
     expect_nil("matrix-vector", ag_matmul(tape, mat(2, 3), vec(AG_F64, 4)), AG_ESHAPE,
-               "ag_matmul: ");
+               "ag_matmul: [2,3] x [4]: inner sizes 3 and 4 differ");
+    expect_nil("vector-matrix", ag_matmul(tape, vec(AG_F64, 4), mat(3, 2)), AG_ESHAPE,
+               "ag_matmul: [4] x [3,2]: inner sizes 4 and 3 differ");
 }
 
 Test(errors, other_shape_errors)

@@ -358,6 +358,71 @@ Test(ops_factor, nan_in_one_batch_element_leaves_the_others)
     ag_tape_free(t);
 }
 
+/* A NaN in what the op reads, in a matrix it could not factor anyway (a
+** pivot that is not positive, a zero on the diagonal, met before the NaN
+** spreads to it): the header promises NaN, never an error, but each
+** recorded AG_EINVAL. The other batch element keeps its factor. */
+Test(ops_factor, nan_beside_a_failed_pivot_gives_nan_not_an_error)
+{
+    ag_tape *t = ag_tape_new();
+    /* batch 0: [[4, 2], [2, 3]] = L L^T; batch 1: pivot -1 first, NaN below it */
+    const double v[8] = {4, 2, 2, 3, -1, 0, NAN, 1};
+    ag_tensor *l = ag_cholesky(t, from64(t, 3, (int64_t[]){2, 2, 2}, v));
+    cr_assert_eq(ag_tape_status(t), AG_OK, "cholesky: %s", ag_tape_errmsg(t));
+    const double want[4] = {2, 0, 1, sqrt(2.0)};
+    for (int i = 0; i < 4; i++)
+        cr_expect_eq(ag_get(l, i), want[i], "L[0] element %d: %g", i, ag_get(l, i));
+    for (int i = 4; i < 8; i++)
+        cr_expect(isnan(ag_get(l, i)), "L[1] element %d: %g", i - 4, ag_get(l, i));
+
+    /* lower triangular, a NaN on the diagonal and a 0 after it */
+    const double tri[8] = {2, 0, 1, 4, NAN, 0, 1, 0};
+    ag_tensor *x = ag_solve_triangular(t, from64(t, 3, (int64_t[]){2, 2, 2}, tri),
+                                       ag_ones(t, AG_F64, 2, (int64_t[]){2, 1}), 0, 1);
+    cr_assert_eq(ag_tape_status(t), AG_OK, "solve_triangular: %s", ag_tape_errmsg(t));
+    cr_expect(ag_get(x, 0) == 0.5 && ag_get(x, 1) == 0.125, "X[0] = %g, %g", ag_get(x, 0),
+              ag_get(x, 1));
+    cr_expect(isnan(ag_get(x, 2)) && isnan(ag_get(x, 3)), "X[1] = %g, %g", ag_get(x, 2),
+              ag_get(x, 3));
+
+    /* A NaN in the triangle that is not read changes nothing: still errors. */
+    ag_tape_reset(t);
+    ag_cholesky(t, from64(t, 2, (int64_t[]){2, 2}, (double[]){-1, NAN, 0, 1}));
+    EXPECT_ERROR(t, AG_EINVAL, "ag_cholesky: A [2,2] is not positive definite");
+    ag_tape_reset(t);
+    ag_solve_triangular(t, from64(t, 2, (int64_t[]){2, 2}, (double[]){1, NAN, 5, 0}),
+                        ag_ones(t, AG_F64, 2, (int64_t[]){2, 1}), 0, 1);
+    EXPECT_ERROR(t, AG_EINVAL, "ag_solve_triangular", "diagonal holds 0 at 1");
+    ag_tape_free(t);
+}
+
+/* Infinities make NaN during elimination (inf / inf): here a NaN under a
+** zero in the second column. The pivot search compared it away and called
+** the matrix singular (an error for solve and inverse, sign 0 and log|det|
+** -inf for slogdet, a determinant of 0 that is no more true than any
+** other). A NaN made on the way is a NaN, as one given would be. */
+Test(ops_factor, nan_made_by_infinities_is_not_compared_away)
+{
+    ag_tape *t = ag_tape_new();
+    const double v[9] = {INFINITY, 1, 0, 0, 0, 1, INFINITY, 2, 0};
+    ag_tensor *a = from64(t, 2, (int64_t[]){3, 3}, v);
+    ag_tensor *sign, *ld = ag_slogdet(t, a, &sign);
+    ag_tensor *ai = ag_inverse(t, a);
+    ag_tensor *x = ag_solve(t, a, ag_ones(t, AG_F64, 1, (int64_t[]){3}));
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect(isnan(ag_item(ld)) && isnan(ag_item(sign)), "slogdet: %g, sign %g", ag_item(ld),
+              ag_item(sign));
+    for (int i = 0; i < 9; i++)
+        cr_expect(isnan(ag_get(ai, i)), "inverse: element %d is %g", i, ag_get(ai, i));
+    for (int i = 0; i < 3; i++)
+        cr_expect(isnan(ag_get(x, i)), "solve: element %d is %g", i, ag_get(x, i));
+    /* Infinities that make no NaN keep their IEEE results. */
+    ag_tensor *d = ag_inverse(t, from64(t, 2, (int64_t[]){2, 2}, (double[]){INFINITY, 0, 0, 2}));
+    cr_assert_eq(ag_tape_status(t), AG_OK, "%s", ag_tape_errmsg(t));
+    cr_expect(ag_get(d, 0) == 0 && ag_get(d, 3) == 0.5, "%g %g", ag_get(d, 0), ag_get(d, 3));
+    ag_tape_free(t);
+}
+
 /* --------------------------------------------------------------- errors */
 
 Test(ops_factor, every_op_refuses_a_matrix_that_is_not_square)
