@@ -298,7 +298,7 @@ static int link_unnamed(nni_atomic *a)
 }
 
 /* Makes the rename durable. Some file systems cannot fsync a directory
-** (EINVAL); only a real I/O error counts. */
+** (EINVAL); only a real I/O error counts. On failure errno says why. */
 static bool sync_directory(nni_atomic *a)
 {
     dir_of(a->target, a->tmp);
@@ -306,7 +306,9 @@ static bool sync_directory(nni_atomic *a)
     if (fd < 0)
         return true;
     bool ok = fsync(fd) == 0 || errno != EIO;
+    int why = errno;
     close(fd);
+    errno = why;
     return ok;
 }
 
@@ -333,8 +335,9 @@ ag_status nni_atomic_commit(nni_atomic *a, char *err, size_t errlen)
     a->fd = -1;
     ag_status s = AG_OK;
     if (!sync_directory(a))
-        s = nni_io_fail(err, errlen, AG_EIO, "%s: %s: fsync of its directory failed: %s", a->who, a->path,
-                        strerror(errno));
+        s = nni_io_fail(err, errlen, AG_EIO, "%s: %s: fsync of its directory failed: %s; the new "
+                        "file is in place, but a crash now may bring the previous one back",
+                        a->who, a->path, strerror(errno));
     nni_atomic_abort(a);
     return s;
 }

@@ -53,8 +53,10 @@ extern "C" {
 
 /* Writes tensors[0..n) under names[0..n) to 'path', atomically: the bytes go
 ** to a temporary file in the same directory, which is flushed, fsynced and
-** renamed over 'path' (then the directory is fsynced). On any failure the
-** temporary file is removed and a previous file at 'path' is left untouched.
+** renamed over 'path' (then the directory is fsynced). On any failure before
+** the rename the temporary file is removed and a previous file at 'path' is
+** left untouched; if only the directory's fsync fails, AG_EIO says the new
+** file is in place but may not survive a crash.
 ** Where the system allows (Linux O_TMPFILE) the file has no name until it is
 ** complete, so a writer killed midway leaves nothing; otherwise it is
 ** '<path>.tmp.<pid>.<k>', and the next save of 'path' removes those of
